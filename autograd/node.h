@@ -1,0 +1,109 @@
+#pragma once
+// The autograd graph. Every differentiable op that runs with grad mode on and an input that
+// requires grad records one Node: its backward function plus one Edge per input, pointing at the
+// node that produced that input (or at the AccumulateGrad node of a leaf). The engine
+// (autograd/engine.cpp) walks these nodes in topological order, iteratively.
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace dl::autograd {
+
+class Node;
+
+struct Edge {
+  std::shared_ptr<Node> fn;  // null: the input needs no gradient
+  uint32_t input_nr = 0;     // which output of fn this edge feeds
+  bool valid() const { return fn != nullptr; }
+};
+
+class Node : public std::enable_shared_from_this<Node> {
+ public:
+  // Releases the chain below iteratively: dropping the last reference to a 10,000-node graph
+  // must not recurse 10,000 destructors deep.
+  virtual ~Node();
+  // grads: one per output of this node (undefined = zero). Returns one gradient per next edge.
+  virtual std::vector<Tensor> apply(std::vector<Tensor>&& grads) = 0;
+  virtual std::string name() const = 0;
+  // Frees what forward saved for backward; a later apply() must then fail.
+  virtual void release_saved() {}
+  virtual int num_outputs() const { return 1; }
+
+  std::vector<Edge> next_edges;
+  bool released = false;
+  bool needs_input_grad(size_t i) const { return i < next_edges.size() && next_edges[i].valid(); }
+};
+
+// Adds incoming gradients into a leaf's .grad.
+class AccumulateGrad final : public Node {
+ public:
+  explicit AccumulateGrad(Tensor variable) : variable_(std::move(variable)) {}
+  std::vector<Tensor> apply(std::vector<Tensor>&& grads) override;
+  std::string name() const override { return "AccumulateGrad"; }
+
+ private:
+  Tensor variable_;
+};
+
+// ---- grad mode ---------------------------------------------------------------------------------
+bool grad_mode_enabled();
+void set_grad_mode(bool enabled);
+
+}  // namespace dl::autograd
+
+namespace dl {
+// While alive, ops record no graph (evaluation, optimizer steps, backward itself).
+class NoGradGuard {
+ public:
+  NoGradGuard() : prev_(autograd::grad_mode_enabled()) { autograd::set_grad_mode(false); }
+  ~NoGradGuard() { autograd::set_grad_mode(prev_); }
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+}  // namespace dl
+
+namespace dl::autograd {
+
+// Tells a backward function which inputs need a gradient, so it can skip the others.
+struct NeedsGrad {
+  const Node* node;
+  bool operator[](size_t i) const { return node->needs_input_grad(i); }
+};
+
+using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad, const NeedsGrad& needs)>;
+
+// A node whose backward is a closure; what the closure captured is what forward saved, and is
+// freed by release_saved(). This is how every op in autograd/functions/ records itself.
+class FunctionNode final : public Node {
+ public:
+  FunctionNode(std::string name, BackwardFn fn) : name_(std::move(name)), fn_(std::move(fn)) {}
+  std::vector<Tensor> apply(std::vector<Tensor>&& grads) override;
+  std::string name() const override { return name_; }
+  void release_saved() override { fn_ = nullptr; }
+
+ private:
+  std::string name_;
+  BackwardFn fn_;
+};
+
+// The edge by which a gradient for `t` enters the graph (its grad_fn, or its leaf accumulator).
+Edge gradient_edge(const Tensor& t);
+
+// Connects `result` to `inputs` through a new FunctionNode when grad mode is on and some input
+// requires grad; otherwise returns result untouched. `backward` returns one gradient per input
+// (undefined for inputs that need none).
+// Closures must capture tensors through save(): a detached alias (same storage, no history), so a
+// saved output never points back at its own node (no reference cycle, no graph kept alive).
+Tensor record(std::string name, Tensor result, const std::vector<Tensor>& inputs, BackwardFn backward);
+Tensor save(const Tensor& t);
+
+// Runs backward from `roots` with the given gradients (undefined = ones for scalars).
+void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph);
+
+}  // namespace dl::autograd

@@ -1,0 +1,198 @@
+// CPU elementwise kernels: unary, pow, binary (incl. comparisons), where, copy with dtype
+// conversion, fill. Inner loops are written on raw pointers so the compiler vectorises the
+// contiguous case (stride == sizeof(T)).
+#include <cmath>
+
+#include "tensor/cpu/loops.h"
+#include "tensor/dispatch.h"
+
+namespace dl::cpu {
+namespace {
+
+using ops::BinaryOp;
+using ops::UnaryOp;
+
+template <typename T, typename F>
+inline void map1(char* out, int64_t so, const char* in, int64_t si, int64_t n, F f) {
+  if (so == sizeof(T) && si == sizeof(T)) {
+    T* o = reinterpret_cast<T*>(out);
+    const T* a = reinterpret_cast<const T*>(in);
+    for (int64_t i = 0; i < n; ++i) o[i] = f(a[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i)
+      *reinterpret_cast<T*>(out + i * so) = f(*reinterpret_cast<const T*>(in + i * si));
+  }
+}
+
+template <typename TO, typename TI, typename F>
+inline void map2(char* out, int64_t so, const char* a, int64_t sa, const char* b, int64_t sb, int64_t n, F f) {
+  if (so == sizeof(TO) && sa == sizeof(TI) && sb == sizeof(TI)) {
+    TO* o = reinterpret_cast<TO*>(out);
+    const TI* x = reinterpret_cast<const TI*>(a);
+    const TI* y = reinterpret_cast<const TI*>(b);
+    for (int64_t i = 0; i < n; ++i) o[i] = f(x[i], y[i]);
+  } else if (so == sizeof(TO) && sa == sizeof(TI) && sb == 0) {
+    TO* o = reinterpret_cast<TO*>(out);
+    const TI* x = reinterpret_cast<const TI*>(a);
+    const TI y = *reinterpret_cast<const TI*>(b);
+    for (int64_t i = 0; i < n; ++i) o[i] = f(x[i], y);
+  } else {
+    for (int64_t i = 0; i < n; ++i)
+      *reinterpret_cast<TO*>(out + i * so) =
+          f(*reinterpret_cast<const TI*>(a + i * sa), *reinterpret_cast<const TI*>(b + i * sb));
+  }
+}
+
+template <typename T, typename F>
+void apply_unary(const Tensor& out, const Tensor& in, F f) {
+  for_each_run<2>({&out, &in}, [&](const std::array<char*, 2>& p, const std::array<int64_t, 2>& s, int64_t n) {
+    map1<T>(p[0], s[0], p[1], s[1], n, f);
+  });
+}
+
+template <typename T>
+void unary_typed(UnaryOp op, const Tensor& out, const Tensor& in) {
+  switch (op) {
+    case UnaryOp::Neg: return apply_unary<T>(out, in, [](T x) { return static_cast<T>(-x); });
+    case UnaryOp::Abs: return apply_unary<T>(out, in, [](T x) { return x < T(0) ? static_cast<T>(-x) : x; });
+    case UnaryOp::Relu: return apply_unary<T>(out, in, [](T x) { return x > T(0) ? x : T(0); });
+    case UnaryOp::Sign: return apply_unary<T>(out, in, [](T x) { return static_cast<T>((T(0) < x) - (x < T(0))); });
+    default: break;
+  }
+  if constexpr (std::is_floating_point_v<T>) {
+    switch (op) {
+      case UnaryOp::Exp: return apply_unary<T>(out, in, [](T x) { return std::exp(x); });
+      case UnaryOp::Log: return apply_unary<T>(out, in, [](T x) { return std::log(x); });
+      case UnaryOp::Sqrt: return apply_unary<T>(out, in, [](T x) { return std::sqrt(x); });
+      case UnaryOp::Tanh: return apply_unary<T>(out, in, [](T x) { return std::tanh(x); });
+      case UnaryOp::Sigmoid:
+        // stable for large |x|: never exp of a large positive number
+        return apply_unary<T>(out, in, [](T x) {
+          if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
+          T e = std::exp(x);
+          return e / (T(1) + e);
+        });
+      default: break;
+    }
+  }
+  fail("unary op {} is not defined for {}", static_cast<int>(op), dtype_name(in.dtype()));
+}
+
+void unary_kernel(UnaryOp op, const Tensor& out, const Tensor& in) {
+  DL_DISPATCH_ALL(in.dtype(), "unary", [&] { unary_typed<scalar_t>(op, out, in); });
+}
+
+void pow_kernel(const Tensor& out, const Tensor& in, double e) {
+  DL_DISPATCH_FLOATING(in.dtype(), "pow", [&] {
+    const scalar_t se = static_cast<scalar_t>(e);
+    if (e == 2.0)
+      apply_unary<scalar_t>(out, in, [](scalar_t x) { return x * x; });
+    else if (e == 0.5)
+      apply_unary<scalar_t>(out, in, [](scalar_t x) { return std::sqrt(x); });
+    else
+      apply_unary<scalar_t>(out, in, [se](scalar_t x) { return std::pow(x, se); });
+  });
+}
+
+template <typename TO, typename TI, typename F>
+void apply_binary(const Tensor& out, const Tensor& a, const Tensor& b, F f) {
+  for_each_run<3>({&out, &a, &b}, [&](const std::array<char*, 3>& p, const std::array<int64_t, 3>& s, int64_t n) {
+    map2<TO, TI>(p[0], s[0], p[1], s[1], p[2], s[2], n, f);
+  });
+}
+
+template <typename T>
+void binary_typed(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
+  using U = uint8_t;
+  switch (op) {
+    case BinaryOp::Add: return apply_binary<T, T>(out, a, b, [](T x, T y) { return static_cast<T>(x + y); });
+    case BinaryOp::Sub: return apply_binary<T, T>(out, a, b, [](T x, T y) { return static_cast<T>(x - y); });
+    case BinaryOp::Mul: return apply_binary<T, T>(out, a, b, [](T x, T y) { return static_cast<T>(x * y); });
+    case BinaryOp::Div:
+      if constexpr (std::is_integral_v<T>) {
+        // ops::binary refuses a zero divisor before calling; never divide by zero here (UB)
+        return apply_binary<T, T>(out, a, b, [](T x, T y) { return y == 0 ? T(0) : static_cast<T>(x / y); });
+      } else {
+        return apply_binary<T, T>(out, a, b, [](T x, T y) { return x / y; });
+      }
+    case BinaryOp::Maximum:
+      return apply_binary<T, T>(out, a, b, [](T x, T y) {
+        if constexpr (std::is_floating_point_v<T>)
+          if (std::isnan(x) || std::isnan(y)) return x + y;  // NaN propagates, as in PyTorch
+        return x > y ? x : y;
+      });
+    case BinaryOp::Minimum:
+      return apply_binary<T, T>(out, a, b, [](T x, T y) {
+        if constexpr (std::is_floating_point_v<T>)
+          if (std::isnan(x) || std::isnan(y)) return x + y;
+        return x < y ? x : y;
+      });
+    case BinaryOp::Eq: return apply_binary<U, T>(out, a, b, [](T x, T y) { return U(x == y); });
+    case BinaryOp::Ne: return apply_binary<U, T>(out, a, b, [](T x, T y) { return U(x != y); });
+    case BinaryOp::Lt: return apply_binary<U, T>(out, a, b, [](T x, T y) { return U(x < y); });
+    case BinaryOp::Le: return apply_binary<U, T>(out, a, b, [](T x, T y) { return U(x <= y); });
+    case BinaryOp::Gt: return apply_binary<U, T>(out, a, b, [](T x, T y) { return U(x > y); });
+    case BinaryOp::Ge: return apply_binary<U, T>(out, a, b, [](T x, T y) { return U(x >= y); });
+  }
+}
+
+void binary_kernel(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
+  DL_DISPATCH_ALL(a.dtype(), "binary", [&] { binary_typed<scalar_t>(op, out, a, b); });
+}
+
+void where_kernel(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) {
+  DL_DISPATCH_ALL(out.dtype(), "where", [&] {
+    for_each_run<4>({&out, &cond, &a, &b}, [&](const std::array<char*, 4>& p, const std::array<int64_t, 4>& s, int64_t n) {
+      for (int64_t i = 0; i < n; ++i) {
+        bool c = *reinterpret_cast<const uint8_t*>(p[1] + i * s[1]) != 0;
+        *reinterpret_cast<scalar_t*>(p[0] + i * s[0]) = *reinterpret_cast<const scalar_t*>((c ? p[2] : p[3]) + i * (c ? s[2] : s[3]));
+      }
+    });
+  });
+}
+
+void copy_kernel(const Tensor& dst, const Tensor& src) {
+  DL_DISPATCH_ALL(dst.dtype(), "copy", [&] {
+    using TO = scalar_t;
+    DL_DISPATCH_ALL(src.dtype(), "copy", [&] {
+      using TI = scalar_t;
+      for_each_run<2>({&dst, &src}, [&](const std::array<char*, 2>& p, const std::array<int64_t, 2>& s, int64_t n) {
+        if (s[0] == sizeof(TO) && s[1] == sizeof(TI)) {
+          TO* o = reinterpret_cast<TO*>(p[0]);
+          const TI* x = reinterpret_cast<const TI*>(p[1]);
+          for (int64_t i = 0; i < n; ++i) o[i] = static_cast<TO>(x[i]);
+        } else {
+          for (int64_t i = 0; i < n; ++i)
+            *reinterpret_cast<TO*>(p[0] + i * s[0]) = static_cast<TO>(*reinterpret_cast<const TI*>(p[1] + i * s[1]));
+        }
+      });
+    });
+  });
+}
+
+void fill_kernel(const Tensor& dst, double value) {
+  DL_DISPATCH_ALL(dst.dtype(), "fill", [&] {
+    const scalar_t v = static_cast<scalar_t>(value);
+    for_each_run<1>({&dst}, [&](const std::array<char*, 1>& p, const std::array<int64_t, 1>& s, int64_t n) {
+      if (s[0] == sizeof(scalar_t)) {
+        scalar_t* o = reinterpret_cast<scalar_t*>(p[0]);
+        for (int64_t i = 0; i < n; ++i) o[i] = v;
+      } else {
+        for (int64_t i = 0; i < n; ++i) *reinterpret_cast<scalar_t*>(p[0] + i * s[0]) = v;
+      }
+    });
+  });
+}
+
+}  // namespace
+
+void register_elementwise(KernelTable& t) {
+  t.unary = unary_kernel;
+  t.pow_scalar = pow_kernel;
+  t.binary = binary_kernel;
+  t.where = where_kernel;
+  t.copy = copy_kernel;
+  t.fill = fill_kernel;
+}
+
+}  // namespace dl::cpu

@@ -1,0 +1,111 @@
+#pragma once
+// Strided iteration for elementwise CPU kernels. All operands share one shape (inputs are
+// already broadcast). Dims that are contiguous for every operand are merged, so contiguous
+// tensors become a single run; the innermost run goes to a callback with per-operand strides:
+//     loop(ptrs, strides, n)   // ptrs[k] char*, strides[k] in bytes
+// Work is split over OpenMP threads when there is enough of it.
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace dl::cpu {
+
+constexpr int64_t kParallelGrain = 32768;
+
+template <int N, typename F>
+void for_each_run(const std::array<const Tensor*, N>& ts, F&& loop) {
+  const Shape& shape = ts[0]->sizes();
+  int64_t ndim = static_cast<int64_t>(shape.size());
+  int64_t numel = shape_numel(shape);
+  if (numel == 0) return;
+  // collect sizes and byte strides, dropping size-1 dims
+  std::vector<int64_t> sizes;
+  std::vector<std::array<int64_t, N>> strides;
+  for (int64_t d = 0; d < ndim; ++d) {
+    if (shape[d] == 1) continue;
+    std::array<int64_t, N> s{};
+    for (int k = 0; k < N; ++k) s[k] = ts[k]->strides()[d] * ts[k]->element_size();
+    sizes.push_back(shape[d]);
+    strides.push_back(s);
+  }
+  // merge dim i into i+1 (inner) when stride[i] == stride[i+1] * size[i+1] for all operands
+  for (int64_t i = static_cast<int64_t>(sizes.size()) - 2; i >= 0; --i) {
+    bool ok = true;
+    for (int k = 0; k < N; ++k) ok &= strides[i][k] == strides[i + 1][k] * sizes[i + 1];
+    if (ok) {
+      sizes[i] *= sizes[i + 1];
+      strides[i] = strides[i + 1];
+      sizes.erase(sizes.begin() + i + 1);
+      strides.erase(strides.begin() + i + 1);
+    }
+  }
+  if (sizes.empty()) {
+    sizes.push_back(1);
+    strides.push_back({});
+  }
+  std::array<char*, N> base;
+  for (int k = 0; k < N; ++k) base[k] = static_cast<char*>(ts[k]->raw_data());
+  const int64_t inner = sizes.back();
+  const std::array<int64_t, N> inner_st = strides.back();
+  const int64_t outer_dims = static_cast<int64_t>(sizes.size()) - 1;
+  int64_t outer = numel / inner;
+
+  auto run_outer = [&](int64_t o_begin, int64_t o_end, int64_t i_begin, int64_t i_end) {
+    // position of o_begin in the outer dims
+    std::vector<int64_t> idx(outer_dims, 0);
+    int64_t rem = o_begin;
+    for (int64_t d = outer_dims - 1; d >= 0; --d) {
+      idx[d] = rem % sizes[d];
+      rem /= sizes[d];
+    }
+    for (int64_t o = o_begin; o < o_end; ++o) {
+      std::array<char*, N> p = base;
+      for (int64_t d = 0; d < outer_dims; ++d)
+        for (int k = 0; k < N; ++k) p[k] += idx[d] * strides[d][k];
+      for (int k = 0; k < N; ++k) p[k] += i_begin * inner_st[k];
+      loop(p, inner_st, i_end - i_begin);
+      for (int64_t d = outer_dims - 1; d >= 0; --d) {
+        if (++idx[d] < sizes[d]) break;
+        idx[d] = 0;
+      }
+    }
+  };
+
+  if (numel < kParallelGrain) {
+    run_outer(0, outer, 0, inner);
+  } else if (outer >= 8) {
+#pragma omp parallel
+    {
+#ifdef _OPENMP
+      int nt = omp_get_num_threads(), tid = omp_get_thread_num();
+#else
+      int nt = 1, tid = 0;
+#endif
+      int64_t chunk = (outer + nt - 1) / nt;
+      int64_t b = tid * chunk, e = std::min(outer, b + chunk);
+      if (b < e) run_outer(b, e, 0, inner);
+    }
+  } else {
+    for (int64_t o = 0; o < outer; ++o) {
+#pragma omp parallel
+      {
+#ifdef _OPENMP
+        int nt = omp_get_num_threads(), tid = omp_get_thread_num();
+#else
+        int nt = 1, tid = 0;
+#endif
+        int64_t chunk = (inner + nt - 1) / nt;
+        int64_t b = tid * chunk, e = std::min(inner, b + chunk);
+        if (b < e) run_outer(o, o + 1, b, e);
+      }
+    }
+  }
+}
+
+}  // namespace dl::cpu

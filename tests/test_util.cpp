@@ -1,0 +1,78 @@
+#include "test_util.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+
+#include "models/io/safetensors.h"
+#include "tensor/ops.h"
+
+namespace dl::test {
+
+std::string fixtures_dir() {
+  const char* d = std::getenv("DL_FIXTURES_DIR");
+  return d ? d : "";
+}
+
+std::optional<Tensor> load_fixture(const std::string& group, const std::string& name) {
+  static std::mutex mu;
+  static std::map<std::string, io::RawStateDict> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  std::string path = fixtures_dir() + "/" + group + ".safetensors";
+  auto it = cache.find(path);
+  if (it == cache.end()) {
+    if (fixtures_dir().empty() || !std::filesystem::exists(path)) return std::nullopt;
+    it = cache.emplace(path, io::load_safetensors(path)).first;
+  }
+  for (const auto& [key, raw] : it->second) {
+    if (key != name) continue;
+    switch (raw.dtype) {
+      case io::RawDType::F64: return from_vector<double>(raw.to_f64(), raw.shape);
+      case io::RawDType::I64: return from_vector<int64_t>(raw.to_i64(), raw.shape);
+      case io::RawDType::U8: {
+        auto v = raw.to_i64();
+        return ops::to_dtype(from_vector<int64_t>(v, raw.shape), DType::UInt8);
+      }
+      default: return from_vector<float>(raw.to_f32(), raw.shape);
+    }
+  }
+  return std::nullopt;
+}
+
+Tensor fixture(const std::string& group, const std::string& name) {
+  auto t = load_fixture(group, name);
+  if (!t) {
+    std::string msg = fmt::format("fixture {}/{} is missing (DL_FIXTURES_DIR='{}'); run the "
+                                  "make_torch_fixtures test first (ctest does that)", group, name, fixtures_dir());
+    FAIL(msg);
+  }
+  return *t;
+}
+
+Close close(const Tensor& actual, const Tensor& expected, double rtol, double atol) {
+  if (actual.sizes() != expected.sizes())
+    return {false, fmt::format("shape {} vs expected {}", shape_str(actual.sizes()), shape_str(expected.sizes()))};
+  auto a = actual.to_vector<double>();
+  auto b = expected.to_vector<double>();
+  double worst = -1;
+  size_t wi = 0;
+  bool ok = true;
+  for (size_t i = 0; i < a.size(); ++i) {
+    double d = std::abs(a[i] - b[i]);
+    if (std::isnan(a[i]) != std::isnan(b[i])) d = INFINITY;
+    double excess = d - (atol + rtol * std::abs(b[i]));
+    if (excess > 0) ok = false;
+    if (excess > worst || worst < 0) {
+      worst = excess;
+      wi = i;
+    }
+  }
+  if (a.empty()) return {true, "empty"};
+  return {ok, fmt::format("worst element {}: actual {:.9g}, expected {:.9g}, |diff| {:.3g}, rel {:.3g} "
+                          "(rtol {:g}, atol {:g})",
+                          wi, a[wi], b[wi], std::abs(a[wi] - b[wi]),
+                          std::abs(a[wi] - b[wi]) / std::max(std::abs(b[wi]), 1e-30), rtol, atol)};
+}
+
+}  // namespace dl::test

@@ -1,0 +1,45 @@
+#pragma once
+// Helpers shared by the test suites: fixture lookup, tolerance checks that report the worst
+// element, and a CHECK that wraps gradcheck with its message.
+#include <doctest/doctest.h>
+
+#include <map>
+#include <optional>
+#include <string>
+
+#include "autograd/gradcheck.h"
+#include "tensor/tensor.h"
+
+namespace dl::test {
+
+// Directory written by tests/fixtures/run_all.sh (env DL_FIXTURES_DIR); empty when unset.
+std::string fixtures_dir();
+// A fixture tensor saved by tests/fixtures/*.py (our .dlt format: see fixture_io in test_util.cpp).
+// Returns nullopt when missing, so a test can say which fixture is absent.
+std::optional<Tensor> load_fixture(const std::string& group, const std::string& name);
+Tensor fixture(const std::string& group, const std::string& name);  // fails the test when missing
+
+// |a - b| <= atol + rtol * |b| elementwise; on failure the message names the worst element.
+struct Close {
+  bool ok;
+  std::string message;
+};
+Close close(const Tensor& actual, const Tensor& expected, double rtol, double atol);
+
+}  // namespace dl::test
+
+// CHECK_CLOSE(actual, expected, rtol, atol)
+#define CHECK_CLOSE(a, b, rtol, atol)                         \
+  do {                                                        \
+    auto dl_close_ = ::dl::test::close((a), (b), (rtol), (atol)); \
+    INFO(dl_close_.message);                                  \
+    CHECK(dl_close_.ok);                                      \
+  } while (0)
+
+// CHECK_GRADCHECK(fn, inputs [, options]) (variadic: braces in the arguments hold commas)
+#define CHECK_GRADCHECK(...)                                              \
+  do {                                                                    \
+    auto dl_gc_ = ::dl::gradcheck(__VA_ARGS__);                           \
+    INFO(dl_gc_.message);                                                 \
+    CHECK(dl_gc_.ok);                                                     \
+  } while (0)
