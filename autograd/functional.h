@@ -1,0 +1,57 @@
+#pragma once
+// Differentiable neural-network functions (the layers' building blocks). Forward and backward of
+// each live side by side in autograd/functions/<family>.cpp; their raw kernels are in
+// tensor/nn_ops.h and tensor/cpu/. Layouts are PyTorch's: NCHW activations, (out, in/groups, kh, kw)
+// conv weights, (out, in) linear weights.
+#include <array>
+#include <optional>
+
+#include "tensor/tensor.h"
+
+namespace dl {
+
+struct Conv2dOptions {
+  std::array<int64_t, 2> stride{1, 1};
+  std::array<int64_t, 2> padding{0, 0};
+  std::array<int64_t, 2> dilation{1, 1};
+  int64_t groups = 1;
+};
+// x (N, C, H, W), weight (O, C/groups, kh, kw), bias (O) or undefined.
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), const Conv2dOptions& opt = {});
+
+// x (N, in), weight (out, in), bias (out) or undefined: x @ weight^T + bias.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+
+// Batch norm over dim 1 of (N, C) or (N, C, H, W). In training, normalises with the batch's
+// statistics (biased variance) and, when running_mean/var are given, updates them in place with
+// `momentum` and the unbiased variance, as PyTorch does. In eval, uses the running statistics.
+// weight/bias (C) or undefined (no affine).
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                  const Tensor& bias, bool training, double momentum = 0.1, double eps = 1e-5);
+
+struct Pool2dOptions {
+  std::array<int64_t, 2> kernel{2, 2};
+  std::array<int64_t, 2> stride{0, 0};  // 0 = same as kernel
+  std::array<int64_t, 2> padding{0, 0};
+  bool ceil_mode = false;
+  bool count_include_pad = true;  // avg_pool2d only
+};
+Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opt);
+Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& opt);
+Tensor adaptive_avg_pool2d(const Tensor& x, std::array<int64_t, 2> output_size);
+
+// Zeroes each element with probability p and scales the rest by 1/(1-p) in training; identity
+// in eval. Draws from `gen` (or the default generator), so a seed fixes the mask.
+Tensor dropout(const Tensor& x, double p, bool training, Generator* gen = nullptr);
+
+enum class Reduction { Mean, Sum, None };
+struct CrossEntropyOptions {
+  Reduction reduction = Reduction::Mean;
+  double label_smoothing = 0.0;
+  Tensor weight;  // per-class weights (C) or undefined
+};
+// logits (N, C), target int64 (N) with values in [0, C): log_softmax fused with NLL, as
+// torch.nn.functional.cross_entropy (weighted mean divides by the sum of the targets' weights).
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntropyOptions& opt = {});
+
+}  // namespace dl
