@@ -1,0 +1,93 @@
+#include "models/weights.h"
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "models/io/pth.h"
+#include "models/io/safetensors.h"
+#include "tensor/ops.h"
+
+namespace dl {
+namespace {
+
+Tensor to_tensor(const io::RawTensor& raw, bool keep_float64) {
+  switch (raw.dtype) {
+    case io::RawDType::F64:
+      return keep_float64 ? from_vector<double>(raw.to_f64(), raw.shape)
+                          : from_vector<float>(raw.to_f32(), raw.shape);
+    case io::RawDType::F32:
+    case io::RawDType::F16:
+    case io::RawDType::BF16: return from_vector<float>(raw.to_f32(), raw.shape);
+    case io::RawDType::U8: {
+      auto b = raw.contiguous_bytes();
+      return from_vector<uint8_t>(std::vector<uint8_t>(b.begin(), b.end()), raw.shape);
+    }
+    default: return from_vector<int64_t>(raw.to_i64(), raw.shape);
+  }
+}
+
+TensorDict convert(const io::RawStateDict& raw, bool keep_float64) {
+  TensorDict out;
+  out.reserve(raw.size());
+  for (const auto& [name, t] : raw) out.emplace_back(name, to_tensor(t, keep_float64));
+  return out;
+}
+
+io::RawTensor to_raw(const std::string& name, const Tensor& t) {
+  Tensor c = ops::contiguous(ops::to_device(t, kCPU));
+  io::RawDType dt;
+  switch (c.dtype()) {
+    case DType::Float32: dt = io::RawDType::F32; break;
+    case DType::Float64: dt = io::RawDType::F64; break;
+    case DType::Int64: dt = io::RawDType::I64; break;
+    case DType::UInt8: dt = io::RawDType::U8; break;
+    default: fail("save_safetensors: tensor '{}' has an unsupported dtype", name);
+  }
+  const auto* p = static_cast<const uint8_t*>(c.raw_data());
+  std::vector<uint8_t> bytes(p, p + c.numel() * c.element_size());
+  return io::make_raw_tensor(dt, c.sizes(), std::move(bytes));
+}
+
+bool is_zip(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  char magic[4] = {};
+  f.read(magic, 4);
+  return f.gcount() == 4 && std::memcmp(magic, "PK\x03\x04", 4) == 0;
+}
+
+}  // namespace
+
+TensorDict load_weights(const std::string& path, bool keep_float64) {
+  if (!std::filesystem::exists(path)) fail("weights file '{}' does not exist", path);
+  if (std::filesystem::is_directory(path)) fail("weights path '{}' is a directory, not a file", path);
+  std::string ext = std::filesystem::path(path).extension().string();
+  if (ext == ".safetensors" && !is_zip(path)) return convert(io::load_safetensors(path), keep_float64);
+  if (is_zip(path) || ext == ".pth" || ext == ".pt") {
+    io::check_torchvision_hash(path);
+    return convert(io::load_pth(path), keep_float64);
+  }
+  return convert(io::load_safetensors(path), keep_float64);
+}
+
+void save_safetensors(const std::string& path, const TensorDict& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  io::RawStateDict raw;
+  raw.reserve(tensors.size());
+  for (const auto& [name, t] : tensors) raw.emplace_back(name, to_raw(name, t));
+  io::save_safetensors(path, raw, metadata);
+}
+
+TensorDict load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata,
+                            bool keep_float64) {
+  if (!std::filesystem::exists(path)) fail("safetensors file '{}' does not exist", path);
+  return convert(io::load_safetensors(path, metadata), keep_float64);
+}
+
+const Tensor* find_tensor(const TensorDict& d, const std::string& name) {
+  for (const auto& [n, t] : d)
+    if (n == name) return &t;
+  return nullptr;
+}
+
+}  // namespace dl

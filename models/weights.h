@@ -1,0 +1,30 @@
+#pragma once
+// Weight files as the framework sees them: named dl::Tensors. Reads torchvision/PyTorch `.pth`
+// (zip format) and safetensors through the parsers in models/io/, writes safetensors.
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace dl {
+
+using TensorDict = std::vector<std::pair<std::string, Tensor>>;  // ordered, as in the file
+
+// Loads `.pth` / `.pt` (torch.save zip format) or `.safetensors`, chosen by content (zip magic,
+// else safetensors), so a renamed file still loads. Floating tensors become float32 (float64 stays
+// float64 when keep_float64), integers int64. A missing file is a dl::Error that names it.
+TensorDict load_weights(const std::string& path, bool keep_float64 = false);
+
+// Writes a safetensors file atomically. metadata goes into "__metadata__".
+void save_safetensors(const std::string& path, const TensorDict& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+// Reads a safetensors file (any dtype it holds, converted as load_weights does).
+TensorDict load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata = nullptr,
+                            bool keep_float64 = true);
+
+// Finds a tensor by name; nullptr when absent.
+const Tensor* find_tensor(const TensorDict& d, const std::string& name);
+
+}  // namespace dl
