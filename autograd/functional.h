@@ -19,7 +19,7 @@ struct Conv2dOptions {
 // x (N, C, H, W), weight (O, C/groups, kh, kw), bias (O) or undefined.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), const Conv2dOptions& opt = {});
 
-// x (N, in), weight (out, in), bias (out) or undefined: x @ weight^T + bias.
+// x (..., in), weight (out, in), bias (out) or undefined: x @ weight^T + bias.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
 // Batch norm over dim 1 of (N, C) or (N, C, H, W). In training, normalises with the batch's
@@ -48,7 +48,7 @@ enum class Reduction { Mean, Sum, None };
 struct CrossEntropyOptions {
   Reduction reduction = Reduction::Mean;
   double label_smoothing = 0.0;
-  Tensor weight;  // per-class weights (C) or undefined
+  Tensor weight = Tensor();  // per-class weights (C) or undefined
 };
 // logits (N, C), target int64 (N) with values in [0, C): log_softmax fused with NLL, as
 // torch.nn.functional.cross_entropy (weighted mean divides by the sum of the targets' weights).

@@ -8,6 +8,7 @@
 // any input may be non-contiguous unless the field says otherwise.
 #include <array>
 
+#include "tensor/nn_ops.h"
 #include "tensor/ops.h"
 
 namespace dl {
@@ -37,6 +38,40 @@ struct KernelTable {
   // gather/scatter_add along `dim`; index int64 with index.shape == out.shape (gather) or src.shape.
   void (*gather)(const Tensor& out, const Tensor& x, int64_t dim, const Tensor& index) = nullptr;
   void (*scatter_add)(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) = nullptr;
+
+  // ---- NN kernels (tensor/nn_ops.h; CPU: tensor/cpu/conv.cpp, pool.cpp, batch_norm.cpp, loss.cpp) ----
+  // Every tensor argument here is contiguous, shapes and parameters are validated, and outputs
+  // are allocated (not zeroed unless the field says so). Undefined tensors mean "absent".
+  // out (N, O, Ho, Wo) = conv(x (N, C, H, W), w (O, C/g, kh, kw)) + bias (O).
+  void (*conv2d_forward)(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
+                         const ops::Conv2dParams& p) = nullptr;
+  void (*conv2d_backward_input)(const Tensor& grad_x, const Tensor& grad_out, const Tensor& w,
+                                const ops::Conv2dParams& p) = nullptr;
+  void (*conv2d_backward_weight)(const Tensor& grad_w, const Tensor& grad_out, const Tensor& x,
+                                 const ops::Conv2dParams& p) = nullptr;
+  void (*conv2d_backward_bias)(const Tensor& grad_b, const Tensor& grad_out) = nullptr;
+  // x viewed as (N, C, S). training: writes the batch mean/invstd and updates running stats (if
+  // defined) in place; eval: mean/invstd from the running stats. weight/bias may be undefined.
+  void (*batch_norm_forward)(const Tensor& out, const Tensor& mean, const Tensor& invstd, const Tensor& x,
+                             const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                             const Tensor& running_var, bool training, double momentum, double eps) = nullptr;
+  // grad_x / grad_w / grad_b: each undefined when not needed.
+  void (*batch_norm_backward)(const Tensor& grad_x, const Tensor& grad_w, const Tensor& grad_b,
+                              const Tensor& grad_out, const Tensor& x, const Tensor& weight, const Tensor& mean,
+                              const Tensor& invstd, bool training) = nullptr;
+  // p.stride already resolved (never 0). indices int64 into each input H*W plane.
+  void (*max_pool2d_forward)(const Tensor& out, const Tensor& indices, const Tensor& x,
+                             const ops::Pool2dParams& p) = nullptr;
+  void (*max_pool2d_backward)(const Tensor& grad_x, const Tensor& grad_out, const Tensor& indices) = nullptr;
+  void (*avg_pool2d_forward)(const Tensor& out, const Tensor& x, const ops::Pool2dParams& p) = nullptr;
+  void (*avg_pool2d_backward)(const Tensor& grad_x, const Tensor& grad_out, const ops::Pool2dParams& p) = nullptr;
+  void (*adaptive_avg_pool2d_forward)(const Tensor& out, const Tensor& x) = nullptr;
+  void (*adaptive_avg_pool2d_backward)(const Tensor& grad_x, const Tensor& grad_out) = nullptr;
+  // losses (N) from logits (N, C), target int64 (N) already range-checked, weight (C) or undefined.
+  void (*cross_entropy_forward)(const Tensor& losses, const Tensor& logits, const Tensor& target,
+                                const Tensor& weight, double label_smoothing) = nullptr;
+  void (*cross_entropy_backward)(const Tensor& grad_logits, const Tensor& grad_losses, const Tensor& logits,
+                                 const Tensor& target, const Tensor& weight, double label_smoothing) = nullptr;
 };
 
 KernelTable& kernels(DeviceType type);
@@ -44,6 +79,7 @@ inline KernelTable& kernels(Device d) { return kernels(d.type); }
 
 namespace cpu {
 void register_kernels(KernelTable& table);
+void register_nn_kernels(KernelTable& table);  // tensor/cpu/nn_kernels.cpp
 }
 
 }  // namespace dl

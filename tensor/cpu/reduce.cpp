@@ -250,6 +250,7 @@ void register_kernels(KernelTable& t) {
   t.gather = gather_kernel;
   t.scatter_add = scatter_add_kernel;
   t.bmm = bmm_kernel;
+  register_nn_kernels(t);  // tensor/cpu/nn_kernels.cpp
 }
 
 }  // namespace dl::cpu

@@ -1,0 +1,31 @@
+// batch_norm: forward normalises with batch statistics (training) or the running ones (eval);
+// backward in training also flows through the batch mean and variance.
+#include "autograd/functional.h"
+#include "autograd/node.h"
+#include "tensor/nn_ops.h"
+
+namespace dl {
+
+using autograd::NeedsGrad;
+using autograd::record;
+using autograd::save;
+
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                  const Tensor& bias, bool training, double momentum, double eps) {
+  if (!x.defined()) fail("batch_norm: the input is an undefined tensor");
+  for (const Tensor* t : {&running_mean, &running_var})
+    if (t->defined() && t->requires_grad() && autograd::grad_mode_enabled())
+      fail("batch_norm: running statistics are buffers updated in place and must not require grad");
+  // (N, C, ...): mean and invstd are the statistics actually used, saved for backward
+  ops::BatchNormForward f =
+      ops::batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps);
+  Tensor xs = save(x), ws = save(weight), mean = f.mean, invstd = f.invstd;
+  return record("BatchNormBackward", f.out, {x, weight, bias},
+                [xs, ws, mean, invstd, training](const Tensor& g, const NeedsGrad& needs) {
+                  ops::BatchNormGrads gr =
+                      ops::batch_norm_backward(g, xs, ws, mean, invstd, training, {needs[0], needs[1], needs[2]});
+                  return std::vector<Tensor>{gr.input, gr.weight, gr.bias};
+                });
+}
+
+}  // namespace dl

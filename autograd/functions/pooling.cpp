@@ -1,0 +1,51 @@
+// Pooling: max (backward routes each gradient to the argmax the forward recorded), average, and
+// adaptive average. An unbatched (C, H, W) input is a batch of one, as in PyTorch.
+#include "autograd/functional.h"
+#include "autograd/node.h"
+#include "tensor/nn_ops.h"
+
+namespace dl {
+
+using autograd::NeedsGrad;
+using autograd::record;
+using autograd::save;
+using G = std::vector<Tensor>;
+
+namespace {
+ops::Pool2dParams params(const Pool2dOptions& o) {
+  return {o.kernel, o.stride, o.padding, o.ceil_mode, o.count_include_pad};
+}
+}  // namespace
+
+Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opt) {
+  if (!x.defined()) fail("max_pool2d: the input is an undefined tensor");
+  if (x.dim() == 3) return max_pool2d(x.unsqueeze(0), opt).squeeze(0);
+  auto [out, indices] = ops::max_pool2d_forward(x, params(opt));
+  Shape in = x.sizes();
+  return record("MaxPool2dBackward", out, {x}, [indices, in](const Tensor& g, const NeedsGrad&) {
+    return G{ops::max_pool2d_backward(g, indices, in)};
+  });
+}
+
+Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& opt) {
+  if (!x.defined()) fail("avg_pool2d: the input is an undefined tensor");
+  if (x.dim() == 3) return avg_pool2d(x.unsqueeze(0), opt).squeeze(0);
+  ops::Pool2dParams p = params(opt);
+  Tensor out = ops::avg_pool2d_forward(x, p);
+  Shape in = x.sizes();
+  return record("AvgPool2dBackward", out, {x}, [in, p](const Tensor& g, const NeedsGrad&) {
+    return G{ops::avg_pool2d_backward(g, in, p)};
+  });
+}
+
+Tensor adaptive_avg_pool2d(const Tensor& x, std::array<int64_t, 2> output_size) {
+  if (!x.defined()) fail("adaptive_avg_pool2d: the input is an undefined tensor");
+  if (x.dim() == 3) return adaptive_avg_pool2d(x.unsqueeze(0), output_size).squeeze(0);
+  Tensor out = ops::adaptive_avg_pool2d_forward(x, output_size);
+  Shape in = x.sizes();
+  return record("AdaptiveAvgPool2dBackward", out, {x}, [in](const Tensor& g, const NeedsGrad&) {
+    return G{ops::adaptive_avg_pool2d_backward(g, in)};
+  });
+}
+
+}  // namespace dl
