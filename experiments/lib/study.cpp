@@ -1,0 +1,105 @@
+#include "experiments/lib/study.h"
+
+#include <omp.h>
+
+#include <algorithm>
+
+#include "experiments/lib/run_dir.h"
+
+namespace dl::exp {
+
+void CommonOptions::add_to(CLI::App& app) {
+  app.add_option("--data-dir", data_dir, "Fashion-MNIST folder (default: $DL_DATA_DIR or /usr/share/datasets/fashion-mnist)");
+  app.add_option("--out", out, "run folder (default: runs/<program>-<date-time>)");
+  app.add_option("--device", device, "cpu or cuda[:N]");
+  app.add_option("--seed", seed, "seed for the split, initialisation, shuffling and dropout");
+  app.add_option("--val-fraction", val_fraction, "validation share of the 60,000 training images")->check(CLI::Range(0.0, 0.9));
+  app.add_option("--train-limit", train_limit, "use only this many training images (0 = all)")->check(CLI::NonNegativeNumber);
+  app.add_option("--val-limit", val_limit, "use only this many validation images (0 = all)")->check(CLI::NonNegativeNumber);
+  app.add_option("--test-limit", test_limit, "use only this many test images (0 = all)")->check(CLI::NonNegativeNumber);
+  app.add_option("--batch-size", batch_size, "batch size")->check(CLI::PositiveNumber);
+  app.add_option("--workers", workers, "background loader threads (0 = load on the training thread)")->check(CLI::Range(0, 64));
+  app.add_option("--threads", threads, "compute threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  app.add_flag("--resume", resume, "continue from the run folder's last checkpoint");
+  app.add_option("--clip-grad-norm", clip_grad_norm, "clip the gradients' global L2 norm (0 = off)")->check(CLI::NonNegativeNumber);
+  app.add_flag("--skip-nonfinite", skip_nonfinite, "skip batches whose loss is NaN or Inf instead of stopping");
+}
+
+nlohmann::json CommonOptions::to_json() const {
+  return {{"data_dir", data_dir}, {"device", device}, {"seed", seed}, {"val_fraction", val_fraction},
+          {"train_limit", train_limit}, {"val_limit", val_limit}, {"test_limit", test_limit},
+          {"batch_size", batch_size}, {"workers", workers}, {"threads", threads}, {"resume", resume},
+          {"clip_grad_norm", clip_grad_norm}, {"skip_nonfinite", skip_nonfinite}, {"out", out}};
+}
+
+namespace {
+std::vector<int64_t> limited(std::vector<int64_t> idx, int64_t limit, uint64_t seed) {
+  if (limit <= 0 || limit >= static_cast<int64_t>(idx.size())) return idx;
+  Generator g(seed);
+  for (int64_t i = 0; i < limit; ++i) std::swap(idx[i], idx[i + g.below(idx.size() - i)]);
+  idx.resize(limit);
+  std::sort(idx.begin(), idx.end());
+  return idx;
+}
+}  // namespace
+
+StudyData load_study_data(const CommonOptions& o) {
+  StudyData d;
+  d.dir = data::fashion_mnist_dir(o.data_dir.empty() ? std::nullopt : std::optional<std::string>(o.data_dir));
+  d.train_set = data::load_fashion_mnist(d.dir, data::FashionSplit::Train);
+  d.test_set = data::load_fashion_mnist(d.dir, data::FashionSplit::Test);
+  d.split = data::stratified_split(d.train_set.labels, data::kFashionMnistClasses, o.val_fraction, o.seed);
+  d.train_idx = limited(d.split.train, o.train_limit, o.seed + 1);
+  d.val_idx = limited(d.split.val, o.val_limit, o.seed + 2);
+  std::vector<int64_t> all(d.test_set.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
+  d.test_idx = limited(all, o.test_limit, o.seed + 3);
+  return d;
+}
+
+std::filesystem::path prepare_run(const std::string& program, CommonOptions& o) {
+  if (o.threads > 0) omp_set_num_threads(o.threads);
+  parse_device(o.device);
+  auto run = create_run_dir(program, o.out.empty() ? std::nullopt : std::optional<std::string>(o.out));
+  o.out = run.string();
+  check_writable(run);
+  manual_seed(o.seed);
+  return run;
+}
+
+nlohmann::json base_config(const std::string& program, const CommonOptions& o, const StudyData& d) {
+  nlohmann::json j = o.to_json();
+  j["program"] = program;
+  j["split"] = d.split.identity.to_json();
+  j["data"] = {{"dir", d.dir}, {"train_images", d.train_set.images_path}, {"test_images", d.test_set.images_path},
+               {"train_used", d.train_idx.size()}, {"val_used", d.val_idx.size()}, {"test_used", d.test_idx.size()}};
+  j["git_commit"] = git_commit();
+  j["machine"] = machine_description();
+  j["started"] = timestamp();
+  j["omp_threads"] = omp_get_max_threads();
+  return j;
+}
+
+std::vector<std::string> class_names() {
+  std::vector<std::string> v;
+  for (auto n : data::kFashionMnistClassNames) v.emplace_back(n);
+  return v;
+}
+
+nlohmann::json write_test_outputs(const std::filesystem::path& run, nlohmann::json desc, const EvalResult& test) {
+  std::vector<int64_t> labels, preds;
+  for (const auto& p : test.predictions) {
+    labels.push_back(p.label);
+    preds.push_back(p.prediction);
+  }
+  Metrics m = compute_metrics(labels, preds, data::kFashionMnistClasses);
+  desc["class_names"] = class_names();
+  desc["test"] = m.to_json(class_names());
+  desc["test"]["loss"] = test.loss;
+  write_json(run / "metrics.json", desc);
+  write_confusion(run / "confusion.csv", m.confusion, class_names());
+  write_predictions(run / "predictions.csv", test.predictions);
+  return desc;
+}
+
+}  // namespace dl::exp

@@ -1,0 +1,61 @@
+#pragma once
+// What the study's training programs share: their common options, the data (Fashion-MNIST, the
+// seeded stratified split, optional subsets for --quick runs), the run folder's config.json, and
+// the test-set outputs (metrics.json, confusion.csv, predictions.csv).
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "data/fashion_mnist.h"
+#include "data/split.h"
+#include "experiments/lib/train.h"
+
+namespace dl::exp {
+
+struct CommonOptions {
+  std::string data_dir;        // empty: $DL_DATA_DIR or Debian's folder
+  std::string out;             // run folder; empty: runs/<program>-<timestamp>
+  std::string device = "cpu";
+  uint64_t seed = 42;
+  double val_fraction = 0.1;
+  int64_t train_limit = 0;     // > 0: use this many training-split images (quick runs)
+  int64_t val_limit = 0;
+  int64_t test_limit = 0;
+  int64_t batch_size = 64;
+  int workers = 1;
+  int threads = 0;             // OpenMP threads; 0 = all cores
+  bool resume = false;
+  double clip_grad_norm = 0;
+  bool skip_nonfinite = false;
+  void add_to(CLI::App& app);
+  nlohmann::json to_json() const;
+};
+
+struct StudyData {
+  data::ImageSet train_set, test_set;  // the official 60,000 / 10,000
+  data::Split split;                   // of train_set
+  std::vector<int64_t> train_idx, val_idx, test_idx;  // after the limits
+  std::string dir;
+};
+
+// Loads the data and applies the split and limits (a limited subset keeps every class: it takes
+// the first images of a seeded shuffle of the split, so classes stay balanced on average).
+StudyData load_study_data(const CommonOptions& o);
+
+// Applies --threads and --device, creates the run folder, returns it.
+std::filesystem::path prepare_run(const std::string& program, CommonOptions& o);
+
+// config.json: every option, the seed, the split identity, data files, git commit, machine.
+nlohmann::json base_config(const std::string& program, const CommonOptions& o, const StudyData& d);
+
+std::vector<std::string> class_names();
+
+// Writes metrics.json (model description + test metrics), confusion.csv and predictions.csv.
+nlohmann::json write_test_outputs(const std::filesystem::path& run, nlohmann::json description,
+                                  const EvalResult& test);
+
+}  // namespace dl::exp
