@@ -17,6 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 DISPLAY = {"baseline_transfer": "Baseline ResNet18", "lr_tuning": "Tuned ResNet18", "scratch_cnn": "Scratch CNN"}
 
@@ -60,6 +61,7 @@ def main():
     for ax, (_, title) in zip(axes.flat, panels):
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -1,0 +1,58 @@
+#pragma once
+// Linear probing of a frozen, ImageNet-pretrained ResNet18 (the study's baseline and tuned models).
+//
+// Why features can be cached exactly: the backbone is frozen and its batch norm runs in eval mode
+// (running statistics), and the ResNet input pipeline has no random augmentation, so each image's
+// pooled 512-d feature is the same in every epoch. Computing it once and training the 512->10
+// head on the stored features gives the same head, step for step, as running the whole network
+// every epoch, at a small fraction of the cost (one backbone pass over the data instead of one per
+// epoch, and per learning rate of the sweep).
+#include <filesystem>
+#include <string>
+
+#include "experiments/lib/study.h"
+#include "models/resnet.h"
+
+namespace dl::exp {
+
+struct TransferOptions {
+  std::string weights = "weights/resnet18-f37072fd.pth";
+  int64_t image_size = 224;
+  std::string cache_dir;           // default: <run folder's parent>/feature_cache
+  bool stand_in_weights = false;   // the weights are a random stand-in (tests, demos): say so
+  void add_to(CLI::App& app);
+};
+
+// Fails with instructions (where to put the file, how to fetch it) when the weights are missing.
+void require_weights(const std::string& path);
+std::string missing_weights_message(const std::string& path);
+
+struct FeatureSet {
+  Tensor train, val, test;                    // (N, 512) float32, rows in index order
+  Tensor train_labels, val_labels, test_labels;  // int64
+  std::vector<int64_t> train_idx, val_idx, test_idx;
+  double extract_seconds = 0;                 // 0 when loaded from the cache
+  std::string cache_file;
+  bool from_cache = false;
+  std::string weights_sha256, load_note;
+};
+
+// Loads the backbone weights, then reads the features from the cache when a file for exactly
+// these weights, image size, data and indices exists; otherwise extracts and stores them.
+FeatureSet features_for(const TransferOptions& t, const StudyData& d, const CommonOptions& o, Logger& log);
+
+struct HeadResult {
+  FitResult fit;
+  EvalResult test;                 // only when evaluate_test
+  std::shared_ptr<nn::Linear> head;
+};
+
+// Trains a fresh 512->classes head (torchvision's Linear init, seeded) with Adam on the features.
+HeadResult train_head(const FeatureSet& f, double lr, int64_t epochs, const CommonOptions& o,
+                      const std::filesystem::path& run, nlohmann::json config, Logger& log, bool evaluate_test);
+
+// The model description for metrics.json.
+nlohmann::json transfer_description(const std::string& key, const std::string& display, const TransferOptions& t,
+                                    const FeatureSet& f, double lr, int64_t epochs, const FitResult& r);
+
+}  // namespace dl::exp
