@@ -134,6 +134,15 @@ template std::vector<uint8_t> Tensor::to_vector<uint8_t>() const;
 
 // ---- factories ----------------------------------------------------------------------------------
 
+namespace {
+// A fresh factory result is a leaf: the flag is set directly (Tensor::requires_grad_ belongs to
+// the autograd layer, which tensor/ must not call).
+void mark_requires_grad(Tensor& t) {
+  if (!is_floating(t.dtype())) fail("only floating tensors can require grad, got {}", dtype_name(t.dtype()));
+  t.impl().autograd.requires_grad = true;
+}
+}  // namespace
+
 Tensor empty(const Shape& shape, TensorOptions opt) {
   int64_t n = shape_numel(shape);
   auto impl = std::make_shared<TensorImpl>();
@@ -144,7 +153,7 @@ Tensor empty(const Shape& shape, TensorOptions opt) {
   impl->strides = contiguous_strides(shape);
   impl->dtype = opt.dtype;
   Tensor t(std::move(impl));
-  if (opt.requires_grad) t.requires_grad_(true);
+  if (opt.requires_grad) mark_requires_grad(t);
   return t;
 }
 
@@ -153,7 +162,7 @@ Tensor full(const Shape& shape, double value, TensorOptions opt) {
   opt.requires_grad = false;
   Tensor t = empty(shape, opt);
   ops::fill_(t, value);
-  if (rg) t.requires_grad_(true);
+  if (rg) mark_requires_grad(t);
   return t;
 }
 Tensor zeros(const Shape& shape, TensorOptions opt) { return full(shape, 0.0, opt); }
@@ -173,7 +182,7 @@ Tensor arange(double start, double end, double step, TensorOptions opt) {
     for (int64_t i = 0; i < n; ++i) p[i] = static_cast<scalar_t>(start + static_cast<double>(i) * step);
   });
   t = ops::to_device(t, opt.device);
-  if (opt.requires_grad) t.requires_grad_(true);
+  if (opt.requires_grad) mark_requires_grad(t);
   return t;
 }
 Tensor arange(int64_t end, TensorOptions opt) { return arange(0.0, static_cast<double>(end), 1.0, opt); }
@@ -188,7 +197,7 @@ Tensor random_tensor(const Shape& shape, TensorOptions opt, Generator* gen, Samp
     for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = static_cast<scalar_t>(sample(g));
   });
   t = ops::to_device(t, opt.device);
-  if (opt.requires_grad) t.requires_grad_(true);
+  if (opt.requires_grad) mark_requires_grad(t);
   return t;
 }
 }  // namespace
@@ -207,7 +216,7 @@ Tensor from_vector(const std::vector<T>& values, const Shape& shape, TensorOptio
   Tensor t = empty(shape, {dtype_of<T>::value, kCPU});
   std::copy(values.begin(), values.end(), t.data_ptr<T>());
   t = ops::to_device(ops::to_dtype(t, opt.dtype), opt.device);
-  if (opt.requires_grad) t.requires_grad_(true);
+  if (opt.requires_grad) mark_requires_grad(t);
   return t;
 }
 template Tensor from_vector<float>(const std::vector<float>&, const Shape&, TensorOptions);

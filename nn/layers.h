@@ -1,0 +1,182 @@
+#pragma once
+// The standard layers, each a Module with PyTorch's parameter names, shapes, default
+// initialisation (reset_parameters) and repr. Forward passes call autograd/functional.h.
+#include <array>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <type_traits>
+
+#include "autograd/functional.h"
+#include "nn/module.h"
+
+namespace dl::nn {
+
+// A (height, width) pair that also accepts one number for both: `kernel_size = 3` or `{3, 5}`.
+struct IntPair {
+  int64_t h = 0, w = 0;
+  IntPair(int64_t v) : h(v), w(v) {}  // NOLINT: implicit, as PyTorch's int-or-tuple arguments
+  IntPair(int64_t h_, int64_t w_) : h(h_), w(w_) {}
+  std::array<int64_t, 2> arr() const { return {h, w}; }
+  bool operator==(const IntPair&) const = default;
+  std::string str() const;  // "(3, 3)"
+};
+
+// ---- Linear -------------------------------------------------------------------------------------
+// y = x W^T + b; weight (out, in), bias (out). Default init as torch: kaiming_uniform_(a=sqrt(5))
+// for the weight, U(-1/sqrt(in), 1/sqrt(in)) for the bias.
+class Linear : public Module {
+ public:
+  Linear(int64_t in_features, int64_t out_features, bool bias = true);
+  Tensor forward(const Tensor& x) override;
+  std::string extra_repr() const override;
+  void reset_parameters(Generator* gen = nullptr);
+
+  int64_t in_features, out_features;
+  Tensor weight, bias;  // bias undefined when bias=false
+};
+
+// ---- Conv2d -------------------------------------------------------------------------------------
+// Use with designated initialisers: Conv2d({.in_channels = 3, .out_channels = 8, .kernel_size = 3,
+// .padding = 1}).
+struct Conv2dConfig {
+  int64_t in_channels = 0;
+  int64_t out_channels = 0;
+  IntPair kernel_size = 1;
+  IntPair stride = 1;
+  IntPair padding = 0;
+  IntPair dilation = 1;
+  int64_t groups = 1;
+  bool bias = true;
+};
+
+// weight (out, in/groups, kh, kw), bias (out). Default init as torch's _ConvNd.reset_parameters.
+class Conv2d : public Module {
+ public:
+  explicit Conv2d(const Conv2dConfig& cfg);
+  Tensor forward(const Tensor& x) override;
+  std::string extra_repr() const override;
+  void reset_parameters(Generator* gen = nullptr);
+
+  Conv2dConfig cfg;
+  Tensor weight, bias;
+};
+
+// ---- BatchNorm2d --------------------------------------------------------------------------------
+// Parameters weight (1s) and bias (0s) when affine; buffers running_mean (0s), running_var (1s) and
+// num_batches_tracked (int64 0-d) when track_running_stats. In training, num_batches_tracked grows
+// by one per forward and the running statistics move by `momentum` (unbiased variance); a
+// momentum of nullopt gives the cumulative average 1/num_batches_tracked, as in PyTorch.
+class BatchNorm2d : public Module {
+ public:
+  explicit BatchNorm2d(int64_t num_features, double eps = 1e-5, std::optional<double> momentum = 0.1,
+                       bool affine = true, bool track_running_stats = true);
+  Tensor forward(const Tensor& x) override;
+  std::string extra_repr() const override;
+  void reset_running_stats();
+  void reset_parameters();
+
+  int64_t num_features;
+  double eps;
+  std::optional<double> momentum;
+  bool affine, track_running_stats;
+  Tensor weight, bias, running_mean, running_var, num_batches_tracked;
+};
+
+// ---- activations, pooling, reshaping --------------------------------------------------------------
+class ReLU : public Module {
+ public:
+  ReLU() : Module("ReLU") {}
+  Tensor forward(const Tensor& x) override { return x.relu(); }
+};
+
+class Identity : public Module {
+ public:
+  Identity() : Module("Identity") {}
+  Tensor forward(const Tensor& x) override { return x; }
+};
+
+// stride defaults to the kernel size, as in PyTorch.
+class MaxPool2d : public Module {
+ public:
+  explicit MaxPool2d(IntPair kernel_size, std::optional<IntPair> stride = std::nullopt, IntPair padding = 0,
+                     bool ceil_mode = false);
+  Tensor forward(const Tensor& x) override;
+  std::string extra_repr() const override;
+  Pool2dOptions options;
+};
+
+class AvgPool2d : public Module {
+ public:
+  explicit AvgPool2d(IntPair kernel_size, std::optional<IntPair> stride = std::nullopt, IntPair padding = 0,
+                     bool ceil_mode = false, bool count_include_pad = true);
+  Tensor forward(const Tensor& x) override;
+  std::string extra_repr() const override;
+  Pool2dOptions options;
+};
+
+class AdaptiveAvgPool2d : public Module {
+ public:
+  explicit AdaptiveAvgPool2d(IntPair output_size);
+  Tensor forward(const Tensor& x) override;
+  std::string extra_repr() const override;
+  IntPair output_size;
+};
+
+// Zeroes elements with probability p in training (scaling the rest by 1/(1-p)); identity in eval.
+// Draws from `gen`, or from the default generator when null, so dl::manual_seed fixes the mask.
+class Dropout : public Module {
+ public:
+  explicit Dropout(double p = 0.5, Generator* gen = nullptr);
+  Tensor forward(const Tensor& x) override;
+  std::string extra_repr() const override;
+  double p;
+  Generator* generator;
+};
+
+class Flatten : public Module {
+ public:
+  explicit Flatten(int64_t start_dim = 1, int64_t end_dim = -1);
+  Tensor forward(const Tensor& x) override { return x.flatten(start_dim, end_dim); }
+  std::string extra_repr() const override;
+  int64_t start_dim, end_dim;
+};
+
+// ---- Sequential ------------------------------------------------------------------------------------
+// Runs its children in order; they are named "0", "1", ... as in PyTorch.
+class Sequential : public Module {
+ public:
+  Sequential() : Module("Sequential") {}
+  Sequential(std::initializer_list<std::shared_ptr<Module>> modules);
+  explicit Sequential(const std::vector<std::shared_ptr<Module>>& modules);
+  // std::make_shared<Sequential>(std::make_shared<Linear>(4, 8), std::make_shared<ReLU>())
+  template <typename... Ms>
+    requires(sizeof...(Ms) >= 1 && (std::is_base_of_v<Module, Ms> && ...))
+  explicit Sequential(std::shared_ptr<Ms>... modules) : Module("Sequential") {
+    (push_back(std::move(modules)), ...);
+  }
+
+  template <typename M>
+  std::shared_ptr<M> push_back(std::shared_ptr<M> m) {
+    register_module(std::to_string(modules_.size()), m);
+    modules_.push_back(m);
+    return m;
+  }
+  size_t size() const { return modules_.size(); }
+  bool empty() const { return modules_.empty(); }
+  // Negative indices count from the end, as in Python; out of range throws dl::Error.
+  std::shared_ptr<Module> operator[](int64_t i) const;
+  template <typename M> std::shared_ptr<M> at(int64_t i) const {
+    auto m = std::dynamic_pointer_cast<M>((*this)[i]);
+    if (!m) fail("Sequential[{}] is a {}, not the requested type", i, (*this)[i]->name());
+    return m;
+  }
+  auto begin() const { return modules_.begin(); }
+  auto end() const { return modules_.end(); }
+  Tensor forward(const Tensor& x) override;
+
+ private:
+  std::vector<std::shared_ptr<Module>> modules_;
+};
+
+}  // namespace dl::nn

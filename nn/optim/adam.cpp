@@ -1,0 +1,169 @@
+#include "nn/optim/adam.h"
+
+#include <cmath>
+
+#include "tensor/cpu/loops.h"
+#include "tensor/ops.h"
+
+namespace dl::optim {
+
+namespace {
+template <typename Options>
+ParamGroup adam_defaults(const Options& o) {
+  ParamGroup g;
+  g.lr = o.lr;
+  g.betas = o.betas;
+  g.eps = o.eps;
+  g.weight_decay = o.weight_decay;
+  g.amsgrad = o.amsgrad;
+  return g;
+}
+
+AdamWOptions as_adamw_options(const AdamOptions& o) { return {o.lr, o.betas, o.eps, o.weight_decay, o.amsgrad, o.fused}; }
+
+std::vector<ParamGroupSpec> one_group(std::vector<Tensor> params) {
+  std::vector<ParamGroupSpec> groups;
+  groups.push_back({std::move(params), {}});
+  return groups;
+}
+
+// Scalars of one step, computed in double as PyTorch does in Python.
+struct AdamStep {
+  double lr, weight_decay, beta1, beta2, eps;
+  double step_size;              // lr / bc1
+  double bias_correction2_sqrt;  // sqrt(bc2)
+  bool decoupled, amsgrad;
+};
+
+// The fused CPU update: PyTorch's operation order, each scalar rounded to T as ATen does.
+template <typename T>
+void adam_update(const Tensor& p, const Tensor& grad, const Tensor& m, const Tensor& v, const Tensor& vmax,
+                 const AdamStep& s) {
+  const T wd = static_cast<T>(s.weight_decay), decay = static_cast<T>(1.0 - s.lr * s.weight_decay);
+  const T b1 = static_cast<T>(s.beta1), omb1 = static_cast<T>(1.0 - s.beta1);
+  const T b2 = static_cast<T>(s.beta2), omb2 = static_cast<T>(1.0 - s.beta2);
+  const T bc2_sqrt = static_cast<T>(s.bias_correction2_sqrt), eps = static_cast<T>(s.eps);
+  const T neg_step = static_cast<T>(-s.step_size);
+  const bool coupled_wd = !s.decoupled && s.weight_decay != 0, amsgrad = s.amsgrad, decoupled = s.decoupled;
+  const Tensor& vm = amsgrad ? vmax : v;  // an operand for every slot; unused when !amsgrad
+  cpu::for_each_run<5>({&p, &grad, &m, &v, &vm}, [&](std::array<char*, 5> ptr, std::array<int64_t, 5> st, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+      T* pp = reinterpret_cast<T*>(ptr[0] + i * st[0]);
+      T g = *reinterpret_cast<const T*>(ptr[1] + i * st[1]);
+      T* mp = reinterpret_cast<T*>(ptr[2] + i * st[2]);
+      T* vp = reinterpret_cast<T*>(ptr[3] + i * st[3]);
+      if (decoupled) *pp = *pp * decay;
+      if (coupled_wd) g = g + wd * *pp;
+      *mp = *mp * b1 + omb1 * g;
+      *vp = *vp * b2 + omb2 * g * g;
+      T second = *vp;
+      if (amsgrad) {
+        T* xp = reinterpret_cast<T*>(ptr[4] + i * st[4]);
+        *xp = std::max(*xp, *vp);
+        second = *xp;
+      }
+      T denom = std::sqrt(second) / bc2_sqrt + eps;
+      *pp = *pp + neg_step * *mp / denom;
+    }
+  });
+}
+
+// The same update as tensor ops (any device).
+void adam_update_ops(const Tensor& p, const Tensor& grad, const Tensor& m, const Tensor& v, const Tensor& vmax,
+                     const AdamStep& s) {
+  using ops::BinaryOp;
+  if (s.decoupled) ops::copy_(p, ops::binary_scalar(BinaryOp::Mul, p, 1.0 - s.lr * s.weight_decay));
+  Tensor g = grad;
+  if (!s.decoupled && s.weight_decay != 0) {
+    g = ops::clone(grad);
+    ops::add_(g, p, s.weight_decay);
+  }
+  ops::copy_(m, ops::binary_scalar(BinaryOp::Mul, m, s.beta1));
+  ops::add_(m, g, 1.0 - s.beta1);
+  ops::copy_(v, ops::binary_scalar(BinaryOp::Mul, v, s.beta2));
+  ops::add_(v, ops::binary(BinaryOp::Mul, ops::binary_scalar(BinaryOp::Mul, g, 1.0 - s.beta2), g), 1.0);
+  Tensor second = v;
+  if (s.amsgrad) {
+    ops::copy_(vmax, ops::binary(BinaryOp::Maximum, vmax, v));
+    second = vmax;
+  }
+  Tensor denom = ops::binary_scalar(BinaryOp::Add,
+                                    ops::binary_scalar(BinaryOp::Div, ops::unary(ops::UnaryOp::Sqrt, second), s.bias_correction2_sqrt),
+                                    s.eps);
+  ops::add_(p, ops::binary(BinaryOp::Div, ops::binary_scalar(BinaryOp::Mul, m, -s.step_size), denom), 1.0);
+}
+}  // namespace
+
+Adam::Adam(std::vector<Tensor> params, const AdamOptions& o) : Adam(one_group(std::move(params)), as_adamw_options(o), false) {}
+
+Adam::Adam(std::vector<ParamGroupSpec> groups, const AdamOptions& o) : Adam(std::move(groups), as_adamw_options(o), false) {}
+
+Adam::Adam(std::vector<ParamGroupSpec> groups, const AdamWOptions& o, bool decoupled)
+    : Optimizer(adam_defaults(o), o.fused), decoupled_(decoupled) {
+  init_groups(std::move(groups));
+}
+
+AdamW::AdamW(std::vector<Tensor> params, const AdamWOptions& o) : Adam(one_group(std::move(params)), o, true) {}
+
+AdamW::AdamW(std::vector<ParamGroupSpec> groups, const AdamWOptions& o) : Adam(std::move(groups), o, true) {}
+
+void Adam::validate(const ParamGroup& g) const {
+  if (!(g.lr >= 0) || !std::isfinite(g.lr)) fail("{}: invalid learning rate {} (expected a finite lr >= 0)", name(), g.lr);
+  if (!(g.eps >= 0) || !std::isfinite(g.eps)) fail("{}: invalid epsilon value {} (expected >= 0)", name(), g.eps);
+  for (int i = 0; i < 2; ++i)
+    if (!(g.betas[i] >= 0 && g.betas[i] < 1))
+      fail("{}: invalid beta parameter at index {}: {} (expected 0 <= beta < 1)", name(), i, g.betas[i]);
+  if (!(g.weight_decay >= 0) || !std::isfinite(g.weight_decay))
+    fail("{}: invalid weight_decay value {} (expected >= 0)", name(), g.weight_decay);
+}
+
+void Adam::step_group(ParamGroup& g) {
+  for (auto& p : g.params) {
+    Tensor grad = p.grad();
+    if (!grad.defined()) continue;
+    ParamState& st = mutable_state(p);
+    if (!st.count("exp_avg")) {
+      st["step"] = scalar_tensor(0.0, DType::Float64);
+      st["exp_avg"] = zeros(p.sizes(), {p.dtype(), p.device()});
+      st["exp_avg_sq"] = zeros(p.sizes(), {p.dtype(), p.device()});
+      if (g.amsgrad) st["max_exp_avg_sq"] = zeros(p.sizes(), {p.dtype(), p.device()});
+    }
+    if (g.amsgrad && !st.count("max_exp_avg_sq")) st["max_exp_avg_sq"] = zeros(p.sizes(), {p.dtype(), p.device()});
+    double t = increment_step(st);
+    AdamStep s;
+    s.lr = g.lr;
+    s.weight_decay = g.weight_decay;
+    s.beta1 = g.betas[0];
+    s.beta2 = g.betas[1];
+    s.eps = g.eps;
+    s.step_size = g.lr / (1.0 - std::pow(g.betas[0], t));
+    s.bias_correction2_sqrt = std::sqrt(1.0 - std::pow(g.betas[1], t));
+    s.decoupled = decoupled_;
+    s.amsgrad = g.amsgrad;
+    const Tensor& m = st["exp_avg"];
+    const Tensor& v = st["exp_avg_sq"];
+    Tensor vmax = g.amsgrad ? st["max_exp_avg_sq"] : Tensor();
+    if (fused_ && p.is_cpu())
+      DL_DISPATCH_FLOATING(p.dtype(), "Adam.step", [&] { adam_update<scalar_t>(p, grad, m, v, vmax, s); });
+    else
+      adam_update_ops(p, grad, m, v, vmax, s);
+  }
+}
+
+nlohmann::json Adam::group_to_json(const ParamGroup& g) const {
+  return {{"lr", g.lr}, {"betas", {g.betas[0], g.betas[1]}}, {"eps", g.eps}, {"weight_decay", g.weight_decay},
+          {"amsgrad", g.amsgrad}};
+}
+
+void Adam::group_from_json(const nlohmann::json& j, ParamGroup& g) const {
+  g.lr = json_number(j, "lr", name());
+  if (!j.contains("betas") || !j["betas"].is_array() || j["betas"].size() != 2 || !j["betas"][0].is_number() ||
+      !j["betas"][1].is_number())
+    fail("{}.load_state_dict: param group lacks \"betas\": [beta1, beta2]", name());
+  g.betas = {j["betas"][0].get<double>(), j["betas"][1].get<double>()};
+  g.eps = json_number(j, "eps", name());
+  g.weight_decay = json_number(j, "weight_decay", name());
+  g.amsgrad = json_bool(j, "amsgrad", name());
+}
+
+}  // namespace dl::optim

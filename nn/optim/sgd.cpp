@@ -1,0 +1,123 @@
+#include "nn/optim/sgd.h"
+
+#include "tensor/cpu/loops.h"
+#include "tensor/ops.h"
+
+namespace dl::optim {
+
+namespace {
+ParamGroup sgd_defaults(const SGDOptions& o) {
+  ParamGroup g;
+  g.lr = o.lr;
+  g.momentum = o.momentum;
+  g.dampening = o.dampening;
+  g.weight_decay = o.weight_decay;
+  g.nesterov = o.nesterov;
+  return g;
+}
+
+// The fused CPU update; the operation order (and rounding of each scalar to scalar_t) is
+// PyTorch's, so float32 runs agree with torch to rounding.
+template <typename T>
+void sgd_update(const Tensor& p, const Tensor& grad, const Tensor& buf, bool first, const ParamGroup& g) {
+  const T wd = static_cast<T>(g.weight_decay), mom = static_cast<T>(g.momentum);
+  const T keep = static_cast<T>(1.0 - g.dampening), neg_lr = static_cast<T>(-g.lr);
+  const bool use_wd = g.weight_decay != 0, use_mom = g.momentum != 0, nesterov = g.nesterov;
+  auto body = [&](T* pp, const T* gp, T* bp) {
+    T d = *gp;
+    if (use_wd) d = d + wd * *pp;
+    if (use_mom) {
+      *bp = first ? d : *bp * mom + keep * d;
+      d = nesterov ? d + mom * *bp : *bp;
+    }
+    *pp = *pp + neg_lr * d;
+  };
+  if (use_mom) {
+    cpu::for_each_run<3>({&p, &grad, &buf}, [&](std::array<char*, 3> ptr, std::array<int64_t, 3> st, int64_t n) {
+      for (int64_t i = 0; i < n; ++i)
+        body(reinterpret_cast<T*>(ptr[0] + i * st[0]), reinterpret_cast<const T*>(ptr[1] + i * st[1]),
+             reinterpret_cast<T*>(ptr[2] + i * st[2]));
+    });
+  } else {
+    cpu::for_each_run<2>({&p, &grad}, [&](std::array<char*, 2> ptr, std::array<int64_t, 2> st, int64_t n) {
+      for (int64_t i = 0; i < n; ++i)
+        body(reinterpret_cast<T*>(ptr[0] + i * st[0]), reinterpret_cast<const T*>(ptr[1] + i * st[1]), nullptr);
+    });
+  }
+}
+}  // namespace
+
+SGD::SGD(std::vector<Tensor> params, const SGDOptions& o) : Optimizer(sgd_defaults(o), o.fused) {
+  std::vector<ParamGroupSpec> groups;
+  groups.push_back({std::move(params), {}});
+  init_groups(std::move(groups));
+}
+
+SGD::SGD(std::vector<ParamGroupSpec> groups, const SGDOptions& o) : Optimizer(sgd_defaults(o), o.fused) {
+  init_groups(std::move(groups));
+}
+
+void SGD::validate(const ParamGroup& g) const {
+  if (std::isnan(g.lr))
+    fail("SGD: invalid learning rate nan (lr is required: set SGDOptions::lr or the group's lr)");
+  if (!(g.lr >= 0) || !std::isfinite(g.lr)) fail("SGD: invalid learning rate {} (expected a finite lr >= 0)", g.lr);
+  if (!(g.momentum >= 0) || !std::isfinite(g.momentum)) fail("SGD: invalid momentum value {} (expected >= 0)", g.momentum);
+  if (!(g.weight_decay >= 0) || !std::isfinite(g.weight_decay))
+    fail("SGD: invalid weight_decay value {} (expected >= 0)", g.weight_decay);
+  if (!std::isfinite(g.dampening)) fail("SGD: invalid dampening value {}", g.dampening);
+  if (g.nesterov && (g.momentum <= 0 || g.dampening != 0))
+    fail("SGD: Nesterov momentum requires a momentum and zero dampening (got momentum={}, dampening={})", g.momentum,
+         g.dampening);
+}
+
+void SGD::step_group(ParamGroup& g) {
+  for (auto& p : g.params) {
+    Tensor grad = p.grad();
+    if (!grad.defined()) continue;
+    ParamState& st = mutable_state(p);
+    Tensor unused;
+    Tensor& buf = g.momentum != 0 ? st["momentum_buffer"] : unused;
+    const bool first = g.momentum != 0 && !buf.defined();
+    if (fused_ && p.is_cpu()) {
+      if (first) buf = empty(p.sizes(), p.dtype());
+      DL_DISPATCH_FLOATING(p.dtype(), "SGD.step", [&] { sgd_update<scalar_t>(p, grad, buf, first, g); });
+      continue;
+    }
+    // The same update as tensor ops (any device).
+    Tensor d = grad;
+    if (g.weight_decay != 0) {
+      d = ops::clone(grad);
+      ops::add_(d, p, g.weight_decay);
+    }
+    if (g.momentum != 0) {
+      if (first) {
+        buf = ops::clone(d);
+      } else {
+        ops::copy_(buf, ops::binary_scalar(ops::BinaryOp::Mul, buf, g.momentum));
+        ops::add_(buf, d, 1.0 - g.dampening);
+      }
+      if (g.nesterov) {
+        if (d.is_same(grad)) d = ops::clone(grad);
+        ops::add_(d, buf, g.momentum);
+      } else {
+        d = buf;
+      }
+    }
+    ops::add_(p, d, -g.lr);
+  }
+}
+
+nlohmann::json SGD::group_to_json(const ParamGroup& g) const {
+  return {{"lr", g.lr}, {"momentum", g.momentum}, {"dampening", g.dampening}, {"weight_decay", g.weight_decay},
+          {"nesterov", g.nesterov}};
+}
+
+void SGD::group_from_json(const nlohmann::json& j, ParamGroup& g) const {
+  g.lr = json_number(j, "lr", name());
+  g.momentum = json_number(j, "momentum", name());
+  g.dampening = json_number(j, "dampening", name());
+  g.weight_decay = json_number(j, "weight_decay", name());
+  g.nesterov = json_bool(j, "nesterov", name());
+}
+
+}  // namespace dl::optim
