@@ -79,9 +79,7 @@ Tensor ResNet18::features(const Tensor& x) { return (*avgpool)(forward_to_cam_la
 
 void ResNet18::replace_head(int64_t n) {
   if (n <= 0) fail("replace_head: num_classes must be positive, got {}", n);
-  auto new_fc = std::make_shared<nn::Linear>(512, n);
-  fc = new_fc;
-  add_child("fc", new_fc);
+  fc = replace_module("fc", std::make_shared<nn::Linear>(512, n));
 }
 
 void ResNet18::freeze_backbone() {

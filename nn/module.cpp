@@ -125,6 +125,16 @@ void Module::add_child(const std::string& name, std::shared_ptr<Module> m) {
   children_.emplace_back(name, std::move(m));
 }
 
+void Module::replace_child(const std::string& name, std::shared_ptr<Module> m) {
+  if (!m) fail("{}: replacement for submodule '{}' is null", this->name(), name);
+  for (auto& [k, v] : children_)
+    if (k == name) {
+      v = std::move(m);
+      return;
+    }
+  fail("{}: cannot replace submodule '{}': there is no such submodule", this->name(), name);
+}
+
 Tensor Module::own_parameter(const std::string& name) const {
   for (const auto& [k, v] : params_)
     if (k == name) return v;

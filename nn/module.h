@@ -56,6 +56,13 @@ class Module {
     add_child(name, m);
     return m;
   }
+  // Puts `m` in the place of the existing submodule `name` (PyTorch: assigning model.fc = ...),
+  // keeping its position in the traversal order. Throws when there is no such submodule.
+  template <typename M>
+  std::shared_ptr<M> replace_module(const std::string& name, std::shared_ptr<M> m) {
+    replace_child(name, m);
+    return m;
+  }
 
   // ---- traversal (PyTorch's order: own entries first, then children, depth first) -----------
   // Shared tensors and modules are listed once (at their first name), as in PyTorch.
@@ -110,6 +117,7 @@ class Module {
  protected:
   // Called when a child is registered; Sequential uses it to keep its index.
   void add_child(const std::string& name, std::shared_ptr<Module> m);
+  void replace_child(const std::string& name, std::shared_ptr<Module> m);
   // The parameter slot registered under `name` in this module (not recursive), or undefined.
   Tensor own_parameter(const std::string& name) const;
 
