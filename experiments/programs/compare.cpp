@@ -38,6 +38,7 @@ struct Run {
   std::vector<Prediction> predictions;
   std::vector<std::vector<int64_t>> confusion;
   std::vector<std::string> problems;  // inconsistencies found while reading
+  std::string not_run_reason;          // from <run>/not_run.txt (written by study.sh)
 };
 
 const std::vector<std::pair<std::string, std::string>> kModels = {
@@ -45,7 +46,14 @@ const std::vector<std::pair<std::string, std::string>> kModels = {
 
 Run load_run(const fs::path& results, const std::string& key, const std::string& display) {
   Run r{key, display, results / key};
-  if (!fs::exists(r.dir / "metrics.json")) return r;
+  if (!fs::exists(r.dir / "metrics.json")) {
+    if (fs::exists(r.dir / "not_run.txt")) {
+      std::ifstream f(r.dir / "not_run.txt");
+      std::getline(f, r.not_run_reason, '\0');
+      while (!r.not_run_reason.empty() && r.not_run_reason.back() == '\n') r.not_run_reason.pop_back();
+    }
+    return r;
+  }
   try {
     r.metrics = read_json(r.dir / "metrics.json");
     r.confusion = read_confusion(r.dir / "confusion.csv");
@@ -209,6 +217,9 @@ int main(int argc, char** argv) {
                         params_str(m, "params_total"), params_str(m, "params_trained"));
     }
     md += "\n";
+    for (const auto& r : runs)
+      if (!r.present && !r.not_run_reason.empty())
+        md += fmt::format("**{} was not run.** {}\n\n", r.display, r.not_run_reason);
 
     std::string why;
     bool figures = run_plot_script(outdir, runs, why) == 0;
@@ -257,6 +268,25 @@ int main(int argc, char** argv) {
       for (const char* pic : {"misclassified.png", "gradcam.png"})
         if (fs::exists(ea / pic))
           md += fmt::format("![{} {}]({})\n\n", r.display, pic, fs::relative(ea / pic, outdir).string());
+    }
+
+    fs::path timings = fs::path(results) / "timings.csv";
+    if (fs::exists(timings)) {
+      md += "## Run times\n\n| step | seconds | status |\n|---|---|---|\n";
+      std::ifstream f(timings);
+      std::string line;
+      std::getline(f, line);  // header
+      while (std::getline(f, line)) {
+        auto a = line.find(','), b = line.find(',', a + 1);
+        if (a == std::string::npos || b == std::string::npos) continue;
+        md += fmt::format("| {} | {} | {} |\n", line.substr(0, a), line.substr(a + 1, b - a - 1), line.substr(b + 1));
+      }
+      for (const auto& r : runs)
+        if (r.present && r.metrics.contains("feature_seconds") && !r.metrics.value("features_from_cache", false))
+          md += fmt::format("\n{}: feature extraction at {}x{} took {:.1f} s.\n", r.display,
+                            r.metrics.value("image_size", 0), r.metrics.value("image_size", 0),
+                            r.metrics["feature_seconds"].get<double>());
+      md += "\n";
     }
 
     md += "## Conclusions (computed from the numbers above)\n\n";

@@ -1,0 +1,169 @@
+// End to end: ./study.sh --quick with a randomly initialised torchvision-format checkpoint standing
+// in for the ImageNet weights; every artefact exists, the run files agree with each other, and
+// compare marks a deleted run as not run. Then: a training run killed with SIGKILL and resumed
+// ends with exactly the metrics of an uninterrupted run.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "experiments/lib/metrics.h"
+#include "experiments/lib/run_record.h"
+#include "test_util.h"
+
+extern char** environ;
+
+using namespace dl;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  REQUIRE_MESSAGE(v != nullptr, "environment variable " << name << " is not set (run through ctest)");
+  return v;
+}
+
+pid_t spawn(const std::vector<std::string>& args, const fs::path& log) {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  int rc = posix_spawn(&pid, args[0].c_str(), &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  REQUIRE(rc == 0);
+  return pid;
+}
+
+int wait_for(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int run(const std::vector<std::string>& args, const fs::path& log) { return wait_for(spawn(args, log)); }
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+size_t data_rows(const fs::path& csv) {
+  std::ifstream f(csv);
+  std::string line;
+  size_t n = 0;
+  while (std::getline(f, line))
+    if (!line.empty()) ++n;
+  return n ? n - 1 : 0;
+}
+
+void check_model_run(const fs::path& run, int64_t epochs) {
+  INFO("run folder ", run.string());
+  for (const char* f : {"config.json", "history.csv", "metrics.json", "confusion.csv", "predictions.csv", "best.ckpt",
+                        "last.ckpt", "log.txt"})
+    CHECK_MESSAGE(fs::exists(run / f), f << " is missing");
+  CHECK(data_rows(run / "history.csv") == static_cast<size_t>(epochs));
+  auto metrics = exp::read_json(run / "metrics.json");
+  auto conf = exp::read_confusion(run / "confusion.csv");
+  auto m = exp::metrics_from_confusion(conf);
+  CHECK(metrics["test"]["accuracy"].get<double>() == doctest::Approx(m.accuracy).epsilon(1e-12));
+  CHECK(metrics["test"]["count"].get<int64_t>() == m.count);
+  CHECK(metrics["test"]["macro"]["f1"].get<double>() == doctest::Approx(m.macro.f1).epsilon(1e-12));
+  CHECK(data_rows(run / "predictions.csv") == static_cast<size_t>(m.count));
+  CHECK(metrics["epochs"].get<int64_t>() == epochs);
+}
+
+}  // namespace
+
+TEST_CASE("study.sh --quick produces every artefact, consistent, and compare marks a deleted run") {
+  fs::path src = env("DL_SOURCE_DIR"), bin = env("DL_BIN_DIR");
+  fs::path weights = test::fixtures_dir() + "/resnet18_random.pth";
+  REQUIRE_MESSAGE(fs::exists(weights), "stand-in weights missing: " << weights);
+  fs::path out = fs::temp_directory_path() / "dl_e2e_study";
+  fs::remove_all(out);
+  fs::create_directories(out);
+  int rc = run({"/bin/bash", (src / "study.sh").string(), "--quick", "--bin", bin.string(), "--weights",
+                weights.string(), "--stand-in-weights", "--out", (out / "results").string()},
+               out / "study.log");
+  INFO("study.sh log:\n", slurp(out / "study.log"));
+  REQUIRE(rc == 0);
+  fs::path r = out / "results";
+  for (const char* f : {"eda/summary.json", "eda/samples.png", "eda/class_means.png", "lr_tuning/sweep.csv",
+                        "report/report.md", "report/curves.png", "report/bars.png", "report/lr_sweep.png",
+                        "timings.csv"})
+    CHECK_MESSAGE(fs::exists(r / f), f << " is missing");
+  check_model_run(r / "scratch_cnn", 2);
+  check_model_run(r / "baseline_transfer", 3);
+  check_model_run(r / "lr_tuning", 3);
+  for (const char* m : {"scratch_cnn", "baseline_transfer", "lr_tuning"})
+    for (const char* f : {"confusion.png", "misclassified.png", "gradcam.png", "confused_pairs.csv"})
+      CHECK_MESSAGE(fs::exists(r / "error_analysis" / m / f), m << "/" << f << " is missing");
+  std::string report = slurp(r / "report" / "report.md");
+  CHECK(report.find("stand-in") != std::string::npos);
+  CHECK(report.find("not run") == std::string::npos);
+  CHECK(report.find("McNemar") != std::string::npos);
+
+  // delete a run: compare must show it as not run, with no bar and no curve
+  fs::remove_all(r / "scratch_cnn");
+  REQUIRE(run({(bin / "compare").string(), "--results", r.string(), "--out", (out / "report2").string()},
+              out / "compare.log") == 0);
+  std::string report2 = slurp(out / "report2" / "report.md");
+  CHECK(report2.find("| Scratch CNN | not run |") != std::string::npos);
+  CHECK(report2.find("Scratch CNN was not run") != std::string::npos);
+  fs::remove_all(out);
+}
+
+TEST_CASE("a run killed with SIGKILL and resumed ends with the metrics of an uninterrupted run") {
+  fs::path bin = env("DL_BIN_DIR");
+  fs::path out = fs::temp_directory_path() / "dl_e2e_resume";
+  fs::remove_all(out);
+  fs::create_directories(out);
+  std::vector<std::string> base{(bin / "scratch_cnn").string(), "--train-limit", "640", "--val-limit", "200",
+                                "--test-limit", "300", "--epochs", "3", "--batch-size", "32", "--workers", "1"};
+  auto with = [&](std::vector<std::string> extra) {
+    auto a = base;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  REQUIRE(run(with({"--out", (out / "full").string()}), out / "full.log") == 0);
+
+  // the same run, killed during its second epoch, then resumed
+  pid_t pid = spawn(with({"--out", (out / "killed").string()}), out / "killed.log");
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(10);
+  while (data_rows(out / "killed" / "history.csv") < 1 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  kill(pid, SIGKILL);
+  CHECK(wait_for(pid) == 128 + SIGKILL);
+  size_t done = data_rows(out / "killed" / "history.csv");
+  CHECK(done >= 1);
+  CHECK(done < 3);
+  CHECK_FALSE(fs::exists(out / "killed" / "metrics.json"));
+  INFO("resume log:\n", slurp(out / "killed.log"));
+  REQUIRE(run(with({"--out", (out / "killed").string(), "--resume"}), out / "killed.log") == 0);
+
+  auto a = exp::read_json(out / "full" / "metrics.json");
+  auto b = exp::read_json(out / "killed" / "metrics.json");
+  CHECK(a["test"]["accuracy"].get<double>() == b["test"]["accuracy"].get<double>());
+  CHECK(a["test"]["loss"].get<double>() == b["test"]["loss"].get<double>());
+  CHECK(a["best_epoch"] == b["best_epoch"]);
+  CHECK(slurp(out / "full" / "predictions.csv") == slurp(out / "killed" / "predictions.csv"));
+  auto ha = exp::read_history(out / "full" / "history.csv"), hb = exp::read_history(out / "killed" / "history.csv");
+  REQUIRE(ha.size() == hb.size());
+  for (size_t i = 0; i < ha.size(); ++i) {
+    CHECK(ha[i].train_loss == hb[i].train_loss);
+    CHECK(ha[i].val_acc == hb[i].val_acc);
+  }
+  fs::remove_all(out);
+}
