@@ -10,6 +10,16 @@
 
 namespace dl::test {
 
+std::string source_dir() {
+  const char* d = std::getenv("DL_SOURCE_DIR");
+  return d ? d : DL_TEST_SOURCE_DIR;
+}
+
+std::string bin_dir() {
+  const char* d = std::getenv("DL_BIN_DIR");
+  return d ? d : DL_TEST_BIN_DIR;
+}
+
 std::string fixtures_dir() {
   const char* d = std::getenv("DL_FIXTURES_DIR");
   return d ? d : "";

@@ -12,6 +12,9 @@
 
 namespace dl::test {
 
+// The source tree and the folder of built programs (env DL_SOURCE_DIR / DL_BIN_DIR override).
+std::string source_dir();
+std::string bin_dir();
 // Directory written by tests/fixtures/run_all.sh (env DL_FIXTURES_DIR); empty when unset.
 std::string fixtures_dir();
 // A fixture tensor saved by tests/fixtures/*.py (our .dlt format: see fixture_io in test_util.cpp).

@@ -25,12 +25,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  REQUIRE_MESSAGE(v != nullptr, "environment variable " << name << " is not set (run through ctest)");
-  return v;
-}
-
 pid_t spawn(const std::vector<std::string>& args, const fs::path& log) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
@@ -87,7 +81,7 @@ void check_model_run(const fs::path& run, int64_t epochs) {
 }  // namespace
 
 TEST_CASE("study.sh --quick produces every artefact, consistent, and compare marks a deleted run") {
-  fs::path src = env("DL_SOURCE_DIR"), bin = env("DL_BIN_DIR");
+  fs::path src = test::source_dir(), bin = test::bin_dir();
   fs::path weights = test::fixtures_dir() + "/resnet18_random.pth";
   REQUIRE_MESSAGE(fs::exists(weights), "stand-in weights missing: " << weights);
   fs::path out = fs::temp_directory_path() / "dl_e2e_study";
@@ -125,7 +119,7 @@ TEST_CASE("study.sh --quick produces every artefact, consistent, and compare mar
 }
 
 TEST_CASE("a run killed with SIGKILL and resumed ends with the metrics of an uninterrupted run") {
-  fs::path bin = env("DL_BIN_DIR");
+  fs::path bin = test::bin_dir();
   fs::path out = fs::temp_directory_path() / "dl_e2e_resume";
   fs::remove_all(out);
   fs::create_directories(out);

@@ -11,9 +11,7 @@ namespace fs = std::filesystem;
 
 namespace {
 int run(const std::string& args) {
-  const char* bin = std::getenv("DL_BIN_DIR");
-  REQUIRE(bin != nullptr);
-  std::string cmd = std::string(bin) + "/predict " + args + " > /dev/null 2>&1";
+  std::string cmd = test::bin_dir() + "/predict " + args + " > /dev/null 2>&1";
   return std::system(cmd.c_str());
 }
 }  // namespace
