@@ -446,14 +446,17 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
 // ---- linear algebra -----------------------------------------------------------------------------
 
 namespace {
-// A (.., r, c) operand is usable by bmm when one of its last two strides is 1.
+// A (.., r, c) operand is usable by bmm as is when it is row-major (unit column stride, row stride
+// at least c) or column-major (unit row stride, column stride at least r): what a GEMM's leading
+// dimension can express. Anything else (expanded rows with stride 0, odd strides) is copied.
 Tensor gemm_ready(const Tensor& t) {
   int64_t n = t.dim();
   const auto& st = t.strides();
   const auto& sz = t.sizes();
-  bool row = st[n - 1] == 1 || sz[n - 1] == 1;
-  bool col = st[n - 2] == 1 || sz[n - 2] == 1;
-  return (row || col) ? t : contiguous(t);
+  int64_t r = sz[n - 2], c = sz[n - 1];
+  bool row_major = (st[n - 1] == 1 || c == 1) && (st[n - 2] >= c || r == 1);
+  bool col_major = (st[n - 2] == 1 || r == 1) && (st[n - 1] >= r || c == 1);
+  return (row_major || col_major) ? t : contiguous(t);
 }
 }  // namespace
 

@@ -224,6 +224,14 @@ TEST_CASE("matmul: 2-D, batched with broadcasting, vectors, transposed operands"
   CHECK(v.matmul(v).item<double>() == 14);
   CHECK(v.matmul(b).sizes() == Shape{2});
   CHECK_THROWS_AS(a.matmul(a), dl::Error);
+  // operands a GEMM cannot address directly (stride-0 rows, strided columns) are handled right
+  auto row = seq({1, 6}, DType::Float64);
+  auto w = seq({6, 3}, DType::Float64);
+  auto expanded = row.expand({5, 6}).matmul(w);
+  for (int64_t i = 0; i < 5; ++i) CHECK(vals(expanded.select(0, i)) == vals(row.matmul(w).select(0, 0)));
+  auto strided = seq({4, 12}, DType::Float64).slice(1, 0, 12, 2);  // (4, 6), column stride 2
+  CHECK_CLOSE(strided.matmul(w), strided.contiguous().matmul(w), 0, 0);
+  CHECK_CLOSE(w.t().matmul(row.expand({6, 6}).t()), w.t().matmul(row.expand({6, 6}).contiguous().t()), 0, 0);
   // a larger product against a direct sum
   manual_seed(1);
   auto x = randn({33, 65}, DType::Float64), y = randn({65, 17}, DType::Float64);

@@ -1,0 +1,83 @@
+// GEMM through cuBLAS or the hand-written kernel (the Gemm family's switch), and the bmm entry of
+// the kernel table.
+#include <climits>
+
+#include <cublas_v2.h>
+
+#include "cuda/host.h"
+#include "tensor/error.h"
+
+#define DL_CUBLAS_CHECK(expr)                                                                              \
+  do {                                                                                                     \
+    cublasStatus_t dl_st_ = (expr);                                                                        \
+    if (dl_st_ != CUBLAS_STATUS_SUCCESS)                                                                   \
+      ::dl::cuda::detail::throw_library_error("cuBLAS", static_cast<int>(dl_st_), cublasGetStatusName(dl_st_), \
+                                              #expr, __FILE__, __LINE__);                                  \
+  } while (0)
+
+namespace dl::cuda::host {
+namespace {
+
+// One handle per host thread (a handle must not be used by two threads at once); never destroyed,
+// since destroying it during program exit can race with the CUDA runtime's own teardown.
+cublasHandle_t handle() {
+  thread_local cublasHandle_t h = [] {
+    cublasHandle_t hh = nullptr;
+    DL_CUBLAS_CHECK(cublasCreate(&hh));
+    return hh;
+  }();
+  return h;
+}
+
+bool fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
+
+}  // namespace
+
+bool gemm_cublas(DType dtype, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const void* A,
+                 int64_t lda, int64_t sA, const void* B, int64_t ldb, int64_t sB, double beta, void* C, int64_t ldc,
+                 int64_t sC, int64_t batch, bool tf32) {
+  if (!fits_int(M) || !fits_int(N) || !fits_int(K) || !fits_int(lda) || !fits_int(ldb) || !fits_int(ldc)) return false;
+  if (K == 0) return false;  // C = beta C: the hand-written kernel does it for any layout
+  if (M == 0 || N == 0 || batch == 0) return true;
+  cublasHandle_t h = handle();
+  DL_CUBLAS_CHECK(cublasSetStream(h, detail::current_stream()));
+  // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: pass B first. A row-major
+  // (rows, cols) matrix is a column-major (cols, rows) one, so "no transpose" stays CUBLAS_OP_N.
+  const cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const int m = static_cast<int>(N), n = static_cast<int>(M), kk = static_cast<int>(K);
+  for (int64_t b0 = 0; b0 < batch; b0 += INT_MAX) {
+    const int nb = static_cast<int>(batch - b0 < INT_MAX ? batch - b0 : INT_MAX);
+    if (dtype == DType::Float32) {
+      const float fa = static_cast<float>(alpha), fb = static_cast<float>(beta);
+      const auto* pa = static_cast<const float*>(A) + b0 * sA;
+      const auto* pb = static_cast<const float*>(B) + b0 * sB;
+      auto* pc = static_cast<float*>(C) + b0 * sC;
+      DL_CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, opb, opa, m, n, kk, &fa, pb, CUDA_R_32F, static_cast<int>(ldb), sB,
+                                                 pa, CUDA_R_32F, static_cast<int>(lda), sA, &fb, pc, CUDA_R_32F,
+                                                 static_cast<int>(ldc), sC, nb,
+                                                 tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
+                                                 CUBLAS_GEMM_DEFAULT));
+    } else if (dtype == DType::Float64) {
+      const auto* pa = static_cast<const double*>(A) + b0 * sA;
+      const auto* pb = static_cast<const double*>(B) + b0 * sB;
+      auto* pc = static_cast<double*>(C) + b0 * sC;
+      DL_CUBLAS_CHECK(cublasDgemmStridedBatched(h, opb, opa, m, n, kk, &alpha, pb, static_cast<int>(ldb), sB, pa,
+                                                static_cast<int>(lda), sA, &beta, pc, static_cast<int>(ldc), sC, nb));
+    } else {
+      fail("matmul on CUDA: expected float32 or float64, got {}", dtype_name(dtype));
+    }
+  }
+  return true;
+}
+
+void gemm(DType dtype, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const void* A, int64_t lda,
+          int64_t sA, const void* B, int64_t ldb, int64_t sB, double beta, void* C, int64_t ldc, int64_t sC,
+          int64_t batch) {
+  if (M <= 0 || N <= 0 || batch <= 0) return;
+  if (get_backend(OpFamily::Gemm) == Backend::Library &&
+      gemm_cublas(dtype, ta, tb, M, N, K, alpha, A, lda, sA, B, ldb, sB, beta, C, ldc, sC, batch, allow_tf32()))
+    return;
+  k::gemm(dt_of(dtype), ta, tb, M, N, K, alpha, A, lda, sA, B, ldb, sB, beta, C, ldc, sC, batch);
+}
+
+}  // namespace dl::cuda::host
