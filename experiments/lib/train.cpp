@@ -107,6 +107,7 @@ Device parse_device(const std::string& s) {
     if (!cuda::is_available()) fail("--device {}: {}", s, cuda::unavailable_reason());
     if (d.index >= cuda::device_count())
       fail("--device {}: this machine has {} CUDA device(s)", s, cuda::device_count());
+    cuda::init();  // registers the CUDA allocator, copies and kernels
   }
   return d;
 }
