@@ -161,3 +161,32 @@ TEST_CASE("a run killed with SIGKILL and resumed ends with the metrics of an uni
   }
   fs::remove_all(out);
 }
+
+TEST_CASE("SIGINT stops a run after saving its last completed epoch; --resume finishes it") {
+  fs::path bin = test::bin_dir();
+  fs::path out = fs::temp_directory_path() / "dl_e2e_sigint";
+  fs::remove_all(out);
+  fs::create_directories(out);
+  std::vector<std::string> args{(bin / "scratch_cnn").string(), "--train-limit", "320", "--val-limit", "100",
+                                "--test-limit", "100", "--epochs", "3", "--batch-size", "32",
+                                "--out", (out / "run").string()};
+  pid_t pid = spawn(args, out / "log");
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(10);
+  while (data_rows(out / "run" / "history.csv") < 1 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  kill(pid, SIGINT);
+  CHECK(wait_for(pid) == 130);
+  std::string log = slurp(out / "log");
+  INFO("log:\n", log);
+  CHECK(log.find("--resume") != std::string::npos);
+  CHECK(fs::exists(out / "run" / "last.ckpt"));
+  CHECK_FALSE(fs::exists(out / "run" / "metrics.json"));
+  args.push_back("--resume");
+  REQUIRE(run(args, out / "log") == 0);
+  CHECK(data_rows(out / "run" / "history.csv") == 3);
+  CHECK(fs::exists(out / "run" / "metrics.json"));
+  // an output folder that cannot be written is refused before any training
+  CHECK(run({(bin / "scratch_cnn").string(), "--out", "/proc/dl-no-such-place/run"}, out / "log2") == 1);
+  CHECK(slurp(out / "log2").find("/proc/dl-no-such-place/run") != std::string::npos);
+  fs::remove_all(out);
+}
