@@ -1,0 +1,574 @@
+// GEMM driver (GotoBLAS/BLIS style), portable micro-kernel, reference.
+//
+// Threads: C is split into a grid of rectangles, one per thread (choose_grid); each thread runs the serial
+// blocked GEMM below on its rectangle with its own packing buffers (thread_local, 64-byte aligned, kept).
+// Serial, M > MC:
+//   jc over N by NC:   pc over K by KC:   pack op(B)[pc:+KC, jc:+NC] into NR-column panels (L3)
+//                                         ic over M by MC:  pack op(A)[ic:+MC, pc:+KC] into MR-row panels (L2)
+//                                                           jr over NR panels: ir over MR panels: micro-kernel
+//   The B micro-panel (KC x NR) stays in L1 while the A panels stream from L2.
+// Serial, M <= MC (one row block): gemm_small_m, which streams op(B) through L2 in stripes and hides the memory
+//   latency by prefetching the next stripe from inside the micro-kernel.
+// Packing handles the transposes, so the micro-kernels see one layout; the first KC block applies beta, later
+// ones accumulate (beta = 1). Micro-kernels and fast packing routines for AVX2 / AVX-512 live in
+// gemm_avx2.cpp / gemm_avx512.cpp, compiled with those ISA flags and chosen at run time.
+#include "tensor/cpu/gemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+namespace dl::cpu {
+namespace detail {
+
+// Micro-kernel: C[mr x nr] (beta == 0: =, else scaled by beta and +=) alpha * (packed A panel) * (packed B
+// panel). During its first pf_n iterations it also prefetches one cache line per iteration: pf_lines lines
+// (64 bytes apart) from pf, then from pf + pf_ld, ... (used to fetch the next block of op(B) from memory).
+using SgemmUkr = void (*)(int64_t mr, int64_t nr, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                          float alpha, float beta, const void* pf, int64_t pf_ld, int64_t pf_lines, int64_t pf_n);
+using DgemmUkr = void (*)(int64_t mr, int64_t nr, int64_t kc, const double* a, const double* b, double* c,
+                          int64_t ldc, double alpha, double beta, const void* pf, int64_t pf_ld, int64_t pf_lines,
+                          int64_t pf_n);
+// pack_a(trans, A, lda, mc, kc, dst); pack_b(trans, B, ldb, kc, nc, panel_stride, dst): see pack_a_generic and
+// pack_b_generic.
+using SPackA = void (*)(bool trans, const float* A, int64_t lda, int64_t mc, int64_t kc, float* dst);
+using DPackA = void (*)(bool trans, const double* A, int64_t lda, int64_t mc, int64_t kc, double* dst);
+using SPackB = void (*)(bool trans, const float* B, int64_t ldb, int64_t kc, int64_t nc, int64_t ps, float* dst);
+using DPackB = void (*)(bool trans, const double* B, int64_t ldb, int64_t kc, int64_t nc, int64_t ps, double* dst);
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define DL_GEMM_X86 1
+// Defined in gemm_avx512.cpp / gemm_avx2.cpp (compiled with their ISA flags): register block MR x NR,
+// micro-kernel, packing of op(A) into MR-row panels and of op(B) into NR-column panels.
+void gemm_avx512_sgemm(int* mr, int* nr, SgemmUkr* ukr, SPackA* pack_a, SPackB* pack_b);
+void gemm_avx512_dgemm(int* mr, int* nr, DgemmUkr* ukr, DPackA* pack_a, DPackB* pack_b);
+void gemm_avx2_sgemm(int* mr, int* nr, SgemmUkr* ukr, SPackA* pack_a, SPackB* pack_b);
+void gemm_avx2_dgemm(int* mr, int* nr, DgemmUkr* ukr, DPackA* pack_a, DPackB* pack_b);
+#else
+#define DL_GEMM_X86 0
+#endif
+
+}  // namespace detail
+
+namespace {
+
+using detail::DgemmUkr;
+using detail::SgemmUkr;
+
+template <typename T>
+using Ukr = void (*)(int64_t, int64_t, int64_t, const T*, const T*, T*, int64_t, T, T, const void*, int64_t,
+                     int64_t, int64_t);
+template <typename T>
+using PackA = void (*)(bool, const T*, int64_t, int64_t, int64_t, T*);
+template <typename T>
+using PackB = void (*)(bool, const T*, int64_t, int64_t, int64_t, int64_t, T*);
+
+template <typename T>
+struct Kernel {
+  int mr = 0, nr = 0;
+  int64_t kc = 0, mc = 0, nc = 0;  // cache blocks; mc is a multiple of mr, nc of nr
+  Ukr<T> ukr = nullptr;
+  PackA<T> pack_a = nullptr;
+  PackB<T> pack_b = nullptr;
+};
+
+// ---------------------------------------------------------------- packing (generic, MR/NR known at compile time)
+
+// op(A) rows [0, mc), cols [0, kc) into panels of MR rows: panel p starts at dst + p*MR*kc and holds, for each
+// k, its rows' values (d[k*mr + i]); the last panel has exactly mc % MR rows. A points at op(A)(0, 0):
+// element (i, k) is A[i*lda + k], or A[k*lda + i] when trans.
+template <typename T, int MR>
+void pack_a_generic(bool trans, const T* A, int64_t lda, int64_t mc, int64_t kc, T* dst) {
+  for (int64_t ir = 0; ir < mc; ir += MR) {
+    const int64_t mr = std::min<int64_t>(MR, mc - ir);
+    T* d = dst + ir * kc;
+    if (trans) {
+      const T* s = A + ir;
+      if (mr == MR) {
+        for (int64_t k = 0; k < kc; ++k)
+          for (int i = 0; i < MR; ++i) d[k * MR + i] = s[k * lda + i];
+      } else {
+        for (int64_t k = 0; k < kc; ++k)
+          for (int64_t i = 0; i < mr; ++i) d[k * mr + i] = s[k * lda + i];
+      }
+    } else {
+      const T* s = A + ir * lda;
+      int64_t k = 0;
+      if (mr == MR) {
+        for (; k + 8 <= kc; k += 8)
+          for (int kk = 0; kk < 8; ++kk)
+            for (int i = 0; i < MR; ++i) d[(k + kk) * MR + i] = s[i * lda + k + kk];
+      }
+      for (; k < kc; ++k)
+        for (int64_t i = 0; i < mr; ++i) d[k * mr + i] = s[i * lda + k];
+    }
+  }
+}
+
+// op(B) rows [0, kc), cols [0, nc) into panels of NR columns: panel p starts at dst + p*NR*ps (ps >= kc: panel
+// stride in rows, so a block can be packed in slices of k) and holds, for each k, NR values (d[k*NR + j]), zero
+// padded past the last column. B points at op(B)(0, 0): element (k, j) is B[k*ldb + j], or B[j*ldb + k] when trans.
+template <typename T, int NR>
+void pack_b_generic(bool trans, const T* B, int64_t ldb, int64_t kc, int64_t nc, int64_t ps, T* dst) {
+  if (!trans) {
+    // Groups of 4 panels, k outer: source rows are read in runs of 4*NR values (runs of a single panel's
+    // width are too short for the hardware prefetchers).
+    constexpr int G = 4;
+    for (int64_t j0 = 0; j0 < nc; j0 += G * NR) {
+      const int64_t jn = std::min<int64_t>(G * NR, nc - j0);
+      const int64_t full = jn / NR, rem = jn % NR;
+      T* d = dst + j0 * ps;
+      for (int64_t k = 0; k < kc; ++k) {
+        const T* s = B + k * ldb + j0;
+        for (int64_t g = 0; g < full; ++g)
+          for (int j = 0; j < NR; ++j) d[g * NR * ps + k * NR + j] = s[g * NR + j];
+        if (rem != 0) {
+          T* dr = d + full * NR * ps + k * NR;
+          for (int64_t j = 0; j < rem; ++j) dr[j] = s[full * NR + j];
+          for (int64_t j = rem; j < NR; ++j) dr[j] = T(0);
+        }
+      }
+    }
+    return;
+  }
+  for (int64_t jr = 0; jr < nc; jr += NR) {
+    const int64_t nr = std::min<int64_t>(NR, nc - jr);
+    T* d = dst + jr * ps;
+    const T* s = B + jr * ldb;
+    int64_t k = 0;
+    for (; k + 8 <= kc; k += 8)
+      for (int64_t j = 0; j < NR; ++j)
+        for (int kk = 0; kk < 8; ++kk) d[(k + kk) * NR + j] = j < nr ? s[j * ldb + k + kk] : T(0);
+    for (; k < kc; ++k)
+      for (int64_t j = 0; j < NR; ++j) d[k * NR + j] = j < nr ? s[j * ldb + k] : T(0);
+  }
+}
+
+// ---------------------------------------------------------------- portable micro-kernel
+
+// Plain C++ (the compiler vectorizes the j loops for the baseline ISA). Sized so the MR x NR accumulators fit the
+// 16 SSE registers of baseline x86-64.
+template <typename T, int MR, int NR>
+void portable_ukr(int64_t mr, int64_t nr, int64_t kc, const T* a, const T* b, T* c, int64_t ldc, T alpha, T beta,
+                  const void* /*pf*/, int64_t /*pf_ld*/, int64_t /*pf_lines*/, int64_t /*pf_n*/) {
+  T acc[MR][NR] = {};
+  if (mr == MR) {
+    for (int64_t k = 0; k < kc; ++k, a += MR, b += NR) {
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const T ai = a[i];
+#pragma GCC unroll 16
+        for (int j = 0; j < NR; ++j) acc[i][j] += ai * b[j];
+      }
+    }
+  } else {
+    for (int64_t k = 0; k < kc; ++k, a += mr, b += NR)
+      for (int64_t i = 0; i < mr; ++i) {
+        const T ai = a[i];
+#pragma GCC unroll 16
+        for (int j = 0; j < NR; ++j) acc[i][j] += ai * b[j];
+      }
+  }
+  for (int64_t i = 0; i < mr; ++i) {
+    T* cr = c + i * ldc;
+    if (beta == T(0)) {
+      for (int64_t j = 0; j < nr; ++j) cr[j] = alpha * acc[i][j];
+    } else {
+      for (int64_t j = 0; j < nr; ++j) cr[j] = alpha * acc[i][j] + beta * cr[j];
+    }
+  }
+}
+
+// ---------------------------------------------------------------- kernel selection
+
+enum class Isa { portable = 0, avx2 = 1, avx512 = 2 };
+
+Isa best_isa() {
+#if DL_GEMM_X86
+  static const Isa best = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma"))
+      return Isa::avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
+    return Isa::portable;
+  }();
+  return best;
+#else
+  return Isa::portable;
+#endif
+}
+
+// Read on every call (cheap) so tests can switch kernels with setenv.
+Isa current_isa() {
+  const Isa best = best_isa();
+  const char* env = std::getenv("DL_GEMM_KERNEL");
+  if (env == nullptr || *env == '\0') return best;
+  Isa want = best;
+  if (std::strcmp(env, "portable") == 0)
+    want = Isa::portable;
+  else if (std::strcmp(env, "avx2") == 0)
+    want = Isa::avx2;
+  else if (std::strcmp(env, "avx512") == 0)
+    want = Isa::avx512;
+  return static_cast<int>(want) <= static_cast<int>(best) ? want : best;
+}
+
+struct KernelSet {
+  Kernel<float> s[3];
+  Kernel<double> d[3];
+};
+
+template <typename T>
+void set_blocks(Kernel<T>& k, int64_t kc, int64_t mc, int64_t nc) {
+  k.kc = kc;
+  k.mc = std::max<int64_t>(k.mr, mc / k.mr * k.mr);
+  k.nc = std::max<int64_t>(k.nr, nc / k.nr * k.nr);
+}
+
+const KernelSet& kernels() {
+  static const KernelSet ks = [] {
+    KernelSet r;
+    r.s[0] = {4, 8, 0, 0, 0, &portable_ukr<float, 4, 8>, &pack_a_generic<float, 4>, &pack_b_generic<float, 8>};
+    set_blocks(r.s[0], 256, 96, 4096);
+    r.d[0] = {4, 4, 0, 0, 0, &portable_ukr<double, 4, 4>, &pack_a_generic<double, 4>, &pack_b_generic<double, 4>};
+    set_blocks(r.d[0], 256, 96, 4096);
+    r.s[1] = r.s[0], r.s[2] = r.s[0];
+    r.d[1] = r.d[0], r.d[2] = r.d[0];
+#if DL_GEMM_X86
+    const Isa best = best_isa();
+    if (best >= Isa::avx2) {
+      detail::gemm_avx2_sgemm(&r.s[1].mr, &r.s[1].nr, &r.s[1].ukr, &r.s[1].pack_a, &r.s[1].pack_b);
+      detail::gemm_avx2_dgemm(&r.d[1].mr, &r.d[1].nr, &r.d[1].ukr, &r.d[1].pack_a, &r.d[1].pack_b);
+      set_blocks(r.s[1], 256, 144, 4080);
+      set_blocks(r.d[1], 256, 72, 4080);
+    }
+    if (best >= Isa::avx512) {
+      detail::gemm_avx512_sgemm(&r.s[2].mr, &r.s[2].nr, &r.s[2].ukr, &r.s[2].pack_a, &r.s[2].pack_b);
+      detail::gemm_avx512_dgemm(&r.d[2].mr, &r.d[2].nr, &r.d[2].ukr, &r.d[2].pack_a, &r.d[2].pack_b);
+      set_blocks(r.s[2], 256, 280, 4096);
+      set_blocks(r.d[2], 256, 140, 2048);
+    }
+#endif
+    return r;
+  }();
+  return ks;
+}
+
+template <typename T>
+const Kernel<T>& kernel_for(Isa isa);
+template <>
+const Kernel<float>& kernel_for<float>(Isa isa) {
+  return kernels().s[static_cast<int>(isa)];
+}
+template <>
+const Kernel<double>& kernel_for<double>(Isa isa) {
+  return kernels().d[static_cast<int>(isa)];
+}
+
+// ---------------------------------------------------------------- packing buffers
+
+// Per thread, 64-byte aligned, grown on demand and kept (OpenMP reuses its threads).
+struct PackBuffer {
+  void* p = nullptr;
+  size_t bytes = 0;
+  ~PackBuffer() { std::free(p); }
+  void* get(size_t want) {
+    if (want > bytes) {
+      std::free(p);
+      bytes = (want + 4095) / 4096 * 4096;
+      p = std::aligned_alloc(64, bytes);
+      if (p == nullptr) {
+        bytes = 0;
+        throw std::bad_alloc();
+      }
+    }
+    return p;
+  }
+};
+
+PackBuffer& a_buffer() {
+  static thread_local PackBuffer b;
+  return b;
+}
+PackBuffer& b_buffer() {
+  static thread_local PackBuffer b;
+  return b;
+}
+
+// ---------------------------------------------------------------- serial blocked GEMM on one rectangle
+
+// Splits n into the fewest blocks of at most max_block, all of (nearly) equal size; returns the block size.
+inline int64_t balanced_block(int64_t n, int64_t max_block) {
+  if (n <= max_block) return std::max<int64_t>(n, 1);
+  const int64_t blocks = (n + max_block - 1) / max_block;
+  return (n + blocks - 1) / blocks;
+}
+
+// One row block (M <= MC; e.g. convolution with few output channels, where op(B) is large and each of its values
+// is used only M times, so reading it from memory is the bottleneck). C is computed in stripes of GN columns x KC
+// rows of K; each stripe's op(B) block is packed into L2 while the previous stripe computes: after each
+// micro-kernel call one slice of the next block is packed and the following slice prefetched, so the memory
+// latency overlaps the FMAs (a slice at a time: a whole block prefetched ahead would not fit L2 when ldb is a
+// multiple of 4 KiB and all rows map to the same cache sets). When all of op(A) fits in L2 it is packed once and
+// the stripe order is jc-major (C's stripe stays in L2 across K blocks); otherwise K-block-major, packing op(A)
+// per K block.
+template <typename T>
+void gemm_small_m(const Kernel<T>& ker, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+                  int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  const int MR = ker.mr, NR = ker.nr;
+  const int64_t Mr = (M + MR - 1) / MR * MR;
+  const bool whole = Mr * K * static_cast<int64_t>(sizeof(T)) <= (384 << 10);
+  // With op(A) resident, K blocks can be longer (fewer passes over C's stripe); the B panels then stream from L2.
+  const int64_t KC = balanced_block(K, whole ? 2 * ker.kc : ker.kc);
+  // Stripe width: at least 4 panels and 512 bytes per source row, so the packing reads long runs.
+  const int64_t GN = std::min<int64_t>(std::max<int64_t>(4, 512 / static_cast<int64_t>(sizeof(T)) / NR) * NR,
+                                       (N + NR - 1) / NR * NR);
+  const int64_t nK = (K + KC - 1) / KC, nJ = (N + GN - 1) / GN, S = nK * nJ;
+  T* abuf = static_cast<T*>(a_buffer().get(sizeof(T) * ((whole ? Mr * K : Mr * KC) + 64)));
+  T* bbuf = static_cast<T*>(b_buffer().get(sizeof(T) * (2 * GN * KC + 64)));
+  if (whole)
+    for (int64_t pc = 0; pc < K; pc += KC)
+      ker.pack_a(ta, ta ? A + pc * lda : A + pc, lda, M, std::min(KC, K - pc), abuf + M * pc);
+
+  struct Stripe {
+    int64_t jc, pc, nc, kc;
+  };
+  auto stripe = [&](int64_t s) {
+    Stripe t;
+    t.jc = (whole ? s / nK : s % nJ) * GN;
+    t.pc = (whole ? s % nK : s / nJ) * KC;
+    t.nc = std::min(GN, N - t.jc);
+    t.kc = std::min(KC, K - t.pc);
+    return t;
+  };
+  // Packs rows [k0, k1) of stripe t's op(B) block into dst (panel stride t.kc).
+  auto pack_slice = [&](const Stripe& t, int64_t k0, int64_t k1, T* dst) {
+    if (k1 <= k0) return;
+    const int64_t pc = t.pc + k0;
+    ker.pack_b(tb, tb ? B + t.jc * ldb + pc : B + pc * ldb + t.jc, ldb, k1 - k0, t.nc, t.kc, dst + k0 * NR);
+  };
+  // Prefetch plan for rows [k0, k1) of stripe t's op(B) block (source rows of `lines` cache lines).
+  struct Plan {
+    const void* p = nullptr;
+    int64_t ld = 0, lines = 0, n = 0;
+  };
+  auto plan = [&](const Stripe& t, int64_t k0, int64_t k1) {
+    Plan pl;
+    if (k1 <= k0) return pl;
+    const int64_t pc = t.pc + k0;
+    const T* p = tb ? B + t.jc * ldb + pc : B + pc * ldb + t.jc;
+    const int64_t rows = tb ? t.nc : k1 - k0;
+    const int64_t bytes = (tb ? k1 - k0 : t.nc) * static_cast<int64_t>(sizeof(T));
+    pl.ld = ldb * static_cast<int64_t>(sizeof(T));
+    // Rows not starting on a line boundary span one more line.
+    const int64_t skew = pl.ld % 64 == 0 ? static_cast<int64_t>(reinterpret_cast<uintptr_t>(p) % 64) : 63;
+    pl.p = static_cast<const char*>(static_cast<const void*>(p)) - (pl.ld % 64 == 0 ? skew : 0);
+    pl.lines = (skew + bytes + 63) / 64;
+    pl.n = rows * pl.lines;
+    return pl;
+  };
+  Stripe cur = stripe(0);
+  pack_slice(cur, 0, cur.kc, bbuf);
+  for (int64_t s = 0; s < S; ++s) {
+    T* bcur = bbuf + (s % 2) * GN * KC;
+    T* bnext = bbuf + ((s + 1) % 2) * GN * KC;
+    const bool has_next = s + 1 < S;
+    const Stripe next = has_next ? stripe(s + 1) : Stripe{0, 0, 0, 0};
+    if (!whole && cur.jc == 0) ker.pack_a(ta, ta ? A + cur.pc * lda : A + cur.pc, lda, M, cur.kc, abuf);
+    const T* ablk = whole ? abuf + M * cur.pc : abuf;
+    const T beta_k = cur.pc == 0 ? beta : T(1);
+    // Slices of the next block: about one per micro-kernel call; multiples of 16 rows of K when op(B) is
+    // transposed (its pack transposes 16 x 16 blocks).
+    const int64_t calls = ((cur.nc + NR - 1) / NR) * ((M + MR - 1) / MR);
+    int64_t slice = (next.kc + calls - 1) / calls;
+    if (tb) slice = (slice + 15) / 16 * 16;
+    // Call c prefetches slice c of the next block and is followed by packing slice c - 1 (prefetched during the
+    // previous call).
+    int64_t done = 0, fetched = 0;
+    for (int64_t jr = 0; jr < cur.nc; jr += NR) {
+      const int64_t nr = std::min<int64_t>(NR, cur.nc - jr);
+      const T* bp = bcur + jr * cur.kc;
+      T* cc = C + cur.jc + jr;
+      for (int64_t ir = 0; ir < M; ir += MR) {
+        const int64_t e = std::min(fetched + slice, next.kc);
+        const Plan pl = plan(next, fetched, e);
+        ker.ukr(std::min<int64_t>(MR, M - ir), nr, cur.kc, ablk + ir * cur.kc, bp, cc + ir * ldc, ldc, alpha, beta_k,
+                pl.p, pl.ld, pl.lines, pl.n);
+        pack_slice(next, done, fetched, bnext);
+        done = fetched;
+        fetched = e;
+      }
+    }
+    pack_slice(next, done, next.kc, bnext);
+    cur = next;
+  }
+}
+
+template <typename T>
+void gemm_serial(const Kernel<T>& ker, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+                 int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  const int MR = ker.mr, NR = ker.nr;
+  // K blocks of equal size (a short last block would pay the per-tile overhead for little work).
+  const int64_t KC = balanced_block(K, ker.kc);
+  const int64_t MC = std::min<int64_t>(ker.mc, (M + MR - 1) / MR * MR);
+  const int64_t NC = std::min<int64_t>(ker.nc, (N + NR - 1) / NR * NR);
+
+  if (M <= MC) {
+    gemm_small_m(ker, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+
+  T* abuf = static_cast<T*>(a_buffer().get(sizeof(T) * (MC * KC + 64)));
+  T* bbuf = static_cast<T*>(b_buffer().get(sizeof(T) * (NC * KC + 64)));
+  for (int64_t jc = 0; jc < N; jc += NC) {
+    const int64_t nc = std::min(NC, N - jc);
+    for (int64_t pc = 0; pc < K; pc += KC) {
+      const int64_t kc = std::min(KC, K - pc);
+      const T beta_k = pc == 0 ? beta : T(1);
+      ker.pack_b(tb, tb ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, kc, nc, kc, bbuf);
+      for (int64_t ic = 0; ic < M; ic += MC) {
+        const int64_t mc = std::min(MC, M - ic);
+        ker.pack_a(ta, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, mc, kc, abuf);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const int64_t nr = std::min<int64_t>(NR, nc - jr);
+          const T* bp = bbuf + jr * kc;
+          T* cc = C + ic * ldc + jc + jr;
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int64_t mr = std::min<int64_t>(MR, mc - ir);
+            ker.ukr(mr, nr, kc, abuf + ir * kc, bp, cc + ir * ldc, ldc, alpha, beta_k, nullptr, 0, 0, 0);
+          }
+        }
+      }
+    }
+  }
+}
+
+// C = beta * C (beta == 0: C is not read).
+template <typename T>
+void scale_c(int64_t M, int64_t N, T beta, T* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i) {
+    T* c = C + i * ldc;
+    if (beta == T(0))
+      std::fill(c, c + N, T(0));
+    else if (beta != T(1))
+      for (int64_t j = 0; j < N; ++j) c[j] *= beta;
+  }
+}
+
+// ---------------------------------------------------------------- threading
+
+// Split C into a tm x tn grid of rectangles (in units of MR rows / NR columns), one per thread. Each thread packs
+// its own A rows and B columns, so the grid minimises the largest rectangle's work plus its packing.
+struct Grid {
+  int tm = 1, tn = 1;
+};
+
+Grid choose_grid(int nt, int64_t M, int64_t N, int MR, int NR, bool ta, bool tb) {
+  const int64_t mu = (M + MR - 1) / MR, nu = (N + NR - 1) / NR;
+  // Packing cost per element relative to one multiply-add; the transposing packs are slower.
+  const double ca = ta ? 1.0 : 3.0, cb = tb ? 3.0 : 1.0;
+  Grid best;
+  double best_cost = 1e300;
+  for (int tm = 1; tm <= nt; ++tm) {
+    if (nt % tm != 0) continue;
+    const int tn = nt / tm;
+    if (tm > mu || tn > nu) continue;
+    const double m_t = static_cast<double>((mu + tm - 1) / tm * MR);
+    const double n_t = static_cast<double>((nu + tn - 1) / tn * NR);
+    const double cost = m_t * n_t + 16.0 * (ca * m_t + cb * n_t);
+    if (cost < best_cost) best_cost = cost, best.tm = tm, best.tn = tn;
+  }
+  return best;
+}
+
+template <typename T>
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+          int64_t ldb, T beta, T* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == T(0)) {
+    scale_c(M, N, beta, C, ldc);
+    return;
+  }
+  const Kernel<T>& ker = kernel_for<T>(current_isa());
+  const int MR = ker.mr, NR = ker.nr;
+  const int64_t mu = (M + MR - 1) / MR, nu = (N + NR - 1) / NR;
+  int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+  // Below ~1 MFLOP per thread the fork/join costs more than it saves.
+  const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  nt = static_cast<int>(std::min<double>(nt, std::max(1.0, flops / 1.0e6)));
+  nt = static_cast<int>(std::min<int64_t>(nt, mu * nu));
+  if (nt <= 1) {
+    gemm_serial(ker, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    const int p = omp_get_num_threads(), t = omp_get_thread_num();
+    // Reduce to a thread count the grid can use; extra threads idle.
+    int use = p;
+    Grid g = choose_grid(use, M, N, MR, NR, ta, tb);
+    while (g.tm * g.tn != use && use > 1) g = choose_grid(--use, M, N, MR, NR, ta, tb);
+    if (g.tm * g.tn != use) g = Grid{};
+    if (t < g.tm * g.tn) {
+      const int ti = t / g.tn, tj = t % g.tn;
+      const int64_t m0 = mu * ti / g.tm * MR, m1 = std::min(M, mu * (ti + 1) / g.tm * MR);
+      const int64_t n0 = nu * tj / g.tn * NR, n1 = std::min(N, nu * (tj + 1) / g.tn * NR);
+      if (m1 > m0 && n1 > n0) {
+        const T* a = ta ? A + m0 : A + m0 * lda;
+        const T* b = tb ? B + n0 * ldb : B + n0;
+        gemm_serial(ker, ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b, ldb, beta, C + m0 * ldc + n0, ldc);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  gemm<float>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void dgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
+           const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+  gemm<double>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+const char* sgemm_kernel_name() {
+  switch (current_isa()) {
+    case Isa::avx512:
+      return "avx512";
+    case Isa::avx2:
+      return "avx2";
+    default:
+      return "portable";
+  }
+}
+
+// Reference: for each (i, j) the dot product over k accumulated in double, in blocks of 64 x 64 of C so the
+// rows of op(A) and columns of op(B) involved stay in cache.
+void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                     int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  constexpr int64_t BS = 64;
+  for (int64_t i0 = 0; i0 < M; i0 += BS)
+    for (int64_t j0 = 0; j0 < N; j0 += BS)
+      for (int64_t i = i0; i < std::min(M, i0 + BS); ++i)
+        for (int64_t j = j0; j < std::min(N, j0 + BS); ++j) {
+          double s = 0.0;
+          for (int64_t k = 0; k < K; ++k) {
+            const double a = trans_a ? A[k * lda + i] : A[i * lda + k];
+            const double b = trans_b ? B[j * ldb + k] : B[k * ldb + j];
+            s += a * b;
+          }
+          float& c = C[i * ldc + j];
+          const double prev = beta == 0.0f ? 0.0 : static_cast<double>(beta) * static_cast<double>(c);
+          c = static_cast<float>(static_cast<double>(alpha) * s + prev);
+        }
+}
+
+}  // namespace dl::cpu

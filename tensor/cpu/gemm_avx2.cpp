@@ -1,0 +1,276 @@
+// AVX2 + FMA GEMM micro-kernels (float and double). Compiled with -mavx2 -mfma; only called after gemm.cpp
+// checked the CPU supports AVX2 and FMA (see dl::cpu::sgemm_kernel_name).
+//
+// Micro-kernel: C[mr x nr] (=|+=) alpha * A_panel * B_panel with packed operands:
+//   A panel: for each k, mr consecutive values (a[k*mr + i]), mr <= MR (the tail panel is packed with exactly mr rows).
+//   B panel: for each k, NR consecutive values (b[k*NR + j]), zero padded past nr.
+// Register block: MR rows x NV vectors (6 x 16 floats, 6 x 8 doubles: 12 accumulators). A tile with fewer rows
+// uses the instance compiled for exactly that many rows, fewer columns uses fewer vectors and a masked
+// load/store on the last one.
+#include <cstdint>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <utility>
+
+namespace dl::cpu::detail {
+
+// Micro-kernel (see the top of the file). During its first pf_n iterations it also prefetches one cache line per
+// iteration: pf_lines lines (64 bytes apart) from pf, then from pf + pf_ld, ...: the driver uses this to fetch the
+// next block of op(B) from memory while the FMAs run (prefetches issued in bursts are mostly dropped).
+using SgemmUkr = void (*)(int64_t mr, int64_t nr, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                          float alpha, float beta, const void* pf, int64_t pf_ld, int64_t pf_lines, int64_t pf_n);
+using DgemmUkr = void (*)(int64_t mr, int64_t nr, int64_t kc, const double* a, const double* b, double* c,
+                          int64_t ldc, double alpha, double beta, const void* pf, int64_t pf_ld, int64_t pf_lines,
+                          int64_t pf_n);
+// pack_a(trans, A, lda, mc, kc, dst); pack_b(trans, B, ldb, kc, nc, panel_stride, dst): see pack_a_generic and
+// pack_b_generic.
+using SPackA = void (*)(bool trans, const float* A, int64_t lda, int64_t mc, int64_t kc, float* dst);
+using DPackA = void (*)(bool trans, const double* A, int64_t lda, int64_t mc, int64_t kc, double* dst);
+using SPackB = void (*)(bool trans, const float* B, int64_t ldb, int64_t kc, int64_t nc, int64_t ps, float* dst);
+using DPackB = void (*)(bool trans, const double* B, int64_t ldb, int64_t kc, int64_t nc, int64_t ps, double* dst);
+
+namespace {
+
+template <typename T>
+struct V;
+
+template <>
+struct V<float> {
+  using reg = __m256;
+  using mask = __m256i;
+  static constexpr int W = 8;
+  static reg zero() { return _mm256_setzero_ps(); }
+  static reg set1(float x) { return _mm256_set1_ps(x); }
+  static reg load(const float* p) { return _mm256_load_ps(p); }
+  static reg bcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+  static mask lanes(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static reg loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static void storeu(float* p, reg v) { _mm256_storeu_ps(p, v); }
+  static reg loadm(mask m, const float* p) { return _mm256_maskload_ps(p, m); }
+  static void storem(float* p, mask m, reg v) { _mm256_maskstore_ps(p, m, v); }
+};
+
+template <>
+struct V<double> {
+  using reg = __m256d;
+  using mask = __m256i;
+  static constexpr int W = 4;
+  static reg zero() { return _mm256_setzero_pd(); }
+  static reg set1(double x) { return _mm256_set1_pd(x); }
+  static reg load(const double* p) { return _mm256_load_pd(p); }
+  static reg bcast(const double* p) { return _mm256_broadcast_sd(p); }
+  static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_pd(a, b, c); }
+  static reg mul(reg a, reg b) { return _mm256_mul_pd(a, b); }
+  static mask lanes(int n) { return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3)); }
+  static reg loadu(const double* p) { return _mm256_loadu_pd(p); }
+  static void storeu(double* p, reg v) { _mm256_storeu_pd(p, v); }
+  static reg loadm(mask m, const double* p) { return _mm256_maskload_pd(p, m); }
+  static void storem(double* p, mask m, reg v) { _mm256_maskstore_pd(p, m, v); }
+};
+
+// ---------------------------------------------------------------- packing (generic, MR/NR known at compile time)
+
+// op(A) rows [0, mc), cols [0, kc) into panels of MR rows: panel p starts at dst + p*MR*kc and holds, for each
+// k, its rows' values (d[k*mr + i]); the last panel has exactly mc % MR rows. A points at op(A)(0, 0):
+// element (i, k) is A[i*lda + k], or A[k*lda + i] when trans.
+template <typename T, int MR>
+void pack_a_generic(bool trans, const T* A, int64_t lda, int64_t mc, int64_t kc, T* dst) {
+  for (int64_t ir = 0; ir < mc; ir += MR) {
+    const int64_t mr = std::min<int64_t>(MR, mc - ir);
+    T* d = dst + ir * kc;
+    if (trans) {
+      const T* s = A + ir;
+      if (mr == MR) {
+        for (int64_t k = 0; k < kc; ++k)
+          for (int i = 0; i < MR; ++i) d[k * MR + i] = s[k * lda + i];
+      } else {
+        for (int64_t k = 0; k < kc; ++k)
+          for (int64_t i = 0; i < mr; ++i) d[k * mr + i] = s[k * lda + i];
+      }
+    } else {
+      const T* s = A + ir * lda;
+      int64_t k = 0;
+      if (mr == MR) {
+        for (; k + 8 <= kc; k += 8)
+          for (int kk = 0; kk < 8; ++kk)
+            for (int i = 0; i < MR; ++i) d[(k + kk) * MR + i] = s[i * lda + k + kk];
+      }
+      for (; k < kc; ++k)
+        for (int64_t i = 0; i < mr; ++i) d[k * mr + i] = s[i * lda + k];
+    }
+  }
+}
+
+// op(B) rows [0, kc), cols [0, nc) into panels of NR columns: panel p starts at dst + p*NR*ps (ps >= kc: panel
+// stride in rows, so a block can be packed in slices of k) and holds, for each k, NR values (d[k*NR + j]), zero
+// padded past the last column. B points at op(B)(0, 0): element (k, j) is B[k*ldb + j], or B[j*ldb + k] when trans.
+template <typename T, int NR>
+void pack_b_generic(bool trans, const T* B, int64_t ldb, int64_t kc, int64_t nc, int64_t ps, T* dst) {
+  if (!trans) {
+    // Groups of 4 panels, k outer: source rows are read in runs of 4*NR values (runs of a single panel's
+    // width are too short for the hardware prefetchers).
+    constexpr int G = 4;
+    for (int64_t j0 = 0; j0 < nc; j0 += G * NR) {
+      const int64_t jn = std::min<int64_t>(G * NR, nc - j0);
+      const int64_t full = jn / NR, rem = jn % NR;
+      T* d = dst + j0 * ps;
+      for (int64_t k = 0; k < kc; ++k) {
+        const T* s = B + k * ldb + j0;
+        for (int64_t g = 0; g < full; ++g)
+          for (int j = 0; j < NR; ++j) d[g * NR * ps + k * NR + j] = s[g * NR + j];
+        if (rem != 0) {
+          T* dr = d + full * NR * ps + k * NR;
+          for (int64_t j = 0; j < rem; ++j) dr[j] = s[full * NR + j];
+          for (int64_t j = rem; j < NR; ++j) dr[j] = T(0);
+        }
+      }
+    }
+    return;
+  }
+  for (int64_t jr = 0; jr < nc; jr += NR) {
+    const int64_t nr = std::min<int64_t>(NR, nc - jr);
+    T* d = dst + jr * ps;
+    const T* s = B + jr * ldb;
+    int64_t k = 0;
+    for (; k + 8 <= kc; k += 8)
+      for (int64_t j = 0; j < NR; ++j)
+        for (int kk = 0; kk < 8; ++kk) d[(k + kk) * NR + j] = j < nr ? s[j * ldb + k + kk] : T(0);
+    for (; k < kc; ++k)
+      for (int64_t j = 0; j < NR; ++j) d[k * NR + j] = j < nr ? s[j * ldb + k] : T(0);
+  }
+}
+
+// One register tile: MR rows x NV vectors. NVMAX*W is the B panel's row stride; nlast is the number of valid
+// lanes (1..W) in the last vector.
+template <typename T, int MR, int NV, int NVMAX>
+void tile(int64_t kc, const T* __restrict a, const T* __restrict b, T* __restrict c, int64_t ldc, T alpha,
+          T beta, int nlast, const char* pf, int64_t pf_ld, int64_t pf_lines, int64_t pf_n) {
+  using R = V<T>;
+  using reg = typename R::reg;
+  constexpr int W = R::W;
+  constexpr int NR = NVMAX * W;
+  reg acc[MR][NV];
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = R::zero();
+
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NV * W - 1), _MM_HINT_T0);
+  }
+
+  // One k step: NV vectors of B, MR broadcasts of A, MR*NV FMAs.
+  auto step = [&]() __attribute__((always_inline)) {
+    reg bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = R::load(b + v * W);
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i) {
+      const reg av = R::bcast(a + i);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = R::fma(av, bv[v], acc[i][v]);
+    }
+    a += MR;
+    b += NR;
+  };
+  const int64_t np = std::min(pf_n, kc);
+  int64_t line = 0;
+#pragma GCC unroll 2
+  for (int64_t q = 0; q < np; ++q) {
+    _mm_prefetch(pf + line * 64, _MM_HINT_T0);
+    if (++line == pf_lines) line = 0, pf += pf_ld;
+    step();
+  }
+#pragma GCC unroll 2
+  for (int64_t k = np; k < kc; ++k) step();
+
+  const reg va = R::set1(alpha);
+  const reg vb = R::set1(beta);
+  const typename R::mask mlast = R::lanes(nlast);
+  const bool partial = nlast < W;
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; ++i) {
+    T* cr = c + i * ldc;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      T* cv = cr + v * W;
+      if (v == NV - 1 && partial) {
+        reg r = R::mul(acc[i][v], va);
+        if (beta != T(0)) r = R::fma(R::loadm(mlast, cv), vb, r);
+        R::storem(cv, mlast, r);
+      } else if (beta == T(0)) {
+        R::storeu(cv, R::mul(acc[i][v], va));
+      } else if (beta == T(1)) {
+        R::storeu(cv, R::fma(acc[i][v], va, R::loadu(cv)));
+      } else {
+        R::storeu(cv, R::fma(R::loadu(cv), vb, R::mul(acc[i][v], va)));
+      }
+    }
+  }
+}
+
+template <typename T>
+using TileFn = void (*)(int64_t, const T*, const T*, T*, int64_t, T, T, int, const char*, int64_t, int64_t,
+                        int64_t);
+
+template <typename T, int MRMAX, int NVMAX, int NV, std::size_t... I>
+constexpr std::array<TileFn<T>, MRMAX> row_of_tiles(std::index_sequence<I...>) {
+  return {&tile<T, int(I) + 1, NV, NVMAX>...};
+}
+
+// table[nv - 1][mr - 1] = tile<T, mr, nv, NVMAX>.
+template <typename T, int MRMAX, int NVMAX, std::size_t... V>
+constexpr std::array<std::array<TileFn<T>, MRMAX>, NVMAX> table_of_tiles(std::index_sequence<V...>) {
+  return {row_of_tiles<T, MRMAX, NVMAX, int(V) + 1>(std::make_index_sequence<MRMAX>{})...};
+}
+
+template <typename T, int MRMAX, int NVMAX>
+struct Tiles {
+  static constexpr std::array<std::array<TileFn<T>, MRMAX>, NVMAX> table =
+      table_of_tiles<T, MRMAX, NVMAX>(std::make_index_sequence<NVMAX>{});
+};
+
+template <typename T, int MRMAX, int NVMAX>
+void dispatch(int64_t mr, int64_t nr, int64_t kc, const T* a, const T* b, T* c, int64_t ldc, T alpha, T beta,
+              const void* pf, int64_t pf_ld, int64_t pf_lines, int64_t pf_n) {
+  constexpr int W = V<T>::W;
+  const int nv = static_cast<int>((nr + W - 1) / W);
+  const int nlast = static_cast<int>(nr - (nv - 1) * W);
+  Tiles<T, MRMAX, NVMAX>::table[nv - 1][mr - 1](kc, a, b, c, ldc, alpha, beta, nlast, static_cast<const char*>(pf),
+                                                pf_ld, pf_lines, pf_n);
+}
+
+constexpr int kSMR = 6, kSNV = 2;  // float: 6 x 16
+constexpr int kDMR = 6, kDNV = 2;  // double: 6 x 8
+
+}  // namespace
+
+void gemm_avx2_sgemm(int* mr, int* nr, SgemmUkr* ukr, SPackA* pack_a, SPackB* pack_b) {
+  *mr = kSMR;
+  *nr = kSNV * V<float>::W;
+  *ukr = &dispatch<float, kSMR, kSNV>;
+  *pack_a = &pack_a_generic<float, kSMR>;
+  *pack_b = &pack_b_generic<float, kSNV * V<float>::W>;
+}
+
+void gemm_avx2_dgemm(int* mr, int* nr, DgemmUkr* ukr, DPackA* pack_a, DPackB* pack_b) {
+  *mr = kDMR;
+  *nr = kDNV * V<double>::W;
+  *ukr = &dispatch<double, kDMR, kDNV>;
+  *pack_a = &pack_a_generic<double, kDMR>;
+  *pack_b = &pack_b_generic<double, kDNV * V<double>::W>;
+}
+
+}  // namespace dl::cpu::detail
+
+#endif

@@ -1,0 +1,388 @@
+// dl::cpu::sgemm / dgemm against references: every transpose combination, alpha/beta values (beta = 0 with a
+// NaN-filled C), odd shapes (1 .. 257, K = 0), padded strides, each micro-kernel this CPU supports (forced with
+// DL_GEMM_KERNEL), 1 and 2 threads and calls from inside a parallel region.
+#include <doctest/doctest.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <limits>
+#include <random>
+#include <sstream>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "tensor/cpu/gemm.h"
+
+namespace {
+
+// Sets DL_GEMM_KERNEL for the scope, restoring the previous value.
+class ForceKernel {
+ public:
+  explicit ForceKernel(const char* name) {
+    const char* prev = std::getenv("DL_GEMM_KERNEL");
+    had_ = prev != nullptr;
+    if (had_) prev_ = prev;
+    if (name != nullptr)
+      setenv("DL_GEMM_KERNEL", name, 1);
+    else
+      unsetenv("DL_GEMM_KERNEL");
+  }
+  ~ForceKernel() {
+    if (had_)
+      setenv("DL_GEMM_KERNEL", prev_.c_str(), 1);
+    else
+      unsetenv("DL_GEMM_KERNEL");
+  }
+  ForceKernel(const ForceKernel&) = delete;
+  ForceKernel& operator=(const ForceKernel&) = delete;
+
+ private:
+  bool had_ = false;
+  std::string prev_;
+};
+
+// The kernels this CPU can run (forcing one it lacks falls back to another name).
+std::vector<std::string> supported_kernels() {
+  std::vector<std::string> out;
+  for (const char* k : {"portable", "avx2", "avx512"}) {
+    ForceKernel f(k);
+    if (std::string(dl::cpu::sgemm_kernel_name()) == k) out.push_back(k);
+  }
+  return out;
+}
+
+// Restores omp_get_max_threads() at scope exit.
+class Threads {
+ public:
+  explicit Threads(int n) : prev_(omp_get_max_threads()) { omp_set_num_threads(n); }
+  ~Threads() { omp_set_num_threads(prev_); }
+  Threads(const Threads&) = delete;
+  Threads& operator=(const Threads&) = delete;
+
+ private:
+  int prev_;
+};
+
+// A row-major rows x cols matrix with row stride ld >= cols; padding holds a sentinel.
+template <typename T>
+struct Mat {
+  int64_t rows = 0, cols = 0, ld = 0;
+  std::vector<T> v;
+  Mat(int64_t r, int64_t c, int64_t pad, std::mt19937& rng, T pad_value = T(-777)) : rows(r), cols(c), ld(c + pad) {
+    v.assign(static_cast<size_t>(std::max<int64_t>(1, r * ld)), pad_value);
+    std::uniform_real_distribution<double> u(-1.0, 1.0);
+    for (int64_t i = 0; i < r; ++i)
+      for (int64_t j = 0; j < c; ++j) v[static_cast<size_t>(i * ld + j)] = static_cast<T>(u(rng));
+  }
+  T* data() { return v.data(); }
+  const T* data() const { return v.data(); }
+  T& at(int64_t i, int64_t j) { return v[static_cast<size_t>(i * ld + j)]; }
+  const T& at(int64_t i, int64_t j) const { return v[static_cast<size_t>(i * ld + j)]; }
+};
+
+struct Case {
+  bool ta = false, tb = false;
+  int64_t M = 0, N = 0, K = 0;
+  double alpha = 1, beta = 0;
+  int64_t pad = 0;  // extra elements per row of A, B and C
+  std::string kernel;
+  int threads = 1;
+
+  std::string str() const {
+    std::ostringstream s;
+    s << "kernel=" << kernel << " threads=" << threads << " ta=" << ta << " tb=" << tb << " M=" << M << " N=" << N
+      << " K=" << K << " alpha=" << alpha << " beta=" << beta << " pad=" << pad;
+    return s.str();
+  }
+};
+
+// Reference dot product from the stored operands, accumulated in double for float data (exact products, error
+// ~1e-16 * K, far below the float tolerance) and in long double for double data.
+template <typename T>
+long double ref_dot(const Case& c, const Mat<T>& A, const Mat<T>& B, int64_t i, int64_t j) {
+  using Acc = std::conditional_t<sizeof(T) == 4, double, long double>;
+  Acc s = 0;
+  for (int64_t k = 0; k < c.K; ++k) {
+    const Acc a = c.ta ? A.at(k, i) : A.at(i, k);
+    const Acc b = c.tb ? B.at(j, k) : B.at(k, j);
+    s += a * b;
+  }
+  return s;
+}
+
+struct Worst {
+  bool ok = true;
+  double err = 0, tol = 0;
+  int64_t i = -1, j = -1;
+  double got = 0, want = 0;
+  std::string what;
+};
+
+// Compares got (C after the call) with want (M x N reference, row-major, stride N) and checks that C's row padding
+// is untouched.
+template <typename T>
+Worst compare(const Case& c, const Mat<T>& C, const std::vector<double>& want, double abs_tol_per_k, double rel_tol,
+              T pad_value) {
+  Worst w;
+  double worst_ratio = -1;
+  for (int64_t i = 0; i < c.M; ++i)
+    for (int64_t j = 0; j < c.N; ++j) {
+      const double g = static_cast<double>(C.at(i, j));
+      const double r = want[static_cast<size_t>(i * c.N + j)];
+      const double tol =
+          abs_tol_per_k * (static_cast<double>(c.K) * std::abs(c.alpha) + std::abs(c.beta) + 1.0) + rel_tol * std::abs(r);
+      const double err = std::abs(g - r);
+      const double ratio = std::isfinite(g) ? err / tol : std::numeric_limits<double>::infinity();
+      if (ratio > worst_ratio) {
+        worst_ratio = ratio;
+        w.err = err, w.tol = tol, w.i = i, w.j = j, w.got = g, w.want = r;
+      }
+    }
+  w.ok = worst_ratio <= 1.0;
+  std::ostringstream s;
+  s << c.str() << ": largest error " << w.err << " (tolerance " << w.tol << ") at C[" << w.i << "][" << w.j
+    << "]: got " << w.got << ", want " << w.want;
+  for (int64_t i = 0; i < c.M && w.ok; ++i)
+    for (int64_t j = c.N; j < C.ld; ++j)
+      if (!(C.at(i, j) == pad_value)) {
+        w.ok = false;
+        s << "; row padding C[" << i << "][" << j << "] overwritten with " << C.at(i, j);
+        break;
+      }
+  w.what = s.str();
+  return w;
+}
+
+// Runs one case through sgemm (or dgemm) and checks it against a long double reference (and, for float, the
+// result of sgemm_reference too).
+template <typename T>
+Worst run_case(const Case& c, uint32_t seed) {
+  std::mt19937 rng(seed);
+  Mat<T> A(c.ta ? c.K : c.M, c.ta ? c.M : c.K, c.pad, rng);
+  Mat<T> B(c.tb ? c.N : c.K, c.tb ? c.K : c.N, c.pad, rng);
+  const T pad_value = T(-777);
+  Mat<T> C(c.M, c.N, c.pad, rng, pad_value);
+  if (c.beta == 0)
+    for (int64_t i = 0; i < c.M; ++i)
+      for (int64_t j = 0; j < c.N; ++j) C.at(i, j) = std::numeric_limits<T>::quiet_NaN();
+  std::vector<double> want(static_cast<size_t>(std::max<int64_t>(1, c.M * c.N)));
+  for (int64_t i = 0; i < c.M; ++i)
+    for (int64_t j = 0; j < c.N; ++j) {
+      const long double prev = c.beta == 0 ? 0.0L : static_cast<long double>(c.beta) * C.at(i, j);
+      want[static_cast<size_t>(i * c.N + j)] =
+          static_cast<double>(static_cast<long double>(c.alpha) * ref_dot(c, A, B, i, j) + prev);
+    }
+  ForceKernel force(c.kernel.c_str());
+  Threads threads(c.threads);
+  if constexpr (sizeof(T) == 4) {
+    dl::cpu::sgemm(c.ta, c.tb, c.M, c.N, c.K, static_cast<float>(c.alpha), A.data(), A.ld, B.data(), B.ld,
+                   static_cast<float>(c.beta), C.data(), C.ld);
+    return compare(c, C, want, 1e-5, 1e-5, pad_value);
+  } else {
+    dl::cpu::dgemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), A.ld, B.data(), B.ld, c.beta, C.data(), C.ld);
+    return compare(c, C, want, 1e-13, 1e-13, pad_value);
+  }
+}
+
+const int64_t kOdd[] = {1, 2, 3, 5, 7, 13, 17, 31, 33, 63, 65, 100, 129, 257};
+
+// Shapes: every M x N from a small odd set with a few K, plus mixes including the larger sizes.
+std::vector<std::array<int64_t, 3>> shapes() {
+  std::vector<std::array<int64_t, 3>> s;
+  const int64_t small[] = {1, 2, 3, 5, 7, 13, 17, 31, 33};
+  for (int64_t m : small)
+    for (int64_t n : small)
+      for (int64_t k : {int64_t(1), int64_t(7), int64_t(33)}) s.push_back({m, n, k});
+  for (int64_t x : kOdd) {
+    s.push_back({x, 17, 65});
+    s.push_back({13, x, 63});
+    s.push_back({5, 7, x});
+    s.push_back({x, x, 3});
+  }
+  s.push_back({63, 65, 129});
+  s.push_back({65, 63, 100});
+  s.push_back({100, 129, 31});
+  s.push_back({129, 33, 257});
+  s.push_back({257, 31, 17});
+  s.push_back({31, 257, 129});
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("sgemm_kernel_name reports a supported kernel and DL_GEMM_KERNEL forces one") {
+  const std::string def = [] {
+    ForceKernel none(nullptr);
+    return std::string(dl::cpu::sgemm_kernel_name());
+  }();
+  CHECK((def == "portable" || def == "avx2" || def == "avx512"));
+  const auto ks = supported_kernels();
+  REQUIRE(!ks.empty());
+  CHECK(ks.front() == "portable");
+  CHECK(ks.back() == def);  // the default is the best supported
+  {
+    ForceKernel f("portable");
+    CHECK(std::string(dl::cpu::sgemm_kernel_name()) == "portable");
+  }
+  {
+    ForceKernel f("no-such-kernel");
+    CHECK(std::string(dl::cpu::sgemm_kernel_name()) == def);
+  }
+  MESSAGE("default kernel: " << def << ", supported: " << ks.size());
+}
+
+TEST_CASE("sgemm_reference matches a long double triple loop") {
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (auto [m, n, k] : {std::array<int64_t, 3>{1, 1, 1}, {7, 5, 3}, {65, 70, 129}, {3, 100, 17}}) {
+        Case c{ta, tb, m, n, k, 0.75, 0.5, 2, "reference", 1};
+        std::mt19937 rng(7);
+        Mat<float> A(ta ? k : m, ta ? m : k, c.pad, rng), B(tb ? n : k, tb ? k : n, c.pad, rng);
+        Mat<float> C(m, n, c.pad, rng, -777.0f);
+        std::vector<double> want(static_cast<size_t>(m * n));
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t j = 0; j < n; ++j)
+            want[static_cast<size_t>(i * n + j)] =
+                static_cast<double>(0.75L * ref_dot(c, A, B, i, j) + 0.5L * C.at(i, j));
+        dl::cpu::sgemm_reference(ta, tb, m, n, k, 0.75f, A.data(), A.ld, B.data(), B.ld, 0.5f, C.data(), C.ld);
+        const Worst w = compare(c, C, want, 1e-7, 1e-7, -777.0f);
+        CHECK_MESSAGE(w.ok, w.what);
+      }
+}
+
+TEST_CASE("sgemm matches the reference: transposes x alpha/beta x odd shapes x kernels") {
+  const auto ks = supported_kernels();
+  const double ab[][2] = {{1, 0}, {1, 1}, {-0.5, 0}, {0.75, -1.25}, {2, 1}};
+  for (const std::string& kern : ks) {
+    int n_cases = 0, n_failed = 0;
+    uint32_t seed = 1;
+    for (const auto& s : shapes())
+      for (int t = 0; t < 4; ++t) {
+        // alpha/beta and padding cycle with the case so every combination meets many shapes.
+        const auto& x = ab[(seed + t) % 5];
+        Case c{(t & 1) != 0, (t & 2) != 0, s[0], s[1], s[2], x[0], x[1], (seed % 3 == 0) ? 0 : int64_t(seed % 5), kern, 1};
+        const Worst w = run_case<float>(c, seed++);
+        ++n_cases;
+        if (!w.ok) ++n_failed;
+        CHECK_MESSAGE(w.ok, w.what);
+        if (n_failed > 10) break;
+      }
+    MESSAGE(kern << ": " << n_cases << " sgemm cases, " << n_failed << " failed");
+  }
+}
+
+TEST_CASE("sgemm: every alpha/beta on each transpose, beta = 0 never reads C (NaN)") {
+  for (const std::string& kern : supported_kernels())
+    for (int t = 0; t < 4; ++t)
+      for (double alpha : {1.0, -1.0, 0.5, 3.0})
+        for (double beta : {0.0, 1.0, -1.0, 0.25}) {
+          Case c{(t & 1) != 0, (t & 2) != 0, 37, 45, 29, alpha, beta, 3, kern, 1};
+          const Worst w = run_case<float>(c, 99);
+          CHECK_MESSAGE(w.ok, w.what);
+        }
+}
+
+TEST_CASE("sgemm with K = 0 scales C by beta; M = 0 or N = 0 does nothing; alpha = 0 does not read A, B") {
+  for (const std::string& kern : supported_kernels()) {
+    ForceKernel f(kern.c_str());
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::vector<float> C(6 * 7, nan);
+    dl::cpu::sgemm(false, false, 6, 5, 0, 1.0f, nullptr, 1, nullptr, 5, 0.0f, C.data(), 7);
+    for (int i = 0; i < 6; ++i)
+      for (int j = 0; j < 7; ++j) {
+        if (j < 5)
+          CHECK_MESSAGE(C[i * 7 + j] == 0.0f, kern << " K=0 beta=0: C[" << i << "][" << j << "] = " << C[i * 7 + j]);
+        else
+          CHECK(std::isnan(C[i * 7 + j]));  // padding untouched
+      }
+    for (float& x : C) x = 2.0f;
+    dl::cpu::sgemm(true, true, 6, 5, 0, 1.0f, nullptr, 6, nullptr, 1, -1.5f, C.data(), 7);
+    for (int i = 0; i < 6; ++i)
+      for (int j = 0; j < 7; ++j) CHECK(C[i * 7 + j] == (j < 5 ? -3.0f : 2.0f));
+    dl::cpu::sgemm(false, false, 0, 5, 3, 1.0f, nullptr, 3, nullptr, 5, 0.0f, C.data(), 7);
+    dl::cpu::sgemm(false, false, 6, 0, 3, 1.0f, nullptr, 3, nullptr, 5, 0.0f, C.data(), 7);
+    for (int i = 0; i < 6; ++i)
+      for (int j = 0; j < 7; ++j) CHECK(C[i * 7 + j] == (j < 5 ? -3.0f : 2.0f));
+    std::vector<float> A(6 * 3, nan), B(3 * 5, nan);
+    dl::cpu::sgemm(false, false, 6, 5, 3, 0.0f, A.data(), 3, B.data(), 5, 0.5f, C.data(), 7);
+    for (int i = 0; i < 6; ++i)
+      for (int j = 0; j < 5; ++j) CHECK(C[i * 7 + j] == -1.5f);
+    // K = 0 through the general case checker too.
+    const Worst w = run_case<float>(Case{false, true, 13, 17, 0, 1.0, 0.5, 2, kern, 1}, 5);
+    CHECK_MESSAGE(w.ok, w.what);
+  }
+}
+
+TEST_CASE("sgemm: shapes that cross the cache blocks (K > KC, M > MC, N > NC), 1, 2 and 3 threads") {
+  const std::array<int64_t, 3> big[] = {{65, 129, 600},  {300, 70, 300},  {600, 37, 33},    {3, 4200, 5},
+                                        {64, 1000, 576}, {32, 10, 512},   {1, 513, 300},    {300, 1, 300},
+                                        {290, 290, 290}, {17, 3000, 260}, {700, 100, 20},   {100, 300, 1001},
+                                        {33, 700, 1500}, {280, 200, 401}, {5000, 3, 7}};
+  for (const std::string& kern : supported_kernels())
+    for (int threads : {1, 2, 3})
+      for (int t = 0; t < 4; ++t) {
+        uint32_t seed = 11;
+        for (const auto& s : big) {
+          Case c{(t & 1) != 0, (t & 2) != 0, s[0], s[1], s[2], 1.0, (seed % 2) ? 0.0 : 0.5, int64_t(seed % 3), kern,
+                 threads};
+          const Worst w = run_case<float>(c, seed++);
+          CHECK_MESSAGE(w.ok, w.what);
+        }
+      }
+}
+
+TEST_CASE("sgemm inside an OpenMP parallel region runs on the calling thread and stays correct") {
+  const auto ks = supported_kernels();
+  const std::string kern = ks.back();
+  Threads threads(2);
+  std::vector<int> ok(4, 0);
+  std::vector<std::string> what(4);
+#pragma omp parallel for num_threads(2)
+  for (int t = 0; t < 4; ++t) {
+    std::mt19937 rng(static_cast<uint32_t>(t));
+    const int64_t M = 70 + t, N = 90, K = 300;
+    Mat<float> A(M, K, 1, rng), B(K, N, 0, rng), C(M, N, 2, rng, -777.0f), R(M, N, 2, rng, -777.0f);
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) R.at(i, j) = C.at(i, j);
+    dl::cpu::sgemm(false, false, M, N, K, 1.0f, A.data(), A.ld, B.data(), B.ld, 1.0f, C.data(), C.ld);
+    dl::cpu::sgemm_reference(false, false, M, N, K, 1.0f, A.data(), A.ld, B.data(), B.ld, 1.0f, R.data(), R.ld);
+    Case c{false, false, M, N, K, 1.0, 1.0, 2, kern, 1};
+    std::vector<double> want(static_cast<size_t>(M * N));
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) want[static_cast<size_t>(i * N + j)] = R.at(i, j);
+    const Worst w = compare(c, C, want, 1e-5, 1e-5, -777.0f);
+    ok[static_cast<size_t>(t)] = w.ok ? 1 : 0;
+    what[static_cast<size_t>(t)] = w.what;
+  }
+  for (int t = 0; t < 4; ++t) CHECK_MESSAGE(ok[static_cast<size_t>(t)] == 1, what[static_cast<size_t>(t)]);
+}
+
+TEST_CASE("dgemm matches a long double reference: transposes x alpha/beta x odd shapes x kernels") {
+  const double ab[][2] = {{1, 0}, {1, 1}, {-0.5, 0}, {0.75, -1.25}};
+  for (const std::string& kern : supported_kernels()) {
+    uint32_t seed = 3;
+    int n_failed = 0;
+    for (const auto& s : shapes()) {
+      if (s[0] * s[1] * s[2] > 300000) continue;
+      for (int t = 0; t < 4; ++t) {
+        const auto& x = ab[(seed + t) % 4];
+        Case c{(t & 1) != 0, (t & 2) != 0, s[0], s[1], s[2], x[0], x[1], int64_t(seed % 4), kern, 1};
+        const Worst w = run_case<double>(c, seed++);
+        if (!w.ok) ++n_failed;
+        CHECK_MESSAGE(w.ok, w.what);
+      }
+      if (n_failed > 10) break;
+    }
+    for (int threads : {1, 2})
+      for (const auto& s : {std::array<int64_t, 3>{300, 70, 300}, {40, 2100, 270}, {150, 150, 0}}) {
+        Case c{true, false, s[0], s[1], s[2], 1.0, 0.0, 1, kern, threads};
+        const Worst w = run_case<double>(c, seed++);
+        CHECK_MESSAGE(w.ok, w.what);
+      }
+  }
+}
