@@ -159,6 +159,19 @@ HeadResult train_head(const FeatureSet& f, double lr, int64_t epochs, const Comm
   return h;
 }
 
+nlohmann::json transfer_config(const std::string& program, const CommonOptions& o, const StudyData& d,
+                               const TransferOptions& t, const FeatureSet& f, int64_t epochs) {
+  nlohmann::json config = base_config(program, o, d);
+  config["epochs"] = epochs;
+  config["optimizer"] = "Adam";
+  config["weights"] = t.weights;
+  config["weights_sha256"] = f.weights_sha256;
+  config["stand_in_weights"] = t.stand_in_weights;
+  config["image_size"] = t.image_size;
+  config["input_pipeline"] = "uint8 28x28 -> [0,1] -> bilinear resize -> 3 channels -> ImageNet mean/std";
+  return config;
+}
+
 nlohmann::json transfer_description(const std::string& key, const std::string& display, const TransferOptions& t,
                                     const FeatureSet& f, double lr, int64_t epochs, const FitResult& r) {
   models::ResNet18 probe(static_cast<int64_t>(data::kFashionMnistClasses));

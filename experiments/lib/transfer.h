@@ -51,6 +51,11 @@ struct HeadResult {
 HeadResult train_head(const FeatureSet& f, double lr, int64_t epochs, const CommonOptions& o,
                       const std::filesystem::path& run, nlohmann::json config, Logger& log, bool evaluate_test);
 
+// config.json's contents shared by the transfer programs (base_config plus weights, image size,
+// epochs, optimizer and input pipeline).
+nlohmann::json transfer_config(const std::string& program, const CommonOptions& o, const StudyData& d,
+                               const TransferOptions& t, const FeatureSet& f, int64_t epochs);
+
 // The model description for metrics.json.
 nlohmann::json transfer_description(const std::string& key, const std::string& display, const TransferOptions& t,
                                     const FeatureSet& f, double lr, int64_t epochs, const FitResult& r);

@@ -29,14 +29,8 @@ int main(int argc, char** argv) {
     Logger log(run / "log.txt");
     StudyData d = load_study_data(o);
     FeatureSet f = features_for(t, d, o, log);
-    nlohmann::json config = base_config("baseline_transfer", o, d);
-    config["epochs"] = epochs;
+    nlohmann::json config = transfer_config("baseline_transfer", o, d, t, f, epochs);
     config["lr"] = lr;
-    config["optimizer"] = "Adam";
-    config["weights"] = t.weights;
-    config["weights_sha256"] = f.weights_sha256;
-    config["image_size"] = t.image_size;
-    config["input_pipeline"] = "uint8 28x28 -> [0,1] -> bilinear resize -> 3 channels -> ImageNet mean/std";
     write_json(run / "config.json", config);
     HeadResult h = train_head(f, lr, epochs, o, run, config, log, true);
     if (h.fit.interrupted) return 130;

@@ -31,14 +31,9 @@ int main(int argc, char** argv) {
     Logger log(run / "log.txt");
     StudyData d = load_study_data(o);
     FeatureSet f = features_for(t, d, o, log);
-    nlohmann::json config = base_config("lr_tuning", o, d);
-    config["epochs"] = epochs;
+    nlohmann::json config = transfer_config("lr_tuning", o, d, t, f, epochs);
     config["lrs"] = lrs;
-    config["optimizer"] = "Adam";
     config["selection"] = "best validation accuracy over the epochs of each rate; ties go to the smaller rate";
-    config["weights"] = t.weights;
-    config["weights_sha256"] = f.weights_sha256;
-    config["image_size"] = t.image_size;
     write_json(run / "config.json", config);
 
     std::string sweep = "lr,best_val_acc,best_epoch,final_val_acc,final_train_loss,seconds\n";
