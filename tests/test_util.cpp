@@ -60,6 +60,14 @@ Tensor fixture(const std::string& group, const std::string& name) {
   return *t;
 }
 
+Tensor random_input(const Shape& shape, uint64_t seed, double lo, double hi, bool requires_grad) {
+  Generator g(seed);
+  Tensor t = ops::binary_scalar(ops::BinaryOp::Add,
+                                ops::binary_scalar(ops::BinaryOp::Mul, rand(shape, DType::Float64, &g), hi - lo), lo);
+  if (requires_grad) t.requires_grad_();
+  return t;
+}
+
 Close close(const Tensor& actual, const Tensor& expected, double rtol, double atol) {
   if (actual.sizes() != expected.sizes())
     return {false, fmt::format("shape {} vs expected {}", shape_str(actual.sizes()), shape_str(expected.sizes()))};

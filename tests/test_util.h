@@ -22,6 +22,9 @@ std::string fixtures_dir();
 std::optional<Tensor> load_fixture(const std::string& group, const std::string& name);
 Tensor fixture(const std::string& group, const std::string& name);  // fails the test when missing
 
+// A seeded uniform [lo, hi) float64 tensor: a leaf that requires grad (a gradcheck input), or not.
+Tensor random_input(const Shape& shape, uint64_t seed, double lo = -1.0, double hi = 1.0, bool requires_grad = true);
+
 // |a - b| <= atol + rtol * |b| elementwise; on failure the message names the worst element.
 struct Close {
   bool ok;

@@ -8,10 +8,7 @@ using namespace dl;
 using V = std::vector<Tensor>;
 
 namespace {
-Tensor in(const Shape& s, uint64_t seed, double lo = -1.0, double hi = 1.0) {
-  Generator g(seed);
-  return (rand(s, DType::Float64, &g) * (hi - lo) + lo).detach().requires_grad_();
-}
+Tensor in(const Shape& s, uint64_t seed, double lo = -1.0, double hi = 1.0) { return test::random_input(s, seed, lo, hi); }
 Tensor positive(const Shape& s, uint64_t seed) { return in(s, seed, 0.5, 2.0); }
 }  // namespace
 
