@@ -168,6 +168,12 @@ IdxArray read_idx(const std::string& path, const IdxReadOptions& opts) {
   if (more > 0)
     fail("gzip-compressed IDX file '{}' has trailing data after the declared elements ({}{} more bytes): {}", path,
          more, more == static_cast<int64_t>(sizeof extra) ? "+" : "", what);
+  // the data is complete; the stream must also end cleanly (its CRC and length trailer read and checked)
+  int zerr = Z_OK;
+  const char* zmsg = gzerror(in.f, &zerr);
+  if (zerr != Z_OK)
+    fail("gzip-compressed IDX file '{}' is truncated or corrupt after its data (zlib: {})", path,
+         zmsg && *zmsg ? zmsg : "unexpected end of stream");
   return out;
 }
 

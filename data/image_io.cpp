@@ -33,6 +33,43 @@ namespace dl::data {
 Image::Image(int64_t w, int64_t h, int64_t c, uint8_t fill)
     : width(w), height(h), channels(c), pixels(static_cast<size_t>(w * h * c), fill) {}
 
+namespace {
+// stb_image 2.27 (Debian's) writes past its Huffman tables when a JPEG's DHT segment declares more
+// than 256 codes in one table: check every DHT segment before handing the file to stb.
+void check_jpeg_huffman_tables(const uint8_t* p, size_t size, const std::string& name) {
+  size_t i = 2;  // after SOI
+  while (i + 4 <= size) {
+    if (p[i] != 0xFF) return;  // not at a marker: leave the rest to stb's own checks
+    uint8_t marker = p[i + 1];
+    if (marker == 0xFF) {  // fill byte
+      ++i;
+      continue;
+    }
+    if (marker == 0xD9) return;  // end of image
+    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) {
+      i += 2;
+      continue;
+    }
+    size_t len = (size_t{p[i + 2]} << 8) | p[i + 3];
+    if (len < 2 || i + 2 + len > size) return;  // truncated: stb reports it
+    if (marker == 0xC4) {
+      size_t j = i + 4, end = i + 2 + len;
+      while (j < end) {
+        if (j + 17 > end) fail("JPEG image '{}' has a truncated Huffman table", name);
+        size_t codes = 0;
+        for (int k = 1; k <= 16; ++k) codes += p[j + k];
+        if (codes > 256) fail("JPEG image '{}' has a Huffman table with {} codes (at most 256 are possible)", name, codes);
+        j += 17 + codes;
+      }
+    }
+    i += 2 + len;
+    if (marker == 0xDA) {  // a scan's entropy-coded data: skip to the next real marker (progressive files have more tables)
+      while (i + 1 < size && !(p[i] == 0xFF && p[i + 1] != 0x00 && !(p[i + 1] >= 0xD0 && p[i + 1] <= 0xD7))) ++i;
+    }
+  }
+}
+}  // namespace
+
 Image decode_image(const void* data, size_t size, int channels, const ImageLimits& limits, const std::string& name) {
   if (channels < 0 || channels > 4) fail("decoding image '{}': channels must be 0 (as stored) to 4, got {}", name, channels);
   if (static_cast<int64_t>(size) > limits.max_file_bytes)
@@ -42,10 +79,27 @@ Image decode_image(const void* data, size_t size, int channels, const ImageLimit
   int w = 0, h = 0, c = 0;
   if (!stbi_info_from_memory(bytes, static_cast<int>(size), &w, &h, &c))
     fail("'{}' is not a readable PNG, JPEG or BMP image ({})", name, stbi_failure_reason());
+  h = std::abs(h);  // a top-down BMP reports a negative height
   if (w <= 0 || h <= 0) fail("image '{}' has an empty size {}x{}", name, w, h);
   if (int64_t{w} * h > limits.max_pixels)
     fail("image '{}' is {}x{} = {} pixels, more than the limit of {} pixels", name, w, h, int64_t{w} * h,
          limits.max_pixels);
+  // A file can only hold so many pixels per byte: refuse tiny files that declare huge images before
+  // decoding (stb would fill the missing data, allocating and working for the declared size).
+  const int64_t pixels = int64_t{w} * h;
+  const auto* u = static_cast<const uint8_t*>(data);
+  bool is_png = size >= 8 && u[0] == 0x89 && u[1] == 'P' && u[2] == 'N' && u[3] == 'G';
+  bool is_jpeg = size >= 3 && u[0] == 0xFF && u[1] == 0xD8 && u[2] == 0xFF;
+  bool is_bmp = size >= 2 && u[0] == 'B' && u[1] == 'M';
+  // deflate expands at most ~1032x (PNG); a JPEG spends at least a bit on each 8x8 block; an
+  // uncompressed BMP at least a bit per pixel. Each bound has a 4x margin.
+  int64_t max_pixels_for_size = is_png ? static_cast<int64_t>(size) * 1032 * 4
+                                : is_jpeg ? static_cast<int64_t>(size) * 8 * 64 * 4
+                                : is_bmp  ? static_cast<int64_t>(size) * 8 * 4
+                                          : limits.max_pixels;
+  if (pixels > max_pixels_for_size)
+    fail("image '{}' declares {}x{} pixels but is only {} bytes: it is truncated or crafted", name, w, h, size);
+  if (is_jpeg) check_jpeg_huffman_tables(u, size, name);
   int fw = 0, fh = 0, fc = 0;
   stbi_uc* px = stbi_load_from_memory(bytes, static_cast<int>(size), &fw, &fh, &fc, channels);
   if (!px) fail("cannot decode image '{}': the data is corrupt or truncated (stb_image: {})", name, stbi_failure_reason());

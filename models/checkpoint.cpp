@@ -44,11 +44,19 @@ nlohmann::json generator_state_to_json(const Generator::State& s) {
 
 Generator::State generator_state_from_json(const nlohmann::json& j) {
   Generator::State s{};
-  auto v = j.at("s").get<std::vector<uint64_t>>();
-  if (v.size() != 4) fail("generator state must have 4 words, got {}", v.size());
-  for (int i = 0; i < 4; ++i) s.s[i] = v[i];
-  s.has_spare = j.at("has_spare").get<bool>();
-  s.spare = j.at("spare").get<double>();
+  try {
+    const auto& words = j.at("s");
+    if (!words.is_array() || words.size() != 4) fail("generator state must have 4 words, got {}", words.dump());
+    for (int i = 0; i < 4; ++i) {
+      if (!words[i].is_number_unsigned()) fail("generator state word {} is not an unsigned integer: {}", i, words[i].dump());
+      s.s[i] = words[i].get<uint64_t>();
+    }
+    if (s.s[0] == 0 && s.s[1] == 0 && s.s[2] == 0 && s.s[3] == 0) fail("generator state is all zeros");
+    s.has_spare = j.at("has_spare").get<bool>();
+    s.spare = j.at("spare").get<double>();
+  } catch (const nlohmann::json::exception& e) {
+    fail("malformed generator state {}: {}", j.dump(), e.what());
+  }
   return s;
 }
 

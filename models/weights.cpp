@@ -27,10 +27,16 @@ Tensor to_tensor(const io::RawTensor& raw, bool keep_float64) {
   }
 }
 
-TensorDict convert(const io::RawStateDict& raw, bool keep_float64) {
+TensorDict convert(const io::RawStateDict& raw, bool keep_float64, const std::string& path) {
   TensorDict out;
   out.reserve(raw.size());
-  for (const auto& [name, t] : raw) out.emplace_back(name, to_tensor(t, keep_float64));
+  for (const auto& [name, t] : raw) {
+    try {
+      out.emplace_back(name, to_tensor(t, keep_float64));
+    } catch (const dl::Error& e) {
+      fail("'{}': tensor '{}': {}", path, name, e.what());
+    }
+  }
   return out;
 }
 
@@ -62,12 +68,12 @@ TensorDict load_weights(const std::string& path, bool keep_float64) {
   if (!std::filesystem::exists(path)) fail("weights file '{}' does not exist", path);
   if (std::filesystem::is_directory(path)) fail("weights path '{}' is a directory, not a file", path);
   std::string ext = std::filesystem::path(path).extension().string();
-  if (ext == ".safetensors" && !is_zip(path)) return convert(io::load_safetensors(path), keep_float64);
+  if (ext == ".safetensors" && !is_zip(path)) return convert(io::load_safetensors(path), keep_float64, path);
   if (is_zip(path) || ext == ".pth" || ext == ".pt") {
     io::check_torchvision_hash(path);
-    return convert(io::load_pth(path), keep_float64);
+    return convert(io::load_pth(path), keep_float64, path);
   }
-  return convert(io::load_safetensors(path), keep_float64);
+  return convert(io::load_safetensors(path), keep_float64, path);
 }
 
 void save_safetensors(const std::string& path, const TensorDict& tensors,
@@ -81,7 +87,7 @@ void save_safetensors(const std::string& path, const TensorDict& tensors,
 TensorDict load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata,
                             bool keep_float64) {
   if (!std::filesystem::exists(path)) fail("safetensors file '{}' does not exist", path);
-  return convert(io::load_safetensors(path, metadata), keep_float64);
+  return convert(io::load_safetensors(path, metadata), keep_float64, path);
 }
 
 const Tensor* find_tensor(const TensorDict& d, const std::string& name) {

@@ -29,7 +29,11 @@ Shape contiguous_strides(const Shape& s) {
   int64_t acc = 1;
   for (int64_t i = static_cast<int64_t>(s.size()) - 1; i >= 0; --i) {
     st[i] = acc;
-    acc *= std::max<int64_t>(s[i], 1);
+    int64_t d = std::max<int64_t>(s[i], 1);
+    // a zero-size dim makes numel 0, but the strides of the other dims must still fit in int64
+    if (i > 0 && acc > std::numeric_limits<int64_t>::max() / d)
+      fail("invalid shape {}: its strides overflow int64", shape_str(s));
+    acc *= d;
   }
   return st;
 }

@@ -20,7 +20,8 @@ ops::Pool2dParams params(const Pool2dOptions& o) {
 Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opt) {
   if (!x.defined()) fail("max_pool2d: the input is an undefined tensor");
   if (x.dim() == 3) return max_pool2d(x.unsqueeze(0), opt).squeeze(0);
-  auto [out, indices] = ops::max_pool2d_forward(x, params(opt));
+  auto result = ops::max_pool2d_forward(x, params(opt));
+  Tensor out = result.first, indices = result.second;  // named copies: clang 14 cannot capture bindings
   Shape in = x.sizes();
   return record("MaxPool2dBackward", out, {x}, [indices, in](const Tensor& g, const NeedsGrad&) {
     return G{ops::max_pool2d_backward(g, indices, in)};

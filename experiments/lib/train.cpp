@@ -240,20 +240,30 @@ FitResult fit(nn::Module& model, const ForwardFn& forward, optim::Optimizer& opt
       log.info(fmt::format("--resume: no checkpoint at {}; starting from epoch 1", last.string()));
     } else {
       Checkpoint c = load_checkpoint(last.string());
-      auto diffs = config_differences(c.meta.at("config"), options.config);
-      if (!diffs.empty())
-        fail("--resume: the checkpoint {} was written with other options:\n  {}\nstart a new run folder or use the "
-             "same options", last.string(), fmt::join(diffs, "\n  "));
-      model.load_state_dict(c.model, true);
-      optimizer.load_state_dict({c.optimizer, c.meta.at("optimizer")});
-      if (scheduler && !c.meta.at("scheduler").is_null()) scheduler->load_state_dict(c.meta.at("scheduler"));
-      default_generator().set_state(generator_state_from_json(c.meta.at("generator")));
-      for (const auto& h : c.meta.at("history"))
-        res.history.push_back({h[0].get<int64_t>(), h[1].get<double>(), h[2].get<double>(), h[3].get<double>(),
-                               h[4].get<double>(), h[5].get<double>(), h[6].get<double>()});
-      res.best_epoch = c.meta.at("best_epoch").get<int64_t>();
-      res.best_val_acc = c.meta.at("best_val_acc").get<double>();
-      start_epoch = c.meta.at("epochs_done").get<int64_t>();
+      try {
+        auto diffs = config_differences(c.meta.at("config"), options.config);
+        if (!diffs.empty())
+          fail("--resume: the checkpoint {} was written with other options:\n  {}\nstart a new run folder or use the "
+               "same options", last.string(), fmt::join(diffs, "\n  "));
+        model.load_state_dict(c.model, true);
+        optimizer.load_state_dict({c.optimizer, c.meta.at("optimizer")});
+        if (scheduler && !c.meta.at("scheduler").is_null()) scheduler->load_state_dict(c.meta.at("scheduler"));
+        default_generator().set_state(generator_state_from_json(c.meta.at("generator")));
+        for (const auto& h : c.meta.at("history"))
+          res.history.push_back({h.at(0).get<int64_t>(), h.at(1).get<double>(), h.at(2).get<double>(),
+                                 h.at(3).get<double>(), h.at(4).get<double>(), h.at(5).get<double>(),
+                                 h.at(6).get<double>()});
+        res.best_epoch = c.meta.at("best_epoch").get<int64_t>();
+        res.best_val_acc = c.meta.at("best_val_acc").get<double>();
+        start_epoch = c.meta.at("epochs_done").get<int64_t>();
+        if (start_epoch < 0 || start_epoch != static_cast<int64_t>(res.history.size()))
+          fail("it says {} epochs are done but holds {} history rows", start_epoch, res.history.size());
+      } catch (const nlohmann::json::exception& e) {
+        fail("--resume: checkpoint {} has malformed metadata ({}); delete it to start over", last.string(), e.what());
+      } catch (const dl::Error& e) {
+        if (std::string(e.what()).rfind("--resume", 0) == 0) throw;
+        fail("--resume: cannot continue from {}: {}", last.string(), e.what());
+      }
       log.info(fmt::format("resumed from {}: {} of {} epochs done", last.string(), start_epoch, options.epochs));
     }
   }

@@ -175,6 +175,12 @@ T load(const uint8_t* base, int64_t i) {
 template <typename Out>
 std::vector<Out> convert(const RawTensor& t) {
   validate_view(t, "raw tensor");
+  // A view may reach each stored element many times (stride 0, as torch's expand writes): never
+  // materialise more than the storage holds beyond a small allowance.
+  constexpr int64_t kExpandAllowance = int64_t{1} << 20;
+  if (t.numel() > std::max(t.storage_numel(), kExpandAllowance))
+    fail("raw tensor: a view of {} elements over a storage of {} elements (an expanded tensor); refusing to "
+         "materialise it", t.numel(), t.storage_numel());
   std::vector<Out> out;
   out.reserve(static_cast<size_t>(t.numel()));
   const uint8_t* b = t.storage ? t.storage->data() : nullptr;

@@ -1,0 +1,7 @@
+// libFuzzer target "pickle": see dl::fuzz::pickle in fuzz/targets.h for what it exercises.
+#include "fuzz/targets.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  dl::fuzz::pickle(data, size);
+  return 0;
+}
