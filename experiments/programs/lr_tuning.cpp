@@ -65,6 +65,7 @@ int main(int argc, char** argv) {
     HeadResult h = train_head(f, chosen, epochs, resume, sub, c, log, true);
     fs::copy_file(sub / "history.csv", run / "history.csv", fs::copy_options::overwrite_existing);
     fs::copy_file(sub / "best.ckpt", run / "best.ckpt", fs::copy_options::overwrite_existing);
+    fs::copy_file(sub / "last.ckpt", run / "last.ckpt", fs::copy_options::overwrite_existing);
     nlohmann::json desc = transfer_description("lr_tuning", "Tuned ResNet18", t, f, chosen, epochs, results[best]);
     desc["sweep"] = nlohmann::json::array();
     for (size_t i = 0; i < lrs.size(); ++i)

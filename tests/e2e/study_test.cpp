@@ -105,7 +105,7 @@ TEST_CASE("study.sh --quick produces every artefact, consistent, and compare mar
       CHECK_MESSAGE(fs::exists(r / "error_analysis" / m / f), m << "/" << f << " is missing");
   std::string report = slurp(r / "report" / "report.md");
   CHECK(report.find("stand-in") != std::string::npos);
-  CHECK(report.find("not run") == std::string::npos);
+  CHECK(report.find("| not run |") == std::string::npos);
   CHECK(report.find("McNemar") != std::string::npos);
 
   // delete a run: compare must show it as not run, with no bar and no curve
