@@ -12,9 +12,25 @@ namespace dl::autograd {
 namespace {
 thread_local bool g_grad_mode = true;
 
-Tensor accumulate(const Tensor& a, const Tensor& b) {
+// True when nothing but the caller's one reference can see t's values: no other Tensor shares its
+// TensorImpl or its storage, and it covers its whole storage. Adding into such a tensor in place
+// (or adopting it as a .grad) is invisible to everyone else.
+// `refs`: the references the caller itself holds to t's TensorImpl.
+bool exclusively_owned(const Tensor& t, long refs = 1) {
+  return t.impl_ptr().use_count() == refs && t.storage() && t.storage().use_count() == 1 && t.is_contiguous() &&
+         t.storage_offset() == 0 && t.storage()->nbytes() == static_cast<size_t>(t.numel() * t.element_size());
+}
+
+// a + b for two gradients of the same input. When the buffer's tensor `a` is its own, b is added
+// into it in place (no allocation, one pass less); gradients returned by backward functions are
+// often fresh tensors nobody else holds.
+Tensor accumulate(Tensor&& a, const Tensor& b) {
   if (!a.defined()) return b;
-  if (!b.defined()) return a;
+  if (!b.defined()) return std::move(a);
+  if (a.sizes() == b.sizes() && a.dtype() == b.dtype() && a.device() == b.device() && exclusively_owned(a)) {
+    ops::add_(a, b, 1.0);
+    return std::move(a);
+  }
   return ops::binary(ops::BinaryOp::Add, a, b);
 }
 }  // namespace
@@ -40,7 +56,7 @@ bool grad_mode_enabled() { return g_grad_mode; }
 void set_grad_mode(bool enabled) { g_grad_mode = enabled; }
 
 std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
-  Tensor g = grads.at(0);
+  Tensor g = std::move(grads.at(0));
   if (!g.defined()) return {};
   auto& meta = variable_.impl().autograd;
   if (g.sizes() != variable_.sizes())
@@ -48,7 +64,11 @@ std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
          shape_str(variable_.sizes()));
   if (g.dtype() != variable_.dtype()) g = ops::to_dtype(g, variable_.dtype());
   if (!meta.grad) {
-    meta.grad = ops::clone(g).impl_ptr();  // a private copy: g may be shared with other edges
+    // a private copy when g may be shared with other edges or tensors; else g itself becomes .grad
+    meta.grad = exclusively_owned(g) && !g.requires_grad() ? g.impl_ptr() : ops::clone(g).impl_ptr();
+  } else if (Tensor old(meta.grad); exclusively_owned(old, 2) && old.dtype() == g.dtype()) {
+    // nobody holds the old .grad but the leaf (a user's copy of it would see the change): add in place
+    ops::add_(old, g, 1.0);
   } else {
     meta.grad = ops::binary(ops::BinaryOp::Add, Tensor(meta.grad), g).impl_ptr();
   }
@@ -140,7 +160,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
   auto add_to_buffer = [&](const Edge& e, const Tensor& g) {
     auto& buf = buffers[e.fn.get()];
     if (buf.empty()) buf.resize(static_cast<size_t>(e.fn->num_outputs()));
-    buf[e.input_nr] = accumulate(buf[e.input_nr], g);
+    buf[e.input_nr] = accumulate(std::move(buf[e.input_nr]), g);
   };
   for (size_t i = 0; i < root_edges.size(); ++i) add_to_buffer(root_edges[i], root_grads[i]);
 

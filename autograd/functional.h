@@ -29,6 +29,14 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
                   const Tensor& bias, bool training, double momentum = 0.1, double eps = 1e-5);
 
+// batch_norm, plus `residual` when given (x's shape), then ReLU, fused: one pass writes
+// max(batch_norm(x) + residual, 0), and backward masks the gradient with the output before batch
+// norm's backward (the residual's gradient is that masked gradient). The same results as
+// (batch_norm(...) + residual).relu(), with fewer passes over memory and fewer tensors alive.
+Tensor batch_norm_relu(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                       const Tensor& bias, bool training, double momentum = 0.1, double eps = 1e-5,
+                       const Tensor& residual = Tensor());
+
 struct Pool2dOptions {
   std::array<int64_t, 2> kernel{2, 2};
   std::array<int64_t, 2> stride{0, 0};  // 0 = same as kernel

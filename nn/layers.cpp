@@ -128,7 +128,11 @@ void BatchNorm2d::reset_parameters() {
   }
 }
 
-Tensor BatchNorm2d::forward(const Tensor& x) {
+Tensor BatchNorm2d::forward(const Tensor& x) { return forward_impl(x, false, Tensor()); }
+
+Tensor BatchNorm2d::forward_relu(const Tensor& x, const Tensor& residual) { return forward_impl(x, true, residual); }
+
+Tensor BatchNorm2d::forward_impl(const Tensor& x, bool relu, const Tensor& residual) {
   if (x.dim() != 4) fail("{}: expected a 4-D input (N, C, H, W), got {}-D shape {}", repr(), x.dim(), shape_str(x.sizes()));
   if (x.size(1) != num_features)
     fail("{}: expected {} channels (dim 1), got shape {}", repr(), num_features, shape_str(x.sizes()));
@@ -140,6 +144,7 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
   }
   // Eval without running statistics normalises with the batch's own, as PyTorch does.
   bool use_batch_stats = is_training() || !running_mean.defined();
+  if (relu) return batch_norm_relu(x, running_mean, running_var, weight, bias, use_batch_stats, factor, eps, residual);
   return batch_norm(x, running_mean, running_var, weight, bias, use_batch_stats, factor, eps);
 }
 

@@ -72,6 +72,10 @@ class BatchNorm2d : public Module {
   explicit BatchNorm2d(int64_t num_features, double eps = 1e-5, std::optional<double> momentum = 0.1,
                        bool affine = true, bool track_running_stats = true);
   Tensor forward(const Tensor& x) override;
+  // (forward(x) + residual).relu() in one fused pass (autograd/functional.h batch_norm_relu), the
+  // residual optional: for a BatchNorm2d that a ReLU follows, as in ResNet's blocks (where the
+  // shortcut is added in between) and the scratch CNN.
+  Tensor forward_relu(const Tensor& x, const Tensor& residual = Tensor());
   std::string extra_repr() const override;
   void reset_running_stats();
   void reset_parameters();
@@ -81,6 +85,9 @@ class BatchNorm2d : public Module {
   std::optional<double> momentum;
   bool affine, track_running_stats;
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
+
+ private:
+  Tensor forward_impl(const Tensor& x, bool relu, const Tensor& residual);
 };
 
 // ---- activations, pooling, reshaping --------------------------------------------------------------

@@ -72,6 +72,17 @@ struct KernelTable {
                                 const Tensor& weight, double label_smoothing) = nullptr;
   void (*cross_entropy_backward)(const Tensor& grad_logits, const Tensor& grad_losses, const Tensor& logits,
                                  const Tensor& target, const Tensor& weight, double label_smoothing) = nullptr;
+
+  // ---- fused kernels (optional: a device that leaves one null gets the composition of the kernels
+  // above, so only the CPU row needs them) ----
+  // grad_in = grad_out where y > 0, else 0: ReLU's backward from its output. Same shape, any strides.
+  void (*relu_backward)(const Tensor& grad_in, const Tensor& grad_out, const Tensor& y) = nullptr;
+  // batch_norm_forward, plus `residual` (x's shape, or undefined), then ReLU, in the same pass:
+  // out = max(bn(x) + residual, 0). Otherwise the same contract.
+  void (*batch_norm_relu_forward)(const Tensor& out, const Tensor& mean, const Tensor& invstd, const Tensor& x,
+                                  const Tensor& residual, const Tensor& weight, const Tensor& bias,
+                                  const Tensor& running_mean, const Tensor& running_var, bool training,
+                                  double momentum, double eps) = nullptr;
 };
 
 KernelTable& kernels(DeviceType type);

@@ -143,9 +143,10 @@ Tensor conv2d_backward_bias(const Tensor& grad_out) {
 
 // ---- batch norm --------------------------------------------------------------------------------
 
-BatchNormForward batch_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                                    const Tensor& running_mean, const Tensor& running_var, bool training,
-                                    double momentum, double eps) {
+namespace {
+BatchNormForward batch_norm_forward_impl(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                         const Tensor& running_mean, const Tensor& running_var, bool training,
+                                         double momentum, double eps, bool relu, const Tensor& residual) {
   const char* op = "batch_norm";
   check_floating(x, op, "input");
   if (x.dim() < 2) fail("batch_norm: expected an input of shape (N, C) or (N, C, ...), got shape {}", shape_str(x.sizes()));
@@ -160,6 +161,12 @@ BatchNormForward batch_norm_forward(const Tensor& x, const Tensor& weight, const
   if (!training && !running_mean.defined())
     fail("batch_norm: eval mode (training=false) normalises with running_mean and running_var, which were not given");
   if (!(eps >= 0)) fail("batch_norm: eps must be non-negative, got {}", eps);
+  if (residual.defined()) {
+    check_like(residual, x, op, "residual");
+    if (residual.sizes() != x.sizes())
+      fail("batch_norm_relu: the residual has shape {} but the input has shape {}; expected the same shape",
+           shape_str(residual.sizes()), shape_str(x.sizes()));
+  }
   const int64_t per_channel = C > 0 ? x.numel() / C : 0;
   if (training && per_channel == 1)
     fail("batch_norm: expected more than 1 value per channel when training, got input shape {}", shape_str(x.sizes()));
@@ -179,14 +186,37 @@ BatchNormForward batch_norm_forward(const Tensor& x, const Tensor& weight, const
     if (!rm.is_contiguous()) rm = contiguous(rm);
     if (!rv.is_contiguous()) rv = contiguous(rv);
   }
-  KERNEL(x.device(), batch_norm_forward)(r.out, r.mean, r.invstd, contiguous(x), contiguous_or_undefined(weight),
-                                         contiguous_or_undefined(bias), contiguous_or_undefined(rm),
-                                         contiguous_or_undefined(rv), training, momentum, eps);
+  auto fused = relu ? kernels(x.device()).batch_norm_relu_forward : nullptr;
+  if (fused) {
+    fused(r.out, r.mean, r.invstd, contiguous(x), contiguous_or_undefined(residual), contiguous_or_undefined(weight),
+          contiguous_or_undefined(bias), contiguous_or_undefined(rm), contiguous_or_undefined(rv), training, momentum,
+          eps);
+  } else {
+    KERNEL(x.device(), batch_norm_forward)(r.out, r.mean, r.invstd, contiguous(x), contiguous_or_undefined(weight),
+                                           contiguous_or_undefined(bias), contiguous_or_undefined(rm),
+                                           contiguous_or_undefined(rv), training, momentum, eps);
+    // the composition, in place
+    if (residual.defined()) KERNEL(x.device(), binary)(BinaryOp::Add, r.out, r.out, residual);
+    if (relu) KERNEL(x.device(), unary)(UnaryOp::Relu, r.out, r.out);
+  }
   if (training && rm.defined()) {
     if (!rm.is_same(running_mean)) copy_(running_mean, rm);
     if (!rv.is_same(running_var)) copy_(running_var, rv);
   }
   return r;
+}
+}  // namespace
+
+BatchNormForward batch_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                    const Tensor& running_mean, const Tensor& running_var, bool training,
+                                    double momentum, double eps) {
+  return batch_norm_forward_impl(x, weight, bias, running_mean, running_var, training, momentum, eps, false, Tensor());
+}
+
+BatchNormForward batch_norm_relu_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                         const Tensor& running_mean, const Tensor& running_var, bool training,
+                                         double momentum, double eps, const Tensor& residual) {
+  return batch_norm_forward_impl(x, weight, bias, running_mean, running_var, training, momentum, eps, true, residual);
 }
 
 BatchNormGrads batch_norm_backward(const Tensor& grad_out, const Tensor& x, const Tensor& weight, const Tensor& mean,
@@ -210,6 +240,20 @@ BatchNormGrads batch_norm_backward(const Tensor& grad_out, const Tensor& x, cons
                                           contiguous_or_undefined(weight), contiguous(mean), contiguous(invstd),
                                           training);
   return g;
+}
+
+// ---- relu --------------------------------------------------------------------------------------
+
+Tensor relu_backward(const Tensor& grad, const Tensor& y) {
+  if (grad.sizes() != y.sizes())
+    fail("relu backward: gradient of shape {} for an output of shape {}", shape_str(grad.sizes()), shape_str(y.sizes()));
+  check_like(grad, y, "relu backward", "gradient");
+  Tensor out = empty(y.sizes(), {y.dtype(), y.device()});
+  if (auto k = kernels(y.device()).relu_backward) {
+    if (out.numel() > 0) k(out, grad, y);
+    return out;
+  }
+  return ops::where(binary_scalar(BinaryOp::Gt, y, 0.0), grad, zeros({}, {grad.dtype(), grad.device()}));
 }
 
 // ---- pooling -----------------------------------------------------------------------------------

@@ -46,6 +46,12 @@ struct BatchNormForward {
 BatchNormForward batch_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
                                     const Tensor& running_mean, const Tensor& running_var, bool training,
                                     double momentum, double eps);
+// The same, plus `residual` when given (x's shape: a residual block's shortcut), then ReLU, in one
+// pass over the output: out = max(batch_norm(x) + residual, 0). The mean and invstd returned are
+// batch_norm_forward's.
+BatchNormForward batch_norm_relu_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                         const Tensor& running_mean, const Tensor& running_var, bool training,
+                                         double momentum, double eps, const Tensor& residual = Tensor());
 struct BatchNormGrads {
   Tensor input, weight, bias;  // undefined where not asked for
 };
@@ -54,6 +60,11 @@ struct BatchNormGrads {
 BatchNormGrads batch_norm_backward(const Tensor& grad_out, const Tensor& x, const Tensor& weight,
                                    const Tensor& mean, const Tensor& invstd, bool training,
                                    std::array<bool, 3> needs);
+
+// ---- relu --------------------------------------------------------------------------------------
+// ReLU's backward from its output y = relu(x): grad where y > 0, else 0 (one pass, no mask tensor).
+// grad and y have the same shape, dtype and device.
+Tensor relu_backward(const Tensor& grad, const Tensor& y);
 
 // ---- pooling -----------------------------------------------------------------------------------
 struct Pool2dParams {

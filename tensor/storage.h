@@ -1,7 +1,9 @@
 #pragma once
 // Ref-counted storage: a block of bytes on one device, obtained from that device's allocator.
 #include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <string>
 
 #include "tensor/device.h"
 
@@ -14,6 +16,23 @@ class Allocator {
   virtual void* allocate(size_t nbytes) = 0;
   virtual void deallocate(void* ptr, size_t nbytes) = 0;
 };
+
+// The CPU allocator caches freed blocks by size class (see tensor/storage.cpp). Its statistics, and
+// a way to give every cached block back to the system:
+struct CpuAllocatorStats {
+  uint64_t allocations = 0;         // requests so far
+  uint64_t cache_hits = 0;          // served from a cached block
+  uint64_t system_allocations = 0;  // served by the system
+  uint64_t system_frees = 0;        // blocks given back to the system
+  size_t in_use_bytes = 0;          // held by live tensors (rounded to size classes)
+  size_t peak_in_use_bytes = 0;
+  size_t cached_bytes = 0;          // free blocks kept for reuse
+  size_t cache_limit_bytes = 0;     // 0: caching is off
+  std::string str() const;          // one line for a log
+};
+CpuAllocatorStats cpu_allocator_stats();
+size_t cpu_allocator_release_cached();           // frees every cached block; returns the bytes freed
+void set_cpu_allocator_cache_limit(size_t bytes);  // 0 turns caching off (and frees the cache)
 
 Allocator* get_allocator(DeviceType type);          // throws when no allocator is registered
 void set_allocator(DeviceType type, Allocator* a);  // backends register themselves at start-up

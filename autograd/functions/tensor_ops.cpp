@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "autograd/node.h"
+#include "tensor/nn_ops.h"
 #include "tensor/ops.h"
 
 namespace dl {
@@ -217,7 +218,7 @@ Tensor Tensor::relu() const {
   Tensor out = ops::unary(UnaryOp::Relu, *this);
   Tensor y = save(out);
   return record("ReluBackward", out, {*this}, [y](const Tensor& g, const NeedsGrad&) {
-    return G{ops::where(ops::binary_scalar(BinaryOp::Gt, y, 0.0), g, zeros({}, {g.dtype(), g.device()}))};
+    return G{ops::relu_backward(g, y)};  // g where y > 0: one fused pass, no mask tensor
   });
 }
 

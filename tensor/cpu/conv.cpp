@@ -1,23 +1,58 @@
-// CPU 2-D convolution: im2col + GEMM, one image at a time.
+// CPU 2-D convolution: im2col + GEMM, several images per GEMM when their planes are small.
 //
-// For image n and group g, with K = C/g * kh * kw rows and L = Ho * Wo columns:
-//   forward          out_g (O/g, L)  = W_g (O/g, K) @ col (K, L)            col = im2col(x_g)
-//   backward input   col (K, L)      = W_g^T @ gout_g (O/g, L);  gx_g = col2im(col)
-//   backward weight  gW_g (O/g, K)  += gout_g @ col^T                        summed over images
-// A 1x1, stride-1, unpadded convolution needs no im2col: x_g (C/g, H*W) is already the col.
+// For a chunk of B images and group g, with K = C/g * kh * kw rows and L = Ho * Wo columns per image:
+//   forward          out (O/g, B*L)  = W_g (O/g, K) @ col (K, B*L)            col = im2col(x_g) of each image
+//   backward input   col (K, B*L)    = W_g^T @ gout (O/g, B*L);  gx_g = col2im(col)
+//   backward weight  gW_g (O/g, K)  += gout (O/g, B*L) @ col^T                summed over chunks
+// Image b owns columns [b*L, (b+1)*L) of col. With B = 1 the GEMMs read and write the tensors in place;
+// with B > 1 the gradient planes are gathered into (O/g, B*L) and the outputs scattered back, a copy
+// that is small next to a GEMM with K >= 100 rows. A 1x1, stride-1, unpadded convolution needs no
+// im2col: x_g (C/g, H*W) is already the col.
+// B (see ConvTuning in conv.h) grows until the GEMM has about 512 columns: ResNet's 7x7 and 4x4 layers
+// and the scratch CNN's 7x7 and 3x3 layers would otherwise run 49-, 16- and 9-column GEMMs, where the
+// packing and the C updates cost more than the multiply-adds. Planes narrower than 8 columns take
+// im2col/col2im loops without a memcpy per row. 3x3 stride-1 layers inside ConvTuning's Winograd
+// window run forward and input gradient through Winograd F(2x2, 3x3) (winograd.cpp) instead.
+// Measured on one Zen 5 core, ResNet18's layers reach 160-270 GFLOP/s in all three passes.
 //
-// Threads: with at least as many images as threads, images are split over OpenMP threads, each
-// with its own col buffer, and the GEMMs run single-threaded inside; otherwise the images run
-// one after another and the GEMM uses the threads itself.
+// Threads: with at least as many images as threads, each thread takes a contiguous share of the
+// images and runs its chunks with single-threaded GEMMs and its own buffers (thread-local scratch,
+// grown as needed, kept between calls); backward weight accumulates one partial gradient per thread
+// and sums them at the end. With fewer images than threads (batch-1 inference), the images run one
+// after another and the GEMM uses the threads itself.
+#include "tensor/cpu/conv.h"
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
-#include <memory>
+#include <exception>
+#include <string>
+#include <vector>
 
 #include "tensor/cpu/gemm.h"
 #include "tensor/cpu/loops.h"
+#include "tensor/cpu/scratch.h"
+#include "tensor/cpu/winograd.h"
 #include "tensor/dispatch.h"
 
 namespace dl::cpu {
+
+namespace {
+// DL_CONV_COLUMNS=n and DL_CONV_WINOGRAD=0|1 override the defaults (for measuring what each path
+// buys; `bench --profile` shows the effect per kernel).
+ConvTuning tuning_from_env() {
+  ConvTuning t;
+  if (const char* v = std::getenv("DL_CONV_COLUMNS"); v && std::atoll(v) > 0) t.target_columns = std::atoll(v);
+  if (const char* v = std::getenv("DL_CONV_WINOGRAD"); v && std::string(v) == "0") t.winograd_min_channels = 0;
+  return t;
+}
+}  // namespace
+
+ConvTuning& conv_tuning() {
+  static ConvTuning t = tuning_from_env();
+  return t;
+}
+
 namespace {
 
 inline void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* b,
@@ -43,6 +78,16 @@ inline int thread_id() {
   return 0;
 #endif
 }
+inline int num_threads() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
+// Scratch slots (tensor/cpu/scratch.h) used here (winograd.cpp uses 0, 1 and 3).
+enum Slot { kCol = 0, kGathered = 1, kAcc = 2, kWinogradWeights = 4 };
 
 struct Geom {
   int64_t N, C, H, W;     // input
@@ -52,9 +97,17 @@ struct Geom {
   int64_t Cg() const { return C / G; }
   int64_t Og() const { return O / G; }
   int64_t K() const { return Cg() * kh * kw; }  // rows of col
-  int64_t L() const { return Ho * Wo; }         // columns of col
+  int64_t L() const { return Ho * Wo; }         // columns of col per image
   int64_t HW() const { return H * W; }
   bool pointwise() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; }
+  // Winograd F(2x2, 3x3) applies (winograd.h): 3x3, stride 1, no dilation, one group, the same
+  // padding (at most 2, so the input gradient is such a convolution too) on both sides.
+  bool winograd() const {
+    const ConvTuning& t = conv_tuning();
+    return t.winograd_min_channels > 0 && kh == 3 && kw == 3 && sh == 1 && sw == 1 && dh == 1 && dw == 1 &&
+           G == 1 && ph == pw && ph <= 2 && std::min(C, O) >= t.winograd_min_channels &&
+           std::max(C, O) <= t.winograd_max_channels && Ho * Wo >= t.winograd_min_plane && Ho > 0 && Wo > 0;
+  }
 };
 
 Geom make_geom(const Shape& x, const Shape& w, const Shape& out, const ops::Conv2dParams& p) {
@@ -62,11 +115,16 @@ Geom make_geom(const Shape& x, const Shape& w, const Shape& out, const ops::Conv
           p.padding[0], p.padding[1], p.dilation[0], p.dilation[1], p.groups};
 }
 
+// Images per GEMM for a thread that has `avail` images, balanced so the chunks come out even.
 template <typename T>
-using Buffer = std::unique_ptr<T[]>;
-template <typename T>
-Buffer<T> uninitialized(int64_t n) {
-  return Buffer<T>(new T[static_cast<size_t>(std::max<int64_t>(n, 1))]);
+int64_t chunk_images(const Geom& g, int64_t avail) {
+  const ConvTuning& t = conv_tuning();
+  const int64_t L = std::max<int64_t>(g.L(), 1);
+  int64_t b = std::clamp<int64_t>((t.target_columns + L - 1) / L, 1, std::max<int64_t>(avail, 1));
+  const int64_t per_image = std::max(g.K(), g.Og()) * L * static_cast<int64_t>(sizeof(T));
+  b = std::max<int64_t>(1, std::min(b, t.max_col_bytes / std::max<int64_t>(per_image, 1)));
+  const int64_t chunks = (avail + b - 1) / b;
+  return chunks > 0 ? (avail + chunks - 1) / chunks : 1;
 }
 
 // One row of col for a stride-1 conv whose output is as wide as its input ("same" padding, the
@@ -96,16 +154,39 @@ void im2col_row_shifted(const T* xc, T* row, const Geom& g, int64_t ki, int64_t 
   }
 }
 
-// col (K, L) from one group's input planes x (C/G, H, W); out-of-image taps read as zero.
+// col (K rows of L values, row stride ld) from one group's input planes x (C/G, H, W); taps outside
+// the image read as zero.
 template <typename T>
-void im2col(const T* x, T* col, const Geom& g) {
-  const int64_t L = g.L();
+void im2col(const T* x, T* col, int64_t ld, const Geom& g) {
+  if (g.Wo < 8) {
+    // narrow planes (ResNet's 2x2 to 7x7 layers): rows of a few values, where a memcpy and two fills
+    // per row cost more than a plain loop with the bounds test inline
+    for (int64_t c = 0; c < g.Cg(); ++c) {
+      const T* xc = x + c * g.HW();
+      for (int64_t ki = 0; ki < g.kh; ++ki) {
+        for (int64_t kj = 0; kj < g.kw; ++kj) {
+          T* r = col + ((c * g.kh + ki) * g.kw + kj) * ld;
+          const int64_t iw0 = kj * g.dw - g.pw;
+          for (int64_t oh = 0; oh < g.Ho; ++oh, r += g.Wo) {
+            const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
+            const bool row_in = ih >= 0 && ih < g.H;
+            const T* xr = xc + ih * g.W;
+            for (int64_t ow = 0; ow < g.Wo; ++ow) {
+              const int64_t iw = ow * g.sw + iw0;
+              r[ow] = row_in && iw >= 0 && iw < g.W ? xr[iw] : T(0);
+            }
+          }
+        }
+      }
+    }
+    return;
+  }
   const bool shifted_rows = g.sh == 1 && g.sw == 1 && g.Wo == g.W;
   for (int64_t c = 0; c < g.Cg(); ++c) {
     const T* xc = x + c * g.HW();
     for (int64_t ki = 0; ki < g.kh; ++ki) {
       for (int64_t kj = 0; kj < g.kw; ++kj) {
-        T* row = col + ((c * g.kh + ki) * g.kw + kj) * L;
+        T* row = col + ((c * g.kh + ki) * g.kw + kj) * ld;
         const int64_t iw0 = kj * g.dw - g.pw;  // input column of output column 0
         // output columns whose tap lands inside the row: 0 <= ow * sw + iw0 < W
         const int64_t lo = std::min(g.Wo, iw0 >= 0 ? 0 : (-iw0 + g.sw - 1) / g.sw);
@@ -125,6 +206,8 @@ void im2col(const T* x, T* col, const Geom& g) {
           std::fill(r, r + lo, T(0));
           if (g.sw == 1) {
             if (hi > lo) std::memcpy(r + lo, xr + lo + iw0, static_cast<size_t>(hi - lo) * sizeof(T));
+          } else if (g.sw == 2) {
+            for (int64_t ow = lo; ow < hi; ++ow) r[ow] = xr[2 * ow + iw0];
           } else {
             for (int64_t ow = lo; ow < hi; ++ow) r[ow] = xr[ow * g.sw + iw0];
           }
@@ -135,15 +218,35 @@ void im2col(const T* x, T* col, const Geom& g) {
   }
 }
 
-// x (C/G, H, W) += col2im(col); the adjoint of im2col.
+// x (C/G, H, W) += col2im(col) (row stride ld); the adjoint of im2col.
 template <typename T>
-void col2im_add(const T* col, T* x, const Geom& g) {
-  const int64_t L = g.L();
+void col2im_add(const T* col, int64_t ld, T* x, const Geom& g) {
+  if (g.Wo < 8) {  // narrow planes: plain loops (see im2col)
+    for (int64_t c = 0; c < g.Cg(); ++c) {
+      T* xc = x + c * g.HW();
+      for (int64_t ki = 0; ki < g.kh; ++ki) {
+        for (int64_t kj = 0; kj < g.kw; ++kj) {
+          const T* r = col + ((c * g.kh + ki) * g.kw + kj) * ld;
+          const int64_t iw0 = kj * g.dw - g.pw;
+          for (int64_t oh = 0; oh < g.Ho; ++oh, r += g.Wo) {
+            const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
+            if (ih < 0 || ih >= g.H) continue;
+            T* xr = xc + ih * g.W;
+            for (int64_t ow = 0; ow < g.Wo; ++ow) {
+              const int64_t iw = ow * g.sw + iw0;
+              if (iw >= 0 && iw < g.W) xr[iw] += r[ow];
+            }
+          }
+        }
+      }
+    }
+    return;
+  }
   for (int64_t c = 0; c < g.Cg(); ++c) {
     T* xc = x + c * g.HW();
     for (int64_t ki = 0; ki < g.kh; ++ki) {
       for (int64_t kj = 0; kj < g.kw; ++kj) {
-        const T* row = col + ((c * g.kh + ki) * g.kw + kj) * L;
+        const T* row = col + ((c * g.kh + ki) * g.kw + kj) * ld;
         const int64_t iw0 = kj * g.dw - g.pw;
         const int64_t lo = std::min(g.Wo, iw0 >= 0 ? 0 : (-iw0 + g.sw - 1) / g.sw);
         const int64_t hi = std::max(lo, std::min(g.Wo, g.W - iw0 > 0 ? (g.W - iw0 + g.sw - 1) / g.sw : 0));
@@ -164,37 +267,79 @@ void col2im_add(const T* col, T* x, const Geom& g) {
   }
 }
 
-// Runs body(n, col) for every image, over threads when the batch is large enough.
-template <typename T, typename F>
-void for_each_image(const Geom& g, F body) {
-  const int nt = max_threads();
-  const int64_t col_size = g.pointwise() ? 0 : g.K() * g.L();
-  if (nt > 1 && g.N >= nt) {
-    Buffer<T> cols = uninitialized<T>(col_size * nt);
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int64_t n = 0; n < g.N; ++n) body(n, cols.get() + col_size * thread_id());
-  } else {
-    Buffer<T> col = uninitialized<T>(col_size);
-    for (int64_t n = 0; n < g.N; ++n) body(n, col.get());
+// dst (rows, B*L): row r of image b (src + b * image_stride + r * L) lands in columns [b*L, (b+1)*L).
+template <typename T>
+void gather_planes(const T* src, int64_t image_stride, int64_t rows, int64_t L, int64_t B, T* dst) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t b = 0; b < B; ++b)
+      std::memcpy(dst + (r * B + b) * L, src + b * image_stride + r * L, static_cast<size_t>(L) * sizeof(T));
+}
+
+// The inverse of gather_planes, adding a per-row bias when given.
+template <typename T>
+void scatter_planes(const T* src, int64_t rows, int64_t L, int64_t B, T* dst, int64_t image_stride, const T* bias) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t b = 0; b < B; ++b) {
+      const T* s = src + (r * B + b) * L;
+      T* d = dst + b * image_stride + r * L;
+      if (bias) {
+        const T v = bias[r];
+#pragma omp simd
+        for (int64_t l = 0; l < L; ++l) d[l] = s[l] + v;
+      } else {
+        std::memcpy(d, s, static_cast<size_t>(L) * sizeof(T));
+      }
+    }
   }
+}
+
+// Runs body(n_begin, n_end) over the images: one contiguous share per thread when there are enough
+// images (the body then runs single-threaded GEMMs), else the whole range on this thread (the GEMMs
+// use the threads).
+template <typename F>
+void for_image_shares(const Geom& g, F body) {
+  parallel_shares(g.N, body);
 }
 
 template <typename T>
 void forward_typed(T* out, const T* x, const T* w, const T* bias, const Geom& g) {
   const int64_t K = g.K(), L = g.L(), Og = g.Og();
-  for_each_image<T>(g, [&](int64_t n, T* col) {
-    T* on = out + n * g.O * L;
-    if (bias) {
-      for (int64_t o = 0; o < g.O; ++o) std::fill(on + o * L, on + (o + 1) * L, bias[o]);
-    }
-    for (int64_t grp = 0; grp < g.G; ++grp) {
-      const T* xg = x + (n * g.C + grp * g.Cg()) * g.HW();
-      const T* src = xg;
-      if (!g.pointwise()) {
-        im2col(xg, col, g);
-        src = col;
+  if (g.winograd()) {
+    T* U = thread_scratch<T>(kWinogradWeights, static_cast<size_t>(16 * g.O * g.C));
+    winograd_transform_weights(w, g.O, g.C, false, U);
+    winograd_conv(out, x, U, bias, g.N, g.C, g.H, g.W, g.O, g.ph);
+    return;
+  }
+  for_image_shares(g, [&](int64_t n0, int64_t n1) {
+    const int64_t B = chunk_images<T>(g, n1 - n0);
+    for (int64_t n = n0; n < n1; n += B) {
+      const int64_t b = std::min(B, n1 - n), bl = b * L;
+      for (int64_t grp = 0; grp < g.G; ++grp) {
+        const T* xg = x + (n * g.C + grp * g.Cg()) * g.HW();
+        const T* wg = w + grp * Og * K;
+        const T* bg = bias ? bias + grp * Og : nullptr;
+        T* og = out + (n * g.O + grp * Og) * L;
+        if (b == 1) {
+          const T* src = xg;
+          if (!g.pointwise()) {
+            T* col = thread_scratch<T>(kCol, static_cast<size_t>(K * L));
+            im2col(xg, col, L, g);
+            src = col;
+          }
+          if (bg)
+            for (int64_t o = 0; o < Og; ++o) std::fill(og + o * L, og + (o + 1) * L, bg[o]);
+          gemm(false, false, Og, L, K, wg, K, src, L, bg ? T(1) : T(0), og, L);
+          continue;
+        }
+        T* col = thread_scratch<T>(kCol, static_cast<size_t>(K * bl));
+        if (g.pointwise())
+          gather_planes(xg, g.C * g.HW(), K, L, b, col);
+        else
+          for (int64_t i = 0; i < b; ++i) im2col(xg + i * g.C * g.HW(), col + i * L, bl, g);
+        T* tmp = thread_scratch<T>(kGathered, static_cast<size_t>(Og * bl));
+        gemm(false, false, Og, bl, K, wg, K, col, bl, T(0), tmp, bl);
+        scatter_planes(tmp, Og, L, b, og, g.O * L, bg);
       }
-      gemm(false, false, Og, L, K, w + grp * Og * K, K, src, L, bias ? T(1) : T(0), on + grp * Og * L, L);
     }
   });
 }
@@ -202,17 +347,46 @@ void forward_typed(T* out, const T* x, const T* w, const T* bias, const Geom& g)
 template <typename T>
 void backward_input_typed(T* gx, const T* gout, const T* w, const Geom& g) {
   const int64_t K = g.K(), L = g.L(), Og = g.Og();
-  for_each_image<T>(g, [&](int64_t n, T* col) {
-    for (int64_t grp = 0; grp < g.G; ++grp) {
-      const T* go = gout + (n * g.O + grp * Og) * L;
-      T* gxg = gx + (n * g.C + grp * g.Cg()) * g.HW();
-      const T* wg = w + grp * Og * K;
-      if (g.pointwise()) {
-        gemm(true, false, K, L, Og, wg, K, go, L, T(0), gxg, L);
-      } else {
-        gemm(true, false, K, L, Og, wg, K, go, L, T(0), col, L);
-        std::fill(gxg, gxg + g.Cg() * g.HW(), T(0));
-        col2im_add(col, gxg, g);
+  if (g.winograd()) {
+    // the input gradient of a stride-1 3x3 convolution with padding p is the convolution of the
+    // output gradient with the flipped, transposed kernels and padding 2 - p
+    T* U = thread_scratch<T>(kWinogradWeights, static_cast<size_t>(16 * g.O * g.C));
+    winograd_transform_weights(w, g.O, g.C, true, U);
+    winograd_conv(gx, gout, U, static_cast<const T*>(nullptr), g.N, g.O, g.Ho, g.Wo, g.C, 2 - g.ph);
+    return;
+  }
+  for_image_shares(g, [&](int64_t n0, int64_t n1) {
+    const int64_t B = chunk_images<T>(g, n1 - n0);
+    for (int64_t n = n0; n < n1; n += B) {
+      const int64_t b = std::min(B, n1 - n), bl = b * L;
+      for (int64_t grp = 0; grp < g.G; ++grp) {
+        const T* go = gout + (n * g.O + grp * Og) * L;
+        T* gxg = gx + (n * g.C + grp * g.Cg()) * g.HW();
+        const T* wg = w + grp * Og * K;
+        if (b == 1) {
+          if (g.pointwise()) {
+            gemm(true, false, K, L, Og, wg, K, go, L, T(0), gxg, L);
+          } else {
+            T* col = thread_scratch<T>(kCol, static_cast<size_t>(K * L));
+            gemm(true, false, K, L, Og, wg, K, go, L, T(0), col, L);
+            std::fill(gxg, gxg + g.Cg() * g.HW(), T(0));
+            col2im_add(col, L, gxg, g);
+          }
+          continue;
+        }
+        T* gathered = thread_scratch<T>(kGathered, static_cast<size_t>(Og * bl));
+        gather_planes(go, g.O * L, Og, L, b, gathered);
+        T* col = thread_scratch<T>(kCol, static_cast<size_t>(K * bl));
+        gemm(true, false, K, bl, Og, wg, K, gathered, bl, T(0), col, bl);
+        if (g.pointwise()) {
+          scatter_planes(col, K, L, b, gxg, g.C * g.HW(), static_cast<const T*>(nullptr));
+        } else {
+          for (int64_t i = 0; i < b; ++i) {
+            T* gxi = gxg + i * g.C * g.HW();
+            std::fill(gxi, gxi + g.Cg() * g.HW(), T(0));
+            col2im_add(col + i * L, bl, gxi, g);
+          }
+        }
       }
     }
   });
@@ -222,56 +396,79 @@ template <typename T>
 void backward_weight_typed(T* gw, const T* gout, const T* x, const Geom& g) {
   const int64_t K = g.K(), L = g.L(), Og = g.Og();
   const int64_t wsize = g.O * K;
-  // one image's contribution, accumulated into acc (beta 0 for the first image of acc)
-  auto image = [&](int64_t n, T* col, T* acc, bool first) {
-    for (int64_t grp = 0; grp < g.G; ++grp) {
-      const T* go = gout + (n * g.O + grp * Og) * L;
-      const T* xg = x + (n * g.C + grp * g.Cg()) * g.HW();
-      const T* src = xg;
-      if (!g.pointwise()) {
-        im2col(xg, col, g);
-        src = col;
-      }
-      gemm(false, true, Og, K, L, go, L, src, L, first ? T(0) : T(1), acc + grp * Og * K, K);
-    }
-  };
-  const int nt = max_threads();
-  const int64_t col_size = g.pointwise() ? 0 : K * L;
   if (g.N == 0) {
     std::fill(gw, gw + wsize, T(0));
-  } else if (nt > 1 && g.N >= nt) {
-    // thread t accumulates its images into its own copy (thread 0: gw itself), summed at the end
-    Buffer<T> cols = uninitialized<T>(col_size * nt);
-    Buffer<T> accs = uninitialized<T>(wsize * (nt - 1));
-#pragma omp parallel num_threads(nt)
-    {
-      const int t = thread_id();
-      T* acc = t == 0 ? gw : accs.get() + wsize * (t - 1);
-      T* col = cols.get() + col_size * t;
-      bool first = true;
-#pragma omp for schedule(static)
-      for (int64_t n = 0; n < g.N; ++n) {
-        image(n, col, acc, first);
-        first = false;
+    return;
+  }
+  // acc += the gradient of images [n0, n1); `first`: acc holds garbage until the first chunk
+  auto accumulate = [&](int64_t n0, int64_t n1, T* acc) {
+    const int64_t B = chunk_images<T>(g, n1 - n0);
+    bool first = true;
+    for (int64_t n = n0; n < n1; n += B) {
+      const int64_t b = std::min(B, n1 - n), bl = b * L;
+      for (int64_t grp = 0; grp < g.G; ++grp) {
+        const T* go = gout + (n * g.O + grp * Og) * L;
+        const T* xg = x + (n * g.C + grp * g.Cg()) * g.HW();
+        T* ag = acc + grp * Og * K;
+        const T beta = first ? T(0) : T(1);
+        if (b == 1) {
+          const T* src = xg;
+          if (!g.pointwise()) {
+            T* col = thread_scratch<T>(kCol, static_cast<size_t>(K * L));
+            im2col(xg, col, L, g);
+            src = col;
+          }
+          gemm(false, true, Og, K, L, go, L, src, L, beta, ag, K);
+          continue;
+        }
+        T* gathered = thread_scratch<T>(kGathered, static_cast<size_t>(Og * bl));
+        gather_planes(go, g.O * L, Og, L, b, gathered);
+        T* col = thread_scratch<T>(kCol, static_cast<size_t>(K * bl));
+        if (g.pointwise())
+          gather_planes(xg, g.C * g.HW(), K, L, b, col);
+        else
+          for (int64_t i = 0; i < b; ++i) im2col(xg + i * g.C * g.HW(), col + i * L, bl, g);
+        gemm(false, true, Og, K, bl, gathered, bl, col, bl, beta, ag, K);
       }
-      if (first) std::fill(acc, acc + wsize, T(0));
+      first = false;
+    }
+    if (first) std::fill(acc, acc + wsize, T(0));
+  };
+  const int nt = max_threads();
+  if (!(nt > 1 && g.N >= nt)) {
+    accumulate(0, g.N, gw);
+    return;
+  }
+  // each thread sums its images into its own partial gradient (thread 0: gw itself), then all add up
+  std::vector<T*> partial(static_cast<size_t>(nt), nullptr);
+  std::exception_ptr error;
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = thread_id(), n = num_threads();
+    try {
+      T* acc = t == 0 ? gw : thread_scratch<T>(kAcc, static_cast<size_t>(wsize));
+      partial[static_cast<size_t>(t)] = acc;
+      accumulate(g.N * t / n, g.N * (t + 1) / n, acc);
+    } catch (...) {
+#pragma omp critical(dl_conv_error)
+      if (!error) error = std::current_exception();
+    }
 #pragma omp barrier
+    if (!error) {
 #pragma omp for schedule(static)
       for (int64_t i = 0; i < wsize; ++i) {
         T s = gw[i];
-        for (int u = 1; u < nt; ++u) s += accs[wsize * (u - 1) + i];
+        for (int u = 1; u < n; ++u) s += partial[static_cast<size_t>(u)][i];
         gw[i] = s;
       }
     }
-  } else {
-    Buffer<T> col = uninitialized<T>(col_size);
-    for (int64_t n = 0; n < g.N; ++n) image(n, col.get(), gw, n == 0);
   }
+  if (error) std::rethrow_exception(error);
 }
 
 template <typename T>
 void backward_bias_typed(T* gb, const T* gout, int64_t N, int64_t O, int64_t L) {
-#pragma omp parallel for schedule(static) if (N * O * L > kParallelGrain)
+#pragma omp parallel for schedule(static) if (N * O * L > kParallelGrain && O > 1)
   for (int64_t o = 0; o < O; ++o) {
     double s = 0;
     for (int64_t n = 0; n < N; ++n) {

@@ -2,6 +2,8 @@
 // conversion, fill. Inner loops are written on raw pointers so the compiler vectorises the
 // contiguous case (stride == sizeof(T)).
 #include <cmath>
+#include <cstring>
+#include <type_traits>
 
 #include "tensor/cpu/loops.h"
 #include "tensor/dispatch.h"
@@ -12,12 +14,43 @@ namespace {
 using ops::BinaryOp;
 using ops::UnaryOp;
 
+// Contiguous inner loops, compiled for AVX-512, AVX2 and the baseline ISA and picked at load time
+// (function multiversioning: GCC emits one clone per target and an ifunc resolver). `omp simd` lets
+// the compiler vectorise without proving the pointers distinct: the callers only pass operands that
+// are the same array or do not overlap at all (see overlaps_partially).
+template <typename TO, typename TI, typename F>
+DL_VECTOR_CLONES void vec_map1(TO* o, const TI* a, int64_t n, F f) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) o[i] = f(a[i]);
+}
+template <typename TO, typename TI, typename F>
+DL_VECTOR_CLONES void vec_map2(TO* o, const TI* a, const TI* b, int64_t n, F f) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) o[i] = f(a[i], b[i]);
+}
+template <typename TO, typename TI, typename F>
+DL_VECTOR_CLONES void vec_map2_bscalar(TO* o, const TI* a, TI b, int64_t n, F f) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) o[i] = f(a[i], b);
+}
+template <typename TO, typename TI, typename F>
+DL_VECTOR_CLONES void vec_map2_ascalar(TO* o, TI a, const TI* b, int64_t n, F f) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) o[i] = f(a, b[i]);
+}
+
+// True when [p, p + pn) and [q, q + qn) share bytes without being the same array: an in-place op
+// (out == in) is fine for a vectorised elementwise loop, a shifted overlap is not.
+inline bool overlaps_partially(const void* p, int64_t pn, const void* q, int64_t qn) {
+  const char* a = static_cast<const char*>(p);
+  const char* b = static_cast<const char*>(q);
+  return a != b && a < b + qn && b < a + pn;
+}
+
 template <typename T, typename F>
 inline void map1(char* out, int64_t so, const char* in, int64_t si, int64_t n, F f) {
-  if (so == sizeof(T) && si == sizeof(T)) {
-    T* o = reinterpret_cast<T*>(out);
-    const T* a = reinterpret_cast<const T*>(in);
-    for (int64_t i = 0; i < n; ++i) o[i] = f(a[i]);
+  if (so == sizeof(T) && si == sizeof(T) && !overlaps_partially(out, n * so, in, n * si)) {
+    vec_map1(reinterpret_cast<T*>(out), reinterpret_cast<const T*>(in), n, f);
   } else {
     for (int64_t i = 0; i < n; ++i)
       *reinterpret_cast<T*>(out + i * so) = f(*reinterpret_cast<const T*>(in + i * si));
@@ -26,21 +59,19 @@ inline void map1(char* out, int64_t so, const char* in, int64_t si, int64_t n, F
 
 template <typename TO, typename TI, typename F>
 inline void map2(char* out, int64_t so, const char* a, int64_t sa, const char* b, int64_t sb, int64_t n, F f) {
-  if (so == sizeof(TO) && sa == sizeof(TI) && sb == sizeof(TI)) {
+  const bool a_ok = sa == 0 || !overlaps_partially(out, n * so, a, n * sa);
+  const bool b_ok = sb == 0 || !overlaps_partially(out, n * so, b, n * sb);
+  if (so == sizeof(TO) && a_ok && b_ok) {
     TO* o = reinterpret_cast<TO*>(out);
     const TI* x = reinterpret_cast<const TI*>(a);
     const TI* y = reinterpret_cast<const TI*>(b);
-    for (int64_t i = 0; i < n; ++i) o[i] = f(x[i], y[i]);
-  } else if (so == sizeof(TO) && sa == sizeof(TI) && sb == 0) {
-    TO* o = reinterpret_cast<TO*>(out);
-    const TI* x = reinterpret_cast<const TI*>(a);
-    const TI y = *reinterpret_cast<const TI*>(b);
-    for (int64_t i = 0; i < n; ++i) o[i] = f(x[i], y);
-  } else {
-    for (int64_t i = 0; i < n; ++i)
-      *reinterpret_cast<TO*>(out + i * so) =
-          f(*reinterpret_cast<const TI*>(a + i * sa), *reinterpret_cast<const TI*>(b + i * sb));
+    if (sa == sizeof(TI) && sb == sizeof(TI)) return vec_map2(o, x, y, n, f);
+    if (sa == sizeof(TI) && sb == 0) return vec_map2_bscalar(o, x, *y, n, f);
+    if (sa == 0 && sb == sizeof(TI)) return vec_map2_ascalar(o, *x, y, n, f);
   }
+  for (int64_t i = 0; i < n; ++i)
+    *reinterpret_cast<TO*>(out + i * so) =
+        f(*reinterpret_cast<const TI*>(a + i * sa), *reinterpret_cast<const TI*>(b + i * sb));
 }
 
 template <typename T, typename F>
@@ -140,12 +171,36 @@ void binary_kernel(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor
   DL_DISPATCH_ALL(a.dtype(), "binary", [&] { binary_typed<scalar_t>(op, out, a, b); });
 }
 
+// SA, SB: 1 (contiguous) or 0 (a broadcast scalar), in elements
+template <int SA, int SB, typename T>
+DL_VECTOR_CLONES void vec_where(T* o, const uint8_t* c, const T* a, const T* b, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const T x = a[i * SA], y = b[i * SB];  // both loaded, so the select needs no masked load
+    o[i] = c[i] ? x : y;
+  }
+}
+
 void where_kernel(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) {
   DL_DISPATCH_ALL(out.dtype(), "where", [&] {
+    using T = scalar_t;
     for_each_run<4>({&out, &cond, &a, &b}, [&](const std::array<char*, 4>& p, const std::array<int64_t, 4>& s, int64_t n) {
+      const bool unit_or_scalar_a = s[2] == sizeof(T) || s[2] == 0, unit_or_scalar_b = s[3] == sizeof(T) || s[3] == 0;
+      if (s[0] == sizeof(T) && s[1] == 1 && unit_or_scalar_a && unit_or_scalar_b &&
+          !overlaps_partially(p[0], n * s[0], p[2], n * s[2]) && !overlaps_partially(p[0], n * s[0], p[3], n * s[3]) &&
+          !overlaps_partially(p[0], n * s[0], p[1], n)) {
+        T* o = reinterpret_cast<T*>(p[0]);
+        const uint8_t* c = reinterpret_cast<const uint8_t*>(p[1]);
+        const T* x = reinterpret_cast<const T*>(p[2]);
+        const T* y = reinterpret_cast<const T*>(p[3]);
+        if (s[2] && s[3]) return vec_where<1, 1>(o, c, x, y, n);
+        if (s[2]) return vec_where<1, 0>(o, c, x, y, n);
+        if (s[3]) return vec_where<0, 1>(o, c, x, y, n);
+        return vec_where<0, 0>(o, c, x, y, n);
+      }
       for (int64_t i = 0; i < n; ++i) {
         bool c = *reinterpret_cast<const uint8_t*>(p[1] + i * s[1]) != 0;
-        *reinterpret_cast<scalar_t*>(p[0] + i * s[0]) = *reinterpret_cast<const scalar_t*>((c ? p[2] : p[3]) + i * (c ? s[2] : s[3]));
+        *reinterpret_cast<T*>(p[0] + i * s[0]) = *reinterpret_cast<const T*>((c ? p[2] : p[3]) + i * (c ? s[2] : s[3]));
       }
     });
   });
@@ -158,16 +213,53 @@ void copy_kernel(const Tensor& dst, const Tensor& src) {
       using TI = scalar_t;
       for_each_run<2>({&dst, &src}, [&](const std::array<char*, 2>& p, const std::array<int64_t, 2>& s, int64_t n) {
         if (s[0] == sizeof(TO) && s[1] == sizeof(TI)) {
-          TO* o = reinterpret_cast<TO*>(p[0]);
-          const TI* x = reinterpret_cast<const TI*>(p[1]);
-          for (int64_t i = 0; i < n; ++i) o[i] = static_cast<TO>(x[i]);
-        } else {
-          for (int64_t i = 0; i < n; ++i)
-            *reinterpret_cast<TO*>(p[0] + i * s[0]) = static_cast<TO>(*reinterpret_cast<const TI*>(p[1] + i * s[1]));
+          if constexpr (std::is_same_v<TO, TI>) {
+            if (p[0] != p[1]) std::memmove(p[0], p[1], static_cast<size_t>(n) * sizeof(TO));
+            return;
+          } else {
+            if (!overlaps_partially(p[0], n * s[0], p[1], n * s[1]))
+              return vec_map1(reinterpret_cast<TO*>(p[0]), reinterpret_cast<const TI*>(p[1]), n,
+                              [](TI x) { return static_cast<TO>(x); });
+          }
         }
+        for (int64_t i = 0; i < n; ++i)
+          *reinterpret_cast<TO*>(p[0] + i * s[0]) = static_cast<TO>(*reinterpret_cast<const TI*>(p[1] + i * s[1]));
       });
     });
   });
+}
+
+// ReLU's backward from its output: gi = y > 0 ? g : 0 (a NaN output passes no gradient, as the
+// composition where(y > 0, g, 0) it replaces).
+template <typename T>
+DL_VECTOR_CLONES void vec_relu_backward(T* gi, const T* g, const T* y, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const T gv = g[i];
+    gi[i] = y[i] > T(0) ? gv : T(0);
+  }
+}
+
+void relu_backward_kernel(const Tensor& gi, const Tensor& g, const Tensor& y) {
+  DL_DISPATCH_FLOATING(y.dtype(), "relu backward", [&] {
+    using T = scalar_t;
+    for_each_run<3>({&gi, &g, &y}, [&](const std::array<char*, 3>& p, const std::array<int64_t, 3>& s, int64_t n) {
+      if (s[0] == sizeof(T) && s[1] == sizeof(T) && s[2] == sizeof(T) && !overlaps_partially(p[0], n * s[0], p[1], n * s[1]) &&
+          !overlaps_partially(p[0], n * s[0], p[2], n * s[2]))
+        return vec_relu_backward(reinterpret_cast<T*>(p[0]), reinterpret_cast<const T*>(p[1]),
+                                 reinterpret_cast<const T*>(p[2]), n);
+      for (int64_t i = 0; i < n; ++i) {
+        const T yv = *reinterpret_cast<const T*>(p[2] + i * s[2]);
+        *reinterpret_cast<T*>(p[0] + i * s[0]) = yv > T(0) ? *reinterpret_cast<const T*>(p[1] + i * s[1]) : T(0);
+      }
+    });
+  });
+}
+
+template <typename T>
+DL_VECTOR_CLONES void vec_fill(T* o, T v, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) o[i] = v;
 }
 
 void fill_kernel(const Tensor& dst, double value) {
@@ -175,8 +267,7 @@ void fill_kernel(const Tensor& dst, double value) {
     const scalar_t v = static_cast<scalar_t>(value);
     for_each_run<1>({&dst}, [&](const std::array<char*, 1>& p, const std::array<int64_t, 1>& s, int64_t n) {
       if (s[0] == sizeof(scalar_t)) {
-        scalar_t* o = reinterpret_cast<scalar_t*>(p[0]);
-        for (int64_t i = 0; i < n; ++i) o[i] = v;
+        vec_fill(reinterpret_cast<scalar_t*>(p[0]), v, n);
       } else {
         for (int64_t i = 0; i < n; ++i) *reinterpret_cast<scalar_t*>(p[0] + i * s[0]) = v;
       }
@@ -193,6 +284,7 @@ void register_elementwise(KernelTable& t) {
   t.where = where_kernel;
   t.copy = copy_kernel;
   t.fill = fill_kernel;
+  t.relu_backward = relu_backward_kernel;
 }
 
 }  // namespace dl::cpu

@@ -6,6 +6,7 @@
 // Work is split over OpenMP threads when there is enough of it.
 #include <array>
 #include <cstdint>
+#include <exception>
 #include <vector>
 
 #include "tensor/tensor.h"
@@ -17,6 +18,16 @@
 namespace dl::cpu {
 
 constexpr int64_t kParallelGrain = 32768;
+
+// Marks a kernel's inner loop for function multiversioning: GCC compiles it for AVX-512, AVX2 and
+// the baseline ISA and an ifunc resolver picks one when the program loads, so the library runs on
+// any x86-64 and uses the widest vectors the machine has. Only on raw-pointer loops (`omp simd`
+// inside); elsewhere it is empty.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(DL_NO_MULTIVERSIONING)
+#define DL_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define DL_VECTOR_CLONES
+#endif
 
 template <int N, typename F>
 void for_each_run(const std::array<const Tensor*, N>& ts, F&& loop) {
@@ -106,6 +117,33 @@ void for_each_run(const std::array<const Tensor*, N>& ts, F&& loop) {
       }
     }
   }
+}
+
+// Splits [0, n) into one contiguous share per OpenMP thread and runs body(begin, end) on each, when
+// there are at least as many items as threads (the body then runs single-threaded code, GEMMs
+// included); otherwise runs body(0, n) on the calling thread, where a GEMM may use the threads. An
+// exception thrown in a thread is carried out of the parallel region and rethrown here.
+template <typename F>
+void parallel_shares(int64_t n, F&& body) {
+#ifdef _OPENMP
+  const int nt = omp_get_max_threads();
+  if (nt > 1 && n >= nt && !omp_in_parallel()) {
+    std::exception_ptr error;
+#pragma omp parallel num_threads(nt)
+    {
+      const int t = omp_get_thread_num(), k = omp_get_num_threads();
+      try {
+        body(n * t / k, n * (t + 1) / k);
+      } catch (...) {
+#pragma omp critical(dl_parallel_shares_error)
+        if (!error) error = std::current_exception();
+      }
+    }
+    if (error) std::rethrow_exception(error);
+    return;
+  }
+#endif
+  body(int64_t{0}, n);
 }
 
 }  // namespace dl::cpu

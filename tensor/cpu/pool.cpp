@@ -27,11 +27,65 @@ inline bool worth_threads(const Planes& g, int64_t per_output) {
 
 // ---- max pool ----------------------------------------------------------------------------------
 
+// The window rule as one sequential update: a value is taken when it is larger than the best so
+// far or is NaN, so the first maximum wins ties, the last NaN wins over everything, and only real
+// elements compete (the running best starts at -inf with the window's first index).
+template <typename T>
+inline void take_if_better(T v, int64_t i, T& best, int64_t& bi) {
+  const bool take = (v > best) | (v != v);  // no short circuit: no branch
+  bi = take ? i : bi;
+  best = take ? v : best;
+}
+
+// 2x2 windows, stride 2, no padding: one output row from input rows r0 and r0 + W.
+template <typename T>
+DL_VECTOR_CLONES void max_pool_2x2_row(T* o, int64_t* ix, const T* r0, const T* r1, int64_t Wo, int64_t base,
+                                       int64_t W) {
+#pragma omp simd
+  for (int64_t ow = 0; ow < Wo; ++ow) {
+    const int64_t i = base + 2 * ow;
+    T best = r0[2 * ow];
+    int64_t bi = i;
+    take_if_better(r0[2 * ow + 1], i + 1, best, bi);
+    take_if_better(r1[2 * ow], i + W, best, bi);
+    take_if_better(r1[2 * ow + 1], i + W + 1, best, bi);
+    o[ow] = best;
+    ix[ow] = bi;
+  }
+}
+
+// Any window, clipped to the image. The scan keeps a branch-free select on the comparison (on real
+// data it is a coin flip the predictor loses) and only notes NaNs, which a rare second scan settles.
+template <typename T>
+inline void max_pool_window(const T* xp, const Planes& g, int64_t h0, int64_t h1, int64_t w0, int64_t w1, T& out,
+                            int64_t& idx) {
+  T best = -std::numeric_limits<T>::infinity();
+  int64_t bi = h0 * g.W + w0;
+  bool nan = false;
+  for (int64_t h = h0; h < h1; ++h) {
+    for (int64_t w = w0; w < w1; ++w) {
+      const T v = xp[h * g.W + w];
+      const bool take = v > best;
+      bi = take ? h * g.W + w : bi;
+      best = take ? v : best;
+      nan |= v != v;
+    }
+  }
+  if (nan) {  // the last NaN of the window wins, as in PyTorch
+    for (int64_t h = h0; h < h1; ++h)
+      for (int64_t w = w0; w < w1; ++w)
+        if (std::isnan(xp[h * g.W + w])) best = xp[h * g.W + w], bi = h * g.W + w;
+  }
+  out = best;
+  idx = bi;
+}
+
 template <typename T>
 void max_pool_forward_typed(T* out, int64_t* idx, const T* x, const Planes& g, const ops::Pool2dParams& p) {
-  const auto [kh, kw] = p.kernel;
-  const auto [sh, sw] = p.stride;
-  const auto [ph, pw] = p.padding;
+  // plain variables, not structured bindings: clang 14 cannot capture bindings in OpenMP regions
+  const int64_t kh = p.kernel[0], kw = p.kernel[1], sh = p.stride[0], sw = p.stride[1];
+  const int64_t ph = p.padding[0], pw = p.padding[1];
+  const bool two_by_two = kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0;
 #pragma omp parallel for schedule(static) if (worth_threads(g, kh * kw))
   for (int64_t pl = 0; pl < g.planes; ++pl) {
     const T* xp = x + pl * g.H * g.W;
@@ -39,28 +93,21 @@ void max_pool_forward_typed(T* out, int64_t* idx, const T* x, const Planes& g, c
     int64_t* ip = idx + pl * g.Ho * g.Wo;
     for (int64_t oh = 0; oh < g.Ho; ++oh) {
       const int64_t h0 = std::max<int64_t>(oh * sh - ph, 0), h1 = std::min(oh * sh - ph + kh, g.H);
+      // output columns [lo, hi) have whole windows inside the row (no clipping)
+      int64_t lo = g.Wo, hi = g.Wo;
+      if (two_by_two && 2 * oh + 1 < g.H) {
+        // ceil_mode may add a last window that hangs over the edge: the generic loop takes it
+        const int64_t whole = std::min(g.Wo, g.W / 2);
+        max_pool_2x2_row(op + oh * g.Wo, ip + oh * g.Wo, xp + 2 * oh * g.W, xp + (2 * oh + 1) * g.W, whole,
+                         2 * oh * g.W, g.W);
+        lo = 0;
+        hi = whole;
+      }
       for (int64_t ow = 0; ow < g.Wo; ++ow) {
+        if (ow == lo) ow = hi;
+        if (ow >= g.Wo) break;
         const int64_t w0 = std::max<int64_t>(ow * sw - pw, 0), w1 = std::min(ow * sw - pw + kw, g.W);
-        T best = -std::numeric_limits<T>::infinity();
-        int64_t bi = h0 * g.W + w0;
-        bool nan = false;
-        for (int64_t h = h0; h < h1; ++h) {
-          for (int64_t w = w0; w < w1; ++w) {
-            // branch-free select: on real data the comparison is a coin flip the predictor loses
-            const T v = xp[h * g.W + w];
-            const bool take = v > best;
-            bi = take ? h * g.W + w : bi;
-            best = take ? v : best;
-            nan |= v != v;
-          }
-        }
-        if (nan) {  // rare: the last NaN of the window wins, as in PyTorch
-          for (int64_t h = h0; h < h1; ++h)
-            for (int64_t w = w0; w < w1; ++w)
-              if (std::isnan(xp[h * g.W + w])) best = xp[h * g.W + w], bi = h * g.W + w;
-        }
-        op[oh * g.Wo + ow] = best;
-        ip[oh * g.Wo + ow] = bi;
+        max_pool_window(xp, g, h0, h1, w0, w1, op[oh * g.Wo + ow], ip[oh * g.Wo + ow]);
       }
     }
   }
@@ -172,7 +219,28 @@ inline int64_t window_start(int64_t i, int64_t out, int64_t in) { return (i * in
 inline int64_t window_end(int64_t i, int64_t out, int64_t in) { return ((i + 1) * in + out - 1) / out; }
 
 template <typename T>
+DL_VECTOR_CLONES double plane_sum(const T* p, int64_t n) {
+  double s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(p[i]);
+  return s;
+}
+
+template <typename T>
+DL_VECTOR_CLONES void plane_fill(T* p, int64_t n, T v) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) p[i] = v;
+}
+
+template <typename T>
 void adaptive_forward_typed(T* out, const T* x, const Planes& g) {
+  if (g.Ho == 1 && g.Wo == 1) {  // global average pooling
+    const int64_t hw = g.H * g.W;
+#pragma omp parallel for schedule(static) if (g.planes > 1 && g.planes * hw > kParallelGrain)
+    for (int64_t pl = 0; pl < g.planes; ++pl)
+      out[pl] = static_cast<T>(plane_sum(x + pl * hw, hw) / static_cast<double>(hw));
+    return;
+  }
   // each output averages about (H / Ho) * (W / Wo) inputs
   const int64_t per = std::max<int64_t>(1, (g.H / std::max<int64_t>(g.Ho, 1) + 1) * (g.W / std::max<int64_t>(g.Wo, 1) + 1));
 #pragma omp parallel for schedule(static) if (worth_threads(g, per))
@@ -194,6 +262,13 @@ void adaptive_forward_typed(T* out, const T* x, const Planes& g) {
 
 template <typename T>
 void adaptive_backward_typed(T* gx, const T* gout, const Planes& g) {
+  if (g.Ho == 1 && g.Wo == 1) {
+    const int64_t hw = g.H * g.W;
+#pragma omp parallel for schedule(static) if (g.planes > 1 && g.planes * hw > kParallelGrain)
+    for (int64_t pl = 0; pl < g.planes; ++pl)
+      plane_fill(gx + pl * hw, hw, static_cast<T>(gout[pl] / static_cast<double>(hw)));
+    return;
+  }
   const int64_t per = std::max<int64_t>(1, (g.H / std::max<int64_t>(g.Ho, 1) + 1) * (g.W / std::max<int64_t>(g.Wo, 1) + 1));
 #pragma omp parallel for schedule(static) if (worth_threads(g, per))
   for (int64_t pl = 0; pl < g.planes; ++pl) {

@@ -14,6 +14,15 @@ using ops::ReduceOp;
 template <typename T>
 using acc_t = std::conditional_t<std::is_floating_point_v<T>, double, int64_t>;
 
+// The sum of one row in the accumulation type (double for floats), over vector lanes.
+template <typename T>
+DL_VECTOR_CLONES acc_t<T> row_sum(const T* p, int64_t n) {
+  acc_t<T> s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t c = 0; c < n; ++c) s += static_cast<acc_t<T>>(p[c]);
+  return s;
+}
+
 template <typename T>
 void reduce_rows_typed(ReduceOp op, T* out, const T* in, int64_t rows, int64_t cols) {
 #pragma omp parallel for if (rows * cols > kParallelGrain && rows > 1) schedule(static)
@@ -21,8 +30,7 @@ void reduce_rows_typed(ReduceOp op, T* out, const T* in, int64_t rows, int64_t c
     const T* p = in + r * cols;
     if (op == ReduceOp::Sum || op == ReduceOp::Mean) {
       // float rows accumulate in double: sums of 10^6 float32 values stay exact to float precision
-      acc_t<T> s = 0;
-      for (int64_t c = 0; c < cols; ++c) s += p[c];
+      const acc_t<T> s = row_sum(p, cols);
       if (op == ReduceOp::Mean) {
         out[r] = cols ? static_cast<T>(static_cast<double>(s) / static_cast<double>(cols))
                       : std::numeric_limits<T>::quiet_NaN();

@@ -1,0 +1,34 @@
+#pragma once
+// Knobs of the CPU convolution kernels (tensor/cpu/conv.cpp), for the benchmark and for tests that
+// must reach every path on small shapes. The defaults are what the kernels use; nothing else needs
+// this header.
+#include <cstdint>
+
+namespace dl::cpu {
+
+struct ConvTuning {
+  // Images whose output planes are small are convolved several at a time: their im2col columns sit
+  // side by side in one (K, B * L) matrix, so the GEMM sees B * L columns instead of L (a 3x3
+  // layer at 7x7 would otherwise be 49-column GEMMs). B grows until B * L reaches this ...
+  int64_t target_columns = 512;
+  // ... while the column buffer of one thread stays under this many bytes.
+  int64_t max_col_bytes = int64_t{8} << 20;
+  // 3x3, stride 1, dilation 1, groups 1 convolutions use Winograd F(2x2, 3x3) (forward and input
+  // gradient) when both channel counts lie in [winograd_min_channels, winograd_max_channels] and the
+  // output plane has at least winograd_min_plane pixels; winograd_min_channels = 0 turns it off.
+  // The window is where it measured faster than im2col + GEMM on this machine class (Zen 5, one
+  // thread): ResNet18's layer2 at 224x224 (128 channels, 28x28) ran 1.2x faster; smaller planes
+  // make too few tiles per GEMM, and more channels make the transformed weights (16 per tap
+  // pair, vs 9) and the transforms cost more than the 2.25x fewer multiply-adds save, with
+  // im2col + GEMM already at 85-95% of the GEMM's peak.
+  int64_t winograd_min_channels = 96;
+  int64_t winograd_max_channels = 192;
+  int64_t winograd_min_plane = 400;
+};
+
+// The settings in force (process-wide; change them only while no convolution runs). The
+// environment can override two at start-up: DL_CONV_COLUMNS=n (target_columns; 1 = one image per
+// GEMM) and DL_CONV_WINOGRAD=0 (no Winograd).
+ConvTuning& conv_tuning();
+
+}  // namespace dl::cpu

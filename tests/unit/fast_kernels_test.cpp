@@ -1,0 +1,506 @@
+// The fast CPU paths against simple definitions on odd shapes: convolution (one image per GEMM,
+// several images per GEMM, 1x1, groups, strides, dilation, Winograd; one thread and two), the
+// vectorised elementwise loops (in place, broadcast scalars, overlapping views, tails), the fused
+// ReLU backward and batch norm + ReLU, the pooling fast paths, the caching allocator and the
+// engine's in-place gradient accumulation.
+#include <cmath>
+#include <limits>
+#include <thread>
+#include <vector>
+
+#include "autograd/functional.h"
+#include "autograd/node.h"
+#include "tensor/cpu/conv.h"
+#include "tensor/nn_ops.h"
+#include "tensor/ops.h"
+#include "test_util.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+using namespace dl;
+
+namespace {
+
+Tensor uniform(const Shape& s, uint64_t seed, DType dt, double lo = -1.0, double hi = 1.0) {
+  Generator g(seed);
+  return ops::to_dtype(ops::binary_scalar(ops::BinaryOp::Add,
+                                          ops::binary_scalar(ops::BinaryOp::Mul, rand(s, DType::Float64, &g), hi - lo), lo),
+                       dt);
+}
+
+void set_threads(int n) {
+#ifdef _OPENMP
+  omp_set_num_threads(n);
+#else
+  (void)n;
+#endif
+}
+
+// Restores the convolution knobs and the thread count when a test case ends.
+struct ConvKnobs {
+  cpu::ConvTuning saved = cpu::conv_tuning();
+#ifdef _OPENMP
+  int threads = omp_get_max_threads();
+#endif
+  ~ConvKnobs() {
+    cpu::conv_tuning() = saved;
+#ifdef _OPENMP
+    omp_set_num_threads(threads);
+#endif
+  }
+};
+
+struct ConvCase {
+  int64_t N, C, H, W, O, kh, kw;
+  ops::Conv2dParams p;
+};
+
+int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t pad, int64_t d) { return (in + 2 * pad - d * (k - 1) - 1) / s + 1; }
+
+// The definitions, as loops in double: forward, and the two gradients given grad_out.
+struct DirectConv {
+  ConvCase c;
+  int64_t Ho, Wo;
+  explicit DirectConv(const ConvCase& cc)
+      : c(cc), Ho(out_size(cc.H, cc.kh, cc.p.stride[0], cc.p.padding[0], cc.p.dilation[0])),
+        Wo(out_size(cc.W, cc.kw, cc.p.stride[1], cc.p.padding[1], cc.p.dilation[1])) {}
+  // calls f(n, o, c, oh, ow, ih, iw, i, j) for every tap that lands inside the image
+  template <typename F>
+  void taps(F f) const {
+    const int64_t G = c.p.groups, Cg = c.C / G, Og = c.O / G;
+    for (int64_t n = 0; n < c.N; ++n)
+      for (int64_t o = 0; o < c.O; ++o)
+        for (int64_t ci = 0; ci < Cg; ++ci)
+          for (int64_t oh = 0; oh < Ho; ++oh)
+            for (int64_t ow = 0; ow < Wo; ++ow)
+              for (int64_t i = 0; i < c.kh; ++i)
+                for (int64_t j = 0; j < c.kw; ++j) {
+                  const int64_t ih = oh * c.p.stride[0] - c.p.padding[0] + i * c.p.dilation[0];
+                  const int64_t iw = ow * c.p.stride[1] - c.p.padding[1] + j * c.p.dilation[1];
+                  if (ih < 0 || ih >= c.H || iw < 0 || iw >= c.W) continue;
+                  f(n, o, (o / Og) * Cg + ci, ci, oh, ow, ih, iw, i, j);
+                }
+  }
+  Tensor forward(const Tensor& x, const Tensor& w, const Tensor& b) const {
+    auto xv = x.to_vector<double>(), wv = w.to_vector<double>();
+    std::vector<double> out(static_cast<size_t>(c.N * c.O * Ho * Wo), 0.0);
+    if (b.defined()) {
+      auto bv = b.to_vector<double>();
+      for (size_t k = 0; k < out.size(); ++k) out[k] = bv[(k / static_cast<size_t>(Ho * Wo)) % static_cast<size_t>(c.O)];
+    }
+    const int64_t Cg = c.C / c.p.groups;
+    taps([&](int64_t n, int64_t o, int64_t ch, int64_t ci, int64_t oh, int64_t ow, int64_t ih, int64_t iw, int64_t i, int64_t j) {
+      out[((n * c.O + o) * Ho + oh) * Wo + ow] +=
+          xv[((n * c.C + ch) * c.H + ih) * c.W + iw] * wv[((o * Cg + ci) * c.kh + i) * c.kw + j];
+    });
+    return from_vector(out, {c.N, c.O, Ho, Wo});
+  }
+  Tensor grad_input(const Tensor& gout, const Tensor& w) const {
+    auto gv = gout.to_vector<double>(), wv = w.to_vector<double>();
+    std::vector<double> gx(static_cast<size_t>(c.N * c.C * c.H * c.W), 0.0);
+    const int64_t Cg = c.C / c.p.groups;
+    taps([&](int64_t n, int64_t o, int64_t ch, int64_t ci, int64_t oh, int64_t ow, int64_t ih, int64_t iw, int64_t i, int64_t j) {
+      gx[((n * c.C + ch) * c.H + ih) * c.W + iw] +=
+          gv[((n * c.O + o) * Ho + oh) * Wo + ow] * wv[((o * Cg + ci) * c.kh + i) * c.kw + j];
+    });
+    return from_vector(gx, {c.N, c.C, c.H, c.W});
+  }
+  Tensor grad_weight(const Tensor& gout, const Tensor& x) const {
+    auto gv = gout.to_vector<double>(), xv = x.to_vector<double>();
+    const int64_t Cg = c.C / c.p.groups;
+    std::vector<double> gw(static_cast<size_t>(c.O * Cg * c.kh * c.kw), 0.0);
+    taps([&](int64_t n, int64_t o, int64_t ch, int64_t ci, int64_t oh, int64_t ow, int64_t ih, int64_t iw, int64_t i, int64_t j) {
+      gw[((o * Cg + ci) * c.kh + i) * c.kw + j] +=
+          gv[((n * c.O + o) * Ho + oh) * Wo + ow] * xv[((n * c.C + ch) * c.H + ih) * c.W + iw];
+    });
+    return from_vector(gw, {c.O, Cg, c.kh, c.kw});
+  }
+};
+
+// Every kernel of one case against the loops, in float64 (tight) and float32 (relative 1e-4: the
+// sums have up to a few hundred terms of O(1)).
+void check_conv_case(const ConvCase& cc, const char* what) {
+  DirectConv d(cc);
+  for (DType dt : {DType::Float64, DType::Float32}) {
+    const double tol = dt == DType::Float64 ? 1e-11 : 2e-5;
+    Tensor x = uniform({cc.N, cc.C, cc.H, cc.W}, 1, dt);
+    Tensor w = uniform({cc.O, cc.C / cc.p.groups, cc.kh, cc.kw}, 2, dt);
+    Tensor b = uniform({cc.O}, 3, dt);
+    Tensor gout = uniform({cc.N, cc.O, d.Ho, d.Wo}, 4, dt);
+    INFO(what << " dtype " << dtype_name(dt) << " N" << cc.N << " C" << cc.C << " " << cc.H << "x" << cc.W << " O"
+              << cc.O << " k" << cc.kh << "x" << cc.kw << " s" << cc.p.stride[0] << "," << cc.p.stride[1] << " p"
+              << cc.p.padding[0] << "," << cc.p.padding[1] << " d" << cc.p.dilation[0] << "," << cc.p.dilation[1]
+              << " g" << cc.p.groups);
+    Tensor y = ops::conv2d_forward(x, w, b, cc.p);
+    CHECK_CLOSE(ops::to_dtype(y, DType::Float64), d.forward(x, w, b), tol, tol);
+    Tensor y_nobias = ops::conv2d_forward(x, w, Tensor(), cc.p);
+    CHECK_CLOSE(ops::to_dtype(y_nobias, DType::Float64), d.forward(x, w, Tensor()), tol, tol);
+    CHECK_CLOSE(ops::to_dtype(ops::conv2d_backward_input(gout, w, x.sizes(), cc.p), DType::Float64),
+                d.grad_input(gout, w), tol, tol);
+    CHECK_CLOSE(ops::to_dtype(ops::conv2d_backward_weight(gout, x, w.sizes(), cc.p), DType::Float64),
+                d.grad_weight(gout, x), tol, tol);
+  }
+}
+
+ConvCase conv_case(int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh, int64_t kw, std::array<int64_t, 2> s,
+                   std::array<int64_t, 2> pad, std::array<int64_t, 2> dil = {1, 1}, int64_t groups = 1) {
+  ops::Conv2dParams p;
+  p.stride = s;
+  p.padding = pad;
+  p.dilation = dil;
+  p.groups = groups;
+  return {N, C, H, W, O, kh, kw, p};
+}
+
+std::vector<ConvCase> odd_conv_cases() {
+  return {
+      conv_case(5, 3, 7, 9, 4, 3, 3, {1, 1}, {1, 1}),                // "same" 3x3 (the shifted-row im2col)
+      conv_case(5, 3, 7, 9, 4, 3, 2, {2, 1}, {1, 0}, {1, 2}),        // rectangular, strided, dilated
+      conv_case(3, 6, 5, 6, 4, 1, 1, {1, 1}, {0, 0}, {1, 1}, 2),     // 1x1 (no im2col), two groups
+      conv_case(4, 5, 9, 7, 3, 1, 1, {2, 2}, {0, 0}),                // 1x1 stride 2 (ResNet's downsample)
+      conv_case(3, 4, 11, 10, 6, 7, 7, {2, 2}, {3, 3}),              // the stem's 7x7 / 2
+      conv_case(7, 4, 3, 3, 6, 3, 3, {1, 1}, {1, 1}, {1, 1}, 2),     // 3x3 planes (tiny L), groups
+      conv_case(2, 1, 1, 1, 3, 1, 1, {1, 1}, {0, 0}),                // one pixel
+      conv_case(6, 34, 6, 5, 33, 3, 3, {1, 1}, {1, 1}),              // enough channels for Winograd, odd width
+      conv_case(3, 32, 7, 8, 40, 3, 3, {1, 1}, {1, 1}),              // Winograd, odd height
+  };
+}
+
+}  // namespace
+
+TEST_CASE("fast conv: one image per GEMM, one and two threads, against the definition") {
+  ConvKnobs knobs;
+  cpu::conv_tuning().target_columns = 1;  // every image alone
+  cpu::conv_tuning().winograd_min_channels = 0;
+  for (int threads : {1, 2}) {
+    set_threads(threads);
+    for (const ConvCase& c : odd_conv_cases()) check_conv_case(c, threads == 1 ? "B=1, 1 thread" : "B=1, 2 threads");
+  }
+}
+
+TEST_CASE("fast conv: several images per GEMM (gathered planes), against the definition") {
+  ConvKnobs knobs;
+  cpu::conv_tuning().target_columns = 1 << 20;  // as many images per GEMM as a thread has
+  cpu::conv_tuning().winograd_min_channels = 0;
+  for (int threads : {1, 2}) {
+    set_threads(threads);
+    for (const ConvCase& c : odd_conv_cases()) check_conv_case(c, "B>1");
+  }
+  // a column budget that splits a thread's images into uneven chunks
+  cpu::conv_tuning().target_columns = 20;
+  set_threads(1);
+  check_conv_case(conv_case(7, 3, 4, 3, 5, 3, 3, {1, 1}, {1, 1}), "chunks of 2 images");
+  cpu::conv_tuning().max_col_bytes = 1;  // the buffer cap wins: back to one image per GEMM
+  check_conv_case(conv_case(7, 3, 4, 3, 5, 3, 3, {1, 1}, {1, 1}), "capped buffer");
+}
+
+TEST_CASE("fast conv: Winograd F(2x2, 3x3) against the definition") {
+  ConvKnobs knobs;
+  cpu::conv_tuning().winograd_min_channels = 1;  // every 3x3 / stride 1 case
+  cpu::conv_tuning().winograd_max_channels = 1 << 20;
+  cpu::conv_tuning().winograd_min_plane = 0;
+  for (int threads : {1, 2}) {
+    set_threads(threads);
+    for (const ConvCase& c : odd_conv_cases()) check_conv_case(c, "winograd");
+    // odd and even planes, padding 0 and 1, more tiles than one GEMM block
+    check_conv_case(conv_case(3, 5, 9, 11, 7, 3, 3, {1, 1}, {0, 0}), "winograd, valid");
+    check_conv_case(conv_case(2, 3, 16, 13, 4, 3, 3, {1, 1}, {1, 1}), "winograd, 8x7 tiles");
+  }
+}
+
+TEST_CASE("fast conv: the default tuning on ResNet-like layers matches the definition") {
+  ConvKnobs knobs;
+  set_threads(2);
+  check_conv_case(conv_case(4, 64, 8, 8, 64, 3, 3, {1, 1}, {1, 1}), "defaults, im2col");
+  check_conv_case(conv_case(2, 96, 20, 21, 100, 3, 3, {1, 1}, {1, 1}), "defaults, Winograd");
+}
+
+// ---- elementwise ------------------------------------------------------------------------------------
+
+TEST_CASE("fast elementwise: vectorised loops match scalar definitions on odd lengths, in place and broadcast") {
+  for (int64_t n : {1, 7, 16, 17, 1000, 100003}) {
+    INFO("n = " << n);
+    Tensor a = uniform({n}, 11, DType::Float32), b = uniform({n}, 12, DType::Float32);
+    auto av = a.to_vector<float>(), bv = b.to_vector<float>();
+    auto check = [&](const Tensor& t, auto f) {
+      auto tv = t.to_vector<float>();
+      bool ok = true;
+      for (int64_t i = 0; i < n; ++i) ok &= tv[static_cast<size_t>(i)] == f(i);
+      CHECK(ok);
+    };
+    check(ops::unary(ops::UnaryOp::Relu, a), [&](int64_t i) { return av[i] > 0 ? av[i] : 0.0f; });
+    check(ops::binary(ops::BinaryOp::Add, a, b), [&](int64_t i) { return av[i] + bv[i]; });
+    check(ops::binary(ops::BinaryOp::Mul, a, b), [&](int64_t i) { return av[i] * bv[i]; });
+    check(ops::binary_scalar(ops::BinaryOp::Sub, a, 0.25), [&](int64_t i) { return av[i] - 0.25f; });
+    // broadcast scalar on the left: 2 - a
+    check(ops::binary(ops::BinaryOp::Sub, full({}, 2.0), a), [&](int64_t i) { return 2.0f - av[i]; });
+    Tensor mask = ops::binary(ops::BinaryOp::Gt, a, b);
+    check(ops::where(mask, a, b), [&](int64_t i) { return av[i] > bv[i] ? av[i] : bv[i]; });
+    check(ops::where(mask, a, zeros({})), [&](int64_t i) { return av[i] > bv[i] ? av[i] : 0.0f; });
+    // in place: out is the first operand
+    Tensor c = ops::clone(a);
+    ops::add_(c, b, 1.0);
+    check(c, [&](int64_t i) { return av[i] + bv[i]; });
+    Tensor f = empty({n});
+    ops::fill_(f, 3.5);
+    check(f, [](int64_t) { return 3.5f; });
+    // float -> double -> float copies are exact
+    CHECK(ops::to_dtype(ops::to_dtype(a, DType::Float64), DType::Float32).to_vector<float>() == av);
+  }
+}
+
+TEST_CASE("fast reductions: row sums over vector lanes equal a double loop") {
+  for (int64_t cols : {1, 15, 16, 1001}) {
+    Tensor x = uniform({3, cols}, 71, DType::Float32, -1.0, 3.0);
+    auto xv = x.to_vector<double>();
+    auto s = ops::reduce(ops::ReduceOp::Sum, x, {1}, false).to_vector<float>();
+    auto m = ops::reduce(ops::ReduceOp::Mean, x, {1}, false).to_vector<float>();
+    for (int64_t r = 0; r < 3; ++r) {
+      double e = 0;
+      for (int64_t c = 0; c < cols; ++c) e += xv[static_cast<size_t>(r * cols + c)];
+      INFO("cols " << cols << " row " << r);
+      // double lanes in any order: equal to the float rounding of the exact sum (1 ulp of slack)
+      CHECK(s[static_cast<size_t>(r)] == doctest::Approx(e).epsilon(2e-7));
+      CHECK(m[static_cast<size_t>(r)] == doctest::Approx(e / static_cast<double>(cols)).epsilon(2e-7));
+    }
+  }
+  Tensor ints = arange(int64_t{1000});
+  CHECK(ops::reduce(ops::ReduceOp::Sum, ints, {}, false).item<int64_t>() == 499500);
+}
+
+TEST_CASE("fast elementwise: overlapping views take the safe loop") {
+  // a copy between overlapping views reads the source as it was before the call (memmove)
+  Tensor x = arange(0.0, 10.0, 1.0);
+  ops::copy_(ops::slice(x, 0, 1, 10, 1), ops::slice(x, 0, 0, 9, 1));
+  CHECK(x.to_vector<float>() == std::vector<float>{0, 0, 1, 2, 3, 4, 5, 6, 7, 8});
+  // a shifted in-place add runs element by element in order (never a vector of stale values)
+  Tensor y = arange(0.0, 8.0, 1.0);
+  Tensor y0 = ops::clone(y);
+  ops::add_(ops::slice(y, 0, 1, 8, 1), ops::slice(y, 0, 0, 7, 1), 1.0);
+  auto yv = y.to_vector<float>(), y0v = y0.to_vector<float>();
+  CHECK(yv[0] == y0v[0]);
+  for (size_t i = 1; i < yv.size(); ++i) CHECK(yv[i] == y0v[i] + yv[i - 1]);
+}
+
+TEST_CASE("fast relu backward: equals where(y > 0, g, 0), NaN included") {
+  for (DType dt : {DType::Float32, DType::Float64}) {
+    Tensor y = ops::unary(ops::UnaryOp::Relu, uniform({3, 5, 7}, 21, dt));
+    Tensor g = uniform({3, 5, 7}, 22, dt);
+    Tensor expect = ops::where(ops::binary_scalar(ops::BinaryOp::Gt, y, 0.0), g, zeros({}, dt));
+    CHECK(max_difference(ops::relu_backward(g, y), expect).abs_diff == 0.0);
+    // non-contiguous operands
+    Tensor yt = ops::transpose(y, 0, 2), gt = ops::transpose(g, 0, 2);
+    CHECK(max_difference(ops::relu_backward(gt, yt), ops::transpose(expect, 0, 2)).abs_diff == 0.0);
+  }
+  Tensor y = from_vector<float>({std::nanf(""), 1.0f, 0.0f, -1.0f}, {4});
+  Tensor g = from_vector<float>({5.0f, 6.0f, 7.0f, 8.0f}, {4});
+  CHECK(ops::relu_backward(g, y).to_vector<float>() == std::vector<float>{0.0f, 6.0f, 0.0f, 0.0f});
+  CHECK_THROWS_WITH_AS(ops::relu_backward(g, zeros({5})), doctest::Contains("relu backward"), Error);
+}
+
+TEST_CASE("fast batch norm + relu: equals batch_norm (+ residual) then relu, forward and backward, train and eval") {
+  for (bool training : {true, false}) {
+    for (bool with_residual : {false, true}) {
+      Tensor x = uniform({4, 6, 5, 3}, 31, DType::Float64, -2.0, 3.0);
+      Tensor w = uniform({6}, 32, DType::Float64), b = uniform({6}, 33, DType::Float64);
+      Tensor r = uniform({4, 6, 5, 3}, 38, DType::Float64);
+      Tensor rm1 = uniform({6}, 34, DType::Float64), rv1 = uniform({6}, 35, DType::Float64, 0.5, 2.0);
+      Tensor rm2 = ops::clone(rm1), rv2 = ops::clone(rv1);
+      Tensor x1 = ops::clone(x).requires_grad_(), w1 = ops::clone(w).requires_grad_(), b1 = ops::clone(b).requires_grad_();
+      Tensor x2 = ops::clone(x).requires_grad_(), w2 = ops::clone(w).requires_grad_(), b2 = ops::clone(b).requires_grad_();
+      Tensor r1 = ops::clone(r).requires_grad_(), r2 = ops::clone(r).requires_grad_();
+      Tensor y1 = batch_norm(x1, rm1, rv1, w1, b1, training);
+      if (with_residual) y1 = y1 + r1;
+      y1 = y1.relu();
+      Tensor y2 = batch_norm_relu(x2, rm2, rv2, w2, b2, training, 0.1, 1e-5, with_residual ? r2 : Tensor());
+      INFO("training " << training << ", residual " << with_residual);
+      CHECK_CLOSE(y2, y1, 1e-14, 1e-14);
+      CHECK_CLOSE(rm2, rm1, 0.0, 0.0);
+      CHECK_CLOSE(rv2, rv1, 0.0, 0.0);
+      Tensor g = uniform({4, 6, 5, 3}, 36, DType::Float64);
+      y1.backward(g);
+      y2.backward(g);
+      CHECK_CLOSE(x2.grad(), x1.grad(), 1e-13, 1e-13);
+      CHECK_CLOSE(w2.grad(), w1.grad(), 1e-13, 1e-13);
+      CHECK_CLOSE(b2.grad(), b1.grad(), 1e-13, 1e-13);
+      if (with_residual) CHECK_CLOSE(r2.grad(), r1.grad(), 0.0, 0.0);
+    }
+  }
+  CHECK_THROWS_WITH_AS(batch_norm_relu(ones({2, 3, 4, 4}), Tensor(), Tensor(), Tensor(), Tensor(), true, 0.1, 1e-5,
+                                       ones({2, 3, 4, 5})),
+                       doctest::Contains("residual"), Error);
+  // float32, large channel planes: the vectorised statistics against double loops
+  Tensor x = uniform({3, 2, 41, 43}, 37, DType::Float32, 100.0, 101.0);  // a large mean
+  auto f = ops::batch_norm_relu_forward(x, Tensor(), Tensor(), Tensor(), Tensor(), true, 0.1, 1e-5);
+  auto xv = x.to_vector<double>();
+  for (int64_t c = 0; c < 2; ++c) {
+    double s = 0, ss = 0;
+    const int64_t S = 41 * 43;
+    for (int64_t n = 0; n < 3; ++n)
+      for (int64_t i = 0; i < S; ++i) s += xv[static_cast<size_t>((n * 2 + c) * S + i)];
+    const double mean = s / (3 * S);
+    for (int64_t n = 0; n < 3; ++n)
+      for (int64_t i = 0; i < S; ++i) {
+        const double v = xv[static_cast<size_t>((n * 2 + c) * S + i)] - mean;
+        ss += v * v;
+      }
+    CHECK(f.mean.to_vector<double>()[static_cast<size_t>(c)] == doctest::Approx(mean).epsilon(1e-7));
+    CHECK(f.invstd.to_vector<double>()[static_cast<size_t>(c)] ==
+          doctest::Approx(1.0 / std::sqrt(ss / (3 * S) + 1e-5)).epsilon(1e-5));
+  }
+  CHECK(ops::reduce(ops::ReduceOp::Min, f.out, {}, false).item<float>() >= 0.0f);
+}
+
+// ---- pooling -------------------------------------------------------------------------------------------
+
+TEST_CASE("fast max pool 2x2: equals the window rule (ties, NaN, odd sizes, ceil mode)") {
+  // brute force: first maximum in row-major order, the last NaN wins
+  auto brute = [](const Tensor& x, int64_t Ho, int64_t Wo) {
+    auto v = x.to_vector<float>();
+    const int64_t P = x.size(0) * x.size(1), H = x.size(2), W = x.size(3);
+    std::vector<float> out;
+    std::vector<int64_t> idx;
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t oh = 0; oh < Ho; ++oh)
+        for (int64_t ow = 0; ow < Wo; ++ow) {
+          float best = -std::numeric_limits<float>::infinity();
+          int64_t bi = -1;
+          bool nan = false;
+          for (int64_t h = 2 * oh; h < std::min(2 * oh + 2, H); ++h)
+            for (int64_t w = 2 * ow; w < std::min(2 * ow + 2, W); ++w) {
+              const float e = v[static_cast<size_t>((p * H + h) * W + w)];
+              if (bi < 0) bi = h * W + w;
+              if (std::isnan(e)) {
+                nan = true;
+                best = e;
+                bi = h * W + w;
+              } else if (!nan && e > best) {
+                best = e;
+                bi = h * W + w;
+              }
+            }
+          out.push_back(best);
+          idx.push_back(bi);
+        }
+    return std::make_pair(out, idx);
+  };
+  for (bool ceil : {false, true}) {
+    Tensor x = uniform({2, 3, 7, 9}, 41, DType::Float32);
+    // ties (rounded values) and a few NaNs
+    x = ops::binary_scalar(ops::BinaryOp::Div, ops::unary(ops::UnaryOp::Sign, x), 1.0);
+    auto xv = x.to_vector<float>();
+    xv[5] = std::nanf("");
+    xv[40] = std::nanf("");
+    xv[41] = std::nanf("");
+    x = from_vector(xv, {2, 3, 7, 9});
+    ops::Pool2dParams p;
+    p.kernel = {2, 2};
+    p.stride = {2, 2};
+    p.ceil_mode = ceil;
+    auto [out, idx] = ops::max_pool2d_forward(x, p);
+    auto [bo, bi] = brute(x, out.size(2), out.size(3));
+    auto ov = out.to_vector<float>();
+    bool same = ov.size() == bo.size();
+    for (size_t i = 0; same && i < ov.size(); ++i) same = (ov[i] == bo[i]) || (std::isnan(ov[i]) && std::isnan(bo[i]));
+    INFO("ceil_mode " << ceil);
+    CHECK(same);
+    CHECK(idx.to_vector<int64_t>() == bi);
+  }
+}
+
+TEST_CASE("fast global average pool: forward and backward against loops") {
+  Tensor x = uniform({3, 5, 7, 6}, 51, DType::Float32);
+  Tensor y = ops::adaptive_avg_pool2d_forward(x, {1, 1});
+  auto xv = x.to_vector<double>();
+  auto yv = y.to_vector<float>();
+  for (int64_t p = 0; p < 15; ++p) {
+    double s = 0;
+    for (int64_t i = 0; i < 42; ++i) s += xv[static_cast<size_t>(p * 42 + i)];
+    CHECK(yv[static_cast<size_t>(p)] == doctest::Approx(s / 42).epsilon(1e-6));
+  }
+  Tensor g = uniform({3, 5, 1, 1}, 52, DType::Float32);
+  auto gx = ops::adaptive_avg_pool2d_backward(g, x.sizes()).to_vector<float>();
+  auto gv = g.to_vector<float>();
+  bool ok = true;
+  for (int64_t i = 0; i < 15 * 42; ++i) ok &= gx[static_cast<size_t>(i)] == static_cast<float>(gv[static_cast<size_t>(i / 42)] / 42.0);
+  CHECK(ok);
+}
+
+// ---- allocator and engine ------------------------------------------------------------------------------
+
+TEST_CASE("caching allocator: reuse, alignment, statistics, release, limit, threads") {
+  set_cpu_allocator_cache_limit(size_t{2048} << 20);
+  cpu_allocator_release_cached();
+  const auto s0 = cpu_allocator_stats();
+  void* first = nullptr;
+  {
+    Tensor t = empty({1000, 37});
+    first = t.raw_data();
+    CHECK(reinterpret_cast<uintptr_t>(first) % 64 == 0);
+  }
+  CHECK(cpu_allocator_stats().cached_bytes > s0.cached_bytes);
+  {
+    Tensor t = empty({37, 1000});  // the same size class: the cached block comes back
+    CHECK(t.raw_data() == first);
+  }
+  const auto s1 = cpu_allocator_stats();
+  CHECK(s1.cache_hits > s0.cache_hits);
+  CHECK(s1.str().find("served from the cache") != std::string::npos);
+  {
+    Tensor big = empty({int64_t{5} << 20});  // 20 MB: mmap'ed, 2 MB aligned
+    CHECK(reinterpret_cast<uintptr_t>(big.raw_data()) % (2 << 20) == 0);
+    ops::fill_(big, 1.0);
+    CHECK(big.to_vector<float>().back() == 1.0f);
+  }
+  CHECK(cpu_allocator_release_cached() > 0);
+  CHECK(cpu_allocator_stats().cached_bytes == 0);
+  set_cpu_allocator_cache_limit(0);  // caching off: a freed block goes back to the system
+  {
+    Tensor t = empty({1000});
+  }
+  CHECK(cpu_allocator_stats().cached_bytes == 0);
+  set_cpu_allocator_cache_limit(size_t{2048} << 20);
+  // concurrent allocation and release from several threads keeps the books balanced
+  const size_t in_use = cpu_allocator_stats().in_use_bytes;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([t] {
+      for (int i = 0; i < 2000; ++i) {
+        Tensor a = empty({(i * 7 + t) % 3000 + 1});
+        a.data_ptr<float>()[0] = 1.0f;
+      }
+    });
+  for (auto& th : threads) th.join();
+  CHECK(cpu_allocator_stats().in_use_bytes == in_use);
+}
+
+TEST_CASE("engine: in-place accumulation never changes a tensor someone else holds") {
+  // x feeds two branches whose gradients meet in x's buffer; y's own gradient is shared
+  Tensor x = uniform({4, 5}, 61, DType::Float64).requires_grad_();
+  Tensor y = (x * x + x.relu() + x).sum();
+  y.backward();
+  auto xv = x.detach().to_vector<double>();
+  auto gv = x.grad().to_vector<double>();
+  for (size_t i = 0; i < xv.size(); ++i) CHECK(gv[i] == doctest::Approx(2 * xv[i] + (xv[i] > 0 ? 1 : 0) + 1));
+  // a .grad the user holds is not modified by the next backward (out of place then)
+  Tensor held = x.grad();
+  auto before = held.to_vector<double>();
+  (x * 3.0).sum().backward();
+  CHECK(held.to_vector<double>() == before);
+  auto after = x.grad().to_vector<double>();
+  for (size_t i = 0; i < after.size(); ++i) CHECK(after[i] == doctest::Approx(before[i] + 3.0));
+  // a user's gradient passed to backward() is not adopted as .grad and not modified
+  Tensor z = uniform({4, 5}, 62, DType::Float64).requires_grad_();
+  Tensor seed = ones({4, 5}, DType::Float64);
+  z.backward(seed);
+  z.grad().add_(ones({4, 5}, DType::Float64));
+  CHECK(seed.to_vector<double>() == std::vector<double>(20, 1.0));
+  // a leaf's gradient that is also saved elsewhere (here: the output of an identity-like op) stays intact
+  Tensor a = uniform({3}, 63, DType::Float64).requires_grad_();
+  Tensor out = a * 1.0;
+  out.backward(ones({3}, DType::Float64), true);
+  out.backward(ones({3}, DType::Float64));
+  CHECK(a.grad().to_vector<double>() == std::vector<double>(3, 2.0));
+}
