@@ -3,6 +3,7 @@
 // element, and a CHECK that wraps gradcheck with its message.
 #include <doctest/doctest.h>
 
+#include <initializer_list>
 #include <map>
 #include <optional>
 #include <string>
@@ -31,6 +32,22 @@ struct Close {
   std::string message;
 };
 Close close(const Tensor& actual, const Tensor& expected, double rtol, double atol);
+
+// Runs fn, which must throw a dl::Error whose message contains every one of `parts`.
+template <typename Fn>
+inline void check_throws_with(Fn&& fn, std::initializer_list<std::string> parts) {
+  try {
+    fn();
+    FAIL("no error thrown");
+  } catch (const dl::Error& e) {
+    std::string msg = e.what();
+    INFO("message: ", msg);
+    for (const auto& p : parts) {
+      INFO("expected to contain: ", p);
+      CHECK(msg.find(p) != std::string::npos);
+    }
+  }
+}
 
 }  // namespace dl::test
 

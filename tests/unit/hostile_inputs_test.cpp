@@ -7,6 +7,8 @@
 // 512 MB; malloc users are judged by the peak RSS).
 #include <doctest/doctest.h>
 
+#include "unit/file_test_util.h"
+
 #include <unistd.h>
 #include <zlib.h>
 
@@ -46,32 +48,9 @@ namespace fs = std::filesystem;
 
 // ------------------------------------------------------------------------------------------ utils
 
-struct TmpDir {
-  fs::path dir;
-  TmpDir() {
-    static int counter = 0;
-    dir = fs::temp_directory_path() /
-          ("dl_hostile_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~TmpDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string path(const std::string& name) const { return (dir / name).string(); }
-};
-
-void write_file(const std::string& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  REQUIRE(f.good());
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
+using dl::test::TmpDir;
+using dl::test::read_file;
+using dl::test::write_file;
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 

@@ -12,21 +12,7 @@ using namespace dl::nn;
 
 namespace {
 
-// Runs fn, which must throw a dl::Error whose message contains every one of `parts`.
-template <typename Fn>
-void check_throws_with(Fn&& fn, std::initializer_list<std::string> parts) {
-  try {
-    fn();
-    FAIL("no error thrown");
-  } catch (const dl::Error& e) {
-    std::string msg = e.what();
-    INFO("message: ", msg);
-    for (const auto& p : parts) {
-      INFO("expected to contain: ", p);
-      CHECK(msg.find(p) != std::string::npos);
-    }
-  }
-}
+using dl::test::check_throws_with;
 
 std::vector<std::string> keys(const NamedTensors& v) {
   std::vector<std::string> out;

@@ -16,20 +16,7 @@ using Vec = std::vector<double>;
 
 namespace {
 
-template <typename Fn>
-void check_throws_with(Fn&& fn, std::initializer_list<std::string> parts) {
-  try {
-    fn();
-    FAIL("no error thrown");
-  } catch (const dl::Error& e) {
-    std::string msg = e.what();
-    INFO("message: ", msg);
-    for (const auto& p : parts) {
-      INFO("expected to contain: ", p);
-      CHECK(msg.find(p) != std::string::npos);
-    }
-  }
-}
+using dl::test::check_throws_with;
 
 // A fixed sequence of gradients for a 5-element parameter.
 Vec grad_at(int step) {
