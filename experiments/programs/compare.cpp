@@ -299,7 +299,8 @@ int main(int argc, char** argv) {
       const Run* best = present[0];
       for (const Run* r : present)
         if (r->metrics["test"]["accuracy"].get<double>() > best->metrics["test"]["accuracy"].get<double>()) best = r;
-      md += fmt::format("- **Best model**: {} with test accuracy {} and macro F1 {}.\n", best->display,
+      md += fmt::format("- **{}**: {} with test accuracy {} and macro F1 {}.\n",
+                        present.size() > 1 ? "Best model" : "Only model run", best->display,
                         pct(best->metrics["test"]["accuracy"].get<double>()),
                         num(best->metrics["test"]["macro"]["f1"].get<double>()));
       auto say = [&](const std::string& key, const char* title) {
