@@ -79,8 +79,9 @@ Image decode_image(const void* data, size_t size, int channels, const ImageLimit
   int w = 0, h = 0, c = 0;
   if (!stbi_info_from_memory(bytes, static_cast<int>(size), &w, &h, &c))
     fail("'{}' is not a readable PNG, JPEG or BMP image ({})", name, stbi_failure_reason());
-  h = std::abs(h);  // a top-down BMP reports a negative height
-  if (w <= 0 || h <= 0) fail("image '{}' has an empty size {}x{}", name, w, h);
+  // a top-down BMP reports a negative height (and a hostile one INT_MIN: negate in 64 bits)
+  if (h < 0 && h != INT32_MIN) h = -h;
+  if (w <= 0 || h <= 0) fail("image '{}' has an empty or invalid size {}x{}", name, w, h);
   if (int64_t{w} * h > limits.max_pixels)
     fail("image '{}' is {}x{} = {} pixels, more than the limit of {} pixels", name, w, h, int64_t{w} * h,
          limits.max_pixels);
