@@ -84,75 +84,7 @@ struct V<double> {
 
 // ---------------------------------------------------------------- packing (generic, MR/NR known at compile time)
 
-// op(A) rows [0, mc), cols [0, kc) into panels of MR rows: panel p starts at dst + p*MR*kc and holds, for each
-// k, its rows' values (d[k*mr + i]); the last panel has exactly mc % MR rows. A points at op(A)(0, 0):
-// element (i, k) is A[i*lda + k], or A[k*lda + i] when trans.
-template <typename T, int MR>
-void pack_a_generic(bool trans, const T* A, int64_t lda, int64_t mc, int64_t kc, T* dst) {
-  for (int64_t ir = 0; ir < mc; ir += MR) {
-    const int64_t mr = std::min<int64_t>(MR, mc - ir);
-    T* d = dst + ir * kc;
-    if (trans) {
-      const T* s = A + ir;
-      if (mr == MR) {
-        for (int64_t k = 0; k < kc; ++k)
-          for (int i = 0; i < MR; ++i) d[k * MR + i] = s[k * lda + i];
-      } else {
-        for (int64_t k = 0; k < kc; ++k)
-          for (int64_t i = 0; i < mr; ++i) d[k * mr + i] = s[k * lda + i];
-      }
-    } else {
-      const T* s = A + ir * lda;
-      int64_t k = 0;
-      if (mr == MR) {
-        for (; k + 8 <= kc; k += 8)
-          for (int kk = 0; kk < 8; ++kk)
-            for (int i = 0; i < MR; ++i) d[(k + kk) * MR + i] = s[i * lda + k + kk];
-      }
-      for (; k < kc; ++k)
-        for (int64_t i = 0; i < mr; ++i) d[k * mr + i] = s[i * lda + k];
-    }
-  }
-}
-
-// op(B) rows [0, kc), cols [0, nc) into panels of NR columns: panel p starts at dst + p*NR*ps (ps >= kc: panel
-// stride in rows, so a block can be packed in slices of k) and holds, for each k, NR values (d[k*NR + j]), zero
-// padded past the last column. B points at op(B)(0, 0): element (k, j) is B[k*ldb + j], or B[j*ldb + k] when trans.
-template <typename T, int NR>
-void pack_b_generic(bool trans, const T* B, int64_t ldb, int64_t kc, int64_t nc, int64_t ps, T* dst) {
-  if (!trans) {
-    // Groups of 4 panels, k outer: source rows are read in runs of 4*NR values (runs of a single panel's
-    // width are too short for the hardware prefetchers).
-    constexpr int G = 4;
-    for (int64_t j0 = 0; j0 < nc; j0 += G * NR) {
-      const int64_t jn = std::min<int64_t>(G * NR, nc - j0);
-      const int64_t full = jn / NR, rem = jn % NR;
-      T* d = dst + j0 * ps;
-      for (int64_t k = 0; k < kc; ++k) {
-        const T* s = B + k * ldb + j0;
-        for (int64_t g = 0; g < full; ++g)
-          for (int j = 0; j < NR; ++j) d[g * NR * ps + k * NR + j] = s[g * NR + j];
-        if (rem != 0) {
-          T* dr = d + full * NR * ps + k * NR;
-          for (int64_t j = 0; j < rem; ++j) dr[j] = s[full * NR + j];
-          for (int64_t j = rem; j < NR; ++j) dr[j] = T(0);
-        }
-      }
-    }
-    return;
-  }
-  for (int64_t jr = 0; jr < nc; jr += NR) {
-    const int64_t nr = std::min<int64_t>(NR, nc - jr);
-    T* d = dst + jr * ps;
-    const T* s = B + jr * ldb;
-    int64_t k = 0;
-    for (; k + 8 <= kc; k += 8)
-      for (int64_t j = 0; j < NR; ++j)
-        for (int kk = 0; kk < 8; ++kk) d[(k + kk) * NR + j] = j < nr ? s[j * ldb + k + kk] : T(0);
-    for (; k < kc; ++k)
-      for (int64_t j = 0; j < NR; ++j) d[k * NR + j] = j < nr ? s[j * ldb + k] : T(0);
-  }
-}
+#include "tensor/cpu/gemm_pack.inc"
 
 // One register tile: MR rows x NV vectors. NVMAX*W is the B panel's row stride; nlast is the number of valid
 // lanes (1..W) in the last vector.
