@@ -88,6 +88,15 @@ struct KernelTable {
 KernelTable& kernels(DeviceType type);
 inline KernelTable& kernels(Device d) { return kernels(d.type); }
 
+// The kernel registered for `d`, or a dl::Error naming the op and the device when there is none.
+template <typename Fn>
+Fn need_kernel(Fn fn, const char* name, Device d) {
+  if (!fn) fail("{}: no kernel for device {} in this build", name, d.str());
+  return fn;
+}
+// KERNEL(device, field): the table's `field` for the device, checked (used by tensor/*ops.cpp).
+#define KERNEL(dev, field) ::dl::need_kernel(::dl::kernels(dev).field, #field, dev)
+
 namespace cpu {
 void register_kernels(KernelTable& table);
 void register_nn_kernels(KernelTable& table);  // tensor/cpu/nn_kernels.cpp

@@ -11,13 +11,6 @@
 namespace dl::ops {
 namespace {
 
-template <typename Fn>
-Fn need(Fn fn, const char* name, Device d) {
-  if (!fn) fail("{}: no kernel for device {} in this build", name, d.str());
-  return fn;
-}
-#define KERNEL(dev, field) need(kernels(dev).field, #field, dev)
-
 std::string pair_str(const std::array<int64_t, 2>& a) { return fmt::format("[{}, {}]", a[0], a[1]); }
 
 void check_floating(const Tensor& t, const char* op, const char* what) {

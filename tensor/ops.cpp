@@ -20,13 +20,6 @@ KernelTable& kernels(DeviceType type) {
 namespace ops {
 namespace {
 
-template <typename Fn>
-Fn need(Fn fn, const char* name, Device d) {
-  if (!fn) fail("{}: no kernel for device {} in this build", name, d.str());
-  return fn;
-}
-#define KERNEL(dev, field) need(kernels(dev).field, #field, dev)
-
 void check_same_device(const Tensor& a, const Tensor& b, const char* op) {
   if (a.device() != b.device())
     fail("{}: tensors are on different devices ({} and {})", op, a.device().str(), b.device().str());
