@@ -151,20 +151,31 @@ __device__ __forceinline__ T warp_reduce(T v, Op op) {
 }
 
 // Block-wide reduction; every thread gets the result. `scratch` holds blockDim.x / 32 values.
-// blockDim.x must be a multiple of 32. Ends with a barrier, so scratch may be reused after.
+// blockDim.x must be a multiple of 32, and every thread of the block must call it (it has
+// barriers). Ends with a barrier, so scratch may be reused right after (back-to-back calls with
+// the same scratch are safe).
+//
+// Shared-memory accesses, phase by phase (barriers between phases):
+//   1. lane 0 of warp w writes scratch[w];
+//   2. only warp 0 reads the partials (lane l reads scratch[l]); lane 0 of warp 0 then writes the
+//      total to scratch[0]. No other thread touches scratch[0] in this phase: lane 0 read it
+//      itself (program order), the other lanes read other slots. Other warps must not read here:
+//      their lane 0 would read scratch[0] while warp 0 overwrites it (a race racecheck reports);
+//   3. every thread reads scratch[0];
+//   4. the closing barrier: nobody writes scratch (a next call's phase 1) before all have read.
 template <typename T, typename Op>
 __device__ __forceinline__ T block_reduce(T v, Op op, T identity, T* scratch) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
   v = warp_reduce(v, op);
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
-  T r = lane < nwarps ? scratch[lane] : identity;
   if (warp == 0) {
+    T r = lane < nwarps ? scratch[lane] : identity;
     r = warp_reduce(r, op);
     if (lane == 0) scratch[0] = r;
   }
   __syncthreads();
-  r = scratch[0];
+  const T r = scratch[0];
   __syncthreads();
   return r;
 }
