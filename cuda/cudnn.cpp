@@ -6,7 +6,10 @@
 // to FMA kernels (CUDNN_FMA_MATH), so results match the CPU to float rounding.
 // Every function returns false when cuDNN cannot take the case; the caller runs hand-written.
 #include <climits>
+#include <iterator>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 
 #include "cuda/host.h"
@@ -343,6 +346,53 @@ int64_t spatial(const Tensor& x) {
 Tensor or_filled(const Tensor& t, int64_t C, const Tensor& like, double value) {
   return t.defined() ? t : full({C}, value, {like.dtype(), like.device()});
 }
+
+// The eps of the cuDNN training forward that produced each saved invstd.
+//
+// cudnnBatchNormalizationBackward takes eps and requires the forward's ("the same epsilon value
+// should be used in forward and backward functions"), but the kernel table's backward carries no
+// eps: the CPU and the hand-written kernels need only the saved invstd = 1 / sqrt(var + eps). So
+// the cuDNN forward records its eps against the invstd it wrote, and the backward runs cuDNN only
+// for statistics it finds here, passing that eps. Anything else (a hand-written forward, an eps
+// below CUDNN_BN_MIN_EPSILON, statistics made elsewhere) goes to the hand-written backward, which
+// honours any eps through invstd. Entries are keyed by the live Storage (a weak_ptr), so a freed
+// Storage, or a new one at a reused address, never matches.
+class SavedBnEps {
+ public:
+  void record(const Tensor& invstd, double eps) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (map_.size() >= next_prune_) {
+      for (auto it = map_.begin(); it != map_.end();) it = it->second.storage.expired() ? map_.erase(it) : std::next(it);
+      next_prune_ = 2 * map_.size() + 64;
+    }
+    map_[invstd.storage().get()] = {invstd.storage(), eps};
+  }
+  std::optional<double> find(const Tensor& invstd) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Storage* key = invstd.storage().get();
+    auto it = map_.find(key);
+    if (it == map_.end()) return std::nullopt;
+    if (it->second.storage.lock().get() != key) {
+      map_.erase(it);
+      return std::nullopt;
+    }
+    return it->second.eps;
+  }
+
+ private:
+  struct Entry {
+    std::weak_ptr<Storage> storage;
+    double eps;
+  };
+  std::mutex mu_;
+  std::unordered_map<const Storage*, Entry> map_;
+  size_t next_prune_ = 64;
+};
+
+SavedBnEps& saved_bn_eps() {
+  static SavedBnEps* s = new SavedBnEps;  // never destroyed: tensors may outlive statics
+  return *s;
+}
 }  // namespace
 
 bool cudnn_batch_norm_forward(const Tensor& out, const Tensor& mean, const Tensor& invstd, const Tensor& x,
@@ -359,6 +409,7 @@ bool cudnn_batch_norm_forward(const Tensor& out, const Tensor& mean, const Tenso
         h, CUDNN_BATCHNORM_SPATIAL, kScalars.one(t), kScalars.zero(t), d.x.d, x.raw_data(), d.x.d, out.raw_data(),
         d.bn, w.raw_data(), b.raw_data(), momentum, running_mean.defined() ? running_mean.raw_data() : nullptr,
         running_var.defined() ? running_var.raw_data() : nullptr, eps, mean.raw_data(), invstd.raw_data()));
+    saved_bn_eps().record(invstd, eps);
   } else {
     DL_CUDNN_CHECK(cudnnBatchNormalizationForwardInference(
         h, CUDNN_BATCHNORM_SPATIAL, kScalars.one(t), kScalars.zero(t), d.x.d, x.raw_data(), d.x.d, out.raw_data(),
@@ -372,8 +423,11 @@ bool cudnn_batch_norm_forward(const Tensor& out, const Tensor& mean, const Tenso
 bool cudnn_batch_norm_backward(const Tensor& grad_x, const Tensor& grad_w, const Tensor& grad_b,
                                const Tensor& grad_out, const Tensor& x, const Tensor& weight, const Tensor& mean,
                                const Tensor& invstd, bool training) {
-  // cuDNN's backward is the training formula (through the batch statistics) only
+  // cuDNN's backward is the training formula (through the batch statistics) only, and it must get
+  // the forward's eps: only statistics saved by the cuDNN forward qualify (SavedBnEps above)
   if (!training || !bn_fits(x)) return false;
+  const std::optional<double> eps = saved_bn_eps().find(invstd);
+  if (!eps || *eps < CUDNN_BN_MIN_EPSILON) return false;
   const DType t = x.dtype();
   const int64_t N = x.sizes()[0], C = x.sizes()[1], S = spatial(x);
   cudnnHandle_t h = handle();
@@ -383,11 +437,10 @@ bool cudnn_batch_norm_backward(const Tensor& grad_x, const Tensor& grad_w, const
   const Tensor gx = grad_x.defined() ? grad_x : empty(x.sizes(), opt);
   const Tensor gw = grad_w.defined() ? grad_w : empty({C}, opt);
   const Tensor gb = grad_b.defined() ? grad_b : empty({C}, opt);
-  // eps is only used when no saved statistics are given; they always are here
   DL_CUDNN_CHECK(cudnnBatchNormalizationBackward(h, CUDNN_BATCHNORM_SPATIAL, kScalars.one(t), kScalars.zero(t),
                                                  kScalars.one(t), kScalars.zero(t), d.x.d, x.raw_data(), d.x.d,
                                                  grad_out.raw_data(), d.x.d, gx.raw_data(), d.bn, w.raw_data(),
-                                                 gw.raw_data(), gb.raw_data(), CUDNN_BN_MIN_EPSILON, mean.raw_data(),
+                                                 gw.raw_data(), gb.raw_data(), *eps, mean.raw_data(),
                                                  invstd.raw_data()));
   return true;
 }
