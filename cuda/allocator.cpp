@@ -2,8 +2,14 @@
 // a freed block waits in the pool of (the stream it was allocated on, its size class) and serves
 // the next request of that class on that stream. Reuse on the same stream is safe without any
 // synchronisation: work queued later on a stream runs after the work that used the block before.
-// A block also used on other streams (record_stream) waits until events recorded on those streams
-// at free time have completed.
+//
+// Cross-stream use is safe by default: the allocator cannot see which streams read or wrote a
+// block, so when a block is freed it records an event on every *other* stream work has been
+// queued on in this process (detail::used_streams: the default stream, streams made current,
+// streams named by async copies / record_stream) and parks the block until those events have
+// completed. A program that only ever uses one stream pays nothing; one that uses k streams pays
+// k - 1 event records per free (events are pooled), and a freed block may wait for unrelated work
+// queued on the other streams before it is reused.
 #include <algorithm>
 #include <cstdio>
 #include <map>
@@ -50,10 +56,13 @@ class CachingAllocator final : public Allocator {
     const size_t size = size_class(nbytes);
     cudaStream_t stream = detail::current_stream();
     std::lock_guard<std::mutex> lock(mu_);
-    process_pending();
     ++stats_.allocations;
     ++class_requests_[size];
     auto it = free_.find({stream, size});
+    if ((it == free_.end() || it->second.empty()) && !pending_.empty()) {
+      process_pending();  // blocks whose other-stream work has finished join their pools
+      it = free_.find({stream, size});
+    }
     if (it != free_.end() && !it->second.empty()) {
       void* p = it->second.back();
       it->second.pop_back();
@@ -84,7 +93,7 @@ class CachingAllocator final : public Allocator {
     }
     ++stats_.cache_misses;
     stats_.reserved_bytes += size;
-    blocks_.emplace(p, Block{size, stream, true, {}});
+    blocks_.emplace(p, Block{size, stream, true});
     note_allocated(size);
     return p;
   }
@@ -103,31 +112,44 @@ class CachingAllocator final : public Allocator {
     ++stats_.frees;
     stats_.allocated_bytes -= b.size;
     stats_.cached_bytes += b.size;
-    if (b.uses.empty()) {
-      free_[{b.stream, b.size}].push_back(ptr);
-      return;
-    }
+    // Work queued on other streams before this free may still use the block: park it behind an
+    // event on each of them (see the top of this file).
+    cudaStream_t streams[detail::kMaxTrackedStreams];
+    const int n = detail::used_streams(streams);
     Pending pend{ptr, {}};
-    for (cudaStream_t s : b.uses) {
-      cudaEvent_t ev;
-      if (cudaEventCreateWithFlags(&ev, cudaEventDisableTiming) != cudaSuccess || cudaEventRecord(ev, s) != cudaSuccess) {
+    bool synced = false;
+    for (int i = 0; i < n && !synced; ++i) {
+      if (streams[i] == b.stream) continue;
+      cudaEvent_t ev = take_event();
+      if (!ev || cudaEventRecord(ev, streams[i]) != cudaSuccess) {
         cudaGetLastError();
+        if (ev) events_.push_back(ev);
         cudaDeviceSynchronize();  // cannot track it: wait for everything instead
         cudaGetLastError();
+        synced = true;
         continue;
       }
       pend.events.push_back(ev);
     }
-    b.uses.clear();
+    if (synced) {
+      events_.insert(events_.end(), pend.events.begin(), pend.events.end());
+      pend.events.clear();
+    }
+    if (pend.events.empty()) {
+      free_[{b.stream, b.size}].push_back(ptr);
+      return;
+    }
     pending_.push_back(std::move(pend));
+    if (pending_.size() >= next_sweep_) {  // keep the parked list (and the events) short
+      process_pending();
+      next_sweep_ = 2 * pending_.size() + 64;
+    }
   }
 
-  void record_stream(void* ptr, cudaStream_t s) {
+  void check_live(void* ptr) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = blocks_.find(ptr);
     if (it == blocks_.end() || !it->second.in_use) fail("record_stream: the tensor's memory is not a live CUDA block");
-    Block& b = it->second;
-    if (s != b.stream && std::find(b.uses.begin(), b.uses.end(), s) == b.uses.end()) b.uses.push_back(s);
   }
 
   void empty_cache() {
@@ -167,7 +189,6 @@ class CachingAllocator final : public Allocator {
     size_t size;
     cudaStream_t stream;  // allocated on; its pool takes the block back
     bool in_use;
-    std::vector<cudaStream_t> uses;  // other streams that used it (record_stream)
   };
   struct Pending {
     void* ptr;
@@ -184,7 +205,22 @@ class CachingAllocator final : public Allocator {
     stats_.peak_allocated_bytes = std::max(stats_.peak_allocated_bytes, stats_.allocated_bytes);
   }
 
-  // Moves blocks whose cross-stream uses have finished into their pools.
+  // An event from the pool (or a new one); null when none can be created.
+  cudaEvent_t take_event() {
+    if (!events_.empty()) {
+      cudaEvent_t ev = events_.back();
+      events_.pop_back();
+      return ev;
+    }
+    cudaEvent_t ev = nullptr;
+    if (cudaEventCreateWithFlags(&ev, cudaEventDisableTiming) != cudaSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
+    return ev;
+  }
+
+  // Moves parked blocks whose other-stream events have all completed into their pools.
   void process_pending() {
     for (size_t i = 0; i < pending_.size();) {
       Pending& p = pending_[i];
@@ -201,7 +237,7 @@ class CachingAllocator final : public Allocator {
         ++i;
         continue;
       }
-      for (cudaEvent_t ev : p.events) cudaEventDestroy(ev);
+      events_.insert(events_.end(), p.events.begin(), p.events.end());  // completed: reusable
       const Block& b = blocks_.at(p.ptr);
       free_[{b.stream, b.size}].push_back(p.ptr);
       pending_[i] = std::move(pending_.back());
@@ -209,10 +245,12 @@ class CachingAllocator final : public Allocator {
     }
   }
 
-  // Returns every free block to the driver (work still queued on them finishes first).
+  // Returns every free block to the driver (work still queued on them finishes first; after the
+  // synchronisation every parked block's events have completed, so those are released too).
   void release_cached() {
     cudaDeviceSynchronize();
     cudaGetLastError();
+    process_pending();
     for (auto& [key, ptrs] : free_) {
       for (void* p : ptrs) {
         cudaFree(p);
@@ -229,7 +267,9 @@ class CachingAllocator final : public Allocator {
   std::mutex mu_;
   std::unordered_map<void*, Block> blocks_;  // every block obtained from cudaMalloc
   std::map<PoolKey, std::vector<void*>> free_;
-  std::vector<Pending> pending_;
+  std::vector<Pending> pending_;  // freed blocks waiting for other streams' events
+  size_t next_sweep_ = 64;
+  std::vector<cudaEvent_t> events_;  // completed events, for reuse
   std::map<size_t, uint64_t> class_requests_;
   AllocatorStats stats_;
 };
@@ -253,7 +293,11 @@ void reset_peak_stats() { allocator().reset_peak(); }
 void record_stream(const Tensor& t, const Stream& s) {
   if (!t.device().is_cuda()) fail("record_stream: the tensor is on {}, not a CUDA device", t.device().str());
   if (!t.storage()->data()) return;  // an empty tensor owns no block
-  allocator().record_stream(t.storage()->data(), static_cast<cudaStream_t>(s.handle()));
+  allocator().check_live(t.storage()->data());
+  // Every freed block is protected against every stream noted here (see the top of this file), so
+  // record_stream only has to make sure the allocator knows the stream: it matters for a stream
+  // that was never made current, e.g. a foreign cudaStream_t the caller launches its own kernels on.
+  detail::note_stream_used(static_cast<cudaStream_t>(s.handle()));
 }
 
 namespace detail {

@@ -203,6 +203,7 @@ void copy_to_device_async(const Tensor& dst, PinnedBuffer& src, const Stream& s)
   check_async_tensor(dst, src.size(), "copy_to_device_async");
   const size_t n = static_cast<size_t>(dst.numel() * dst.element_size());
   if (n == 0) return;
+  detail::note_stream_used(static_cast<cudaStream_t>(s.handle()));  // the allocator guards the tensor on s
   DL_CUDA_CHECK(cudaMemcpyAsync(dst.raw_data(), src.data(), n, cudaMemcpyHostToDevice,
                                 static_cast<cudaStream_t>(s.handle())));
   src.record_use(s);
@@ -212,6 +213,7 @@ void copy_to_host_async(PinnedBuffer& dst, const Tensor& src, const Stream& s) {
   check_async_tensor(src, dst.size(), "copy_to_host_async");
   const size_t n = static_cast<size_t>(src.numel() * src.element_size());
   if (n == 0) return;
+  detail::note_stream_used(static_cast<cudaStream_t>(s.handle()));  // the allocator guards the tensor on s
   DL_CUDA_CHECK(cudaMemcpyAsync(dst.data(), src.raw_data(), n, cudaMemcpyDeviceToHost,
                                 static_cast<cudaStream_t>(s.handle())));
   dst.record_use(s);

@@ -66,7 +66,8 @@ class StreamGuard {
 // ---- the caching device allocator -------------------------------------------------------------------
 // Freed blocks go back to a pool per (stream, size class) and serve the next request of that
 // class on that stream without cudaMalloc; a training loop that allocates the same shapes every
-// step stops calling cudaMalloc after its first step. When cudaMalloc fails, the cache is
+// step stops calling cudaMalloc after its first step. A block freed while other streams are in
+// use waits until the work queued on them at free time has finished (see record_stream). When cudaMalloc fails, the cache is
 // released and the request retried once before an out-of-memory dl::Error.
 struct AllocatorStats {
   uint64_t allocated_bytes = 0;       // in live tensors (rounded to their size class)
@@ -82,8 +83,12 @@ AllocatorStats allocator_stats();
 std::string allocator_summary();  // a few readable lines, incl. the busiest size classes
 void empty_cache();               // returns every cached (free) block to the driver
 void reset_peak_stats();
-// Declares that t's memory is used on stream s as well as on the one it was allocated on: its
-// block is not reused until the work queued on s when t is freed has finished.
+// Cross-stream use is safe without this call: when a block is freed, the allocator records an
+// event on every other stream work has been queued on (streams made current, streams named by the
+// async copies below or by record_stream) and reuses the block only after those events complete.
+// record_stream(t, s) is needed only for a stream the backend never saw, e.g. a foreign
+// cudaStream_t (Stream::from_handle) on which the caller launches its own kernels on t's memory.
+// Throws dl::Error for a tensor not on the GPU or (as set_current_stream) beyond 64 distinct streams.
 void record_stream(const Tensor& t, const Stream& s);
 size_t size_class(size_t nbytes);  // the rounded size a request of nbytes occupies
 

@@ -20,6 +20,14 @@ namespace dl::cuda::detail {
 void check_launch(const char* kernel, const char* file, int line);
 
 cudaStream_t current_stream();  // of the calling host thread
+// The streams work may have been queued on: the default stream, every stream made current
+// (set_current_stream), and every stream named by an async copy, Stream::wait or record_stream.
+// The allocator records an event on each of them (but a block's own) when a block is freed and
+// reuses the block only once those events have completed (allocator.cpp). note_stream_used throws
+// dl::Error beyond kMaxTrackedStreams distinct streams. used_streams fills out[0, n) and returns n.
+constexpr int kMaxTrackedStreams = 64;
+void note_stream_used(cudaStream_t s);
+int used_streams(cudaStream_t* out);
 int current_device();
 int sm_count();                 // multiprocessors of the current device
 // Thread blocks for a grid-stride loop over `work` items with `threads` threads per block:

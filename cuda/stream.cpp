@@ -1,5 +1,6 @@
 // Streams: a fixed pool of non-blocking streams handed out round robin (never destroyed, so a
-// handle and the allocator's per-stream pools stay valid), and each host thread's current stream.
+// handle and the allocator's per-stream pools stay valid), each host thread's current stream, and
+// the set of streams work has been queued on (the allocator's cross-stream safety).
 #include <array>
 #include <atomic>
 #include <mutex>
@@ -27,7 +28,47 @@ StreamPool& pool() {
 
 thread_local cudaStream_t t_current = nullptr;
 
+// Every stream work has been queued on (made current by some thread, or named by an async copy or
+// record_stream), for the allocator's cross-stream safety (allocator.cpp). Append-only: readers
+// take a snapshot without a lock; writers (rare: a stream's first use) take the mutex.
+struct UsedStreams {
+  std::array<std::atomic<cudaStream_t>, detail::kMaxTrackedStreams> streams{};
+  std::atomic<int> count{1};  // [0] is the legacy default stream, always in use
+  std::mutex mu;
+};
+
+UsedStreams& used() {
+  static UsedStreams* u = new UsedStreams;  // never destroyed
+  return *u;
+}
+
 }  // namespace
+
+namespace detail {
+void note_stream_used(cudaStream_t s) {
+  UsedStreams& u = used();
+  int n = u.count.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i)
+    if (u.streams[i].load(std::memory_order_relaxed) == s) return;
+  std::lock_guard<std::mutex> lock(u.mu);
+  n = u.count.load(std::memory_order_relaxed);
+  for (int i = 0; i < n; ++i)
+    if (u.streams[i].load(std::memory_order_relaxed) == s) return;
+  if (n == kMaxTrackedStreams)
+    throw_message("dl::cuda: more than 64 distinct streams used in this process; the caching allocator tracks at most "
+                  "64 to keep cross-stream reuse safe (reuse streams, e.g. from Stream::create()'s pool)",
+                  __FILE__, __LINE__);
+  u.streams[n].store(s, std::memory_order_relaxed);
+  u.count.store(n + 1, std::memory_order_release);
+}
+
+int used_streams(cudaStream_t* out) {
+  UsedStreams& u = used();
+  const int n = u.count.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) out[i] = u.streams[i].load(std::memory_order_relaxed);
+  return n;
+}
+}  // namespace detail
 
 Stream Stream::create() {
   init();
@@ -56,6 +97,7 @@ bool Stream::query() const {
 
 void Stream::wait(const Stream& other) const {
   if (other == *this || !initialized()) return;
+  detail::note_stream_used(static_cast<cudaStream_t>(h_));
   cudaEvent_t ev;
   DL_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
   cudaError_t e = cudaEventRecord(ev, static_cast<cudaStream_t>(other.handle()));
@@ -65,7 +107,10 @@ void Stream::wait(const Stream& other) const {
 }
 
 Stream current_stream() { return Stream::from_handle(t_current); }
-void set_current_stream(const Stream& s) { t_current = static_cast<cudaStream_t>(s.handle()); }
+void set_current_stream(const Stream& s) {
+  detail::note_stream_used(static_cast<cudaStream_t>(s.handle()));  // may throw: then nothing changes
+  t_current = static_cast<cudaStream_t>(s.handle());
+}
 
 namespace detail {
 cudaStream_t current_stream() { return t_current; }
