@@ -1,6 +1,7 @@
 // bench: the framework against PyTorch on the same machine, same workloads, same thread count.
 //
-//   bench [--workload W]... [--threads 2] [--runs 5] [--run-seconds 0.5] [--no-pytorch] [--profile]
+//   bench [--workload W]... [--threads 2] [--runs 5] [--block 1] [--run-seconds 0.5]
+//         [--no-pytorch] [--no-pytorch-best] [--alone [--alone-tolerance 0.05]] [--profile]
 //         [--python /usr/bin/python3] [--torch-script tools/bench_torch.py]
 //
 // Workloads (images/s unless noted; median of --runs timed runs after a warm-up, each run long enough
@@ -13,36 +14,87 @@
 //   resnet18_train_64_b64   ResNet18 (10 classes, the study's head), train mode, 3x64x64, batch 64:
 //                           forward, cross entropy, backward, SGD (lr 0.01, momentum 0.9) step
 //
-// Every workload runs in processes of its own, so each side's peak resident memory is its own: bench
-// spawns itself (`--serve`) and `python3 tools/bench_torch.py --serve --workload W --threads N ...`
-// (the identical workload in PyTorch), lets each set up and warm up in turn, then alternates their
-// timed runs (see the protocol below), and prints one JSON object per workload:
-//   {"workload", "framework", "pytorch", "ratio" (framework / pytorch, from the medians), "unit",
-//    "peak_rss_mb" (framework), "paired_ratio_median" (median over the pairs of back-to-back runs),
-//    "threads", "batch", "runs", "framework_ms_per_iter", "pytorch_ms_per_iter", "pytorch_peak_rss_mb",
-//    "rss_growth_mb" / "pytorch_rss_growth_mb" (peak minus the resident size before the workload was built),
-//    "conv_gflop_per_iter" (counted from the convolutions' shapes), "conv_gflop_s" / "pytorch_conv_gflop_s"
-//    (that count over the whole iteration's time), "conv_only_gflop_s" (framework: over the time spent in
-//    the convolution kernels alone), "pytorch_blas", "torch"}
-// --profile also prints, to stderr, where the framework's time goes per kernel (every kernel of the CPU
-// dispatch table is wrapped by a timer; "outside kernels" is the rest: autograd, allocation, optimizer,
-// GEMMs of linear layers run through bmm are counted as bmm) and PyTorch's own profile of the same
-// workload (torch.autograd.profiler, self CPU time per op).
+// Sides. Every workload runs in processes of its own, so each side's peak resident memory is its own:
+// the framework (bench spawns itself with --serve), PyTorch as a user writes it
+// (`python3 tools/bench_torch.py --serve --config default`) and, unless --no-pytorch-best, "PyTorch at
+// its best" (--config best: the fastest of channels_last, inference_mode, a traced, frozen and
+// BN-folded graph (torch.jit.freeze + optimize_for_inference), foreach=True optimizers, torch.mm with a
+// preallocated out=, whichever apply to the workload; bench_torch.py lists the candidates and the record
+// names the one chosen). Ratios are quoted against both: ratio_default and ratio_best.
+//
+// Threads. Every child gets OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and MKL_NUM_THREADS = --threads in
+// its environment (libgomp and the BLAS read them once, at load time); the framework also calls
+// omp_set_num_threads, the PyTorch side torch.set_num_threads(N) and torch.set_num_interop_threads(1),
+// and reports the BLAS it mapped (and OpenBLAS's own configuration and thread count) and a summary of
+// torch.__config__.parallel_info(); both go into every JSON line and the summary on stderr.
+//
+// The protocol, and why the figures are clean. A side that is not being timed is stopped with SIGSTOP
+// (bench waits, with waitpid(WUNTRACED), until every thread of it has stopped) and continued with
+// SIGCONT just before its own timed run. Measured with both processes merely alive, the idle side's
+// OpenMP workers (libgomp spins after each parallel region) and OpenBLAS's server threads (they spin
+// with sched_yield for a long while) took a core from the timed side: on 2 cores SGEMM read half its
+// alone figure. A stopped process cannot spin, whatever its wait policy. The alternative, passive wait
+// policies (OMP_WAIT_POLICY=PASSIVE, GOMP_SPINCOUNT=0) for the idle side, cannot be switched per phase:
+// libgomp reads them once at start-up, so the same process would also be passive while it is timed, and
+// passive workers add a futex wake-up to every parallel region (hundreds per training step), which
+// slows the timed side. With SIGSTOP each side keeps the default (partly active) policy it has when run
+// by a user, and only ever competes with nothing: set-up and warm-up run one side at a time, the driver
+// sleeps in a blocking read while a side is timed, and the FP32 peak and the FLOP count run before any
+// side starts (the count in a short-lived process of its own). Timed runs go in blocks of --block runs
+// per side, in the order A B C, C B A, A B C, ... (so no side is always first after a switch); each
+// side's figure is the median of its --runs runs.
+//
+// --alone checks that claim: after the same-run measurement, each side is started again with no other
+// side's process in existence, timed for --runs runs with the same iterations per run (and, for
+// PyTorch at its best, the same configuration), and each JSON line gets "alone": {side: {"same_run",
+// "alone", "rel_diff"}} and "alone_ok" (every |rel_diff| <= --alone-tolerance, 5% by default); the
+// summary on stderr flags a side outside it.
+//
+// Output. First one JSON line {"machine": {...}}: the CPU model, CPUs online, the measured FP32 FMA
+// peak (a register-only FMA loop, AVX-512 or AVX2+FMA as CPUID allows, on --threads threads), kernel,
+// host, date, command line. Then one JSON object per workload:
+//   {"workload", "unit", "framework", "pytorch", "pytorch_best" (throughputs, from the medians),
+//    "ratio_default" (framework / pytorch; "ratio" is the same number, kept for old readers),
+//    "ratio_best" (framework / pytorch_best), "pytorch_best_config", "pytorch_best_candidates_ms_per_iter",
+//    "paired_ratio_median" (median over the pairs of runs of the same round), "threads", "batch", "runs",
+//    "block", "protocol", "iters_per_run", "run_seconds_per_iter" (every timed run, per side),
+//    "framework_ms_per_iter", "pytorch_ms_per_iter", "pytorch_best_ms_per_iter", "peak_rss_mb",
+//    "pytorch_peak_rss_mb", "rss_growth_mb" / "pytorch_rss_growth_mb" (peak minus the resident size
+//    before the workload was built), "conv_gflop_per_iter" (counted from the convolutions' shapes),
+//    "conv_gflop_s" / "pytorch_conv_gflop_s" (that count over the whole iteration's time), "pytorch_blas",
+//    "pytorch_threading", "torch", "cpu_model", "fp32_peak_gflop_s", "load_average", and with --alone
+//    "alone" and "alone_ok"}
+// scripts/bench.sh keeps these lines as a benchmark record (bench_records/), and tools/bench_table.py
+// turns a record into the README's table.
+//
+// --profile, and only --profile, wraps every kernel of the CPU dispatch table in a timer (without it the
+// table is never touched in a timed process) and prints, to stderr, where the framework's time goes per
+// kernel ("outside kernels" is the rest: autograd, allocation, optimizer, GEMMs of linear layers run
+// through bmm are counted as bmm), "conv_only_gflop_s" (over the time spent in the convolution kernels
+// alone), and PyTorch's own profile of the same workload (torch.autograd.profiler, self CPU time per op).
+// The convolution FLOP count is taken without --profile too, by a separate short-lived process
+// (`--serve --count-flops`) that wraps the table, runs two iterations and exits before any timing.
+#include <immintrin.h>
 #include <omp.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <functional>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -77,6 +129,7 @@ double now_s() {
 }
 
 double median(std::vector<double> v) {
+  if (v.empty()) return std::nan("");
   std::sort(v.begin(), v.end());
   return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
 }
@@ -100,6 +153,137 @@ double current_rss_mb() {
   long pages = 0, resident = 0;
   f >> pages >> resident;
   return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0);
+}
+
+// ---- the machine: CPU model and a measured FP32 FMA peak -----------------------------------------
+
+std::string cpu_model() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      const auto colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(line.find_first_not_of(" \t", colon + 1));
+    }
+  }
+  return "unknown";
+}
+
+// Independent FMA chains on registers only: enough of them to cover the FMA latency (4 cycles) times
+// the FMA ports (2), so the loop runs at the core's FMA throughput. Different start values keep the
+// compiler from merging chains; a multiplier just below 1 keeps the values finite and normal.
+#define DL_FMA16(f)                                                                                   \
+  f(0) f(1) f(2) f(3) f(4) f(5) f(6) f(7) f(8) f(9) f(10) f(11) f(12) f(13) f(14) f(15)
+#define DL_FMA12(f) f(0) f(1) f(2) f(3) f(4) f(5) f(6) f(7) f(8) f(9) f(10) f(11)
+
+__attribute__((target("avx512f"))) float fma_loop_avx512(int64_t iters) {
+  const __m512 m = _mm512_set1_ps(0.9999999f), c = _mm512_set1_ps(1e-3f);
+#define DL_INIT(k) __m512 a##k = _mm512_set1_ps(1.0f + 0.01f * (k));
+  DL_FMA16(DL_INIT)
+#undef DL_INIT
+  for (int64_t i = 0; i < iters; ++i) {
+#define DL_STEP(k) a##k = _mm512_fmadd_ps(a##k, m, c);
+    DL_FMA16(DL_STEP)
+#undef DL_STEP
+  }
+  __m512 s = _mm512_setzero_ps();
+#define DL_SUM(k) s = _mm512_add_ps(s, a##k);
+  DL_FMA16(DL_SUM)
+#undef DL_SUM
+  alignas(64) float v[16];
+  _mm512_store_ps(v, s);
+  float r = 0;
+  for (float x : v) r += x;
+  return r;
+}
+constexpr double kFlopsPerIterAvx512 = 16 * 16 * 2;
+
+__attribute__((target("avx2,fma"))) float fma_loop_avx2(int64_t iters) {
+  const __m256 m = _mm256_set1_ps(0.9999999f), c = _mm256_set1_ps(1e-3f);
+#define DL_INIT(k) __m256 a##k = _mm256_set1_ps(1.0f + 0.01f * (k));
+  DL_FMA12(DL_INIT)
+#undef DL_INIT
+  for (int64_t i = 0; i < iters; ++i) {
+#define DL_STEP(k) a##k = _mm256_fmadd_ps(a##k, m, c);
+    DL_FMA12(DL_STEP)
+#undef DL_STEP
+  }
+  __m256 s = _mm256_setzero_ps();
+#define DL_SUM(k) s = _mm256_add_ps(s, a##k);
+  DL_FMA12(DL_SUM)
+#undef DL_SUM
+  alignas(32) float v[8];
+  _mm256_store_ps(v, s);
+  return v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7];
+}
+constexpr double kFlopsPerIterAvx2 = 12 * 8 * 2;
+#undef DL_FMA16
+#undef DL_FMA12
+
+struct FmaPeak {
+  std::string isa;  // "AVX-512", "AVX2+FMA" or "none"
+  double gflop_s = 0;
+  int threads = 0;
+};
+
+// The FP32 FMA peak on `threads` threads (std::threads, joined before returning: nothing lingers).
+FmaPeak measure_fp32_peak(int threads) {
+  __builtin_cpu_init();
+  FmaPeak p;
+  p.threads = threads;
+  float (*loop)(int64_t) = nullptr;
+  double flops_per_iter = 0;
+  if (__builtin_cpu_supports("avx512f")) {
+    p.isa = "AVX-512";
+    loop = fma_loop_avx512;
+    flops_per_iter = kFlopsPerIterAvx512;
+  } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    p.isa = "AVX2+FMA";
+    loop = fma_loop_avx2;
+    flops_per_iter = kFlopsPerIterAvx2;
+  } else {
+    p.isa = "none";
+    return p;
+  }
+  std::atomic<float> sink{0};
+  // calibrate: iterations for about 0.15 s on one thread
+  loop(100000);
+  double t0 = now_s();
+  sink = sink + loop(1000000);
+  const double per_iter = (now_s() - t0) / 1e6;
+  const auto iters = static_cast<int64_t>(0.15 / std::max(per_iter, 1e-12));
+  for (int rep = 0; rep < 3; ++rep) {
+    std::atomic<int> arrived{0};
+    std::atomic<bool> go{false};
+    std::vector<std::thread> pool;
+    for (int k = 0; k < threads; ++k) {
+      pool.emplace_back([&] {
+        arrived++;
+        while (!go.load()) {
+        }
+        const float r = loop(iters);
+        float cur = sink.load();
+        while (!sink.compare_exchange_weak(cur, cur + r)) {
+        }
+      });
+    }
+    while (arrived.load() < threads) {
+    }
+    t0 = now_s();
+    go = true;
+    for (auto& t : pool) t.join();
+    const double dt = now_s() - t0;
+    p.gflop_s = std::max(p.gflop_s, flops_per_iter * static_cast<double>(iters) * threads / dt * 1e-9);
+  }
+  if (sink.load() == 12345.f) std::fprintf(stderr, " ");  // keeps the loops' results alive
+  return p;
+}
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
 }
 
 // ---- kernel profile: every entry of the CPU dispatch table wrapped by a timer --------------------
@@ -278,30 +462,28 @@ Workload make_workload(const std::string& name, State& s) {
 
 // ---- one side of a workload, driven over a pipe --------------------------------------------------
 //
-// Both sides run as children of the driving bench process and follow one protocol on stdin/stdout
-// (tools/bench_torch.py speaks it too), so their timed runs can alternate: F, P, P, F, F, P, ...
-// On this shared 2-core machine other jobs come and go; alternating puts both sides under the same
-// conditions, which back-to-back blocks of runs do not.
-//   child: builds the workload, runs a warm-up iteration and a counted one, prints
-//          {"ready": true, "iters_per_run": k}
+// Every side runs as a child of the driving bench process and follows one protocol on stdin/stdout
+// (tools/bench_torch.py speaks it too):
+//   child: builds the workload, runs a warm-up iteration and a counted one (or takes
+//          --iters-per-run), prints {"ready": true, "iters_per_run": k}
 //   "run\n"  -> runs k iterations, prints {"seconds_per_iter": t}
 //   "done\n" -> prints its final record (memory, FLOPs, profile) and exits
+// Between its runs the driver keeps it stopped (SIGSTOP; see the top of this file).
 
-int serve_framework(const std::string& name, int threads, double run_seconds, bool profile) {
+int serve_framework(const std::string& name, int threads, double run_seconds, bool profile,
+                    int64_t iters_per_run) {
   omp_set_num_threads(threads);
-  install_kernel_timers();
+  if (profile) install_kernel_timers();  // never in a timed process without --profile
   const double rss0 = current_rss_mb();
   State s;
   Workload w = make_workload(name, s);
   w.iteration();  // lazy state (optimizer buffers, scratch buffers, the allocator's cache)
-  reset_kernel_stats();
   double t0 = now_s();
   w.iteration();
   const double t_iter = now_s() - t0;
-  double conv_flops_iter = 0;
-  for (const auto& [k, st] : kernel_stats()) conv_flops_iter += st.flops;
   reset_kernel_stats();
-  const int64_t iters = std::max<int64_t>(1, std::llround(run_seconds / std::max(t_iter, 1e-6)));
+  const int64_t iters = iters_per_run > 0 ? iters_per_run
+                                          : std::max<int64_t>(1, std::llround(run_seconds / std::max(t_iter, 1e-6)));
   std::printf("%s\n", json{{"ready", true}, {"iters_per_run", iters}}.dump().c_str());
   std::fflush(stdout);
   std::vector<double> per_iter;
@@ -315,23 +497,22 @@ int serve_framework(const std::string& name, int threads, double run_seconds, bo
     std::fflush(stdout);
   }
   const int64_t timed_iters = iters * static_cast<int64_t>(per_iter.size());
-  double total_s = 0;
-  for (double t : per_iter) total_s += t * static_cast<double>(iters);
-  double conv_seconds = 0, kernel_seconds = 0;
-  for (const auto& [k, st] : kernel_stats()) {
-    kernel_seconds += st.seconds;
-    if (k.rfind("conv2d", 0) == 0 && k != "conv2d_backward_bias") conv_seconds += st.seconds;
-  }
   json j;
   j["unit"] = w.unit;
   j["work_per_iter"] = w.work_per_iter;
   j["batch"] = w.batch;
   j["peak_rss_mb"] = peak_rss_mb();
   j["rss_growth_mb"] = peak_rss_mb() - rss0;
-  j["conv_gflop_per_iter"] = conv_flops_iter * 1e-9;
-  if (conv_flops_iter > 0 && conv_seconds > 0)
-    j["conv_only_gflop_s"] = conv_flops_iter * 1e-9 * static_cast<double>(timed_iters) / conv_seconds;
   if (profile && timed_iters > 0) {
+    double total_s = 0;
+    for (double t : per_iter) total_s += t * static_cast<double>(iters);
+    double conv_seconds = 0, kernel_seconds = 0, conv_flops_total = 0;
+    for (const auto& [k, st] : kernel_stats()) {
+      kernel_seconds += st.seconds;
+      if (k.rfind("conv2d", 0) == 0 && k != "conv2d_backward_bias") conv_seconds += st.seconds;
+      conv_flops_total += st.flops;
+    }
+    if (conv_flops_total > 0 && conv_seconds > 0) j["conv_only_gflop_s"] = conv_flops_total * 1e-9 / conv_seconds;
     // milliseconds per iteration in each kernel (means over the timed iterations), largest first
     const double total_ms = total_s * 1e3 / static_cast<double>(timed_iters);
     std::vector<std::pair<std::string, KernelStat>> rows(kernel_stats().begin(), kernel_stats().end());
@@ -360,10 +541,43 @@ int serve_framework(const std::string& name, int threads, double run_seconds, bo
   return 0;
 }
 
-// A child process with a pipe to its stdin and one from its stdout; stderr passes through.
+// `--serve --count-flops`: the convolution FLOPs of one iteration, counted by the kernel wrappers in a
+// process of its own that exits before any side is timed.
+int count_conv_flops(const std::string& name, int threads) {
+  omp_set_num_threads(threads);
+  install_kernel_timers();
+  State s;
+  Workload w = make_workload(name, s);
+  w.iteration();
+  reset_kernel_stats();
+  w.iteration();
+  double flops = 0;
+  for (const auto& [k, st] : kernel_stats()) flops += st.flops;
+  std::printf("%s\n", json{{"conv_gflop_per_iter", flops * 1e-9}}.dump().c_str());
+  std::fflush(stdout);
+  return 0;
+}
+
+// The environment of every child: the driver's, with the thread counts pinned to --threads.
+std::vector<std::string> child_environment(int threads) {
+  const std::vector<std::string> pinned = {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"};
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) {
+    const std::string kv = *e;
+    const bool overridden = std::any_of(pinned.begin(), pinned.end(),
+                                        [&](const std::string& v) { return kv.rfind(v + "=", 0) == 0; });
+    if (!overridden) env.push_back(kv);
+  }
+  for (const auto& v : pinned) env.push_back(v + "=" + std::to_string(threads));
+  return env;
+}
+
+// A child process with a pipe to its stdin and one from its stdout; stderr passes through. It can be
+// stopped (SIGSTOP) while another side is timed and continued (SIGCONT) for its own runs.
 class Child {
  public:
-  Child(const std::vector<std::string>& args, std::string who) : who_(std::move(who)) {
+  Child(const std::vector<std::string>& args, std::string who, const std::vector<std::string>& env)
+      : who_(std::move(who)) {
     int in[2], out[2];
     if (pipe(in) != 0 || pipe(out) != 0) fail("bench: pipe() failed: {}", std::strerror(errno));
     posix_spawn_file_actions_t fa;
@@ -374,29 +588,28 @@ class Child {
     posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
     posix_spawn_file_actions_addclose(&fa, in[0]);
     posix_spawn_file_actions_addclose(&fa, out[1]);
-    std::vector<char*> argv;
+    std::vector<char*> argv, envp;
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
-    const int rc = posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
+    for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+    const int rc = posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&fa);
     close(in[0]);
     close(out[1]);
     if (rc != 0) {
       close(in[1]);
       close(out[0]);
+      pid_ = -1;
       fail("bench: could not start '{}': {}", args[0], std::strerror(rc));
     }
     to_ = fdopen(in[1], "w");
     from_ = fdopen(out[0], "r");
   }
   ~Child() {
-    if (to_) std::fclose(to_);
-    if (from_) std::fclose(from_);
-    if (pid_ > 0) {
-      int status = 0;
-      while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-      }
-    }
+    if (stopped_ && pid_ > 0) kill(pid_, SIGCONT);
+    close_pipes();
+    reap();
   }
   Child(const Child&) = delete;
   Child& operator=(const Child&) = delete;
@@ -408,7 +621,6 @@ class Child {
   }
   // The next line that is a JSON object (other output is passed on to stderr).
   json receive() {
-    std::string out;
     char* buf = nullptr;
     size_t cap = 0;
     ssize_t n;
@@ -427,118 +639,319 @@ class Child {
     std::free(buf);
     fail("bench: {} ended without its JSON answer (see its messages above)", who_);
   }
+  // Stops the child and returns once all its threads have stopped.
+  void stop() {
+    if (kill(pid_, SIGSTOP) != 0) fail("bench: cannot stop {}: {}", who_, std::strerror(errno));
+    wait_for(WUNTRACED, "stop");
+    stopped_ = true;
+  }
+  void resume() {
+    if (kill(pid_, SIGCONT) != 0) fail("bench: cannot continue {}: {}", who_, std::strerror(errno));
+    wait_for(WCONTINUED, "continue");
+    stopped_ = false;
+  }
+  // "done": the child's final record; the child has exited when this returns.
+  json finish() {
+    if (stopped_) resume();
+    send("done");
+    json j = receive();
+    close_pipes();
+    reap();
+    return j;
+  }
 
  private:
+  void wait_for(int flag, const char* what) {
+    int status = 0;
+    for (;;) {
+      const pid_t r = waitpid(pid_, &status, flag);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) fail("bench: waiting for {} to {}: {}", who_, what, std::strerror(errno));
+      if (WIFEXITED(status) || WIFSIGNALED(status)) {
+        pid_ = -1;
+        fail("bench: {} ended while it should {} (see its messages above)", who_, what);
+      }
+      if ((flag == WUNTRACED && WIFSTOPPED(status)) || (flag == WCONTINUED && WIFCONTINUED(status))) return;
+    }
+  }
+  void close_pipes() {
+    if (to_) std::fclose(to_);
+    if (from_) std::fclose(from_);
+    to_ = from_ = nullptr;
+  }
+  void reap() {
+    if (pid_ <= 0) return;
+    int status = 0;
+    while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    pid_ = -1;
+  }
   std::string who_;
   pid_t pid_ = -1;
+  bool stopped_ = false;
   FILE* to_ = nullptr;
   FILE* from_ = nullptr;
 };
+
+// One side of a comparison: its command line, its process while it lives, and its timed runs.
+struct Side {
+  Side(std::string k, std::vector<std::string> a) : key(std::move(k)), args(std::move(a)) {}
+  std::string key;  // "framework", "pytorch", "pytorch_best": the JSON field of its throughput
+  std::vector<std::string> args;
+  std::unique_ptr<Child> child;
+  json ready;
+  int64_t iters = 0;
+  std::vector<double> t;  // seconds per iteration, one per timed run
+  json final;
+  std::vector<double> alone_t;
+};
+
+std::string fmt_value(double v) { return fmt::format("{:.1f}", v); }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"bench: framework vs PyTorch, same workloads, same threads"};
   std::vector<std::string> workloads;
-  int threads = 2, runs = 5;
-  double run_seconds = 0.5;
-  bool no_pytorch = false, serve = false, profile = false;
+  int threads = 2, runs = 5, block = 1;
+  int64_t iters_per_run = 0;
+  double run_seconds = 0.5, alone_tolerance = 0.05;
+  bool no_pytorch = false, pytorch_best = true, alone = false, serve = false, count_flops = false, profile = false;
   std::string python = "/usr/bin/python3", script = std::string(DL_SOURCE_DIR) + "/tools/bench_torch.py";
   app.add_option("--workload", workloads, "workload(s) to run (default: all)")->check(CLI::IsMember(kWorkloads));
-  app.add_option("--threads", threads, "threads on both sides")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "threads on every side")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--runs", runs, "timed runs per side (the median is reported)")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--block", block, "timed runs of one side in a row before the next side's")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--run-seconds", run_seconds, "target length of one timed run")->capture_default_str();
-  app.add_flag("--no-pytorch", no_pytorch, "skip the PyTorch side");
-  app.add_flag("--profile", profile, "print where the time goes, per kernel (stderr)");
+  app.add_flag("--no-pytorch", no_pytorch, "skip the PyTorch sides");
+  app.add_flag("--pytorch-best,!--no-pytorch-best", pytorch_best,
+               "also time PyTorch at its best (channels_last, inference_mode, frozen graph, foreach optimizers)")
+      ->capture_default_str();
+  app.add_flag("--alone", alone, "also time each side with no other side's process alive, and compare");
+  app.add_option("--alone-tolerance", alone_tolerance, "largest |same-run / alone - 1| counted as agreeing")
+      ->capture_default_str();
+  app.add_flag("--profile", profile, "time every kernel and print where the time goes (stderr)");
   app.add_option("--python", python, "interpreter with torch")->capture_default_str();
   app.add_option("--torch-script", script, "the PyTorch side")->capture_default_str();
   app.add_flag("--serve", serve, "internal: run one workload as a child of the driving bench (see the protocol above)");
+  app.add_flag("--count-flops", count_flops, "internal, with --serve: print one iteration's convolution FLOPs");
+  app.add_option("--iters-per-run", iters_per_run, "internal, with --serve: iterations per timed run");
   CLI11_PARSE(app, argc, argv);
   try {
     if (serve) {
       if (workloads.size() != 1) fail("bench: --serve needs exactly one --workload");
-      return serve_framework(workloads[0], threads, run_seconds, profile);
+      if (count_flops) return count_conv_flops(workloads[0], threads);
+      return serve_framework(workloads[0], threads, run_seconds, profile, iters_per_run);
     }
     if (workloads.empty()) workloads = kWorkloads;
     char self[4096];
     const ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
     if (len <= 0) fail("bench: cannot find its own executable (/proc/self/exe)");
     self[len] = '\0';
+    const std::vector<std::string> env = child_environment(threads);
+
+    // the machine, once: before any child exists
+    const std::string model = cpu_model();
+    const FmaPeak peak = measure_fp32_peak(threads);
+    utsname un{};
+    uname(&un);
+    std::string command;
+    for (int i = 0; i < argc; ++i) command += (i ? " " : "") + std::string(argv[i]);
+    json machine;
+    machine["cpu_model"] = model;
+    machine["cpus_online"] = sysconf(_SC_NPROCESSORS_ONLN);
+    machine["fp32_peak_gflop_s"] = peak.gflop_s;
+    machine["fp32_peak_isa"] = peak.isa;
+    machine["fp32_peak_threads"] = peak.threads;
+    machine["kernel"] = std::string(un.sysname) + " " + un.release;
+    machine["host"] = un.nodename;
+    machine["date_utc"] = utc_now();
+    machine["command"] = command;
+    machine["threads"] = threads;
+    machine["load_average"] = load_average();
+    std::printf("%s\n", json{{"machine", machine}}.dump().c_str());
+    std::fflush(stdout);
+    std::fprintf(stderr, "bench: %s, %ld CPUs online; FP32 FMA peak %.1f GFLOP/s (%s, %d threads, measured)\n",
+                 model.c_str(), sysconf(_SC_NPROCESSORS_ONLN), peak.gflop_s, peak.isa.c_str(), threads);
+    std::fprintf(stderr, "bench: protocol: the idle sides are stopped (SIGSTOP) while one side is timed; blocks of %d "
+                 "run(s) per side; %d runs each%s\n", block, runs, alone ? "; then each side alone" : "");
+
+    bool said_torch = false;
+    std::vector<std::string> summary;
     for (const auto& w : workloads) {
       const double load_before = load_average();
       const std::vector<std::string> common = {"--workload", w, "--threads", std::to_string(threads), "--run-seconds",
                                                fmt::format("{}", run_seconds)};
-      std::vector<std::string> fw_args = {self, "--serve"}, py_args = {python, script, "--serve"};
-      fw_args.insert(fw_args.end(), common.begin(), common.end());
-      py_args.insert(py_args.end(), common.begin(), common.end());
-      if (profile) {
-        fw_args.push_back("--profile");
-        py_args.push_back("--profile");
+      double conv_gflop_per_iter = 0;
+      if (w != "sgemm_1024") {
+        std::vector<std::string> a = {self, "--serve", "--count-flops"};
+        a.insert(a.end(), common.begin(), common.end());
+        Child counter(a, "framework " + w + " (FLOP count)", env);
+        conv_gflop_per_iter = counter.receive().at("conv_gflop_per_iter").get<double>();
       }
-      // start one side at a time (set-up and warm-up never overlap), then alternate the timed runs
-      std::vector<std::unique_ptr<Child>> sides;
-      sides.push_back(std::make_unique<Child>(fw_args, "framework " + w));
-      sides[0]->receive();
+      std::vector<Side> sides;
+      sides.emplace_back("framework", std::vector<std::string>{self, "--serve"});
       if (!no_pytorch) {
-        sides.push_back(std::make_unique<Child>(py_args, "pytorch " + w));
-        sides[1]->receive();
+        sides.emplace_back("pytorch", std::vector<std::string>{python, script, "--serve", "--config", "default"});
+        if (pytorch_best)
+          sides.emplace_back("pytorch_best", std::vector<std::string>{python, script, "--serve", "--config", "best"});
       }
-      std::vector<std::vector<double>> t(sides.size());
-      for (int r = 0; r < runs; ++r) {
+      for (auto& s : sides) s.args.insert(s.args.end(), common.begin(), common.end());
+
+      // set-up and warm-up one side at a time; each is stopped once ready
+      for (auto& s : sides) {
+        std::vector<std::string> a = s.args;
+        if (profile) a.push_back("--profile");
+        s.child = std::make_unique<Child>(a, s.key + " " + w, env);
+        s.ready = s.child->receive();
+        s.iters = s.ready.at("iters_per_run").get<int64_t>();
+        s.child->stop();
+      }
+      // timed runs: blocks of `block` runs per side, A B C then C B A, ...; only the timed side runs
+      for (int round = 0; static_cast<int>(sides[0].t.size()) < runs; ++round) {
         for (size_t k = 0; k < sides.size(); ++k) {
-          const size_t i = (r % 2 == 0) ? k : sides.size() - 1 - k;
-          sides[i]->send("run");
-          t[i].push_back(sides[i]->receive().at("seconds_per_iter").get<double>());
+          Side& s = sides[round % 2 == 0 ? k : sides.size() - 1 - k];
+          s.child->resume();
+          for (int b = 0; b < block && static_cast<int>(s.t.size()) < runs; ++b) {
+            s.child->send("run");
+            s.t.push_back(s.child->receive().at("seconds_per_iter").get<double>());
+          }
+          s.child->stop();
         }
       }
-      std::vector<json> final;
-      for (auto& c : sides) {
-        c->send("done");
-        final.push_back(c->receive());
+      for (auto& s : sides) {
+        s.final = s.child->finish();  // one at a time: PyTorch's --profile runs more iterations here
+        s.child.reset();
       }
-      sides.clear();  // waits for the children
-      const json& f = final[0];
+      // --alone: each side again, with no other side's process in existence
+      if (alone) {
+        for (auto& s : sides) {
+          std::vector<std::string> a = s.args;
+          a.push_back("--iters-per-run");
+          a.push_back(std::to_string(s.iters));
+          if (s.ready.contains("config_label")) {
+            a.push_back("--candidate");
+            a.push_back(s.ready["config_label"].get<std::string>());
+          }
+          Child c(a, s.key + " " + w + " (alone)", env);
+          c.receive();
+          for (int r = 0; r < runs; ++r) {
+            c.send("run");
+            s.alone_t.push_back(c.receive().at("seconds_per_iter").get<double>());
+          }
+          c.finish();
+        }
+      }
+
+      const json& f = sides[0].final;
       const double work = f.at("work_per_iter").get<double>();
-      const double fw_s = median(t[0]);
+      auto value = [&](const std::vector<double>& t) { return work / median(t); };
       json out;
       out["workload"] = w;
-      out["framework"] = work / fw_s;
-      if (!no_pytorch) {
-        const double py_s = median(t[1]);
-        out["pytorch"] = work / py_s;
-        out["ratio"] = py_s / fw_s;
-        std::vector<double> paired;
-        for (int r = 0; r < runs; ++r) paired.push_back(t[1][static_cast<size_t>(r)] / t[0][static_cast<size_t>(r)]);
-        out["paired_ratio_median"] = median(paired);  // of the runs' ratios, each pair run back to back
-      }
       out["unit"] = f["unit"];
-      out["peak_rss_mb"] = f["peak_rss_mb"];
+      for (const auto& s : sides) out[s.key] = value(s.t);
+      if (sides.size() > 1) {
+        out["ratio_default"] = median(sides[1].t) / median(sides[0].t);
+        out["ratio"] = out["ratio_default"];
+      }
+      if (sides.size() > 2) {
+        out["ratio_best"] = median(sides[2].t) / median(sides[0].t);
+        out["pytorch_best_config"] = sides[2].ready["config_label"];
+        out["pytorch_best_candidates_ms_per_iter"] = sides[2].ready["candidates_ms_per_iter"];
+      }
+      if (sides.size() > 1) {
+        std::vector<double> paired;
+        for (int r = 0; r < runs; ++r)
+          paired.push_back(sides[1].t[static_cast<size_t>(r)] / sides[0].t[static_cast<size_t>(r)]);
+        out["paired_ratio_median"] = median(paired);  // of the rounds' ratios
+      }
       out["threads"] = threads;
       out["batch"] = f["batch"];
       out["runs"] = runs;
-      out["load_average"] = {load_before, load_average()};  // 1-minute, before and after: other jobs
-      out["framework_ms_per_iter"] = fw_s * 1e3;
+      out["block"] = block;
+      out["protocol"] = "idle sides stopped (SIGSTOP) while one side is timed";
+      json iters = json::object(), raw = json::object();
+      for (const auto& s : sides) {
+        iters[s.key] = s.iters;
+        raw[s.key] = s.t;
+        out[s.key + "_ms_per_iter"] = median(s.t) * 1e3;
+      }
+      out["iters_per_run"] = iters;
+      out["run_seconds_per_iter"] = raw;
+      out["peak_rss_mb"] = f["peak_rss_mb"];
       out["rss_growth_mb"] = f["rss_growth_mb"];
-      if (f["conv_gflop_per_iter"].get<double>() > 0) {
-        out["conv_gflop_per_iter"] = f["conv_gflop_per_iter"];
-        out["conv_gflop_s"] = f["conv_gflop_per_iter"].get<double>() / fw_s;
+      if (conv_gflop_per_iter > 0) {
+        out["conv_gflop_per_iter"] = conv_gflop_per_iter;
+        out["conv_gflop_s"] = conv_gflop_per_iter / median(sides[0].t);
         if (f.contains("conv_only_gflop_s")) out["conv_only_gflop_s"] = f["conv_only_gflop_s"];
       }
-      if (!no_pytorch) {
-        const json& p = final[1];
-        out["pytorch_ms_per_iter"] = median(t[1]) * 1e3;
+      if (sides.size() > 1) {
+        const json& p = sides[1].final;
         out["pytorch_peak_rss_mb"] = p["peak_rss_mb"];
         out["pytorch_rss_growth_mb"] = p["rss_growth_mb"];
         if (p.contains("conv_gflop_per_iter")) {
           out["pytorch_conv_gflop_per_iter"] = p["conv_gflop_per_iter"];
-          out["pytorch_conv_gflop_s"] = p["conv_gflop_per_iter"].get<double>() / median(t[1]);
+          out["pytorch_conv_gflop_s"] = p["conv_gflop_per_iter"].get<double>() / median(sides[1].t);
         }
+        if (sides.size() > 2) out["pytorch_best_peak_rss_mb"] = sides[2].final["peak_rss_mb"];
         out["pytorch_blas"] = p["blas"];
+        out["pytorch_threading"] = p["threading"];
         out["torch"] = p["torch"];
+        if (!said_torch) {
+          said_torch = true;
+          const json& b = p["blas"];
+          const json& th = p["threading"];
+          std::string blas = b.value("name", std::string("?"));
+          if (b.contains("openblas_config"))
+            blas += fmt::format(" ({}; core {}; {} threads, {})", b["openblas_config"].get<std::string>(),
+                                b["openblas_core"].get<std::string>(), b["openblas_threads"].get<int>(),
+                                b["openblas_parallel"].get<std::string>());
+          std::fprintf(stderr, "bench: PyTorch %s: BLAS %s; ATen parallel backend %s, %d threads, %d inter-op; %s\n",
+                       p["torch"].get<std::string>().c_str(), blas.c_str(),
+                       th.value("backend", std::string("?")).c_str(), th.value("torch_threads", 0),
+                       th.value("interop_threads", 0),
+                       th.contains("libraries") ? fmt::format("{}", fmt::join(th["libraries"].get<std::vector<std::string>>(), ", ")).c_str()
+                                                : "");
+        }
       }
+      out["cpu_model"] = model;
+      out["fp32_peak_gflop_s"] = peak.gflop_s;
+      out["load_average"] = {load_before, load_average()};  // 1-minute, before and after: other jobs
       if (f.contains("profile_ms_per_iter")) out["framework_profile_ms_per_iter"] = f["profile_ms_per_iter"];
+      std::string alone_note;
+      if (alone) {
+        json a = json::object();
+        bool ok = true;
+        for (const auto& s : sides) {
+          const double same = value(s.t), by_itself = value(s.alone_t), rel = same / by_itself - 1.0;
+          a[s.key] = {{"same_run", same}, {"alone", by_itself}, {"rel_diff", rel}, {"alone_runs_seconds_per_iter", s.alone_t}};
+          const bool side_ok = std::fabs(rel) <= alone_tolerance;
+          ok = ok && side_ok;
+          alone_note += fmt::format("{}{} {}{:+.1f}%", alone_note.empty() ? "" : ", ", s.key, side_ok ? "" : "OFF ", 100 * rel);
+        }
+        out["alone"] = a;
+        out["alone_tolerance"] = alone_tolerance;
+        out["alone_ok"] = ok;
+        alone_note = fmt::format("; same run vs alone: {}{}", alone_note,
+                                 ok ? " (all within tolerance)" : fmt::format(" (more than {:.0f}% off: NOT clean)", 100 * alone_tolerance));
+      }
       std::printf("%s\n", out.dump().c_str());
       std::fflush(stdout);
+      std::string line = fmt::format("{}: framework {} {}", w, fmt_value(value(sides[0].t)), f["unit"].get<std::string>());
+      if (sides.size() > 1)
+        line += fmt::format(", PyTorch {} (ratio {:.2f})", fmt_value(value(sides[1].t)), out["ratio_default"].get<double>());
+      if (sides.size() > 2)
+        line += fmt::format(", PyTorch best {} (ratio {:.2f}; {})", fmt_value(value(sides[2].t)),
+                            out["ratio_best"].get<double>(), out["pytorch_best_config"].get<std::string>());
+      line += alone_note;
+      std::fprintf(stderr, "bench: %s\n", line.c_str());
+      summary.push_back(line);
+    }
+    if (summary.size() > 1) {
+      std::fprintf(stderr, "\nbench: summary (ratio = framework / PyTorch, above 1: the framework is faster)\n");
+      for (const auto& l : summary) std::fprintf(stderr, "  %s\n", l.c_str());
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench: error: %s\n", e.what());
