@@ -80,21 +80,53 @@ nlohmann::json Metrics::to_json(const std::vector<std::string>& class_names) con
 }
 
 namespace {
-// Two-sided exact binomial p-value for k successes out of n at p = 0.5.
+// Two-sided exact binomial p-value for k successes in n trials at p = 1/2. For p = 1/2 the rule of
+// scipy.stats.binomtest (add every outcome no more likely than k) is twice the smaller tail, capped at
+// 1. The tail is summed exactly as integers C(n, i) and scaled by 2^-n, so the only rounding is the last.
 double binomial_two_sided(int64_t k, int64_t n) {
+  DL_CHECK(n >= 0 && n <= 60 && k >= 0 && k <= n, "binomial_two_sided: k or n out of range");
   if (n == 0) return 1.0;
   int64_t m = std::min(k, n - k);
-  double p = 0;
-  for (int64_t i = 0; i <= m; ++i) p += std::exp(std::lgamma(n + 1.0) - std::lgamma(i + 1.0) - std::lgamma(n - i + 1.0) - n * std::log(2.0));
-  return std::min(1.0, 2 * p);
-}
-double percentile(std::vector<double> v, double q) {
-  std::sort(v.begin(), v.end());
-  double pos = q * static_cast<double>(v.size() - 1);
-  size_t lo = static_cast<size_t>(std::floor(pos)), hi = static_cast<size_t>(std::ceil(pos));
-  return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
+  uint64_t choose = 1, tail = 0;  // C(n, i) and the sum of C(n, 0..i); C(60, 30) < 2^60
+  for (int64_t i = 0; i <= m; ++i) {
+    tail += choose;
+    choose = choose * static_cast<uint64_t>(n - i) / static_cast<uint64_t>(i + 1);
+  }
+  return std::min(1.0, std::ldexp(static_cast<double>(2 * tail), -static_cast<int>(n)));
 }
 }  // namespace
+
+void for_each_bootstrap_resample(int64_t n, int64_t samples, uint64_t seed,
+                                 const std::function<void(const std::vector<int64_t>& indices)>& fn) {
+  if (n < 0 || samples < 0) fail("bootstrap: {} images and {} resamples; neither may be negative", n, samples);
+  Generator g(seed);
+  std::vector<int64_t> indices(static_cast<size_t>(n));
+  for (int64_t s = 0; s < samples; ++s) {
+    for (auto& j : indices) j = static_cast<int64_t>(g.below(static_cast<uint64_t>(n)));
+    fn(indices);
+  }
+}
+
+std::vector<std::vector<int64_t>> bootstrap_indices(int64_t n, int64_t samples, uint64_t seed) {
+  std::vector<std::vector<int64_t>> all;
+  for_each_bootstrap_resample(n, samples, seed, [&](const std::vector<int64_t>& idx) { all.push_back(idx); });
+  return all;
+}
+
+double percentile_linear(std::vector<double> v, double q) {
+  if (v.empty()) fail("percentile_linear: no values");
+  if (!(q >= 0.0 && q <= 1.0)) fail("percentile_linear: q must be in [0, 1], got {}", q);
+  std::sort(v.begin(), v.end());
+  double h = static_cast<double>(v.size() - 1) * q;
+  if (h >= static_cast<double>(v.size() - 1)) return v.back();
+  size_t j = static_cast<size_t>(std::floor(h));
+  double t = h - static_cast<double>(j), a = v[j], b = v[j + 1], d = b - a;
+  return t >= 0.5 ? b - d * (1.0 - t) : a + d * t;  // numpy's _lerp, both branches
+}
+
+Interval percentile_interval_95(const std::vector<double>& statistics) {
+  return {percentile_linear(statistics, 0.025), percentile_linear(statistics, 0.975)};
+}
 
 PairedComparison compare_paired(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b, int64_t samples,
                                 uint64_t seed) {
@@ -105,31 +137,29 @@ PairedComparison compare_paired(const std::vector<uint8_t>& a, const std::vector
   int64_t n = static_cast<int64_t>(a.size());
   double sa = 0, sb = 0;
   for (int64_t i = 0; i < n; ++i) {
-    sa += a[i];
-    sb += b[i];
+    sa += a[i] != 0;
+    sb += b[i] != 0;
     if (a[i] && !b[i]) r.a_only++;
     if (!a[i] && b[i]) r.b_only++;
   }
   r.diff = (sa - sb) / static_cast<double>(n);
-  Generator g(seed);
-  std::vector<double> diffs(samples);
-  for (int64_t s = 0; s < samples; ++s) {
+  std::vector<double> diffs;
+  diffs.reserve(static_cast<size_t>(std::max<int64_t>(samples, 0)));
+  for_each_bootstrap_resample(n, samples, seed, [&](const std::vector<int64_t>& idx) {
     int64_t d = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      uint64_t j = g.below(static_cast<uint64_t>(n));
-      d += static_cast<int64_t>(a[j]) - static_cast<int64_t>(b[j]);
-    }
-    diffs[s] = static_cast<double>(d) / static_cast<double>(n);
-  }
+    for (int64_t j : idx) d += static_cast<int64_t>(a[j] != 0) - static_cast<int64_t>(b[j] != 0);
+    diffs.push_back(static_cast<double>(d) / static_cast<double>(n));
+  });
   r.bootstrap_samples = samples;
-  if (samples > 0) {
-    r.ci_low = percentile(diffs, 0.025);
-    r.ci_high = percentile(diffs, 0.975);
+  if (!diffs.empty()) {
+    Interval ci = percentile_interval_95(diffs);
+    r.ci_low = ci.low;
+    r.ci_high = ci.high;
   }
   int64_t disc = r.a_only + r.b_only;
   if (disc > 0) {
-    double num = std::abs(static_cast<double>(r.a_only - r.b_only)) - 1.0;
-    r.mcnemar_chi2 = std::max(0.0, num) * std::max(0.0, num) / static_cast<double>(disc);
+    double num = std::max(0.0, std::abs(static_cast<double>(r.a_only - r.b_only)) - 1.0);
+    r.mcnemar_chi2 = num * num / static_cast<double>(disc);
   }
   if (disc < 25) {
     r.mcnemar_p = binomial_two_sided(r.a_only, disc);
@@ -141,24 +171,25 @@ PairedComparison compare_paired(const std::vector<uint8_t>& a, const std::vector
 
 F1Difference compare_macro_f1(const std::vector<int64_t>& labels, const std::vector<int64_t>& pa,
                               const std::vector<int64_t>& pb, int64_t num_classes, int64_t samples, uint64_t seed) {
+  if (labels.empty()) fail("compare_macro_f1: no images");
   F1Difference r;
   r.diff = compute_metrics(labels, pa, num_classes).macro.f1 - compute_metrics(labels, pb, num_classes).macro.f1;
-  Generator g(seed);
   size_t n = labels.size();
   std::vector<double> diffs;
   std::vector<int64_t> l(n), a(n), b(n);
-  for (int64_t s = 0; s < samples; ++s) {
+  for_each_bootstrap_resample(static_cast<int64_t>(n), samples, seed, [&](const std::vector<int64_t>& idx) {
     for (size_t i = 0; i < n; ++i) {
-      size_t j = static_cast<size_t>(g.below(n));
+      size_t j = static_cast<size_t>(idx[i]);
       l[i] = labels[j];
       a[i] = pa[j];
       b[i] = pb[j];
     }
     diffs.push_back(compute_metrics(l, a, num_classes).macro.f1 - compute_metrics(l, b, num_classes).macro.f1);
-  }
+  });
   if (!diffs.empty()) {
-    r.ci_low = percentile(diffs, 0.025);
-    r.ci_high = percentile(diffs, 0.975);
+    Interval ci = percentile_interval_95(diffs);
+    r.ci_low = ci.low;
+    r.ci_high = ci.high;
   }
   return r;
 }
