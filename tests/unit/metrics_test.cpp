@@ -56,3 +56,48 @@ TEST_CASE("most confused pairs are ordered by count") {
   CHECK(p[0].predicted_class == 2);
   CHECK(p[1].count == 3);
 }
+
+TEST_CASE("percentile_linear interpolates as numpy's default and the bootstrap replays its resamples") {
+  // h = (N - 1) q: 3 * 0.025 = 0.075 -> 1 + 0.075 * (2 - 1); 3 * 0.5 = 1.5 -> 2 - 0.5 * (3 - 2)
+  CHECK(percentile_linear({4.0, 1.0, 3.0, 2.0}, 0.025) == doctest::Approx(1.075));
+  CHECK(percentile_linear({4.0, 1.0, 3.0, 2.0}, 0.5) == 2.5);
+  CHECK(percentile_linear({4.0, 1.0, 3.0, 2.0}, 1.0) == 4.0);
+  CHECK(percentile_linear({7.0}, 0.975) == 7.0);
+  auto idx = bootstrap_indices(7, 3, 42);
+  REQUIRE(idx.size() == 3);
+  for (const auto& r : idx) {
+    REQUIRE(r.size() == 7);
+    for (int64_t j : r) CHECK((j >= 0 && j < 7));
+  }
+  CHECK(idx == bootstrap_indices(7, 3, 42));
+  CHECK(idx != bootstrap_indices(7, 3, 43));
+  // the interval compare_paired reports is the percentile interval of the statistic on those resamples
+  std::vector<uint8_t> a{1, 1, 0, 1, 0, 1, 1}, b{0, 1, 1, 0, 0, 1, 0};
+  auto many = bootstrap_indices(7, 200, 5);
+  std::vector<double> diffs;
+  for (const auto& r : many) {
+    int d = 0;
+    for (int64_t j : r) d += a[j] - b[j];
+    diffs.push_back(d / 7.0);
+  }
+  auto ci = percentile_interval_95(diffs);
+  auto pc = compare_paired(a, b, 200, 5);
+  CHECK(pc.ci_low == ci.low);
+  CHECK(pc.ci_high == ci.high);
+}
+
+TEST_CASE("McNemar: equal discordant counts give chi2 0 and p 1 on both branches") {
+  auto run = [](int a_only, int b_only) {
+    std::vector<uint8_t> a(200, 1), b(200, 1);
+    for (int i = 0; i < a_only; ++i) b[i] = 0;
+    for (int i = 0; i < b_only; ++i) a[100 + i] = 0;
+    return compare_paired(a, b, 0, 1);
+  };
+  auto small = run(6, 6), large = run(40, 40), off_by_one = run(41, 40);
+  CHECK(small.mcnemar_p == 1.0);
+  CHECK(large.mcnemar_chi2 == 0.0);  // max(0, |b - c| - 1)^2: the correction never overshoots past 0
+  CHECK(large.mcnemar_p == 1.0);
+  CHECK(off_by_one.mcnemar_chi2 == 0.0);
+  // exact: 24 discordant pairs, 20 vs 4 -> 2 * sum_{i<=4} C(24, i) / 2^24 = 2 * 12951 / 16777216
+  CHECK(run(20, 4).mcnemar_p == 2.0 * 12951.0 / 16777216.0);
+}
