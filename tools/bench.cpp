@@ -1,6 +1,6 @@
 // bench: the framework against PyTorch on the same machine, same workloads, same thread count.
 //
-//   bench [--workload W]... [--threads 2] [--runs 5] [--block 1] [--run-seconds 0.5]
+//   bench [--workload W]... [--threads 2] [--runs 5] [--block 1] [--run-seconds 0.5] [--idle stop|alive]
 //         [--no-pytorch] [--no-pytorch-best] [--alone [--alone-tolerance 0.05]] [--profile]
 //         [--python /usr/bin/python3] [--torch-script tools/bench_torch.py]
 //
@@ -42,7 +42,10 @@
 // sleeps in a blocking read while a side is timed, and the FP32 peak and the FLOP count run before any
 // side starts (the count in a short-lived process of its own). Timed runs go in blocks of --block runs
 // per side, in the order A B C, C B A, A B C, ... (so no side is always first after a switch); each
-// side's figure is the median of its --runs runs.
+// side's figure is the median of its --runs runs. "idle_sides_cpu_seconds" in the record (the stopped
+// sides' CPU time during the others' timed blocks, from /proc) shows that they did idle. --idle alive
+// keeps the old protocol (sides left running, blocked on their pipe, while another is timed) only to
+// show the difference.
 //
 // --alone checks that claim: after the same-run measurement, each side is started again with no other
 // side's process in existence, timed for --runs runs with the same iterations per run (and, for
@@ -57,7 +60,8 @@
 //    "ratio_default" (framework / pytorch; "ratio" is the same number, kept for old readers),
 //    "ratio_best" (framework / pytorch_best), "pytorch_best_config", "pytorch_best_candidates_ms_per_iter",
 //    "paired_ratio_median" (median over the pairs of runs of the same round), "threads", "batch", "runs",
-//    "block", "protocol", "iters_per_run", "run_seconds_per_iter" (every timed run, per side),
+//    "block", "protocol", "idle_sides_cpu_seconds" (CPU time the stopped sides used while another side was
+//    timed, read from /proc: 0 unless a stop failed), "iters_per_run", "run_seconds_per_iter" (every timed run, per side),
 //    "framework_ms_per_iter", "pytorch_ms_per_iter", "pytorch_best_ms_per_iter", "peak_rss_mb",
 //    "pytorch_peak_rss_mb", "rss_growth_mb" / "pytorch_rss_growth_mb" (peak minus the resident size
 //    before the workload was built), "conv_gflop_per_iter" (counted from the convolutions' shapes),
@@ -92,7 +96,9 @@
 #include <ctime>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -650,6 +656,19 @@ class Child {
     wait_for(WCONTINUED, "continue");
     stopped_ = false;
   }
+  // CPU time (user + system, all threads) the child has used so far, from /proc/<pid>/stat.
+  double cpu_seconds() const {
+    std::ifstream f(fmt::format("/proc/{}/stat", pid_));
+    std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const auto close_paren = stat.rfind(')');  // the command name may hold spaces
+    if (close_paren == std::string::npos) return 0;
+    std::istringstream rest(stat.substr(close_paren + 2));
+    std::string field;
+    double ticks = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i)
+      if (i == 14 || i == 15) ticks += std::stod(field);  // utime, stime
+    return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
   // "done": the child's final record; the child has exited when this returns.
   json finish() {
     if (stopped_) resume();
@@ -716,6 +735,7 @@ int main(int argc, char** argv) {
   int threads = 2, runs = 5, block = 1;
   int64_t iters_per_run = 0;
   double run_seconds = 0.5, alone_tolerance = 0.05;
+  std::string idle = "stop";
   bool no_pytorch = false, pytorch_best = true, alone = false, serve = false, count_flops = false, profile = false;
   std::string python = "/usr/bin/python3", script = std::string(DL_SOURCE_DIR) + "/tools/bench_torch.py";
   app.add_option("--workload", workloads, "workload(s) to run (default: all)")->check(CLI::IsMember(kWorkloads));
@@ -729,6 +749,11 @@ int main(int argc, char** argv) {
   app.add_flag("--pytorch-best,!--no-pytorch-best", pytorch_best,
                "also time PyTorch at its best (channels_last, inference_mode, frozen graph, foreach optimizers)")
       ->capture_default_str();
+  app.add_option("--idle", idle,
+                 "what the sides not being timed do: stop (SIGSTOP, the clean protocol) or alive (left running, "
+                 "blocked on their pipe: the old, contaminated protocol, kept to show the difference)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"stop", "alive"}));
   app.add_flag("--alone", alone, "also time each side with no other side's process alive, and compare");
   app.add_option("--alone-tolerance", alone_tolerance, "largest |same-run / alone - 1| counted as agreeing")
       ->capture_default_str();
@@ -775,8 +800,9 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     std::fprintf(stderr, "bench: %s, %ld CPUs online; FP32 FMA peak %.1f GFLOP/s (%s, %d threads, measured)\n",
                  model.c_str(), sysconf(_SC_NPROCESSORS_ONLN), peak.gflop_s, peak.isa.c_str(), threads);
-    std::fprintf(stderr, "bench: protocol: the idle sides are stopped (SIGSTOP) while one side is timed; blocks of %d "
-                 "run(s) per side; %d runs each%s\n", block, runs, alone ? "; then each side alone" : "");
+    std::fprintf(stderr, "bench: protocol: the idle sides are %s while one side is timed; blocks of %d run(s) per side; "
+                 "%d runs each%s\n", idle == "stop" ? "stopped (SIGSTOP)" : "left alive (--idle alive: NOT clean)",
+                 block, runs, alone ? "; then each side alone" : "");
 
     bool said_torch = false;
     std::vector<std::string> summary;
@@ -807,18 +833,28 @@ int main(int argc, char** argv) {
         s.child = std::make_unique<Child>(a, s.key + " " + w, env);
         s.ready = s.child->receive();
         s.iters = s.ready.at("iters_per_run").get<int64_t>();
-        s.child->stop();
+        if (idle == "stop") s.child->stop();
       }
-      // timed runs: blocks of `block` runs per side, A B C then C B A, ...; only the timed side runs
+      // timed runs: blocks of `block` runs per side, A B C then C B A, ...; only the timed side runs.
+      // The CPU time the stopped sides use meanwhile is measured too (it must be 0: the proof they idle).
+      double idle_cpu_s = 0;
+      auto idle_cpu = [&](const Side& timed) {
+        double c = 0;
+        for (const auto& o : sides)
+          if (&o != &timed) c += o.child->cpu_seconds();
+        return c;
+      };
       for (int round = 0; static_cast<int>(sides[0].t.size()) < runs; ++round) {
         for (size_t k = 0; k < sides.size(); ++k) {
           Side& s = sides[round % 2 == 0 ? k : sides.size() - 1 - k];
-          s.child->resume();
+          const double idle0 = idle_cpu(s);
+          if (idle == "stop") s.child->resume();
           for (int b = 0; b < block && static_cast<int>(s.t.size()) < runs; ++b) {
             s.child->send("run");
             s.t.push_back(s.child->receive().at("seconds_per_iter").get<double>());
           }
-          s.child->stop();
+          if (idle == "stop") s.child->stop();
+          idle_cpu_s += idle_cpu(s) - idle0;
         }
       }
       for (auto& s : sides) {
@@ -871,7 +907,9 @@ int main(int argc, char** argv) {
       out["batch"] = f["batch"];
       out["runs"] = runs;
       out["block"] = block;
-      out["protocol"] = "idle sides stopped (SIGSTOP) while one side is timed";
+      out["protocol"] = idle == "stop" ? "idle sides stopped (SIGSTOP) while one side is timed"
+                                       : "idle sides alive (not stopped) while one side is timed: contaminated";
+      out["idle_sides_cpu_seconds"] = idle_cpu_s;  // used by the stopped sides during the timed blocks
       json iters = json::object(), raw = json::object();
       for (const auto& s : sides) {
         iters[s.key] = s.iters;
@@ -945,7 +983,7 @@ int main(int argc, char** argv) {
       if (sides.size() > 2)
         line += fmt::format(", PyTorch best {} (ratio {:.2f}; {})", fmt_value(value(sides[2].t)),
                             out["ratio_best"].get<double>(), out["pytorch_best_config"].get<std::string>());
-      line += alone_note;
+      line += fmt::format("; idle sides used {:.2f} s CPU while another was timed", idle_cpu_s) + alone_note;
       std::fprintf(stderr, "bench: %s\n", line.c_str());
       summary.push_back(line);
     }
