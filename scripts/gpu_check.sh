@@ -1,81 +1,234 @@
 #!/usr/bin/env bash
-# One-shot check of the CUDA backend on a machine with a GPU (docs/cuda.md), in about 8 minutes
-# on an H200: configure with -DDL_CUDA=ON, build what the check needs, run every `cuda`-labelled
-# test, the SGEMM kernel lab and bench_cuda. Everything is logged under $OUT/gpu_check (or
-# <build>/gpu_check when OUT is unset); summary.txt says what passed.
+# The one check of the CUDA backend on a machine with a GPU (docs/cuda.md, "Running the GPU check").
 #
-#   scripts/gpu_check.sh            build into build-gpu/
-#   BUILD=dir scripts/gpu_check.sh  another build directory
-#   QUICK=1 scripts/gpu_check.sh    bench_cuda --quick (smaller batches, fewer repetitions)
+#   scripts/gpu_check.sh                      everything lands in ./gpu_check_out (or $OUT)
+#   OUT=/some/dir BUILD=build-gpu scripts/gpu_check.sh
+#
+# Steps, in order; each runs under `timeout` with the budget below (seconds, override by
+# environment), a failed or timed-out step is recorded and the next one runs anyway:
+#   configure  cmake -DDL_CUDA=ON -DDL_BUILD_TESTS=ON into $BUILD
+#   build      only what is run below: test_cuda_* (tests/cuda/*.cpp), sgemm_lab, bench_cuda, -j $(nproc)
+#   probe      is a GPU really used? (otherwise every CUDA test skips, and the script fails)
+#   ctest      ctest -L cuda with DL_CUDA_SYNC=1 (a fault names its kernel), JUnit to ctest-cuda.xml
+#   memcheck   compute-sanitizer --tool memcheck over every CUDA suite (minus $SANITIZE_EXCLUDE)
+#   racecheck  compute-sanitizer --tool racecheck over $RACECHECK_SUITES (the shared-memory kernels)
+#   sgemm_lab  the SGEMM kernel lab against cuBLAS
+#   bench      bench_cuda (--quick unless FULL_BENCH=1)
+# The sanitizer steps run only where compute-sanitizer is found (PATH, $CUDA_HOME/bin,
+# /usr/local/cuda/bin); otherwise they are listed as NOT RUN.
+#
+# Budgets: sized for an H200 machine with 16 cores, about 8 minutes in all (the build is most of
+# it). B_TOTAL caps the whole script: a step never gets more than what is left of it, so the script
+# ends within B_TOTAL plus a few seconds even when every step runs to its budget.
+B_CONFIGURE=${B_CONFIGURE:-45}
+B_BUILD=${B_BUILD:-240}
+B_PROBE=${B_PROBE:-20}
+B_CTEST=${B_CTEST:-75}
+B_MEMCHECK=${B_MEMCHECK:-60}
+B_RACECHECK=${B_RACECHECK:-45}
+B_SGEMM_LAB=${B_SGEMM_LAB:-20}
+B_BENCH=${B_BENCH:-45}
+B_TOTAL=${B_TOTAL:-540}
+SANITIZE_EXCLUDE=${SANITIZE_EXCLUDE:-'*2^31*,*not reused early*'}  # too slow under a sanitizer
+RACECHECK_SUITES=${RACECHECK_SUITES:-"reduce_test nn_test"}
+#
+# Output under $OUT: summary.txt (the table printed at the end), env.txt, one <step>.log per step,
+# ctest-cuda.xml (JUnit), memcheck/<suite>.log, racecheck/<suite>.log, sgemm_lab.txt, bench_cuda.txt.
+# Statuses: PASS; FAIL; TIMEOUT (killed at its budget); SKIPPED (ran, but without a GPU it checked
+# nothing: a CUDA case that cannot run exits 77 and ctest counts it as skipped); NOT RUN.
+# Exit status: 0 only when a GPU was used and no step failed or timed out.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 BUILD=${BUILD:-build-gpu}
-LOG=${OUT:-$ROOT/$BUILD}/gpu_check
-mkdir -p "$LOG"
+case "$BUILD" in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+OUT=${OUT:-$ROOT/gpu_check_out}
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
 JOBS=$(nproc 2>/dev/null || echo 8)
-SUMMARY=$LOG/summary.txt
-: >"$SUMMARY"
-start=$(date +%s)
-note() { echo "[$(($(date +%s) - start))s] $*" | tee -a "$SUMMARY"; }
+T0=$(date +%s)
 
-note "gpu_check: $(git rev-parse --short HEAD 2>/dev/null || echo unknown) in $ROOT, $JOBS cores"
-(nvidia-smi || echo "nvidia-smi failed") >"$LOG/nvidia-smi.txt" 2>&1
-note "GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo none)"
+steps=() statuses=() seconds=() notes=()
+record() {  # name status secs note
+  steps+=("$1") statuses+=("$2") seconds+=("$3") notes+=("$4")
+  printf '[%4ds] %-10s %-8s %s\n' "$(($(date +%s) - T0))" "$1" "$2" "$4"
+}
+# The budget a step may use: its own, but never past B_TOTAL (minus 5 s to write the summary).
+budget() {
+  local left=$((B_TOTAL - ($(date +%s) - T0) - 5))
+  ((left < 1)) && left=1  # `timeout 0` would mean no limit at all
+  ((left < $1)) && echo "$left" || echo "$1"
+}
+status_of_rc() {  # rc -> PASS / TIMEOUT / FAIL
+  case $1 in 0) echo PASS ;; 124 | 137) echo TIMEOUT ;; *) echo FAIL ;; esac
+}
+# A step that succeeded without a GPU checked nothing on one: SKIPPED, not PASS.
+gpu_status() {  # status -> status
+  if [ "$1" = PASS ] && [ "$gpu_used" != 1 ]; then echo SKIPPED; else echo "$1"; fi
+}
 
-# ---- configure and build (only the targets the check runs) ----------------------------------------
+# ---- environment ------------------------------------------------------------------------------------
+{
+  echo "commit: $(git rev-parse HEAD 2>/dev/null || echo unknown) $(git status --porcelain 2>/dev/null | grep -q . && echo '(with local changes)')"
+  echo "host: $(hostname) cores: $JOBS date: $(date -u +%FT%TZ)"
+  echo "budgets: configure $B_CONFIGURE build $B_BUILD probe $B_PROBE ctest $B_CTEST memcheck $B_MEMCHECK racecheck $B_RACECHECK sgemm_lab $B_SGEMM_LAB bench $B_BENCH total $B_TOTAL"
+  nvidia-smi 2>&1 || echo "nvidia-smi: not available"
+  (nvcc --version || /usr/local/cuda/bin/nvcc --version) 2>&1 | tail -2
+} >"$OUT/env.txt" 2>&1
+
+# ---- configure ----------------------------------------------------------------------------------------
 gen=()
-command -v ninja >/dev/null && gen=(-G Ninja)
-if ! timeout 300 cmake -S "$ROOT" -B "$BUILD" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DDL_CUDA=ON \
-    >"$LOG/configure.log" 2>&1; then
-  note "FAILED: configure (see configure.log)"
-  tail -30 "$LOG/configure.log"
-  exit 1
-fi
-grep -E "dl: (CUDA|cuDNN)" "$LOG/configure.log" | tee -a "$SUMMARY"
+command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)
+[ -f "$BUILD/CMakeCache.txt" ] && gen=()  # keep the generator an existing build dir was made with
+s=$(date +%s)
+timeout -k 5 "$(budget "$B_CONFIGURE")" cmake -S "$ROOT" -B "$BUILD" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
+  -DDL_CUDA=ON -DDL_BUILD_TESTS=ON >"$OUT/configure.log" 2>&1
+rc=$?
+record configure "$(status_of_rc $rc)" $(($(date +%s) - s)) "$(grep -Eo 'dl: (CUDA backend|cuDNN).*' "$OUT/configure.log" | paste -sd';' -)"
+
+# ---- build: only the targets run below ------------------------------------------------------------
+suites=()
+for f in tests/cuda/*.cpp; do suites+=("$(basename "$f" .cpp)"); done
 targets=(sgemm_lab bench_cuda)
-for f in tests/cuda/*.cpp; do targets+=("test_cuda_$(basename "$f" .cpp)"); done
-if ! timeout 420 cmake --build "$BUILD" -j "$JOBS" --target "${targets[@]}" >"$LOG/build.log" 2>&1; then
-  note "FAILED: build (see build.log)"
-  grep -E "error|Error" "$LOG/build.log" | head -40
-  exit 1
-fi
-note "built: ${targets[*]}"
-
-# ---- tests: DL_CUDA_SYNC=1 synchronises after every kernel, so a fault names its kernel --------------
-status=0
-if DL_CUDA_SYNC=1 timeout 300 ctest --test-dir "$BUILD" -L cuda -FA '.*' -j 4 --output-on-failure \
-    --output-junit "$LOG/ctest-cuda.xml" >"$LOG/ctest-cuda.log" 2>&1; then
-  note "ctest -L cuda: all passed"
+for s_ in "${suites[@]}"; do targets+=("test_cuda_$s_"); done
+s=$(date +%s)
+if [ "${statuses[0]}" = PASS ]; then
+  timeout -k 5 "$(budget "$B_BUILD")" cmake --build "$BUILD" --target "${targets[@]}" -j "$JOBS" >"$OUT/build.log" 2>&1
+  rc=$?
+  record build "$(status_of_rc $rc)" $(($(date +%s) - s)) "${#targets[@]} targets, -j $JOBS$( ((rc != 0 && rc != 124)) && echo "; first error: $(grep -m1 -E 'error' "$OUT/build.log" | cut -c1-120)")"
 else
-  status=1
-  note "ctest -L cuda: FAILURES (see ctest-cuda.log)"
-fi
-grep -E "tests passed|tests failed|\*\*\*Failed|Timeout|Not Run" "$LOG/ctest-cuda.log" | tee -a "$SUMMARY"
-# without a usable GPU every case passes as skipped: say so loudly
-"$BUILD/tests/test_cuda_backend_test" -tc='*without a GPU*' -s >"$LOG/probe.txt" 2>&1
-if grep -q "using GPU: " "$LOG/probe.txt"; then
-  note "probe: $(grep -m1 -o 'using GPU: .*' "$LOG/probe.txt")"
-else
-  status=1
-  note "NO USABLE GPU, the cuda tests were skipped: $(grep -m1 -o 'no GPU: .*' "$LOG/probe.txt")"
+  record build "NOT RUN" 0 "configure failed"
 fi
 
-# ---- the SGEMM lab and the benchmark ------------------------------------------------------------------
-if timeout 150 "$BUILD/bin/sgemm_lab" 1024 4096 8192 >"$LOG/sgemm_lab.txt" 2>&1; then
-  note "sgemm_lab: all kernel versions agree with cuBLAS"
+# ---- probe: without a usable GPU every CUDA case skips, which must not read as a pass -------------------
+export DL_CUDA_SYNC=1
+backend_test=$BUILD/tests/test_cuda_backend_test
+gpu_used=0
+s=$(date +%s)
+if [ -x "$backend_test" ]; then
+  timeout -k 5 "$(budget "$B_PROBE")" "$backend_test" -tc='*without a GPU*' -s >"$OUT/probe.log" 2>&1
+  rc=$?
+  if grep -q "using GPU: " "$OUT/probe.log"; then
+    gpu_used=1
+    record probe "$(status_of_rc $rc)" $(($(date +%s) - s)) "$(grep -m1 -o 'using GPU: .*' "$OUT/probe.log")"
+  else
+    record probe FAIL $(($(date +%s) - s)) "NO USABLE GPU: $(grep -m1 -o 'no GPU: .*' "$OUT/probe.log" | cut -c1-150)"
+  fi
 else
-  status=1
-  note "sgemm_lab: FAILED or timed out (see sgemm_lab.txt)"
+  record probe "NOT RUN" 0 "test_cuda_backend_test not built"
 fi
-bench_args=()
-[ "${QUICK:-0}" = 1 ] && bench_args=(--quick)
-if timeout 240 "$BUILD/bin/bench_cuda" "${bench_args[@]}" >"$LOG/bench_cuda.txt" 2>&1; then
-  note "bench_cuda: done (bench_cuda.txt)"
+
+# ---- ctest -L cuda -----------------------------------------------------------------------------------
+s=$(date +%s)
+if compgen -G "$BUILD/tests/test_cuda_*" >/dev/null; then
+  b=$(budget "$B_CTEST")
+  # --stop-time ends the run (with the JUnit file written) before the outer timeout would kill it;
+  # -FA '.*' leaves out fixture set-ups (the PyTorch fixtures), which no CUDA test needs
+  timeout -k 5 "$b" ctest --test-dir "$BUILD" -L cuda -FA '.*' -j 4 --output-on-failure \
+    --stop-time "$(date -d "+$((b > 10 ? b - 5 : b)) seconds" +%H:%M:%S)" \
+    --output-junit "$OUT/ctest-cuda.xml" >"$OUT/ctest.log" 2>&1
+  rc=$?
+  passed=$(grep -cE 'Test +#[0-9]+: .* Passed' "$OUT/ctest.log")
+  skipped=$(grep -cE 'Test +#[0-9]+: .*\*\*\*Skipped' "$OUT/ctest.log")
+  failed=$(grep -cE 'Test +#[0-9]+: .*\*\*\*(Failed|Exception|Timeout)|\*\*\*Not Run' "$OUT/ctest.log")
+  st=$(gpu_status "$(status_of_rc $rc)")
+  [ "$st" = PASS ] && ((passed == 0 && skipped > 0)) && st=SKIPPED
+  record ctest "$st" $(($(date +%s) - s)) "$passed passed, $failed failed, $skipped skipped (ctest-cuda.xml)"
 else
-  status=1
-  note "bench_cuda: FAILED or timed out (see bench_cuda.txt)"
+  record ctest "NOT RUN" 0 "no test_cuda_* built"
 fi
-cat "$LOG/sgemm_lab.txt" "$LOG/bench_cuda.txt" >>"$SUMMARY" 2>/dev/null
-note "gpu_check finished with status $status; logs in $LOG"
-exit $status
+
+# ---- compute-sanitizer: memcheck over every suite, racecheck over the shared-memory ones -------------
+sanitizer=$(command -v compute-sanitizer || true)
+for d in "${CUDA_HOME:-/usr/local/cuda}/bin" /usr/local/cuda/bin; do
+  [ -z "$sanitizer" ] && [ -x "$d/compute-sanitizer" ] && sanitizer=$d/compute-sanitizer
+done
+# run_sanitizer tool budget suites...: every suite at once (one process each, the GPU is shared),
+# each killed at the step's budget; the step passes when every suite exits 0 with no report.
+run_sanitizer() {
+  local tool=$1 b=$2
+  shift 2
+  local dir=$OUT/$tool s_ pids=() n_pass=0 n_skip=0 n_fail=0 n_time=0 n_err=0 bad=""
+  mkdir -p "$dir"
+  for s_ in "$@"; do
+    local exe=$BUILD/tests/test_cuda_$s_
+    [ -x "$exe" ] || { echo "not built" >"$dir/$s_.log"; echo 1 >"$dir/$s_.rc"; continue; }
+    (
+      timeout -k 5 "$b" "$sanitizer" --tool "$tool" --error-exitcode 86 --print-limit 50 \
+        "$exe" --test-case-exclude="$SANITIZE_EXCLUDE" >"$dir/$s_.log" 2>&1
+      echo $? >"$dir/$s_.rc"
+    ) &
+    pids+=($!)
+  done
+  [ ${#pids[@]} -gt 0 ] && wait "${pids[@]}"
+  for s_ in "$@"; do
+    local r
+    r=$(cat "$dir/$s_.rc" 2>/dev/null || echo 1)
+    case $r in
+      0) n_pass=$((n_pass + 1)) ;;
+      77) n_skip=$((n_skip + 1)) ;;
+      124 | 137) n_time=$((n_time + 1)) bad+=" $s_(timeout)" ;;
+      86) n_err=$((n_err + 1)) bad+=" $s_(errors)" ;;
+      *) n_fail=$((n_fail + 1)) bad+=" $s_(exit $r)" ;;
+    esac
+  done
+  local st=PASS
+  ((n_time > 0)) && st=TIMEOUT
+  ((n_fail + n_err > 0)) && st=FAIL
+  [ "$st" = PASS ] && ((n_pass == 0 && n_skip > 0)) && st=SKIPPED
+  SAN_STATUS=$(gpu_status "$st")
+  SAN_NOTE="$# suites: $n_pass clean, $n_skip skipped, $n_err with reports, $n_fail failed, $n_time timed out${bad:+:$bad}"
+}
+for tool in memcheck racecheck; do
+  s=$(date +%s)
+  if [ -z "$sanitizer" ]; then
+    record "$tool" "NOT RUN" 0 "compute-sanitizer not found (PATH, \$CUDA_HOME/bin, /usr/local/cuda/bin)"
+    continue
+  fi
+  if ! compgen -G "$BUILD/tests/test_cuda_*" >/dev/null; then
+    record "$tool" "NOT RUN" 0 "no test_cuda_* built"
+    continue
+  fi
+  if [ "$tool" = memcheck ]; then
+    run_sanitizer memcheck "$(budget "$B_MEMCHECK")" "${suites[@]}"
+  else
+    # shellcheck disable=SC2086
+    run_sanitizer racecheck "$(budget "$B_RACECHECK")" $RACECHECK_SUITES
+  fi
+  record "$tool" "$SAN_STATUS" $(($(date +%s) - s)) "$SAN_NOTE ($tool/)"
+done
+
+# ---- the SGEMM lab and the benchmark -----------------------------------------------------------------
+s=$(date +%s)
+if [ -x "$BUILD/bin/sgemm_lab" ]; then
+  timeout -k 5 "$(budget "$B_SGEMM_LAB")" "$BUILD/bin/sgemm_lab" 1024 4096 8192 >"$OUT/sgemm_lab.txt" 2>&1
+  rc=$?
+  record sgemm_lab "$(gpu_status "$(status_of_rc $rc)")" $(($(date +%s) - s)) \
+    "sgemm_lab.txt$( ((rc != 0)) || [ "$gpu_used" != 1 ] && echo ": $(tail -1 "$OUT/sgemm_lab.txt" | cut -c1-120)")"
+else
+  record sgemm_lab "NOT RUN" 0 "not built"
+fi
+s=$(date +%s)
+if [ -x "$BUILD/bin/bench_cuda" ]; then
+  bench_args=(--quick)
+  [ "${FULL_BENCH:-0}" = 1 ] && bench_args=()
+  timeout -k 5 "$(budget "$B_BENCH")" "$BUILD/bin/bench_cuda" "${bench_args[@]}" >"$OUT/bench_cuda.txt" 2>&1
+  rc=$?
+  record bench "$(gpu_status "$(status_of_rc $rc)")" $(($(date +%s) - s)) \
+    "bench_cuda ${bench_args[*]} -> bench_cuda.txt$( ((rc != 0)) || [ "$gpu_used" != 1 ] && echo ": $(tail -1 "$OUT/bench_cuda.txt" | cut -c1-120)")"
+else
+  record bench "NOT RUN" 0 "not built"
+fi
+
+# ---- summary ----------------------------------------------------------------------------------------
+overall=0
+[ "$gpu_used" = 1 ] || overall=1
+{
+  printf '%-10s %-8s %7s  %s\n' step status seconds note
+  for i in "${!steps[@]}"; do
+    printf '%-10s %-8s %7s  %s\n' "${steps[$i]}" "${statuses[$i]}" "${seconds[$i]}" "${notes[$i]}"
+    case ${statuses[$i]} in FAIL | TIMEOUT) overall=1 ;; esac
+  done
+  printf '%-10s %-8s %7s  %s\n' total "$([ $overall = 0 ] && echo PASS || echo FAIL)" $(($(date +%s) - T0)) \
+    "$([ "$gpu_used" = 1 ] && echo "output in $OUT" || echo "no GPU was used: nothing above ran on a GPU; output in $OUT")"
+} | tee "$OUT/summary.txt"
+exit $overall

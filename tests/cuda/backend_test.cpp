@@ -190,6 +190,43 @@ TEST_CASE("streams: kernels follow the current stream, wait() and record_stream 
   CHECK(other_thread_default);
 }
 
+TEST_CASE("streams: a block freed while another stream still reads it is not reused early, without record_stream") {
+  DL_SKIP_WITHOUT_CUDA();
+  // `side` is made to lag behind long GEMMs on `slow`; it then reads x, and x is freed on the host
+  // before `side` has run. No record_stream: the allocator must keep x's block out of the default
+  // stream's pool until `side` is done, or the fill below would overwrite x before `side` reads it.
+  cuda::Stream slow = cuda::Stream::create(), side = cuda::Stream::create();
+  const int64_t n = int64_t(1) << 20;
+  const TensorOptions f32_gpu{DType::Float32, gpu()};
+  Tensor a = full({4096, 4096}, 1e-3, f32_gpu);  // (4096, 4096), default stream
+  Tensor y;
+  const void* x_block = nullptr;
+  {
+    Tensor x = to_gpu(arange(0.0, static_cast<double>(n), 1.0, DType::Float32));  // (n), default stream
+    x_block = x.raw_data();
+    {
+      cuda::StreamGuard guard(slow);
+      slow.wait(cuda::Stream());  // a was written on the default stream
+      Tensor big = a;
+      for (int i = 0; i < 4; ++i) big = ops::matmul(big, a);  // ~0.5 TFLOP: milliseconds of work
+    }
+    cuda::StreamGuard guard(side);
+    side.wait(slow);
+    side.wait(cuda::Stream());  // x was written on the default stream
+    y = ops::binary_scalar(ops::BinaryOp::Mul, x, 2.0);  // (n), queued behind the GEMMs
+  }  // x freed here; `side` has not read it yet
+  Tensor z = empty({n}, f32_gpu);  // x's size class, on the default stream
+  if (!side.query())
+    CHECK_MESSAGE(z.raw_data() != x_block, "x's block was handed out while the side stream still had to read it");
+  else
+    MESSAGE("the side stream finished before the check: the block-identity check was not exercised");
+  ops::fill_(z, -1.0);
+  cuda::Stream().wait(side);
+  Tensor expect = ops::binary_scalar(ops::BinaryOp::Mul, arange(0.0, static_cast<double>(n), 1.0, DType::Float32), 2.0);
+  CHECK_GPU_CLOSE(y, expect, 0.0, 0.0);
+  cuda::synchronize();
+}
+
 TEST_CASE("DL_CUDA_CHECK names the failed call, the error and the place (with or without a GPU)") {
 #ifdef DL_WITH_CUDA
   bool threw = false;
