@@ -578,6 +578,31 @@ std::vector<std::string> child_environment(int threads) {
   return env;
 }
 
+// The live children, so that a driver ended by a signal does not leave them stopped forever: the
+// handler passes the signal on, continues them (a stopped process only acts on it once continued),
+// and ends the driver the way the signal would have.
+constexpr int kMaxChildren = 8;
+std::atomic<pid_t> g_children[kMaxChildren];
+
+void on_fatal_signal(int sig) {
+  for (auto& c : g_children) {
+    const pid_t p = c.load();
+    if (p > 0) {
+      kill(p, SIGTERM);
+      kill(p, SIGCONT);
+    }
+  }
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+void register_child(pid_t p, pid_t old) {
+  for (auto& c : g_children) {
+    pid_t expected = old;
+    if (c.compare_exchange_strong(expected, p)) return;
+  }
+}
+
 // A child process with a pipe to its stdin and one from its stdout; stderr passes through. It can be
 // stopped (SIGSTOP) while another side is timed and continued (SIGCONT) for its own runs.
 class Child {
@@ -609,6 +634,7 @@ class Child {
       pid_ = -1;
       fail("bench: could not start '{}': {}", args[0], std::strerror(rc));
     }
+    register_child(pid_, 0);
     to_ = fdopen(in[1], "w");
     from_ = fdopen(out[0], "r");
   }
@@ -687,6 +713,7 @@ class Child {
       if (r < 0 && errno == EINTR) continue;
       if (r < 0) fail("bench: waiting for {} to {}: {}", who_, what, std::strerror(errno));
       if (WIFEXITED(status) || WIFSIGNALED(status)) {
+        register_child(0, pid_);
         pid_ = -1;
         fail("bench: {} ended while it should {} (see its messages above)", who_, what);
       }
@@ -703,6 +730,7 @@ class Child {
     int status = 0;
     while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
+    register_child(0, pid_);
     pid_ = -1;
   }
   std::string who_;
@@ -776,6 +804,7 @@ int main(int argc, char** argv) {
     if (len <= 0) fail("bench: cannot find its own executable (/proc/self/exe)");
     self[len] = '\0';
     const std::vector<std::string> env = child_environment(threads);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) signal(sig, on_fatal_signal);
 
     // the machine, once: before any child exists
     const std::string model = cpu_model();
