@@ -1,14 +1,57 @@
 #include "test_util.h"
 
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <mutex>
 
 #include "models/io/safetensors.h"
 #include "tensor/ops.h"
 
+extern char** environ;
+
 namespace dl::test {
+
+namespace {
+std::atomic<int> g_skipped{0};
+}
+
+void mark_skipped(const std::string& reason) {
+  ++g_skipped;
+  MESSAGE("SKIPPED: " << reason);
+  std::printf("SKIPPED: %s\n", reason.c_str());
+  std::fflush(stdout);
+}
+
+int skipped_count() { return g_skipped.load(); }
+
+ProgramResult run_program(const std::vector<std::string>& args, const std::string& log) {
+  REQUIRE(!args.empty());
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  int rc = posix_spawn(&pid, args[0].c_str(), &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  REQUIRE_MESSAGE(rc == 0, "could not start " << args[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  std::ifstream f(log);
+  std::string out((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out};
+}
 
 std::string source_dir() {
   const char* d = std::getenv("DL_SOURCE_DIR");

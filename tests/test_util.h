@@ -6,12 +6,21 @@
 #include <initializer_list>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "autograd/gradcheck.h"
 #include "tensor/tensor.h"
 
 namespace dl::test {
+
+// Skipping. A case that cannot run on this machine calls DL_SKIP("why") and returns; the test
+// process then exits with kSkipReturnCode (ctest's SKIP_RETURN_CODE), so ctest reports it as
+// skipped, with the reason in its output, never as passed.
+inline constexpr int kSkipReturnCode = 77;
+void mark_skipped(const std::string& reason);
+int skipped_count();
 
 // The source tree and the folder of built programs (env DL_SOURCE_DIR / DL_BIN_DIR override).
 std::string source_dir();
@@ -22,6 +31,14 @@ std::string fixtures_dir();
 // Returns nullopt when missing, so a test can say which fixture is absent.
 std::optional<Tensor> load_fixture(const std::string& group, const std::string& name);
 Tensor fixture(const std::string& group, const std::string& name);  // fails the test when missing
+
+// Runs args[0] with args[1..] (no shell), its stdout and stderr together into the file `log`;
+// returns the exit code (128 + signal when killed) and what it printed.
+struct ProgramResult {
+  int code;
+  std::string output;
+};
+ProgramResult run_program(const std::vector<std::string>& args, const std::string& log);
 
 // A seeded uniform [lo, hi) float64 tensor: a leaf that requires grad (a gradcheck input), or not.
 Tensor random_input(const Shape& shape, uint64_t seed, double lo = -1.0, double hi = 1.0, bool requires_grad = true);
@@ -50,6 +67,15 @@ inline void check_throws_with(Fn&& fn, std::initializer_list<std::string> parts)
 }
 
 }  // namespace dl::test
+
+// DL_SKIP(reason): ends the current case as skipped (see kSkipReturnCode); reason is streamed.
+#define DL_SKIP(reason)                                   \
+  do {                                                    \
+    std::ostringstream dl_skip_os_;                       \
+    dl_skip_os_ << reason;                                \
+    ::dl::test::mark_skipped(dl_skip_os_.str());          \
+    return;                                               \
+  } while (0)
 
 // CHECK_CLOSE(actual, expected, rtol, atol)
 #define CHECK_CLOSE(a, b, rtol, atol)                         \

@@ -1,7 +1,7 @@
 #pragma once
 // Shared by the CUDA suites (tests/cuda/*.cpp, ctest label `cuda`): every case starts with
-// DL_SKIP_WITHOUT_CUDA(), which ends it with a message saying why when no GPU can be used, so the
-// suites pass (as skipped) on CPU-only machines and in builds without CUDA.
+// DL_SKIP_WITHOUT_CUDA(), which ends it as skipped (DL_SKIP: ctest counts it as skipped, with the
+// reason) when no GPU can be used: on CPU-only machines and in builds without CUDA.
 //
 // The pattern of a check: run the same op on a CPU tensor and on its copy on the GPU, and
 // compare the GPU result (copied back) with the CPU one, with a tolerance next to the tensors.
@@ -17,10 +17,8 @@
 #ifndef DL_TEST_FAKE_GPU
 #define DL_SKIP_WITHOUT_CUDA()                                          \
   do {                                                                  \
-    if (!::dl::cuda::is_available()) {                                  \
-      MESSAGE("skipped: " << ::dl::cuda::unavailable_reason());         \
-      return;                                                           \
-    }                                                                   \
+    if (!::dl::cuda::is_available())                                    \
+      DL_SKIP("no GPU: " << ::dl::cuda::unavailable_reason());          \
   } while (0)
 #else
 // A check of the suites themselves on a machine without a GPU: compiled with -DDL_TEST_FAKE_GPU

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include "unit/file_test_util.h"
+#include "test_util.h"
 
 #include <cmath>
 #include <cstdlib>
@@ -667,11 +668,9 @@ TEST_CASE("weights_io: every truncation and random corruption gives a dl::Error 
 
 TEST_CASE("weights_io: torch.save fixtures") {
   const char* dir = fixtures_dir();
-  if (!dir) {
-    MESSAGE("DL_FIXTURES_DIR is not set; skipping the torch.save fixture checks (generate them "
-            "with /usr/bin/python3 tests/fixtures/make_weight_fixtures.py DIR)");
-    return;
-  }
+  if (!dir)
+    DL_SKIP("DL_FIXTURES_DIR is not set, so the torch.save fixtures are not there (ctest's make_torch_fixtures "
+            "writes them; by hand: /usr/bin/python3 tests/fixtures/make_weight_fixtures.py DIR)");
   const fs::path d(dir);
   const auto small_json = read_json((d / "small.json").string());
 
@@ -719,10 +718,7 @@ TEST_CASE("weights_io: torch.save fixtures") {
 
 TEST_CASE("weights_io: hand-written safetensors fixture") {
   const char* dir = fixtures_dir();
-  if (!dir) {
-    MESSAGE("DL_FIXTURES_DIR is not set; skipping the safetensors fixture check");
-    return;
-  }
+  if (!dir) DL_SKIP("DL_FIXTURES_DIR is not set, so the safetensors fixture is not there");
   const fs::path d(dir);
   const auto exp = read_json((d / "small_safetensors.json").string());
   std::map<std::string, std::string> meta;
