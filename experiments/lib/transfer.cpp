@@ -18,7 +18,9 @@ void TransferOptions::add_to(CLI::App& app) {
   app.add_option("--image-size", image_size, "the 28x28 images are resized to this (224 as ImageNet; 64 is ~12x cheaper)")
       ->check(CLI::Range(32, 512));
   app.add_option("--cache-dir", cache_dir, "where extracted features are kept (default: next to the run folder)");
-  app.add_flag("--stand-in-weights", stand_in_weights, "the weights are a randomly initialised stand-in (say so in the report)");
+  app.add_flag("--stand-in-weights", stand_in_weights,
+               "the weights are a randomly initialised stand-in (the report says so; a file whose digest is "
+               "torchvision's is still reported as verified)");
 }
 
 std::string missing_weights_message(const std::string& path) {
@@ -79,7 +81,9 @@ FeatureSet features_for(const TransferOptions& t, const StudyData& d, const Comm
   f.train_labels = gather_labels(d.train_set, d.train_idx);
   f.val_labels = gather_labels(d.train_set, d.val_idx);
   f.test_labels = gather_labels(d.test_set, d.test_idx);
-  f.weights_sha256 = io::sha256_file(t.weights);
+  f.identity = models::identify_weights(t.weights, t.stand_in_weights);
+  f.weights_sha256 = f.identity.file_sha256;
+  log.info(fmt::format("weights '{}': {}; {}", t.weights, f.identity.label(), f.identity.how));
   std::string key_text =
       fmt::format("{}|{}|{}|{}|{}|{}|{}", f.weights_sha256, t.image_size, d.train_set.images_path, d.test_set.images_path,
                   hash_indices(d.train_idx), hash_indices(d.val_idx), hash_indices(d.test_idx));
@@ -166,7 +170,11 @@ nlohmann::json transfer_config(const std::string& program, const CommonOptions& 
   config["optimizer"] = "Adam";
   config["weights"] = t.weights;
   config["weights_sha256"] = f.weights_sha256;
-  config["stand_in_weights"] = t.stand_in_weights;
+  config["weights_tensors_sha256"] = f.identity.tensors_sha256;
+  config["weights_origin"] = f.identity.origin_name();
+  config["weights_label"] = f.identity.label();
+  config["weights_identified_by"] = f.identity.how;
+  config["stand_in_weights"] = f.identity.origin == models::WeightsOrigin::StandIn;
   config["image_size"] = t.image_size;
   config["input_pipeline"] = "uint8 28x28 -> [0,1] -> bilinear resize -> 3 channels -> ImageNet mean/std";
   return config;
@@ -177,11 +185,10 @@ nlohmann::json transfer_description(const std::string& key, const std::string& d
   models::ResNet18 probe(static_cast<int64_t>(data::kFashionMnistClasses));
   int64_t total = probe.num_parameters();
   int64_t head = probe.fc->num_parameters();
+  const models::WeightsIdentity& id = f.identity;
   nlohmann::json j = {{"model", key},
                       {"display_name", display},
-                      {"architecture", fmt::format("ResNet18 ({}), {}x{} input",
-                                                   t.stand_in_weights ? "stand-in weights, not ImageNet's" : "ImageNet-pretrained",
-                                                   t.image_size, t.image_size)},
+                      {"architecture", fmt::format("ResNet18 ({}), {}x{} input", id.label(), t.image_size, t.image_size)},
                       {"training_strategy", "backbone frozen (eval-mode batch norm), new 512->10 head trained on cached features"},
                       {"learning_rate", lr},
                       {"epochs", epochs},
@@ -192,16 +199,24 @@ nlohmann::json transfer_description(const std::string& key, const std::string& d
                       {"image_size", t.image_size},
                       {"weights", t.weights},
                       {"weights_sha256", f.weights_sha256},
+                      {"weights_tensors_sha256", id.tensors_sha256},
+                      {"weights_origin", id.origin_name()},
+                      {"weights_label", id.label()},
+                      {"weights_identified_by", id.how},
                       {"weights_load", f.load_note},
                       {"feature_cache", f.cache_file},
                       {"feature_seconds", f.extract_seconds},
                       {"features_from_cache", f.from_cache},
                       {"train_seconds", r.seconds},
-                      {"stand_in_weights", t.stand_in_weights}};
-  if (t.stand_in_weights)
+                      {"stand_in_weights", id.origin == models::WeightsOrigin::StandIn}};
+  if (id.origin == models::WeightsOrigin::StandIn)
     j["weights_note"] = fmt::format("the weights file '{}' is a randomly initialised stand-in for ImageNet's, used to "
                                     "exercise the pipeline; these numbers are not a transfer-learning result",
                                     t.weights);
+  else if (id.origin == models::WeightsOrigin::Unknown)
+    j["weights_note"] = fmt::format("the weights file '{}' is of unknown origin: {}. These numbers are not claimed as "
+                                    "an ImageNet transfer-learning result",
+                                    t.weights, id.how);
   return j;
 }
 

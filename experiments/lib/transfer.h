@@ -12,6 +12,7 @@
 
 #include "experiments/lib/study.h"
 #include "models/resnet.h"
+#include "models/weights_identity.h"
 
 namespace dl::exp {
 
@@ -19,7 +20,7 @@ struct TransferOptions {
   std::string weights = "weights/resnet18-f37072fd.pth";
   int64_t image_size = 224;
   std::string cache_dir;           // default: <run folder's parent>/feature_cache
-  bool stand_in_weights = false;   // the weights are a random stand-in (tests, demos): say so
+  bool stand_in_weights = false;   // the user says the weights are a random stand-in (tests, demos)
   void add_to(CLI::App& app);
 };
 
@@ -35,6 +36,7 @@ struct FeatureSet {
   std::string cache_file;
   bool from_cache = false;
   std::string weights_sha256, load_note;
+  models::WeightsIdentity identity;          // what the weights are, checked by digest
 };
 
 // Loads the backbone weights, then reads the features from the cache when a file for exactly

@@ -16,6 +16,7 @@
 #include "experiments/lib/study.h"
 #include "experiments/lib/transfer.h"
 #include "models/checkpoint.h"
+#include "models/io/sha256.h"
 #include "models/scratch_cnn.h"
 #include "tensor/ops.h"
 
@@ -156,6 +157,11 @@ Loaded load_model(const std::string& key, const fs::path& run) {
     auto m = std::make_shared<models::ResNet18>(data::kFashionMnistClasses);
     std::string weights = config.at("weights").get<std::string>();
     require_weights(weights);
+    // the backbone must be the one the head was trained on: the recorded digest says which
+    std::string recorded = config.value("weights_sha256", std::string()), now = io::sha256_file(weights);
+    if (!recorded.empty() && recorded != now)
+      fail("'{}' has SHA-256 {}, but {} was trained on weights with SHA-256 {}; the run and the weights disagree",
+           weights, now, (run / "config.json").string(), recorded);
     models::load_resnet18_weights(*m, weights);
     m->fc->load_state_dict(best.model, true);  // the trained head
     l.transform = data::transforms::ResnetInput(config.at("image_size").get<int64_t>());
@@ -187,6 +193,10 @@ int main(int argc, char** argv) {
       fs::path run = fs::path(results) / key;
       if (!fs::exists(run / "metrics.json")) {
         std::cout << display << ": not run, skipped\n";
+        continue;
+      }
+      if (fs::exists(run / "failed.json")) {  // written by study.sh: whatever the folder holds is not a finished run
+        std::cout << display << ": its step failed (see " << (run / "failed.json").string() << "), skipped\n";
         continue;
       }
       fs::path o = outdir / key;
