@@ -3,6 +3,8 @@
 #                       weights are present) baseline_transfer and lr_tuning, then error_analysis
 #                       and compare, into results/<date-time>/; prints where the report is.
 # ./study.sh --quick    the same on a small subset with few epochs, in a few minutes.
+# A step that fails is recorded (its folder's failed.json: exit status, last lines of its log) and
+# the study goes on, so the report is still written and shows the failure; the exit status is then 1.
 # Options: --weights PATH (default weights/resnet18-f37072fd.pth), --stand-in-weights (the weights
 #          are a random stand-in, said so in the report), --image-size N (ResNet input, default 224;
 #          --quick uses 32), --device cpu|cuda, --out DIR, --bin DIR (use built programs from DIR
@@ -27,7 +29,7 @@ while [ $# -gt 0 ]; do
     --device) device=$2; shift ;;
     --out) out=$2; shift ;;
     --bin) bin=$2; shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "study.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -56,25 +58,70 @@ fi
 image_size=${image_size:-224}
 
 echo "step,seconds,status" > "$results/timings.csv"
-step() {  # step NAME COMMAND...: runs, times and records one program
-  local name=$1
-  shift
+failed_steps=()
+# record_failure DIR NAME STATUS COMMAND...: <DIR>/failed.json with the exit status and the last
+# lines of the step's log.txt and of what it printed to stderr; compare shows the model as failed.
+record_failure() {
+  local dir=$1 name=$2 status=$3
+  shift 3
+  python3 - "$dir" "$name" "$status" "$@" <<'PY' || echo "study.sh: could not write $dir/failed.json" >&2
+import json, os, sys
+d, name, status, cmd = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+def tail(path, n=20):
+    try:
+        with open(path, errors="replace") as f:
+            return [l.rstrip("\n") for l in f.readlines()[-n:]]
+    except OSError:
+        return []
+rec = {"step": name, "exit_status": status,
+       "signal": status - 128 if status > 128 else None,
+       "command": cmd,
+       "log_tail": tail(os.path.join(d, "log.txt")),
+       "stderr_tail": tail(os.path.join(d, "stderr.txt"))}
+with open(os.path.join(d, "failed.json.tmp"), "w") as f:
+    json.dump(rec, f, indent=2)
+    f.write("\n")
+os.replace(os.path.join(d, "failed.json.tmp"), os.path.join(d, "failed.json"))
+PY
+}
+# step NAME DIR COMMAND...: runs, times and records one program whose outputs go to DIR. Its
+# stderr is also kept in DIR/stderr.txt. A failed step is recorded (timings.csv, DIR/failed.json)
+# and the study goes on, so the report still gets written and shows it; Ctrl-C stops the study.
+step() {
+  local name=$1 dir=$2
+  shift 2
   echo
   echo "== $name =="
-  local t0=$SECONDS status=ok
-  "$@" || status="failed ($?)"
-  echo "$name,$((SECONDS - t0)),$status" >> "$results/timings.csv"
-  [ "$status" = ok ] || { echo "study.sh: $name $status; see $results/$name/log.txt" >&2; return 1; }
+  mkdir -p "$dir"
+  rm -f "$dir/failed.json"
+  local t0=$SECONDS rc=0
+  # stdout stays the terminal (progress lines); stderr goes to the terminal and to stderr.txt.
+  # With pipefail the pipeline's status is the program's (tee succeeds).
+  { "$@" 2>&1 1>&3 3>&- | tee "$dir/stderr.txt" >&2; } 3>&1 || rc=$?
+  if [ "$rc" = 0 ]; then
+    echo "$name,$((SECONDS - t0)),ok" >> "$results/timings.csv"
+    return 0
+  fi
+  echo "$name,$((SECONDS - t0)),failed (exit $rc)" >> "$results/timings.csv"
+  if [ "$rc" = 130 ]; then
+    echo "study.sh: $name was interrupted; stopping the study (the finished steps are in $results)" >&2
+    exit 130
+  fi
+  record_failure "$dir" "$name" "$rc" "$@"
+  failed_steps+=("$name")
+  echo "study.sh: $name failed (exit $rc); recorded in $dir/failed.json; going on with the other steps" >&2
 }
 
 start=$SECONDS
-step eda "$bin/eda" --out "$results/eda"
-step scratch_cnn "$bin/scratch_cnn" --out "$results/scratch_cnn" "${common[@]}" "${scratch[@]}"
+step eda "$results/eda" "$bin/eda" --out "$results/eda"
+step scratch_cnn "$results/scratch_cnn" "$bin/scratch_cnn" --out "$results/scratch_cnn" "${common[@]}" "${scratch[@]}"
 if [ -f "$weights" ]; then
-  step baseline_transfer "$bin/baseline_transfer" --out "$results/baseline_transfer" --weights "$weights" \
-    --image-size "$image_size" --cache-dir "$results/feature_cache" "${stand_in[@]}" "${common[@]}" "${transfer[@]}"
-  step lr_tuning "$bin/lr_tuning" --out "$results/lr_tuning" --weights "$weights" --image-size "$image_size" \
-    --cache-dir "$results/feature_cache" "${stand_in[@]}" "${common[@]}" "${transfer[@]}" "${lrs[@]}"
+  step baseline_transfer "$results/baseline_transfer" "$bin/baseline_transfer" --out "$results/baseline_transfer" \
+    --weights "$weights" --image-size "$image_size" --cache-dir "$results/feature_cache" "${stand_in[@]}" \
+    "${common[@]}" "${transfer[@]}"
+  step lr_tuning "$results/lr_tuning" "$bin/lr_tuning" --out "$results/lr_tuning" --weights "$weights" \
+    --image-size "$image_size" --cache-dir "$results/feature_cache" "${stand_in[@]}" "${common[@]}" "${transfer[@]}" \
+    "${lrs[@]}"
 else
   msg=$("$bin/baseline_transfer" --weights "$weights" 2>&1 || true)
   echo
@@ -86,8 +133,12 @@ else
     echo "$m,0,skipped (no weights)" >> "$results/timings.csv"
   done
 fi
-step error_analysis "$bin/error_analysis" --results "$results"
-step compare "$bin/compare" --results "$results"
+step error_analysis "$results/error_analysis" "$bin/error_analysis" --results "$results"
+step compare "$results/report" "$bin/compare" --results "$results"
 echo
 echo "study finished in $((SECONDS - start)) s; timings in $results/timings.csv"
 echo "report: $results/report/report.md"
+if [ ${#failed_steps[@]} -gt 0 ]; then
+  echo "study.sh: these steps failed: ${failed_steps[*]} (see failed.json in their folders and the report)" >&2
+  exit 1
+fi

@@ -4,7 +4,11 @@
 //   compare --results results/<date-time> [--out DIR]
 //
 // Runs are looked up as <results>/baseline_transfer, <results>/lr_tuning, <results>/scratch_cnn
-// (and <results>/error_analysis for its pictures). A missing run is reported as "not run".
+// (and <results>/error_analysis for its pictures). Each model is one of: a run (its files agree
+// with each other), a run whose files disagree (shown, flagged, and kept out of the comparisons and
+// conclusions), failed (study.sh wrote <run>/failed.json: exit status and the end of its log),
+// unreadable, or not run (no folder, or study.sh's not_run.txt). A field a record lacks is shown
+// as "missing", never as a default value.
 #include <spawn.h>
 #include <sys/wait.h>
 
@@ -12,6 +16,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <array>
 #include <map>
 
 #include "experiments/lib/metrics.h"
@@ -30,57 +35,151 @@ using nlohmann::json;
 
 namespace {
 
+enum class RunState { Ok, Disagrees, Failed, Unreadable, NotRun };
+
 struct Run {
   std::string key, display;
   fs::path dir;
-  bool present = false;
-  json metrics;
+  RunState state = RunState::NotRun;
+  bool present = false;  // its metrics were read (Ok or Disagrees)
+  json metrics, config;
   std::vector<Prediction> predictions;
   std::vector<std::vector<int64_t>> confusion;
-  std::vector<std::string> problems;  // inconsistencies found while reading
-  std::string not_run_reason;          // from <run>/not_run.txt (written by study.sh)
+  std::vector<std::string> problems;  // the files disagree: what with what
+  std::string reason;                  // why it failed, could not be read, or was not run
+  bool usable() const { return state == RunState::Ok; }  // the only runs conclusions are drawn from
 };
+
+const char* kMissing = "missing";
+
+// A field of a record as text: strings as they are, integers as integers, other numbers with {:g};
+// "missing" when the record lacks it (or holds null), never a default.
+std::string field(const json& m, const char* key) {
+  if (!m.is_object() || !m.contains(key) || m[key].is_null()) return kMissing;
+  const json& v = m[key];
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_number_integer() || v.is_number_unsigned()) return std::to_string(v.get<int64_t>());
+  if (v.is_number()) return fmt::format("{:g}", v.get<double>());
+  if (v.is_boolean()) return v.get<bool>() ? "yes" : "no";
+  return v.dump();
+}
+
+std::string one_line(std::string s) {
+  for (char& c : s)
+    if (c == '\n' || c == '|') c = ' ';
+  return s;
+}
+
+// "exit status 3; last lines: ..." from study.sh's failed.json.
+std::string failure_reason(const fs::path& file) {
+  json f = read_json(file);
+  std::string why = f.contains("signal") && f["signal"].is_number()
+                        ? fmt::format("killed by signal {} (exit status {})", f["signal"].get<int>(), field(f, "exit_status"))
+                        : fmt::format("exit status {}", field(f, "exit_status"));
+  std::vector<std::string> lines;
+  for (const char* k : {"stderr_tail", "log_tail"})
+    if (f.contains(k) && f[k].is_array())
+      for (const auto& l : f[k])
+        if (l.is_string() && !l.get<std::string>().empty()) lines.push_back(l.get<std::string>());
+  if (lines.size() > 3) lines.erase(lines.begin(), lines.end() - 3);
+  if (!lines.empty()) why += fmt::format("; last lines: \"{}\"", fmt::join(lines, " / "));
+  return why;
+}
+
+// The files of one run must tell the same story; every disagreement is returned in words.
+std::vector<std::string> cross_check(const Run& r) {
+  std::vector<std::string> p;
+  Metrics from_conf = metrics_from_confusion(r.confusion);
+  const json& t = r.metrics.at("test");
+  auto same = [&](const char* what, double recorded, double computed) {
+    if (std::abs(recorded - computed) > 1e-6)
+      p.push_back(fmt::format("metrics.json {} {:.6f} disagrees with confusion.csv's {:.6f}", what, recorded, computed));
+  };
+  same("accuracy", t.at("accuracy").get<double>(), from_conf.accuracy);
+  if (t.contains("macro")) {
+    same("macro precision", t["macro"].at("precision").get<double>(), from_conf.macro.precision);
+    same("macro recall", t["macro"].at("recall").get<double>(), from_conf.macro.recall);
+    same("macro F1", t["macro"].at("f1").get<double>(), from_conf.macro.f1);
+  }
+  if (t.contains("count") && t["count"].get<int64_t>() != from_conf.count)
+    p.push_back(fmt::format("metrics.json counts {} test images, confusion.csv {}", t["count"].get<int64_t>(), from_conf.count));
+  if (static_cast<int64_t>(r.predictions.size()) != from_conf.count) {
+    p.push_back(fmt::format("predictions.csv has {} rows, confusion.csv counts {}", r.predictions.size(), from_conf.count));
+  } else {
+    const size_t n = r.confusion.size();
+    std::vector<std::vector<int64_t>> c(n, std::vector<int64_t>(n, 0));
+    bool in_range = true;
+    for (const auto& q : r.predictions) {
+      if (q.label < 0 || q.prediction < 0 || static_cast<size_t>(q.label) >= n || static_cast<size_t>(q.prediction) >= n)
+        in_range = false;
+      else
+        ++c[q.label][q.prediction];
+    }
+    if (!in_range)
+      p.push_back(fmt::format("predictions.csv holds a class outside the confusion matrix's {}", n));
+    else if (c != r.confusion)
+      p.push_back("the confusion matrix counted from predictions.csv differs from confusion.csv");
+  }
+  // config.json and metrics.json describe the same run
+  // (not the learning rate: lr_tuning's config holds the sweep, its metrics the chosen rate)
+  for (const char* k : {"epochs", "image_size", "weights_sha256"})
+    if (r.config.is_object() && r.config.contains(k) && r.metrics.contains(k) && r.config[k] != r.metrics[k])
+      p.push_back(fmt::format("config.json says {} = {}, metrics.json {}", k, r.config[k].dump(), r.metrics[k].dump()));
+  return p;
+}
 
 const std::vector<std::pair<std::string, std::string>> kModels = {
     {"baseline_transfer", "Baseline ResNet18"}, {"lr_tuning", "Tuned ResNet18"}, {"scratch_cnn", "Scratch CNN"}};
 
 Run load_run(const fs::path& results, const std::string& key, const std::string& display) {
-  Run r{key, display, results / key};
+  Run r;
+  r.key = key;
+  r.display = display;
+  r.dir = results / key;
+  if (fs::exists(r.dir / "failed.json")) {  // wins over any files the failed step left behind
+    r.state = RunState::Failed;
+    try {
+      r.reason = failure_reason(r.dir / "failed.json");
+    } catch (const std::exception& e) {
+      r.reason = fmt::format("its failure record could not be read: {}", e.what());
+    }
+    return r;
+  }
   if (!fs::exists(r.dir / "metrics.json")) {
+    r.state = RunState::NotRun;
     if (fs::exists(r.dir / "not_run.txt")) {
       std::ifstream f(r.dir / "not_run.txt");
-      std::getline(f, r.not_run_reason, '\0');
-      while (!r.not_run_reason.empty() && r.not_run_reason.back() == '\n') r.not_run_reason.pop_back();
+      std::getline(f, r.reason, '\0');
+      while (!r.reason.empty() && r.reason.back() == '\n') r.reason.pop_back();
     }
     return r;
   }
   try {
     r.metrics = read_json(r.dir / "metrics.json");
+    if (fs::exists(r.dir / "config.json")) r.config = read_json(r.dir / "config.json");
     r.confusion = read_confusion(r.dir / "confusion.csv");
     r.predictions = read_predictions(r.dir / "predictions.csv");
-    r.present = true;
-    // cross-checks: the three files must tell the same story
-    Metrics from_conf = metrics_from_confusion(r.confusion);
-    double acc = r.metrics.at("test").at("accuracy").get<double>();
-    if (std::abs(from_conf.accuracy - acc) > 1e-9)
-      r.problems.push_back(fmt::format("metrics.json accuracy {:.6f} disagrees with confusion.csv {:.6f}", acc,
-                                       from_conf.accuracy));
-    if (static_cast<int64_t>(r.predictions.size()) != from_conf.count)
-      r.problems.push_back(fmt::format("predictions.csv has {} rows, confusion.csv counts {}", r.predictions.size(),
-                                       from_conf.count));
+    r.metrics.at("test").at("accuracy").get<double>();  // the one field the table cannot do without
+    r.problems = cross_check(r);
   } catch (const std::exception& e) {
-    r.present = false;
-    r.problems.push_back(fmt::format("could not read the run: {}", e.what()));
+    r.state = RunState::Unreadable;
+    r.reason = fmt::format("could not be read: {}", e.what());
+    return r;
   }
+  r.present = true;
+  r.state = r.problems.empty() ? RunState::Ok : RunState::Disagrees;
   return r;
 }
 
 std::string pct(double v) { return fmt::format("{:.2f}%", 100 * v); }
 std::string num(double v) { return fmt::format("{:.4f}", v); }
 
-std::string params_str(const json& m, const char* key) {
-  if (!m.contains(key)) return "?";
-  return std::to_string(m[key].get<int64_t>());
+// A metric of the test block, or "missing".
+std::string test_metric(const json& m, const char* group, const char* key) {
+  const json& t = m["test"];
+  const json* v = group ? (t.contains(group) && t[group].contains(key) ? &t[group][key] : nullptr)
+                        : (t.contains(key) ? &t[key] : nullptr);
+  return v && v->is_number() ? num(v->get<double>()) : kMissing;
 }
 
 // Correctness vectors aligned on test index; empty when the two runs scored different images.
@@ -148,7 +247,7 @@ int run_plot_script(const fs::path& out, const std::vector<Run>& runs, std::stri
     return -1;
   }
   std::vector<std::string> args{python, script.string(), out.string()};
-  for (const auto& r : runs) args.push_back(r.key + "=" + (r.present ? r.dir.string() : ""));
+  for (const auto& r : runs) args.push_back(r.key + "=" + (r.usable() ? r.dir.string() : ""));
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -192,10 +291,33 @@ int main(int argc, char** argv) {
     md += fmt::format("Generated by `compare` from the run folders in `{}`. Every number below is read from those "
                       "folders; a model without a run is shown as not run.\n\n",
                       fs::absolute(results).string());
+    std::vector<std::array<std::string, 3>> timing_rows;  // step, seconds, status (study.sh's timings.csv)
+    fs::path timings = fs::path(results) / "timings.csv";
+    if (fs::exists(timings)) {
+      std::ifstream f(timings);
+      std::string line;
+      std::getline(f, line);  // header
+      while (std::getline(f, line)) {
+        auto a = line.find(','), b = line.find(',', a + 1);
+        if (a == std::string::npos || b == std::string::npos) continue;
+        timing_rows.push_back({line.substr(0, a), line.substr(a + 1, b - a - 1), line.substr(b + 1)});
+      }
+    }
+    std::vector<std::string> failed_steps;
+    for (const auto& row : timing_rows)
+      if (row[2].rfind("failed", 0) == 0) failed_steps.push_back(fmt::format("{} ({})", row[0], row[2]));
+    if (!failed_steps.empty())
+      md += fmt::format("> **Steps that failed**: {}. Each one's folder holds `failed.json` (exit status, the end of its "
+                        "log); what they would have produced is missing below.\n\n",
+                        fmt::join(failed_steps, ", "));
     for (const auto& r : runs) {
       if (r.present && r.metrics.contains("weights_note"))
         md += fmt::format("> **{}**: {}\n\n", r.display, r.metrics["weights_note"].get<std::string>());
-      for (const auto& p : r.problems) md += fmt::format("> **Problem in {}**: {}\n\n", r.display, p);
+      if (r.state == RunState::Disagrees) {
+        md += fmt::format("> **{}: the run's files disagree**, so it is kept out of the comparisons and conclusions:\n", r.display);
+        for (const auto& p : r.problems) md += fmt::format(">   - {}\n", p);
+        md += "\n";
+      }
     }
 
     md += "## Comparison\n\n";
@@ -203,23 +325,30 @@ int main(int argc, char** argv) {
           "| Learning rate | Epochs | Parameters (total) | Parameters (trained) |\n";
     md += "|---|---|---|---|---|---|---|---|---|---|---|\n";
     for (const auto& r : runs) {
-      if (!r.present) {
-        md += fmt::format("| {} | not run | | | | | | | | | |\n", r.display);
-        continue;
+      switch (r.state) {
+        case RunState::NotRun: md += fmt::format("| {} | not run | | | | | | | | | |\n", r.display); continue;
+        case RunState::Failed: md += fmt::format("| {} | failed | | | | | | | | | |\n", r.display); continue;
+        case RunState::Unreadable: md += fmt::format("| {} | unreadable | | | | | | | | | |\n", r.display); continue;
+        case RunState::Ok:
+        case RunState::Disagrees: break;
       }
       const json& m = r.metrics;
-      const json& t = m["test"];
-      md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.display,
-                        num(t["accuracy"].get<double>()), num(t["macro"]["precision"].get<double>()),
-                        num(t["macro"]["recall"].get<double>()), num(t["macro"]["f1"].get<double>()),
-                        m.value("architecture", "?"), m.value("training_strategy", "?"),
-                        fmt::format("{:g}", m.value("learning_rate", 0.0)), m.value("epochs", 0),
-                        params_str(m, "params_total"), params_str(m, "params_trained"));
+      md += fmt::format("| {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.display,
+                        r.state == RunState::Disagrees ? " (files disagree)" : "", test_metric(m, nullptr, "accuracy"),
+                        test_metric(m, "macro", "precision"), test_metric(m, "macro", "recall"),
+                        test_metric(m, "macro", "f1"), one_line(field(m, "architecture")),
+                        one_line(field(m, "training_strategy")), field(m, "learning_rate"), field(m, "epochs"),
+                        field(m, "params_total"), field(m, "params_trained"));
     }
     md += "\n";
-    for (const auto& r : runs)
-      if (!r.present && !r.not_run_reason.empty())
-        md += fmt::format("**{} was not run.** {}\n\n", r.display, r.not_run_reason);
+    for (const auto& r : runs) {
+      if (r.state == RunState::NotRun && !r.reason.empty())
+        md += fmt::format("**{} was not run.** {}\n\n", r.display, r.reason);
+      if (r.state == RunState::Failed)
+        md += fmt::format("**{} failed.** Its step ended with {} (the whole record: `{}`).\n\n", r.display, r.reason,
+                          (r.dir / "failed.json").string());
+      if (r.state == RunState::Unreadable) md += fmt::format("**{}** {}\n\n", r.display, r.reason);
+    }
 
     std::string why;
     bool figures = run_plot_script(outdir, runs, why) == 0;
@@ -238,7 +367,7 @@ int main(int argc, char** argv) {
     std::map<std::string, Verdict> verdicts;
     std::string rows;
     auto pair = [&](size_t i, size_t j) {
-      if (!runs[i].present || !runs[j].present) return;
+      if (!runs[i].usable() || !runs[j].usable()) return;
       std::string row;
       verdicts[runs[i].key + "|" + runs[j].key] = compare_two(runs[i], runs[j], num_classes, row);
       rows += row;
@@ -246,7 +375,7 @@ int main(int argc, char** argv) {
     pair(1, 0);
     pair(0, 2);
     pair(1, 2);
-    md += rows.empty() ? "| (fewer than two models were run) | | | | | |\n" : rows;
+    md += rows.empty() ? "| (fewer than two models have a run whose files agree) | | | | | |\n" : rows;
     md += "\nIntervals are 95% bootstrap percentile intervals over the test images (2,000 resamples for accuracy, 500 "
           "for F1); McNemar's test uses the discordant pairs (exact binomial below 25 pairs).\n\n";
 
@@ -270,39 +399,29 @@ int main(int argc, char** argv) {
           md += fmt::format("![{} {}]({})\n\n", r.display, pic, fs::relative(ea / pic, outdir).string());
     }
 
-    fs::path timings = fs::path(results) / "timings.csv";
     if (fs::exists(timings)) {
       md += "## Run times\n\n| step | seconds | status |\n|---|---|---|\n";
-      std::ifstream f(timings);
-      std::string line;
-      std::getline(f, line);  // header
-      while (std::getline(f, line)) {
-        auto a = line.find(','), b = line.find(',', a + 1);
-        if (a == std::string::npos || b == std::string::npos) continue;
-        md += fmt::format("| {} | {} | {} |\n", line.substr(0, a), line.substr(a + 1, b - a - 1), line.substr(b + 1));
-      }
+      for (const auto& row : timing_rows) md += fmt::format("| {} | {} | {} |\n", row[0], row[1], row[2]);
       for (const auto& r : runs)
         if (r.present && r.metrics.contains("feature_seconds") && !r.metrics.value("features_from_cache", false))
-          md += fmt::format("\n{}: feature extraction at {}x{} took {:.1f} s.\n", r.display,
-                            r.metrics.value("image_size", 0), r.metrics.value("image_size", 0),
-                            r.metrics["feature_seconds"].get<double>());
+          md += fmt::format("\n{}: feature extraction at {}x{} took {} s.\n", r.display, field(r.metrics, "image_size"),
+                            field(r.metrics, "image_size"), field(r.metrics, "feature_seconds"));
       md += "\n";
     }
 
     md += "## Conclusions (computed from the numbers above)\n\n";
     std::vector<const Run*> present;
     for (const auto& r : runs)
-      if (r.present) present.push_back(&r);
+      if (r.usable()) present.push_back(&r);
     if (present.empty()) {
-      md += "No model was run, so there is nothing to conclude.\n";
+      md += "No model has a run whose files agree, so there is nothing to conclude.\n";
     } else {
       const Run* best = present[0];
       for (const Run* r : present)
         if (r->metrics["test"]["accuracy"].get<double>() > best->metrics["test"]["accuracy"].get<double>()) best = r;
       md += fmt::format("- **{}**: {} with test accuracy {} and macro F1 {}.\n",
-                        present.size() > 1 ? "Best model" : "Only model run", best->display,
-                        pct(best->metrics["test"]["accuracy"].get<double>()),
-                        num(best->metrics["test"]["macro"]["f1"].get<double>()));
+                        present.size() > 1 ? "Best model" : "Only model with a usable run", best->display,
+                        pct(best->metrics["test"]["accuracy"].get<double>()), test_metric(best->metrics, "macro", "f1"));
       auto say = [&](const std::string& key, const char* title) {
         auto it = verdicts.find(key);
         if (it != verdicts.end()) md += fmt::format("- **{}**: {}\n", title, it->second.text);
@@ -310,17 +429,34 @@ int main(int argc, char** argv) {
       say("lr_tuning|baseline_transfer", "Tuned vs baseline");
       say("baseline_transfer|scratch_cnn", "Pretrained (baseline) vs scratch");
       say("lr_tuning|scratch_cnn", "Pretrained (tuned) vs scratch");
-      for (const auto& r : runs)
-        if (!r.present) md += fmt::format("- {} was not run, so no claim is made about it.\n", r.display);
+      for (const auto& r : runs) {
+        switch (r.state) {
+          case RunState::NotRun: md += fmt::format("- {} was not run, so no claim is made about it.\n", r.display); break;
+          case RunState::Failed: md += fmt::format("- {} failed, so no claim is made about it.\n", r.display); break;
+          case RunState::Unreadable: md += fmt::format("- {} could not be read, so no claim is made about it.\n", r.display); break;
+          case RunState::Disagrees:
+            md += fmt::format("- {}'s files disagree with each other, so no claim is made about it.\n", r.display);
+            break;
+          case RunState::Ok: break;
+        }
+      }
       md += "- **Limitations**: each model was trained once, with one seed, on one train/validation split";
-      for (const auto& r : runs)
-        if (r.present && r.metrics.contains("epochs"))
-          md += fmt::format("; {} trained {} epochs", r.display, r.metrics["epochs"].get<int64_t>());
+      for (const Run* r : present)
+        md += r->metrics.contains("epochs") ? fmt::format("; {} trained {} epochs", r->display, field(r->metrics, "epochs"))
+                                            : fmt::format("; {}'s epochs are missing from its record", r->display);
       md += ". The intervals above cover test-set sampling only, not training randomness.\n";
-      for (const auto& r : runs)
-        if (r.present && r.metrics.value("stand_in_weights", false))
+      for (const Run* r : present) {
+        std::string origin = r->metrics.value("weights_origin", std::string());
+        if (origin == "stand_in" || (origin.empty() && r->metrics.value("stand_in_weights", false)))
           md += fmt::format("- {} used stand-in (randomly initialised) weights, not ImageNet's: its numbers say "
-                            "nothing about transfer learning.\n", r.display);
+                            "nothing about transfer learning.\n", r->display);
+        else if (origin == "unknown")
+          md += fmt::format("- {} used weights of unknown origin (their SHA-256 matches no published file): its "
+                            "numbers are not claimed as an ImageNet transfer-learning result.\n", r->display);
+        else if (origin.empty() && r->metrics.contains("weights"))
+          md += fmt::format("- {}: its record does not say where its weights came from (made before they were "
+                            "checked), so they count as of unknown origin.\n", r->display);
+      }
     }
     write_text_atomic(outdir / "report.md", md);
     std::cout << "report: " << (outdir / "report.md").string() << "\n";
