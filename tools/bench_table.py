@@ -79,8 +79,15 @@ def table(meta, machine, rows):
                    f"{num(r.get('pytorch_best'))} | {num(r.get('ratio_default', r.get('ratio')), 2)} | "
                    f"{num(r.get('ratio_best'), 2)} | {alone_cell(r)} |")
     out.append("")
+    protocols = sorted({r.get("protocol", "not recorded (an older bench: sides left running, contaminated)")
+                        for r in rows})
+    idle_cpu = sum(r.get("idle_sides_cpu_seconds", 0.0) for r in rows)
     out.append("Ratios: framework throughput / PyTorch throughput (above 1: the framework is faster); each figure is "
-               "the median of the runs, measured with every other side stopped (SIGSTOP).")
+               f"the median of {', '.join(sorted({str(r.get('runs')) for r in rows}))} runs. Protocol: "
+               f"{'; '.join(protocols)}; the sides not being timed used {idle_cpu:.2f} s of CPU meanwhile.")
+    if any(not p.startswith("idle sides stopped") for p in protocols):
+        out.append("")
+        out.append("**Not a clean record: some sides were left running while another was timed.**")
     best = [(r["workload"], r["pytorch_best_config"]) for r in rows if r.get("pytorch_best_config")]
     if best:
         out.append("PyTorch best, per workload: " + "; ".join(f"{w}: {c}" for w, c in best) + ".")
