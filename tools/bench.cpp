@@ -30,14 +30,14 @@
 //
 // The protocol, and why the figures are clean. A side that is not being timed is stopped with SIGSTOP
 // (bench waits, with waitpid(WUNTRACED), until every thread of it has stopped) and continued with
-// SIGCONT just before its own timed run. Measured with both processes merely alive, the idle side's
-// OpenMP workers (libgomp spins after each parallel region) and OpenBLAS's server threads (they spin
-// with sched_yield for a long while) took a core from the timed side: on 2 cores SGEMM read half its
-// alone figure. A stopped process cannot spin, whatever its wait policy. The alternative, passive wait
+// SIGCONT just before its own timed run. With both processes merely alive, the idle side's OpenMP
+// workers (libgomp spins after each parallel region) and OpenBLAS's server threads (they spin with
+// sched_yield for a long while) can take a core from the timed side: on a 2-core machine the old
+// protocol read SGEMM at about half its alone figure. A stopped process cannot spin, whatever its wait policy. The alternative, passive wait
 // policies (OMP_WAIT_POLICY=PASSIVE, GOMP_SPINCOUNT=0) for the idle side, cannot be switched per phase:
 // libgomp reads them once at start-up, so the same process would also be passive while it is timed, and
-// passive workers add a futex wake-up to every parallel region (hundreds per training step), which
-// slows the timed side. With SIGSTOP each side keeps the default (partly active) policy it has when run
+// passive workers add a futex wake-up to every parallel region (hundreds per training step), a cost
+// the timed side would pay and a user's run does not. With SIGSTOP each side keeps the default (partly active) policy it has when run
 // by a user, and only ever competes with nothing: set-up and warm-up run one side at a time, the driver
 // sleeps in a blocking read while a side is timed, and the FP32 peak and the FLOP count run before any
 // side starts (the count in a short-lived process of its own). Timed runs go in blocks of --block runs
@@ -61,7 +61,7 @@
 //    "ratio_best" (framework / pytorch_best), "pytorch_best_config", "pytorch_best_candidates_ms_per_iter",
 //    "paired_ratio_median" (median over the pairs of runs of the same round), "threads", "batch", "runs",
 //    "block", "protocol", "idle_sides_cpu_seconds" (CPU time the stopped sides used while another side was
-//    timed, read from /proc: 0 unless a stop failed), "iters_per_run", "run_seconds_per_iter" (every timed run, per side),
+//    timed, read from /proc in 10 ms clock ticks: 0 unless a stop failed), "iters_per_run", "run_seconds_per_iter" (every timed run, per side),
 //    "framework_ms_per_iter", "pytorch_ms_per_iter", "pytorch_best_ms_per_iter", "peak_rss_mb",
 //    "pytorch_peak_rss_mb", "rss_growth_mb" / "pytorch_rss_growth_mb" (peak minus the resident size
 //    before the workload was built), "conv_gflop_per_iter" (counted from the convolutions' shapes),
