@@ -23,4 +23,18 @@ dl_build "$build" "${cmake_args[@]}"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 cd "$build"
-ctest --output-on-failure -j "$DL_JOBS" "${ctest_args[@]}"
+rc=0
+ctest --output-on-failure -j "$DL_JOBS" "${ctest_args[@]}" 2>&1 | tee ctest.log || rc=$?
+# ctest's own summary lists skipped tests but leaves them out of its counts: say them, and why.
+# (A case that cannot run here calls DL_SKIP, which prints "SKIPPED: <reason>": tests/test_util.h.)
+passed=$(grep -cE 'Test +#[0-9]+: .* Passed +[0-9.]+ sec' ctest.log || true)
+skipped=$(grep -cE 'Test +#[0-9]+: .*\*\*\*Skipped' ctest.log || true)
+failed=$(grep -cE 'Test +#[0-9]+: .*(\*\*\*Failed|\*\*\*Timeout|\*\*\*Exception|Not Run)' ctest.log || true)
+if [ "$skipped" -gt 0 ]; then
+  echo
+  echo "skipped tests, and why (count, reason):"
+  grep -h '^SKIPPED: ' Testing/Temporary/LastTest*.log 2>/dev/null | sort | uniq -c | sed 's/^/  /' || true
+fi
+echo
+echo "$passed passed, $failed failed, $skipped skipped"
+exit "$rc"
