@@ -476,7 +476,7 @@ Workload make_workload(const std::string& name, State& s) {
 //   "done\n" -> prints its final record (memory, FLOPs, profile) and exits
 // Between its runs the driver keeps it stopped (SIGSTOP; see the top of this file).
 
-int serve_framework(const std::string& name, int threads, double run_seconds, bool profile,
+int serve_framework(const std::string& name, int threads, double run_seconds, double warmup_seconds, bool profile,
                     int64_t iters_per_run) {
   omp_set_num_threads(threads);
   if (profile) install_kernel_timers();  // never in a timed process without --profile
@@ -487,6 +487,10 @@ int serve_framework(const std::string& name, int threads, double run_seconds, bo
   double t0 = now_s();
   w.iteration();
   const double t_iter = now_s() - t0;
+  // Warm up for a fixed time, the same on every side and in both modes (same run, alone): the first
+  // seconds of a process are slower (page faults, malloc's adaptive mmap threshold, lazy caches),
+  // and a side that warmed up longer would look faster.
+  for (double w0 = now_s(); now_s() - w0 < warmup_seconds;) w.iteration();
   reset_kernel_stats();
   const int64_t iters = iters_per_run > 0 ? iters_per_run
                                           : std::max<int64_t>(1, std::llround(run_seconds / std::max(t_iter, 1e-6)));
@@ -762,7 +766,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> workloads;
   int threads = 2, runs = 5, block = 1;
   int64_t iters_per_run = 0;
-  double run_seconds = 0.5, alone_tolerance = 0.05;
+  double run_seconds = 0.5, warmup_seconds = 2.0, alone_tolerance = 0.05;
   std::string idle = "stop";
   bool no_pytorch = false, pytorch_best = true, alone = false, serve = false, count_flops = false, profile = false;
   std::string python = "/usr/bin/python3", script = std::string(DL_SOURCE_DIR) + "/tools/bench_torch.py";
@@ -773,6 +777,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--run-seconds", run_seconds, "target length of one timed run")->capture_default_str();
+  app.add_option("--warmup-seconds", warmup_seconds,
+                 "every side iterates this long before its first timed run (the same in the alone check)")
+      ->capture_default_str();
   app.add_flag("--no-pytorch", no_pytorch, "skip the PyTorch sides");
   app.add_flag("--pytorch-best,!--no-pytorch-best", pytorch_best,
                "also time PyTorch at its best (channels_last, inference_mode, frozen graph, foreach optimizers)")
@@ -796,7 +803,7 @@ int main(int argc, char** argv) {
     if (serve) {
       if (workloads.size() != 1) fail("bench: --serve needs exactly one --workload");
       if (count_flops) return count_conv_flops(workloads[0], threads);
-      return serve_framework(workloads[0], threads, run_seconds, profile, iters_per_run);
+      return serve_framework(workloads[0], threads, run_seconds, warmup_seconds, profile, iters_per_run);
     }
     if (workloads.empty()) workloads = kWorkloads;
     char self[4096];
@@ -838,7 +845,8 @@ int main(int argc, char** argv) {
     for (const auto& w : workloads) {
       const double load_before = load_average();
       const std::vector<std::string> common = {"--workload", w, "--threads", std::to_string(threads), "--run-seconds",
-                                               fmt::format("{}", run_seconds)};
+                                               fmt::format("{}", run_seconds), "--warmup-seconds",
+                                               fmt::format("{}", warmup_seconds)};
       double conv_gflop_per_iter = 0;
       if (w != "sgemm_1024") {
         std::vector<std::string> a = {self, "--serve", "--count-flops"};

@@ -54,6 +54,8 @@ def parse_args():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--run-seconds", type=float, default=0.5)
+    p.add_argument("--warmup-seconds", type=float, default=2.0,
+                   help="iterate this long before the first timed run (as the framework side does)")
     p.add_argument("--config", choices=["default", "best"], default="default")
     p.add_argument("--candidate", help="with --config best: serve this candidate without the search")
     p.add_argument("--iters-per-run", type=int, default=0, help="iterations per timed run (default: calibrated)")
@@ -329,6 +331,10 @@ def main():
         label, it, times = choose_best(a.workload, a.run_seconds, a.candidate)
         extra = {"config_label": label, "candidates_ms_per_iter": times}
         t_iter = times[label] * 1e-3
+    # the same fixed-time warm-up as the framework side, in both modes (see tools/bench.cpp)
+    w0 = time.perf_counter()
+    while time.perf_counter() - w0 < a.warmup_seconds:
+        it()
     iters = a.iters_per_run if a.iters_per_run > 0 else max(1, round(a.run_seconds / max(t_iter, 1e-6)))
 
     per_iter = []
