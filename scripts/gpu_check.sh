@@ -14,6 +14,9 @@
 #   racecheck  compute-sanitizer --tool racecheck over $RACECHECK_SUITES (the shared-memory kernels)
 #   sgemm_lab  the SGEMM kernel lab against cuBLAS
 #   bench      bench_cuda (--quick unless FULL_BENCH=1)
+#   study      ./study.sh --quick --device cuda with the built programs, when Fashion-MNIST is found
+#              ($DL_DATA_DIR, ./gpu_data/fashion-mnist: copy the four .gz files there and carry that
+#              folder to a machine without the Debian package; /usr/share/datasets/fashion-mnist)
 # The sanitizer steps run only where compute-sanitizer is found (PATH, $CUDA_HOME/bin,
 # /usr/local/cuda/bin); otherwise they are listed as NOT RUN.
 #
@@ -28,6 +31,7 @@ B_MEMCHECK=${B_MEMCHECK:-60}
 B_RACECHECK=${B_RACECHECK:-45}
 B_SGEMM_LAB=${B_SGEMM_LAB:-20}
 B_BENCH=${B_BENCH:-45}
+B_STUDY=${B_STUDY:-90}
 B_TOTAL=${B_TOTAL:-540}
 SANITIZE_EXCLUDE=${SANITIZE_EXCLUDE:-'*2^31*,*not reused early*'}  # too slow under a sanitizer
 RACECHECK_SUITES=${RACECHECK_SUITES:-"reduce_test nn_test"}
@@ -70,7 +74,7 @@ gpu_status() {  # status -> status
 {
   echo "commit: $(git rev-parse HEAD 2>/dev/null || echo unknown) $(git status --porcelain 2>/dev/null | grep -q . && echo '(with local changes)')"
   echo "host: $(hostname) cores: $JOBS date: $(date -u +%FT%TZ)"
-  echo "budgets: configure $B_CONFIGURE build $B_BUILD probe $B_PROBE ctest $B_CTEST memcheck $B_MEMCHECK racecheck $B_RACECHECK sgemm_lab $B_SGEMM_LAB bench $B_BENCH total $B_TOTAL"
+  echo "budgets: configure $B_CONFIGURE build $B_BUILD probe $B_PROBE ctest $B_CTEST memcheck $B_MEMCHECK racecheck $B_RACECHECK sgemm_lab $B_SGEMM_LAB bench $B_BENCH study $B_STUDY total $B_TOTAL"
   nvidia-smi 2>&1 || echo "nvidia-smi: not available"
   (nvcc --version || /usr/local/cuda/bin/nvcc --version) 2>&1 | tail -2
 } >"$OUT/env.txt" 2>&1
@@ -88,7 +92,7 @@ record configure "$(status_of_rc $rc)" $(($(date +%s) - s)) "$(grep -Eo 'dl: (CU
 # ---- build: only the targets run below ------------------------------------------------------------
 suites=()
 for f in tests/cuda/*.cpp; do suites+=("$(basename "$f" .cpp)"); done
-targets=(sgemm_lab bench_cuda)
+targets=(sgemm_lab bench_cuda eda scratch_cnn baseline_transfer lr_tuning error_analysis compare)
 for s_ in "${suites[@]}"; do targets+=("test_cuda_$s_"); done
 s=$(date +%s)
 if [ "${statuses[0]}" = PASS ]; then
@@ -217,6 +221,26 @@ if [ -x "$BUILD/bin/bench_cuda" ]; then
     "bench_cuda ${bench_args[*]} -> bench_cuda.txt$( ((rc != 0)) || [ "$gpu_used" != 1 ] && echo ": $(tail -1 "$OUT/bench_cuda.txt" | cut -c1-120)")"
 else
   record bench "NOT RUN" 0 "not built"
+fi
+
+# ---- the study's programs on the GPU (--quick) ------------------------------------------------------
+s=$(date +%s)
+data=""
+for d in "${DL_DATA_DIR:-}" "$ROOT/gpu_data/fashion-mnist" /usr/share/datasets/fashion-mnist; do
+  [ -n "$d" ] && [ -f "$d/t10k-labels-idx1-ubyte.gz" ] && { data=$d; break; }
+done
+if [ -z "$data" ]; then
+  record study "NOT RUN" 0 "Fashion-MNIST not found (DL_DATA_DIR, gpu_data/fashion-mnist, /usr/share/datasets/fashion-mnist)"
+elif [ ! -x "$BUILD/bin/scratch_cnn" ]; then
+  record study "NOT RUN" 0 "the study's programs were not built"
+else
+  # the programs read the data folder from DL_DATA_DIR (data/fashion_mnist.h); without ImageNet
+  # weights study.sh skips the transfer steps and says so
+  DL_DATA_DIR=$data timeout -k 5 "$(budget "$B_STUDY")" "$ROOT/study.sh" --quick --device cuda --bin "$BUILD/bin" \
+    --out "$OUT/study_quick" >"$OUT/study.log" 2>&1
+  rc=$?
+  record study "$(gpu_status "$(status_of_rc $rc)")" $(($(date +%s) - s)) \
+    "study.sh --quick --device cuda -> study_quick/ ($(grep -m1 -o 'study finished in [0-9]* s' "$OUT/study.log" || tail -1 "$OUT/study.log" | cut -c1-100))"
 fi
 
 # ---- summary ----------------------------------------------------------------------------------------
