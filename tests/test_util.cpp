@@ -33,11 +33,11 @@ void mark_skipped(const std::string& reason) {
 
 int skipped_count() { return g_skipped.load(); }
 
-ProgramResult run_program(const std::vector<std::string>& args, const std::string& log) {
+int spawn_program(const std::vector<std::string>& args, const std::string& log, bool append) {
   REQUIRE(!args.empty());
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0644);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
@@ -46,11 +46,19 @@ ProgramResult run_program(const std::vector<std::string>& args, const std::strin
   int rc = posix_spawn(&pid, args[0].c_str(), &fa, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
   REQUIRE_MESSAGE(rc == 0, "could not start " << args[0]);
+  return pid;
+}
+
+int wait_program(int pid) {
   int status = 0;
   waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+ProgramResult run_program(const std::vector<std::string>& args, const std::string& log) {
+  const int code = wait_program(spawn_program(args, log));
   std::ifstream f(log);
-  std::string out((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out};
+  return {code, std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>())};
 }
 
 std::string source_dir() {

@@ -32,8 +32,12 @@ std::string fixtures_dir();
 std::optional<Tensor> load_fixture(const std::string& group, const std::string& name);
 Tensor fixture(const std::string& group, const std::string& name);  // fails the test when missing
 
-// Runs args[0] with args[1..] (no shell), its stdout and stderr together into the file `log`;
-// returns the exit code (128 + signal when killed) and what it printed.
+// Starts args[0] with args[1..] (no shell), its stdout and stderr together into the file `log`
+// (appended to, or truncated first); returns its pid. wait_program: its exit code, 128 + signal
+// when killed.
+int spawn_program(const std::vector<std::string>& args, const std::string& log, bool append = false);
+int wait_program(int pid);
+// Both at once, and what it printed.
 struct ProgramResult {
   int code;
   std::string output;

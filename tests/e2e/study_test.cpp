@@ -2,10 +2,7 @@
 // in for the ImageNet weights; every artefact exists, the run files agree with each other, and
 // compare marks a deleted run as not run. Then: a training run killed with SIGKILL and resumed
 // ends with exactly the metrics of an uninterrupted run.
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -18,34 +15,14 @@
 #include "experiments/lib/run_record.h"
 #include "test_util.h"
 
-extern char** environ;
-
 using namespace dl;
 namespace fs = std::filesystem;
 
 namespace {
 
-pid_t spawn(const std::vector<std::string>& args, const fs::path& log) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  int rc = posix_spawn(&pid, args[0].c_str(), &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  REQUIRE(rc == 0);
-  return pid;
-}
-
-int wait_for(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
+// appending to the log: a resumed run adds to the first part's
+pid_t spawn(const std::vector<std::string>& args, const fs::path& log) { return test::spawn_program(args, log, true); }
+int wait_for(pid_t pid) { return test::wait_program(pid); }
 int run(const std::vector<std::string>& args, const fs::path& log) { return wait_for(spawn(args, log)); }
 
 std::string slurp(const fs::path& p) {

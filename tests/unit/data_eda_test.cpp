@@ -113,8 +113,7 @@ TEST_CASE("eda reports a missing data set and bad options clearly") {
 
 TEST_CASE("eda on the real Fashion-MNIST (when installed)") {
   const std::string data = fashion_mnist_dir();
-  if (!fs::exists(fs::path(data) / "train-images-idx3-ubyte.gz") && !fs::exists(fs::path(data) / "train-images-idx3-ubyte"))
-    DL_SKIP("Fashion-MNIST is not in '" << data << "' (apt-get install dataset-fashion-mnist)");
+  DL_SKIP_WITHOUT_FASHION_MNIST(data, "train-images-idx3-ubyte");
   test::TempDir dir;
   const fs::path run = dir.path / "run";
   RunResult r = run_eda("--data-dir " + data + " --out " + run.string(), dir);

@@ -215,9 +215,7 @@ TEST_CASE("Fashion-MNIST files: --data-dir, DL_DATA_DIR, gz or plain, and a help
 
 TEST_CASE("the real Fashion-MNIST test split loads (when the data set is installed)") {
   const std::string dir = fashion_mnist_dir();
-  if (!std::filesystem::exists(std::filesystem::path(dir) / "t10k-labels-idx1-ubyte.gz") &&
-      !std::filesystem::exists(std::filesystem::path(dir) / "t10k-labels-idx1-ubyte"))
-    DL_SKIP("Fashion-MNIST is not in '" << dir << "' (apt-get install dataset-fashion-mnist)");
+  DL_SKIP_WITHOUT_FASHION_MNIST(dir, "t10k-labels-idx1-ubyte");
   ImageSet test = load_fashion_mnist(dir, FashionSplit::Test);
   CHECK(test.images.sizes() == Shape{10000, 28, 28});
   std::vector<int64_t> counts(10, 0);

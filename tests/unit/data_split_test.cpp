@@ -58,9 +58,7 @@ TEST_CASE("the split is stratified: each class gives its fraction (+-1 image) to
 
 TEST_CASE("the split of the real 60,000 training labels is stratified (when the data set is installed)") {
   const std::string dir = fashion_mnist_dir();
-  if (!std::filesystem::exists(std::filesystem::path(dir) / "train-labels-idx1-ubyte.gz") &&
-      !std::filesystem::exists(std::filesystem::path(dir) / "train-labels-idx1-ubyte"))
-    DL_SKIP("Fashion-MNIST is not in '" << dir << "' (apt-get install dataset-fashion-mnist)");
+  DL_SKIP_WITHOUT_FASHION_MNIST(dir, "train-labels-idx1-ubyte");
   // installed but unreadable is a failure, not a reason to fall back to other labels
   ImageSet train = load_fashion_mnist(dir, FashionSplit::Train);
   auto labels = train.labels.to_vector<int64_t>();

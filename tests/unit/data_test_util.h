@@ -79,7 +79,22 @@ inline bool contains_all(const std::string& s, const std::vector<std::string>& w
   return true;
 }
 
+// Whether `dir` holds the IDX file `name` (gzipped or not).
+inline bool has_idx_file(const std::string& dir, const std::string& name) {
+  std::error_code ec;
+  return std::filesystem::exists(std::filesystem::path(dir) / (name + ".gz"), ec) ||
+         std::filesystem::exists(std::filesystem::path(dir) / name, ec);
+}
+
 }  // namespace dl::test
+
+// DL_SKIP_WITHOUT_FASHION_MNIST(dir, "t10k-labels-idx1-ubyte"): skips the case (DL_SKIP, test_util.h)
+// when the real data set's file is not installed in dir.
+#define DL_SKIP_WITHOUT_FASHION_MNIST(dir, file)                                                   \
+  do {                                                                                             \
+    if (!::dl::test::has_idx_file((dir), (file)))                                                  \
+      DL_SKIP("Fashion-MNIST is not in '" << (dir) << "' (apt-get install dataset-fashion-mnist)"); \
+  } while (0)
 
 // CHECK_ERROR(expr, {"word", ...}): expr throws a dl::Error whose message contains every word.
 // With DL_TEST_VERBOSE set, the messages are printed (to read them).
