@@ -103,6 +103,14 @@ Edge gradient_edge(const Tensor& t);
 Tensor record(std::string name, Tensor result, const std::vector<Tensor>& inputs, BackwardFn backward);
 Tensor save(const Tensor& t);
 
+// True when an op on these inputs records a node: grad mode is on and some input requires grad.
+// Ops ask it before they save anything for backward, so with grad mode off (backward closures,
+// optimizer steps, evaluation) an op costs its raw kernel alone: no saved alias, no closure, no node.
+template <typename... Ts>
+bool needs_graph(const Ts&... inputs) {
+  return grad_mode_enabled() && ((inputs.defined() && inputs.requires_grad()) || ...);
+}
+
 // Runs backward from `roots` with the given gradients (undefined = ones for scalars).
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph);
 

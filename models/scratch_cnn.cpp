@@ -33,16 +33,8 @@ Tensor ScratchCnn::forward_to_cam_layer(const Tensor& x) {
     fail("ScratchCnn expects input of shape (N, {}, H, W), got {}", cfg.in_channels, shape_str(x.sizes()));
   if (x.size(2) < 8 || x.size(3) < 8)
     fail("ScratchCnn needs images of at least 8x8 pixels (three 2x2 poolings), got {}x{}", x.size(2), x.size(3));
-  // each block runs its children itself so that batch norm and the ReLU after it fuse into one pass
-  // (the modules, their names and state_dict keys stay those of the Sequential)
-  auto run = [](nn::Sequential& block, const Tensor& in) {
-    auto bn = block.size() >= 3 ? std::dynamic_pointer_cast<nn::BatchNorm2d>(block[1]) : nullptr;
-    if (!bn || !std::dynamic_pointer_cast<nn::ReLU>(block[2])) return block(in);  // not conv, bn, relu, ...
-    Tensor h = bn->forward_relu((*block[0])(in));  // conv, then bn + relu
-    for (int64_t i = 3; i < static_cast<int64_t>(block.size()); ++i) h = (*block[i])(h);  // max pool
-    return h;
-  };
-  return run(*block4, run(*block3, run(*block2, run(*block1, x))));
+  // each block is conv, bn, relu (, max pool): Sequential runs bn + relu as one fused pass
+  return (*block4)((*block3)((*block2)((*block1)(x))));
 }
 
 Tensor ScratchCnn::forward_from_cam_layer(const Tensor& act) {

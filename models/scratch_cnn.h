@@ -35,7 +35,8 @@ class ScratchCnn : public Classifier {
   std::string cam_layer_name() const override { return "block4"; }
 
   ScratchCnnConfig cfg;
-  std::shared_ptr<nn::Sequential> block1, block2, block3, block4;  // conv, bn, relu, (max pool)
+  // conv, bn, relu, (max pool); bn + relu run fused (nn::Sequential's fusion), keys block1.0.weight, ...
+  std::shared_ptr<nn::Sequential> block1, block2, block3, block4;
   std::shared_ptr<nn::AdaptiveAvgPool2d> pool;
   std::shared_ptr<nn::Dropout> dropout;
   std::shared_ptr<nn::Linear> fc;

@@ -1,6 +1,7 @@
 #include "nn/layers.h"
 
 #include <cmath>
+#include <typeinfo>
 
 #include "autograd/node.h"
 #include "nn/init.h"
@@ -245,8 +246,29 @@ std::shared_ptr<Module> Sequential::operator[](int64_t i) const {
 
 Tensor Sequential::forward(const Tensor& x) {
   Tensor y = x;
-  for (const auto& m : modules_) y = m->forward(y);
+  const size_t n = modules_.size();
+  for (size_t i = 0; i < n; ++i) {
+    Module& m = *modules_[i];
+    // exact types: a subclass may compute something else in its forward
+    if (fusion && i + 1 < n && typeid(m) == typeid(BatchNorm2d) && typeid(*modules_[i + 1]) == typeid(ReLU)) {
+      y = static_cast<BatchNorm2d&>(m).forward_relu(y);
+      ++i;  // the ReLU ran inside the fused pass
+      continue;
+    }
+    y = m.forward(y);
+  }
   return y;
+}
+
+void Sequential::child_replaced(const Module* old, const std::shared_ptr<Module>& m) {
+  for (auto& entry : modules_)
+    if (entry.get() == old) entry = m;
+}
+
+void set_fusion(Module& root, bool on) {
+  if (auto* s = dynamic_cast<Sequential*>(&root)) s->fusion = on;
+  for (const auto& [name, m] : root.named_modules())
+    if (auto* s = dynamic_cast<Sequential*>(m.get())) s->fusion = on;
 }
 
 }  // namespace dl::nn

@@ -151,6 +151,16 @@ class Flatten : public Module {
 
 // ---- Sequential ------------------------------------------------------------------------------------
 // Runs its children in order; they are named "0", "1", ... as in PyTorch.
+//
+// Fusion is the framework's business, not a model's: a BatchNorm2d directly followed by a ReLU
+// (exactly those two types; a subclass may override forward) runs as one fused pass,
+// BatchNorm2d::forward_relu: the same numbers as running the two in turn (the same kernel
+// arithmetic; see tests/unit/fusion_test.cpp), one pass over memory and one activation tensor
+// fewer, in forward and in backward. The pairs are found from the children's types at every
+// forward (a few type comparisons), so a model that is edited, a module inserted between the two
+// or one of them replaced, is never run with a stale plan: it simply is not fused there. The
+// modules, their names and state_dict keys are untouched. `fusion = false` (or
+// nn::set_fusion(model, false)) runs every module on its own.
 class Sequential : public Module {
  public:
   Sequential() : Module("Sequential") {}
@@ -182,8 +192,17 @@ class Sequential : public Module {
   auto end() const { return modules_.end(); }
   Tensor forward(const Tensor& x) override;
 
+  bool fusion = true;  // run BatchNorm2d + ReLU pairs fused (see above)
+
+ protected:
+  void child_replaced(const Module* old, const std::shared_ptr<Module>& m) override;
+
  private:
   std::vector<std::shared_ptr<Module>> modules_;
 };
+
+// Sets `fusion` on every Sequential in the tree below `root` (and on root itself when it is one):
+// off runs each module on its own, e.g. to compare against the fused path.
+void set_fusion(Module& root, bool on);
 
 }  // namespace dl::nn

@@ -129,7 +129,8 @@ void Module::replace_child(const std::string& name, std::shared_ptr<Module> m) {
   if (!m) fail("{}: replacement for submodule '{}' is null", this->name(), name);
   for (auto& [k, v] : children_)
     if (k == name) {
-      v = std::move(m);
+      std::shared_ptr<Module> old = std::exchange(v, m);
+      child_replaced(old.get(), m);
       return;
     }
   fail("{}: cannot replace submodule '{}': there is no such submodule", this->name(), name);

@@ -118,6 +118,8 @@ class Module {
   // Called when a child is registered; Sequential uses it to keep its index.
   void add_child(const std::string& name, std::shared_ptr<Module> m);
   void replace_child(const std::string& name, std::shared_ptr<Module> m);
+  // Called when replace_child has put `m` where `old` was (Sequential keeps its run order in step).
+  virtual void child_replaced(const Module* /*old*/, const std::shared_ptr<Module>& /*m*/) {}
   // The parameter slot registered under `name` in this module (not recursive), or undefined.
   Tensor own_parameter(const std::string& name) const;
 

@@ -332,6 +332,17 @@ void add_(const Tensor& a, const Tensor& b, double alpha) {
   KERNEL(a.device(), binary)(BinaryOp::Add, a, a, eb);
 }
 
+void binary_(BinaryOp op, const Tensor& a, const Tensor& b) {
+  check_same_device(a, b, "in-place binary op");
+  if (is_comparison(op)) fail("in-place binary op: a comparison gives uint8 and cannot be written into {}", dtype_name(a.dtype()));
+  Tensor eb = expand(to_dtype(b, a.dtype()), a.sizes());
+  if (op == BinaryOp::Div && !is_floating(a.dtype())) {
+    auto bv = to_dtype(b, DType::Int64).to_vector<int64_t>();
+    if (std::find(bv.begin(), bv.end(), 0) != bv.end()) fail("integer division by zero");
+  }
+  KERNEL(a.device(), binary)(op, a, a, eb);
+}
+
 // ---- reductions ---------------------------------------------------------------------------------
 
 std::vector<int64_t> normalize_dims(const std::vector<int64_t>& dims, int64_t ndim) {

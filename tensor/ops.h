@@ -45,6 +45,9 @@ Tensor binary_scalar(BinaryOp op, const Tensor& a, double s);  // result keeps a
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
 // out = a + alpha * b, in place into a (same shape after broadcasting b)
 void add_(const Tensor& a, const Tensor& b, double alpha);
+// a = op(a, b) in place into a's memory (b broadcast to a's shape, converted to a's dtype); not
+// for comparisons, whose result is uint8.
+void binary_(BinaryOp op, const Tensor& a, const Tensor& b);
 
 // ---- reductions ------------------------------------------------------------------------------
 // dims empty means all dims. Sum/Mean of integer tensors give int64/float64 respectively.

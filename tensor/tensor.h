@@ -169,6 +169,17 @@ class Tensor {
   Tensor& add_(const Tensor& o, double alpha = 1.0);
   Tensor& mul_(double s);
 
+  // ---- math helpers for backward closures and optimizer steps --------------------------------
+  // (bodies in autograd/functions/tensor_ops.cpp, with the methods above)
+  Tensor sign() const;                           // -1, 0 or 1; no gradient (zero almost everywhere)
+  Tensor sum_to_size(const Shape& shape) const;  // sums the dims a broadcast added or expanded away
+  // In place like add_/mul_ above: into this tensor's own memory (o broadcast to its shape), no
+  // temporary; `v.mul_(beta).add_(g, 1 - beta)` updates optimizer state where it lies.
+  Tensor& add_(double s);
+  Tensor& mul_(const Tensor& o);
+  Tensor& div_(double s);
+  Tensor& maximum_(const Tensor& o);
+
  private:
   std::shared_ptr<TensorImpl> impl_;
 };

@@ -17,7 +17,7 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
   if (!is_floating(x.dtype())) fail("dropout: input must be float32 or float64, got {}", dtype_name(x.dtype()));
   Tensor mask = ops::dropout_mask(x.sizes(), p, x.dtype(), x.device(), gen ? *gen : default_generator());
   return record("DropoutBackward", ops::binary(ops::BinaryOp::Mul, x, mask), {x},
-                [mask](const Tensor& g, const NeedsGrad&) { return G{ops::binary(ops::BinaryOp::Mul, g, mask)}; });
+                [mask](const Tensor& g, const NeedsGrad&) { return G{g * mask}; });
 }
 
 }  // namespace dl

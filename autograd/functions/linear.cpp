@@ -42,10 +42,10 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   return record("LinearBackward", out, {x, weight, bias},
                 [xs, ws, x_shape, M, out_f](const Tensor& g, const NeedsGrad& needs) {
                   std::vector<Tensor> grads(3);
-                  Tensor g2 = ops::view(ops::contiguous(g), {M, out_f});
-                  if (needs[0]) grads[0] = ops::view(ops::matmul(g2, ws), x_shape);               // g @ W
-                  if (needs[1]) grads[1] = ops::matmul(ops::transpose(g2, 0, 1), xs);            // g^T @ x
-                  if (needs[2]) grads[2] = ops::reduce(ops::ReduceOp::Sum, g2, {0}, false);      // sum over rows
+                  Tensor g2 = g.contiguous().view({M, out_f});
+                  if (needs[0]) grads[0] = g2.matmul(ws).view(x_shape);  // g @ W
+                  if (needs[1]) grads[1] = g2.t().matmul(xs);            // g^T @ x
+                  if (needs[2]) grads[2] = g2.sum({0});                  // sum over rows
                   return grads;
                 });
 }

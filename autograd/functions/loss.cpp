@@ -39,14 +39,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntr
   Reduction red = opt.reduction;
   return record("CrossEntropyBackward", out, {logits}, [z, t, w, ls, red, N, denom](const Tensor& g, const NeedsGrad&) {
     // the upstream gradient of each sample's loss
-    Tensor gl;
-    if (red == Reduction::None) {
-      gl = g;
-    } else {
-      Tensor s = red == Reduction::Mean ? ops::binary(ops::BinaryOp::Div, g, denom) : g;
-      gl = ops::contiguous(ops::expand(ops::view(s, {1}), {N}));
-    }
-    return G{ops::cross_entropy_backward(gl, z, t, w, ls)};
+    Tensor gl = g;
+    if (red != Reduction::None) gl = (red == Reduction::Mean ? g / denom : g).view({1}).expand({N}).contiguous();
+    return G{ops::cross_entropy_backward(gl, z, t, w, ls)};  // the fused kernel: softmax minus the target
   });
 }
 

@@ -1,6 +1,11 @@
 // Tensor's differentiable methods: each op's forward (a raw op from tensor/ops.h) next to its
-// backward (the closure given to record()). Backward closures run with grad mode off and use
-// the same Tensor API. Saved tensors go through save() (detached aliases).
+// backward (the closure given to record()). Backward closures run with grad mode off (the engine
+// holds a NoGradGuard) and are written with the same Tensor operators and methods as user code:
+// `g * (1 - y * y)`. With grad mode off each operator is its raw op and nothing more, because
+// every method asks autograd::needs_graph() before it saves anything for a backward. Raw ops
+// appear only where a fused kernel does what no composition of methods would (relu_backward,
+// softmax_backward, the scatter kernels of gather/index_select/max). Saved tensors go through
+// save() (detached aliases).
 #include <algorithm>
 #include <numeric>
 
@@ -10,6 +15,7 @@
 
 namespace dl {
 
+using autograd::needs_graph;
 using autograd::NeedsGrad;
 using autograd::record;
 using autograd::save;
@@ -24,6 +30,9 @@ void check_inplace(const Tensor& t, const char* op) {
          "(e.g. for an optimizer step) or use the out-of-place op",
          op);
 }
+
+// A 0-d tensor holding s, in t's dtype and on its device: the scalar operand of an elementwise op.
+Tensor scalar_like(const Tensor& t, double s) { return full({}, s, {t.dtype(), t.device()}); }
 }  // namespace
 
 // ---- autograd accessors ---------------------------------------------------------------------------
@@ -57,16 +66,17 @@ Tensor Tensor::detach() const { return ops::alias(*this); }
 // ---- views ----------------------------------------------------------------------------------------
 
 Tensor Tensor::view(const Shape& shape) const {
+  Tensor out = ops::view(*this, shape);
+  if (!needs_graph(*this)) return out;
   Shape in = sizes();
-  return record("ViewBackward", ops::view(*this, shape), {*this},
-                [in](const Tensor& g, const NeedsGrad&) { return G{g.reshape(in)}; });
+  return record("ViewBackward", out, {*this}, [in](const Tensor& g, const NeedsGrad&) { return G{g.reshape(in)}; });
 }
 
 Tensor Tensor::reshape(const Shape& shape) const {
-  Shape in = sizes();
   Tensor out = ops::can_view(*this, shape) ? ops::view(*this, shape) : ops::view(ops::clone(*this), shape);
-  return record("ReshapeBackward", out, {*this},
-                [in](const Tensor& g, const NeedsGrad&) { return G{g.reshape(in)}; });
+  if (!needs_graph(*this)) return out;
+  Shape in = sizes();
+  return record("ReshapeBackward", out, {*this}, [in](const Tensor& g, const NeedsGrad&) { return G{g.reshape(in)}; });
 }
 
 Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
@@ -84,14 +94,16 @@ Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
 
 Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
   Tensor out = ops::permute(*this, dims);
+  if (!needs_graph(*this)) return out;
   std::vector<int64_t> inv(dims.size());
   for (size_t i = 0; i < dims.size(); ++i) inv[wrap_dim(dims[i], dim())] = static_cast<int64_t>(i);
-  return record("PermuteBackward", out, {*this},
-                [inv](const Tensor& g, const NeedsGrad&) { return G{g.permute(inv)}; });
+  return record("PermuteBackward", out, {*this}, [inv](const Tensor& g, const NeedsGrad&) { return G{g.permute(inv)}; });
 }
 
 Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
-  return record("TransposeBackward", ops::transpose(*this, d0, d1), {*this},
+  Tensor out = ops::transpose(*this, d0, d1);
+  if (!needs_graph(*this)) return out;
+  return record("TransposeBackward", out, {*this},
                 [d0, d1](const Tensor& g, const NeedsGrad&) { return G{g.transpose(d0, d1)}; });
 }
 
@@ -101,15 +113,16 @@ Tensor Tensor::t() const {
 }
 
 Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const {
+  Tensor out = ops::slice(*this, d, start, end, step);
+  if (!needs_graph(*this)) return out;
   Shape in = sizes();
   DType dt = dtype();
   Device dev = device();
-  return record("SliceBackward", ops::slice(*this, d, start, end, step), {*this},
-                [=](const Tensor& g, const NeedsGrad&) {
-                  Tensor z = zeros(in, {dt, dev});
-                  ops::copy_(ops::slice(z, d, start, end, step), g);
-                  return G{z};
-                });
+  return record("SliceBackward", out, {*this}, [=](const Tensor& g, const NeedsGrad&) {
+    Tensor z = zeros(in, {dt, dev});
+    z.slice(d, start, end, step).copy_(g);
+    return G{z};
+  });
 }
 
 Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
@@ -121,20 +134,23 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
 }
 
 Tensor Tensor::select(int64_t d, int64_t index) const {
+  Tensor out = ops::select(*this, d, index);
+  if (!needs_graph(*this)) return out;
   Shape in = sizes();
   DType dt = dtype();
   Device dev = device();
-  return record("SelectBackward", ops::select(*this, d, index), {*this}, [=](const Tensor& g, const NeedsGrad&) {
+  return record("SelectBackward", out, {*this}, [=](const Tensor& g, const NeedsGrad&) {
     Tensor z = zeros(in, {dt, dev});
-    ops::copy_(ops::select(z, d, index), g);
+    z.select(d, index).copy_(g);
     return G{z};
   });
 }
 
 Tensor Tensor::expand(const Shape& shape) const {
+  Tensor out = ops::expand(*this, shape);
+  if (!needs_graph(*this)) return out;
   Shape in = sizes();
-  return record("ExpandBackward", ops::expand(*this, shape), {*this},
-                [in](const Tensor& g, const NeedsGrad&) { return G{ops::sum_to(g, in)}; });
+  return record("ExpandBackward", out, {*this}, [in](const Tensor& g, const NeedsGrad&) { return G{g.sum_to_size(in)}; });
 }
 
 Tensor Tensor::squeeze() const {
@@ -145,15 +161,17 @@ Tensor Tensor::squeeze() const {
 }
 
 Tensor Tensor::squeeze(int64_t d) const {
+  Tensor out = ops::squeeze(*this, d);
+  if (!needs_graph(*this)) return out;
   Shape in = sizes();
-  return record("SqueezeBackward", ops::squeeze(*this, d), {*this},
-                [in](const Tensor& g, const NeedsGrad&) { return G{g.reshape(in)}; });
+  return record("SqueezeBackward", out, {*this}, [in](const Tensor& g, const NeedsGrad&) { return G{g.reshape(in)}; });
 }
 
 Tensor Tensor::unsqueeze(int64_t d) const {
+  Tensor out = ops::unsqueeze(*this, d);
+  if (!needs_graph(*this)) return out;
   Shape in = sizes();
-  return record("UnsqueezeBackward", ops::unsqueeze(*this, d), {*this},
-                [in](const Tensor& g, const NeedsGrad&) { return G{g.reshape(in)}; });
+  return record("UnsqueezeBackward", out, {*this}, [in](const Tensor& g, const NeedsGrad&) { return G{g.reshape(in)}; });
 }
 
 Tensor Tensor::contiguous() const {
@@ -162,164 +180,164 @@ Tensor Tensor::contiguous() const {
 }
 
 Tensor Tensor::clone() const {
-  return record("CloneBackward", ops::clone(*this), {*this}, [](const Tensor& g, const NeedsGrad&) { return G{g}; });
+  Tensor out = ops::clone(*this);
+  if (!needs_graph(*this)) return out;
+  return record("CloneBackward", out, {*this}, [](const Tensor& g, const NeedsGrad&) { return G{g}; });
 }
 
 Tensor Tensor::to(DType dt) const {
   if (dt == dtype()) return *this;
+  Tensor out = ops::to_dtype(*this, dt);
+  if (!needs_graph(*this)) return out;
   DType in = dtype();
-  return record("ToDTypeBackward", ops::to_dtype(*this, dt), {*this},
-                [in](const Tensor& g, const NeedsGrad&) { return G{ops::to_dtype(g, in)}; });
+  return record("ToDTypeBackward", out, {*this}, [in](const Tensor& g, const NeedsGrad&) { return G{g.to(in)}; });
 }
 
 Tensor Tensor::to(Device dev) const {
   if (dev == device()) return *this;
+  Tensor out = ops::to_device(*this, dev);
+  if (!needs_graph(*this)) return out;
   Device in = device();
-  return record("ToDeviceBackward", ops::to_device(*this, dev), {*this},
-                [in](const Tensor& g, const NeedsGrad&) { return G{ops::to_device(g, in)}; });
+  return record("ToDeviceBackward", out, {*this}, [in](const Tensor& g, const NeedsGrad&) { return G{g.to(in)}; });
 }
 
 // ---- unary ----------------------------------------------------------------------------------------
 
 Tensor Tensor::neg() const {
-  return record("NegBackward", ops::unary(UnaryOp::Neg, *this), {*this},
-                [](const Tensor& g, const NeedsGrad&) { return G{ops::unary(UnaryOp::Neg, g)}; });
+  Tensor out = ops::unary(UnaryOp::Neg, *this);
+  if (!needs_graph(*this)) return out;
+  return record("NegBackward", out, {*this}, [](const Tensor& g, const NeedsGrad&) { return G{-g}; });
 }
 
 Tensor Tensor::exp() const {
   Tensor out = ops::unary(UnaryOp::Exp, *this);
+  if (!needs_graph(*this)) return out;
   Tensor y = save(out);
-  return record("ExpBackward", out, {*this},
-                [y](const Tensor& g, const NeedsGrad&) { return G{ops::binary(BinaryOp::Mul, g, y)}; });
+  return record("ExpBackward", out, {*this}, [y](const Tensor& g, const NeedsGrad&) { return G{g * y}; });
 }
 
 Tensor Tensor::log() const {
+  Tensor out = ops::unary(UnaryOp::Log, *this);
+  if (!needs_graph(*this)) return out;
   Tensor x = save(*this);
-  return record("LogBackward", ops::unary(UnaryOp::Log, *this), {*this},
-                [x](const Tensor& g, const NeedsGrad&) { return G{ops::binary(BinaryOp::Div, g, x)}; });
+  return record("LogBackward", out, {*this}, [x](const Tensor& g, const NeedsGrad&) { return G{g / x}; });
 }
 
 Tensor Tensor::sqrt() const {
   Tensor out = ops::unary(UnaryOp::Sqrt, *this);
+  if (!needs_graph(*this)) return out;
   Tensor y = save(out);
-  return record("SqrtBackward", out, {*this}, [y](const Tensor& g, const NeedsGrad&) {
-    return G{ops::binary(BinaryOp::Div, g, ops::binary_scalar(BinaryOp::Mul, y, 2.0))};
-  });
+  return record("SqrtBackward", out, {*this}, [y](const Tensor& g, const NeedsGrad&) { return G{g / (y * 2.0)}; });
 }
 
 Tensor Tensor::abs() const {
+  Tensor out = ops::unary(UnaryOp::Abs, *this);
+  if (!needs_graph(*this)) return out;
   Tensor x = save(*this);
-  return record("AbsBackward", ops::unary(UnaryOp::Abs, *this), {*this}, [x](const Tensor& g, const NeedsGrad&) {
-    return G{ops::binary(BinaryOp::Mul, g, ops::unary(UnaryOp::Sign, x))};
-  });
+  return record("AbsBackward", out, {*this}, [x](const Tensor& g, const NeedsGrad&) { return G{g * x.sign()}; });
 }
 
 Tensor Tensor::relu() const {
   Tensor out = ops::unary(UnaryOp::Relu, *this);
+  if (!needs_graph(*this)) return out;
   Tensor y = save(out);
   return record("ReluBackward", out, {*this}, [y](const Tensor& g, const NeedsGrad&) {
-    return G{ops::relu_backward(g, y)};  // g where y > 0: one fused pass, no mask tensor
+    return G{ops::relu_backward(g, y)};  // fused kernel: g where y > 0 in one pass, no mask tensor
   });
 }
 
 Tensor Tensor::sigmoid() const {
   Tensor out = ops::unary(UnaryOp::Sigmoid, *this);
+  if (!needs_graph(*this)) return out;
   Tensor y = save(out);
-  return record("SigmoidBackward", out, {*this}, [y](const Tensor& g, const NeedsGrad&) {
-    Tensor one_minus = ops::binary_scalar(BinaryOp::Sub, ops::unary(UnaryOp::Neg, y), -1.0);  // 1 - y
-    return G{ops::binary(BinaryOp::Mul, g, ops::binary(BinaryOp::Mul, y, one_minus))};
-  });
+  return record("SigmoidBackward", out, {*this}, [y](const Tensor& g, const NeedsGrad&) { return G{g * (y * (1 - y))}; });
 }
 
 Tensor Tensor::tanh() const {
   Tensor out = ops::unary(UnaryOp::Tanh, *this);
+  if (!needs_graph(*this)) return out;
   Tensor y = save(out);
-  return record("TanhBackward", out, {*this}, [y](const Tensor& g, const NeedsGrad&) {
-    Tensor d = ops::binary_scalar(BinaryOp::Sub, ops::unary(UnaryOp::Neg, ops::binary(BinaryOp::Mul, y, y)), -1.0);
-    return G{ops::binary(BinaryOp::Mul, g, d)};
-  });
+  return record("TanhBackward", out, {*this}, [y](const Tensor& g, const NeedsGrad&) { return G{g * (1 - y * y)}; });
 }
 
 Tensor Tensor::pow(double e) const {
+  Tensor out = ops::pow_scalar(*this, e);
+  if (!needs_graph(*this)) return out;
   Tensor x = save(*this);
-  return record("PowBackward", ops::pow_scalar(*this, e), {*this}, [x, e](const Tensor& g, const NeedsGrad&) {
+  return record("PowBackward", out, {*this}, [x, e](const Tensor& g, const NeedsGrad&) {
     if (e == 0.0) return G{zeros_like(x)};
-    Tensor d = ops::binary_scalar(BinaryOp::Mul, ops::pow_scalar(x, e - 1.0), e);
-    return G{ops::binary(BinaryOp::Mul, g, d)};
+    return G{g * (x.pow(e - 1.0) * e)};
   });
 }
 
 // ---- binary ---------------------------------------------------------------------------------------
+// A broadcast operand's gradient is summed back to its own shape (sum_to_size).
 
 Tensor Tensor::add(const Tensor& o) const {
+  Tensor out = ops::binary(BinaryOp::Add, *this, o);
+  if (!needs_graph(*this, o)) return out;
   Shape sa = sizes(), sb = o.sizes();
-  return record("AddBackward", ops::binary(BinaryOp::Add, *this, o), {*this, o},
-                [sa, sb](const Tensor& g, const NeedsGrad& n) {
-                  return G{n[0] ? ops::sum_to(g, sa) : Tensor(), n[1] ? ops::sum_to(g, sb) : Tensor()};
-                });
+  return record("AddBackward", out, {*this, o}, [sa, sb](const Tensor& g, const NeedsGrad& n) {
+    return G{n[0] ? g.sum_to_size(sa) : Tensor(), n[1] ? g.sum_to_size(sb) : Tensor()};
+  });
 }
 
 Tensor Tensor::sub(const Tensor& o) const {
+  Tensor out = ops::binary(BinaryOp::Sub, *this, o);
+  if (!needs_graph(*this, o)) return out;
   Shape sa = sizes(), sb = o.sizes();
-  return record("SubBackward", ops::binary(BinaryOp::Sub, *this, o), {*this, o},
-                [sa, sb](const Tensor& g, const NeedsGrad& n) {
-                  return G{n[0] ? ops::sum_to(g, sa) : Tensor(),
-                           n[1] ? ops::sum_to(ops::unary(UnaryOp::Neg, g), sb) : Tensor()};
-                });
+  return record("SubBackward", out, {*this, o}, [sa, sb](const Tensor& g, const NeedsGrad& n) {
+    return G{n[0] ? g.sum_to_size(sa) : Tensor(), n[1] ? (-g).sum_to_size(sb) : Tensor()};
+  });
 }
 
 Tensor Tensor::mul(const Tensor& o) const {
+  Tensor out = ops::binary(BinaryOp::Mul, *this, o);
+  if (!needs_graph(*this, o)) return out;
   Tensor a = save(*this), b = save(o);
-  return record("MulBackward", ops::binary(BinaryOp::Mul, *this, o), {*this, o},
-                [a, b](const Tensor& g, const NeedsGrad& n) {
-                  return G{n[0] ? ops::sum_to(ops::binary(BinaryOp::Mul, g, b), a.sizes()) : Tensor(),
-                           n[1] ? ops::sum_to(ops::binary(BinaryOp::Mul, g, a), b.sizes()) : Tensor()};
-                });
+  return record("MulBackward", out, {*this, o}, [a, b](const Tensor& g, const NeedsGrad& n) {
+    return G{n[0] ? (g * b).sum_to_size(a.sizes()) : Tensor(), n[1] ? (g * a).sum_to_size(b.sizes()) : Tensor()};
+  });
 }
 
 Tensor Tensor::div(const Tensor& o) const {
+  Tensor out = ops::binary(BinaryOp::Div, *this, o);
+  if (!needs_graph(*this, o)) return out;
   Tensor a = save(*this), b = save(o);
-  return record("DivBackward", ops::binary(BinaryOp::Div, *this, o), {*this, o},
-                [a, b](const Tensor& g, const NeedsGrad& n) {
-                  Tensor ga, gb;
-                  if (n[0]) ga = ops::sum_to(ops::binary(BinaryOp::Div, g, b), a.sizes());
-                  if (n[1]) {
-                    // d(a/b)/db = -a / b^2
-                    Tensor t = ops::binary(BinaryOp::Div, ops::binary(BinaryOp::Mul, g, a), ops::binary(BinaryOp::Mul, b, b));
-                    gb = ops::sum_to(ops::unary(UnaryOp::Neg, t), b.sizes());
-                  }
-                  return G{ga, gb};
-                });
+  return record("DivBackward", out, {*this, o}, [a, b](const Tensor& g, const NeedsGrad& n) {
+    return G{n[0] ? (g / b).sum_to_size(a.sizes()) : Tensor(),
+             n[1] ? (-(g * a / (b * b))).sum_to_size(b.sizes()) : Tensor()};  // d(a/b)/db = -a / b^2
+  });
 }
 
 Tensor Tensor::maximum(const Tensor& o) const {
+  Tensor out = ops::binary(BinaryOp::Maximum, *this, o);
+  if (!needs_graph(*this, o)) return out;
   Tensor a = save(*this), b = save(o);
-  return record("MaximumBackward", ops::binary(BinaryOp::Maximum, *this, o), {*this, o},
-                [a, b](const Tensor& g, const NeedsGrad& n) {
-                  // ties split the gradient in half, as PyTorch does
-                  DType dt = g.dtype();
-                  Tensor gt = ops::to_dtype(ops::binary(BinaryOp::Gt, a, b), dt);
-                  Tensor eq = ops::binary_scalar(BinaryOp::Mul, ops::to_dtype(ops::binary(BinaryOp::Eq, a, b), dt), 0.5);
-                  Tensor wa = ops::binary(BinaryOp::Add, gt, eq);
-                  Tensor lt = ops::to_dtype(ops::binary(BinaryOp::Lt, a, b), dt);
-                  Tensor wb = ops::binary(BinaryOp::Add, lt, eq);
-                  return G{n[0] ? ops::sum_to(ops::binary(BinaryOp::Mul, g, wa), a.sizes()) : Tensor(),
-                           n[1] ? ops::sum_to(ops::binary(BinaryOp::Mul, g, wb), b.sizes()) : Tensor()};
-                });
+  return record("MaximumBackward", out, {*this, o}, [a, b](const Tensor& g, const NeedsGrad& n) {
+    // ties split the gradient in half, as PyTorch does
+    DType dt = g.dtype();
+    Tensor tie = a.eq(b).to(dt) * 0.5;
+    Tensor wa = a.gt(b).to(dt) + tie, wb = a.lt(b).to(dt) + tie;
+    return G{n[0] ? (g * wa).sum_to_size(a.sizes()) : Tensor(), n[1] ? (g * wb).sum_to_size(b.sizes()) : Tensor()};
+  });
 }
 
 Tensor Tensor::add(double s) const {
-  return record("AddScalarBackward", ops::binary_scalar(BinaryOp::Add, *this, s), {*this},
-                [](const Tensor& g, const NeedsGrad&) { return G{g}; });
+  Tensor out = ops::binary_scalar(BinaryOp::Add, *this, s);
+  if (!needs_graph(*this)) return out;
+  return record("AddScalarBackward", out, {*this}, [](const Tensor& g, const NeedsGrad&) { return G{g}; });
 }
 Tensor Tensor::sub(double s) const { return add(-s); }
 Tensor Tensor::mul(double s) const {
-  return record("MulScalarBackward", ops::binary_scalar(BinaryOp::Mul, *this, s), {*this},
-                [s](const Tensor& g, const NeedsGrad&) { return G{ops::binary_scalar(BinaryOp::Mul, g, s)}; });
+  Tensor out = ops::binary_scalar(BinaryOp::Mul, *this, s);
+  if (!needs_graph(*this)) return out;
+  return record("MulScalarBackward", out, {*this}, [s](const Tensor& g, const NeedsGrad&) { return G{g * s}; });
 }
 Tensor Tensor::div(double s) const {
-  return record("DivScalarBackward", ops::binary_scalar(BinaryOp::Div, *this, s), {*this},
-                [s](const Tensor& g, const NeedsGrad&) { return G{ops::binary_scalar(BinaryOp::Div, g, s)}; });
+  Tensor out = ops::binary_scalar(BinaryOp::Div, *this, s);
+  if (!needs_graph(*this)) return out;
+  return record("DivScalarBackward", out, {*this}, [s](const Tensor& g, const NeedsGrad&) { return G{g / s}; });
 }
 
 Tensor Tensor::eq(const Tensor& o) const { return ops::binary(BinaryOp::Eq, *this, o); }
@@ -342,19 +360,25 @@ Tensor operator-(const Tensor& a, double s) { return a.sub(s); }
 Tensor operator*(const Tensor& a, double s) { return a.mul(s); }
 Tensor operator/(const Tensor& a, double s) { return a.div(s); }
 Tensor operator+(double s, const Tensor& a) { return a.add(s); }
-Tensor operator-(double s, const Tensor& a) { return a.neg().add(s); }
+Tensor operator-(double s, const Tensor& a) {
+  // one pass with the scalar on the left (torch.rsub); the same values as -a + s
+  Tensor out = ops::binary(BinaryOp::Sub, scalar_like(a, s), a);
+  if (!needs_graph(a)) return out;
+  return record("RsubBackward", out, {a}, [](const Tensor& g, const NeedsGrad&) { return G{-g}; });
+}
 Tensor operator*(double s, const Tensor& a) { return a.mul(s); }
-Tensor operator/(double s, const Tensor& a) { return a.pow(-1.0).mul(s); }
+Tensor operator/(double s, const Tensor& a) { return a.pow(-1.0).mul(s); }  // as torch: reciprocal, then scale
 
 Tensor maximum(const Tensor& a, const Tensor& b) { return a.maximum(b); }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  Tensor out = ops::where(cond, a, b);
+  if (!needs_graph(a, b)) return out;
   Tensor c = save(cond);
   Shape sa = a.sizes(), sb = b.sizes();
-  return record("WhereBackward", ops::where(cond, a, b), {a, b}, [c, sa, sb](const Tensor& g, const NeedsGrad& n) {
+  return record("WhereBackward", out, {a, b}, [c, sa, sb](const Tensor& g, const NeedsGrad& n) {
     Tensor z = zeros({}, {g.dtype(), g.device()});
-    return G{n[0] ? ops::sum_to(ops::where(c, g, z), sa) : Tensor(),
-             n[1] ? ops::sum_to(ops::where(c, z, g), sb) : Tensor()};
+    return G{n[0] ? where(c, g, z).sum_to_size(sa) : Tensor(), n[1] ? where(c, z, g).sum_to_size(sb) : Tensor()};
   });
 }
 
@@ -367,55 +391,58 @@ Tensor expand_reduced(const Tensor& g, const Shape& in, const std::vector<int64_
   if (!keepdim) {
     Shape kept = in;
     for (int64_t d : dims) kept[d] = 1;
-    r = ops::view(ops::contiguous(g), kept);
+    r = g.contiguous().view(kept);
   }
-  return ops::expand(r, in);
+  return r.expand(in);
 }
 }  // namespace
 
 Tensor Tensor::sum(const std::vector<int64_t>& dims_in, bool keepdim) const {
   auto dims = ops::normalize_dims(dims_in, dim());
+  Tensor out = ops::reduce(ops::ReduceOp::Sum, *this, dims, keepdim);
+  if (!needs_graph(*this)) return out;
   Shape in = sizes();
-  return record("SumBackward", ops::reduce(ops::ReduceOp::Sum, *this, dims, keepdim), {*this},
-                [in, dims, keepdim](const Tensor& g, const NeedsGrad&) {
-                  return G{ops::contiguous(expand_reduced(g, in, dims, keepdim))};
-                });
+  return record("SumBackward", out, {*this}, [in, dims, keepdim](const Tensor& g, const NeedsGrad&) {
+    return G{expand_reduced(g, in, dims, keepdim).contiguous()};
+  });
 }
 Tensor Tensor::sum() const { return sum({}, false); }
 
 Tensor Tensor::mean(const std::vector<int64_t>& dims_in, bool keepdim) const {
   auto dims = ops::normalize_dims(dims_in, dim());
+  Tensor out = ops::reduce(ops::ReduceOp::Mean, *this, dims, keepdim);
+  if (!needs_graph(*this)) return out;
   Shape in = sizes();
   int64_t n = 1;
   for (int64_t d : dims) n *= in[d];
-  return record("MeanBackward", ops::reduce(ops::ReduceOp::Mean, *this, dims, keepdim), {*this},
-                [in, dims, keepdim, n](const Tensor& g, const NeedsGrad&) {
-                  return G{ops::binary_scalar(BinaryOp::Div, expand_reduced(g, in, dims, keepdim), static_cast<double>(n))};
-                });
+  return record("MeanBackward", out, {*this}, [in, dims, keepdim, n](const Tensor& g, const NeedsGrad&) {
+    return G{expand_reduced(g, in, dims, keepdim) / static_cast<double>(n)};
+  });
 }
 Tensor Tensor::mean() const { return mean({}, false); }
 
 Tensor Tensor::max() const {
   if (numel() == 0) fail("max() of an empty tensor");
   Tensor out = ops::reduce(ops::ReduceOp::Max, *this, {}, false);
+  if (!needs_graph(*this)) return out;
   Tensor x = save(*this), y = save(out);
   return record("MaxBackward", out, {*this}, [x, y](const Tensor& g, const NeedsGrad&) {
     // the gradient is shared evenly by all maximal elements, as PyTorch's max()
-    Tensor mask = ops::to_dtype(ops::binary(BinaryOp::Eq, x, y), g.dtype());
-    Tensor count = ops::reduce(ops::ReduceOp::Sum, mask, {}, false);
-    return G{ops::binary(BinaryOp::Mul, mask, ops::binary(BinaryOp::Div, g, count))};
+    Tensor mask = x.eq(y).to(g.dtype());
+    return G{mask * (g / mask.sum())};
   });
 }
 
 Tensor Tensor::max(int64_t d, bool keepdim) const {
   d = wrap_dim(d, dim());
   auto [values, indices] = ops::max_dim(*this, d, keepdim);
+  if (!needs_graph(*this)) return values;
   Shape in = sizes();
   Tensor idx = indices;
   return record("MaxDimBackward", values, {*this}, [in, idx, d, keepdim](const Tensor& g, const NeedsGrad&) {
-    Tensor gi = keepdim ? g : ops::unsqueeze(g, d);
-    Tensor ii = keepdim ? idx : ops::unsqueeze(idx, d);
-    return G{ops::scatter_add(in, d, ops::contiguous(ii), ops::contiguous(gi))};
+    Tensor gi = keepdim ? g : g.unsqueeze(d);
+    Tensor ii = keepdim ? idx : idx.unsqueeze(d);
+    return G{ops::scatter_add(in, d, ii.contiguous(), gi.contiguous())};  // the scatter kernel: each g to its argmax
   });
 }
 
@@ -423,18 +450,16 @@ Tensor Tensor::argmax(int64_t d, bool keepdim) const { return ops::max_dim(*this
 
 Tensor Tensor::var(const std::vector<int64_t>& dims_in, bool unbiased, bool keepdim) const {
   auto dims = ops::normalize_dims(dims_in, dim());
+  Tensor out = ops::var(*this, dims, unbiased, keepdim);
+  if (!needs_graph(*this)) return out;
   Tensor x = save(*this);
   int64_t n = 1;
   for (int64_t d : dims) n *= sizes()[d];
-  return record("VarBackward", ops::var(*this, dims, unbiased, keepdim), {*this},
-                [x, dims, unbiased, keepdim, n](const Tensor& g, const NeedsGrad&) {
-                  // d var / dx = 2 (x - mean) / (n - unbiased)
-                  Tensor mean = ops::reduce(ops::ReduceOp::Mean, x, dims, true);
-                  Tensor c = ops::binary(BinaryOp::Sub, x, mean);
-                  Tensor ge = expand_reduced(g, x.sizes(), dims, keepdim);
-                  double scale = 2.0 / static_cast<double>(unbiased ? n - 1 : n);
-                  return G{ops::binary_scalar(BinaryOp::Mul, ops::binary(BinaryOp::Mul, ge, c), scale)};
-                });
+  return record("VarBackward", out, {*this}, [x, dims, unbiased, keepdim, n](const Tensor& g, const NeedsGrad&) {
+    // d var / dx = 2 (x - mean) / (n - unbiased)
+    double scale = 2.0 / static_cast<double>(unbiased ? n - 1 : n);
+    return G{expand_reduced(g, x.sizes(), dims, keepdim) * (x - x.mean(dims, true)) * scale};
+  });
 }
 
 // ---- matmul, softmax, indexing ---------------------------------------------------------------------
@@ -443,18 +468,20 @@ Tensor Tensor::matmul(const Tensor& o) const {
   if (dim() == 1 && o.dim() == 1) return unsqueeze(0).matmul(o.unsqueeze(1)).reshape({});
   if (dim() == 1) return unsqueeze(0).matmul(o).squeeze(-2);
   if (o.dim() == 1) return matmul(o.unsqueeze(1)).squeeze(-1);
+  Tensor out = ops::matmul(*this, o);
+  if (!needs_graph(*this, o)) return out;
   Tensor a = save(*this), b = save(o);
-  return record("MatmulBackward", ops::matmul(*this, o), {*this, o}, [a, b](const Tensor& g, const NeedsGrad& n) {
-    Tensor ga, gb;
-    if (n[0]) ga = ops::sum_to(ops::matmul(g, ops::transpose(b, -1, -2)), a.sizes());
-    if (n[1]) gb = ops::sum_to(ops::matmul(ops::transpose(a, -1, -2), g), b.sizes());
-    return G{ga, gb};
+  return record("MatmulBackward", out, {*this, o}, [a, b](const Tensor& g, const NeedsGrad& n) {
+    return G{n[0] ? g.matmul(b.transpose(-1, -2)).sum_to_size(a.sizes()) : Tensor(),
+             n[1] ? a.transpose(-1, -2).matmul(g).sum_to_size(b.sizes()) : Tensor()};
   });
 }
 Tensor matmul(const Tensor& a, const Tensor& b) { return a.matmul(b); }
 
+// softmax and log_softmax take their fused backward kernels (one pass over each row).
 Tensor Tensor::softmax(int64_t d) const {
   Tensor out = ops::softmax(*this, d);
+  if (!needs_graph(*this)) return out;
   Tensor y = save(out);
   return record("SoftmaxBackward", out, {*this},
                 [y, d](const Tensor& g, const NeedsGrad&) { return G{ops::softmax_backward(g, y, d)}; });
@@ -462,23 +489,28 @@ Tensor Tensor::softmax(int64_t d) const {
 
 Tensor Tensor::log_softmax(int64_t d) const {
   Tensor out = ops::log_softmax(*this, d);
+  if (!needs_graph(*this)) return out;
   Tensor y = save(out);
   return record("LogSoftmaxBackward", out, {*this},
                 [y, d](const Tensor& g, const NeedsGrad&) { return G{ops::log_softmax_backward(g, y, d)}; });
 }
 
+// gather and index_select: their backward is a scatter kernel (scatter_add, index_add).
 Tensor Tensor::gather(int64_t d, const Tensor& index) const {
+  Tensor out = ops::gather(*this, d, index);
+  if (!needs_graph(*this)) return out;
   Shape in = sizes();
   Tensor idx = save(index);
-  return record("GatherBackward", ops::gather(*this, d, index), {*this}, [in, d, idx](const Tensor& g, const NeedsGrad&) {
-    return G{ops::scatter_add(in, d, idx, g)};
-  });
+  return record("GatherBackward", out, {*this},
+                [in, d, idx](const Tensor& g, const NeedsGrad&) { return G{ops::scatter_add(in, d, idx, g)}; });
 }
 
 Tensor Tensor::index_select(int64_t d, const Tensor& index) const {
+  Tensor out = ops::index_select(*this, d, index);
+  if (!needs_graph(*this)) return out;
   Shape in = sizes();
   Tensor idx = save(index);
-  return record("IndexSelectBackward", ops::index_select(*this, d, index), {*this},
+  return record("IndexSelectBackward", out, {*this},
                 [in, d, idx](const Tensor& g, const NeedsGrad&) { return G{ops::index_add(in, d, idx, g)}; });
 }
 
@@ -491,7 +523,7 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t d) {
     G grads;
     int64_t at = 0;
     for (size_t i = 0; i < lens.size(); ++i) {
-      grads.push_back(n[i] ? ops::contiguous(ops::slice(g, d, at, at + lens[i], 1)) : Tensor());
+      grads.push_back(n[i] ? g.slice(d, at, at + lens[i]).contiguous() : Tensor());
       at += lens[i];
     }
     return grads;
@@ -530,7 +562,39 @@ Tensor& Tensor::add_(const Tensor& o, double alpha) {
 }
 Tensor& Tensor::mul_(double s) {
   check_inplace(*this, "mul_");
-  ops::copy_(*this, ops::binary_scalar(BinaryOp::Mul, *this, s));
+  ops::binary_(BinaryOp::Mul, *this, scalar_like(*this, s));  // into this tensor's own memory, no temporary
+  return *this;
+}
+
+// ---- math helpers: sign, sum_to_size, in-place arithmetic -------------------------------------------
+
+Tensor Tensor::sign() const { return ops::unary(UnaryOp::Sign, *this); }
+
+Tensor Tensor::sum_to_size(const Shape& shape) const {
+  Tensor out = ops::sum_to(*this, shape);
+  if (!needs_graph(*this)) return out;
+  Shape in = sizes();
+  return record("SumToSizeBackward", out, {*this}, [in](const Tensor& g, const NeedsGrad&) { return G{g.expand(in)}; });
+}
+
+Tensor& Tensor::add_(double s) {
+  check_inplace(*this, "add_");
+  ops::binary_(BinaryOp::Add, *this, scalar_like(*this, s));
+  return *this;
+}
+Tensor& Tensor::mul_(const Tensor& o) {
+  check_inplace(*this, "mul_");
+  ops::binary_(BinaryOp::Mul, *this, o);
+  return *this;
+}
+Tensor& Tensor::div_(double s) {
+  check_inplace(*this, "div_");
+  ops::binary_(BinaryOp::Div, *this, scalar_like(*this, s));
+  return *this;
+}
+Tensor& Tensor::maximum_(const Tensor& o) {
+  check_inplace(*this, "maximum_");
+  ops::binary_(BinaryOp::Maximum, *this, o);
   return *this;
 }
 

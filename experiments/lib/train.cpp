@@ -11,7 +11,6 @@
 #include "autograd/node.h"
 #include "cuda/cuda.h"
 #include "models/checkpoint.h"
-#include "tensor/ops.h"
 
 namespace dl::exp {
 
@@ -71,8 +70,7 @@ std::string duration_str(double s) {
 }
 
 int64_t count_correct(const Tensor& logits, const Tensor& labels) {
-  return ops::reduce(ops::ReduceOp::Sum, ops::binary(ops::BinaryOp::Eq, logits.argmax(1), labels), {}, false)
-      .item<int64_t>();
+  return logits.argmax(1).eq(labels).sum().item<int64_t>();
 }
 }  // namespace
 
@@ -131,8 +129,8 @@ EvalResult evaluate(nn::Module& model, const ForwardFn& forward, data::DataLoade
     correct += count_correct(logits, labels);
     seen += labels.size(0);
     if (keep_predictions) {
-      Tensor probs = ops::to_device(ops::softmax(logits, 1), kCPU);
-      Tensor pred = ops::to_device(logits.argmax(1), kCPU);
+      Tensor probs = logits.softmax(1).to(kCPU);
+      Tensor pred = logits.argmax(1).to(kCPU);
       auto pv = probs.to_vector<float>();
       auto pr = pred.to_vector<int64_t>();
       auto lv = batch.labels.to_vector<int64_t>();
@@ -161,14 +159,14 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   for (const auto& p : params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
-    total += ops::reduce(ops::ReduceOp::Sum, ops::binary(ops::BinaryOp::Mul, g, g), {}, false).item<double>();
+    total += (g * g).sum().item<double>();
   }
   total = std::sqrt(total);
   if (max_norm > 0 && total > max_norm) {
     double scale = max_norm / (total + 1e-6);
     for (const auto& p : params) {
       Tensor g = p.grad();
-      if (g.defined()) ops::copy_(g, ops::binary_scalar(ops::BinaryOp::Mul, g, scale));
+      if (g.defined()) g.mul_(scale);  // in place: the gradient the optimizer will read
     }
   }
   return total;

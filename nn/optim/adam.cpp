@@ -3,7 +3,6 @@
 #include <cmath>
 
 #include "tensor/cpu/loops.h"
-#include "tensor/ops.h"
 
 namespace dl::optim {
 
@@ -68,29 +67,18 @@ void adam_update(const Tensor& p, const Tensor& grad, const Tensor& m, const Ten
   });
 }
 
-// The same update as tensor ops (any device).
-void adam_update_ops(const Tensor& p, const Tensor& grad, const Tensor& m, const Tensor& v, const Tensor& vmax,
-                     const AdamStep& s) {
-  using ops::BinaryOp;
-  if (s.decoupled) ops::copy_(p, ops::binary_scalar(BinaryOp::Mul, p, 1.0 - s.lr * s.weight_decay));
-  Tensor g = grad;
-  if (!s.decoupled && s.weight_decay != 0) {
-    g = ops::clone(grad);
-    ops::add_(g, p, s.weight_decay);
-  }
-  ops::copy_(m, ops::binary_scalar(BinaryOp::Mul, m, s.beta1));
-  ops::add_(m, g, 1.0 - s.beta1);
-  ops::copy_(v, ops::binary_scalar(BinaryOp::Mul, v, s.beta2));
-  ops::add_(v, ops::binary(BinaryOp::Mul, ops::binary_scalar(BinaryOp::Mul, g, 1.0 - s.beta2), g), 1.0);
-  Tensor second = v;
-  if (s.amsgrad) {
-    ops::copy_(vmax, ops::binary(BinaryOp::Maximum, vmax, v));
-    second = vmax;
-  }
-  Tensor denom = ops::binary_scalar(BinaryOp::Add,
-                                    ops::binary_scalar(BinaryOp::Div, ops::unary(ops::UnaryOp::Sqrt, second), s.bias_correction2_sqrt),
-                                    s.eps);
-  ops::add_(p, ops::binary(BinaryOp::Div, ops::binary_scalar(BinaryOp::Mul, m, -s.step_size), denom), 1.0);
+// The same update as tensor ops (any device; CUDA parameters take this path), in the fused loop's
+// order, so both round alike; PyTorch's _single_tensor_adam spells it the same way. The state
+// (m, v, vmax) is updated in place. Runs under the step's NoGradGuard: no graph is recorded.
+// p, m, v, vmax: handles (by value) on the live tensors' memory.
+void adam_update_ops(Tensor p, const Tensor& grad, Tensor m, Tensor v, Tensor vmax, const AdamStep& s) {
+  if (s.decoupled) p.mul_(1 - s.lr * s.weight_decay);
+  Tensor g = !s.decoupled && s.weight_decay != 0 ? grad + s.weight_decay * p : grad;
+  m.mul_(s.beta1).add_(g, 1 - s.beta1);
+  v.mul_(s.beta2).add_((1 - s.beta2) * g * g);
+  Tensor second = s.amsgrad ? vmax.maximum_(v) : v;
+  Tensor denom = (second.sqrt() / s.bias_correction2_sqrt).add_(s.eps);
+  p.add_(-s.step_size * m / denom);
 }
 }  // namespace
 

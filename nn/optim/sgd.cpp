@@ -1,7 +1,6 @@
 #include "nn/optim/sgd.h"
 
 #include "tensor/cpu/loops.h"
-#include "tensor/ops.h"
 
 namespace dl::optim {
 
@@ -83,27 +82,17 @@ void SGD::step_group(ParamGroup& g) {
       DL_DISPATCH_FLOATING(p.dtype(), "SGD.step", [&] { sgd_update<scalar_t>(p, grad, buf, first, g); });
       continue;
     }
-    // The same update as tensor ops (any device).
-    Tensor d = grad;
-    if (g.weight_decay != 0) {
-      d = ops::clone(grad);
-      ops::add_(d, p, g.weight_decay);
-    }
+    // The same update as tensor ops (any device; CUDA parameters take this path), in the fused
+    // loop's order, so both round alike. Runs under the step's NoGradGuard: no graph is recorded.
+    Tensor d = g.weight_decay != 0 ? grad + g.weight_decay * p : grad;
     if (g.momentum != 0) {
-      if (first) {
-        buf = ops::clone(d);
-      } else {
-        ops::copy_(buf, ops::binary_scalar(ops::BinaryOp::Mul, buf, g.momentum));
-        ops::add_(buf, d, 1.0 - g.dampening);
-      }
-      if (g.nesterov) {
-        if (d.is_same(grad)) d = ops::clone(grad);
-        ops::add_(d, buf, g.momentum);
-      } else {
-        d = buf;
-      }
+      if (first)
+        buf = d.clone();
+      else
+        buf.mul_(g.momentum).add_(d, 1 - g.dampening);  // in place: the state stays where it lies
+      d = g.nesterov ? d + g.momentum * buf : buf;
     }
-    ops::add_(p, d, -g.lr);
+    p.add_(d, -g.lr);
   }
 }
 

@@ -1,0 +1,180 @@
+// Fusion as a framework feature (nn::Sequential, nn/layers.h): a BatchNorm2d followed by a ReLU
+// runs as one fused pass. Fused and unfused runs of the same model must give the same numbers
+// (forward, every gradient, running statistics) and the same state_dict keys; a model edited so
+// that the pair is no longer adjacent, or whose ReLU is replaced, must still compute its own math.
+#include <functional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "autograd/node.h"
+#include "models/scratch_cnn.h"
+#include "nn/layers.h"
+#include "test_util.h"
+
+using namespace dl;
+
+namespace {
+// How many nodes of each name the graph below `t` holds (each node once).
+std::multiset<std::string> node_names(const Tensor& t) {
+  std::multiset<std::string> names;
+  std::set<const autograd::Node*> seen;
+  std::vector<autograd::Node*> stack;
+  if (t.grad_fn()) stack.push_back(t.grad_fn().get());
+  while (!stack.empty()) {
+    autograd::Node* n = stack.back();
+    stack.pop_back();
+    if (!seen.insert(n).second) continue;
+    names.insert(n->name());
+    for (const auto& e : n->next_edges)
+      if (e.valid()) stack.push_back(e.fn.get());
+  }
+  return names;
+}
+
+std::vector<std::string> keys(const nn::Module& m) {
+  std::vector<std::string> k;
+  for (const auto& [name, t] : m.state_dict()) k.push_back(name);
+  return k;
+}
+
+// Tolerances of the fused-vs-unfused comparison. The fused kernel does the same arithmetic as batch
+// norm followed by ReLU (same centring, scale and offset, then max(v, 0)), so the two agree to
+// rounding at most: float64 tightly, float32 within a few ulps of the values involved.
+struct Tol {
+  double rtol, atol;
+};
+Tol tolerance(DType dt) { return dt == DType::Float64 ? Tol{1e-12, 1e-12} : Tol{1e-5, 1e-6}; }
+}  // namespace
+
+TEST_CASE("the scratch CNN fused and unfused: the same forward, gradients, running stats and keys") {
+  for (DType dt : {DType::Float64, DType::Float32}) {
+    INFO("dtype ", dtype_name(dt));
+    const Tol tol = tolerance(dt);
+    manual_seed(7);
+    models::ScratchCnnConfig cfg{.channels = {4, 6, 8, 8}, .dropout = 0.0};
+    models::ScratchCnn fused(cfg), plain(cfg);
+    plain.load_state_dict(fused.state_dict());
+    nn::set_fusion(plain, false);
+    fused.to(dt);
+    plain.to(dt);
+    CHECK(keys(fused) == keys(plain));  // the study's checkpoints load either way
+    CHECK(fused.get_buffer("block1.1.running_mean").sizes() == Shape{4});
+    CHECK(fused.get_parameter("block4.0.weight").sizes() == Shape{8, 8, 3, 3});
+
+    Tensor target = from_vector<int64_t>({1, 3, 0, 9, 4}, {5});
+    for (int step = 0; step < 2; ++step) {  // two training steps: the running stats move twice
+      INFO("step ", step);
+      Tensor x = randn({5, 1, 28, 28}, dt);
+      fused.zero_grad();
+      plain.zero_grad();
+      Tensor lf = fused(x), lp = plain(x);
+      // the fused model really ran fused: one BatchNormRelu node per block, no ReLU node
+      auto nf = node_names(lf), np = node_names(lp);
+      CHECK(nf.count("BatchNormReluBackward") == 4);
+      CHECK(nf.count("ReluBackward") == 0);
+      CHECK(np.count("BatchNormReluBackward") == 0);
+      CHECK(np.count("ReluBackward") == 4);
+      CHECK_CLOSE(lf, lp, tol.rtol, tol.atol);
+      cross_entropy(lf, target).backward();
+      cross_entropy(lp, target).backward();
+      auto pf = fused.named_parameters(), pp = plain.named_parameters();
+      REQUIRE(pf.size() == pp.size());
+      for (size_t i = 0; i < pf.size(); ++i) {
+        INFO("gradient of ", pf[i].first);
+        REQUIRE(pf[i].second.grad().defined());
+        CHECK_CLOSE(pf[i].second.grad(), pp[i].second.grad(), tol.rtol, tol.atol);
+      }
+      auto bf = fused.named_buffers(), bp = plain.named_buffers();
+      REQUIRE(bf.size() == bp.size());
+      for (size_t i = 0; i < bf.size(); ++i) {
+        INFO("buffer ", bf[i].first);
+        CHECK_CLOSE(bf[i].second.to(DType::Float64), bp[i].second.to(DType::Float64), tol.rtol, tol.atol);
+      }
+    }
+    fused.eval();
+    plain.eval();
+    NoGradGuard ng;
+    Tensor x = randn({3, 1, 28, 28}, dt);
+    CHECK_CLOSE(fused(x), plain(x), tol.rtol, tol.atol);  // eval: the running statistics
+  }
+}
+
+namespace {
+// A module between batch norm and ReLU: the pair is no longer adjacent.
+class AddOne : public nn::Module {
+ public:
+  AddOne() : Module("AddOne") {}
+  Tensor forward(const Tensor& x) override { return x + 1.0; }
+};
+// A ReLU subclass that computes something else: only the exact types are fused.
+class DoubledReLU : public nn::ReLU {
+ public:
+  Tensor forward(const Tensor& x) override { return x.relu() * 2.0; }
+};
+
+std::shared_ptr<nn::Conv2d> conv() {
+  return std::make_shared<nn::Conv2d>(nn::Conv2dConfig{.in_channels = 2, .out_channels = 3, .kernel_size = 3, .padding = 1});
+}
+}  // namespace
+
+TEST_CASE("an edited Sequential computes its own math: fusion never outlives the pair it fused") {
+  manual_seed(3);
+  Tensor x = randn({2, 2, 5, 5}, DType::Float64);
+  auto c = conv();
+  auto bn = std::make_shared<nn::BatchNorm2d>(3);
+  c->to(DType::Float64);
+  bn->to(DType::Float64);
+  bn->eval();  // running statistics: the same normalisation whatever order the cases run in
+  {
+    NoGradGuard ng;
+    bn->running_mean.copy_(from_vector<double>({0.1, -0.2, 0.3}, {3}));
+    bn->running_var.copy_(from_vector<double>({0.5, 2.0, 1.5}, {3}));
+  }
+  // the modules run one by one, by hand: conv, batch norm, then what follows
+  auto by_hand = [&](const std::function<Tensor(const Tensor&)>& after) {
+    NoGradGuard ng;
+    return after(bn->forward(c->forward(x)));
+  };
+  Tensor h = by_hand([](const Tensor& t) { return t; });
+  REQUIRE((h.lt(0.0).sum().item<int64_t>() > 0));  // some negatives: a ReLU that ran would show
+
+  SUBCASE("a module inserted between batch norm and ReLU") {
+    nn::Sequential s{c, bn, std::make_shared<AddOne>(), std::make_shared<nn::ReLU>()};
+    Tensor y = s(x);
+    CHECK_CLOSE(y, by_hand([](const Tensor& t) { return (t + 1.0).relu(); }), 1e-12, 1e-12);
+    auto names = node_names(y);
+    CHECK(names.count("BatchNormReluBackward") == 0);
+    CHECK(names.count("BatchNormBackward") == 1);
+    CHECK(names.count("ReluBackward") == 1);
+  }
+  SUBCASE("the ReLU replaced after construction (replace_module)") {
+    nn::Sequential s{c, bn, std::make_shared<nn::ReLU>()};
+    CHECK_CLOSE(s(x), by_hand([](const Tensor& t) { return t.relu(); }), 1e-12, 1e-12);  // fused
+    s.replace_module("2", std::make_shared<nn::Identity>());
+    CHECK(s[2]->name() == "Identity");
+    CHECK_CLOSE(s(x), h, 1e-12, 1e-12);  // the negatives are back: no stale fused pair
+  }
+  SUBCASE("a ReLU subclass is run as itself") {
+    nn::Sequential s{c, bn, std::make_shared<DoubledReLU>()};
+    CHECK_CLOSE(s(x), by_hand([](const Tensor& t) { return t.relu() * 2.0; }), 1e-12, 1e-12);
+  }
+  SUBCASE("fusion off gives the same results, and a Sequential ending at batch norm has nothing to fuse") {
+    nn::Sequential s{c, bn, std::make_shared<nn::ReLU>()};
+    Tensor fused = s(x);
+    s.fusion = false;
+    CHECK(max_difference(s(x), fused).abs_diff <= 1e-12);
+    nn::Sequential tail{c, bn};
+    CHECK_CLOSE(tail(x), h, 1e-12, 1e-12);
+  }
+}
+
+TEST_CASE("set_fusion reaches every Sequential below a module") {
+  models::ScratchCnn m({.channels = {4, 4, 4, 4}});
+  for (auto* b : {m.block1.get(), m.block2.get(), m.block3.get(), m.block4.get()}) CHECK(b->fusion);
+  nn::set_fusion(m, false);
+  for (auto* b : {m.block1.get(), m.block2.get(), m.block3.get(), m.block4.get()}) CHECK_FALSE(b->fusion);
+  nn::set_fusion(*m.block2, true);
+  CHECK(m.block2->fusion);
+  CHECK_FALSE(m.block3->fusion);
+}
