@@ -16,8 +16,8 @@ namespace dl::cuda::k {
 #define KDISPATCH_FLOATING(dt, name, fn, ...)                                                     \
   do {                                                                                            \
     switch (dt) {                                                                                 \
-      case ::dl::cuda::k::F32: fn<float>(__VA_ARGS__); break;                                     \
-      case ::dl::cuda::k::F64: fn<double>(__VA_ARGS__); break;                                    \
+      case ::dl::DType::Float32: fn<float>(__VA_ARGS__); break;                                     \
+      case ::dl::DType::Float64: fn<double>(__VA_ARGS__); break;                                    \
       default: DL_CUDA_REQUIRE(false, name ": expected a float32 or float64 tensor");             \
     }                                                                                             \
   } while (0)
@@ -25,10 +25,10 @@ namespace dl::cuda::k {
 #define KDISPATCH_ALL(dt, name, fn, ...)                                                          \
   do {                                                                                            \
     switch (dt) {                                                                                 \
-      case ::dl::cuda::k::F32: fn<float>(__VA_ARGS__); break;                                     \
-      case ::dl::cuda::k::F64: fn<double>(__VA_ARGS__); break;                                    \
-      case ::dl::cuda::k::I64: fn<int64_t>(__VA_ARGS__); break;                                   \
-      case ::dl::cuda::k::U8: fn<uint8_t>(__VA_ARGS__); break;                                    \
+      case ::dl::DType::Float32: fn<float>(__VA_ARGS__); break;                                     \
+      case ::dl::DType::Float64: fn<double>(__VA_ARGS__); break;                                    \
+      case ::dl::DType::Int64: fn<int64_t>(__VA_ARGS__); break;                                   \
+      case ::dl::DType::UInt8: fn<uint8_t>(__VA_ARGS__); break;                                    \
       default: DL_CUDA_REQUIRE(false, name ": unknown dtype");                                    \
     }                                                                                             \
   } while (0)
