@@ -14,7 +14,8 @@
 namespace dl::ops {
 
 // The parameter structs (Conv2dParams, Pool2dParams) are in tensor/op_defs.h, shared with the
-// kernels of both devices. These ops take them by value and fill in their geometry fields.
+// kernels of both devices. The caller sets the options; these ops hand the kernel a copy with the
+// geometry fields filled in.
 
 // ---- conv2d ------------------------------------------------------------------------------------
 // x (N, C, H, W), weight (O, C/groups, kh, kw), bias (O) or undefined -> (N, O, Ho, Wo).
