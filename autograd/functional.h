@@ -6,18 +6,16 @@
 #include <array>
 #include <optional>
 
+#include "tensor/op_defs.h"
 #include "tensor/tensor.h"
 
 namespace dl {
 
-struct Conv2dOptions {
-  std::array<int64_t, 2> stride{1, 1};
-  std::array<int64_t, 2> padding{0, 0};
-  std::array<int64_t, 2> dilation{1, 1};
-  int64_t groups = 1;
-};
+// The parameter structs (Conv2dParams, Pool2dParams) are tensor/op_defs.h's, the same the kernels
+// read; set the options (stride, padding, ...) and leave the geometry fields alone.
+
 // x (N, C, H, W), weight (O, C/groups, kh, kw), bias (O) or undefined.
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), const Conv2dOptions& opt = {});
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), const Conv2dParams& opt = {});
 
 // x (..., in), weight (out, in), bias (out) or undefined: x @ weight^T + bias.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
@@ -37,15 +35,8 @@ Tensor batch_norm_relu(const Tensor& x, const Tensor& running_mean, const Tensor
                        const Tensor& bias, bool training, double momentum = 0.1, double eps = 1e-5,
                        const Tensor& residual = Tensor());
 
-struct Pool2dOptions {
-  std::array<int64_t, 2> kernel{2, 2};
-  std::array<int64_t, 2> stride{0, 0};  // 0 = same as kernel
-  std::array<int64_t, 2> padding{0, 0};
-  bool ceil_mode = false;
-  bool count_include_pad = true;  // avg_pool2d only
-};
-Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opt);
-Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& opt);
+Tensor max_pool2d(const Tensor& x, const Pool2dParams& opt);
+Tensor avg_pool2d(const Tensor& x, const Pool2dParams& opt);
 Tensor adaptive_avg_pool2d(const Tensor& x, std::array<int64_t, 2> output_size);
 
 // Zeroes each element with probability p and scales the rest by 1/(1-p) in training; identity

@@ -261,21 +261,21 @@ void eval_stats_typed(void* mean, void* invstd, const void* rm, const void* rv, 
 
 }  // namespace
 
-void batch_norm_forward(DT dt, void* out, void* mean, void* invstd, const void* x, const void* weight,
+void batch_norm_forward(DType dt, void* out, void* mean, void* invstd, const void* x, const void* weight,
                         const void* bias, void* running_mean, void* running_var, int64_t N, int64_t C, int64_t S,
                         bool training, double momentum, double eps) {
   KDISPATCH_FLOATING(dt, "batch_norm", forward_typed, out, mean, invstd, x, weight, bias, running_mean, running_var, N,
                      C, S, training, momentum, eps);
 }
 
-void batch_norm_backward(DT dt, void* grad_x, void* grad_w, void* grad_b, const void* grad_out, const void* x,
+void batch_norm_backward(DType dt, void* grad_x, void* grad_w, void* grad_b, const void* grad_out, const void* x,
                          const void* weight, const void* mean, const void* invstd, int64_t N, int64_t C, int64_t S,
                          bool training) {
   KDISPATCH_FLOATING(dt, "batch_norm backward", backward_typed, grad_x, grad_w, grad_b, grad_out, x, weight, mean,
                      invstd, N, C, S, training);
 }
 
-void batch_norm_eval_stats(DT dt, void* mean, void* invstd, const void* running_mean, const void* running_var,
+void batch_norm_eval_stats(DType dt, void* mean, void* invstd, const void* running_mean, const void* running_var,
                            int64_t C, double eps) {
   KDISPATCH_FLOATING(dt, "batch_norm", eval_stats_typed, mean, invstd, running_mean, running_var, C, eps);
 }

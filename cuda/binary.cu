@@ -6,47 +6,26 @@
 namespace dl::cuda::k {
 namespace {
 
-// dl::ops::BinaryOp
-enum { kAdd, kSub, kMul, kDiv, kMaximum, kMinimum, kEq, kNe, kLt, kLe, kGt, kGe };
-
+// One case per op of DL_BINARY_OPS, running the functor the CPU kernel runs (tensor/op_defs.h);
+// comparisons write uint8.
 template <typename T>
-void binary_typed(int op, void* out_v, const void* a, const void* b, const Iter& it) {
+void binary_typed(ops::BinaryOp op, void* out_v, const void* a, const void* b, const Iter& it) {
   InPtrs<T, 2> in{{static_cast<const T*>(a), static_cast<const T*>(b)}};
-  T* out = static_cast<T*>(out_v);
-  uint8_t* cmp = static_cast<uint8_t*>(out_v);
-  using U = uint8_t;
   switch (op) {
-    case kAdd: return launch_map<T, T, 2>(out, in, it, [] __device__(T x, T y) { return static_cast<T>(x + y); });
-    case kSub: return launch_map<T, T, 2>(out, in, it, [] __device__(T x, T y) { return static_cast<T>(x - y); });
-    case kMul: return launch_map<T, T, 2>(out, in, it, [] __device__(T x, T y) { return static_cast<T>(x * y); });
-    case kDiv:
-      if constexpr (std::is_integral_v<T>)
-        return launch_map<T, T, 2>(out, in, it, [] __device__(T x, T y) { return y == 0 ? T(0) : static_cast<T>(x / y); });
-      else
-        return launch_map<T, T, 2>(out, in, it, [] __device__(T x, T y) { return x / y; });
-    case kMaximum:
-      return launch_map<T, T, 2>(out, in, it, [] __device__(T x, T y) {
-        if (d_isnan(x) || d_isnan(y)) return static_cast<T>(x + y);
-        return x > y ? x : y;
-      });
-    case kMinimum:
-      return launch_map<T, T, 2>(out, in, it, [] __device__(T x, T y) {
-        if (d_isnan(x) || d_isnan(y)) return static_cast<T>(x + y);
-        return x < y ? x : y;
-      });
-    case kEq: return launch_map<U, T, 2>(cmp, in, it, [] __device__(T x, T y) { return U(x == y); });
-    case kNe: return launch_map<U, T, 2>(cmp, in, it, [] __device__(T x, T y) { return U(x != y); });
-    case kLt: return launch_map<U, T, 2>(cmp, in, it, [] __device__(T x, T y) { return U(x < y); });
-    case kLe: return launch_map<U, T, 2>(cmp, in, it, [] __device__(T x, T y) { return U(x <= y); });
-    case kGt: return launch_map<U, T, 2>(cmp, in, it, [] __device__(T x, T y) { return U(x > y); });
-    case kGe: return launch_map<U, T, 2>(cmp, in, it, [] __device__(T x, T y) { return U(x >= y); });
+#define DL_BINARY_CASE(Name, name)                                                 \
+  case ops::BinaryOp::Name: {                                                      \
+    using TO = std::conditional_t<ops::fn::Name::kComparison, uint8_t, T>;         \
+    return launch_map<TO, T, 2>(static_cast<TO*>(out_v), in, it, ops::fn::Name{}); \
+  }
+    DL_BINARY_OPS(DL_BINARY_CASE)
+#undef DL_BINARY_CASE
   }
   DL_CUDA_REQUIRE(false, "binary: unknown op");
 }
 
 }  // namespace
 
-void binary(int op, DT dt, void* out, const void* a, const void* b, const Iter& it) {
+void binary(ops::BinaryOp op, DType dt, void* out, const void* a, const void* b, const Iter& it) {
   KDISPATCH_ALL(dt, "binary", binary_typed, op, out, a, b, it);
 }
 

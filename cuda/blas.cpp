@@ -1,5 +1,6 @@
 // GEMM through cuBLAS or the hand-written kernel (the Gemm family's switch), and the bmm entry of
 // the kernel table.
+#include <algorithm>
 #include <climits>
 
 #include <cublas_v2.h>
@@ -77,7 +78,50 @@ void gemm(DType dtype, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double
   if (get_backend(OpFamily::Gemm) == Backend::Library &&
       gemm_cublas(dtype, ta, tb, M, N, K, alpha, A, lda, sA, B, ldb, sB, beta, C, ldc, sC, batch, allow_tf32()))
     return;
-  k::gemm(dt_of(dtype), ta, tb, M, N, K, alpha, A, lda, sA, B, ldb, sB, beta, C, ldc, sC, batch);
+  k::gemm(dtype, ta, tb, M, N, K, alpha, A, lda, sA, B, ldb, sB, beta, C, ldc, sC, batch);
 }
+
+namespace {
+
+// How a (B, R, C) operand is laid out for the GEMM: row-major with row stride ld, or (trans) the
+// transpose of a row-major (C, R) matrix. Returns false when neither describes it (a copy is needed).
+bool gemm_layout(const Tensor& t, bool& trans, int64_t& ld) {
+  const int64_t R = t.sizes()[1], C = t.sizes()[2];
+  const int64_t sr = t.strides()[1], sc = t.strides()[2];
+  if ((sc == 1 || C == 1) && (R == 1 || sr >= std::max<int64_t>(C, 1))) {
+    trans = false;
+    ld = R == 1 ? std::max<int64_t>(C, 1) : sr;
+    return true;
+  }
+  if ((sr == 1 || R == 1) && (C == 1 || sc >= std::max<int64_t>(R, 1))) {
+    trans = true;
+    ld = C == 1 ? std::max<int64_t>(R, 1) : sc;
+    return true;
+  }
+  return false;
+}
+
+void bmm_kernel(const Tensor& out, const Tensor& a_in, const Tensor& b_in) {
+  check_device(out, "matmul");
+  Tensor a = a_in, b = b_in;
+  bool ta = false, tb = false;
+  int64_t lda = 0, ldb = 0;
+  if (!gemm_layout(a, ta, lda)) {
+    a = ops::contiguous(ops::clone(a));
+    gemm_layout(a, ta, lda);
+  }
+  if (!gemm_layout(b, tb, ldb)) {
+    b = ops::contiguous(ops::clone(b));
+    gemm_layout(b, tb, ldb);
+  }
+  const int64_t B = a.sizes()[0], M = a.sizes()[1], K = a.sizes()[2], N = b.sizes()[2];
+  const int64_t sa = B == 1 ? 0 : a.strides()[0], sb = B == 1 ? 0 : b.strides()[0];
+  gemm(a.dtype(), ta, tb, M, N, K, 1.0, a.raw_data(), lda, sa, b.raw_data(), ldb, sb, 0.0, out.raw_data(),
+       std::max<int64_t>(N, 1), M * N, B);
+}
+
+}  // namespace
+
+void register_blas_kernels(KernelTable& t) { t.bmm = bmm_kernel; }
 
 }  // namespace dl::cuda::host

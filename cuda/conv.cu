@@ -7,7 +7,7 @@ namespace {
 
 // One thread per (image, channel, output pixel) writes that pixel's kh * kw taps.
 template <typename T>
-__global__ void im2col_kernel(const T* __restrict__ x, T* __restrict__ col, ConvGeom g, int64_t n0, int64_t nb,
+__global__ void im2col_kernel(const T* __restrict__ x, T* __restrict__ col, Conv2dParams g, int64_t n0, int64_t nb,
                               int64_t cns, int64_t crs) {
   const int64_t L = g.Ho * g.Wo;
   KERNEL_LOOP(t, nb * g.C * L) {
@@ -18,9 +18,9 @@ __global__ void im2col_kernel(const T* __restrict__ x, T* __restrict__ col, Conv
     const T* xc = x + ((n0 + n) * g.C + c) * g.H * g.W;
     T* out = col + n * cns + (c * g.kh * g.kw) * crs + l;
     for (int64_t ki = 0; ki < g.kh; ++ki) {
-      const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
+      const int64_t ih = oh * g.stride[0] - g.padding[0] + ki * g.dilation[0];
       for (int64_t kj = 0; kj < g.kw; ++kj) {
-        const int64_t iw = ow * g.sw - g.pw + kj * g.dw;
+        const int64_t iw = ow * g.stride[1] - g.padding[1] + kj * g.dilation[1];
         const bool inside = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
         out[(ki * g.kw + kj) * crs] = inside ? xc[ih * g.W + iw] : T(0);
       }
@@ -30,7 +30,7 @@ __global__ void im2col_kernel(const T* __restrict__ x, T* __restrict__ col, Conv
 
 // One thread per input element gathers every column entry that read it.
 template <typename T>
-__global__ void col2im_kernel(const T* __restrict__ col, T* __restrict__ x, ConvGeom g, int64_t n0, int64_t nb,
+__global__ void col2im_kernel(const T* __restrict__ col, T* __restrict__ x, Conv2dParams g, int64_t n0, int64_t nb,
                               int64_t cns, int64_t crs) {
   const int64_t HW = g.H * g.W;
   KERNEL_LOOP(t, nb * g.C * HW) {
@@ -41,14 +41,14 @@ __global__ void col2im_kernel(const T* __restrict__ col, T* __restrict__ x, Conv
     const T* cc = col + n * cns + (c * g.kh * g.kw) * crs;
     T v = T(0);
     for (int64_t ki = 0; ki < g.kh; ++ki) {
-      const int64_t hh = h + g.ph - ki * g.dh;  // = oh * sh
-      if (hh < 0 || hh % g.sh != 0) continue;
-      const int64_t oh = hh / g.sh;
+      const int64_t hh = h + g.padding[0] - ki * g.dilation[0];  // = oh * sh
+      if (hh < 0 || hh % g.stride[0] != 0) continue;
+      const int64_t oh = hh / g.stride[0];
       if (oh >= g.Ho) continue;
       for (int64_t kj = 0; kj < g.kw; ++kj) {
-        const int64_t ww = w + g.pw - kj * g.dw;
-        if (ww < 0 || ww % g.sw != 0) continue;
-        const int64_t ow = ww / g.sw;
+        const int64_t ww = w + g.padding[1] - kj * g.dilation[1];
+        if (ww < 0 || ww % g.stride[1] != 0) continue;
+        const int64_t ow = ww / g.stride[1];
         if (ow >= g.Wo) continue;
         v += cc[(ki * g.kw + kj) * crs + oh * g.Wo + ow];
       }
@@ -77,7 +77,7 @@ __global__ void channel_sum_kernel(T* out, const T* in, int64_t N, int64_t C, in
 }
 
 template <typename T>
-void im2col_typed(const void* x, void* col, const ConvGeom& g, int64_t n0, int64_t nb, int64_t cns, int64_t crs) {
+void im2col_typed(const void* x, void* col, const Conv2dParams& g, int64_t n0, int64_t nb, int64_t cns, int64_t crs) {
   const int64_t work = nb * g.C * g.Ho * g.Wo;
   if (work == 0) return;
   im2col_kernel<T><<<grid_1d(work), kThreads, 0, stream()>>>(static_cast<const T*>(x), static_cast<T*>(col), g, n0, nb,
@@ -86,7 +86,7 @@ void im2col_typed(const void* x, void* col, const ConvGeom& g, int64_t n0, int64
 }
 
 template <typename T>
-void col2im_typed(const void* col, void* x, const ConvGeom& g, int64_t n0, int64_t nb, int64_t cns, int64_t crs) {
+void col2im_typed(const void* col, void* x, const Conv2dParams& g, int64_t n0, int64_t nb, int64_t cns, int64_t crs) {
   const int64_t work = nb * g.C * g.H * g.W;
   if (work == 0) return;
   col2im_kernel<T><<<grid_1d(work), kThreads, 0, stream()>>>(static_cast<const T*>(col), static_cast<T*>(x), g, n0, nb,
@@ -112,21 +112,21 @@ void channel_sum_typed(void* out, const void* in, int64_t N, int64_t C, int64_t 
 
 }  // namespace
 
-void im2col(DT dt, const void* x, void* col, const ConvGeom& g, int64_t n0, int64_t nb, int64_t col_n_stride,
+void im2col(DType dt, const void* x, void* col, const Conv2dParams& g, int64_t n0, int64_t nb, int64_t col_n_stride,
             int64_t col_row_stride) {
   KDISPATCH_FLOATING(dt, "im2col", im2col_typed, x, col, g, n0, nb, col_n_stride, col_row_stride);
 }
 
-void col2im(DT dt, const void* col, void* x, const ConvGeom& g, int64_t n0, int64_t nb, int64_t col_n_stride,
+void col2im(DType dt, const void* col, void* x, const Conv2dParams& g, int64_t n0, int64_t nb, int64_t col_n_stride,
             int64_t col_row_stride) {
   KDISPATCH_FLOATING(dt, "col2im", col2im_typed, col, x, g, n0, nb, col_n_stride, col_row_stride);
 }
 
-void add_channel_bias(DT dt, void* out, const void* bias, int64_t N, int64_t C, int64_t S) {
+void add_channel_bias(DType dt, void* out, const void* bias, int64_t N, int64_t C, int64_t S) {
   KDISPATCH_FLOATING(dt, "conv2d bias", add_bias_typed, out, bias, N, C, S);
 }
 
-void channel_sum(DT dt, void* out, const void* in, int64_t N, int64_t C, int64_t S) {
+void channel_sum(DType dt, void* out, const void* in, int64_t N, int64_t C, int64_t S) {
   KDISPATCH_FLOATING(dt, "conv2d bias backward", channel_sum_typed, out, in, N, C, S);
 }
 

@@ -32,11 +32,11 @@ namespace dl::cuda::host {
 
 #ifndef DL_WITH_CUDNN
 
-bool cudnn_conv2d_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const ops::Conv2dParams&) {
+bool cudnn_conv2d_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Conv2dParams&) {
   return false;
 }
-bool cudnn_conv2d_backward_input(const Tensor&, const Tensor&, const Tensor&, const ops::Conv2dParams&) { return false; }
-bool cudnn_conv2d_backward_weight(const Tensor&, const Tensor&, const Tensor&, const ops::Conv2dParams&) { return false; }
+bool cudnn_conv2d_backward_input(const Tensor&, const Tensor&, const Tensor&, const Conv2dParams&) { return false; }
+bool cudnn_conv2d_backward_weight(const Tensor&, const Tensor&, const Tensor&, const Conv2dParams&) { return false; }
 bool cudnn_batch_norm_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                               const Tensor&, const Tensor&, bool, double, double) {
   return false;
@@ -92,7 +92,7 @@ struct FilterDesc {
 
 struct ConvDesc {
   cudnnConvolutionDescriptor_t d = nullptr;
-  ConvDesc(DType t, const ops::Conv2dParams& p, cudnnMathType_t math) {
+  ConvDesc(DType t, const Conv2dParams& p, cudnnMathType_t math) {
     DL_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&d));
     DL_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(
         d, static_cast<int>(p.padding[0]), static_cast<int>(p.padding[1]), static_cast<int>(p.stride[0]),
@@ -151,7 +151,7 @@ AlgoCache& cache() {
   return *c;
 }
 
-ConvKey key_of(Dir dir, const Tensor& x_like, const Shape& w, const ops::Conv2dParams& p, bool tf32) {
+ConvKey key_of(Dir dir, const Tensor& x_like, const Shape& w, const Conv2dParams& p, bool tf32) {
   const Shape& x = x_like.sizes();
   return {static_cast<int>(dir),
           static_cast<int>(x_like.dtype()),
@@ -213,7 +213,7 @@ size_t cudnn_algorithm_cache_size() {
 }
 
 bool cudnn_conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
-                          const ops::Conv2dParams& p) {
+                          const Conv2dParams& p) {
   if (!fits_int(x) || !fits_int(out) || !fits_int(w)) return false;
   const DType t = x.dtype();
   const auto& xs = x.sizes();
@@ -249,7 +249,7 @@ bool cudnn_conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& w, c
   return true;
 }
 
-bool cudnn_conv2d_backward_input(const Tensor& gx, const Tensor& gout, const Tensor& w, const ops::Conv2dParams& p) {
+bool cudnn_conv2d_backward_input(const Tensor& gx, const Tensor& gout, const Tensor& w, const Conv2dParams& p) {
   if (!fits_int(gx) || !fits_int(gout) || !fits_int(w)) return false;
   const DType t = gx.dtype();
   const auto& xs = gx.sizes();
@@ -283,7 +283,7 @@ bool cudnn_conv2d_backward_input(const Tensor& gx, const Tensor& gout, const Ten
   return true;
 }
 
-bool cudnn_conv2d_backward_weight(const Tensor& gw, const Tensor& gout, const Tensor& x, const ops::Conv2dParams& p) {
+bool cudnn_conv2d_backward_weight(const Tensor& gw, const Tensor& gout, const Tensor& x, const Conv2dParams& p) {
   if (!fits_int(gw) || !fits_int(gout) || !fits_int(x)) return false;
   const DType t = x.dtype();
   const auto& xs = x.sizes();
@@ -414,7 +414,7 @@ bool cudnn_batch_norm_forward(const Tensor& out, const Tensor& mean, const Tenso
     DL_CUDNN_CHECK(cudnnBatchNormalizationForwardInference(
         h, CUDNN_BATCHNORM_SPATIAL, kScalars.one(t), kScalars.zero(t), d.x.d, x.raw_data(), d.x.d, out.raw_data(),
         d.bn, w.raw_data(), b.raw_data(), running_mean.raw_data(), running_var.raw_data(), eps));
-    k::batch_norm_eval_stats(dt_of(t), mean.raw_data(), invstd.raw_data(), running_mean.raw_data(),
+    k::batch_norm_eval_stats(t, mean.raw_data(), invstd.raw_data(), running_mean.raw_data(),
                              running_var.raw_data(), C, eps);
   }
   return true;

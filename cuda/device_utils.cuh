@@ -13,24 +13,24 @@
 namespace dl::cuda::k {
 
 // ---- dtype dispatch: KDISPATCH_*(dt, "name", fn, args...) calls fn<T>(args...) ----------------------
-#define KDISPATCH_FLOATING(dt, name, fn, ...)                                                     \
-  do {                                                                                            \
-    switch (dt) {                                                                                 \
-      case ::dl::cuda::k::F32: fn<float>(__VA_ARGS__); break;                                     \
-      case ::dl::cuda::k::F64: fn<double>(__VA_ARGS__); break;                                    \
-      default: DL_CUDA_REQUIRE(false, name ": expected a float32 or float64 tensor");             \
-    }                                                                                             \
+#define KDISPATCH_FLOATING(dt, name, fn, ...)                                         \
+  do {                                                                                \
+    switch (dt) {                                                                     \
+      case ::dl::DType::Float32: fn<float>(__VA_ARGS__); break;                       \
+      case ::dl::DType::Float64: fn<double>(__VA_ARGS__); break;                      \
+      default: DL_CUDA_REQUIRE(false, name ": expected a float32 or float64 tensor"); \
+    }                                                                                 \
   } while (0)
 
-#define KDISPATCH_ALL(dt, name, fn, ...)                                                          \
-  do {                                                                                            \
-    switch (dt) {                                                                                 \
-      case ::dl::cuda::k::F32: fn<float>(__VA_ARGS__); break;                                     \
-      case ::dl::cuda::k::F64: fn<double>(__VA_ARGS__); break;                                    \
-      case ::dl::cuda::k::I64: fn<int64_t>(__VA_ARGS__); break;                                   \
-      case ::dl::cuda::k::U8: fn<uint8_t>(__VA_ARGS__); break;                                    \
-      default: DL_CUDA_REQUIRE(false, name ": unknown dtype");                                    \
-    }                                                                                             \
+#define KDISPATCH_ALL(dt, name, fn, ...)                         \
+  do {                                                           \
+    switch (dt) {                                                \
+      case ::dl::DType::Float32: fn<float>(__VA_ARGS__); break;  \
+      case ::dl::DType::Float64: fn<double>(__VA_ARGS__); break; \
+      case ::dl::DType::Int64: fn<int64_t>(__VA_ARGS__); break;  \
+      case ::dl::DType::UInt8: fn<uint8_t>(__VA_ARGS__); break;  \
+      default: DL_CUDA_REQUIRE(false, name ": unknown dtype");   \
+    }                                                            \
   } while (0)
 
 constexpr int kThreads = 256;

@@ -5,36 +5,19 @@
 namespace dl::cuda::k {
 namespace {
 
-// dl::ops::UnaryOp
-enum { kNeg, kExp, kLog, kSqrt, kAbs, kRelu, kSigmoid, kTanh, kSign };
-
+// One case per op of DL_UNARY_OPS, running the functor the CPU kernel runs (tensor/op_defs.h).
 template <typename T>
-void unary_typed(int op, void* out_v, const void* in_v, const Iter& it) {
+void unary_typed(ops::UnaryOp op, void* out_v, const void* in_v, const Iter& it) {
   T* out = static_cast<T*>(out_v);
   InPtrs<T, 1> in{{static_cast<const T*>(in_v)}};
   switch (op) {
-    case kNeg: return launch_map<T, T, 1>(out, in, it, [] __device__(T x) { return static_cast<T>(-x); });
-    case kAbs: return launch_map<T, T, 1>(out, in, it, [] __device__(T x) { return x < T(0) ? static_cast<T>(-x) : x; });
-    case kRelu: return launch_map<T, T, 1>(out, in, it, [] __device__(T x) { return x > T(0) ? x : T(0); });
-    case kSign:
-      return launch_map<T, T, 1>(out, in, it, [] __device__(T x) { return static_cast<T>((T(0) < x) - (x < T(0))); });
-    default: break;
-  }
-  if constexpr (std::is_floating_point_v<T>) {
-    switch (op) {
-      case kExp: return launch_map<T, T, 1>(out, in, it, [] __device__(T x) { return d_exp(x); });
-      case kLog: return launch_map<T, T, 1>(out, in, it, [] __device__(T x) { return d_log(x); });
-      case kSqrt: return launch_map<T, T, 1>(out, in, it, [] __device__(T x) { return d_sqrt(x); });
-      case kTanh: return launch_map<T, T, 1>(out, in, it, [] __device__(T x) { return d_tanh(x); });
-      case kSigmoid:
-        // never exp of a large positive number
-        return launch_map<T, T, 1>(out, in, it, [] __device__(T x) {
-          if (x >= T(0)) return T(1) / (T(1) + d_exp(-x));
-          const T e = d_exp(x);
-          return e / (T(1) + e);
-        });
-      default: break;
-    }
+#define DL_UNARY_CASE(Name, name)                                           \
+  case ops::UnaryOp::Name:                                                  \
+    if constexpr (ops::fn::Name::kIntegers || std::is_floating_point_v<T>)  \
+      return launch_map<T, T, 1>(out, in, it, ops::fn::Name{});             \
+    break;
+    DL_UNARY_OPS(DL_UNARY_CASE)
+#undef DL_UNARY_CASE
   }
   DL_CUDA_REQUIRE(false, "unary op is not defined for this dtype");
 }
@@ -70,13 +53,13 @@ struct CopyFrom {
 };
 
 template <typename TO>
-void copy_to(void* dst_v, DT src_dt, const void* src, const Iter& it) {
+void copy_to(void* dst_v, DType src_dt, const void* src, const Iter& it) {
   TO* dst = static_cast<TO*>(dst_v);
   switch (src_dt) {
-    case F32: return CopyFrom<TO>::template run<float>(dst, src, it);
-    case F64: return CopyFrom<TO>::template run<double>(dst, src, it);
-    case I64: return CopyFrom<TO>::template run<int64_t>(dst, src, it);
-    case U8: return CopyFrom<TO>::template run<uint8_t>(dst, src, it);
+    case DType::Float32: return CopyFrom<TO>::template run<float>(dst, src, it);
+    case DType::Float64: return CopyFrom<TO>::template run<double>(dst, src, it);
+    case DType::Int64: return CopyFrom<TO>::template run<int64_t>(dst, src, it);
+    case DType::UInt8: return CopyFrom<TO>::template run<uint8_t>(dst, src, it);
   }
   DL_CUDA_REQUIRE(false, "copy: unknown source dtype");
 }
@@ -87,21 +70,21 @@ void fill_typed(void* dst_v, double value, const Iter& it) {
   launch_map<T, T, 0>(static_cast<T*>(dst_v), InPtrs<T, 0>{{nullptr}}, it, [v] __device__() { return v; });
 }
 
-int dtype_size(DT dt) { return dt == F32 ? 4 : dt == U8 ? 1 : 8; }
+int dtype_size(DType dt) { return dt == DType::Float32 ? 4 : dt == DType::UInt8 ? 1 : 8; }
 
 }  // namespace
 
-void unary(int op, DT dt, void* out, const void* in, const Iter& it) { KDISPATCH_ALL(dt, "unary", unary_typed, op, out, in, it); }
+void unary(ops::UnaryOp op, DType dt, void* out, const void* in, const Iter& it) { KDISPATCH_ALL(dt, "unary", unary_typed, op, out, in, it); }
 
-void pow_scalar(DT dt, void* out, const void* in, double e, const Iter& it) {
+void pow_scalar(DType dt, void* out, const void* in, double e, const Iter& it) {
   KDISPATCH_FLOATING(dt, "pow", pow_typed, out, in, e, it);
 }
 
-void where(DT dt, void* out, const void* cond, const void* a, const void* b, const Iter& it) {
+void where(DType dt, void* out, const void* cond, const void* a, const void* b, const Iter& it) {
   KDISPATCH_ALL(dt, "where", where_typed, out, cond, a, b, it);
 }
 
-void copy(DT dst_dt, DT src_dt, void* dst, const void* src, const Iter& it) {
+void copy(DType dst_dt, DType src_dt, void* dst, const void* src, const Iter& it) {
   if (it.numel <= 0) return;
   if (dst_dt == src_dt && is_contiguous(it)) {  // a plain memcpy on the stream
     DL_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(it.numel) * dtype_size(dst_dt),
@@ -111,6 +94,6 @@ void copy(DT dst_dt, DT src_dt, void* dst, const void* src, const Iter& it) {
   KDISPATCH_ALL(dst_dt, "copy", copy_to, dst, src_dt, src, it);
 }
 
-void fill(DT dt, void* dst, double value, const Iter& it) { KDISPATCH_ALL(dt, "fill", fill_typed, dst, value, it); }
+void fill(DType dt, void* dst, double value, const Iter& it) { KDISPATCH_ALL(dt, "fill", fill_typed, dst, value, it); }
 
 }  // namespace dl::cuda::k

@@ -283,7 +283,7 @@ void gemm_typed(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
 
 }  // namespace
 
-void gemm(DT dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const void* A, int64_t lda,
+void gemm(DType dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const void* A, int64_t lda,
           int64_t stride_a, const void* B, int64_t ldb, int64_t stride_b, double beta, void* C, int64_t ldc,
           int64_t stride_c, int64_t batch) {
   if (M <= 0 || N <= 0 || batch <= 0) return;

@@ -119,13 +119,13 @@ void scatter_add_typed(void* out, const int64_t* index, const void* src, const I
 
 }  // namespace
 
-bool gather(DT dt, void* out, const void* x, const int64_t* index, const IndexGeom& g, int64_t* bad_index) {
+bool gather(DType dt, void* out, const void* x, const int64_t* index, const IndexGeom& g, int64_t* bad_index) {
   bool ok = true;
   KDISPATCH_ALL(dt, "gather", gather_typed, out, x, index, g, &ok, bad_index);
   return ok;
 }
 
-bool scatter_add(DT dt, void* out, const int64_t* index, const void* src, const IndexGeom& g, int64_t* bad_index) {
+bool scatter_add(DType dt, void* out, const int64_t* index, const void* src, const IndexGeom& g, int64_t* bad_index) {
   bool ok = true;
   KDISPATCH_ALL(dt, "scatter_add", scatter_add_typed, out, index, src, g, &ok, bad_index);
   return ok;

@@ -1,17 +1,17 @@
 #pragma once
 // Launchers of the hand-written kernels (cuda/*.cu): plain functions on raw device pointers,
 // sizes and strides in elements, queued on the calling thread's current stream. The host side
-// (cuda/register.cpp and friends) checks and unpacks Tensors and calls these; the .cu files see
-// nothing of Tensor (fmt, which tensor/ uses, does not compile under nvcc).
+// (cuda/*_host.cpp, one per kernel file) checks and unpacks Tensors and calls these; the .cu files
+// see nothing of Tensor (fmt, which tensor/ uses, does not compile under nvcc), only what
+// tensor/op_defs.h shares with them: DType, the op enums and their scalar math, the parameter structs.
 //
 // Indexing is 64-bit throughout (or 32-bit in kernels chosen only when every offset fits), and
 // every launch uses grid-stride loops, so tensors above 2^31 elements work.
 #include <cstdint>
 
-namespace dl::cuda::k {
+#include "tensor/op_defs.h"
 
-// == dl::DType's values (checked in cuda/register.cpp)
-enum DT : int { F32 = 0, F64 = 1, I64 = 2, U8 = 3 };
+namespace dl::cuda::k {
 
 constexpr int kMaxDims = 12;
 constexpr int kMaxOperands = 4;
@@ -28,22 +28,22 @@ struct Iter {
 };
 
 // ---- elementwise (elementwise.cu, binary.cu, copy.cu) ------------------------------------------------
-// op: dl::ops::UnaryOp / BinaryOp as int. Operands: out first.
-void unary(int op, DT dt, void* out, const void* in, const Iter& it);
-void pow_scalar(DT dt, void* out, const void* in, double exponent, const Iter& it);
-void binary(int op, DT dt, void* out, const void* a, const void* b, const Iter& it);  // comparisons: uint8 out
-void where(DT dt, void* out, const void* cond, const void* a, const void* b, const Iter& it);
-void copy(DT dst_dt, DT src_dt, void* dst, const void* src, const Iter& it);
-void fill(DT dt, void* dst, double value, const Iter& it);
+// Operands: out first.
+void unary(ops::UnaryOp op, DType dt, void* out, const void* in, const Iter& it);
+void pow_scalar(DType dt, void* out, const void* in, double exponent, const Iter& it);
+void binary(ops::BinaryOp op, DType dt, void* out, const void* a, const void* b, const Iter& it);  // comparisons: uint8 out
+void where(DType dt, void* out, const void* cond, const void* a, const void* b, const Iter& it);
+void copy(DType dst_dt, DType src_dt, void* dst, const void* src, const Iter& it);
+void fill(DType dt, void* dst, double value, const Iter& it);
 
 // ---- reductions and softmax (reduce.cu, softmax.cu) ---------------------------------------------
-// in: contiguous (rows, cols); out (rows). op: dl::ops::ReduceOp as int. Floating sums in double.
-void reduce_rows(int op, DT dt, void* out, const void* in, int64_t rows, int64_t cols);
+// in: contiguous (rows, cols); out (rows). Floating sums in double.
+void reduce_rows(ops::ReduceOp op, DType dt, void* out, const void* in, int64_t rows, int64_t cols);
 // the max of each row and its first index (the first NaN wins), as the CPU kernel
-void max_rows(DT dt, void* values, int64_t* indices, const void* in, int64_t rows, int64_t cols);
+void max_rows(DType dt, void* values, int64_t* indices, const void* in, int64_t rows, int64_t cols);
 // over the middle dim of a contiguous (outer, d, inner) tensor
-void softmax(DT dt, void* out, const void* in, int64_t outer, int64_t d, int64_t inner, bool log);
-void softmax_backward(DT dt, void* grad_in, const void* grad_out, const void* y, int64_t outer, int64_t d,
+void softmax(DType dt, void* out, const void* in, int64_t outer, int64_t d, int64_t inner, bool log);
+void softmax_backward(DType dt, void* grad_in, const void* grad_out, const void* y, int64_t outer, int64_t d,
                       int64_t inner, bool log);
 
 // ---- gather / scatter_add (index.cu) ---------------------------------------------------------
@@ -60,71 +60,63 @@ struct IndexGeom {
   int64_t x_strides[kMaxDims] = {};    // gather: x; scatter_add: out
   int64_t out_strides[kMaxDims] = {};  // gather: out; scatter_add: src
 };
-bool gather(DT dt, void* out, const void* x, const int64_t* index, const IndexGeom& g, int64_t* bad_index);
-bool scatter_add(DT dt, void* out, const int64_t* index, const void* src, const IndexGeom& g, int64_t* bad_index);
+bool gather(DType dt, void* out, const void* x, const int64_t* index, const IndexGeom& g, int64_t* bad_index);
+bool scatter_add(DType dt, void* out, const int64_t* index, const void* src, const IndexGeom& g, int64_t* bad_index);
 
 // ---- GEMM (gemm.cu) ----------------------------------------------------------------------------
 // Row-major, batched: C_b (M, N) = alpha * op(A_b) (M, K) @ op(B_b) (K, N) + beta * C_b, where
 // op(A) = A stored (M, K) with row stride lda, or with ta A^T of A stored (K, M); the same for B.
 // X_b = X + b * strideX. beta == 0: C is not read. Float32 or float64.
-void gemm(DT dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const void* A, int64_t lda,
+void gemm(DType dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const void* A, int64_t lda,
           int64_t stride_a, const void* B, int64_t ldb, int64_t stride_b, double beta, void* C, int64_t ldc,
           int64_t stride_c, int64_t batch);
 
 // ---- convolution helpers (conv.cu) -----------------------------------------------------------------
-struct ConvGeom {
-  int64_t N, C, H, W;  // input
-  int64_t O, kh, kw;   // weight (O, C/G, kh, kw)
-  int64_t Ho, Wo;      // output
-  int64_t sh, sw, ph, pw, dh, dw, G;
-};
+// g: the convolution with its geometry filled in (tensor/op_defs.h).
 // col[(n - n0) * col_n_stride + r * col_row_stride + l] = x tap, for images n in [n0, n0 + nb),
 // rows r = (c * kh + ki) * kw + kj over all C channels, columns l = oh * Wo + ow (0 outside).
-void im2col(DT dt, const void* x, void* col, const ConvGeom& g, int64_t n0, int64_t nb, int64_t col_n_stride,
+void im2col(DType dt, const void* x, void* col, const Conv2dParams& g, int64_t n0, int64_t nb, int64_t col_n_stride,
             int64_t col_row_stride);
 // The adjoint: x[n0 .. n0 + nb) = the sum of every col entry that read each input element
 // (assigned, not accumulated; a gather, so deterministic).
-void col2im(DT dt, const void* col, void* x, const ConvGeom& g, int64_t n0, int64_t nb, int64_t col_n_stride,
+void col2im(DType dt, const void* col, void* x, const Conv2dParams& g, int64_t n0, int64_t nb, int64_t col_n_stride,
             int64_t col_row_stride);
 // out (N, C, S) += bias[c]
-void add_channel_bias(DT dt, void* out, const void* bias, int64_t N, int64_t C, int64_t S);
+void add_channel_bias(DType dt, void* out, const void* bias, int64_t N, int64_t C, int64_t S);
 // out[c] = sum over n, s of in (N, C, S), accumulated in double (the conv bias gradient)
-void channel_sum(DT dt, void* out, const void* in, int64_t N, int64_t C, int64_t S);
+void channel_sum(DType dt, void* out, const void* in, int64_t N, int64_t C, int64_t S);
 
 // ---- batch norm (batch_norm.cu): x (N, C, S); contract of KernelTable::batch_norm_* --------------------
-void batch_norm_forward(DT dt, void* out, void* mean, void* invstd, const void* x, const void* weight,
+void batch_norm_forward(DType dt, void* out, void* mean, void* invstd, const void* x, const void* weight,
                         const void* bias, void* running_mean, void* running_var, int64_t N, int64_t C, int64_t S,
                         bool training, double momentum, double eps);
-void batch_norm_backward(DT dt, void* grad_x, void* grad_w, void* grad_b, const void* grad_out, const void* x,
+void batch_norm_backward(DType dt, void* grad_x, void* grad_w, void* grad_b, const void* grad_out, const void* x,
                          const void* weight, const void* mean, const void* invstd, int64_t N, int64_t C, int64_t S,
                          bool training);
 // mean[c] = running_mean[c], invstd[c] = 1 / sqrt(running_var[c] + eps) (eval statistics)
-void batch_norm_eval_stats(DT dt, void* mean, void* invstd, const void* running_mean, const void* running_var,
+void batch_norm_eval_stats(DType dt, void* mean, void* invstd, const void* running_mean, const void* running_var,
                            int64_t C, double eps);
 
 // ---- pooling (pool.cu): planes = N * C of H x W -> Ho x Wo --------------------------------------------
-struct PoolGeom {
-  int64_t planes, H, W, Ho, Wo;
-  int64_t kh, kw, sh, sw, ph, pw;
-  bool count_include_pad;
-};
-void max_pool2d_forward(DT dt, void* out, int64_t* indices, const void* x, const PoolGeom& g);
-void max_pool2d_backward(DT dt, void* grad_x, const void* grad_out, const int64_t* indices, const PoolGeom& g);
-void avg_pool2d_forward(DT dt, void* out, const void* x, const PoolGeom& g);
-void avg_pool2d_backward(DT dt, void* grad_x, const void* grad_out, const PoolGeom& g);
-void adaptive_avg_pool2d_forward(DT dt, void* out, const void* x, const PoolGeom& g);
-void adaptive_avg_pool2d_backward(DT dt, void* grad_x, const void* grad_out, const PoolGeom& g);
+// g: the parameters with their geometry filled in (tensor/op_defs.h); adaptive pooling and max
+// pooling's backward read only the geometry.
+void max_pool2d_forward(DType dt, void* out, int64_t* indices, const void* x, const Pool2dParams& g);
+void max_pool2d_backward(DType dt, void* grad_x, const void* grad_out, const int64_t* indices, const Pool2dParams& g);
+void avg_pool2d_forward(DType dt, void* out, const void* x, const Pool2dParams& g);
+void avg_pool2d_backward(DType dt, void* grad_x, const void* grad_out, const Pool2dParams& g);
+void adaptive_avg_pool2d_forward(DType dt, void* out, const void* x, const Pool2dParams& g);
+void adaptive_avg_pool2d_backward(DType dt, void* grad_x, const void* grad_out, const Pool2dParams& g);
 
 // ---- cross entropy (loss.cu): logits (N, C), target int64 (N), weight (C) or null ------------------------
-void cross_entropy_forward(DT dt, void* losses, const void* logits, const int64_t* target, const void* weight,
+void cross_entropy_forward(DType dt, void* losses, const void* logits, const int64_t* target, const void* weight,
                            int64_t N, int64_t C, double label_smoothing);
-void cross_entropy_backward(DT dt, void* grad, const void* grad_losses, const void* logits, const int64_t* target,
+void cross_entropy_backward(DType dt, void* grad, const void* grad_losses, const void* logits, const int64_t* target,
                             const void* weight, int64_t N, int64_t C, double label_smoothing);
 
 // ---- fused optimizer steps (optim.cu): n contiguous elements; see cuda/optim.h --------------------------------
-void sgd_step(DT dt, void* param, const void* grad, void* momentum_buffer, int64_t n, double lr, double momentum,
+void sgd_step(DType dt, void* param, const void* grad, void* momentum_buffer, int64_t n, double lr, double momentum,
               double dampening, double weight_decay, bool nesterov, bool first);
-void adam_step(DT dt, void* param, const void* grad, void* exp_avg, void* exp_avg_sq, void* max_exp_avg_sq,
+void adam_step(DType dt, void* param, const void* grad, void* exp_avg, void* exp_avg_sq, void* max_exp_avg_sq,
                int64_t n, double lr, double beta1, double beta2, double eps, double weight_decay, double step_size,
                double bias_correction2_sqrt, bool decoupled, bool amsgrad);
 

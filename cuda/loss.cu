@@ -97,12 +97,12 @@ void backward_typed(void* grad, const void* grad_losses, const void* logits, con
 
 }  // namespace
 
-void cross_entropy_forward(DT dt, void* losses, const void* logits, const int64_t* target, const void* weight,
+void cross_entropy_forward(DType dt, void* losses, const void* logits, const int64_t* target, const void* weight,
                            int64_t N, int64_t C, double label_smoothing) {
   KDISPATCH_FLOATING(dt, "cross_entropy", forward_typed, losses, logits, target, weight, N, C, label_smoothing);
 }
 
-void cross_entropy_backward(DT dt, void* grad, const void* grad_losses, const void* logits, const int64_t* target,
+void cross_entropy_backward(DType dt, void* grad, const void* grad_losses, const void* logits, const int64_t* target,
                             const void* weight, int64_t N, int64_t C, double label_smoothing) {
   KDISPATCH_FLOATING(dt, "cross_entropy backward", backward_typed, grad, grad_losses, logits, target, weight, N, C,
                      label_smoothing);

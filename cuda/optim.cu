@@ -80,13 +80,13 @@ void adam_typed(void* p, const void* g, void* m, void* v, void* vmax, int64_t n,
 
 }  // namespace
 
-void sgd_step(DT dt, void* param, const void* grad, void* momentum_buffer, int64_t n, double lr, double momentum,
+void sgd_step(DType dt, void* param, const void* grad, void* momentum_buffer, int64_t n, double lr, double momentum,
               double dampening, double weight_decay, bool nesterov, bool first) {
   KDISPATCH_FLOATING(dt, "fused_sgd_step", sgd_typed, param, grad, momentum_buffer, n, lr, momentum, dampening,
                      weight_decay, nesterov, first);
 }
 
-void adam_step(DT dt, void* param, const void* grad, void* exp_avg, void* exp_avg_sq, void* max_exp_avg_sq,
+void adam_step(DType dt, void* param, const void* grad, void* exp_avg, void* exp_avg_sq, void* max_exp_avg_sq,
                int64_t n, double lr, double beta1, double beta2, double eps, double weight_decay, double step_size,
                double bias_correction2_sqrt, bool decoupled, bool amsgrad) {
   KDISPATCH_FLOATING(dt, "fused_adam_step", adam_typed, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, lr, beta1,

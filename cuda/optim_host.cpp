@@ -28,7 +28,7 @@ void fused_sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momen
   check_operand(grad, param, op, "grad");
   if (s.momentum != 0) check_operand(momentum_buffer, param, op, "momentum_buffer");
   if (!std::isfinite(s.lr) || s.lr < 0) fail("{}: invalid learning rate {}", op, s.lr);
-  k::sgd_step(host::dt_of(param.dtype()), param.raw_data(), grad.raw_data(),
+  k::sgd_step(param.dtype(), param.raw_data(), grad.raw_data(),
               s.momentum != 0 ? momentum_buffer.raw_data() : nullptr, param.numel(), s.lr, s.momentum, s.dampening,
               s.weight_decay, s.nesterov, s.first);
 }
@@ -48,7 +48,7 @@ void fused_adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_
   const double t = static_cast<double>(s.step);
   const double step_size = s.lr / (1.0 - std::pow(s.beta1, t));
   const double bc2_sqrt = std::sqrt(1.0 - std::pow(s.beta2, t));
-  k::adam_step(host::dt_of(param.dtype()), param.raw_data(), grad.raw_data(), exp_avg.raw_data(),
+  k::adam_step(param.dtype(), param.raw_data(), grad.raw_data(), exp_avg.raw_data(),
                exp_avg_sq.raw_data(), s.amsgrad ? max_exp_avg_sq.raw_data() : nullptr, param.numel(), s.lr, s.beta1,
                s.beta2, s.eps, s.weight_decay, step_size, bc2_sqrt, s.decoupled, s.amsgrad);
 }

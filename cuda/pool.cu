@@ -14,12 +14,13 @@ namespace dl::cuda::k {
 namespace {
 
 template <typename T>
-__global__ void max_pool_forward_kernel(T* out, int64_t* idx, const T* x, PoolGeom g) {
+__global__ void max_pool_forward_kernel(T* out, int64_t* idx, const T* x, Pool2dParams g) {
   KERNEL_LOOP(t, g.planes * g.Ho * g.Wo) {
     const int64_t ow = t % g.Wo, oh = (t / g.Wo) % g.Ho, pl = t / (g.Wo * g.Ho);
     const T* xp = x + pl * g.H * g.W;
-    const int64_t h0 = max(oh * g.sh - g.ph, int64_t(0)), h1 = min(oh * g.sh - g.ph + g.kh, g.H);
-    const int64_t w0 = max(ow * g.sw - g.pw, int64_t(0)), w1 = min(ow * g.sw - g.pw + g.kw, g.W);
+    const int64_t hs = oh * g.stride[0] - g.padding[0], ws = ow * g.stride[1] - g.padding[1];  // window start
+    const int64_t h0 = max(hs, int64_t(0)), h1 = min(hs + g.kernel[0], g.H);
+    const int64_t w0 = max(ws, int64_t(0)), w1 = min(ws + g.kernel[1], g.W);
     T best = -INFINITY;
     int64_t bi = h0 * g.W + w0;
     bool nan = false;
@@ -49,7 +50,7 @@ __device__ __forceinline__ void atomic_add(float* p, float v) { atomicAdd(p, v);
 __device__ __forceinline__ void atomic_add(double* p, double v) { atomicAdd(p, v); }
 
 template <typename T>
-__global__ void max_pool_backward_kernel(T* gx, const T* gout, const int64_t* idx, PoolGeom g) {
+__global__ void max_pool_backward_kernel(T* gx, const T* gout, const int64_t* idx, Pool2dParams g) {
   KERNEL_LOOP(t, g.planes * g.Ho * g.Wo) {
     const int64_t pl = t / (g.Ho * g.Wo);
     const int64_t i = idx[t];
@@ -62,9 +63,9 @@ struct Window {
 };
 
 // The clipped window of output (oh, ow) and its divisor, as the CPU kernel's avg_window.
-__device__ __forceinline__ Window avg_window(int64_t oh, int64_t ow, const PoolGeom& g) {
-  int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
-  int64_t h1 = min(h0 + g.kh, g.H + g.ph), w1 = min(w0 + g.kw, g.W + g.pw);
+__device__ __forceinline__ Window avg_window(int64_t oh, int64_t ow, const Pool2dParams& g) {
+  int64_t h0 = oh * g.stride[0] - g.padding[0], w0 = ow * g.stride[1] - g.padding[1];
+  int64_t h1 = min(h0 + g.kernel[0], g.H + g.padding[0]), w1 = min(w0 + g.kernel[1], g.W + g.padding[1]);
   const int64_t pool_size = (h1 - h0) * (w1 - w0);
   h0 = max(h0, int64_t(0));
   w0 = max(w0, int64_t(0));
@@ -75,7 +76,7 @@ __device__ __forceinline__ Window avg_window(int64_t oh, int64_t ow, const PoolG
 }
 
 template <typename T>
-__global__ void avg_pool_forward_kernel(T* out, const T* x, PoolGeom g) {
+__global__ void avg_pool_forward_kernel(T* out, const T* x, Pool2dParams g) {
   KERNEL_LOOP(t, g.planes * g.Ho * g.Wo) {
     const int64_t ow = t % g.Wo, oh = (t / g.Wo) % g.Ho, pl = t / (g.Wo * g.Ho);
     const T* xp = x + pl * g.H * g.W;
@@ -100,13 +101,13 @@ __device__ __forceinline__ void covering(int64_t h, int64_t k, int64_t s, int64_
 }
 
 template <typename T>
-__global__ void avg_pool_backward_kernel(T* gx, const T* gout, PoolGeom g) {
+__global__ void avg_pool_backward_kernel(T* gx, const T* gout, Pool2dParams g) {
   KERNEL_LOOP(t, g.planes * g.H * g.W) {
     const int64_t w = t % g.W, h = (t / g.W) % g.H, pl = t / (g.W * g.H);
     const T* go = gout + pl * g.Ho * g.Wo;
     int64_t oh0, oh1, ow0, ow1;
-    covering(h, g.kh, g.sh, g.ph, g.Ho, oh0, oh1);
-    covering(w, g.kw, g.sw, g.pw, g.Wo, ow0, ow1);
+    covering(h, g.kernel[0], g.stride[0], g.padding[0], g.Ho, oh0, oh1);
+    covering(w, g.kernel[1], g.stride[1], g.padding[1], g.Wo, ow0, ow1);
     T v = T(0);
     for (int64_t oh = oh0; oh < oh1; ++oh)
       for (int64_t ow = ow0; ow < ow1; ++ow) {
@@ -124,7 +125,7 @@ __device__ __forceinline__ int64_t window_end(int64_t i, int64_t out, int64_t in
 }
 
 template <typename T>
-__global__ void adaptive_forward_kernel(T* out, const T* x, PoolGeom g) {
+__global__ void adaptive_forward_kernel(T* out, const T* x, Pool2dParams g) {
   KERNEL_LOOP(t, g.planes * g.Ho * g.Wo) {
     const int64_t ow = t % g.Wo, oh = (t / g.Wo) % g.Ho, pl = t / (g.Wo * g.Ho);
     const T* xp = x + pl * g.H * g.W;
@@ -138,7 +139,7 @@ __global__ void adaptive_forward_kernel(T* out, const T* x, PoolGeom g) {
 }
 
 template <typename T>
-__global__ void adaptive_backward_kernel(T* gx, const T* gout, PoolGeom g) {
+__global__ void adaptive_backward_kernel(T* gx, const T* gout, Pool2dParams g) {
   KERNEL_LOOP(t, g.planes * g.H * g.W) {
     const int64_t w = t % g.W, h = (t / g.W) % g.H, pl = t / (g.W * g.H);
     const T* go = gout + pl * g.Ho * g.Wo;
@@ -160,7 +161,7 @@ __global__ void adaptive_backward_kernel(T* gx, const T* gout, PoolGeom g) {
 }
 
 template <typename T>
-void max_forward_typed(void* out, int64_t* idx, const void* x, const PoolGeom& g) {
+void max_forward_typed(void* out, int64_t* idx, const void* x, const Pool2dParams& g) {
   const int64_t n = g.planes * g.Ho * g.Wo;
   if (n == 0) return;
   max_pool_forward_kernel<T><<<grid_1d(n), kThreads, 0, stream()>>>(static_cast<T*>(out), idx,
@@ -169,7 +170,7 @@ void max_forward_typed(void* out, int64_t* idx, const void* x, const PoolGeom& g
 }
 
 template <typename T>
-void max_backward_typed(void* gx, const void* gout, const int64_t* idx, const PoolGeom& g) {
+void max_backward_typed(void* gx, const void* gout, const int64_t* idx, const Pool2dParams& g) {
   const int64_t n_in = g.planes * g.H * g.W, n_out = g.planes * g.Ho * g.Wo;
   if (n_in == 0) return;
   DL_CUDA_CHECK(cudaMemsetAsync(gx, 0, static_cast<size_t>(n_in) * sizeof(T), stream()));
@@ -180,7 +181,7 @@ void max_backward_typed(void* gx, const void* gout, const int64_t* idx, const Po
 }
 
 template <typename T>
-void avg_forward_typed(void* out, const void* x, const PoolGeom& g) {
+void avg_forward_typed(void* out, const void* x, const Pool2dParams& g) {
   const int64_t n = g.planes * g.Ho * g.Wo;
   if (n == 0) return;
   avg_pool_forward_kernel<T><<<grid_1d(n), kThreads, 0, stream()>>>(static_cast<T*>(out), static_cast<const T*>(x), g);
@@ -188,7 +189,7 @@ void avg_forward_typed(void* out, const void* x, const PoolGeom& g) {
 }
 
 template <typename T>
-void avg_backward_typed(void* gx, const void* gout, const PoolGeom& g) {
+void avg_backward_typed(void* gx, const void* gout, const Pool2dParams& g) {
   const int64_t n = g.planes * g.H * g.W;
   if (n == 0) return;
   avg_pool_backward_kernel<T><<<grid_1d(n), kThreads, 0, stream()>>>(static_cast<T*>(gx), static_cast<const T*>(gout),
@@ -197,7 +198,7 @@ void avg_backward_typed(void* gx, const void* gout, const PoolGeom& g) {
 }
 
 template <typename T>
-void adaptive_forward_typed(void* out, const void* x, const PoolGeom& g) {
+void adaptive_forward_typed(void* out, const void* x, const Pool2dParams& g) {
   const int64_t n = g.planes * g.Ho * g.Wo;
   if (n == 0) return;
   adaptive_forward_kernel<T><<<grid_1d(n), kThreads, 0, stream()>>>(static_cast<T*>(out), static_cast<const T*>(x), g);
@@ -205,7 +206,7 @@ void adaptive_forward_typed(void* out, const void* x, const PoolGeom& g) {
 }
 
 template <typename T>
-void adaptive_backward_typed(void* gx, const void* gout, const PoolGeom& g) {
+void adaptive_backward_typed(void* gx, const void* gout, const Pool2dParams& g) {
   const int64_t n = g.planes * g.H * g.W;
   if (n == 0) return;
   adaptive_backward_kernel<T><<<grid_1d(n), kThreads, 0, stream()>>>(static_cast<T*>(gx), static_cast<const T*>(gout),
@@ -215,22 +216,22 @@ void adaptive_backward_typed(void* gx, const void* gout, const PoolGeom& g) {
 
 }  // namespace
 
-void max_pool2d_forward(DT dt, void* out, int64_t* indices, const void* x, const PoolGeom& g) {
+void max_pool2d_forward(DType dt, void* out, int64_t* indices, const void* x, const Pool2dParams& g) {
   KDISPATCH_FLOATING(dt, "max_pool2d", max_forward_typed, out, indices, x, g);
 }
-void max_pool2d_backward(DT dt, void* grad_x, const void* grad_out, const int64_t* indices, const PoolGeom& g) {
+void max_pool2d_backward(DType dt, void* grad_x, const void* grad_out, const int64_t* indices, const Pool2dParams& g) {
   KDISPATCH_FLOATING(dt, "max_pool2d backward", max_backward_typed, grad_x, grad_out, indices, g);
 }
-void avg_pool2d_forward(DT dt, void* out, const void* x, const PoolGeom& g) {
+void avg_pool2d_forward(DType dt, void* out, const void* x, const Pool2dParams& g) {
   KDISPATCH_FLOATING(dt, "avg_pool2d", avg_forward_typed, out, x, g);
 }
-void avg_pool2d_backward(DT dt, void* grad_x, const void* grad_out, const PoolGeom& g) {
+void avg_pool2d_backward(DType dt, void* grad_x, const void* grad_out, const Pool2dParams& g) {
   KDISPATCH_FLOATING(dt, "avg_pool2d backward", avg_backward_typed, grad_x, grad_out, g);
 }
-void adaptive_avg_pool2d_forward(DT dt, void* out, const void* x, const PoolGeom& g) {
+void adaptive_avg_pool2d_forward(DType dt, void* out, const void* x, const Pool2dParams& g) {
   KDISPATCH_FLOATING(dt, "adaptive_avg_pool2d", adaptive_forward_typed, out, x, g);
 }
-void adaptive_avg_pool2d_backward(DT dt, void* grad_x, const void* grad_out, const PoolGeom& g) {
+void adaptive_avg_pool2d_backward(DType dt, void* grad_x, const void* grad_out, const Pool2dParams& g) {
   KDISPATCH_FLOATING(dt, "adaptive_avg_pool2d backward", adaptive_backward_typed, grad_x, grad_out, g);
 }
 

@@ -15,8 +15,6 @@
 namespace dl::cuda::k {
 namespace {
 
-enum { kSum, kMean, kMax, kMin };  // dl::ops::ReduceOp
-
 // uint8 values travel through warp shuffles as int
 template <typename T>
 using cmp_t = std::conditional_t<std::is_same_v<T, uint8_t>, int, T>;
@@ -198,14 +196,14 @@ void run_reduce(const T* in, typename R::Out out, int64_t rows, int64_t cols) {
 }
 
 template <typename T>
-void reduce_typed(int op, void* out, const void* in_v, int64_t rows, int64_t cols) {
+void reduce_typed(ops::ReduceOp op, void* out, const void* in_v, int64_t rows, int64_t cols) {
   const T* in = static_cast<const T*>(in_v);
   T* o = static_cast<T*>(out);
   switch (op) {
-    case kSum: return run_reduce<SumReducer<T, false>>(in, {o}, rows, cols);
-    case kMean: return run_reduce<SumReducer<T, true>>(in, {o}, rows, cols);
-    case kMax: return run_reduce<MinMaxReducer<T, true>>(in, {o}, rows, cols);
-    case kMin: return run_reduce<MinMaxReducer<T, false>>(in, {o}, rows, cols);
+    case ops::ReduceOp::Sum: return run_reduce<SumReducer<T, false>>(in, {o}, rows, cols);
+    case ops::ReduceOp::Mean: return run_reduce<SumReducer<T, true>>(in, {o}, rows, cols);
+    case ops::ReduceOp::Max: return run_reduce<MinMaxReducer<T, true>>(in, {o}, rows, cols);
+    case ops::ReduceOp::Min: return run_reduce<MinMaxReducer<T, false>>(in, {o}, rows, cols);
   }
   DL_CUDA_REQUIRE(false, "reduce: unknown op");
 }
@@ -217,11 +215,11 @@ void max_rows_typed(void* values, int64_t* indices, const void* in, int64_t rows
 
 }  // namespace
 
-void reduce_rows(int op, DT dt, void* out, const void* in, int64_t rows, int64_t cols) {
+void reduce_rows(ops::ReduceOp op, DType dt, void* out, const void* in, int64_t rows, int64_t cols) {
   KDISPATCH_ALL(dt, "reduce", reduce_typed, op, out, in, rows, cols);
 }
 
-void max_rows(DT dt, void* values, int64_t* indices, const void* in, int64_t rows, int64_t cols) {
+void max_rows(DType dt, void* values, int64_t* indices, const void* in, int64_t rows, int64_t cols) {
   KDISPATCH_ALL(dt, "max", max_rows_typed, values, indices, in, rows, cols);
 }
 

@@ -9,15 +9,15 @@
 
 #include "cuda/cuda.h"
 #include "cuda/detail.h"
+#include "cuda/host.h"
 #include "tensor/dispatch.h"
 #include "tensor/error.h"
 
 namespace dl::cuda {
 
-// registration, one per area (allocator.cpp, copy.cpp, register.cpp)
+// registration, one per area (allocator.cpp, copy.cpp; the kernels: cuda/host.h register_kernels)
 void register_allocator();
 void register_copies();
-void register_cuda_kernels(KernelTable& table);
 
 bool built_with_cuda() { return true; }
 
@@ -76,7 +76,7 @@ void init() {
       DL_CUDA_CHECK(cudaFree(nullptr));  // creates the context now, not inside the first kernel
       register_allocator();
       register_copies();
-      register_cuda_kernels(kernels(DeviceType::CUDA));
+      host::register_kernels(kernels(DeviceType::CUDA));
       g_initialized = true;
     } catch (const Error& e) {
       g_init_error = e.what();

@@ -187,11 +187,11 @@ void softmax_backward_typed(void* gin, const void* gout, const void* y_v, int64_
 
 }  // namespace
 
-void softmax(DT dt, void* out, const void* in, int64_t outer, int64_t d, int64_t inner, bool log) {
+void softmax(DType dt, void* out, const void* in, int64_t outer, int64_t d, int64_t inner, bool log) {
   KDISPATCH_FLOATING(dt, "softmax", softmax_typed, out, in, outer, d, inner, log);
 }
 
-void softmax_backward(DT dt, void* grad_in, const void* grad_out, const void* y, int64_t outer, int64_t d,
+void softmax_backward(DType dt, void* grad_in, const void* grad_out, const void* y, int64_t outer, int64_t d,
                       int64_t inner, bool log) {
   KDISPATCH_FLOATING(dt, "softmax_backward", softmax_backward_typed, grad_in, grad_out, y, outer, d, inner, log);
 }

@@ -77,7 +77,7 @@ void Conv2d::reset_parameters(Generator* gen) { reset_weight_and_bias(weight, bi
 Tensor Conv2d::forward(const Tensor& x) {
   if (x.dim() != 4 || x.size(1) != cfg.in_channels)
     fail("{}: expected an input of shape (N, {}, H, W), got {}", repr(), cfg.in_channels, shape_str(x.sizes()));
-  Conv2dOptions opt;
+  Conv2dParams opt;
   opt.stride = cfg.stride.arr();
   opt.padding = cfg.padding.arr();
   opt.dilation = cfg.dilation.arr();
@@ -157,7 +157,7 @@ std::string BatchNorm2d::extra_repr() const {
 // ---- pooling ----------------------------------------------------------------------------------------
 
 namespace {
-Pool2dOptions pool_options(const char* layer, IntPair kernel, std::optional<IntPair> stride, IntPair padding,
+Pool2dParams pool_options(const char* layer, IntPair kernel, std::optional<IntPair> stride, IntPair padding,
                            bool ceil_mode, bool count_include_pad) {
   IntPair s = stride.value_or(kernel);
   if (kernel.h <= 0 || kernel.w <= 0) fail("{}: kernel_size must be positive, got {}", layer, kernel.str());
@@ -165,7 +165,7 @@ Pool2dOptions pool_options(const char* layer, IntPair kernel, std::optional<IntP
   if (padding.h < 0 || padding.w < 0 || 2 * padding.h > kernel.h || 2 * padding.w > kernel.w)
     fail("{}: padding must be >= 0 and at most half the kernel size, got padding {} for kernel {}", layer,
          padding.str(), kernel.str());
-  Pool2dOptions o;
+  Pool2dParams o;
   o.kernel = kernel.arr();
   o.stride = s.arr();
   o.padding = padding.arr();

@@ -110,7 +110,7 @@ class MaxPool2d : public Module {
                      bool ceil_mode = false);
   Tensor forward(const Tensor& x) override;
   std::string extra_repr() const override;
-  Pool2dOptions options;
+  Pool2dParams options;
 };
 
 class AvgPool2d : public Module {
@@ -119,7 +119,7 @@ class AvgPool2d : public Module {
                      bool ceil_mode = false, bool count_include_pad = true);
   Tensor forward(const Tensor& x) override;
   std::string extra_repr() const override;
-  Pool2dOptions options;
+  Pool2dParams options;
 };
 
 class AdaptiveAvgPool2d : public Module {

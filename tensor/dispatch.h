@@ -42,13 +42,13 @@ struct KernelTable {
   // ---- NN kernels (tensor/nn_ops.h; CPU: tensor/cpu/conv.cpp, pool.cpp, batch_norm.cpp, loss.cpp) ----
   // Every tensor argument here is contiguous, shapes and parameters are validated, and outputs
   // are allocated (not zeroed unless the field says so). Undefined tensors mean "absent".
-  // out (N, O, Ho, Wo) = conv(x (N, C, H, W), w (O, C/g, kh, kw)) + bias (O).
+  // out (N, O, Ho, Wo) = conv(x (N, C, H, W), w (O, C/g, kh, kw)) + bias (O); p's geometry filled in.
   void (*conv2d_forward)(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
-                         const ops::Conv2dParams& p) = nullptr;
+                         const Conv2dParams& p) = nullptr;
   void (*conv2d_backward_input)(const Tensor& grad_x, const Tensor& grad_out, const Tensor& w,
-                                const ops::Conv2dParams& p) = nullptr;
+                                const Conv2dParams& p) = nullptr;
   void (*conv2d_backward_weight)(const Tensor& grad_w, const Tensor& grad_out, const Tensor& x,
-                                 const ops::Conv2dParams& p) = nullptr;
+                                 const Conv2dParams& p) = nullptr;
   void (*conv2d_backward_bias)(const Tensor& grad_b, const Tensor& grad_out) = nullptr;
   // x viewed as (N, C, S). training: writes the batch mean/invstd and updates running stats (if
   // defined) in place; eval: mean/invstd from the running stats. weight/bias may be undefined.
@@ -59,14 +59,16 @@ struct KernelTable {
   void (*batch_norm_backward)(const Tensor& grad_x, const Tensor& grad_w, const Tensor& grad_b,
                               const Tensor& grad_out, const Tensor& x, const Tensor& weight, const Tensor& mean,
                               const Tensor& invstd, bool training) = nullptr;
-  // p.stride already resolved (never 0). indices int64 into each input H*W plane.
+  // p.stride already resolved (never 0) and p's geometry filled in. indices int64 into each input
+  // H*W plane. The backward of max pooling and adaptive pooling read only p's geometry.
   void (*max_pool2d_forward)(const Tensor& out, const Tensor& indices, const Tensor& x,
-                             const ops::Pool2dParams& p) = nullptr;
-  void (*max_pool2d_backward)(const Tensor& grad_x, const Tensor& grad_out, const Tensor& indices) = nullptr;
-  void (*avg_pool2d_forward)(const Tensor& out, const Tensor& x, const ops::Pool2dParams& p) = nullptr;
-  void (*avg_pool2d_backward)(const Tensor& grad_x, const Tensor& grad_out, const ops::Pool2dParams& p) = nullptr;
-  void (*adaptive_avg_pool2d_forward)(const Tensor& out, const Tensor& x) = nullptr;
-  void (*adaptive_avg_pool2d_backward)(const Tensor& grad_x, const Tensor& grad_out) = nullptr;
+                             const Pool2dParams& p) = nullptr;
+  void (*max_pool2d_backward)(const Tensor& grad_x, const Tensor& grad_out, const Tensor& indices,
+                              const Pool2dParams& p) = nullptr;
+  void (*avg_pool2d_forward)(const Tensor& out, const Tensor& x, const Pool2dParams& p) = nullptr;
+  void (*avg_pool2d_backward)(const Tensor& grad_x, const Tensor& grad_out, const Pool2dParams& p) = nullptr;
+  void (*adaptive_avg_pool2d_forward)(const Tensor& out, const Tensor& x, const Pool2dParams& p) = nullptr;
+  void (*adaptive_avg_pool2d_backward)(const Tensor& grad_x, const Tensor& grad_out, const Pool2dParams& p) = nullptr;
   // losses (N) from logits (N, C), target int64 (N) already range-checked, weight (C) or undefined.
   void (*cross_entropy_forward)(const Tensor& losses, const Tensor& logits, const Tensor& target,
                                 const Tensor& weight, double label_smoothing) = nullptr;
@@ -96,10 +98,5 @@ Fn need_kernel(Fn fn, const char* name, Device d) {
 }
 // KERNEL(device, field): the table's `field` for the device, checked (used by tensor/*ops.cpp).
 #define KERNEL(dev, field) ::dl::need_kernel(::dl::kernels(dev).field, #field, dev)
-
-namespace cpu {
-void register_kernels(KernelTable& table);
-void register_nn_kernels(KernelTable& table);  // tensor/cpu/nn_kernels.cpp
-}
 
 }  // namespace dl

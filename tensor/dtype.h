@@ -5,10 +5,9 @@
 #include <string_view>
 
 #include "tensor/error.h"
+#include "tensor/op_defs.h"  // enum class DType (shared with the CUDA kernels)
 
 namespace dl {
-
-enum class DType : uint8_t { Float32, Float64, Int64, UInt8 };
 
 constexpr int64_t dtype_size(DType t) {
   switch (t) {

@@ -13,6 +13,19 @@ namespace {
 
 std::string pair_str(const std::array<int64_t, 2>& a) { return fmt::format("[{}, {}]", a[0], a[1]); }
 
+// The geometry fields of the parameter structs (tensor/op_defs.h), from the shapes the kernel sees.
+Conv2dParams with_geometry(Conv2dParams p, const Shape& x, const Shape& w, const Shape& out) {
+  p.N = x[0], p.C = x[1], p.H = x[2], p.W = x[3];
+  p.O = w[0], p.kh = w[2], p.kw = w[3];
+  p.Ho = out[2], p.Wo = out[3];
+  return p;
+}
+Pool2dParams with_geometry(Pool2dParams p, const Shape& in, const Shape& out) {
+  p.planes = in[0] * in[1], p.H = in[2], p.W = in[3];
+  p.Ho = out[2], p.Wo = out[3];
+  return p;
+}
+
 void check_floating(const Tensor& t, const char* op, const char* what) {
   if (!is_floating(t.dtype())) fail("{}: {} must be float32 or float64, got {}", op, what, dtype_name(t.dtype()));
 }
@@ -93,7 +106,8 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
          shape_str(bias.sizes()), O, shape_str(weight.sizes()), O);
   Tensor out = empty({x.sizes()[0], O, Ho, Wo}, {x.dtype(), x.device()});
   if (out.numel() == 0) return out;
-  KERNEL(x.device(), conv2d_forward)(out, contiguous(x), contiguous(weight), contiguous_or_undefined(bias), p);
+  KERNEL(x.device(), conv2d_forward)(out, contiguous(x), contiguous(weight), contiguous_or_undefined(bias),
+                                     with_geometry(p, x.sizes(), weight.sizes(), out.sizes()));
   return out;
 }
 
@@ -108,7 +122,8 @@ Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& weight, const
   Tensor gx = empty(input_shape, {grad_out.dtype(), grad_out.device()});
   if (gx.numel() == 0) return gx;
   if (grad_out.numel() == 0) return zeros(input_shape, {grad_out.dtype(), grad_out.device()});
-  KERNEL(grad_out.device(), conv2d_backward_input)(gx, contiguous(grad_out), contiguous(weight), p);
+  KERNEL(grad_out.device(), conv2d_backward_input)(gx, contiguous(grad_out), contiguous(weight),
+                                                   with_geometry(p, input_shape, weight.sizes(), expect));
   return gx;
 }
 
@@ -122,7 +137,8 @@ Tensor conv2d_backward_weight(const Tensor& grad_out, const Tensor& x, const Sha
   check_like(x, grad_out, "conv2d backward", "input");
   if (grad_out.numel() == 0) return zeros(weight_shape, {grad_out.dtype(), grad_out.device()});
   Tensor gw = empty(weight_shape, {grad_out.dtype(), grad_out.device()});
-  KERNEL(grad_out.device(), conv2d_backward_weight)(gw, contiguous(grad_out), contiguous(x), p);
+  KERNEL(grad_out.device(), conv2d_backward_weight)(gw, contiguous(grad_out), contiguous(x),
+                                                    with_geometry(p, x.sizes(), weight_shape, expect));
   return gw;
 }
 
@@ -296,7 +312,7 @@ std::pair<Tensor, Tensor> max_pool2d_forward(const Tensor& x, Pool2dParams p) {
   Shape shape{x.sizes()[0], x.sizes()[1], Ho, Wo};
   Tensor out = empty(shape, {x.dtype(), x.device()});
   Tensor idx = empty(shape, {DType::Int64, x.device()});
-  if (out.numel() > 0) KERNEL(x.device(), max_pool2d_forward)(out, idx, contiguous(x), p);
+  if (out.numel() > 0) KERNEL(x.device(), max_pool2d_forward)(out, idx, contiguous(x), with_geometry(p, x.sizes(), shape));
   return {out, idx};
 }
 
@@ -307,14 +323,15 @@ Tensor max_pool2d_backward(const Tensor& grad_out, const Tensor& indices, const 
          shape_str(indices.sizes()), shape_str(grad_out.sizes()));
   Tensor gx = empty(input_shape, {grad_out.dtype(), grad_out.device()});
   if (gx.numel() == 0) return gx;
-  KERNEL(grad_out.device(), max_pool2d_backward)(gx, contiguous(grad_out), contiguous(indices));
+  KERNEL(grad_out.device(), max_pool2d_backward)(gx, contiguous(grad_out), contiguous(indices),
+                                                 with_geometry(Pool2dParams{}, input_shape, grad_out.sizes()));
   return gx;
 }
 
 Tensor avg_pool2d_forward(const Tensor& x, Pool2dParams p) {
   auto [Ho, Wo] = check_pool("avg_pool2d", x, p);
   Tensor out = empty({x.sizes()[0], x.sizes()[1], Ho, Wo}, {x.dtype(), x.device()});
-  if (out.numel() > 0) KERNEL(x.device(), avg_pool2d_forward)(out, contiguous(x), p);
+  if (out.numel() > 0) KERNEL(x.device(), avg_pool2d_forward)(out, contiguous(x), with_geometry(p, x.sizes(), out.sizes()));
   return out;
 }
 
@@ -324,7 +341,7 @@ Tensor avg_pool2d_backward(const Tensor& grad_out, const Shape& input_shape, Poo
     if (p.stride[d] == 0) p.stride[d] = p.kernel[d];
   Tensor gx = empty(input_shape, {grad_out.dtype(), grad_out.device()});
   if (gx.numel() == 0) return gx;
-  KERNEL(grad_out.device(), avg_pool2d_backward)(gx, contiguous(grad_out), p);
+  KERNEL(grad_out.device(), avg_pool2d_backward)(gx, contiguous(grad_out), with_geometry(p, input_shape, grad_out.sizes()));
   return gx;
 }
 
@@ -338,7 +355,8 @@ Tensor adaptive_avg_pool2d_forward(const Tensor& x, std::array<int64_t, 2> outpu
   if (s[1] == 0 || s[2] == 0 || s[3] == 0)
     fail("{}: expected non-empty channel and spatial dims, got input shape {}", op, shape_str(s));
   Tensor out = empty({s[0], s[1], output_size[0], output_size[1]}, {x.dtype(), x.device()});
-  if (out.numel() > 0) KERNEL(x.device(), adaptive_avg_pool2d_forward)(out, contiguous(x));
+  if (out.numel() > 0)
+    KERNEL(x.device(), adaptive_avg_pool2d_forward)(out, contiguous(x), with_geometry(Pool2dParams{}, s, out.sizes()));
   return out;
 }
 
@@ -347,7 +365,8 @@ Tensor adaptive_avg_pool2d_backward(const Tensor& grad_out, const Shape& input_s
   Tensor gx = empty(input_shape, {grad_out.dtype(), grad_out.device()});
   if (gx.numel() == 0) return gx;
   if (grad_out.numel() == 0) return zeros(input_shape, {grad_out.dtype(), grad_out.device()});
-  KERNEL(grad_out.device(), adaptive_avg_pool2d_backward)(gx, contiguous(grad_out));
+  KERNEL(grad_out.device(), adaptive_avg_pool2d_backward)(gx, contiguous(grad_out),
+                                                          with_geometry(Pool2dParams{}, input_shape, grad_out.sizes()));
   return gx;
 }
 

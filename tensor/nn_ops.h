@@ -8,16 +8,14 @@
 #include <array>
 #include <cstdint>
 
+#include "tensor/op_defs.h"
 #include "tensor/tensor.h"
 
 namespace dl::ops {
 
-struct Conv2dParams {
-  std::array<int64_t, 2> stride{1, 1};
-  std::array<int64_t, 2> padding{0, 0};
-  std::array<int64_t, 2> dilation{1, 1};
-  int64_t groups = 1;
-};
+// The parameter structs (Conv2dParams, Pool2dParams) are in tensor/op_defs.h, shared with the
+// kernels of both devices. The caller sets the options; these ops hand the kernel a copy with the
+// geometry fields filled in.
 
 // ---- conv2d ------------------------------------------------------------------------------------
 // x (N, C, H, W), weight (O, C/groups, kh, kw), bias (O) or undefined -> (N, O, Ho, Wo).
@@ -67,13 +65,6 @@ BatchNormGrads batch_norm_backward(const Tensor& grad_out, const Tensor& x, cons
 Tensor relu_backward(const Tensor& grad, const Tensor& y);
 
 // ---- pooling -----------------------------------------------------------------------------------
-struct Pool2dParams {
-  std::array<int64_t, 2> kernel{2, 2};
-  std::array<int64_t, 2> stride{0, 0};  // 0 = same as kernel
-  std::array<int64_t, 2> padding{0, 0};
-  bool ceil_mode = false;
-  bool count_include_pad = true;  // avg pool only
-};
 // PyTorch's pooling output size for one dim, incl. ceil_mode's rule that the last window must
 // start inside the input or the left padding.
 int64_t pool_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, bool ceil_mode);

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "tensor/cpu/register.h"
 #include "tensor/dispatch.h"
 
 namespace dl {
@@ -279,9 +280,8 @@ Tensor to_device(const Tensor& x, Device device) {
 // ---- elementwise --------------------------------------------------------------------------------
 
 Tensor unary(UnaryOp op, const Tensor& x) {
-  if (!is_floating(x.dtype()) && op != UnaryOp::Neg && op != UnaryOp::Abs && op != UnaryOp::Relu &&
-      op != UnaryOp::Sign)
-    fail("unary op needs a floating tensor, got {}", dtype_name(x.dtype()));
+  if (!is_floating(x.dtype()) && !accepts_integers(op))
+    fail("{}: needs a floating tensor, got {}", op_name(op), dtype_name(x.dtype()));
   Tensor out = empty(x.sizes(), {x.dtype(), x.device()});
   KERNEL(x.device(), unary)(op, out, x);
   return out;

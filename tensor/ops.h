@@ -5,15 +5,12 @@
 #include <utility>
 #include <vector>
 
+#include "tensor/op_defs.h"
 #include "tensor/tensor.h"
 
 namespace dl::ops {
 
-enum class UnaryOp { Neg, Exp, Log, Sqrt, Abs, Relu, Sigmoid, Tanh, Sign };
-enum class BinaryOp { Add, Sub, Mul, Div, Maximum, Minimum, Eq, Ne, Lt, Le, Gt, Ge };
-enum class ReduceOp { Sum, Mean, Max, Min };
-
-constexpr bool is_comparison(BinaryOp op) { return op >= BinaryOp::Eq; }
+// UnaryOp, BinaryOp, ReduceOp and their scalar math: tensor/op_defs.h (DL_UNARY_OPS, ...).
 
 // ---- views: share storage, never copy --------------------------------------------------------
 Tensor as_strided(const Tensor& x, const Shape& sizes, const Shape& strides, int64_t offset);

@@ -374,15 +374,15 @@ void install_kernel_timers() {
 #undef DL_TIME
   Timed<&KernelTable::conv2d_forward>::install(
       t, "conv2d_forward",
-      [](const Tensor& out, const Tensor&, const Tensor& w, const Tensor&, const ops::Conv2dParams&) {
+      [](const Tensor& out, const Tensor&, const Tensor& w, const Tensor&, const Conv2dParams&) {
         return conv_flops(out, w);
       });
   Timed<&KernelTable::conv2d_backward_input>::install(
       t, "conv2d_backward_input",
-      [](const Tensor&, const Tensor& gout, const Tensor& w, const ops::Conv2dParams&) { return conv_flops(gout, w); });
+      [](const Tensor&, const Tensor& gout, const Tensor& w, const Conv2dParams&) { return conv_flops(gout, w); });
   Timed<&KernelTable::conv2d_backward_weight>::install(
       t, "conv2d_backward_weight",
-      [](const Tensor& gw, const Tensor& gout, const Tensor&, const ops::Conv2dParams&) { return conv_flops(gout, gw); });
+      [](const Tensor& gw, const Tensor& gout, const Tensor&, const Conv2dParams&) { return conv_flops(gout, gw); });
 }
 
 void reset_kernel_stats() {

@@ -108,7 +108,7 @@ void bench_convs(bool quick) {
     bes.push_back({"cuDNN TF32", cuda::Backend::Library, true});
   }
   for (const ConvShape& s : shapes) {
-    ops::Conv2dParams p;
+    Conv2dParams p;
     p.stride = {s.stride, s.stride};
     p.padding = {s.pad, s.pad};
     Tensor x = gpu_uniform({N, s.C, s.H, s.H}), w = gpu_uniform({s.O, s.C, s.k, s.k});
@@ -146,7 +146,7 @@ void bench_block(bool quick) {
   Tensor g1 = ops::to_device(ones({C}), kGpu), b1 = ops::to_device(zeros({C}), kGpu);
   Tensor g2 = ops::to_device(ones({C}), kGpu), b2 = ops::to_device(zeros({C}), kGpu);
   for (Tensor* t : {&w1, &w2, &g1, &b1, &g2, &b2}) t->requires_grad_(true);
-  Conv2dOptions o;
+  Conv2dParams o;
   o.padding = {1, 1};
   for (cuda::Backend be : {cuda::Backend::Handwritten, cuda::Backend::Library}) {
     set_all(be);

@@ -9,11 +9,10 @@ using autograd::NeedsGrad;
 using autograd::record;
 using autograd::save;
 
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& opt) {
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p) {
   if (!x.defined() || !weight.defined()) fail("conv2d: input and weight must be defined tensors");
   // an unbatched (C, H, W) input is a batch of one, as in PyTorch
-  if (x.dim() == 3) return conv2d(x.unsqueeze(0), weight, bias, opt).squeeze(0);
-  ops::Conv2dParams p{opt.stride, opt.padding, opt.dilation, opt.groups};
+  if (x.dim() == 3) return conv2d(x.unsqueeze(0), weight, bias, p).squeeze(0);
   Tensor out = ops::conv2d_forward(x, weight, bias, p);  // (N, O, Ho, Wo)
   // each gradient needs only the other operand: save x for dW, the weight for dx
   Tensor xs = weight.requires_grad() ? save(x) : Tensor();

@@ -11,16 +11,10 @@ using autograd::record;
 using autograd::save;
 using G = std::vector<Tensor>;
 
-namespace {
-ops::Pool2dParams params(const Pool2dOptions& o) {
-  return {o.kernel, o.stride, o.padding, o.ceil_mode, o.count_include_pad};
-}
-}  // namespace
-
-Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opt) {
+Tensor max_pool2d(const Tensor& x, const Pool2dParams& opt) {
   if (!x.defined()) fail("max_pool2d: the input is an undefined tensor");
   if (x.dim() == 3) return max_pool2d(x.unsqueeze(0), opt).squeeze(0);
-  auto result = ops::max_pool2d_forward(x, params(opt));
+  auto result = ops::max_pool2d_forward(x, opt);
   Tensor out = result.first, indices = result.second;  // named copies: clang 14 cannot capture bindings
   Shape in = x.sizes();
   return record("MaxPool2dBackward", out, {x}, [indices, in](const Tensor& g, const NeedsGrad&) {
@@ -28,14 +22,13 @@ Tensor max_pool2d(const Tensor& x, const Pool2dOptions& opt) {
   });
 }
 
-Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& opt) {
+Tensor avg_pool2d(const Tensor& x, const Pool2dParams& opt) {
   if (!x.defined()) fail("avg_pool2d: the input is an undefined tensor");
   if (x.dim() == 3) return avg_pool2d(x.unsqueeze(0), opt).squeeze(0);
-  ops::Pool2dParams p = params(opt);
-  Tensor out = ops::avg_pool2d_forward(x, p);
+  Tensor out = ops::avg_pool2d_forward(x, opt);
   Shape in = x.sizes();
-  return record("AvgPool2dBackward", out, {x}, [in, p](const Tensor& g, const NeedsGrad&) {
-    return G{ops::avg_pool2d_backward(g, in, p)};
+  return record("AvgPool2dBackward", out, {x}, [in, opt](const Tensor& g, const NeedsGrad&) {
+    return G{ops::avg_pool2d_backward(g, in, opt)};
   });
 }
 

@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "tensor/cpu/loops.h"
-#include "tensor/dispatch.h"
+#include "tensor/cpu/register.h"
 
 namespace dl::cpu {
 namespace {

@@ -33,7 +33,7 @@
 #include "tensor/cpu/loops.h"
 #include "tensor/cpu/scratch.h"
 #include "tensor/cpu/winograd.h"
-#include "tensor/dispatch.h"
+#include "tensor/cpu/register.h"
 
 namespace dl::cpu {
 
@@ -89,35 +89,20 @@ inline int num_threads() {
 // Scratch slots (tensor/cpu/scratch.h) used here (winograd.cpp uses 0, 1 and 3).
 enum Slot { kCol = 0, kGathered = 1, kAcc = 2, kWinogradWeights = 4 };
 
-struct Geom {
-  int64_t N, C, H, W;     // input
-  int64_t O, kh, kw;      // weight (O, C/G, kh, kw)
-  int64_t Ho, Wo;         // output
-  int64_t sh, sw, ph, pw, dh, dw, G;
-  int64_t Cg() const { return C / G; }
-  int64_t Og() const { return O / G; }
-  int64_t K() const { return Cg() * kh * kw; }  // rows of col
-  int64_t L() const { return Ho * Wo; }         // columns of col per image
-  int64_t HW() const { return H * W; }
-  bool pointwise() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; }
-  // Winograd F(2x2, 3x3) applies (winograd.h): 3x3, stride 1, no dilation, one group, the same
-  // padding (at most 2, so the input gradient is such a convolution too) on both sides.
-  bool winograd() const {
-    const ConvTuning& t = conv_tuning();
-    return t.winograd_min_channels > 0 && kh == 3 && kw == 3 && sh == 1 && sw == 1 && dh == 1 && dw == 1 &&
-           G == 1 && ph == pw && ph <= 2 && std::min(C, O) >= t.winograd_min_channels &&
-           std::max(C, O) <= t.winograd_max_channels && Ho * Wo >= t.winograd_min_plane && Ho > 0 && Wo > 0;
-  }
-};
-
-Geom make_geom(const Shape& x, const Shape& w, const Shape& out, const ops::Conv2dParams& p) {
-  return {x[0], x[1], x[2], x[3], w[0], w[2], w[3], out[2], out[3], p.stride[0], p.stride[1],
-          p.padding[0], p.padding[1], p.dilation[0], p.dilation[1], p.groups};
+// Winograd F(2x2, 3x3) applies (winograd.h): 3x3, stride 1, no dilation, one group, the same
+// padding (at most 2, so the input gradient is such a convolution too) on both sides, and the
+// layer lies in ConvTuning's window.
+bool use_winograd(const Conv2dParams& g) {
+  const ConvTuning& t = conv_tuning();
+  return t.winograd_min_channels > 0 && g.kh == 3 && g.kw == 3 && g.stride[0] == 1 && g.stride[1] == 1 &&
+         g.dilation[0] == 1 && g.dilation[1] == 1 && g.groups == 1 && g.padding[0] == g.padding[1] &&
+         g.padding[0] <= 2 && std::min(g.C, g.O) >= t.winograd_min_channels &&
+         std::max(g.C, g.O) <= t.winograd_max_channels && g.Ho * g.Wo >= t.winograd_min_plane && g.Ho > 0 && g.Wo > 0;
 }
 
 // Images per GEMM for a thread that has `avail` images, balanced so the chunks come out even.
 template <typename T>
-int64_t chunk_images(const Geom& g, int64_t avail) {
+int64_t chunk_images(const Conv2dParams& g, int64_t avail) {
   const ConvTuning& t = conv_tuning();
   const int64_t L = std::max<int64_t>(g.L(), 1);
   int64_t b = std::clamp<int64_t>((t.target_columns + L - 1) / L, 1, std::max<int64_t>(avail, 1));
@@ -131,16 +116,16 @@ int64_t chunk_images(const Geom& g, int64_t avail) {
 // common 3x3 case): over the valid output rows it is the input plane shifted by one offset, so
 // it is one block copy, after which the columns that wrapped into a neighbouring row are zeroed.
 template <typename T>
-void im2col_row_shifted(const T* xc, T* row, const Geom& g, int64_t ki, int64_t iw0, int64_t lo, int64_t hi) {
+void im2col_row_shifted(const T* xc, T* row, const Conv2dParams& g, int64_t ki, int64_t iw0, int64_t lo, int64_t hi) {
   const int64_t W = g.W, L = g.L();
   // output rows whose tap row ih = oh - ph + ki * dh lies inside the image
-  const int64_t oh_lo = std::clamp<int64_t>(g.ph - ki * g.dh, 0, g.Ho);
-  const int64_t oh_hi = std::clamp<int64_t>(g.H + g.ph - ki * g.dh, oh_lo, g.Ho);
+  const int64_t oh_lo = std::clamp<int64_t>(g.padding[0] - ki * g.dilation[0], 0, g.Ho);
+  const int64_t oh_hi = std::clamp<int64_t>(g.H + g.padding[0] - ki * g.dilation[0], oh_lo, g.Ho);
   std::fill(row, row + oh_lo * W, T(0));
   std::fill(row + oh_hi * W, row + L, T(0));
   if (oh_hi == oh_lo) return;
   // col[l] = x[l + delta] for l in [oh_lo * W, oh_hi * W), clipped to the plane
-  const int64_t delta = (ki * g.dh - g.ph) * W + iw0;
+  const int64_t delta = (ki * g.dilation[0] - g.padding[0]) * W + iw0;
   const int64_t l0 = std::clamp(-delta, oh_lo * W, oh_hi * W);
   const int64_t l1 = std::clamp(g.HW() - delta, l0, oh_hi * W);
   std::fill(row + oh_lo * W, row + l0, T(0));
@@ -157,7 +142,7 @@ void im2col_row_shifted(const T* xc, T* row, const Geom& g, int64_t ki, int64_t 
 // col (K rows of L values, row stride ld) from one group's input planes x (C/G, H, W); taps outside
 // the image read as zero.
 template <typename T>
-void im2col(const T* x, T* col, int64_t ld, const Geom& g) {
+void im2col(const T* x, T* col, int64_t ld, const Conv2dParams& g) {
   if (g.Wo < 8) {
     // narrow planes (ResNet's 2x2 to 7x7 layers): rows of a few values, where a memcpy and two fills
     // per row cost more than a plain loop with the bounds test inline
@@ -166,13 +151,13 @@ void im2col(const T* x, T* col, int64_t ld, const Geom& g) {
       for (int64_t ki = 0; ki < g.kh; ++ki) {
         for (int64_t kj = 0; kj < g.kw; ++kj) {
           T* r = col + ((c * g.kh + ki) * g.kw + kj) * ld;
-          const int64_t iw0 = kj * g.dw - g.pw;
+          const int64_t iw0 = kj * g.dilation[1] - g.padding[1];
           for (int64_t oh = 0; oh < g.Ho; ++oh, r += g.Wo) {
-            const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
+            const int64_t ih = oh * g.stride[0] - g.padding[0] + ki * g.dilation[0];
             const bool row_in = ih >= 0 && ih < g.H;
             const T* xr = xc + ih * g.W;
             for (int64_t ow = 0; ow < g.Wo; ++ow) {
-              const int64_t iw = ow * g.sw + iw0;
+              const int64_t iw = ow * g.stride[1] + iw0;
               r[ow] = row_in && iw >= 0 && iw < g.W ? xr[iw] : T(0);
             }
           }
@@ -181,35 +166,35 @@ void im2col(const T* x, T* col, int64_t ld, const Geom& g) {
     }
     return;
   }
-  const bool shifted_rows = g.sh == 1 && g.sw == 1 && g.Wo == g.W;
+  const bool shifted_rows = g.stride[0] == 1 && g.stride[1] == 1 && g.Wo == g.W;
   for (int64_t c = 0; c < g.Cg(); ++c) {
     const T* xc = x + c * g.HW();
     for (int64_t ki = 0; ki < g.kh; ++ki) {
       for (int64_t kj = 0; kj < g.kw; ++kj) {
         T* row = col + ((c * g.kh + ki) * g.kw + kj) * ld;
-        const int64_t iw0 = kj * g.dw - g.pw;  // input column of output column 0
+        const int64_t iw0 = kj * g.dilation[1] - g.padding[1];  // input column of output column 0
         // output columns whose tap lands inside the row: 0 <= ow * sw + iw0 < W
-        const int64_t lo = std::min(g.Wo, iw0 >= 0 ? 0 : (-iw0 + g.sw - 1) / g.sw);
-        const int64_t hi = std::max(lo, std::min(g.Wo, g.W - iw0 > 0 ? (g.W - iw0 + g.sw - 1) / g.sw : 0));
+        const int64_t lo = std::min(g.Wo, iw0 >= 0 ? 0 : (-iw0 + g.stride[1] - 1) / g.stride[1]);
+        const int64_t hi = std::max(lo, std::min(g.Wo, g.W - iw0 > 0 ? (g.W - iw0 + g.stride[1] - 1) / g.stride[1] : 0));
         if (shifted_rows) {
           im2col_row_shifted(xc, row, g, ki, iw0, lo, hi);
           continue;
         }
         for (int64_t oh = 0; oh < g.Ho; ++oh) {
           T* r = row + oh * g.Wo;
-          const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
+          const int64_t ih = oh * g.stride[0] - g.padding[0] + ki * g.dilation[0];
           if (ih < 0 || ih >= g.H) {
             std::fill(r, r + g.Wo, T(0));
             continue;
           }
           const T* xr = xc + ih * g.W;
           std::fill(r, r + lo, T(0));
-          if (g.sw == 1) {
+          if (g.stride[1] == 1) {
             if (hi > lo) std::memcpy(r + lo, xr + lo + iw0, static_cast<size_t>(hi - lo) * sizeof(T));
-          } else if (g.sw == 2) {
+          } else if (g.stride[1] == 2) {
             for (int64_t ow = lo; ow < hi; ++ow) r[ow] = xr[2 * ow + iw0];
           } else {
-            for (int64_t ow = lo; ow < hi; ++ow) r[ow] = xr[ow * g.sw + iw0];
+            for (int64_t ow = lo; ow < hi; ++ow) r[ow] = xr[ow * g.stride[1] + iw0];
           }
           std::fill(r + hi, r + g.Wo, T(0));
         }
@@ -220,20 +205,20 @@ void im2col(const T* x, T* col, int64_t ld, const Geom& g) {
 
 // x (C/G, H, W) += col2im(col) (row stride ld); the adjoint of im2col.
 template <typename T>
-void col2im_add(const T* col, int64_t ld, T* x, const Geom& g) {
+void col2im_add(const T* col, int64_t ld, T* x, const Conv2dParams& g) {
   if (g.Wo < 8) {  // narrow planes: plain loops (see im2col)
     for (int64_t c = 0; c < g.Cg(); ++c) {
       T* xc = x + c * g.HW();
       for (int64_t ki = 0; ki < g.kh; ++ki) {
         for (int64_t kj = 0; kj < g.kw; ++kj) {
           const T* r = col + ((c * g.kh + ki) * g.kw + kj) * ld;
-          const int64_t iw0 = kj * g.dw - g.pw;
+          const int64_t iw0 = kj * g.dilation[1] - g.padding[1];
           for (int64_t oh = 0; oh < g.Ho; ++oh, r += g.Wo) {
-            const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
+            const int64_t ih = oh * g.stride[0] - g.padding[0] + ki * g.dilation[0];
             if (ih < 0 || ih >= g.H) continue;
             T* xr = xc + ih * g.W;
             for (int64_t ow = 0; ow < g.Wo; ++ow) {
-              const int64_t iw = ow * g.sw + iw0;
+              const int64_t iw = ow * g.stride[1] + iw0;
               if (iw >= 0 && iw < g.W) xr[iw] += r[ow];
             }
           }
@@ -247,19 +232,19 @@ void col2im_add(const T* col, int64_t ld, T* x, const Geom& g) {
     for (int64_t ki = 0; ki < g.kh; ++ki) {
       for (int64_t kj = 0; kj < g.kw; ++kj) {
         const T* row = col + ((c * g.kh + ki) * g.kw + kj) * ld;
-        const int64_t iw0 = kj * g.dw - g.pw;
-        const int64_t lo = std::min(g.Wo, iw0 >= 0 ? 0 : (-iw0 + g.sw - 1) / g.sw);
-        const int64_t hi = std::max(lo, std::min(g.Wo, g.W - iw0 > 0 ? (g.W - iw0 + g.sw - 1) / g.sw : 0));
+        const int64_t iw0 = kj * g.dilation[1] - g.padding[1];
+        const int64_t lo = std::min(g.Wo, iw0 >= 0 ? 0 : (-iw0 + g.stride[1] - 1) / g.stride[1]);
+        const int64_t hi = std::max(lo, std::min(g.Wo, g.W - iw0 > 0 ? (g.W - iw0 + g.stride[1] - 1) / g.stride[1] : 0));
         for (int64_t oh = 0; oh < g.Ho; ++oh) {
-          const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
+          const int64_t ih = oh * g.stride[0] - g.padding[0] + ki * g.dilation[0];
           if (ih < 0 || ih >= g.H) continue;
           const T* r = row + oh * g.Wo;
           T* xr = xc + ih * g.W;
-          if (g.sw == 1) {
+          if (g.stride[1] == 1) {
 #pragma omp simd  // col and x never alias
             for (int64_t ow = lo; ow < hi; ++ow) xr[ow + iw0] += r[ow];
           } else {
-            for (int64_t ow = lo; ow < hi; ++ow) xr[ow * g.sw + iw0] += r[ow];
+            for (int64_t ow = lo; ow < hi; ++ow) xr[ow * g.stride[1] + iw0] += r[ow];
           }
         }
       }
@@ -297,24 +282,24 @@ void scatter_planes(const T* src, int64_t rows, int64_t L, int64_t B, T* dst, in
 // images (the body then runs single-threaded GEMMs), else the whole range on this thread (the GEMMs
 // use the threads).
 template <typename F>
-void for_image_shares(const Geom& g, F body) {
+void for_image_shares(const Conv2dParams& g, F body) {
   parallel_shares(g.N, body);
 }
 
 template <typename T>
-void forward_typed(T* out, const T* x, const T* w, const T* bias, const Geom& g) {
+void forward_typed(T* out, const T* x, const T* w, const T* bias, const Conv2dParams& g) {
   const int64_t K = g.K(), L = g.L(), Og = g.Og();
-  if (g.winograd()) {
+  if (use_winograd(g)) {
     T* U = thread_scratch<T>(kWinogradWeights, static_cast<size_t>(16 * g.O * g.C));
     winograd_transform_weights(w, g.O, g.C, false, U);
-    winograd_conv(out, x, U, bias, g.N, g.C, g.H, g.W, g.O, g.ph);
+    winograd_conv(out, x, U, bias, g.N, g.C, g.H, g.W, g.O, g.padding[0]);
     return;
   }
   for_image_shares(g, [&](int64_t n0, int64_t n1) {
     const int64_t B = chunk_images<T>(g, n1 - n0);
     for (int64_t n = n0; n < n1; n += B) {
       const int64_t b = std::min(B, n1 - n), bl = b * L;
-      for (int64_t grp = 0; grp < g.G; ++grp) {
+      for (int64_t grp = 0; grp < g.groups; ++grp) {
         const T* xg = x + (n * g.C + grp * g.Cg()) * g.HW();
         const T* wg = w + grp * Og * K;
         const T* bg = bias ? bias + grp * Og : nullptr;
@@ -345,21 +330,21 @@ void forward_typed(T* out, const T* x, const T* w, const T* bias, const Geom& g)
 }
 
 template <typename T>
-void backward_input_typed(T* gx, const T* gout, const T* w, const Geom& g) {
+void backward_input_typed(T* gx, const T* gout, const T* w, const Conv2dParams& g) {
   const int64_t K = g.K(), L = g.L(), Og = g.Og();
-  if (g.winograd()) {
+  if (use_winograd(g)) {
     // the input gradient of a stride-1 3x3 convolution with padding p is the convolution of the
     // output gradient with the flipped, transposed kernels and padding 2 - p
     T* U = thread_scratch<T>(kWinogradWeights, static_cast<size_t>(16 * g.O * g.C));
     winograd_transform_weights(w, g.O, g.C, true, U);
-    winograd_conv(gx, gout, U, static_cast<const T*>(nullptr), g.N, g.O, g.Ho, g.Wo, g.C, 2 - g.ph);
+    winograd_conv(gx, gout, U, static_cast<const T*>(nullptr), g.N, g.O, g.Ho, g.Wo, g.C, 2 - g.padding[0]);
     return;
   }
   for_image_shares(g, [&](int64_t n0, int64_t n1) {
     const int64_t B = chunk_images<T>(g, n1 - n0);
     for (int64_t n = n0; n < n1; n += B) {
       const int64_t b = std::min(B, n1 - n), bl = b * L;
-      for (int64_t grp = 0; grp < g.G; ++grp) {
+      for (int64_t grp = 0; grp < g.groups; ++grp) {
         const T* go = gout + (n * g.O + grp * Og) * L;
         T* gxg = gx + (n * g.C + grp * g.Cg()) * g.HW();
         const T* wg = w + grp * Og * K;
@@ -393,7 +378,7 @@ void backward_input_typed(T* gx, const T* gout, const T* w, const Geom& g) {
 }
 
 template <typename T>
-void backward_weight_typed(T* gw, const T* gout, const T* x, const Geom& g) {
+void backward_weight_typed(T* gw, const T* gout, const T* x, const Conv2dParams& g) {
   const int64_t K = g.K(), L = g.L(), Og = g.Og();
   const int64_t wsize = g.O * K;
   if (g.N == 0) {
@@ -406,7 +391,7 @@ void backward_weight_typed(T* gw, const T* gout, const T* x, const Geom& g) {
     bool first = true;
     for (int64_t n = n0; n < n1; n += B) {
       const int64_t b = std::min(B, n1 - n), bl = b * L;
-      for (int64_t grp = 0; grp < g.G; ++grp) {
+      for (int64_t grp = 0; grp < g.groups; ++grp) {
         const T* go = gout + (n * g.O + grp * Og) * L;
         const T* xg = x + (n * g.C + grp * g.Cg()) * g.HW();
         T* ag = acc + grp * Og * K;
@@ -483,23 +468,20 @@ void backward_bias_typed(T* gb, const T* gout, int64_t N, int64_t O, int64_t L) 
 }
 
 void conv2d_forward_kernel(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
-                           const ops::Conv2dParams& p) {
-  Geom g = make_geom(x.sizes(), w.sizes(), out.sizes(), p);
+                           const Conv2dParams& g) {
   DL_DISPATCH_FLOATING(x.dtype(), "conv2d", [&] {
     forward_typed<scalar_t>(out.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
                             bias.defined() ? bias.data_ptr<scalar_t>() : nullptr, g);
   });
 }
 
-void conv2d_backward_input_kernel(const Tensor& gx, const Tensor& gout, const Tensor& w, const ops::Conv2dParams& p) {
-  Geom g = make_geom(gx.sizes(), w.sizes(), gout.sizes(), p);
+void conv2d_backward_input_kernel(const Tensor& gx, const Tensor& gout, const Tensor& w, const Conv2dParams& g) {
   DL_DISPATCH_FLOATING(gx.dtype(), "conv2d backward", [&] {
     backward_input_typed<scalar_t>(gx.data_ptr<scalar_t>(), gout.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), g);
   });
 }
 
-void conv2d_backward_weight_kernel(const Tensor& gw, const Tensor& gout, const Tensor& x, const ops::Conv2dParams& p) {
-  Geom g = make_geom(x.sizes(), gw.sizes(), gout.sizes(), p);
+void conv2d_backward_weight_kernel(const Tensor& gw, const Tensor& gout, const Tensor& x, const Conv2dParams& g) {
   DL_DISPATCH_FLOATING(gw.dtype(), "conv2d backward", [&] {
     backward_weight_typed<scalar_t>(gw.data_ptr<scalar_t>(), gout.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), g);
   });

@@ -6,7 +6,7 @@
 #include <type_traits>
 
 #include "tensor/cpu/loops.h"
-#include "tensor/dispatch.h"
+#include "tensor/cpu/register.h"
 
 namespace dl::cpu {
 namespace {
@@ -81,32 +81,20 @@ void apply_unary(const Tensor& out, const Tensor& in, F f) {
   });
 }
 
+// One case per op of DL_UNARY_OPS, each running the op's functor (tensor/op_defs.h) through the
+// vectorised loops above; ops without an integer meaning (exp, log, ...) compile only for floats.
 template <typename T>
 void unary_typed(UnaryOp op, const Tensor& out, const Tensor& in) {
   switch (op) {
-    case UnaryOp::Neg: return apply_unary<T>(out, in, [](T x) { return static_cast<T>(-x); });
-    case UnaryOp::Abs: return apply_unary<T>(out, in, [](T x) { return x < T(0) ? static_cast<T>(-x) : x; });
-    case UnaryOp::Relu: return apply_unary<T>(out, in, [](T x) { return x > T(0) ? x : T(0); });
-    case UnaryOp::Sign: return apply_unary<T>(out, in, [](T x) { return static_cast<T>((T(0) < x) - (x < T(0))); });
-    default: break;
+#define DL_UNARY_CASE(Name, name)                                                  \
+  case UnaryOp::Name:                                                              \
+    if constexpr (ops::fn::Name::kIntegers || std::is_floating_point_v<T>)         \
+      return apply_unary<T>(out, in, ops::fn::Name{});                             \
+    break;
+    DL_UNARY_OPS(DL_UNARY_CASE)
+#undef DL_UNARY_CASE
   }
-  if constexpr (std::is_floating_point_v<T>) {
-    switch (op) {
-      case UnaryOp::Exp: return apply_unary<T>(out, in, [](T x) { return std::exp(x); });
-      case UnaryOp::Log: return apply_unary<T>(out, in, [](T x) { return std::log(x); });
-      case UnaryOp::Sqrt: return apply_unary<T>(out, in, [](T x) { return std::sqrt(x); });
-      case UnaryOp::Tanh: return apply_unary<T>(out, in, [](T x) { return std::tanh(x); });
-      case UnaryOp::Sigmoid:
-        // stable for large |x|: never exp of a large positive number
-        return apply_unary<T>(out, in, [](T x) {
-          if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
-          T e = std::exp(x);
-          return e / (T(1) + e);
-        });
-      default: break;
-    }
-  }
-  fail("unary op {} is not defined for {}", static_cast<int>(op), dtype_name(in.dtype()));
+  fail("unary op {} is not defined for {}", ops::op_name(op), dtype_name(in.dtype()));
 }
 
 void unary_kernel(UnaryOp op, const Tensor& out, const Tensor& in) {
@@ -132,38 +120,16 @@ void apply_binary(const Tensor& out, const Tensor& a, const Tensor& b, F f) {
   });
 }
 
+// One case per op of DL_BINARY_OPS; comparisons write uint8.
 template <typename T>
 void binary_typed(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
-  using U = uint8_t;
   switch (op) {
-    case BinaryOp::Add: return apply_binary<T, T>(out, a, b, [](T x, T y) { return static_cast<T>(x + y); });
-    case BinaryOp::Sub: return apply_binary<T, T>(out, a, b, [](T x, T y) { return static_cast<T>(x - y); });
-    case BinaryOp::Mul: return apply_binary<T, T>(out, a, b, [](T x, T y) { return static_cast<T>(x * y); });
-    case BinaryOp::Div:
-      if constexpr (std::is_integral_v<T>) {
-        // ops::binary refuses a zero divisor before calling; never divide by zero here (UB)
-        return apply_binary<T, T>(out, a, b, [](T x, T y) { return y == 0 ? T(0) : static_cast<T>(x / y); });
-      } else {
-        return apply_binary<T, T>(out, a, b, [](T x, T y) { return x / y; });
-      }
-    case BinaryOp::Maximum:
-      return apply_binary<T, T>(out, a, b, [](T x, T y) {
-        if constexpr (std::is_floating_point_v<T>)
-          if (std::isnan(x) || std::isnan(y)) return x + y;  // NaN propagates, as in PyTorch
-        return x > y ? x : y;
-      });
-    case BinaryOp::Minimum:
-      return apply_binary<T, T>(out, a, b, [](T x, T y) {
-        if constexpr (std::is_floating_point_v<T>)
-          if (std::isnan(x) || std::isnan(y)) return x + y;
-        return x < y ? x : y;
-      });
-    case BinaryOp::Eq: return apply_binary<U, T>(out, a, b, [](T x, T y) { return U(x == y); });
-    case BinaryOp::Ne: return apply_binary<U, T>(out, a, b, [](T x, T y) { return U(x != y); });
-    case BinaryOp::Lt: return apply_binary<U, T>(out, a, b, [](T x, T y) { return U(x < y); });
-    case BinaryOp::Le: return apply_binary<U, T>(out, a, b, [](T x, T y) { return U(x <= y); });
-    case BinaryOp::Gt: return apply_binary<U, T>(out, a, b, [](T x, T y) { return U(x > y); });
-    case BinaryOp::Ge: return apply_binary<U, T>(out, a, b, [](T x, T y) { return U(x >= y); });
+#define DL_BINARY_CASE(Name, name)                                                              \
+  case BinaryOp::Name:                                                                          \
+    return apply_binary<std::conditional_t<ops::fn::Name::kComparison, uint8_t, T>, T>(out, a, b, \
+                                                                                     ops::fn::Name{});
+    DL_BINARY_OPS(DL_BINARY_CASE)
+#undef DL_BINARY_CASE
   }
 }
 
@@ -277,7 +243,7 @@ void fill_kernel(const Tensor& dst, double value) {
 
 }  // namespace
 
-void register_elementwise(KernelTable& t) {
+void register_elementwise_kernels(KernelTable& t) {
   t.unary = unary_kernel;
   t.pow_scalar = pow_kernel;
   t.binary = binary_kernel;

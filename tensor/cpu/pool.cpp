@@ -8,21 +8,14 @@
 #include <limits>
 
 #include "tensor/cpu/loops.h"
-#include "tensor/dispatch.h"
+#include "tensor/cpu/register.h"
 
 namespace dl::cpu {
 namespace {
 
-struct Planes {
-  int64_t planes, H, W, Ho, Wo;
-};
-Planes planes_of(const Tensor& in, const Tensor& out) {
-  const auto& s = in.sizes();
-  return {s[0] * s[1], s[2], s[3], out.sizes()[2], out.sizes()[3]};
-}
 // parallelise over planes when the whole op has enough work
-inline bool worth_threads(const Planes& g, int64_t per_output) {
-  return g.planes > 1 && g.planes * g.Ho * g.Wo * per_output > kParallelGrain;
+inline bool worth_threads(const Pool2dParams& p, int64_t per_output) {
+  return p.planes > 1 && p.planes * p.Ho * p.Wo * per_output > kParallelGrain;
 }
 
 // ---- max pool ----------------------------------------------------------------------------------
@@ -57,16 +50,16 @@ DL_VECTOR_CLONES void max_pool_2x2_row(T* o, int64_t* ix, const T* r0, const T* 
 // Any window, clipped to the image. The scan keeps a branch-free select on the comparison (on real
 // data it is a coin flip the predictor loses) and only notes NaNs, which a rare second scan settles.
 template <typename T>
-inline void max_pool_window(const T* xp, const Planes& g, int64_t h0, int64_t h1, int64_t w0, int64_t w1, T& out,
+inline void max_pool_window(const T* xp, const Pool2dParams& p, int64_t h0, int64_t h1, int64_t w0, int64_t w1, T& out,
                             int64_t& idx) {
   T best = -std::numeric_limits<T>::infinity();
-  int64_t bi = h0 * g.W + w0;
+  int64_t bi = h0 * p.W + w0;
   bool nan = false;
   for (int64_t h = h0; h < h1; ++h) {
     for (int64_t w = w0; w < w1; ++w) {
-      const T v = xp[h * g.W + w];
+      const T v = xp[h * p.W + w];
       const bool take = v > best;
-      bi = take ? h * g.W + w : bi;
+      bi = take ? h * p.W + w : bi;
       best = take ? v : best;
       nan |= v != v;
     }
@@ -74,68 +67,66 @@ inline void max_pool_window(const T* xp, const Planes& g, int64_t h0, int64_t h1
   if (nan) {  // the last NaN of the window wins, as in PyTorch
     for (int64_t h = h0; h < h1; ++h)
       for (int64_t w = w0; w < w1; ++w)
-        if (std::isnan(xp[h * g.W + w])) best = xp[h * g.W + w], bi = h * g.W + w;
+        if (std::isnan(xp[h * p.W + w])) best = xp[h * p.W + w], bi = h * p.W + w;
   }
   out = best;
   idx = bi;
 }
 
 template <typename T>
-void max_pool_forward_typed(T* out, int64_t* idx, const T* x, const Planes& g, const ops::Pool2dParams& p) {
+void max_pool_forward_typed(T* out, int64_t* idx, const T* x, const Pool2dParams& p) {
   // plain variables, not structured bindings: clang 14 cannot capture bindings in OpenMP regions
   const int64_t kh = p.kernel[0], kw = p.kernel[1], sh = p.stride[0], sw = p.stride[1];
   const int64_t ph = p.padding[0], pw = p.padding[1];
   const bool two_by_two = kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0;
-#pragma omp parallel for schedule(static) if (worth_threads(g, kh * kw))
-  for (int64_t pl = 0; pl < g.planes; ++pl) {
-    const T* xp = x + pl * g.H * g.W;
-    T* op = out + pl * g.Ho * g.Wo;
-    int64_t* ip = idx + pl * g.Ho * g.Wo;
-    for (int64_t oh = 0; oh < g.Ho; ++oh) {
-      const int64_t h0 = std::max<int64_t>(oh * sh - ph, 0), h1 = std::min(oh * sh - ph + kh, g.H);
+#pragma omp parallel for schedule(static) if (worth_threads(p, kh * kw))
+  for (int64_t pl = 0; pl < p.planes; ++pl) {
+    const T* xp = x + pl * p.H * p.W;
+    T* op = out + pl * p.Ho * p.Wo;
+    int64_t* ip = idx + pl * p.Ho * p.Wo;
+    for (int64_t oh = 0; oh < p.Ho; ++oh) {
+      const int64_t h0 = std::max<int64_t>(oh * sh - ph, 0), h1 = std::min(oh * sh - ph + kh, p.H);
       // output columns [lo, hi) have whole windows inside the row (no clipping)
-      int64_t lo = g.Wo, hi = g.Wo;
-      if (two_by_two && 2 * oh + 1 < g.H) {
+      int64_t lo = p.Wo, hi = p.Wo;
+      if (two_by_two && 2 * oh + 1 < p.H) {
         // ceil_mode may add a last window that hangs over the edge: the generic loop takes it
-        const int64_t whole = std::min(g.Wo, g.W / 2);
-        max_pool_2x2_row(op + oh * g.Wo, ip + oh * g.Wo, xp + 2 * oh * g.W, xp + (2 * oh + 1) * g.W, whole,
-                         2 * oh * g.W, g.W);
+        const int64_t whole = std::min(p.Wo, p.W / 2);
+        max_pool_2x2_row(op + oh * p.Wo, ip + oh * p.Wo, xp + 2 * oh * p.W, xp + (2 * oh + 1) * p.W, whole,
+                         2 * oh * p.W, p.W);
         lo = 0;
         hi = whole;
       }
-      for (int64_t ow = 0; ow < g.Wo; ++ow) {
+      for (int64_t ow = 0; ow < p.Wo; ++ow) {
         if (ow == lo) ow = hi;
-        if (ow >= g.Wo) break;
-        const int64_t w0 = std::max<int64_t>(ow * sw - pw, 0), w1 = std::min(ow * sw - pw + kw, g.W);
-        max_pool_window(xp, g, h0, h1, w0, w1, op[oh * g.Wo + ow], ip[oh * g.Wo + ow]);
+        if (ow >= p.Wo) break;
+        const int64_t w0 = std::max<int64_t>(ow * sw - pw, 0), w1 = std::min(ow * sw - pw + kw, p.W);
+        max_pool_window(xp, p, h0, h1, w0, w1, op[oh * p.Wo + ow], ip[oh * p.Wo + ow]);
       }
     }
   }
 }
 
 template <typename T>
-void max_pool_backward_typed(T* gx, const T* gout, const int64_t* idx, const Planes& g) {
-#pragma omp parallel for schedule(static) if (worth_threads(g, 2))
-  for (int64_t pl = 0; pl < g.planes; ++pl) {
-    T* gp = gx + pl * g.H * g.W;
-    std::fill(gp, gp + g.H * g.W, T(0));
-    const T* go = gout + pl * g.Ho * g.Wo;
-    const int64_t* ip = idx + pl * g.Ho * g.Wo;
-    for (int64_t o = 0; o < g.Ho * g.Wo; ++o) gp[ip[o]] += go[o];
+void max_pool_backward_typed(T* gx, const T* gout, const int64_t* idx, const Pool2dParams& p) {
+#pragma omp parallel for schedule(static) if (worth_threads(p, 2))
+  for (int64_t pl = 0; pl < p.planes; ++pl) {
+    T* gp = gx + pl * p.H * p.W;
+    std::fill(gp, gp + p.H * p.W, T(0));
+    const T* go = gout + pl * p.Ho * p.Wo;
+    const int64_t* ip = idx + pl * p.Ho * p.Wo;
+    for (int64_t o = 0; o < p.Ho * p.Wo; ++o) gp[ip[o]] += go[o];
   }
 }
 
-void max_pool2d_forward_kernel(const Tensor& out, const Tensor& indices, const Tensor& x, const ops::Pool2dParams& p) {
-  Planes g = planes_of(x, out);
+void max_pool2d_forward_kernel(const Tensor& out, const Tensor& indices, const Tensor& x, const Pool2dParams& p) {
   DL_DISPATCH_FLOATING(x.dtype(), "max_pool2d", [&] {
-    max_pool_forward_typed<scalar_t>(out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), x.data_ptr<scalar_t>(), g, p);
+    max_pool_forward_typed<scalar_t>(out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), x.data_ptr<scalar_t>(), p);
   });
 }
 
-void max_pool2d_backward_kernel(const Tensor& gx, const Tensor& gout, const Tensor& indices) {
-  Planes g = planes_of(gx, gout);
+void max_pool2d_backward_kernel(const Tensor& gx, const Tensor& gout, const Tensor& indices, const Pool2dParams& p) {
   DL_DISPATCH_FLOATING(gx.dtype(), "max_pool2d backward", [&] {
-    max_pool_backward_typed<scalar_t>(gx.data_ptr<scalar_t>(), gout.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), g);
+    max_pool_backward_typed<scalar_t>(gx.data_ptr<scalar_t>(), gout.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), p);
   });
 }
 
@@ -145,71 +136,69 @@ void max_pool2d_backward_kernel(const Tensor& gx, const Tensor& gout, const Tens
 struct AvgWindow {
   int64_t h0, h1, w0, w1, divisor;
 };
-inline AvgWindow avg_window(int64_t oh, int64_t ow, const Planes& g, const ops::Pool2dParams& p) {
+inline AvgWindow avg_window(int64_t oh, int64_t ow, const Pool2dParams& p) {
   int64_t h0 = oh * p.stride[0] - p.padding[0], w0 = ow * p.stride[1] - p.padding[1];
-  int64_t h1 = std::min(h0 + p.kernel[0], g.H + p.padding[0]);
-  int64_t w1 = std::min(w0 + p.kernel[1], g.W + p.padding[1]);
+  int64_t h1 = std::min(h0 + p.kernel[0], p.H + p.padding[0]);
+  int64_t w1 = std::min(w0 + p.kernel[1], p.W + p.padding[1]);
   const int64_t pool_size = (h1 - h0) * (w1 - w0);
   h0 = std::max<int64_t>(h0, 0);
   w0 = std::max<int64_t>(w0, 0);
-  h1 = std::min(h1, g.H);
-  w1 = std::min(w1, g.W);
+  h1 = std::min(h1, p.H);
+  w1 = std::min(w1, p.W);
   const int64_t inside = std::max<int64_t>(h1 - h0, 0) * std::max<int64_t>(w1 - w0, 0);
   return {h0, h1, w0, w1, p.count_include_pad ? pool_size : inside};
 }
 
 template <typename T>
-void avg_pool_forward_typed(T* out, const T* x, const Planes& g, const ops::Pool2dParams& p) {
-#pragma omp parallel for schedule(static) if (worth_threads(g, p.kernel[0] * p.kernel[1]))
-  for (int64_t pl = 0; pl < g.planes; ++pl) {
-    const T* xp = x + pl * g.H * g.W;
-    T* op = out + pl * g.Ho * g.Wo;
-    for (int64_t oh = 0; oh < g.Ho; ++oh) {
-      for (int64_t ow = 0; ow < g.Wo; ++ow) {
-        const AvgWindow win = avg_window(oh, ow, g, p);
+void avg_pool_forward_typed(T* out, const T* x, const Pool2dParams& p) {
+#pragma omp parallel for schedule(static) if (worth_threads(p, p.kernel[0] * p.kernel[1]))
+  for (int64_t pl = 0; pl < p.planes; ++pl) {
+    const T* xp = x + pl * p.H * p.W;
+    T* op = out + pl * p.Ho * p.Wo;
+    for (int64_t oh = 0; oh < p.Ho; ++oh) {
+      for (int64_t ow = 0; ow < p.Wo; ++ow) {
+        const AvgWindow win = avg_window(oh, ow, p);
         if (win.h0 >= win.h1 || win.w0 >= win.w1) {
-          op[oh * g.Wo + ow] = T(0);
+          op[oh * p.Wo + ow] = T(0);
           continue;
         }
         double s = 0;
         for (int64_t h = win.h0; h < win.h1; ++h)
-          for (int64_t w = win.w0; w < win.w1; ++w) s += xp[h * g.W + w];
-        op[oh * g.Wo + ow] = static_cast<T>(s / static_cast<double>(win.divisor));
+          for (int64_t w = win.w0; w < win.w1; ++w) s += xp[h * p.W + w];
+        op[oh * p.Wo + ow] = static_cast<T>(s / static_cast<double>(win.divisor));
       }
     }
   }
 }
 
 template <typename T>
-void avg_pool_backward_typed(T* gx, const T* gout, const Planes& g, const ops::Pool2dParams& p) {
-#pragma omp parallel for schedule(static) if (worth_threads(g, p.kernel[0] * p.kernel[1]))
-  for (int64_t pl = 0; pl < g.planes; ++pl) {
-    T* gp = gx + pl * g.H * g.W;
-    std::fill(gp, gp + g.H * g.W, T(0));
-    const T* go = gout + pl * g.Ho * g.Wo;
-    for (int64_t oh = 0; oh < g.Ho; ++oh) {
-      for (int64_t ow = 0; ow < g.Wo; ++ow) {
-        const AvgWindow win = avg_window(oh, ow, g, p);
+void avg_pool_backward_typed(T* gx, const T* gout, const Pool2dParams& p) {
+#pragma omp parallel for schedule(static) if (worth_threads(p, p.kernel[0] * p.kernel[1]))
+  for (int64_t pl = 0; pl < p.planes; ++pl) {
+    T* gp = gx + pl * p.H * p.W;
+    std::fill(gp, gp + p.H * p.W, T(0));
+    const T* go = gout + pl * p.Ho * p.Wo;
+    for (int64_t oh = 0; oh < p.Ho; ++oh) {
+      for (int64_t ow = 0; ow < p.Wo; ++ow) {
+        const AvgWindow win = avg_window(oh, ow, p);
         if (win.h0 >= win.h1 || win.w0 >= win.w1) continue;
-        const T share = static_cast<T>(go[oh * g.Wo + ow] / static_cast<double>(win.divisor));
+        const T share = static_cast<T>(go[oh * p.Wo + ow] / static_cast<double>(win.divisor));
         for (int64_t h = win.h0; h < win.h1; ++h)
-          for (int64_t w = win.w0; w < win.w1; ++w) gp[h * g.W + w] += share;
+          for (int64_t w = win.w0; w < win.w1; ++w) gp[h * p.W + w] += share;
       }
     }
   }
 }
 
-void avg_pool2d_forward_kernel(const Tensor& out, const Tensor& x, const ops::Pool2dParams& p) {
-  Planes g = planes_of(x, out);
+void avg_pool2d_forward_kernel(const Tensor& out, const Tensor& x, const Pool2dParams& p) {
   DL_DISPATCH_FLOATING(x.dtype(), "avg_pool2d", [&] {
-    avg_pool_forward_typed<scalar_t>(out.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), g, p);
+    avg_pool_forward_typed<scalar_t>(out.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), p);
   });
 }
 
-void avg_pool2d_backward_kernel(const Tensor& gx, const Tensor& gout, const ops::Pool2dParams& p) {
-  Planes g = planes_of(gx, gout);
+void avg_pool2d_backward_kernel(const Tensor& gx, const Tensor& gout, const Pool2dParams& p) {
   DL_DISPATCH_FLOATING(gx.dtype(), "avg_pool2d backward", [&] {
-    avg_pool_backward_typed<scalar_t>(gx.data_ptr<scalar_t>(), gout.data_ptr<scalar_t>(), g, p);
+    avg_pool_backward_typed<scalar_t>(gx.data_ptr<scalar_t>(), gout.data_ptr<scalar_t>(), p);
   });
 }
 
@@ -233,71 +222,69 @@ DL_VECTOR_CLONES void plane_fill(T* p, int64_t n, T v) {
 }
 
 template <typename T>
-void adaptive_forward_typed(T* out, const T* x, const Planes& g) {
-  if (g.Ho == 1 && g.Wo == 1) {  // global average pooling
-    const int64_t hw = g.H * g.W;
-#pragma omp parallel for schedule(static) if (g.planes > 1 && g.planes * hw > kParallelGrain)
-    for (int64_t pl = 0; pl < g.planes; ++pl)
+void adaptive_forward_typed(T* out, const T* x, const Pool2dParams& p) {
+  if (p.Ho == 1 && p.Wo == 1) {  // global average pooling
+    const int64_t hw = p.H * p.W;
+#pragma omp parallel for schedule(static) if (p.planes > 1 && p.planes * hw > kParallelGrain)
+    for (int64_t pl = 0; pl < p.planes; ++pl)
       out[pl] = static_cast<T>(plane_sum(x + pl * hw, hw) / static_cast<double>(hw));
     return;
   }
   // each output averages about (H / Ho) * (W / Wo) inputs
-  const int64_t per = std::max<int64_t>(1, (g.H / std::max<int64_t>(g.Ho, 1) + 1) * (g.W / std::max<int64_t>(g.Wo, 1) + 1));
-#pragma omp parallel for schedule(static) if (worth_threads(g, per))
-  for (int64_t pl = 0; pl < g.planes; ++pl) {
-    const T* xp = x + pl * g.H * g.W;
-    T* op = out + pl * g.Ho * g.Wo;
-    for (int64_t oh = 0; oh < g.Ho; ++oh) {
-      const int64_t h0 = window_start(oh, g.Ho, g.H), h1 = window_end(oh, g.Ho, g.H);
-      for (int64_t ow = 0; ow < g.Wo; ++ow) {
-        const int64_t w0 = window_start(ow, g.Wo, g.W), w1 = window_end(ow, g.Wo, g.W);
+  const int64_t per = std::max<int64_t>(1, (p.H / std::max<int64_t>(p.Ho, 1) + 1) * (p.W / std::max<int64_t>(p.Wo, 1) + 1));
+#pragma omp parallel for schedule(static) if (worth_threads(p, per))
+  for (int64_t pl = 0; pl < p.planes; ++pl) {
+    const T* xp = x + pl * p.H * p.W;
+    T* op = out + pl * p.Ho * p.Wo;
+    for (int64_t oh = 0; oh < p.Ho; ++oh) {
+      const int64_t h0 = window_start(oh, p.Ho, p.H), h1 = window_end(oh, p.Ho, p.H);
+      for (int64_t ow = 0; ow < p.Wo; ++ow) {
+        const int64_t w0 = window_start(ow, p.Wo, p.W), w1 = window_end(ow, p.Wo, p.W);
         double s = 0;
         for (int64_t h = h0; h < h1; ++h)
-          for (int64_t w = w0; w < w1; ++w) s += xp[h * g.W + w];
-        op[oh * g.Wo + ow] = static_cast<T>(s / static_cast<double>((h1 - h0) * (w1 - w0)));
+          for (int64_t w = w0; w < w1; ++w) s += xp[h * p.W + w];
+        op[oh * p.Wo + ow] = static_cast<T>(s / static_cast<double>((h1 - h0) * (w1 - w0)));
       }
     }
   }
 }
 
 template <typename T>
-void adaptive_backward_typed(T* gx, const T* gout, const Planes& g) {
-  if (g.Ho == 1 && g.Wo == 1) {
-    const int64_t hw = g.H * g.W;
-#pragma omp parallel for schedule(static) if (g.planes > 1 && g.planes * hw > kParallelGrain)
-    for (int64_t pl = 0; pl < g.planes; ++pl)
+void adaptive_backward_typed(T* gx, const T* gout, const Pool2dParams& p) {
+  if (p.Ho == 1 && p.Wo == 1) {
+    const int64_t hw = p.H * p.W;
+#pragma omp parallel for schedule(static) if (p.planes > 1 && p.planes * hw > kParallelGrain)
+    for (int64_t pl = 0; pl < p.planes; ++pl)
       plane_fill(gx + pl * hw, hw, static_cast<T>(gout[pl] / static_cast<double>(hw)));
     return;
   }
-  const int64_t per = std::max<int64_t>(1, (g.H / std::max<int64_t>(g.Ho, 1) + 1) * (g.W / std::max<int64_t>(g.Wo, 1) + 1));
-#pragma omp parallel for schedule(static) if (worth_threads(g, per))
-  for (int64_t pl = 0; pl < g.planes; ++pl) {
-    T* gp = gx + pl * g.H * g.W;
-    std::fill(gp, gp + g.H * g.W, T(0));
-    const T* go = gout + pl * g.Ho * g.Wo;
-    for (int64_t oh = 0; oh < g.Ho; ++oh) {
-      const int64_t h0 = window_start(oh, g.Ho, g.H), h1 = window_end(oh, g.Ho, g.H);
-      for (int64_t ow = 0; ow < g.Wo; ++ow) {
-        const int64_t w0 = window_start(ow, g.Wo, g.W), w1 = window_end(ow, g.Wo, g.W);
-        const T share = static_cast<T>(go[oh * g.Wo + ow] / static_cast<double>((h1 - h0) * (w1 - w0)));
+  const int64_t per = std::max<int64_t>(1, (p.H / std::max<int64_t>(p.Ho, 1) + 1) * (p.W / std::max<int64_t>(p.Wo, 1) + 1));
+#pragma omp parallel for schedule(static) if (worth_threads(p, per))
+  for (int64_t pl = 0; pl < p.planes; ++pl) {
+    T* gp = gx + pl * p.H * p.W;
+    std::fill(gp, gp + p.H * p.W, T(0));
+    const T* go = gout + pl * p.Ho * p.Wo;
+    for (int64_t oh = 0; oh < p.Ho; ++oh) {
+      const int64_t h0 = window_start(oh, p.Ho, p.H), h1 = window_end(oh, p.Ho, p.H);
+      for (int64_t ow = 0; ow < p.Wo; ++ow) {
+        const int64_t w0 = window_start(ow, p.Wo, p.W), w1 = window_end(ow, p.Wo, p.W);
+        const T share = static_cast<T>(go[oh * p.Wo + ow] / static_cast<double>((h1 - h0) * (w1 - w0)));
         for (int64_t h = h0; h < h1; ++h)
-          for (int64_t w = w0; w < w1; ++w) gp[h * g.W + w] += share;
+          for (int64_t w = w0; w < w1; ++w) gp[h * p.W + w] += share;
       }
     }
   }
 }
 
-void adaptive_avg_pool2d_forward_kernel(const Tensor& out, const Tensor& x) {
-  Planes g = planes_of(x, out);
+void adaptive_avg_pool2d_forward_kernel(const Tensor& out, const Tensor& x, const Pool2dParams& p) {
   DL_DISPATCH_FLOATING(x.dtype(), "adaptive_avg_pool2d", [&] {
-    adaptive_forward_typed<scalar_t>(out.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), g);
+    adaptive_forward_typed<scalar_t>(out.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), p);
   });
 }
 
-void adaptive_avg_pool2d_backward_kernel(const Tensor& gx, const Tensor& gout) {
-  Planes g = planes_of(gx, gout);
+void adaptive_avg_pool2d_backward_kernel(const Tensor& gx, const Tensor& gout, const Pool2dParams& p) {
   DL_DISPATCH_FLOATING(gx.dtype(), "adaptive_avg_pool2d backward", [&] {
-    adaptive_backward_typed<scalar_t>(gx.data_ptr<scalar_t>(), gout.data_ptr<scalar_t>(), g);
+    adaptive_backward_typed<scalar_t>(gx.data_ptr<scalar_t>(), gout.data_ptr<scalar_t>(), p);
   });
 }
 

@@ -4,7 +4,7 @@
 
 #include "tensor/cpu/gemm.h"
 #include "tensor/cpu/loops.h"
-#include "tensor/dispatch.h"
+#include "tensor/cpu/register.h"
 
 namespace dl::cpu {
 namespace {
@@ -247,10 +247,7 @@ void bmm_kernel(const Tensor& out, const Tensor& a, const Tensor& b) {
 
 }  // namespace
 
-void register_elementwise(KernelTable& t);
-
-void register_kernels(KernelTable& t) {
-  register_elementwise(t);
+void register_reduce_kernels(KernelTable& t) {
   t.reduce_rows = reduce_rows_kernel;
   t.max_rows = max_rows_kernel;
   t.softmax = softmax_kernel;
@@ -258,7 +255,6 @@ void register_kernels(KernelTable& t) {
   t.gather = gather_kernel;
   t.scatter_add = scatter_add_kernel;
   t.bmm = bmm_kernel;
-  register_nn_kernels(t);  // tensor/cpu/nn_kernels.cpp
 }
 
 }  // namespace dl::cpu

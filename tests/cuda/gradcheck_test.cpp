@@ -32,13 +32,13 @@ TEST_CASE("gradcheck on the GPU: conv2d (both backends)") {
   for (cuda::Backend be : test::all_backends()) {
     test::AllBackends guard(be);
     CAPTURE(cuda::to_string(be));
-    Conv2dOptions o;
+    Conv2dParams o;
     o.stride = {2, 1};
     o.padding = {1, 1};
     o.groups = 2;
     CHECK_GRADCHECK(on_gpu([&](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], v[2], o); }),
                     {leaf({2, 4, 5, 6}, g), leaf({6, 2, 3, 3}, g), leaf({6}, g)});
-    Conv2dOptions d;
+    Conv2dParams d;
     d.dilation = {2, 2};
     d.padding = {2, 1};
     CHECK_GRADCHECK(on_gpu([&](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], Tensor(), d); }),
@@ -67,12 +67,12 @@ TEST_CASE("gradcheck on the GPU: batch norm in training (both backends) and eval
 TEST_CASE("gradcheck on the GPU: pooling") {
   DL_SKIP_WITHOUT_CUDA();
   Generator g(43);
-  Pool2dOptions mp;
+  Pool2dParams mp;
   mp.kernel = {3, 3};
   mp.stride = {2, 2};
   mp.padding = {1, 1};
   CHECK_GRADCHECK(on_gpu([&](const std::vector<Tensor>& v) { return max_pool2d(v[0], mp); }), {leaf({2, 3, 7, 7}, g)});
-  Pool2dOptions ap;
+  Pool2dParams ap;
   ap.kernel = {3, 2};
   ap.stride = {2, 2};
   ap.padding = {1, 1};

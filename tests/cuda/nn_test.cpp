@@ -14,7 +14,7 @@ namespace {
 
 struct ConvCase {
   int64_t N, C, H, W, O, kh, kw;
-  ops::Conv2dParams p;
+  Conv2dParams p;
   bool bias;
 };
 
@@ -24,8 +24,8 @@ std::string conv_str(const ConvCase& c) {
                      c.p.groups, c.bias);
 }
 
-ops::Conv2dParams params(int64_t s, int64_t p, int64_t d = 1, int64_t g = 1) {
-  ops::Conv2dParams r;
+Conv2dParams params(int64_t s, int64_t p, int64_t d = 1, int64_t g = 1) {
+  Conv2dParams r;
   r.stride = {s, s};
   r.padding = {p, p};
   r.dilation = {d, d};
@@ -38,7 +38,7 @@ ops::Conv2dParams params(int64_t s, int64_t p, int64_t d = 1, int64_t g = 1) {
 TEST_CASE("conv2d forward and backward match the CPU through cuDNN and the hand-written kernels") {
   DL_SKIP_WITHOUT_CUDA();
   Generator g(31);
-  ops::Conv2dParams asym;
+  Conv2dParams asym;
   asym.stride = {2, 1};
   asym.padding = {0, 2};
   asym.dilation = {1, 2};
@@ -160,7 +160,7 @@ TEST_CASE("max, avg and adaptive avg pooling, forward and backward, match the CP
       {{4, 64, 16, 16}, {3, 3}, {2, 2}, {1, 1}, false, true}};
   for (DType dt : {DType::Float32, DType::Float64}) {
     for (const PoolCase& c : cases) {
-      ops::Pool2dParams p;
+      Pool2dParams p;
       p.kernel = c.k;
       p.stride = c.st;
       p.padding = c.pad;
@@ -202,7 +202,7 @@ TEST_CASE("max, avg and adaptive avg pooling, forward and backward, match the CP
   }
   // NaN in a max window: the last NaN wins, as on the CPU
   Tensor n = from_vector<float>({1.f, NAN, 3.f, 4.f, 5.f, NAN, 7.f, 8.f, 9.f}, {1, 1, 3, 3});
-  ops::Pool2dParams p;
+  Pool2dParams p;
   p.kernel = {3, 3};
   auto [vc, ic] = ops::max_pool2d_forward(n, p);
   auto [vg, ig] = ops::max_pool2d_forward(to_gpu(n), p);

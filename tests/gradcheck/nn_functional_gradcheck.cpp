@@ -12,7 +12,7 @@ using V = std::vector<Tensor>;
 namespace {
 Tensor in(const Shape& s, uint64_t seed, double lo = -1.0, double hi = 1.0) { return test::random_input(s, seed, lo, hi); }
 Tensor buffer(const Shape& s, uint64_t seed, double lo, double hi) { return test::random_input(s, seed, lo, hi, false); }
-Conv2dOptions conv_opt(std::array<int64_t, 2> stride, std::array<int64_t, 2> padding,
+Conv2dParams conv_opt(std::array<int64_t, 2> stride, std::array<int64_t, 2> padding,
                        std::array<int64_t, 2> dilation = {1, 1}, int64_t groups = 1) {
   return {stride, padding, dilation, groups};
 }

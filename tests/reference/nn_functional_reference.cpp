@@ -61,7 +61,7 @@ TEST_CASE("reference: conv2d (padding, stride, dilation, groups, depthwise, 1x1,
   // in PyTorch's summation order reaches ~1e-5 absolute on elements that nearly cancel.
   struct C {
     const char* name;
-    Conv2dOptions opt;
+    Conv2dParams opt;
     bool bias;
     double atol;
   };
@@ -127,7 +127,7 @@ TEST_CASE("reference: batch_norm (training updates running stats; eval uses them
 
 TEST_CASE("reference: max_pool2d (padding, ceil_mode incl. the last-window rule, rectangular)") {
   Worst worst;
-  auto run = [&](const char* name, Pool2dOptions opt) {
+  auto run = [&](const char* name, Pool2dParams opt) {
     // values are copies; a gradient sums up to 4 overlapping windows, in any order
     compare(worst, name, {"x"}, [&](Inputs& in) { return max_pool2d(in["x"], opt); }, 1e-6, 1e-7);
   };
@@ -140,7 +140,7 @@ TEST_CASE("reference: max_pool2d (padding, ceil_mode incl. the last-window rule,
 
 TEST_CASE("reference: avg_pool2d (count_include_pad, ceil_mode)") {
   Worst worst;
-  auto run = [&](const char* name, Pool2dOptions opt) {
+  auto run = [&](const char* name, Pool2dParams opt) {
     compare(worst, name, {"x"}, [&](Inputs& in) { return avg_pool2d(in["x"], opt); }, 1e-5, 1e-6);
   };
   run("avgpool_2x2", {{2, 2}});

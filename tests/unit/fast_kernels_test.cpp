@@ -54,7 +54,7 @@ struct ConvKnobs {
 
 struct ConvCase {
   int64_t N, C, H, W, O, kh, kw;
-  ops::Conv2dParams p;
+  Conv2dParams p;
 };
 
 int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t pad, int64_t d) { return (in + 2 * pad - d * (k - 1) - 1) / s + 1; }
@@ -146,7 +146,7 @@ void check_conv_case(const ConvCase& cc, const char* what) {
 
 ConvCase conv_case(int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t kh, int64_t kw, std::array<int64_t, 2> s,
                    std::array<int64_t, 2> pad, std::array<int64_t, 2> dil = {1, 1}, int64_t groups = 1) {
-  ops::Conv2dParams p;
+  Conv2dParams p;
   p.stride = s;
   p.padding = pad;
   p.dilation = dil;
@@ -395,7 +395,7 @@ TEST_CASE("fast max pool 2x2: equals the window rule (ties, NaN, odd sizes, ceil
     xv[40] = std::nanf("");
     xv[41] = std::nanf("");
     x = from_vector(xv, {2, 3, 7, 9});
-    ops::Pool2dParams p;
+    Pool2dParams p;
     p.kernel = {2, 2};
     p.stride = {2, 2};
     p.ceil_mode = ceil;

@@ -22,7 +22,7 @@ Tensor uniform(const Shape& s, uint64_t seed, DType dt = DType::Float64, double 
 }
 
 // The definition of a convolution, as loops, in double.
-Tensor direct_conv(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& o) {
+Tensor direct_conv(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& o) {
   auto xv = x.to_vector<double>(), wv = w.to_vector<double>();
   std::vector<double> bv = b.defined() ? b.to_vector<double>() : std::vector<double>();
   int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
@@ -69,7 +69,7 @@ void with_threads(int threads, F f) {
 TEST_CASE("conv2d equals the direct definition on every path (im2col, 1x1, groups, threads)") {
   struct C {
     Shape x, w;
-    Conv2dOptions opt;
+    Conv2dParams opt;
     bool bias;
   };
   const C cases[] = {
@@ -108,7 +108,7 @@ TEST_CASE("conv2d equals the direct definition on every path (im2col, 1x1, group
 
 TEST_CASE("conv2d: the weight gradient summed over images does not depend on the thread count") {
   Tensor x = uniform({5, 3, 6, 6}, 1), w = uniform({4, 3, 3, 3}, 2), g = uniform({5, 4, 6, 6}, 3);
-  ops::Conv2dParams p{{1, 1}, {1, 1}, {1, 1}, 1};
+  Conv2dParams p{{1, 1}, {1, 1}, {1, 1}, 1};
   Tensor one, three;
   with_threads(1, [&] { one = ops::conv2d_backward_weight(g, x, w.sizes(), p); });
   with_threads(3, [&] { three = ops::conv2d_backward_weight(g, x, w.sizes(), p); });
