@@ -24,7 +24,8 @@ V to_gpu_leaves(const OpCase& c, const V& cpu) {
 
 void compare(const OpCase& c, Variant v, DType dt) {
   const Tol tol = dt == DType::Float32 ? c.cuda : kCuda64;
-  INFO(dtype_name(dt), ", variant ", variant_name(v), ", tolerance rtol ", tol.rtol, " atol ", tol.atol, " (", tol.why, ")");
+  INFO(std::string(dtype_name(dt)), ", variant ", std::string(variant_name(v)), ", tolerance rtol ", tol.rtol, " atol ",
+       tol.atol, " (", std::string(tol.why), ")");
   const V lc = variant_leaves(c, v, make_inputs(c, dt));
   const V lg = to_gpu_leaves(c, lc);
   manual_seed(kForwardSeed);
@@ -65,7 +66,7 @@ void run(const OpCase& c) {
   INFO("op case '", c.name, "' (tests/op_cases/op_table.cpp)");
   for (cuda::Backend be : dl::test::all_backends()) {
     dl::test::AllBackends guard(be);
-    INFO("backend: ", cuda::to_string(be));
+    INFO("backend: ", std::string(cuda::to_string(be)));
     for (DType dt : {DType::Float32, DType::Float64})
       for (Variant v : variants(c)) compare(c, v, dt);
     INFO("float64 gradcheck on the GPU");

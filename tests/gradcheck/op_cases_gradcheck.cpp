@@ -11,10 +11,10 @@ namespace {
 
 void run(const OpCase& c) {
   INFO("op case '", c.name, "' (tests/op_cases/op_table.cpp)");
-  INFO("gradcheck options: ", *c.gradcheck_why ? c.gradcheck_why : "the defaults");
+  INFO("gradcheck options: ", std::string(*c.gradcheck_why ? c.gradcheck_why : "the defaults"));
   const V plain = make_inputs(c, DType::Float64);
   for (Variant v : variants(c)) {
-    INFO("variant: ", variant_name(v));
+    INFO("variant: ", std::string(variant_name(v)));
     const V leaves = variant_leaves(c, v, plain);
     CHECK_GRADCHECK([&c, v](const V& x) { return c.call(variant_inputs(c, v, x)); }, leaves, c.gradcheck);
   }

@@ -18,11 +18,11 @@ Tensor fx(const std::string& key) { return dl::test::fixture("op_cases", key); }
 
 void run(const OpCase& c) {
   INFO("op case '", c.name, "' (tests/op_cases/op_table.cpp; PyTorch line in tests/fixtures/make_op_cases.py)");
-  INFO("tolerance: rtol ", c.reference.rtol, ", atol ", c.reference.atol, " (", c.reference.why, ")");
+  INFO("tolerance: rtol ", c.reference.rtol, ", atol ", c.reference.atol, " (", std::string(c.reference.why), ")");
   V plain;
   for (size_t i = 0; i < c.inputs.size(); ++i) plain.push_back(fx(fmt::format("{}.x{}", c.name, i)));
   for (Variant v : variants(c)) {
-    INFO("variant: ", variant_name(v));
+    INFO("variant: ", std::string(variant_name(v)));
     const std::string key = c.name + (v == Variant::Broadcast ? ".broadcast" : "");
     const V leaves = variant_leaves(c, v, plain);
     Tensor y = c.call(variant_inputs(c, v, leaves));

@@ -11,7 +11,7 @@ namespace {
 
 void run(const OpCase& c) {
   for (const ErrorCase& e : c.errors) {
-    INFO("op case '", c.name, "', bad argument: ", e.what);
+    INFO("op case '", c.name, "', bad argument: ", std::string(e.what));
     try {
       e.call();
       FAIL_CHECK("no error thrown");
