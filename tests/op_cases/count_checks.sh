@@ -7,7 +7,8 @@
 #   tensor comparisons   CHECK_CLOSE / CHECK_GPU_CLOSE assertions ("dl_close_.ok")
 #   bad-argument checks  CHECK_THROWS* assertions, plus the op-case error driver's cases
 #                        ("op_error_message_ok": one per error case of the table)
-# and the doctest cases run. A program whose cases skip (no GPU) counts what it executed: nothing.
+# and the doctest cases run. A program whose cases skip (no GPU) counts what it executed: nothing;
+# to count the cuda suites without a GPU, use a build configured with -DDL_TEST_FAKE_GPU=ON.
 # Reference programs need DL_FIXTURES_DIR (default BUILD_DIR/fixtures, written by ctest's
 # make_torch_fixtures).
 set -uo pipefail

@@ -1,7 +1,7 @@
 // THE OP-CASE TABLE: one entry per op configuration feeds every op check (see op_case.h).
 //
 // ---- quick start: adding an op's tests ----------------------------------------------------------
-// 1. Add an entry below, in its family's section:
+// 1. Add an entry below, in its family's section (softplus stands for your op):
 //        {.name = "softplus",
 //         .call = [](const V& x) { return x[0].softplus(); },
 //         .inputs = {in({3, 4}, -3, 3)}},
