@@ -43,6 +43,13 @@ CrossEntropyOptions ce(Reduction r, double label_smoothing = 0.0, Tensor weight 
   return o;
 }
 
+// The entry of `family` named `name` (for settings added after a family's list is written).
+OpCase& named(std::vector<OpCase>& family, const std::string& name) {
+  for (auto& c : family)
+    if (c.name == name) return c;
+  throw std::logic_error("op_table.cpp: no entry named '" + name + "' in this family");
+}
+
 // Tolerances shared by families, each with its reason.
 constexpr Tol kMatmulRef{1e-5, 1e-5, "float32 sums of K products in another order"};
 constexpr Tol kConvRef{1e-4, 1e-5, "weight gradients sum N*Ho*Wo products; PyTorch sums in another order"};
@@ -224,12 +231,12 @@ std::vector<OpCase> build() {
         conv_case("conv_cnn_block", conv({1, 1}, {1, 1}), {in({4, 16, 14, 14}), in({32, 16, 3, 3}, -0.1, 0.1), in({32})}),
         conv_case("conv_unbatched", conv({1, 2}, {1, 1}), {in({2, 4, 5}), in({3, 2, 2, 3}), in({3})}),
     };
-    convs[0].errors = conv_errors;
-    convs[11].reference = {1e-4, 2e-5, "147-term sums per output; weight gradients sum N*Ho*Wo = 200 products"};
-    convs[12].reference = {1e-4, 5e-5, "144-term sums per output; weight gradients sum N*Ho*Wo = 784 products"};
+    named(convs, "conv_basic").errors = conv_errors;
+    named(convs, "conv_7x7_stride2").reference = {1e-4, 2e-5, "147-term sums per output; weight gradients sum N*Ho*Wo = 200 products"};
+    named(convs, "conv_cnn_block").reference = {1e-4, 5e-5, "144-term sums per output; weight gradients sum N*Ho*Wo = 784 products"};
     // float64 finite differences of a 3.6M-MAC forward: check a sample of 60 elements per input
-    convs[12].gradcheck.max_elements = 60;
-    convs[12].gradcheck_why = "a sample of 60 elements per input keeps the float64 forward count small";
+    named(convs, "conv_cnn_block").gradcheck.max_elements = 60;
+    named(convs, "conv_cnn_block").gradcheck_why = "a sample of 60 elements per input keeps the float64 forward count small";
     add(std::move(convs));
   }
 
@@ -277,9 +284,9 @@ std::vector<OpCase> build() {
         bn("bn_eval_4d", true, true, false, 0.1, 1e-5, in({3, 4, 3, 3})),
         bn("bn_eval_2d", true, true, false, 0.1, 1e-5, in({6, 3})),
     };
-    bns[1].no_broadcast = bn_rows_identical;
-    bns[2].no_broadcast = bn_rows_identical;
-    bns[0].errors = {
+    named(bns, "bn_train_2d").no_broadcast = bn_rows_identical;
+    named(bns, "bn_train_2d_no_stats").no_broadcast = bn_rows_identical;
+    named(bns, "bn_train_4d").errors = {
         {"one value per channel in training",
          [] { batch_norm(zeros({1, 3}), zeros({3}), ones({3}), Tensor(), Tensor(), true); },
          {"batch_norm: expected more than 1 value per channel when training, got input shape [1, 3]"}},
@@ -331,18 +338,18 @@ std::vector<OpCase> build() {
         adaptive("adaptive_global", {1, 1}, {2, 4, 7, 7}),
         adaptive("adaptive_upsample", {5, 4}, {1, 2, 3, 3}),
     };
-    pools[0].errors = {
+    named(pools, "maxpool_2x2").errors = {
         {"padding above half the kernel", [] { max_pool2d(zeros({1, 1, 4, 4}), {{3, 3}, {1, 1}, {2, 2}}); },
          {"max_pool2d: padding [2, 2] must be at most half of the kernel size [3, 3]"}},
         {"kernel larger than the input", [] { max_pool2d(zeros({1, 1, 2, 2}), {{3, 3}}); },
          {"kernel [3, 3] is larger than the padded input 2x2"}},
         {"integer dtype", [] { max_pool2d(zeros({1, 1, 4, 4}, DType::Int64), {{2, 2}}); }, {"must be float32 or float64"}},
     };
-    pools[6].errors = {
+    named(pools, "avgpool_2x2").errors = {
         {"zero kernel", [] { avg_pool2d(zeros({1, 1, 4, 4}), {{0, 2}}); }, {"kernel size must be positive"}},
         {"2-D input", [] { avg_pool2d(zeros({4, 4}), {{2, 2}}); }, {"expected a 4-D input"}},
     };
-    pools[13].errors = {{"negative output size", [] { adaptive_avg_pool2d(zeros({1, 1, 4, 4}), {-1, 2}); },
+    named(pools, "adaptive_3x2").errors = {{"negative output size", [] { adaptive_avg_pool2d(zeros({1, 1, 4, 4}), {-1, 2}); },
                          {"output size must be non-negative"}}};
     add(std::move(pools));
   }
@@ -386,7 +393,7 @@ std::vector<OpCase> build() {
          .inputs = {in({4}), index({}, 4)}},
     };
     const Tensor logits = zeros({4, 5});
-    ces[0].errors = {
+    named(ces, "ce_mean").errors = {
         {"target above the classes", [logits] { cross_entropy(logits, from_vector<int64_t>({0, 1, 7, 2}, {4})); },
          {"cross_entropy: target 7 (sample 2) is out of range for 5 classes; expected values in [0, 5)"}},
         {"negative target", [logits] { cross_entropy(logits, from_vector<int64_t>({0, -1, 1, 2}, {4})); },
