@@ -27,7 +27,8 @@ namespace {
 fs::path regressions_dir() {
   if (const char* src = std::getenv("DL_SOURCE_DIR"); src && *src)
     return fs::path(src) / "tests" / "data" / "fuzz_regressions";
-  return fs::path(__FILE__).parent_path().parent_path() / "data" / "fuzz_regressions";
+  // not __FILE__: a compiler cache (ccache base_dir) makes it relative to the build directory
+  return fs::path(dl::test::source_dir()) / "tests" / "data" / "fuzz_regressions";
 }
 
 std::string read_bytes(const fs::path& p) {
