@@ -7,14 +7,14 @@ namespace {
 
 // One case per op of DL_UNARY_OPS, running the functor the CPU kernel runs (tensor/op_defs.h).
 template <typename T>
-void unary_typed(ops::UnaryOp op, void* out_v, const void* in_v, const Iter& it) {
+void unary_typed(ops::UnaryOp op, void* out_v, const void* in_v, const Iter& it, const ops::UnaryArgs& args) {
   T* out = static_cast<T*>(out_v);
   InPtrs<T, 1> in{{static_cast<const T*>(in_v)}};
   switch (op) {
 #define DL_UNARY_CASE(Name, name)                                           \
   case ops::UnaryOp::Name:                                                  \
     if constexpr (ops::fn::Name::kIntegers || std::is_floating_point_v<T>)  \
-      return launch_map<T, T, 1>(out, in, it, ops::fn::Name{});             \
+      return launch_map<T, T, 1>(out, in, it, ops::make_unary<ops::fn::Name>(args)); \
     break;
     DL_UNARY_OPS(DL_UNARY_CASE)
 #undef DL_UNARY_CASE
@@ -74,7 +74,9 @@ int dtype_size(DType dt) { return dt == DType::Float32 ? 4 : dt == DType::UInt8 
 
 }  // namespace
 
-void unary(ops::UnaryOp op, DType dt, void* out, const void* in, const Iter& it) { KDISPATCH_ALL(dt, "unary", unary_typed, op, out, in, it); }
+void unary(ops::UnaryOp op, DType dt, void* out, const void* in, const Iter& it, const ops::UnaryArgs& args) {
+  KDISPATCH_ALL(dt, "unary", unary_typed, op, out, in, it, args);
+}
 
 void pow_scalar(DType dt, void* out, const void* in, double e, const Iter& it) {
   KDISPATCH_FLOATING(dt, "pow", pow_typed, out, in, e, it);

@@ -5,9 +5,9 @@
 namespace dl::cuda::host {
 namespace {
 
-void unary_kernel(ops::UnaryOp op, const Tensor& out, const Tensor& in) {
+void unary_kernel(ops::UnaryOp op, const Tensor& out, const Tensor& in, const ops::UnaryArgs& args) {
   check_device(out, "unary op");
-  k::unary(op, in.dtype(), out.raw_data(), in.raw_data(), make_iter({&out, &in}));
+  k::unary(op, in.dtype(), out.raw_data(), in.raw_data(), make_iter({&out, &in}), args);
 }
 
 void pow_kernel(const Tensor& out, const Tensor& in, double e) {

@@ -29,7 +29,7 @@ struct Iter {
 
 // ---- elementwise (elementwise.cu, binary.cu, copy.cu) ------------------------------------------------
 // Operands: out first.
-void unary(ops::UnaryOp op, DType dt, void* out, const void* in, const Iter& it);
+void unary(ops::UnaryOp op, DType dt, void* out, const void* in, const Iter& it, const ops::UnaryArgs& args);
 void pow_scalar(DType dt, void* out, const void* in, double exponent, const Iter& it);
 void binary(ops::BinaryOp op, DType dt, void* out, const void* a, const void* b, const Iter& it);  // comparisons: uint8 out
 void where(DType dt, void* out, const void* cond, const void* a, const void* b, const Iter& it);

@@ -15,7 +15,7 @@ namespace dl {
 
 struct KernelTable {
   // out = op(in); same dtype and shape.
-  void (*unary)(ops::UnaryOp op, const Tensor& out, const Tensor& in) = nullptr;
+  void (*unary)(ops::UnaryOp op, const Tensor& out, const Tensor& in, const ops::UnaryArgs& args) = nullptr;
   void (*pow_scalar)(const Tensor& out, const Tensor& in, double exponent) = nullptr;
   // out = op(a, b); a, b and out share a shape; comparisons write uint8 out.
   void (*binary)(ops::BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) = nullptr;

@@ -206,7 +206,7 @@ BatchNormForward batch_norm_forward_impl(const Tensor& x, const Tensor& weight, 
                                            contiguous_or_undefined(rv), training, momentum, eps);
     // the composition, in place
     if (residual.defined()) KERNEL(x.device(), binary)(BinaryOp::Add, r.out, r.out, residual);
-    if (relu) KERNEL(x.device(), unary)(UnaryOp::Relu, r.out, r.out);
+    if (relu) KERNEL(x.device(), unary)(UnaryOp::Relu, r.out, r.out, {});
   }
   if (training && rm.defined()) {
     if (!rm.is_same(running_mean)) copy_(running_mean, rm);

@@ -44,6 +44,7 @@ DL_MATH_FN(exp)
 DL_MATH_FN(log)
 DL_MATH_FN(sqrt)
 DL_MATH_FN(tanh)
+DL_MATH_FN(erf)
 #undef DL_MATH_FN
 template <typename T>
 DL_HD bool isnan(T x) {
@@ -115,6 +116,12 @@ constexpr const char* op_name(ReduceOp op) {
 }
 #undef DL_OP_ENUM_ENTRY
 #undef DL_OP_NAME_CASE
+
+// The scalar arguments of a unary op that has some (leaky_relu's slope, clamp's bounds); the
+// others ignore them. The functor of such an op takes them in its constructor.
+struct UnaryArgs {
+  double alpha = 0, beta = 0;
+};
 
 // ---- the scalar math of each elementwise op ----------------------------------------------------
 // kIntegers: defined for int64 and uint8 too (otherwise ops::unary refuses integer inputs).
@@ -209,6 +216,13 @@ DL_COMPARISON_FN(Ge, x >= y)
 #undef DL_COMPARISON_FN
 
 }  // namespace fn
+
+// The functor F of a unary op, given its arguments: ops with parameters are constructed from them.
+template <typename F>
+DL_HD F make_unary(const UnaryArgs& args) {
+  if constexpr (std::is_constructible_v<F, const UnaryArgs&>) return F(args);
+  else return F{};
+}
 
 constexpr bool is_comparison(BinaryOp op) {
 #define DL_IS_COMPARISON(Name, name) \

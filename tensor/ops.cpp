@@ -279,11 +279,11 @@ Tensor to_device(const Tensor& x, Device device) {
 
 // ---- elementwise --------------------------------------------------------------------------------
 
-Tensor unary(UnaryOp op, const Tensor& x) {
+Tensor unary(UnaryOp op, const Tensor& x, const UnaryArgs& args) {
   if (!is_floating(x.dtype()) && !accepts_integers(op))
     fail("{}: needs a floating tensor, got {}", op_name(op), dtype_name(x.dtype()));
   Tensor out = empty(x.sizes(), {x.dtype(), x.device()});
-  KERNEL(x.device(), unary)(op, out, x);
+  KERNEL(x.device(), unary)(op, out, x, args);
   return out;
 }
 

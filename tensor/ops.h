@@ -35,7 +35,7 @@ void copy_(const Tensor& dst, const Tensor& src);   // broadcasts src to dst, co
 void fill_(const Tensor& dst, double value);
 
 // ---- elementwise -----------------------------------------------------------------------------
-Tensor unary(UnaryOp op, const Tensor& x);
+Tensor unary(UnaryOp op, const Tensor& x, const UnaryArgs& args = {});  // args: for ops with parameters
 Tensor pow_scalar(const Tensor& x, double exponent);
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);  // broadcast + type promotion
 Tensor binary_scalar(BinaryOp op, const Tensor& a, double s);  // result keeps a's dtype

@@ -84,12 +84,12 @@ void apply_unary(const Tensor& out, const Tensor& in, F f) {
 // One case per op of DL_UNARY_OPS, each running the op's functor (tensor/op_defs.h) through the
 // vectorised loops above; ops without an integer meaning (exp, log, ...) compile only for floats.
 template <typename T>
-void unary_typed(UnaryOp op, const Tensor& out, const Tensor& in) {
+void unary_typed(UnaryOp op, const Tensor& out, const Tensor& in, const ops::UnaryArgs& args) {
   switch (op) {
 #define DL_UNARY_CASE(Name, name)                                                  \
   case UnaryOp::Name:                                                              \
     if constexpr (ops::fn::Name::kIntegers || std::is_floating_point_v<T>)         \
-      return apply_unary<T>(out, in, ops::fn::Name{});                             \
+      return apply_unary<T>(out, in, ops::make_unary<ops::fn::Name>(args));       \
     break;
     DL_UNARY_OPS(DL_UNARY_CASE)
 #undef DL_UNARY_CASE
@@ -97,8 +97,8 @@ void unary_typed(UnaryOp op, const Tensor& out, const Tensor& in) {
   fail("unary op {} is not defined for {}", ops::op_name(op), dtype_name(in.dtype()));
 }
 
-void unary_kernel(UnaryOp op, const Tensor& out, const Tensor& in) {
-  DL_DISPATCH_ALL(in.dtype(), "unary", [&] { unary_typed<scalar_t>(op, out, in); });
+void unary_kernel(UnaryOp op, const Tensor& out, const Tensor& in, const ops::UnaryArgs& args) {
+  DL_DISPATCH_ALL(in.dtype(), "unary", [&] { unary_typed<scalar_t>(op, out, in, args); });
 }
 
 void pow_kernel(const Tensor& out, const Tensor& in, double e) {
