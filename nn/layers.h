@@ -97,6 +97,12 @@ class ReLU : public Module {
   Tensor forward(const Tensor& x) override { return x.relu(); }
 };
 
+class SiLU : public Module {
+ public:
+  SiLU() : Module("SiLU") {}
+  Tensor forward(const Tensor& x) override { return x.silu(); }
+};
+
 class Identity : public Module {
  public:
   Identity() : Module("Identity") {}

@@ -67,7 +67,8 @@ namespace ops {
   X(Relu, relu)         \
   X(Sigmoid, sigmoid)   \
   X(Tanh, tanh)         \
-  X(Sign, sign)
+  X(Sign, sign)         \
+  X(Silu, silu)
 
 // Comparisons write uint8 (their functors say kComparison).
 #define DL_BINARY_OPS(X) \
@@ -166,6 +167,10 @@ struct Tanh {
 struct Sign {
   static constexpr bool kIntegers = true;
   template <typename T> DL_HD T operator()(T x) const { return static_cast<T>((T(0) < x) - (x < T(0))); }
+};
+struct Silu {  // x * sigmoid(x), as x / (1 + exp(-x)): exp(-x) overflows to inf for x << 0, giving -0
+  static constexpr bool kIntegers = false;
+  template <typename T> DL_HD T operator()(T x) const { return x / (T(1) + math::exp(-x)); }
 };
 
 // Binary: kComparison ops return uint8 (0 or 1).

@@ -124,6 +124,7 @@ class Tensor {
   Tensor relu() const;
   Tensor sigmoid() const;
   Tensor tanh() const;
+  Tensor silu() const;  // x * sigmoid(x)
   Tensor pow(double exponent) const;
   Tensor add(const Tensor& o) const;
   Tensor sub(const Tensor& o) const;

@@ -260,6 +260,16 @@ Tensor Tensor::tanh() const {
   return record("TanhBackward", out, {*this}, [y](const Tensor& g, const NeedsGrad&) { return G{g * (1 - y * y)}; });
 }
 
+Tensor Tensor::silu() const {
+  Tensor out = ops::unary(UnaryOp::Silu, *this);
+  if (!needs_graph(*this)) return out;
+  Tensor x = save(*this);
+  return record("SiluBackward", out, {*this}, [x](const Tensor& g, const NeedsGrad&) {
+    Tensor s = x.sigmoid();
+    return G{g * (s * (1 + x * (1 - s)))};
+  });
+}
+
 Tensor Tensor::pow(double e) const {
   Tensor out = ops::pow_scalar(*this, e);
   if (!needs_graph(*this)) return out;
