@@ -97,6 +97,13 @@ class ReLU : public Module {
   Tensor forward(const Tensor& x) override { return x.relu(); }
 };
 
+class LeakyReLU : public Module {
+ public:
+  explicit LeakyReLU(double negative_slope = 0.01) : Module("LeakyReLU"), negative_slope(negative_slope) {}
+  Tensor forward(const Tensor& x) override { return x.leaky_relu(negative_slope); }
+  double negative_slope;
+};
+
 class SiLU : public Module {
  public:
   SiLU() : Module("SiLU") {}

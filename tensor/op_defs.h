@@ -68,7 +68,8 @@ namespace ops {
   X(Sigmoid, sigmoid)   \
   X(Tanh, tanh)         \
   X(Sign, sign)         \
-  X(Silu, silu)
+  X(Silu, silu)         \
+  X(LeakyRelu, leaky_relu)
 
 // Comparisons write uint8 (their functors say kComparison).
 #define DL_BINARY_OPS(X) \
@@ -167,6 +168,12 @@ struct Tanh {
 struct Sign {
   static constexpr bool kIntegers = true;
   template <typename T> DL_HD T operator()(T x) const { return static_cast<T>((T(0) < x) - (x < T(0))); }
+};
+struct LeakyRelu {  // x for x > 0, else slope * x (the slope is UnaryArgs::alpha)
+  static constexpr bool kIntegers = false;
+  double slope;
+  DL_HD explicit LeakyRelu(const UnaryArgs& a) : slope(a.alpha) {}
+  template <typename T> DL_HD T operator()(T x) const { return x > T(0) ? x : static_cast<T>(slope) * x; }
 };
 struct Silu {  // x * sigmoid(x), as x / (1 + exp(-x)): exp(-x) overflows to inf for x << 0, giving -0
   static constexpr bool kIntegers = false;

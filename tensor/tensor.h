@@ -125,6 +125,7 @@ class Tensor {
   Tensor sigmoid() const;
   Tensor tanh() const;
   Tensor silu() const;  // x * sigmoid(x)
+  Tensor leaky_relu(double negative_slope = 0.01) const;
   Tensor pow(double exponent) const;
   Tensor add(const Tensor& o) const;
   Tensor sub(const Tensor& o) const;

@@ -270,6 +270,16 @@ Tensor Tensor::silu() const {
   });
 }
 
+Tensor Tensor::leaky_relu(double slope) const {
+  Tensor out = ops::unary(UnaryOp::LeakyRelu, *this, {.alpha = slope});
+  if (!needs_graph(*this)) return out;
+  Tensor x = save(*this);
+  return record("LeakyReluBackward", out, {*this}, [x, slope](const Tensor& g, const NeedsGrad&) {
+    // 1 where x > 0, the slope elsewhere (at 0 too, as PyTorch)
+    return G{g * (x.gt(0.0).to(g.dtype()) * (1 - slope) + slope)};
+  });
+}
+
 Tensor Tensor::pow(double e) const {
   Tensor out = ops::pow_scalar(*this, e);
   if (!needs_graph(*this)) return out;

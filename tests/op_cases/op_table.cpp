@@ -75,6 +75,8 @@ std::vector<OpCase> build() {
       {.name = "relu", .call = [](const V& x) { return x[0].relu(); }, .inputs = {in({3, 4})}},
       {.name = "sigmoid", .call = [](const V& x) { return x[0].sigmoid(); }, .inputs = {in({3, 4}, -4, 4)}},
       {.name = "tanh", .call = [](const V& x) { return x[0].tanh(); }, .inputs = {in({3, 4}, -2, 2)}},
+      {.name = "leaky_relu", .call = [](const V& x) { return x[0].leaky_relu(0.2); }, .inputs = {in({3, 4})},
+       .errors = {{"integer input", [] { zeros({2}, DType::Int64).leaky_relu(); }, {"leaky_relu", "floating"}}}},
       {.name = "silu", .call = [](const V& x) { return x[0].silu(); }, .inputs = {in({3, 4}, -6, 6)},
        .errors = {{"integer input", [] { zeros({2}, DType::Int64).silu(); }, {"silu", "floating"}}}},
       {.name = "pow3", .call = [](const V& x) { return x[0].pow(3.0); }, .inputs = {in({3, 4})}},
