@@ -104,6 +104,13 @@ class LeakyReLU : public Module {
   double negative_slope;
 };
 
+class GELU : public Module {
+ public:
+  explicit GELU(std::string approximate = "none") : Module("GELU"), approximate(std::move(approximate)) {}
+  Tensor forward(const Tensor& x) override { return x.gelu(approximate); }
+  std::string approximate;  // "none" or "tanh"
+};
+
 class SiLU : public Module {
  public:
   SiLU() : Module("SiLU") {}

@@ -69,7 +69,11 @@ namespace ops {
   X(Tanh, tanh)         \
   X(Sign, sign)         \
   X(Silu, silu)         \
-  X(LeakyRelu, leaky_relu)
+  X(LeakyRelu, leaky_relu)   \
+  X(Gelu, gelu)              \
+  X(GeluTanh, gelu_tanh)     \
+  X(GeluGrad, gelu_grad)     \
+  X(GeluTanhGrad, gelu_tanh_grad)
 
 // Comparisons write uint8 (their functors say kComparison).
 #define DL_BINARY_OPS(X) \
@@ -174,6 +178,37 @@ struct LeakyRelu {  // x for x > 0, else slope * x (the slope is UnaryArgs::alph
   double slope;
   DL_HD explicit LeakyRelu(const UnaryArgs& a) : slope(a.alpha) {}
   template <typename T> DL_HD T operator()(T x) const { return x > T(0) ? x : static_cast<T>(slope) * x; }
+};
+// GELU, exact: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)); and PyTorch's approximate="tanh" form,
+// 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))). The *Grad functors are their derivatives,
+// one pass each for the backward (d/dx of the tanh form: 0.5 (1 + t) + 0.5 x (1 - t^2) u' with
+// t = tanh(u), u' = sqrt(2 / pi) (1 + 3 * 0.044715 x^2)).
+struct Gelu {
+  static constexpr bool kIntegers = false;
+  template <typename T> DL_HD T operator()(T x) const {
+    return T(0.5) * x * (T(1) + math::erf(x * T(0.70710678118654752440)));
+  }
+};
+struct GeluGrad {  // Phi(x) + x phi(x)
+  static constexpr bool kIntegers = false;
+  template <typename T> DL_HD T operator()(T x) const {
+    const T cdf = T(0.5) * (T(1) + math::erf(x * T(0.70710678118654752440)));
+    return cdf + x * math::exp(T(-0.5) * x * x) * T(0.39894228040143267794);
+  }
+};
+struct GeluTanh {
+  static constexpr bool kIntegers = false;
+  template <typename T> DL_HD T operator()(T x) const {
+    const T u = T(0.79788456080286535588) * (x + T(0.044715) * x * x * x);
+    return T(0.5) * x * (T(1) + math::tanh(u));
+  }
+};
+struct GeluTanhGrad {
+  static constexpr bool kIntegers = false;
+  template <typename T> DL_HD T operator()(T x) const {
+    const T k = T(0.79788456080286535588), t = math::tanh(k * (x + T(0.044715) * x * x * x));
+    return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * k * (T(1) + T(3 * 0.044715) * x * x);
+  }
 };
 struct Silu {  // x * sigmoid(x), as x / (1 + exp(-x)): exp(-x) overflows to inf for x << 0, giving -0
   static constexpr bool kIntegers = false;

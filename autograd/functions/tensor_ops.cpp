@@ -280,6 +280,19 @@ Tensor Tensor::leaky_relu(double slope) const {
   });
 }
 
+Tensor Tensor::gelu(const std::string& approximate) const {
+  if (approximate != "none" && approximate != "tanh")
+    fail("gelu: approximate must be \"none\" or \"tanh\", got \"{}\"", approximate);
+  const bool tanh_form = approximate == "tanh";
+  Tensor out = ops::unary(tanh_form ? UnaryOp::GeluTanh : UnaryOp::Gelu, *this);
+  if (!needs_graph(*this)) return out;
+  Tensor x = save(*this);
+  return record("GeluBackward", out, {*this}, [x, tanh_form](const Tensor& g, const NeedsGrad&) {
+    // the derivative is a fused kernel of its own (one pass instead of six)
+    return G{g * ops::unary(tanh_form ? UnaryOp::GeluTanhGrad : UnaryOp::GeluGrad, x)};
+  });
+}
+
 Tensor Tensor::pow(double e) const {
   Tensor out = ops::pow_scalar(*this, e);
   if (!needs_graph(*this)) return out;
