@@ -111,6 +111,12 @@ class GELU : public Module {
   std::string approximate;  // "none" or "tanh"
 };
 
+class Hardswish : public Module {
+ public:
+  Hardswish() : Module("Hardswish") {}
+  Tensor forward(const Tensor& x) override { return x.hardswish(); }
+};
+
 class SiLU : public Module {
  public:
   SiLU() : Module("SiLU") {}

@@ -73,7 +73,9 @@ namespace ops {
   X(Gelu, gelu)              \
   X(GeluTanh, gelu_tanh)     \
   X(GeluGrad, gelu_grad)     \
-  X(GeluTanhGrad, gelu_tanh_grad)
+  X(GeluTanhGrad, gelu_tanh_grad) \
+  X(Hardswish, hardswish)         \
+  X(HardswishGrad, hardswish_grad)
 
 // Comparisons write uint8 (their functors say kComparison).
 #define DL_BINARY_OPS(X) \
@@ -208,6 +210,19 @@ struct GeluTanhGrad {
   template <typename T> DL_HD T operator()(T x) const {
     const T k = T(0.79788456080286535588), t = math::tanh(k * (x + T(0.044715) * x * x * x));
     return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * k * (T(1) + T(3 * 0.044715) * x * x);
+  }
+};
+struct Hardswish {  // x * min(max(x + 3, 0), 6) / 6
+  static constexpr bool kIntegers = false;
+  template <typename T> DL_HD T operator()(T x) const {
+    const T r = x + T(3);
+    return x * (r < T(0) ? T(0) : (r > T(6) ? T(6) : r)) / T(6);
+  }
+};
+struct HardswishGrad {  // 0 below -3, x / 3 + 1/2 up to 3 (both ends included, as PyTorch), 1 above
+  static constexpr bool kIntegers = false;
+  template <typename T> DL_HD T operator()(T x) const {
+    return x < T(-3) ? T(0) : (x <= T(3) ? x / T(3) + T(0.5) : T(1));
   }
 };
 struct Silu {  // x * sigmoid(x), as x / (1 + exp(-x)): exp(-x) overflows to inf for x << 0, giving -0

@@ -127,6 +127,7 @@ class Tensor {
   Tensor silu() const;  // x * sigmoid(x)
   Tensor leaky_relu(double negative_slope = 0.01) const;
   Tensor gelu(const std::string& approximate = "none") const;  // "none" (erf) or "tanh", as PyTorch
+  Tensor hardswish() const;  // x * relu6(x + 3) / 6
   Tensor pow(double exponent) const;
   Tensor add(const Tensor& o) const;
   Tensor sub(const Tensor& o) const;

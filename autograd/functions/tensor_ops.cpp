@@ -293,6 +293,15 @@ Tensor Tensor::gelu(const std::string& approximate) const {
   });
 }
 
+Tensor Tensor::hardswish() const {
+  Tensor out = ops::unary(UnaryOp::Hardswish, *this);
+  if (!needs_graph(*this)) return out;
+  Tensor x = save(*this);
+  return record("HardswishBackward", out, {*this}, [x](const Tensor& g, const NeedsGrad&) {
+    return G{g * ops::unary(UnaryOp::HardswishGrad, x)};  // the piecewise derivative: a fused kernel
+  });
+}
+
 Tensor Tensor::pow(double e) const {
   Tensor out = ops::pow_scalar(*this, e);
   if (!needs_graph(*this)) return out;

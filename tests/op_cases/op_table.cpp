@@ -81,6 +81,8 @@ std::vector<OpCase> build() {
        .errors = {{"unknown form", [] { zeros({2}).gelu("fast"); }, {"gelu", "approximate", "fast"}},
                   {"integer input", [] { zeros({2}, DType::Int64).gelu(); }, {"gelu", "floating"}}}},
       {.name = "gelu_tanh", .call = [](const V& x) { return x[0].gelu("tanh"); }, .inputs = {in({3, 4}, -4, 4)}},
+      {.name = "hardswish", .call = [](const V& x) { return x[0].hardswish(); }, .inputs = {in({3, 4}, -5, 5)},
+       .errors = {{"integer input", [] { zeros({2}, DType::Int64).hardswish(); }, {"hardswish", "floating"}}}},
       {.name = "silu", .call = [](const V& x) { return x[0].silu(); }, .inputs = {in({3, 4}, -6, 6)},
        .errors = {{"integer input", [] { zeros({2}, DType::Int64).silu(); }, {"silu", "floating"}}}},
       {.name = "pow3", .call = [](const V& x) { return x[0].pow(3.0); }, .inputs = {in({3, 4})}},
