@@ -75,7 +75,8 @@ namespace ops {
   X(GeluGrad, gelu_grad)     \
   X(GeluTanhGrad, gelu_tanh_grad) \
   X(Hardswish, hardswish)         \
-  X(HardswishGrad, hardswish_grad)
+  X(HardswishGrad, hardswish_grad) \
+  X(Clamp, clamp)
 
 // Comparisons write uint8 (their functors say kComparison).
 #define DL_BINARY_OPS(X) \
@@ -223,6 +224,15 @@ struct HardswishGrad {  // 0 below -3, x / 3 + 1/2 up to 3 (both ends included, 
   static constexpr bool kIntegers = false;
   template <typename T> DL_HD T operator()(T x) const {
     return x < T(-3) ? T(0) : (x <= T(3) ? x / T(3) + T(0.5) : T(1));
+  }
+};
+struct Clamp {  // min(max(x, lo), hi), as torch.clamp: NaN stays NaN, lo > hi gives hi (UnaryArgs alpha, beta)
+  static constexpr bool kIntegers = true;
+  double lo, hi;
+  DL_HD explicit Clamp(const UnaryArgs& a) : lo(a.alpha), hi(a.beta) {}
+  template <typename T> DL_HD T operator()(T x) const {
+    const T m = x < static_cast<T>(lo) ? static_cast<T>(lo) : x;
+    return m > static_cast<T>(hi) ? static_cast<T>(hi) : m;
   }
 };
 struct Silu {  // x * sigmoid(x), as x / (1 + exp(-x)): exp(-x) overflows to inf for x << 0, giving -0

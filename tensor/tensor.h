@@ -128,6 +128,8 @@ class Tensor {
   Tensor leaky_relu(double negative_slope = 0.01) const;
   Tensor gelu(const std::string& approximate = "none") const;  // "none" (erf) or "tanh", as PyTorch
   Tensor hardswish() const;  // x * relu6(x + 3) / 6
+  // min(max(x, min), max); +-infinity leaves a side open. Gradient: g where min <= x <= max.
+  Tensor clamp(double min, double max) const;
   Tensor pow(double exponent) const;
   Tensor add(const Tensor& o) const;
   Tensor sub(const Tensor& o) const;

@@ -7,6 +7,7 @@
 // softmax_backward, the scatter kernels of gather/index_select/max). Saved tensors go through
 // save() (detached aliases).
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "autograd/node.h"
@@ -299,6 +300,17 @@ Tensor Tensor::hardswish() const {
   Tensor x = save(*this);
   return record("HardswishBackward", out, {*this}, [x](const Tensor& g, const NeedsGrad&) {
     return G{g * ops::unary(UnaryOp::HardswishGrad, x)};  // the piecewise derivative: a fused kernel
+  });
+}
+
+Tensor Tensor::clamp(double lo, double hi) const {
+  if (std::isnan(lo) || std::isnan(hi)) fail("clamp: min and max must be numbers, got {} and {}", lo, hi);
+  Tensor out = ops::unary(UnaryOp::Clamp, *this, {.alpha = lo, .beta = hi});
+  if (!needs_graph(*this)) return out;
+  Tensor x = save(*this);
+  return record("ClampBackward", out, {*this}, [x, lo, hi](const Tensor& g, const NeedsGrad&) {
+    const DType dt = g.dtype();  // pass-through where lo <= x <= hi (bounds included, as PyTorch)
+    return G{g * ((1 - x.lt(lo).to(dt)) * (1 - x.gt(hi).to(dt)))};
   });
 }
 

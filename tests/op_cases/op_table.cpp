@@ -21,6 +21,7 @@
 // 3. Build and run: ctest -R '/softplus$' runs its gradcheck, reference, cuda and errors cases.
 // That is all: the drivers add the strided and broadcast variants, the float32/float64 and GPU runs.
 // -------------------------------------------------------------------------------------------------
+#include <cmath>
 #include <set>
 #include <stdexcept>
 
@@ -83,6 +84,8 @@ std::vector<OpCase> build() {
       {.name = "gelu_tanh", .call = [](const V& x) { return x[0].gelu("tanh"); }, .inputs = {in({3, 4}, -4, 4)}},
       {.name = "hardswish", .call = [](const V& x) { return x[0].hardswish(); }, .inputs = {in({3, 4}, -5, 5)},
        .errors = {{"integer input", [] { zeros({2}, DType::Int64).hardswish(); }, {"hardswish", "floating"}}}},
+      {.name = "clamp", .call = [](const V& x) { return x[0].clamp(-0.5, 0.5); }, .inputs = {in({3, 4}, -2, 2)},
+       .errors = {{"NaN bound", [] { zeros({2}).clamp(std::nan(""), 1.0); }, {"clamp", "min and max"}}}},
       {.name = "silu", .call = [](const V& x) { return x[0].silu(); }, .inputs = {in({3, 4}, -6, 6)},
        .errors = {{"integer input", [] { zeros({2}, DType::Int64).silu(); }, {"silu", "floating"}}}},
       {.name = "pow3", .call = [](const V& x) { return x[0].pow(3.0); }, .inputs = {in({3, 4})}},
