@@ -242,7 +242,7 @@ TEST_CASE("DL_CUDA_CHECK names the failed call, the error and the place (with or
   }
   CHECK(threw);
 #else
-  MESSAGE("skipped: " << cuda::unavailable_reason());
+  DL_SKIP("a build without CUDA has no DL_CUDA_CHECK to test: " << cuda::unavailable_reason());
 #endif
 }
 
