@@ -76,7 +76,10 @@ namespace ops {
   X(GeluTanhGrad, gelu_tanh_grad) \
   X(Hardswish, hardswish)         \
   X(HardswishGrad, hardswish_grad) \
-  X(Clamp, clamp)
+  X(Clamp, clamp)                 \
+  X(ClampGrad, clamp_grad)        \
+  X(SiluGrad, silu_grad)          \
+  X(LeakyReluGrad, leaky_relu_grad)
 
 // Comparisons write uint8 (their functors say kComparison).
 #define DL_BINARY_OPS(X) \
@@ -234,6 +237,28 @@ struct Clamp {  // min(max(x, lo), hi), as torch.clamp: NaN stays NaN, lo > hi g
     const T m = x < static_cast<T>(lo) ? static_cast<T>(lo) : x;
     return m > static_cast<T>(hi) ? static_cast<T>(hi) : m;
   }
+};
+// Derivatives that backward closures multiply the incoming gradient by, one pass each.
+struct ClampGrad {  // 1 where lo <= x <= hi (bounds included, NaN excluded, as PyTorch), else 0
+  static constexpr bool kIntegers = false;
+  double lo, hi;
+  DL_HD explicit ClampGrad(const UnaryArgs& a) : lo(a.alpha), hi(a.beta) {}
+  template <typename T> DL_HD T operator()(T x) const {
+    return (x >= static_cast<T>(lo) && x <= static_cast<T>(hi)) ? T(1) : T(0);
+  }
+};
+struct SiluGrad {  // s (1 + x (1 - s)), s = sigmoid(x)
+  static constexpr bool kIntegers = false;
+  template <typename T> DL_HD T operator()(T x) const {
+    const T s = T(1) / (T(1) + math::exp(-x));
+    return s * (T(1) + x * (T(1) - s));
+  }
+};
+struct LeakyReluGrad {  // 1 for x > 0, else the slope (at 0 too, as PyTorch)
+  static constexpr bool kIntegers = false;
+  double slope;
+  DL_HD explicit LeakyReluGrad(const UnaryArgs& a) : slope(a.alpha) {}
+  template <typename T> DL_HD T operator()(T x) const { return x > T(0) ? T(1) : static_cast<T>(slope); }
 };
 struct Silu {  // x * sigmoid(x), as x / (1 + exp(-x)): exp(-x) overflows to inf for x << 0, giving -0
   static constexpr bool kIntegers = false;

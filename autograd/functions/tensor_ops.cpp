@@ -266,8 +266,7 @@ Tensor Tensor::silu() const {
   if (!needs_graph(*this)) return out;
   Tensor x = save(*this);
   return record("SiluBackward", out, {*this}, [x](const Tensor& g, const NeedsGrad&) {
-    Tensor s = x.sigmoid();
-    return G{g * (s * (1 + x * (1 - s)))};
+    return G{g * ops::unary(UnaryOp::SiluGrad, x)};  // s (1 + x (1 - s)), s = sigmoid(x), in one pass
   });
 }
 
@@ -276,8 +275,7 @@ Tensor Tensor::leaky_relu(double slope) const {
   if (!needs_graph(*this)) return out;
   Tensor x = save(*this);
   return record("LeakyReluBackward", out, {*this}, [x, slope](const Tensor& g, const NeedsGrad&) {
-    // 1 where x > 0, the slope elsewhere (at 0 too, as PyTorch)
-    return G{g * (x.gt(0.0).to(g.dtype()) * (1 - slope) + slope)};
+    return G{g * ops::unary(UnaryOp::LeakyReluGrad, x, {.alpha = slope})};  // 1 where x > 0, else the slope
   });
 }
 
@@ -305,12 +303,21 @@ Tensor Tensor::hardswish() const {
 
 Tensor Tensor::clamp(double lo, double hi) const {
   if (std::isnan(lo) || std::isnan(hi)) fail("clamp: min and max must be numbers, got {} and {}", lo, hi);
-  Tensor out = ops::unary(UnaryOp::Clamp, *this, {.alpha = lo, .beta = hi});
+  ops::UnaryArgs bounds{.alpha = lo, .beta = hi};
+  if (!is_floating(dtype())) {
+    // The kernel casts the bounds to the element type, and a double outside its range (an infinite
+    // bound, say) has no integer value: bring them inside it first, rounded inward as comparing
+    // with integers would. Bounds beyond the range saturate (uint8 clamp(300, 400) gives 255).
+    const double tmin = dtype() == DType::UInt8 ? 0.0 : -9223372036854775808.0;
+    const double tmax = dtype() == DType::UInt8 ? 255.0 : 9223372036854774784.0;  // the largest double below 2^63
+    bounds.alpha = std::clamp(std::ceil(lo), tmin, tmax);
+    bounds.beta = std::clamp(std::floor(hi), tmin, tmax);
+  }
+  Tensor out = ops::unary(UnaryOp::Clamp, *this, bounds);
   if (!needs_graph(*this)) return out;
   Tensor x = save(*this);
-  return record("ClampBackward", out, {*this}, [x, lo, hi](const Tensor& g, const NeedsGrad&) {
-    const DType dt = g.dtype();  // pass-through where lo <= x <= hi (bounds included, as PyTorch)
-    return G{g * ((1 - x.lt(lo).to(dt)) * (1 - x.gt(hi).to(dt)))};
+  return record("ClampBackward", out, {*this}, [x, bounds](const Tensor& g, const NeedsGrad&) {
+    return G{g * ops::unary(UnaryOp::ClampGrad, x, bounds)};  // 1 where min <= x <= max, NaN excluded
   });
 }
 
