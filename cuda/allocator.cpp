@@ -7,9 +7,10 @@
 // block, so when a block is freed it records an event on every *other* stream work has been
 // queued on in this process (detail::used_streams: the default stream, streams made current,
 // streams named by async copies / record_stream) and parks the block until those events have
-// completed. A program that only ever uses one stream pays nothing; one that uses k streams pays
-// k - 1 event records per free (events are pooled), and a freed block may wait for unrelated work
-// queued on the other streams before it is reused.
+// completed. A program that only ever uses the default stream pays nothing; one that uses k streams
+// pays k - 1 event records per free (events are pooled), and a freed block may wait for unrelated
+// work queued on the other streams before it is reused. The default stream always counts as used,
+// so a program that runs everything on one non-default stream pays one event record per free.
 #include <algorithm>
 #include <cstdio>
 #include <map>

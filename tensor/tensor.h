@@ -179,8 +179,10 @@ class Tensor {
   // (bodies in autograd/functions/tensor_ops.cpp, with the methods above)
   Tensor sign() const;                           // -1, 0 or 1; no gradient (zero almost everywhere)
   Tensor sum_to_size(const Shape& shape) const;  // sums the dims a broadcast added or expanded away
-  // In place like add_/mul_ above: into this tensor's own memory (o broadcast to its shape), no
-  // temporary; `v.mul_(beta).add_(g, 1 - beta)` updates optimizer state where it lies.
+  // In place like add_/mul_ above: into this tensor's own memory (o broadcast to its shape), so
+  // `v.mul_(beta).add_(g, 1 - beta)` updates optimizer state where it lies. One temporary remains:
+  // add_(o, alpha) with alpha != 1 scales a copy of o first (there is no fused axpy kernel; the CPU
+  // optimizers run their fused loops instead).
   Tensor& add_(double s);
   Tensor& mul_(const Tensor& o);
   Tensor& div_(double s);
