@@ -104,12 +104,13 @@ else
 fi
 
 # ---- probe: without a usable GPU every CUDA case skips, which must not read as a pass -------------------
-export DL_CUDA_SYNC=1
+# DL_CUDA_SYNC=1 (a sync after every launch, so a fault names its kernel) for the checks only:
+# the benchmark and the study steps below run without it, or their timings would include it.
 backend_test=$BUILD/tests/test_cuda_backend_test
 gpu_used=0
 s=$(date +%s)
 if [ -x "$backend_test" ]; then
-  timeout -k 5 "$(budget "$B_PROBE")" "$backend_test" -tc='*without a GPU*' -s >"$OUT/probe.log" 2>&1
+  DL_CUDA_SYNC=1 timeout -k 5 "$(budget "$B_PROBE")" "$backend_test" -tc='*without a GPU*' -s >"$OUT/probe.log" 2>&1
   rc=$?
   if grep -q "using GPU: " "$OUT/probe.log"; then
     gpu_used=1
@@ -127,7 +128,7 @@ if compgen -G "$BUILD/tests/test_cuda_*" >/dev/null; then
   b=$(budget "$B_CTEST")
   # --stop-time ends the run (with the JUnit file written) before the outer timeout would kill it;
   # -FA '.*' leaves out fixture set-ups (the PyTorch fixtures), which no CUDA test needs
-  timeout -k 5 "$b" ctest --test-dir "$BUILD" -L cuda -FA '.*' -j 4 --output-on-failure \
+  DL_CUDA_SYNC=1 timeout -k 5 "$b" ctest --test-dir "$BUILD" -L cuda -FA '.*' -j 4 --output-on-failure \
     --stop-time "$(date -d "+$((b > 10 ? b - 5 : b)) seconds" +%H:%M:%S)" \
     --output-junit "$OUT/ctest-cuda.xml" >"$OUT/ctest.log" 2>&1
   rc=$?
@@ -157,7 +158,7 @@ run_sanitizer() {
     local exe=$BUILD/tests/test_cuda_$s_
     [ -x "$exe" ] || { echo "not built" >"$dir/$s_.log"; echo 1 >"$dir/$s_.rc"; continue; }
     (
-      timeout -k 5 "$b" "$sanitizer" --tool "$tool" --error-exitcode 86 --print-limit 50 \
+      DL_CUDA_SYNC=1 timeout -k 5 "$b" "$sanitizer" --tool "$tool" --error-exitcode 86 --print-limit 50 \
         "$exe" --test-case-exclude="$SANITIZE_EXCLUDE" >"$dir/$s_.log" 2>&1
       echo $? >"$dir/$s_.rc"
     ) &
