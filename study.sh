@@ -58,6 +58,9 @@ fi
 image_size=${image_size:-224}
 
 echo "step,seconds,status" > "$results/timings.csv"
+# Ctrl-C stops the study (after the running program has saved what it can), whatever status the
+# program then exits with.
+trap 'echo "study.sh: interrupted; the finished steps are in $results" >&2; exit 130' INT
 failed_steps=()
 # record_failure DIR NAME STATUS COMMAND...: <DIR>/failed.json with the exit status and the last
 # lines of the step's log.txt and of what it printed to stderr; compare shows the model as failed.
@@ -97,7 +100,8 @@ step() {
   local t0=$SECONDS rc=0
   # stdout stays the terminal (progress lines); stderr goes to the terminal and to stderr.txt.
   # With pipefail the pipeline's status is the program's (tee succeeds).
-  { "$@" 2>&1 1>&3 3>&- | tee "$dir/stderr.txt" >&2; } 3>&1 || rc=$?
+  # tee ignores Ctrl-C, so a program that saves its state on SIGINT can still write its last lines.
+  { "$@" 2>&1 1>&3 3>&- | (trap '' INT; exec tee "$dir/stderr.txt" >&2); } 3>&1 || rc=$?
   if [ "$rc" = 0 ]; then
     echo "$name,$((SECONDS - t0)),ok" >> "$results/timings.csv"
     return 0
