@@ -61,7 +61,7 @@ TEST_CASE("study.sh --quick produces every artefact, consistent, and compare mar
   fs::path src = test::source_dir(), bin = test::bin_dir();
   fs::path weights = test::fixtures_dir() + "/resnet18_random.pth";
   REQUIRE_MESSAGE(fs::exists(weights), "stand-in weights missing: " << weights);
-  fs::path out = fs::temp_directory_path() / "dl_e2e_study";
+  fs::path out = fs::temp_directory_path() / ("dl_e2e_study_" + std::to_string(getpid()));
   fs::remove_all(out);
   fs::create_directories(out);
   int rc = run({"/bin/bash", (src / "study.sh").string(), "--quick", "--bin", bin.string(), "--weights",
@@ -97,7 +97,7 @@ TEST_CASE("study.sh --quick produces every artefact, consistent, and compare mar
 
 TEST_CASE("a run killed with SIGKILL and resumed ends with the metrics of an uninterrupted run") {
   fs::path bin = test::bin_dir();
-  fs::path out = fs::temp_directory_path() / "dl_e2e_resume";
+  fs::path out = fs::temp_directory_path() / ("dl_e2e_resume_" + std::to_string(getpid()));
   fs::remove_all(out);
   fs::create_directories(out);
   std::vector<std::string> base{(bin / "scratch_cnn").string(), "--train-limit", "640", "--val-limit", "200",
@@ -141,7 +141,7 @@ TEST_CASE("a run killed with SIGKILL and resumed ends with the metrics of an uni
 
 TEST_CASE("SIGINT stops a run after saving its last completed epoch; --resume finishes it") {
   fs::path bin = test::bin_dir();
-  fs::path out = fs::temp_directory_path() / "dl_e2e_sigint";
+  fs::path out = fs::temp_directory_path() / ("dl_e2e_sigint_" + std::to_string(getpid()));
   fs::remove_all(out);
   fs::create_directories(out);
   std::vector<std::string> args{(bin / "scratch_cnn").string(), "--train-limit", "320", "--val-limit", "100",
