@@ -203,26 +203,25 @@ for tool in memcheck racecheck; do
 done
 
 # ---- the SGEMM lab and the benchmark -----------------------------------------------------------------
-s=$(date +%s)
-if [ -x "$BUILD/bin/sgemm_lab" ]; then
-  timeout -k 5 "$(budget "$B_SGEMM_LAB")" "$BUILD/bin/sgemm_lab" 1024 4096 8192 >"$OUT/sgemm_lab.txt" 2>&1
+# program_step NAME BUDGET LOG PROGRAM ARGS...: runs a built program into $OUT/LOG; on failure, or
+# without a GPU, the note quotes the log's last line.
+program_step() {
+  local name=$1 b=$2 log=$3 prog=$4 s rc
+  shift 4
+  if [ ! -x "$prog" ]; then
+    record "$name" "NOT RUN" 0 "not built"
+    return
+  fi
+  s=$(date +%s)
+  timeout -k 5 "$(budget "$b")" "$prog" "$@" >"$OUT/$log" 2>&1
   rc=$?
-  record sgemm_lab "$(gpu_status "$(status_of_rc $rc)")" $(($(date +%s) - s)) \
-    "sgemm_lab.txt$( ((rc != 0)) || [ "$gpu_used" != 1 ] && echo ": $(tail -1 "$OUT/sgemm_lab.txt" | cut -c1-120)")"
-else
-  record sgemm_lab "NOT RUN" 0 "not built"
-fi
-s=$(date +%s)
-if [ -x "$BUILD/bin/bench_cuda" ]; then
-  bench_args=(--quick)
-  [ "${FULL_BENCH:-0}" = 1 ] && bench_args=()
-  timeout -k 5 "$(budget "$B_BENCH")" "$BUILD/bin/bench_cuda" "${bench_args[@]}" >"$OUT/bench_cuda.txt" 2>&1
-  rc=$?
-  record bench "$(gpu_status "$(status_of_rc $rc)")" $(($(date +%s) - s)) \
-    "bench_cuda ${bench_args[*]} -> bench_cuda.txt$( ((rc != 0)) || [ "$gpu_used" != 1 ] && echo ": $(tail -1 "$OUT/bench_cuda.txt" | cut -c1-120)")"
-else
-  record bench "NOT RUN" 0 "not built"
-fi
+  record "$name" "$(gpu_status "$(status_of_rc $rc)")" $(($(date +%s) - s)) \
+    "$(basename "$prog") $* -> $log$( ((rc != 0)) || [ "$gpu_used" != 1 ] && echo ": $(tail -1 "$OUT/$log" | cut -c1-120)")"
+}
+program_step sgemm_lab "$B_SGEMM_LAB" sgemm_lab.txt "$BUILD/bin/sgemm_lab" 1024 4096 8192
+bench_args=(--quick)
+[ "${FULL_BENCH:-0}" = 1 ] && bench_args=()
+program_step bench "$B_BENCH" bench_cuda.txt "$BUILD/bin/bench_cuda" "${bench_args[@]}"
 
 # ---- the study's programs on the GPU (--quick) ------------------------------------------------------
 s=$(date +%s)
