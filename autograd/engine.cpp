@@ -95,7 +95,15 @@ Edge gradient_edge(const Tensor& t) {
   return {acc, 0};
 }
 
-Tensor record(std::string name, Tensor result, const std::vector<Tensor>& inputs, BackwardFn backward) {
+namespace {
+thread_local Tracer* g_tracer = nullptr;
+}
+Tracer* tracer() { return g_tracer; }
+TracerGuard::TracerGuard(Tracer* t) : prev_(g_tracer) { g_tracer = t; }
+TracerGuard::~TracerGuard() { g_tracer = prev_; }
+
+Tensor record(std::string name, Tensor result, const std::vector<Tensor>& inputs, BackwardFn backward,
+              const TraceInfo& info) {
   if (!g_grad_mode) return result;
   bool any = false;
   for (const auto& in : inputs) any |= in.defined() && in.requires_grad();
@@ -113,6 +121,7 @@ Tensor record(std::string name, Tensor result, const std::vector<Tensor>& inputs
   meta.requires_grad = true;
   meta.grad_fn = node;
   meta.output_nr = 0;
+  if (g_tracer) g_tracer->on_op(node->name(), result, inputs, info);
   return result;
 }
 

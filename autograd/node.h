@@ -92,6 +92,56 @@ class FunctionNode final : public Node {
   BackwardFn fn_;
 };
 
+// ---- tracing (ONNX export, onnx/export.cpp) -----------------------------------------------------
+// What an op tells a tracer beyond its inputs and its output: its attributes (stride, axis, the
+// scalar of `x * 2`) and the tensors it reads that are not differentiable inputs (batch norm's
+// running statistics). Ops build it only on the recording path (after needs_graph), so it costs
+// nothing when no graph is recorded.
+struct OpAttr {
+  std::string name;
+  std::vector<int64_t> ints;
+  std::vector<double> floats;
+};
+struct TraceInfo {
+  std::vector<OpAttr> attrs;
+  std::vector<Tensor> extra;
+  const OpAttr* find(const std::string& n) const {
+    for (const auto& a : attrs)
+      if (a.name == n) return &a;
+    return nullptr;
+  }
+};
+
+// Sees every node record() makes on this thread while installed: its name ("Conv2dBackward"),
+// output, inputs and TraceInfo. Module::operator() reports the module it runs, so a tracer can
+// name what it saw after the module tree.
+class Tracer {
+ public:
+  virtual ~Tracer() = default;
+  virtual void on_op(const std::string& name, const Tensor& out, const std::vector<Tensor>& inputs,
+                     const TraceInfo& info) = 0;
+  virtual void enter_module(const void* /*module*/) {}
+  virtual void leave_module() {}
+};
+Tracer* tracer();  // this thread's, or null
+// The TraceInfo `make()` builds when a tracer is installed, else an empty one (no allocation):
+// record(..., trace_info([&] { return TraceInfo{{{"axis", {d}, {}}}}; })).
+template <typename F>
+TraceInfo trace_info(F&& make) {
+  return tracer() ? make() : TraceInfo{};
+}
+// Installs `t` for the guard's lifetime (the previous one is restored after).
+class TracerGuard {
+ public:
+  explicit TracerGuard(Tracer* t);
+  ~TracerGuard();
+  TracerGuard(const TracerGuard&) = delete;
+  TracerGuard& operator=(const TracerGuard&) = delete;
+
+ private:
+  Tracer* prev_;
+};
+
 // The edge by which a gradient for `t` enters the graph (its grad_fn, or its leaf accumulator).
 Edge gradient_edge(const Tensor& t);
 
@@ -100,7 +150,9 @@ Edge gradient_edge(const Tensor& t);
 // (undefined for inputs that need none).
 // Closures must capture tensors through save(): a detached alias (same storage, no history), so a
 // saved output never points back at its own node (no reference cycle, no graph kept alive).
-Tensor record(std::string name, Tensor result, const std::vector<Tensor>& inputs, BackwardFn backward);
+// `info` goes to the tracer, when one is installed.
+Tensor record(std::string name, Tensor result, const std::vector<Tensor>& inputs, BackwardFn backward,
+              const TraceInfo& info = {});
 Tensor save(const Tensor& t);
 
 // True when an op on these inputs records a node: grad mode is on and some input requires grad.

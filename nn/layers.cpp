@@ -255,7 +255,7 @@ Tensor Sequential::forward(const Tensor& x) {
       ++i;  // the ReLU ran inside the fused pass
       continue;
     }
-    y = m.forward(y);
+    y = m(y);
   }
   return y;
 }

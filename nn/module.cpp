@@ -414,4 +414,15 @@ std::string Module::repr() const {
 
 std::ostream& operator<<(std::ostream& os, const Module& m) { return os << m.repr(); }
 
+Tensor Module::operator()(const Tensor& x) {
+  autograd::Tracer* t = autograd::tracer();
+  if (!t) return forward(x);
+  struct Scope {
+    autograd::Tracer* t;
+    ~Scope() { t->leave_module(); }
+  } scope{t};
+  t->enter_module(this);
+  return forward(x);
+}
+
 }  // namespace dl::nn

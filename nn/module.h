@@ -107,7 +107,9 @@ class Module {
 
   // ---- forward --------------------------------------------------------------------------------
   virtual Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
+  // forward(x), reported to the autograd tracer when one is installed (ONNX export names what it
+  // records after the module that ran it).
+  Tensor operator()(const Tensor& x);
 
   // ---- printing -------------------------------------------------------------------------------
   std::string name() const;                 // "Linear", "Sequential", "Net"

@@ -16,6 +16,14 @@ void check_running_stats(const Tensor& running_mean, const Tensor& running_var) 
     if (t->defined() && t->requires_grad() && autograd::grad_mode_enabled())
       fail("batch_norm: running statistics are buffers updated in place and must not require grad");
 }
+// A tracer gets the running statistics actually used (or none, when the batch's own are) and eps.
+autograd::TraceInfo bn_trace(const Tensor& running_mean, const Tensor& running_var, bool training, double eps) {
+  return autograd::trace_info([&] {
+    autograd::TraceInfo info{{{"epsilon", {}, {eps}}, {"training", {training ? 1 : 0}, {}}}, {}};
+    if (!training) info.extra = {running_mean, running_var};
+    return info;
+  });
+}
 }  // namespace
 
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
@@ -31,7 +39,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
                   ops::BatchNormGrads gr =
                       ops::batch_norm_backward(g, xs, ws, mean, invstd, training, {needs[0], needs[1], needs[2]});
                   return std::vector<Tensor>{gr.input, gr.weight, gr.bias};
-                });
+                },
+                bn_trace(running_mean, running_var, training, eps));
 }
 
 Tensor batch_norm_relu(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
@@ -49,7 +58,8 @@ Tensor batch_norm_relu(const Tensor& x, const Tensor& running_mean, const Tensor
                   if (needs[0] || needs[1] || needs[2])
                     gr = ops::batch_norm_backward(gm, xs, ws, mean, invstd, training, {needs[0], needs[1], needs[2]});
                   return std::vector<Tensor>{gr.input, gr.weight, gr.bias, needs[3] ? gm : Tensor()};
-                });
+                },
+                bn_trace(running_mean, running_var, training, eps));
 }
 
 }  // namespace dl

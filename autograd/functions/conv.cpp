@@ -25,7 +25,13 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
                   if (needs[1]) grads[1] = ops::conv2d_backward_weight(g, xs, w_shape, p);
                   if (needs[2]) grads[2] = ops::conv2d_backward_bias(g);
                   return grads;
-                });
+                },
+                autograd::trace_info([&] {
+                  return autograd::TraceInfo{{{"strides", {p.stride[0], p.stride[1]}, {}},
+                                              {"padding", {p.padding[0], p.padding[1]}, {}},
+                                              {"dilations", {p.dilation[0], p.dilation[1]}, {}},
+                                              {"group", {p.groups}, {}}}};
+                }));
 }
 
 }  // namespace dl

@@ -11,6 +11,19 @@ using autograd::record;
 using autograd::save;
 using G = std::vector<Tensor>;
 
+namespace {
+// What a tracer needs of a pooling op: the window (opt.stride is resolved by the forward).
+autograd::TraceInfo pool_trace(const Pool2dParams& opt) {
+  return autograd::trace_info([&] {
+    return autograd::TraceInfo{{{"kernel", {opt.kernel[0], opt.kernel[1]}, {}},
+                                {"strides", {opt.stride[0] ? opt.stride[0] : opt.kernel[0], opt.stride[1] ? opt.stride[1] : opt.kernel[1]}, {}},
+                                {"padding", {opt.padding[0], opt.padding[1]}, {}},
+                                {"ceil_mode", {opt.ceil_mode ? 1 : 0}, {}},
+                                {"count_include_pad", {opt.count_include_pad ? 1 : 0}, {}}}};
+  });
+}
+}  // namespace
+
 Tensor max_pool2d(const Tensor& x, const Pool2dParams& opt) {
   if (!x.defined()) fail("max_pool2d: the input is an undefined tensor");
   if (x.dim() == 3) return max_pool2d(x.unsqueeze(0), opt).squeeze(0);
@@ -19,7 +32,7 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& opt) {
   Shape in = x.sizes();
   return record("MaxPool2dBackward", out, {x}, [indices, in](const Tensor& g, const NeedsGrad&) {
     return G{ops::max_pool2d_backward(g, indices, in)};
-  });
+  }, pool_trace(opt));
 }
 
 Tensor avg_pool2d(const Tensor& x, const Pool2dParams& opt) {
@@ -29,7 +42,7 @@ Tensor avg_pool2d(const Tensor& x, const Pool2dParams& opt) {
   Shape in = x.sizes();
   return record("AvgPool2dBackward", out, {x}, [in, opt](const Tensor& g, const NeedsGrad&) {
     return G{ops::avg_pool2d_backward(g, in, opt)};
-  });
+  }, pool_trace(opt));
 }
 
 Tensor adaptive_avg_pool2d(const Tensor& x, std::array<int64_t, 2> output_size) {
@@ -39,7 +52,7 @@ Tensor adaptive_avg_pool2d(const Tensor& x, std::array<int64_t, 2> output_size) 
   Shape in = x.sizes();
   return record("AdaptiveAvgPool2dBackward", out, {x}, [in](const Tensor& g, const NeedsGrad&) {
     return G{ops::adaptive_avg_pool2d_backward(g, in)};
-  });
+  }, autograd::trace_info([&] { return autograd::TraceInfo{{{"output_size", {output_size[0], output_size[1]}, {}}}}; }));
 }
 
 }  // namespace dl

@@ -20,6 +20,8 @@ using autograd::needs_graph;
 using autograd::NeedsGrad;
 using autograd::record;
 using autograd::save;
+using autograd::trace_info;
+using autograd::TraceInfo;
 using G = std::vector<Tensor>;
 using ops::BinaryOp;
 using ops::UnaryOp;
@@ -98,14 +100,20 @@ Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
   if (!needs_graph(*this)) return out;
   std::vector<int64_t> inv(dims.size());
   for (size_t i = 0; i < dims.size(); ++i) inv[wrap_dim(dims[i], dim())] = static_cast<int64_t>(i);
-  return record("PermuteBackward", out, {*this}, [inv](const Tensor& g, const NeedsGrad&) { return G{g.permute(inv)}; });
+  return record("PermuteBackward", out, {*this}, [inv](const Tensor& g, const NeedsGrad&) { return G{g.permute(inv)}; },
+                trace_info([&] {
+                  std::vector<int64_t> perm;
+                  for (int64_t d : dims) perm.push_back(wrap_dim(d, dim()));
+                  return TraceInfo{{{"perm", perm, {}}}};
+                }));
 }
 
 Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
   Tensor out = ops::transpose(*this, d0, d1);
   if (!needs_graph(*this)) return out;
   return record("TransposeBackward", out, {*this},
-                [d0, d1](const Tensor& g, const NeedsGrad&) { return G{g.transpose(d0, d1)}; });
+                [d0, d1](const Tensor& g, const NeedsGrad&) { return G{g.transpose(d0, d1)}; },
+                trace_info([&] { return TraceInfo{{{"dims", {wrap_dim(d0, dim()), wrap_dim(d1, dim())}, {}}}}; }));
 }
 
 Tensor Tensor::t() const {
@@ -276,7 +284,7 @@ Tensor Tensor::leaky_relu(double slope) const {
   Tensor x = save(*this);
   return record("LeakyReluBackward", out, {*this}, [x, slope](const Tensor& g, const NeedsGrad&) {
     return G{g * ops::unary(UnaryOp::LeakyReluGrad, x, {.alpha = slope})};  // 1 where x > 0, else the slope
-  });
+  }, trace_info([&] { return TraceInfo{{{"alpha", {}, {slope}}}}; }));
 }
 
 Tensor Tensor::gelu(const std::string& approximate) const {
@@ -289,7 +297,7 @@ Tensor Tensor::gelu(const std::string& approximate) const {
   return record("GeluBackward", out, {*this}, [x, tanh_form](const Tensor& g, const NeedsGrad&) {
     // the derivative is a fused kernel of its own (one pass instead of six)
     return G{g * ops::unary(tanh_form ? UnaryOp::GeluTanhGrad : UnaryOp::GeluGrad, x)};
-  });
+  }, trace_info([&] { return TraceInfo{{{"tanh", {tanh_form ? 1 : 0}, {}}}}; }));
 }
 
 Tensor Tensor::hardswish() const {
@@ -318,7 +326,7 @@ Tensor Tensor::clamp(double lo, double hi) const {
   Tensor x = save(*this);
   return record("ClampBackward", out, {*this}, [x, bounds](const Tensor& g, const NeedsGrad&) {
     return G{g * ops::unary(UnaryOp::ClampGrad, x, bounds)};  // 1 where min <= x <= max, NaN excluded
-  });
+  }, trace_info([&] { return TraceInfo{{{"bounds", {}, {lo, hi}}}}; }));
 }
 
 Tensor Tensor::pow(double e) const {
@@ -328,7 +336,7 @@ Tensor Tensor::pow(double e) const {
   return record("PowBackward", out, {*this}, [x, e](const Tensor& g, const NeedsGrad&) {
     if (e == 0.0) return G{zeros_like(x)};
     return G{g * (x.pow(e - 1.0) * e)};
-  });
+  }, trace_info([&] { return TraceInfo{{{"exponent", {}, {e}}}}; }));
 }
 
 // ---- binary ---------------------------------------------------------------------------------------
@@ -387,18 +395,18 @@ Tensor Tensor::maximum(const Tensor& o) const {
 Tensor Tensor::add(double s) const {
   Tensor out = ops::binary_scalar(BinaryOp::Add, *this, s);
   if (!needs_graph(*this)) return out;
-  return record("AddScalarBackward", out, {*this}, [](const Tensor& g, const NeedsGrad&) { return G{g}; });
+  return record("AddScalarBackward", out, {*this}, [](const Tensor& g, const NeedsGrad&) { return G{g}; }, trace_info([&] { return TraceInfo{{{"scalar", {}, {s}}}}; }));
 }
 Tensor Tensor::sub(double s) const { return add(-s); }
 Tensor Tensor::mul(double s) const {
   Tensor out = ops::binary_scalar(BinaryOp::Mul, *this, s);
   if (!needs_graph(*this)) return out;
-  return record("MulScalarBackward", out, {*this}, [s](const Tensor& g, const NeedsGrad&) { return G{g * s}; });
+  return record("MulScalarBackward", out, {*this}, [s](const Tensor& g, const NeedsGrad&) { return G{g * s}; }, trace_info([&] { return TraceInfo{{{"scalar", {}, {s}}}}; }));
 }
 Tensor Tensor::div(double s) const {
   Tensor out = ops::binary_scalar(BinaryOp::Div, *this, s);
   if (!needs_graph(*this)) return out;
-  return record("DivScalarBackward", out, {*this}, [s](const Tensor& g, const NeedsGrad&) { return G{g / s}; });
+  return record("DivScalarBackward", out, {*this}, [s](const Tensor& g, const NeedsGrad&) { return G{g / s}; }, trace_info([&] { return TraceInfo{{{"scalar", {}, {s}}}}; }));
 }
 
 Tensor Tensor::eq(const Tensor& o) const { return ops::binary(BinaryOp::Eq, *this, o); }
@@ -425,7 +433,7 @@ Tensor operator-(double s, const Tensor& a) {
   // one pass with the scalar on the left (torch.rsub); the same values as -a + s
   Tensor out = ops::binary(BinaryOp::Sub, scalar_like(a, s), a);
   if (!needs_graph(a)) return out;
-  return record("RsubBackward", out, {a}, [](const Tensor& g, const NeedsGrad&) { return G{-g}; });
+  return record("RsubBackward", out, {a}, [](const Tensor& g, const NeedsGrad&) { return G{-g}; }, trace_info([&] { return TraceInfo{{{"scalar", {}, {s}}}}; }));
 }
 Tensor operator*(double s, const Tensor& a) { return a.mul(s); }
 Tensor operator/(double s, const Tensor& a) { return a.pow(-1.0).mul(s); }  // as torch: reciprocal, then scale
@@ -465,7 +473,7 @@ Tensor Tensor::sum(const std::vector<int64_t>& dims_in, bool keepdim) const {
   Shape in = sizes();
   return record("SumBackward", out, {*this}, [in, dims, keepdim](const Tensor& g, const NeedsGrad&) {
     return G{expand_reduced(g, in, dims, keepdim).contiguous()};
-  });
+  }, trace_info([&] { return TraceInfo{{{"axes", dims, {}}, {"keepdim", {keepdim ? 1 : 0}, {}}}}; }));
 }
 Tensor Tensor::sum() const { return sum({}, false); }
 
@@ -478,7 +486,7 @@ Tensor Tensor::mean(const std::vector<int64_t>& dims_in, bool keepdim) const {
   for (int64_t d : dims) n *= in[d];
   return record("MeanBackward", out, {*this}, [in, dims, keepdim, n](const Tensor& g, const NeedsGrad&) {
     return G{expand_reduced(g, in, dims, keepdim) / static_cast<double>(n)};
-  });
+  }, trace_info([&] { return TraceInfo{{{"axes", dims, {}}, {"keepdim", {keepdim ? 1 : 0}, {}}}}; }));
 }
 Tensor Tensor::mean() const { return mean({}, false); }
 
@@ -545,7 +553,7 @@ Tensor Tensor::softmax(int64_t d) const {
   if (!needs_graph(*this)) return out;
   Tensor y = save(out);
   return record("SoftmaxBackward", out, {*this},
-                [y, d](const Tensor& g, const NeedsGrad&) { return G{ops::softmax_backward(g, y, d)}; });
+                [y, d](const Tensor& g, const NeedsGrad&) { return G{ops::softmax_backward(g, y, d)}; }, trace_info([&] { return TraceInfo{{{"axis", {wrap_dim(d, dim())}, {}}}}; }));
 }
 
 Tensor Tensor::log_softmax(int64_t d) const {
@@ -553,7 +561,7 @@ Tensor Tensor::log_softmax(int64_t d) const {
   if (!needs_graph(*this)) return out;
   Tensor y = save(out);
   return record("LogSoftmaxBackward", out, {*this},
-                [y, d](const Tensor& g, const NeedsGrad&) { return G{ops::log_softmax_backward(g, y, d)}; });
+                [y, d](const Tensor& g, const NeedsGrad&) { return G{ops::log_softmax_backward(g, y, d)}; }, trace_info([&] { return TraceInfo{{{"axis", {wrap_dim(d, dim())}, {}}}}; }));
 }
 
 // gather and index_select: their backward is a scatter kernel (scatter_add, index_add).
@@ -588,7 +596,7 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t d) {
       at += lens[i];
     }
     return grads;
-  });
+  }, trace_info([&] { return TraceInfo{{{"axis", {d}, {}}}}; }));
 }
 
 Tensor stack(const std::vector<Tensor>& xs, int64_t d) {
