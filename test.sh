@@ -20,6 +20,7 @@ done
 
 dl_ensure_packages
 dl_build "$build" "${cmake_args[@]}"
+dl_ensure_onnxruntime "$build/venv-onnxruntime"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 cd "$build"

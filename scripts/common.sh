@@ -27,6 +27,22 @@ dl_ensure_packages() {
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# dl_ensure_onnxruntime DIR: a virtual environment in DIR (with Debian's packages visible) that has
+# PyPI's onnxruntime, for the tests that run exported models with it; exports DL_ORT_PYTHON. Without
+# a network it says so and goes on: those tests then report themselves skipped.
+dl_ensure_onnxruntime() {
+  local venv=$1
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import onnxruntime' 2>/dev/null; then
+    echo "installing onnxruntime (PyPI) into $venv for the ONNX tests"
+    if ! { /usr/bin/python3 -m venv --system-site-packages "$venv" &&
+           "$venv/bin/pip" install -q --disable-pip-version-check onnxruntime; }; then
+      echo "note: could not install onnxruntime; the tests that need it will be skipped" >&2
+      return 0
+    fi
+  fi
+  export DL_ORT_PYTHON="$venv/bin/python"
+}
+
 # dl_build BUILD_DIR [cmake args...]: configure once, then build everything with all cores.
 dl_build() {
   local dir=$1
