@@ -103,6 +103,8 @@ struct OpAttr {
   std::vector<double> floats;
 };
 struct TraceInfo {
+  TraceInfo() = default;
+  TraceInfo(std::vector<OpAttr> a, std::vector<Tensor> e = {}) : attrs(std::move(a)), extra(std::move(e)) {}  // NOLINT
   std::vector<OpAttr> attrs;
   std::vector<Tensor> extra;
   const OpAttr* find(const std::string& n) const {

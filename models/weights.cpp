@@ -3,6 +3,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "models/io/pth.h"
 #include "models/io/safetensors.h"
@@ -64,10 +65,25 @@ bool is_zip(const std::string& path) {
 
 }  // namespace
 
+namespace {
+std::map<std::string, WeightsReader>& readers() {
+  static std::map<std::string, WeightsReader> r;
+  return r;
+}
+}  // namespace
+
+void register_weights_reader(const std::string& extension, WeightsReader read) { readers()[extension] = read; }
+
 TensorDict load_weights(const std::string& path, bool keep_float64) {
   if (!std::filesystem::exists(path)) fail("weights file '{}' does not exist", path);
   if (std::filesystem::is_directory(path)) fail("weights path '{}' is a directory, not a file", path);
   std::string ext = std::filesystem::path(path).extension().string();
+  if (auto it = readers().find(ext); it != readers().end()) {
+    TensorDict d = it->second(path);
+    for (auto& [name, t] : d)
+      if (t.dtype() == DType::Float64 && !keep_float64) t = ops::to_dtype(t, DType::Float32);
+    return d;
+  }
   if (ext == ".safetensors" && !is_zip(path)) return convert(io::load_safetensors(path), keep_float64, path);
   if (is_zip(path) || ext == ".pth" || ext == ".pt") {
     io::check_torchvision_hash(path);

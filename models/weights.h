@@ -17,6 +17,11 @@ using TensorDict = std::vector<std::pair<std::string, Tensor>>;  // ordered, as 
 // float64 when keep_float64), integers int64. A missing file is a dl::Error that names it.
 TensorDict load_weights(const std::string& path, bool keep_float64 = false);
 
+// Formats that a higher layer reads (onnx/ registers ".onnx": dl::onnx::register_weights_format):
+// load_weights hands a file with that extension to `read`, then converts dtypes as for the others.
+using WeightsReader = TensorDict (*)(const std::string& path);
+void register_weights_reader(const std::string& extension, WeightsReader read);
+
 // Writes a safetensors file atomically. metadata goes into "__metadata__".
 void save_safetensors(const std::string& path, const TensorDict& tensors,
                       const std::map<std::string, std::string>& metadata = {});
