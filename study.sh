@@ -8,12 +8,14 @@
 # Options: --weights PATH (default weights/resnet18-f37072fd.pth), --stand-in-weights (the weights
 #          are a random stand-in, said so in the report), --image-size N (ResNet input, default 224;
 #          --quick uses 32), --device cpu|cuda, --out DIR, --bin DIR (use built programs from DIR
-#          and skip the set-up and build).
+#          and skip the set-up and build), --onnx (also write each trained model as RUN/model.onnx,
+#          docs/onnx.md).
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/common.sh
 
 quick=0
+onnx=0
 weights=weights/resnet18-f37072fd.pth
 stand_in=()
 image_size=""
@@ -29,7 +31,8 @@ while [ $# -gt 0 ]; do
     --device) device=$2; shift ;;
     --out) out=$2; shift ;;
     --bin) bin=$2; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --onnx) onnx=1 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "study.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -135,6 +138,14 @@ else
     mkdir -p "$results/$m"
     printf 'skipped by study.sh: %s\n' "$msg" > "$results/$m/not_run.txt"
     echo "$m,0,skipped (no weights)" >> "$results/timings.csv"
+  done
+fi
+if [ "$onnx" = 1 ]; then
+  # each finished model as ONNX, next to its checkpoint; the step's own log goes to onnx/<model>/
+  for m in scratch_cnn baseline_transfer lr_tuning; do
+    if [ -f "$results/$m/metrics.json" ] && [ ! -f "$results/$m/failed.json" ]; then
+      step "export_onnx_$m" "$results/onnx/$m" "$bin/export_onnx" "$results/$m" --output "$results/$m/model.onnx"
+    fi
   done
 fi
 step error_analysis "$results/error_analysis" "$bin/error_analysis" --results "$results"

@@ -57,7 +57,7 @@ void check_model_run(const fs::path& run, int64_t epochs) {
 
 }  // namespace
 
-TEST_CASE("study.sh --quick produces every artefact, consistent, and compare marks a deleted run") {
+TEST_CASE("study.sh --quick --onnx produces every artefact, consistent, and compare marks a deleted run") {
   fs::path src = test::source_dir(), bin = test::bin_dir();
   fs::path weights = test::fixtures_dir() + "/resnet18_random.pth";
   REQUIRE_MESSAGE(fs::exists(weights), "stand-in weights missing: " << weights);
@@ -65,7 +65,7 @@ TEST_CASE("study.sh --quick produces every artefact, consistent, and compare mar
   fs::remove_all(out);
   fs::create_directories(out);
   int rc = run({"/bin/bash", (src / "study.sh").string(), "--quick", "--bin", bin.string(), "--weights",
-                weights.string(), "--stand-in-weights", "--out", (out / "results").string()},
+                weights.string(), "--stand-in-weights", "--onnx", "--out", (out / "results").string()},
                out / "study.log");
   INFO("study.sh log:\n", slurp(out / "study.log"));
   REQUIRE(rc == 0);
@@ -80,6 +80,9 @@ TEST_CASE("study.sh --quick produces every artefact, consistent, and compare mar
   for (const char* m : {"scratch_cnn", "baseline_transfer", "lr_tuning"})
     for (const char* f : {"confusion.png", "misclassified.png", "gradcam.png", "confused_pairs.csv"})
       CHECK_MESSAGE(fs::exists(r / "error_analysis" / m / f), m << "/" << f << " is missing");
+  for (const char* m : {"scratch_cnn", "baseline_transfer", "lr_tuning"})  // --onnx: exported, re-imported, checked
+    CHECK_MESSAGE(fs::exists(r / m / "model.onnx") && fs::file_size(r / m / "model.onnx") > 100000,
+                  m << "/model.onnx is missing or small");
   std::string report = slurp(r / "report" / "report.md");
   CHECK(report.find("stand-in") != std::string::npos);
   CHECK(report.find("| not run |") == std::string::npos);
