@@ -328,8 +328,25 @@ std::unique_ptr<OnnxModel::Impl> build(const ::onnx::ModelProto& model, const st
   if (impl->output_names.empty()) fail("ONNX model: the graph has no outputs");
 
   // ---- ONNX's own checker, after our checks (whose messages name more)
+  // (external tensors are checked by us above; ONNX's checker would look for their files in the
+  // working directory, so it sees a copy with them inline)
   try {
-    ::onnx::checker::check_model(model);
+    bool has_external = false;
+    for (const auto& t : g.initializer())
+      has_external |= t.has_data_location() && t.data_location() == ::onnx::TensorProto::EXTERNAL;
+    if (has_external) {
+      ::onnx::ModelProto copy = model;
+      auto* inits = copy.mutable_graph()->mutable_initializer();
+      for (int i = 0; i < inits->size(); ++i) {
+        ::onnx::TensorProto* t = inits->Mutable(i);
+        if (!t->has_data_location() || t->data_location() != ::onnx::TensorProto::EXTERNAL) continue;
+        const std::string name = t->name();  // (tensor_to_proto clears *t first)
+        tensor_to_proto(impl->inits[init_index.at(name)].value, name, t);
+      }
+      ::onnx::checker::check_model(copy);
+    } else {
+      ::onnx::checker::check_model(model);
+    }
   } catch (const std::exception& e) {
     fail("ONNX model: onnx::checker refuses it: {}", e.what());
   }
