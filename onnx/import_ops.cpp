@@ -558,6 +558,10 @@ const std::map<std::string, OpSpec>& registry() {
                           if (s[i] == -1 && ++infer > 1) fail("shape {} has more than one -1", fmt::join(s, ","));
                           if (s[i] < -1) fail("shape {} has a negative size", fmt::join(s, ","));
                         }
+                        std::vector<int64_t> known;
+                        for (int64_t d : s)
+                          if (d != -1) known.push_back(d);
+                        (void)checked_numel(known, kMaxRunElements, "Reshape's shape");  // no overflow below
                         return {x.reshape(Shape(s.begin(), s.end()))};
                       };
                     }};
@@ -731,17 +735,18 @@ const std::map<std::string, OpSpec>& registry() {
                         if (!seen.insert(ax).second) fail("axis {} is sliced twice", ax);
                         const int64_t n = x.size(ax), step = steps[i];
                         if (step == 0) fail("a step of 0");
+                        if (step > (int64_t{1} << 62) || step < -(int64_t{1} << 62)) fail("step {} is out of range", step);
                         auto norm = [n](int64_t v) { return v < 0 ? (v < -n ? -1 - n : v) + n : v; };
                         int64_t b = norm(starts[i]), e = norm(ends[i]);
                         int64_t len;
                         if (step > 0) {
                           b = std::clamp<int64_t>(b, 0, n);
                           e = std::clamp<int64_t>(e, 0, n);
-                          len = e > b ? (e - b + step - 1) / step : 0;
+                          len = e > b ? (e - b - 1) / step + 1 : 0;
                         } else {
                           b = std::clamp<int64_t>(b, -1, n - 1);
                           e = std::clamp<int64_t>(e, -1, n - 1);
-                          len = b > e ? (b - e + (-step) - 1) / (-step) : 0;
+                          len = b > e ? (b - e - 1) / (-step) + 1 : 0;
                         }
                         if (step == 1) {
                           x = x.narrow(ax, b, len);

@@ -32,18 +32,19 @@ bool dtype_of_elem_type(int32_t elem_type, DType* out) {
 }
 
 int64_t checked_numel(const std::vector<int64_t>& dims, int64_t cap, const std::string& what) {
+  // the product of the non-zero dims is capped too: an empty tensor's strides are still computed
   int64_t n = 1;
   bool zero = false;
   for (int64_t d : dims) {
     if (d < 0) fail("{}: negative dim {} in {}", what, d, fmt::join(dims, "x"));
-    if (d == 0) zero = true;
-  }
-  if (zero) return 0;
-  for (int64_t d : dims) {
+    if (d == 0) {
+      zero = true;
+      continue;
+    }
     if (d > cap || n > cap / d) fail("{}: dims {} claim more than {} elements", what, fmt::join(dims, "x"), cap);
     n *= d;
   }
-  return n;
+  return zero ? 0 : n;
 }
 
 namespace {

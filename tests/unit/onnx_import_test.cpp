@@ -499,3 +499,27 @@ TEST_CASE("onnx_run: runs a model on TensorProto inputs and writes <output>.pb")
   CHECK(r.output.find("must have shape [?, 3, 8, 8]") != std::string::npos);
   fs::remove_all(dir);
 }
+
+TEST_CASE("onnx import: the fuzz seed models (fuzz/corpus/onnx) load and run at two batch sizes") {
+  const fs::path dir = fs::path(dl::test::source_dir()) / "fuzz" / "corpus" / "onnx";
+  REQUIRE(fs::is_directory(dir));
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    INFO(e.path().filename().string());
+    auto m = dl::onnx::load(e.path().string());
+    const std::string f = e.path().filename().string();
+    const dl::Shape per_sample = f.rfind("cnn", 0) == 0                 ? dl::Shape{2, 6, 6}
+                                 : f.rfind("flatten_chain", 0) == 0     ? dl::Shape{2, 3}
+                                 : f.rfind("slice_pad_clip", 0) == 0    ? dl::Shape{3, 5}
+                                                                        : dl::Shape{3};
+    for (int64_t batch : {1, 3}) {
+      dl::Shape s = per_sample;
+      s.insert(s.begin(), batch);
+      Tensor y = m->forward(randn(s, 60 + batch));
+      CHECK(y.size(0) == batch);
+      CHECK(std::isfinite(y.abs().sum().item<double>()));
+    }
+    ++n;
+  }
+  CHECK(n == 6);
+}
