@@ -351,7 +351,22 @@ std::unique_ptr<OnnxModel::Impl> build(const ::onnx::ModelProto& model, const st
     fail("ONNX model: onnx::checker refuses it: {}", e.what());
   }
 
-  // ---- initializer kinds: running statistics are buffers
+  // ---- initializer kinds: running statistics are buffers; floating ones read only as plain
+  // numbers (Clip's bounds, Pad's value, Pow's exponent) are constants, not parameters
+  {
+    std::vector<int> uses(impl->inits.size(), 0), scalar_uses(impl->inits.size(), 0);
+    for (int i = 0; i < n_nodes; ++i) {
+      const auto& n = g.node(i);
+      for (int k = 0; k < n.input_size(); ++k) {
+        auto it = init_index.find(n.input(k));
+        if (it == init_index.end()) continue;
+        ++uses[it->second];
+        if (is_scalar_input(n.op_type(), static_cast<size_t>(k))) ++scalar_uses[it->second];
+      }
+    }
+    for (size_t k = 0; k < impl->inits.size(); ++k)
+      if (uses[k] > 0 && uses[k] == scalar_uses[k]) impl->inits[k].kind = Impl::Kind::Const;
+  }
   for (int i = 0; i < n_nodes; ++i) {
     const auto& n = g.node(i);
     for (int k = 0; k < n.input_size(); ++k) {

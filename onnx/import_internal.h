@@ -52,6 +52,9 @@ struct NodeContext {
 OpFn compile_node(const NodeContext& ctx);
 // Which inputs of an op are read as running statistics (buffers), e.g. BatchNormalization 3, 4.
 bool is_running_stat_input(const std::string& op_type, size_t input_index);
+// Which inputs are read as plain numbers, never differentiated (Clip's min/max, Pad's value, Pow's
+// exponent, Dropout's ratio/training_mode): a floating initializer used only there is a constant.
+bool is_scalar_input(const std::string& op_type, size_t input_index);
 // Whether a node whose inputs are all constant may be evaluated at load, and an upper bound of
 // the elements it would produce (so folding never allocates much).
 bool foldable(const std::string& op_type);

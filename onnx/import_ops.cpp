@@ -142,10 +142,13 @@ Shape broadcast_shape(const Shape& a, const Shape& b, const char* what) {
   }
   return out;
 }
-// Puts two operands on one device (the larger one's: constants follow the activations).
+// Puts two operands on one device: the accelerator's when one is on the CPU (constants and shape
+// values live on the CPU and follow the activations), else the larger one's.
 void same_device(Tensor& a, Tensor& b) {
   if (a.device() == b.device()) return;
-  if (a.numel() <= b.numel()) a = a.to(b.device());
+  if (a.is_cpu()) a = a.to(b.device());
+  else if (b.is_cpu()) b = b.to(a.device());
+  else if (a.numel() <= b.numel()) a = a.to(b.device());
   else b = b.to(a.device());
 }
 
@@ -837,6 +840,11 @@ OpFn compile_node(const NodeContext& c) {
 
 bool is_running_stat_input(const std::string& op_type, size_t input_index) {
   return op_type == "BatchNormalization" && (input_index == 3 || input_index == 4);
+}
+
+bool is_scalar_input(const std::string& op_type, size_t i) {
+  return (op_type == "Clip" && (i == 1 || i == 2)) || (op_type == "Pad" && i == 2) || (op_type == "Pow" && i == 1) ||
+         (op_type == "Dropout" && (i == 1 || i == 2));
 }
 
 bool foldable(const std::string& op_type) { return fold_ops().count(op_type) != 0; }
