@@ -523,3 +523,67 @@ TEST_CASE("onnx import: the fuzz seed models (fuzz/corpus/onnx) load and run at 
   }
   CHECK(n == 6);
 }
+
+TEST_CASE("onnx import: an unsorted graph is sorted by us, then refused by ONNX's checker with its message") {
+  Builder b;
+  b.input("x", {-1, 3});
+  b.node("Sigmoid", {"r"}, {"y"}, "second");
+  b.node("Relu", {"x"}, {"r"}, "first");
+  b.output("y");
+  check_throws_with([&] { dl::onnx::load_from_bytes(b.bytes()); }, {"onnx::checker", "topologically sorted"});
+}
+
+TEST_CASE("onnx import: randomly mutated seed models end in a clean load or a dl::Error") {
+  // A cheap, deterministic stand-in for the fuzzer (fuzz/fuzz_onnx.cpp) in the normal test run:
+  // byte flips, truncations and insertions of the seed models; anything but a dl::Error escaping
+  // (or a crash) fails. DL_ONNX_MUTATIONS=N (default 300 per seed) runs longer; with
+  // DL_ONNX_MUTATIONS_RUN=1 each model that loads is also run once on a small input.
+  const char* env_n = std::getenv("DL_ONNX_MUTATIONS");
+  const int per_seed = env_n ? std::max(1, std::atoi(env_n)) : 300;
+  const bool run = std::getenv("DL_ONNX_MUTATIONS_RUN") != nullptr;
+  const fs::path dir = fs::path(dl::test::source_dir()) / "fuzz" / "corpus" / "onnx";
+  REQUIRE(fs::is_directory(dir));
+  uint64_t state = 12345;
+  auto next = [&] {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<uint32_t>(state >> 33);
+  };
+  int loaded = 0, refused = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    std::ifstream f(e.path(), std::ios::binary);
+    const std::string seed((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    REQUIRE(!seed.empty());
+    for (int i = 0; i < per_seed; ++i) {
+      std::string s = seed;
+      const int edits = 1 + static_cast<int>(next() % 4);
+      for (int k = 0; k < edits; ++k) {
+        const size_t pos = next() % s.size();
+        switch (next() % 4) {
+          case 0: s[pos] = static_cast<char>(next()); break;
+          case 1: s[pos] = static_cast<char>(s[pos] ^ (1 << (next() % 8))); break;
+          case 2: s.insert(pos, 1, static_cast<char>(next())); break;
+          default: s.resize(std::max<size_t>(pos, 1)); break;
+        }
+      }
+      try {
+        auto m = dl::onnx::load_from_bytes(s);
+        ++loaded;
+        if (run && m->input_names().size() == 1) {
+          const std::string f = e.path().filename().string();
+          const dl::Shape shape = f.rfind("cnn", 0) == 0             ? dl::Shape{2, 2, 6, 6}
+                                  : f.rfind("flatten_chain", 0) == 0 ? dl::Shape{2, 2, 3}
+                                  : f.rfind("slice_pad_clip", 0) == 0 ? dl::Shape{2, 3, 5}
+                                                                      : dl::Shape{2, 3};
+          try {
+            (void)m->forward(dl::zeros(shape));
+          } catch (const dl::Error&) {
+          }
+        }
+      } catch (const dl::Error&) {
+        ++refused;
+      }
+    }
+  }
+  MESSAGE(loaded << " mutated models loaded, " << refused << " refused with a dl::Error");
+  CHECK(loaded + refused == 6 * per_seed);
+}
