@@ -587,3 +587,70 @@ TEST_CASE("onnx import: randomly mutated seed models end in a clean load or a dl
   MESSAGE(loaded << " mutated models loaded, " << refused << " refused with a dl::Error");
   CHECK(loaded + refused == 6 * per_seed);
 }
+
+namespace {
+void attr_s(::onnx::NodeProto* n, const std::string& name, const std::string& v) {
+  auto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(::onnx::AttributeProto::STRING);
+  a->set_s(v);
+}
+}  // namespace
+
+TEST_CASE("onnx import: Conv and MaxPool auto_pad SAME_UPPER / SAME_LOWER and asymmetric pads") {
+  // 8x8 input, kernel 3, stride 2: 4x4 output, one row/column of padding in total, at the end
+  // (SAME_UPPER) or at the start (SAME_LOWER). Expected: the stride-1, pad-1 result subsampled at
+  // odd (window starts 0, 2, 4, 6) or even (starts -1, 1, 3, 5) positions.
+  const Tensor x = randn({2, 3, 8, 8}, 70);
+  const Tensor w = randn({4, 3, 3, 3}, 71), bias = randn({4}, 72);
+  dl::Conv2dParams p1;
+  p1.padding = {1, 1};
+  const Tensor conv_full = dl::conv2d(x, w, bias, p1);
+  dl::Pool2dParams q1;
+  q1.kernel = {3, 3};
+  q1.stride = {1, 1};
+  q1.padding = {1, 1};
+  const Tensor pool_full = dl::max_pool2d(x, q1);
+  for (const std::string mode : {"SAME_UPPER", "SAME_LOWER", "PADS"}) {
+    INFO(mode);
+    const int64_t start = mode == "SAME_LOWER" ? 0 : 1;
+    Builder b;
+    b.input("x", {-1, 3, 8, 8});
+    b.init("w", w);
+    b.init("b", bias);
+    auto* conv = b.node("Conv", {"x", "w", "b"}, {"c"});
+    auto* pool = b.node("MaxPool", {"x"}, {"p"});
+    attr_ints(pool, "kernel_shape", {3, 3});
+    for (auto* n : {conv, pool}) {
+      attr_ints(n, "strides", {2, 2});
+      if (mode == "PADS") attr_ints(n, "pads", {0, 0, 1, 1});  // = SAME_UPPER, written out
+      else attr_s(n, "auto_pad", mode);
+    }
+    b.output("c");
+    b.output("p");
+    auto m = dl::onnx::load_from_bytes(b.bytes());
+    const auto ys = m->run({x});
+    CHECK_CLOSE(ys[0], conv_full.slice(2, start, 8, 2).slice(3, start, 8, 2), 1e-5, 1e-5);
+    CHECK_CLOSE(ys[1], pool_full.slice(2, start, 8, 2).slice(3, start, 8, 2), 0, 0);
+  }
+}
+
+TEST_CASE("onnx import: Softmax/LogSoftmax coerce to 2-D at axis before opset 13, use one axis from 13") {
+  const Tensor x = randn({2, 3, 4}, 80);
+  for (int64_t opset : {11, 13}) {
+    Builder b(opset);
+    b.input("x", {-1, 3, 4});
+    attr_i(b.node("Softmax", {"x"}, {"s"}), "axis", 1);
+    attr_i(b.node("LogSoftmax", {"x"}, {"l"}), "axis", 1);
+    b.output("s");
+    b.output("l");
+    const auto ys = dl::onnx::load_from_bytes(b.bytes())->run({x});
+    if (opset < 13) {
+      CHECK_CLOSE(ys[0], x.reshape({2, 12}).softmax(1).reshape({2, 3, 4}), 1e-6, 1e-7);
+      CHECK_CLOSE(ys[1], x.reshape({2, 12}).log_softmax(1).reshape({2, 3, 4}), 1e-6, 1e-6);
+    } else {
+      CHECK_CLOSE(ys[0], x.softmax(1), 1e-6, 1e-7);
+      CHECK_CLOSE(ys[1], x.log_softmax(1), 1e-6, 1e-6);
+    }
+  }
+}
