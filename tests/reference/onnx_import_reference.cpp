@@ -12,6 +12,7 @@
 
 #include "autograd/functional.h"
 #include "autograd/node.h"
+#include "models/weights.h"
 #include "onnx/onnx.h"
 #include "test_util.h"
 
@@ -80,6 +81,32 @@ int check_model(const std::string& model, const std::vector<int>& opsets, bool g
     MESSAGE(key << ": relative difference to PyTorch " << d3 << " (batch 3), " << d1 << " (batch 1)");
     CHECK(d3 <= kTol);
     CHECK(d1 <= kTol);
+    if (grads) {
+      // the state_dict keys are PyTorch's (num_batches_tracked aside: not in the ONNX file), with
+      // PyTorch's values, and PyTorch's state_dict loads back into the imported model by name
+      dl::TensorDict want_sd = dl::load_weights((dir / "state_dict.pth").string());
+      std::erase_if(want_sd, [](const auto& kv) { return kv.first.find("num_batches_tracked") != std::string::npos; });
+      std::vector<std::string> want_keys, got_keys;
+      for (const auto& [k, v] : want_sd) want_keys.push_back(k);
+      for (const auto& [k, v] : net->state_dict()) got_keys.push_back(k);
+      std::sort(want_keys.begin(), want_keys.end());
+      std::sort(got_keys.begin(), got_keys.end());
+      CHECK(got_keys == want_keys);
+      for (const auto& [k, v] : want_sd) {
+        INFO(k);
+        const bool is_buffer = k.find("running_") != std::string::npos;
+        const dl::Tensor mine = is_buffer ? net->get_buffer(k) : net->get_parameter(k);
+        CHECK(dl::allclose(mine, v, 0, 0));
+      }
+      {  // perturb, then load PyTorch's weights by name: the outputs are PyTorch's again
+        dl::NoGradGuard ng;
+        for (const auto& p : net->parameters()) dl::Tensor(p).mul_(0.5);
+      }
+      const auto res = net->load_state_dict(want_sd);
+      CHECK(res.ok());
+      dl::NoGradGuard ng;
+      CHECK(rel_diff(net->forward(x), y) <= kTol);
+    }
     if (grads) {
       const dl::Tensor r = dl::onnx::read_tensor_proto((dir / "grad_weight.pb").string());
       const dl::Tensor want = dl::onnx::read_tensor_proto((dir / "input_grad.pb").string());
