@@ -334,8 +334,11 @@ std::unique_ptr<OnnxModel::Impl> build(const ::onnx::ModelProto& model, const st
     bool has_external = false;
     for (const auto& t : g.initializer())
       has_external |= t.has_data_location() && t.data_location() == ::onnx::TensorProto::EXTERNAL;
-    if (has_external) {
+    // a file from a newer ONNX (IR version above this checker's) is checked as this version's
+    const bool newer_ir = model.ir_version() > ::onnx::IR_VERSION;
+    if (has_external || newer_ir) {
       ::onnx::ModelProto copy = model;
+      if (newer_ir) copy.set_ir_version(::onnx::IR_VERSION);
       auto* inits = copy.mutable_graph()->mutable_initializer();
       for (int i = 0; i < inits->size(); ++i) {
         ::onnx::TensorProto* t = inits->Mutable(i);
