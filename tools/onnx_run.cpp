@@ -2,8 +2,8 @@
 // files and writes each output as <output_name>.pb (a TensorProto) into --output-dir.
 //
 //   onnx_run model.onnx --input input=x.pb --output-dir out/
-//   onnx_run model.onnx --input a.pb --input b.pb --output-dir out/   (matched to the graph's
-//                                                                      inputs in order)
+//   onnx_run model.onnx a.pb b.pb --output-dir out/                   (matched to the graph's
+//   onnx_run model.onnx --input a.pb --input b.pb --output-dir out/    inputs in order)
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -34,11 +34,14 @@ int run(int argc, char** argv) {
   CLI::App app{"onnx_run: runs an ONNX model on TensorProto inputs and writes its outputs as TensorProto files"};
   std::string model_path, out_dir;
   std::vector<std::string> input_args;
+  std::vector<std::string> positional_inputs;
   app.add_option("model", model_path, "the .onnx file")->required();
+  app.add_option("inputs", positional_inputs, "input files (NAME=FILE.pb or FILE.pb), like --input");
   app.add_option("--input,-i", input_args,
                  "NAME=FILE.pb, or FILE.pb (matched to the graph's inputs in order); once per input");
   app.add_option("--output-dir,-o", out_dir, "where <output_name>.pb files are written")->required();
   CLI11_PARSE(app, argc, argv);
+  input_args.insert(input_args.begin(), positional_inputs.begin(), positional_inputs.end());
 
   auto model = dl::onnx::load(model_path);
   const auto& names = model->input_names();

@@ -478,11 +478,12 @@ TEST_CASE("onnx_run: runs a model on TensorProto inputs and writes <output>.pb")
   }
   const Tensor x = randn({2, 3, 8, 8}, 50);
   dl::onnx::write_tensor_proto((dir / "x.pb").string(), x, "x");
-  for (const std::string& arg : {std::string("x=") + (dir / "x.pb").string(), (dir / "x.pb").string()}) {
+  for (const std::string& arg : {std::string("x=") + (dir / "x.pb").string(), (dir / "x.pb").string(),
+                                 std::string("positional")}) {
     fs::remove_all(dir / "out");
-    const auto r = dl::test::run_program(
-        {prog, (dir / "m.onnx").string(), "--input", arg, "--output-dir", (dir / "out").string()},
-        (dir / "log.txt").string());
+    std::vector<std::string> args{prog, (dir / "m.onnx").string(), "--input", arg, "--output-dir", (dir / "out").string()};
+    if (arg == "positional") args = {prog, (dir / "m.onnx").string(), (dir / "x.pb").string(), "-o", (dir / "out").string()};
+    const auto r = dl::test::run_program(args, (dir / "log.txt").string());
     INFO(r.output);
     REQUIRE(r.code == 0);
     CHECK_CLOSE(dl::onnx::read_tensor_proto((dir / "out" / "y.pb").string()), net.native(x), 1e-5, 1e-6);
