@@ -15,7 +15,7 @@ namespace dl::onnx::detail {
 // ---- limits -------------------------------------------------------------------------------------
 inline constexpr int64_t kMaxModelBytes = (int64_t{1} << 31) - 1;      // protobuf's own limit: 2 GiB
 inline constexpr int64_t kMaxTensorElements = int64_t{1} << 34;         // one initializer
-inline constexpr int64_t kMaxExternalBytes = int64_t{1} << 36;          // all external data of a model
+inline constexpr int64_t kMaxExternalBytes = int64_t{1} << 34;          // all external data of a model (16 GiB)
 inline constexpr int64_t kMaxRunElements = int64_t{1} << 31;            // one value computed while running
 inline constexpr int64_t kMaxFoldElements = int64_t{1} << 20;           // one value folded at load
 inline constexpr int64_t kMaxFoldTotal = int64_t{1} << 24;              // all values folded at load
