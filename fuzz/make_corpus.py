@@ -16,6 +16,9 @@ generators, fixed zip timestamps, gzip without a time stamp. One folder per targ
   checkpoint/   the project's checkpoints (safetensors + format tag + JSON metadata), as
                 models/checkpoint.cpp writes them
   idx/          every IDX element type, 1 to 4 dims, plain and gzip
+  onnx/         small ONNX models written with onnx.helper (opsets 9 and 13): conv/batch-norm/pool/
+                gemm, the Shape/Gather/Unsqueeze/Concat/Reshape flatten, slice/pad/clip/softmax,
+                ConstantOfShape, typed-field and int32 initializers
   image/        PNG (gray, gray+alpha, RGB, RGBA, palette, 16-bit), JPEG (baseline, progressive,
                 gray, 4:2:0 / 4:4:4), BMP (1/8/24/32-bit)
 """
@@ -299,6 +302,87 @@ def write_image(out):
     save(img("L", 9, 2).convert("1"), "mono1.bmp", "BMP")
 
 
+def write_onnx(out):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+
+    def f32(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    def out_info(name):
+        vi = helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
+        vi.type.tensor_type.shape.SetInParent()  # rank unknown; onnx's checker wants the field
+        return vi
+
+    def save(name, nodes, inits, inp_shape, opset, out_name="y"):
+        graph = helper.make_graph(
+            nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, inp_shape)], [out_info(out_name)],
+            [numpy_helper.from_array(v, k) for k, v in inits.items()])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="make_corpus")
+        model.ir_version = 7 if opset >= 13 else 4
+        onnx.checker.check_model(model)
+        write(os.path.join(out, "onnx", name + ".onnx"), model.SerializeToString())
+
+    for opset in (9, 13):
+        save(f"cnn_op{opset}", [
+            helper.make_node("Conv", ["x", "c.weight", "c.bias"], ["c"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+            helper.make_node("BatchNormalization", ["c", "bn.weight", "bn.bias", "bn.mean", "bn.var"], ["b"]),
+            helper.make_node("Relu", ["b"], ["r"]),
+            helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+            helper.make_node("AveragePool", ["p"], ["a"], kernel_shape=[2, 2], count_include_pad=1, pads=[1, 1, 1, 1]),
+            helper.make_node("GlobalAveragePool", ["a"], ["g"]),
+            helper.make_node("Flatten", ["g"], ["f"]),
+            helper.make_node("Gemm", ["f", "fc.weight", "fc.bias"], ["y"], transB=1),
+        ], {"c.weight": f32(4, 2, 3, 3), "c.bias": f32(4), "bn.weight": f32(4), "bn.bias": f32(4),
+            "bn.mean": f32(4), "bn.var": np.abs(f32(4)) + 0.5, "fc.weight": f32(3, 4), "fc.bias": f32(3)},
+            ["N", 2, 6, 6], opset)
+        unsq = (helper.make_node("Unsqueeze", ["n", "axes"], ["n1"]) if opset >= 13
+                else helper.make_node("Unsqueeze", ["n"], ["n1"], axes=[0]))
+        inits = {"idx": np.array(0, dtype=np.int64), "m1": np.array([-1], dtype=np.int64)}
+        if opset >= 13:
+            inits["axes"] = np.array([0], dtype=np.int64)
+        save(f"flatten_chain_op{opset}", [
+            helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "idx"], ["n"]), unsq,
+            helper.make_node("Concat", ["n1", "m1"], ["shape"], axis=0),
+            helper.make_node("Reshape", ["x", "shape"], ["r"]),
+            helper.make_node("Softmax", ["r"], ["y"], axis=1),
+        ], inits, ["N", 2, 3], opset)
+    save("slice_pad_clip_op13", [
+        helper.make_node("Slice", ["x", "st", "en", "ax", "sp"], ["s"]),
+        helper.make_node("Pad", ["s", "pads", "pv"], ["p"]),
+        helper.make_node("Clip", ["p", "lo", "hi"], ["c"]),
+        helper.make_node("Transpose", ["c"], ["t"], perm=[0, 2, 1]),
+        helper.make_node("ReduceMean", ["t"], ["m"], axes=[1], keepdims=1),
+        helper.make_node("Squeeze", ["m", "one"], ["q"]),
+        helper.make_node("LeakyRelu", ["q"], ["l"], alpha=0.2),
+        helper.make_node("HardSwish", ["l"], ["h"]),
+        helper.make_node("LogSoftmax", ["h"], ["y"], axis=-1),
+    ], {"st": np.array([3], dtype=np.int64), "en": np.array([-100], dtype=np.int64), "ax": np.array([2], dtype=np.int64),
+        "sp": np.array([-1], dtype=np.int64), "pads": np.array([0, 0, 1, 0, 0, 2], dtype=np.int64),
+        "pv": np.array(0.5, dtype=np.float32), "lo": np.array(-1, dtype=np.float32), "hi": np.array(1, dtype=np.float32),
+        "one": np.array([1], dtype=np.int64)}, ["N", 3, 5], 14)
+    shape = helper.make_tensor("v", TensorProto.FLOAT, [1], [0.25])
+    typed = helper.make_tensor("w", TensorProto.FLOAT, [3], [1.0, 2.0, 3.0])  # float_data, not raw_data
+    graph = helper.make_graph([
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("ConstantOfShape", ["s"], ["k"], value=shape),
+        helper.make_node("Add", ["x", "k"], ["a"]),
+        helper.make_node("Mul", ["a", "w"], ["m"]),
+        helper.make_node("Cast", ["i32"], ["i64"], to=TensorProto.INT64),
+        helper.make_node("Cast", ["i64"], ["fl"], to=TensorProto.FLOAT),
+        helper.make_node("Sub", ["m", "fl"], ["y"]),
+    ], "constant_of_shape", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+        [out_info("y")],
+        [typed, helper.make_tensor("i32", TensorProto.INT32, [3], [1, -2, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 6
+    onnx.checker.check_model(model)
+    write(os.path.join(out, "onnx", "constant_of_shape_op11.onnx"), model.SerializeToString())
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
     if os.path.isdir(out):
@@ -310,6 +394,7 @@ def main():
     write_checkpoint(out)
     write_idx(out)
     write_image(out)
+    write_onnx(out)
     total = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(out) for f in fs)
     count = sum(len(fs) for _, _, fs in os.walk(out))
     assert total < 2 << 20, f"corpus is {total} bytes; keep it under 2 MB"

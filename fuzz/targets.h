@@ -19,6 +19,7 @@
 #include "models/io/raw_tensor.h"
 #include "models/io/zip.h"
 #include "models/weights.h"
+#include "onnx/onnx.h"
 
 namespace dl::fuzz {
 
@@ -128,6 +129,17 @@ inline void image(const uint8_t* data, size_t size) {
   });
 }
 
+// ONNX models through dl::onnx::load_from_bytes, from memory with no folder (so external data is
+// refused): protobuf parsing (ONNX's own types), initializer sizes against their data, attributes,
+// graph order and cycles, onnx::checker, and the constant folding done at load (bounded: see
+// kMaxFoldElements in onnx/import_internal.h). The model is not run.
+inline void onnx_model(const uint8_t* data, size_t size) {
+  expect_dl_errors_only([&] {
+    auto m = dl::onnx::load_from_bytes(std::string(reinterpret_cast<const char*>(data), size), "");
+    if (!m || m->output_names().empty()) __builtin_trap();  // a loaded model has outputs
+  });
+}
+
 using Target = void (*)(const uint8_t*, size_t);
 struct NamedTarget {
   const char* name;
@@ -135,9 +147,10 @@ struct NamedTarget {
 };
 // Every target by name (the file stem after "fuzz_"; crash files are named "<name>-...").
 inline const std::vector<NamedTarget>& all_targets() {
-  static const std::vector<NamedTarget> t = {{"checkpoint", checkpoint}, {"idx", idx},   {"image", image},
-                                             {"pickle", pickle},         {"pth", pth},   {"safetensors", safetensors},
-                                             {"zip", zip}};
+  static const std::vector<NamedTarget> t = {{"checkpoint", checkpoint}, {"idx", idx},
+                                             {"image", image},           {"onnx", onnx_model},
+                                             {"pickle", pickle},         {"pth", pth},
+                                             {"safetensors", safetensors}, {"zip", zip}};
   return t;
 }
 

@@ -1,6 +1,6 @@
 // Replays every input saved in tests/data/fuzz_regressions/ through the libFuzzer target it came
 // from (the same code: fuzz/targets.h). A file is named "<target>-<what it does>.<ext>", target
-// being one of checkpoint, idx, image, pickle, pth, safetensors, zip. Each must end in a dl::Error
+// being one of checkpoint, idx, image, onnx, pickle, pth, safetensors, zip. Each must end in a dl::Error
 // or a clean load: no other exception, no allocation above 512 MB (tests/unit/alloc_guard.h), no
 // peak-RSS growth above 200 MB. (Sanitizer findings reproduce under ./test.sh --sanitize.)
 //
@@ -17,6 +17,7 @@
 
 #include "fuzz/targets.h"
 #include "models/weights.h"
+#include "onnx/onnx.h"
 #include "test_util.h"
 #include "unit/alloc_guard.h"
 
@@ -93,6 +94,7 @@ TEST_CASE("fuzz regressions: the saved inputs are found") {
 TEST_CASE("fuzz regressions: checkpoint") { replay_all("checkpoint"); }
 TEST_CASE("fuzz regressions: idx") { replay_all("idx"); }
 TEST_CASE("fuzz regressions: image") { replay_all("image"); }
+TEST_CASE("fuzz regressions: onnx") { replay_all("onnx"); }
 TEST_CASE("fuzz regressions: pickle") { replay_all("pickle"); }
 TEST_CASE("fuzz regressions: pth") { replay_all("pth"); }
 TEST_CASE("fuzz regressions: safetensors") { replay_all("safetensors"); }
@@ -127,4 +129,34 @@ TEST_CASE("fuzz regressions: a JPEG whose Huffman table declares more than 256 c
   INFO(o.message);
   CHECK(o.dl_error);
   CHECK(o.message.find(p.string()) != std::string::npos);
+}
+
+TEST_CASE("fuzz regressions: ONNX models claiming huge tensors are refused before allocating") {
+  // An initializer claiming 1e12 float elements with 4 bytes of raw_data; an empty one whose other
+  // dims (2^62 x 4) would overflow its strides; ConstantOfShape of 2^62 elements from constants
+  // (folded at load, so it must be bounded there). Each must be a dl::Error naming the problem,
+  // with no large allocation.
+  for (const char* name : {"onnx-initializer-claiming-1e12-elements-with-4-bytes.onnx",
+                           "onnx-empty-initializer-whose-other-dims-overflow-strides.onnx",
+                           "onnx-constant-of-shape-2pow62-elements.onnx", "onnx-external-data-at-dotdot-etc-passwd.onnx",
+                           "onnx-two-node-cycle.onnx", "onnx-truncated-cnn.onnx"}) {
+    const fs::path p = regressions_dir() / name;
+    REQUIRE(fs::exists(p));
+    const std::string bytes = read_bytes(p);
+    const dl::test::Outcome o = dl::test::run_guarded([&] { (void)dl::onnx::load_from_bytes(bytes, ""); });
+    INFO(std::string(name) << ": " << o.message << "; operator new was asked for " << o.largest_huge << " bytes");
+    const std::string n = name;
+    if (n.find("constant-of-shape") != std::string::npos) {
+      // the fold is skipped (bound above kMaxFoldElements): the model loads, the op refuses when run
+      CHECK_FALSE(o.dl_error);
+      CHECK_FALSE(o.other_exception);
+    } else {
+      CHECK(o.dl_error);
+    }
+    CHECK(o.huge_requests == 0);
+    if (n.find("1e12") != std::string::npos) CHECK(o.message.find("claim more than") != std::string::npos);
+    if (n.find("strides") != std::string::npos) CHECK(o.message.find("claim more than") != std::string::npos);
+    if (n.find("passwd") != std::string::npos) CHECK(o.message.find("not allowed") != std::string::npos);
+    if (n.find("cycle") != std::string::npos) CHECK(o.message.find("cycle") != std::string::npos);
+  }
 }
