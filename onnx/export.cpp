@@ -136,14 +136,14 @@ class ExportTracer final : public autograd::Tracer {
         fail("export_model: {} was computed by an op the tracer did not see {}", what, where());
       name = fmt::format("constant_{}", constant_count_++);
     }
-    tensor_to_proto(t, name, graph_->add_initializer());
+    detail::tensor_to_proto(t, name, graph_->add_initializer());
     values_[&t.impl()] = name;
     keep_.push_back(t);
     return name;
   }
   std::string constant(const Tensor& t) {
     std::string name = fmt::format("constant_{}", constant_count_++);
-    tensor_to_proto(t, name, graph_->add_initializer());
+    detail::tensor_to_proto(t, name, graph_->add_initializer());
     keep_.push_back(t);
     return name;
   }

@@ -444,6 +444,10 @@ std::vector<Tensor> OnnxModel::run(const std::vector<Tensor>& inputs) { return i
 const std::vector<std::string>& OnnxModel::input_names() const { return impl_->input_names; }
 const std::vector<std::string>& OnnxModel::output_names() const { return impl_->output_names; }
 int64_t OnnxModel::opset() const { return impl_->opset; }
+std::vector<int64_t> OnnxModel::input_shape(size_t i) const {
+  if (i >= impl_->inputs.size()) fail("ONNX model: input_shape({}) of a graph with {} inputs", i, impl_->inputs.size());
+  return impl_->inputs[i].has_shape ? impl_->inputs[i].dims : std::vector<int64_t>{};
+}
 const std::vector<OnnxModel::NodeInfo>& OnnxModel::nodes() const { return impl_->nodes; }
 Tensor OnnxModel::initializer(const std::string& onnx_name) const {
   for (const auto& i : impl_->inits)

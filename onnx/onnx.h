@@ -49,6 +49,8 @@ class OnnxModel : public nn::Module {
   const std::vector<std::string>& input_names() const;
   const std::vector<std::string>& output_names() const;
   int64_t opset() const;  // the default domain's opset version
+  // The declared shape of graph input i: -1 for a symbolic or unknown dim; empty when undeclared.
+  std::vector<int64_t> input_shape(size_t i = 0) const;
 
   // The nodes in run order, for inspection (and for locating layers by shape, onnx/resnet.h).
   struct NodeInfo {

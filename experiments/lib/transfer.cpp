@@ -7,6 +7,7 @@
 #include "models/io/sha256.h"
 #include "models/weights.h"
 #include "nn/optim/adam.h"
+#include "onnx/weights.h"
 #include "tensor/ops.h"
 
 namespace dl::exp {
@@ -36,6 +37,7 @@ std::string missing_weights_message(const std::string& path) {
 
 void require_weights(const std::string& path) {
   if (!fs::exists(path)) fail("{}", missing_weights_message(path));
+  onnx::register_weights_format();  // an .onnx ResNet18 is read like a .pth (onnx/weights.h)
 }
 
 namespace {

@@ -24,7 +24,8 @@ struct TransferOptions {
   void add_to(CLI::App& app);
 };
 
-// Fails with instructions (where to put the file, how to fetch it) when the weights are missing.
+// Fails with instructions (where to put the file, how to fetch it) when the weights are missing;
+// makes load_weights accept ONNX files (onnx/weights.h) for what follows.
 void require_weights(const std::string& path);
 std::string missing_weights_message(const std::string& path);
 

@@ -13,6 +13,7 @@
 #include "data/image_draw.h"
 #include "data/image_io.h"
 #include "data/transforms.h"
+#include "experiments/lib/run_model.h"
 #include "experiments/lib/study.h"
 #include "experiments/lib/transfer.h"
 #include "models/checkpoint.h"
@@ -134,42 +135,6 @@ data::Image draw_gradcam(const data::ImageSet& test, const std::vector<Predictio
   return img;
 }
 
-// The trained model of a run folder, ready for Grad-CAM, and the transform its inputs need.
-struct Loaded {
-  std::shared_ptr<models::Classifier> model;
-  data::TransformPtr transform;
-};
-
-Loaded load_model(const std::string& key, const fs::path& run) {
-  nlohmann::json config = read_json(run / "config.json");
-  Checkpoint best = load_checkpoint((run / "best.ckpt").string());
-  Loaded l;
-  if (key == "scratch_cnn") {
-    models::ScratchCnnConfig mc;
-    mc.channels = config.at("model").at("channels").get<std::array<int64_t, 4>>();
-    mc.dropout = config.value("dropout", 0.3);
-    auto m = std::make_shared<models::ScratchCnn>(mc);
-    m->load_state_dict(best.model, true);
-    double mean = config.at("normalization").at("mean").get<double>(), sd = config.at("normalization").at("std").get<double>();
-    l.transform = data::transforms::Compose({data::transforms::ToFloat(), data::transforms::Normalize({mean}, {sd})});
-    l.model = m;
-  } else {
-    auto m = std::make_shared<models::ResNet18>(data::kFashionMnistClasses);
-    std::string weights = config.at("weights").get<std::string>();
-    require_weights(weights);
-    // the backbone must be the one the head was trained on: the recorded digest says which
-    std::string recorded = config.value("weights_sha256", std::string()), now = io::sha256_file(weights);
-    if (!recorded.empty() && recorded != now)
-      fail("'{}' has SHA-256 {}, but {} was trained on weights with SHA-256 {}; the run and the weights disagree",
-           weights, now, (run / "config.json").string(), recorded);
-    models::load_resnet18_weights(*m, weights);
-    m->fc->load_state_dict(best.model, true);  // the trained head
-    l.transform = data::transforms::ResnetInput(config.at("image_size").get<int64_t>());
-    l.model = m;
-  }
-  return l;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -241,7 +206,7 @@ int main(int argc, char** argv) {
       // Grad-CAM over the first samples/2 mistakes and as many correct predictions
       std::string cam_note;
       try {
-        Loaded l = load_model(key, run);
+        RunModel l = load_run_model(run, key);
         std::vector<Prediction> pick;
         for (const auto& p : wrong)
           if (static_cast<int64_t>(pick.size()) < samples / 2) pick.push_back(p);

@@ -3,7 +3,8 @@
 //   build/bin/predict --weights FILE [--model resnet18|scratch_cnn] [--num-classes N] IMAGE...
 //   build/bin/predict --weights FILE --input X.safetensors --output Y.safetensors
 //
-// Weights: torchvision .pth, safetensors, or a checkpoint of this project (best.ckpt). The model
+// Weights: torchvision .pth, safetensors, a checkpoint of this project (best.ckpt), or an ONNX file of a
+// ResNet18 or scratch CNN (onnx/weights.h: exported here, or by torch.onnx.export). The model
 // type and class count are read from the weights when not given. ResNet18 images get
 // torchvision's ImageNet evaluation preprocessing (resize the shorter side to 256, centre crop
 // 224, ImageNet mean/std; bilinear without antialiasing, as on tensors); scratch-CNN images are
@@ -22,6 +23,7 @@
 #include "models/resnet.h"
 #include "models/scratch_cnn.h"
 #include "models/weights.h"
+#include "onnx/weights.h"
 #include "tensor/ops.h"
 
 using namespace dl;
@@ -65,7 +67,7 @@ int main(int argc, char** argv) {
   std::string weights, model_name, input, output;
   int64_t num_classes = 0;
   std::vector<std::string> images;
-  app.add_option("--weights", weights, "weights file (.pth, .safetensors, or best.ckpt)")->required();
+  app.add_option("--weights", weights, "weights file (.pth, .safetensors, best.ckpt or .onnx)")->required();
   app.add_option("--model", model_name, "resnet18 or scratch_cnn (default: read from the weights)");
   app.add_option("--num-classes", num_classes, "class count (default: read from the weights)")->check(CLI::PositiveNumber);
   app.add_option("--input", input, "safetensors with key 'input' (N, C, H, W float32, preprocessed)");
@@ -76,6 +78,7 @@ int main(int argc, char** argv) {
     if (input.empty() == images.empty())
       fail("give either image files or --input X.safetensors (with --output Y.safetensors)");
     if (!input.empty() && output.empty()) fail("--input needs --output, where the logits are written");
+    onnx::register_weights_format();  // --weights model.onnx: its state dict (onnx/weights.h)
     nn::StateDict sd = model_tensors(load_weights(weights));
     if (model_name.empty()) model_name = find(sd, "block1.0.weight") ? "scratch_cnn" : "resnet18";
     const Tensor* fcw = find(sd, "fc.weight");

@@ -81,7 +81,7 @@ TEST_CASE("study.sh --quick --onnx produces every artefact, consistent, and comp
     for (const char* f : {"confusion.png", "misclassified.png", "gradcam.png", "confused_pairs.csv"})
       CHECK_MESSAGE(fs::exists(r / "error_analysis" / m / f), m << "/" << f << " is missing");
   for (const char* m : {"scratch_cnn", "baseline_transfer", "lr_tuning"})  // --onnx: exported, re-imported, checked
-    CHECK_MESSAGE(fs::exists(r / m / "model.onnx") && fs::file_size(r / m / "model.onnx") > 100000,
+    CHECK_MESSAGE((fs::exists(r / m / "model.onnx") && fs::file_size(r / m / "model.onnx") > 100000),
                   m << "/model.onnx is missing or small");
   std::string report = slurp(r / "report" / "report.md");
   CHECK(report.find("stand-in") != std::string::npos);
