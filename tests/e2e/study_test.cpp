@@ -142,7 +142,7 @@ TEST_CASE("a run killed with SIGKILL and resumed ends with the metrics of an uni
   fs::remove_all(out);
 }
 
-TEST_CASE("SIGINT stops a run after saving its last completed epoch; --resume finishes it") {
+TEST_CASE("SIGINT stops a run after saving its last completed epoch, --resume finishes it") {
   fs::path bin = test::bin_dir();
   fs::path out = fs::temp_directory_path() / ("dl_e2e_sigint_" + std::to_string(getpid()));
   fs::remove_all(out);

@@ -21,7 +21,7 @@ TEST_CASE("clamp on integer tensors: infinite bounds leave a side open, fraction
   CHECK(u.clamp(300, 400).to(DType::Int64).to_vector<int64_t>() == std::vector<int64_t>{255, 255, 255});
 }
 
-TEST_CASE("clamp: NaN stays NaN with no gradient; the bounds pass the gradient; min > max gives max") {
+TEST_CASE("clamp: NaN stays NaN with no gradient, the bounds pass the gradient, min > max gives max") {
   Tensor x = from_vector<double>({std::nan(""), -2.0, -1.0, 0.3, 1.0, 4.0}, {6}).requires_grad_();
   Tensor y = x.clamp(-1.0, 1.0);
   auto v = y.to_vector<double>();

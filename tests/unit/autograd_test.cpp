@@ -49,7 +49,7 @@ TEST_CASE("backward with an explicit gradient for non-scalars") {
   CHECK_THROWS_AS(z.backward(ones({3}, DType::Float64)), dl::Error);
 }
 
-TEST_CASE("second backward without retain_graph is a clear error; with it, it works") {
+TEST_CASE("second backward without retain_graph is a clear error, with it, it works") {
   auto x = ones({2}, DType::Float64).requires_grad_();
   auto y = (x.exp() * x).sum();
   y.backward();

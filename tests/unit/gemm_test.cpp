@@ -287,7 +287,7 @@ TEST_CASE("sgemm: every alpha/beta on each transpose, beta = 0 never reads C (Na
         }
 }
 
-TEST_CASE("sgemm with K = 0 scales C by beta; M = 0 or N = 0 does nothing; alpha = 0 does not read A, B") {
+TEST_CASE("sgemm with K = 0 scales C by beta, M = 0 or N = 0 does nothing, alpha = 0 does not read A, B") {
   for (const std::string& kern : supported_kernels()) {
     ForceKernel f(kern.c_str());
     const float nan = std::numeric_limits<float>::quiet_NaN();

@@ -140,7 +140,7 @@ fs::path temp_dir(const std::string& tag) {
 
 }  // namespace
 
-TEST_CASE("onnx import: state_dict keys are the ONNX names; results match the same ops written natively") {
+TEST_CASE("onnx import: state_dict keys are the ONNX names, results match the same ops written natively") {
   SmallNet net;
   auto m = dl::onnx::load_from_bytes(net.bytes());
   std::vector<std::string> keys;
@@ -165,7 +165,7 @@ TEST_CASE("onnx import: state_dict keys are the ONNX names; results match the sa
   CHECK(m->load_state_dict(m->state_dict()).ok());
 }
 
-TEST_CASE("onnx import: an imported model fine-tunes; batch-norm statistics stay buffers") {
+TEST_CASE("onnx import: an imported model fine-tunes, batch-norm statistics stay buffers") {
   SmallNet net;
   auto m = dl::onnx::load_from_bytes(net.bytes());
   Tensor x = randn({3, 3, 8, 8}, 30);
@@ -218,7 +218,7 @@ TEST_CASE("onnx import: the Shape/Gather/Unsqueeze/Concat/Reshape flatten of old
   }
 }
 
-TEST_CASE("onnx import: TensorProto files round-trip float, double, int64 and uint8; typed fields are read") {
+TEST_CASE("onnx import: TensorProto files round-trip float, double, int64 and uint8, typed fields are read") {
   const fs::path dir = temp_dir("tp");
   std::vector<Tensor> ts = {randn({2, 3}, 1), randn({4}, 2).to(dl::DType::Float64),
                             dl::from_vector<int64_t>({-5, 1LL << 40, 7}, {3}),
