@@ -12,6 +12,7 @@
 #include "models/scratch_cnn.h"
 #include "onnx/onnx.h"
 #include "tensor/ops.h"
+#include "onnx_test_util.h"
 #include "test_util.h"
 
 using namespace dl;
@@ -24,20 +25,6 @@ std::string ort_python() {
   struct stat st {};
   if (!p || !*p || ::stat(p, &st) != 0) return "";
   return p;
-}
-
-// Every batch norm gets statistics and affine parameters away from the identity, so a wrong
-// epsilon, a swapped mean/var or a missing running statistic shows.
-void randomize_batch_norms(nn::Module& m, uint64_t seed) {
-  Generator g(seed);
-  NoGradGuard ng;
-  for (const auto& [name, t] : m.named_buffers()) {
-    if (name.ends_with("running_mean")) ops::copy_(t, randn(t.sizes(), {}, &g) * 0.1);
-    if (name.ends_with("running_var")) ops::copy_(t, rand(t.sizes(), {}, &g) + 0.5);
-  }
-  for (const auto& [name, t] : m.named_parameters())
-    if (name.find("bn") != std::string::npos || name.find(".1.") != std::string::npos)
-      ops::copy_(t, t + randn(t.sizes(), {}, &g) * 0.1);
 }
 
 // Exports `net` at the first batch size, then compares ONNX Runtime with the framework at each.
@@ -76,14 +63,14 @@ void check_against_onnxruntime(nn::Module& net, const Shape& sample, const std::
 TEST_CASE("ONNX Runtime runs the exported scratch CNN as the framework does") {
   manual_seed(11);
   models::ScratchCnn net;  // the study's 1.45M-parameter architecture
-  randomize_batch_norms(net, 12);
+  dl::test::randomize_batch_norms(net, 12);
   check_against_onnxruntime(net, {1, 28, 28}, {4, 1, 7}, 17, "scratch_cnn");
 }
 
 TEST_CASE("ONNX Runtime runs the exported ResNet18 as the framework does") {
   manual_seed(13);
   models::ResNet18 net(10);
-  randomize_batch_norms(net, 14);
+  dl::test::randomize_batch_norms(net, 14);
   check_against_onnxruntime(net, {3, 64, 64}, {2, 3}, 13, "resnet18");
   check_against_onnxruntime(net, {3, 64, 64}, {1}, 17, "resnet18");
 }

@@ -12,20 +12,13 @@
 #include "onnx/onnx.h"
 #include "onnx/weights.h"
 #include "tensor/ops.h"
+#include "onnx_test_util.h"
 #include "test_util.h"
 
 using namespace dl;
 using dl::test::TmpDir;
 
 namespace {
-void randomize_batch_norms(nn::Module& m, uint64_t seed) {
-  Generator g(seed);
-  NoGradGuard ng;
-  for (const auto& [name, t] : m.named_buffers()) {
-    if (name.ends_with("running_mean")) ops::copy_(t, randn(t.sizes(), {}, &g) * 0.1);
-    if (name.ends_with("running_var")) ops::copy_(t, rand(t.sizes(), {}, &g) + 0.5);
-  }
-}
 Tensor run(nn::Module& m, const Tensor& x) {
   NoGradGuard ng;
   return m(x);
@@ -36,9 +29,9 @@ TEST_CASE("ONNX round trip: the scratch CNN and ResNet18 come back with the same
   TmpDir tmp;
   manual_seed(21);
   models::ScratchCnn scratch({.channels = {8, 16, 16, 32}});
-  randomize_batch_norms(scratch, 22);
+  dl::test::randomize_batch_norms(scratch, 22);
   models::ResNet18 resnet(10);
-  randomize_batch_norms(resnet, 23);
+  dl::test::randomize_batch_norms(resnet, 23);
   struct Case {
     nn::Module* net;
     Shape sample;
@@ -78,7 +71,7 @@ TEST_CASE("An imported model fine-tunes like the native one: the same SGD steps 
   TmpDir tmp;
   manual_seed(31);
   models::ScratchCnn native({.channels = {4, 8, 8, 16}});
-  randomize_batch_norms(native, 32);
+  dl::test::randomize_batch_norms(native, 32);
   native.eval();  // batch norm on running statistics (the importer's BatchNormalization), no dropout
   dl::onnx::export_model(native, randn({2, 1, 28, 28}), tmp.path("s.onnx"));
   auto imported = dl::onnx::load(tmp.path("s.onnx"));
@@ -112,7 +105,7 @@ TEST_CASE("ONNX files are weights: load_weights reads an exported ResNet18 by it
   TmpDir tmp;
   manual_seed(41);
   models::ResNet18 net(10);
-  randomize_batch_norms(net, 42);
+  dl::test::randomize_batch_norms(net, 42);
   dl::onnx::export_model(net, randn({1, 3, 32, 32}), tmp.path("r.onnx"));
   dl::onnx::register_weights_format();
   TensorDict w = load_weights(tmp.path("r.onnx"));
