@@ -189,6 +189,7 @@ std::vector<Tensor> OnnxModel::Impl::run(const std::vector<Tensor>& given) const
 namespace {
 
 std::string node_where(const ::onnx::NodeProto& n, int64_t index) {
+  if (n.name().empty()) return fmt::format("unnamed node (#{}, {})", index, n.op_type());
   return fmt::format("node '{}' (#{}, {})", n.name(), index, n.op_type());
 }
 

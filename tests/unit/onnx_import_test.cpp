@@ -365,7 +365,7 @@ TEST_CASE("onnx import: hostile and unsupported models are refused with a messag
           b.output("b");
         }));
       },
-      {"cycle", "node '"});
+      {"cycle", "node 'first' (#0, Add)"});
   // unsupported op, named with the node and its index
   check_throws_with(
       [&] {
