@@ -673,6 +673,52 @@ const std::map<std::string, OpSpec>& registry() {
                            return {x.mean(dims, keep)};
                          };
                        }};
+    for (const char* name : {"ReduceSum", "ReduceMax", "ReduceMin"}) {
+      const std::string op = name;
+      m[name] = {1, 2, 1, 1, [op](const NodeContext& c, Attrs& a) -> OpFn {
+                   const bool from_input = op == "ReduceSum" && c.opset >= 13;
+                   const std::vector<int64_t> attr_axes = from_input ? std::vector<int64_t>{} : a.ints("axes");
+                   if (!from_input && c.node.input_size() > 1) fail("{}: axes is an attribute here", c.where);
+                   const bool keep = a.i("keepdims", 1) != 0;
+                   const bool noop = a.i("noop_with_empty_axes", 0) != 0;
+                   return [=](const Ins& in) -> Outs {
+                     const Tensor& x = need(in, 0, "data");
+                     std::vector<int64_t> axes = attr_axes;
+                     if (from_input && given(in, 1)) axes = ints_of(in[1], "axes");
+                     if (axes.empty() && noop) return {x};
+                     std::vector<int64_t> dims;
+                     if (axes.empty())
+                       for (int64_t d = 0; d < x.dim(); ++d) dims.push_back(d);
+                     for (int64_t ax : axes) dims.push_back(wrap_axis(ax, x.dim(), "axis"));
+                     std::sort(dims.begin(), dims.end());
+                     if (std::adjacent_find(dims.begin(), dims.end()) != dims.end())
+                       fail("axes {} repeat an axis", fmt::join(axes, ","));
+                     if (dims.empty()) return {x};
+                     if (op == "ReduceSum") return {x.sum(dims, keep)};
+                     Tensor y = op == "ReduceMax" ? x : x.neg();
+                     for (auto it = dims.rbegin(); it != dims.rend(); ++it) y = y.max(*it, keep);
+                     return {op == "ReduceMax" ? y : y.neg()};
+                   };
+                 }};
+    }
+    for (const char* name : {"Max", "Min"}) {
+      const bool is_max = name[1] == 'a';
+      m[name] = {1, 1 << 16, 1, 8, [is_max](const NodeContext&, Attrs&) -> OpFn {
+                   return [is_max](const Ins& in) -> Outs {
+                     Tensor y = need(in, 0, "data_0");
+                     if (!is_max) y = y.neg();
+                     for (size_t i = 1; i < in.size(); ++i) {
+                       Tensor b = need(in, i, "data");
+                       if (b.dtype() != y.dtype())
+                         fail("operands have different dtypes, {} and {}", dtype_name(y.dtype()), dtype_name(b.dtype()));
+                       same_device(y, b);
+                       check_elements(broadcast_shape(y.sizes(), b.sizes(), "broadcast"), "broadcast");
+                       y = maximum(y, is_max ? b : b.neg());
+                     }
+                     return {is_max ? y : y.neg()};
+                   };
+                 }};
+    }
     m["Pad"] = {1, 3, 1, 1, [](const NodeContext& c, Attrs& a) -> OpFn {
                   const std::string mode = a.s("mode", "constant");
                   if (mode != "constant") fail("{}: Pad mode '{}' is not supported (constant is)", c.where, mode);

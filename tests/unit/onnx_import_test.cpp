@@ -665,3 +665,37 @@ TEST_CASE("onnx import: a file of a newer IR version (written by a newer ONNX) w
   auto m = dl::onnx::load_from_bytes(b.bytes());
   CHECK(dl::allclose(m->forward(dl::full({2, 3}, -1.0)), dl::zeros({2, 3}), 0, 0));
 }
+
+TEST_CASE("onnx import: ReduceSum/ReduceMax/ReduceMin and variadic Max/Min (broadcast, differentiable)") {
+  const Tensor x = randn({2, 3, 4}, 90), y = randn({3, 1}, 91);
+  for (int64_t opset : {11, 13}) {
+    INFO("opset " << opset);
+    Builder b(opset);
+    b.input("x", {-1, 3, 4});
+    b.input("y", {3, 1});
+    if (opset >= 13) {
+      b.init("axes", dl::from_vector<int64_t>({-1, 1}, {2}));
+      attr_i(b.node("ReduceSum", {"x", "axes"}, {"s"}), "keepdims", 0);
+    } else {
+      auto* n = b.node("ReduceSum", {"x"}, {"s"});
+      attr_ints(n, "axes", {-1, 1});
+      attr_i(n, "keepdims", 0);
+    }
+    attr_ints(b.node("ReduceMax", {"x"}, {"mx"}), "axes", {2});
+    b.node("ReduceMin", {"x"}, {"mn"});
+    b.node("Max", {"x", "y"}, {"m2"});
+    b.node("Min", {"x", "y", "x"}, {"m3"});
+    for (const char* o : {"s", "mx", "mn", "m2", "m3"}) b.output(o);
+    auto m = dl::onnx::load_from_bytes(b.bytes());
+    Tensor xg = x.clone().requires_grad_(true);
+    const auto r = m->run({xg, y});
+    CHECK_CLOSE(r[0], x.sum({1, 2}), 1e-6, 1e-6);
+    CHECK_CLOSE(r[1], x.max(2, true), 0, 0);
+    CHECK_CLOSE(r[2], x.neg().max().neg().reshape({1, 1, 1}), 0, 0);
+    CHECK_CLOSE(r[3], dl::maximum(x, y), 0, 0);
+    CHECK_CLOSE(r[4], dl::maximum(x.neg(), y.neg()).neg(), 0, 0);
+    r[3].sum().backward();
+    REQUIRE(xg.grad().defined());
+    CHECK_CLOSE(xg.grad(), x.gt(y.expand({2, 3, 4})).to(dl::DType::Float32), 0, 0);
+  }
+}
