@@ -14,6 +14,7 @@
 #include "autograd/node.h"
 #include "onnx/onnx.h"
 #include "test_util.h"
+#include "unit/alloc_guard.h"
 
 namespace fs = std::filesystem;
 using dl::Tensor;
@@ -697,5 +698,80 @@ TEST_CASE("onnx import: ReduceSum/ReduceMax/ReduceMin and variadic Max/Min (broa
     r[3].sum().backward();
     REQUIRE(xg.grad().defined());
     CHECK_CLOSE(xg.grad(), x.gt(y.expand({2, 3, 4})).to(dl::DType::Float32), 0, 0);
+  }
+}
+
+TEST_CASE("onnx import: run-time shape errors are dl::Errors naming the node") {
+  // Each model loads (the problem shows only with the input's shape) and its forward must throw a
+  // dl::Error that names the node, never crash.
+  struct Case {
+    const char* what;
+    std::function<void(Builder&)> build;
+  };
+  const std::vector<Case> cases = {
+      {"conv group", [](Builder& b) {
+         b.init("w", dl::zeros({4, 1, 1, 1}));
+         attr_i(b.node("Conv", {"x", "w"}, {"y"}, "bad"), "group", 5);
+       }},
+      {"maxpool pad beyond half the kernel", [](Builder& b) {
+         auto* n = b.node("MaxPool", {"x"}, {"y"}, "bad");
+         attr_ints(n, "kernel_shape", {2, 2});
+         attr_ints(n, "pads", {3, 3, 3, 3});
+       }},
+      {"gemm inner dims", [](Builder& b) {
+         b.init("w", dl::zeros({5, 7}));
+         b.init("f", dl::from_vector<int64_t>({2, -1}, {2}));
+         b.node("Reshape", {"x", "f"}, {"r"});
+         b.node("Gemm", {"r", "w"}, {"y"}, "bad");
+       }},
+      {"reshape numel", [](Builder& b) {
+         b.init("s", dl::from_vector<int64_t>({7, 7}, {2}));
+         b.node("Reshape", {"x", "s"}, {"y"}, "bad");
+       }},
+      {"gather index", [](Builder& b) {
+         b.init("i", dl::from_vector<int64_t>({9}, {1}));
+         attr_i(b.node("Gather", {"x", "i"}, {"y"}, "bad"), "axis", 1);
+       }},
+      {"slice step 0", [](Builder& b) {
+         b.init("st", dl::from_vector<int64_t>({0}, {1}));
+         b.init("en", dl::from_vector<int64_t>({2}, {1}));
+         b.init("ax", dl::from_vector<int64_t>({1}, {1}));
+         b.init("sp", dl::from_vector<int64_t>({0}, {1}));
+         b.node("Slice", {"x", "st", "en", "ax", "sp"}, {"y"}, "bad");
+       }},
+      {"squeeze a dim of 3", [](Builder& b) {
+         b.init("ax", dl::from_vector<int64_t>({1}, {1}));
+         b.node("Squeeze", {"x", "ax"}, {"y"}, "bad");
+       }},
+      {"transpose perm", [](Builder& b) { attr_ints(b.node("Transpose", {"x"}, {"y"}, "bad"), "perm", {0, 0, 1, 2}); }},
+      {"concat shapes", [](Builder& b) {
+         b.init("c", dl::zeros({1, 2, 4, 4}));
+         attr_i(b.node("Concat", {"x", "c"}, {"y"}, "bad"), "axis", 0);
+       }},
+      {"pad length", [](Builder& b) {
+         b.init("p", dl::from_vector<int64_t>({1, 1}, {2}));
+         b.node("Pad", {"x", "p"}, {"y"}, "bad");
+       }},
+      {"huge pad", [](Builder& b) {
+         b.init("p", dl::from_vector<int64_t>({0, 0, 0, 1LL << 30, 0, 0, 0, 1LL << 30}, {8}));
+         b.node("Pad", {"x", "p"}, {"y"}, "bad");
+       }},
+      {"broadcast", [](Builder& b) {
+         b.init("c", dl::zeros({5}));
+         b.node("Add", {"x", "c"}, {"y"}, "bad");
+       }},
+  };
+  for (const Case& c : cases) {
+    INFO(c.what);
+    Builder b;
+    b.input("x", {-1, 3, 4, 4});
+    c.build(b);
+    b.output("y");
+    auto m = dl::onnx::load_from_bytes(b.bytes());
+    const dl::test::Outcome o = dl::test::run_guarded([&] { (void)m->forward(randn({2, 3, 4, 4}, 100)); });
+    INFO(o.message);
+    CHECK(o.dl_error);
+    CHECK(o.message.find("node 'bad'") != std::string::npos);
+    CHECK(o.huge_requests == 0);
   }
 }
