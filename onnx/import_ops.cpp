@@ -46,10 +46,11 @@ class Attrs {
     const AttributeProto* a = get(n, AttributeProto::STRING);
     return a ? a->s() : def;
   }
-  std::vector<int64_t> ints(const std::string& n, std::vector<int64_t> def = {}) {
+  // `cap`: how many values make sense (pads, strides, axes: a few; Constant's value_ints: any)
+  std::vector<int64_t> ints(const std::string& n, std::vector<int64_t> def = {}, int cap = 64) {
     const AttributeProto* a = get(n, AttributeProto::INTS);
     if (!a) return def;
-    if (a->ints_size() > 64) fail("{}: attribute '{}' has {} values (at most 64)", c_.where, n, a->ints_size());
+    if (a->ints_size() > cap) fail("{}: attribute '{}' has {} values (at most {})", c_.where, n, a->ints_size(), cap);
     return {a->ints().begin(), a->ints().end()};
   }
   std::vector<float> floats(const std::string& n) {
@@ -820,8 +821,6 @@ const std::map<std::string, OpSpec>& registry() {
                        if (a.has("value_float")) {
                          ++given_count;
                          t = scalar_tensor(a.f("value_float", 0), DType::Float32);
-                       } else {
-                         a.ignore("value_float");
                        }
                        if (a.has("value_int")) {
                          ++given_count;
@@ -834,7 +833,7 @@ const std::map<std::string, OpSpec>& registry() {
                        }
                        if (a.has("value_ints")) {
                          ++given_count;
-                         const std::vector<int64_t> v = a.ints("value_ints");
+                         const std::vector<int64_t> v = a.ints("value_ints", {}, std::numeric_limits<int>::max());
                          t = from_vector(v, {static_cast<int64_t>(v.size())});
                        }
                        if (given_count != 1) fail("{}: Constant needs exactly one value, got {}", c.where, given_count);
