@@ -809,6 +809,20 @@ const std::map<std::string, OpSpec>& registry() {
                       return {x};
                     };
                   }};
+    m["Expand"] = {2, 2, 1, 8, [](const NodeContext&, Attrs&) -> OpFn {
+                     return [](const Ins& in) -> Outs {
+                       Tensor x = need(in, 0, "input");
+                       const std::vector<int64_t> s = ints_of(need(in, 1, "shape"), "Expand's shape");
+                       const Shape target = broadcast_shape(x.sizes(), Shape(s.begin(), s.end()), "Expand");
+                       check_elements(target, "Expand");
+                       if (x.dim() < static_cast<int64_t>(target.size())) {
+                         Shape padded(target.size() - x.sizes().size(), 1);
+                         padded.insert(padded.end(), x.sizes().begin(), x.sizes().end());
+                         x = x.reshape(padded);
+                       }
+                       return {x.expand(target)};
+                     };
+                   }};
     m["Constant"] = {0, 0, 1, 1, [](const NodeContext& c, Attrs& a) -> OpFn {
                        int given_count = 0;
                        Tensor t;

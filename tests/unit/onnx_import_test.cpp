@@ -775,3 +775,18 @@ TEST_CASE("onnx import: run-time shape errors are dl::Errors naming the node") {
     CHECK(o.huge_requests == 0);
   }
 }
+
+TEST_CASE("onnx import: Expand broadcasts both ways and passes gradients back summed") {
+  Builder b;
+  b.input("x", {-1, 1, 4});
+  b.init("s", dl::from_vector<int64_t>({3, 1}, {2}));  // (N, 1, 4) with (3, 1) -> (N, 3, 4)
+  b.node("Expand", {"x", "s"}, {"y"});
+  b.output("y");
+  auto m = dl::onnx::load_from_bytes(b.bytes());
+  Tensor x = randn({2, 1, 4}, 110).requires_grad_(true);
+  Tensor y = m->forward(x);
+  CHECK(y.sizes() == dl::Shape{2, 3, 4});
+  CHECK(dl::allclose(y, x.detach().expand({2, 3, 4}), 0, 0));
+  y.sum().backward();
+  CHECK(dl::allclose(x.grad(), dl::full({2, 1, 4}, 3.0), 0, 0));
+}
