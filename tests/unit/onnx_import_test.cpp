@@ -790,3 +790,46 @@ TEST_CASE("onnx import: Expand broadcasts both ways and passes gradients back su
   y.sum().backward();
   CHECK(dl::allclose(x.grad(), dl::full({2, 1, 4}, 3.0), 0, 0));
 }
+
+TEST_CASE("onnx import: Dropout is the identity in every opset form; BatchNormalization's legacy and training attributes") {
+  const Tensor x = randn({2, 3, 4, 4}, 120);
+  {  // opset 7: ratio attribute, mask output
+    Builder b(7);
+    b.input("x", {-1, 3, 4, 4});
+    auto* n = b.node("Dropout", {"x"}, {"y", "mask"});
+    auto* a = n->add_attribute();
+    a->set_name("ratio");
+    a->set_type(::onnx::AttributeProto::FLOAT);
+    a->set_f(0.5f);
+    b.output("y");
+    CHECK(dl::allclose(dl::onnx::load_from_bytes(b.bytes())->forward(x), x, 0, 0));
+  }
+  for (bool training : {false, true}) {  // opset 13: ratio and training_mode inputs
+    Builder b(13);
+    b.input("x", {-1, 3, 4, 4});
+    b.init("ratio", dl::full({}, 0.3));
+    auto* t = b.g->add_initializer();
+    t->set_name("training");
+    t->set_data_type(::onnx::TensorProto::BOOL);
+    t->set_raw_data(std::string(1, training ? '\1' : '\0'));
+    b.node("Dropout", {"x", "ratio", "training"}, {"y"}, "drop");
+    b.output("y");
+    auto m = dl::onnx::load_from_bytes(b.bytes());
+    CHECK(m->named_parameters().empty());  // ratio is read as a number: a constant
+    if (training) check_throws_with([&] { m->forward(x); }, {"node 'drop'", "training_mode=true"});
+    else CHECK(dl::allclose(m->forward(x), x, 0, 0));
+  }
+  auto bn = [&](int64_t opset, const char* attr, int64_t value) {
+    Builder b(opset);
+    b.input("x", {-1, 3, 4, 4});
+    for (const char* n : {"s", "b", "m"}) b.init(n, dl::zeros({3}));
+    b.init("v", dl::ones({3}));
+    attr_i(b.node("BatchNormalization", {"x", "s", "b", "m", "v"}, {"y"}, "bn"), attr, value);
+    b.output("y");
+    return b.bytes();
+  };
+  CHECK_NOTHROW(dl::onnx::load_from_bytes(bn(7, "spatial", 1)));
+  check_throws_with([&] { dl::onnx::load_from_bytes(bn(7, "spatial", 0)); }, {"node 'bn'", "spatial=0"});
+  check_throws_with([&] { dl::onnx::load_from_bytes(bn(15, "training_mode", 1)); }, {"node 'bn'", "training_mode=1"});
+  check_throws_with([&] { dl::onnx::load_from_bytes(bn(15, "spatial", 1)); }, {"node 'bn'", "attribute 'spatial'"});
+}
