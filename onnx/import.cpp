@@ -21,6 +21,7 @@ namespace fs = std::filesystem;
 
 struct OnnxModel::Impl {
   int64_t opset = 0;
+  bool training = false;  // OnnxModel::train(); read by BatchNormalization when it runs
   std::vector<std::string> input_names, output_names;
   std::vector<NodeInfo> nodes;  // run (topological) order
 
@@ -275,7 +276,7 @@ std::unique_ptr<OnnxModel::Impl> build(const ::onnx::ModelProto& model, const st
     const std::string where = node_where(n, i);
     if (!n.domain().empty() && n.domain() != "ai.onnx")
       fail("{}: domain '{}' is not supported (only the default ONNX domain is)", where, n.domain());
-    fns[i] = compile_node({n, opset, where});
+    fns[i] = compile_node({n, opset, where, &impl->training});
     for (const auto& out : n.output()) {
       if (out.empty()) continue;
       if (defined.count(out))
@@ -451,6 +452,12 @@ std::unique_ptr<OnnxModel::Impl> build(const ::onnx::ModelProto& model, const st
 OnnxModel::OnnxModel(std::unique_ptr<Impl> impl) : nn::Module("OnnxModel"), impl_(std::move(impl)) {
   if (!impl_) fail("OnnxModel: no graph");
   impl_->register_into(*this);
+  eval();  // ONNX's semantics: inference (see train())
+}
+
+void OnnxModel::train(bool on) {
+  nn::Module::train(on);
+  impl_->training = on;
 }
 OnnxModel::~OnnxModel() = default;
 

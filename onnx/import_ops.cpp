@@ -445,19 +445,25 @@ const std::map<std::string, OpSpec>& registry() {
                  }};
     m["BatchNormalization"] = {5, 5, 1, 1, [](const NodeContext& c, Attrs& a) -> OpFn {
                                  const double eps = a.f("epsilon", 1e-5);
-                                 a.ignore("momentum");  // running statistics are never updated here
+                                 const double momentum = a.f("momentum", 0.9);  // ONNX's: the running stats' weight
+                                 const bool* training = c.training;
                                  if (c.opset < 9 && a.i("spatial", 1) != 1)
                                    fail("{}: spatial=0 (per-element statistics) is not supported", c.where);
                                  if (a.i("training_mode", 0) != 0)
                                    fail("{}: training_mode=1 is not supported (inference statistics only)", c.where);
                                  a.refuse("is_test", "opset 6 and earlier");
-                                 return [eps](const Ins& in) -> Outs {
+                                 return [eps, momentum, training](const Ins& in) -> Outs {
                                    Tensor x = need(in, 0, "X");
                                    if (x.dim() < 2) fail("X must have at least 2 dims, got {}", shape_str(x.sizes()));
                                    const Shape orig = x.sizes();
                                    if (x.dim() != 2 && x.dim() != 4) x = x.reshape({orig[0], orig[1], -1, 1});
+                                   // train(): the batch's statistics, and the running ones updated in
+                                   // place (PyTorch's momentum is 1 - ONNX's)
+                                   const bool tr = training && *training;
+                                   if (tr && !(momentum >= 0.0 && momentum <= 1.0))
+                                     fail("momentum {} is not in [0, 1]; cannot update the running statistics", momentum);
                                    Tensor y = batch_norm(x, need(in, 3, "mean"), need(in, 4, "var"),
-                                                         need(in, 1, "scale"), need(in, 2, "B"), false, 0.1, eps);
+                                                         need(in, 1, "scale"), need(in, 2, "B"), tr, 1.0 - momentum, eps);
                                    return {y.dim() == static_cast<int64_t>(orig.size()) ? y : y.reshape(orig)};
                                  };
                                }};

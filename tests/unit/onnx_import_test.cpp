@@ -833,3 +833,31 @@ TEST_CASE("onnx import: Dropout is the identity in every opset form; BatchNormal
   check_throws_with([&] { dl::onnx::load_from_bytes(bn(15, "training_mode", 1)); }, {"node 'bn'", "training_mode=1"});
   check_throws_with([&] { dl::onnx::load_from_bytes(bn(15, "spatial", 1)); }, {"node 'bn'", "attribute 'spatial'"});
 }
+
+TEST_CASE("onnx import: a loaded model is in eval mode; train() makes BatchNormalization use batch statistics") {
+  SmallNet net;
+  auto m = dl::onnx::load_from_bytes(net.bytes());
+  CHECK_FALSE(m->is_training());
+  const Tensor x = randn({4, 3, 8, 8}, 130);
+  const Tensor eval_out = m->forward(x).detach();
+  CHECK_CLOSE(eval_out, net.native(x), 1e-5, 1e-6);
+  m->train();
+  CHECK(m->is_training());
+  // the native computation in training mode, on copies of the running statistics
+  Tensor rm = net.rm.clone(), rv = net.rv.clone();
+  dl::Conv2dParams p;
+  p.padding = {1, 1};
+  Tensor h = dl::batch_norm(dl::conv2d(x, net.cw, net.cb, p), rm, rv, net.bw, net.bb, true, 0.1, 1e-5).relu() * net.mul;
+  const Tensor want = dl::linear(h.mean({2, 3}), net.fw, net.fb);
+  Tensor got = m->forward(x);
+  CHECK_CLOSE(got, want, 1e-5, 1e-6);
+  CHECK_FALSE(dl::allclose(got, eval_out, 1e-3, 1e-3));
+  // the running statistics moved with ONNX's default momentum 0.9 (PyTorch's 0.1), in place
+  CHECK_CLOSE(m->get_buffer("bn.running_mean"), rm, 1e-5, 1e-6);
+  CHECK_CLOSE(m->get_buffer("bn.running_var"), rv, 1e-5, 1e-6);
+  CHECK_FALSE(dl::allclose(m->get_buffer("bn.running_mean"), net.rm, 1e-4, 1e-5));
+  got.sum().backward();
+  CHECK(m->get_parameter("bn.weight").grad().defined());
+  m->eval();
+  CHECK_FALSE(m->is_training());
+}
