@@ -21,6 +21,7 @@ namespace fs = std::filesystem;
 
 struct OnnxModel::Impl {
   int64_t opset = 0;
+  bool training = false;  // OnnxModel::train(); read by BatchNormalization when it runs
   std::vector<std::string> input_names, output_names;
   std::vector<NodeInfo> nodes;  // run (topological) order
 
@@ -49,6 +50,7 @@ struct OnnxModel::Impl {
     OpFn fn;
     std::vector<int> in, out;  // -1 = absent optional
     std::string where;
+    std::vector<int> release;  // slots last read by this step (not graph outputs): dropped after it
   };
   std::vector<Step> steps;
 
@@ -166,12 +168,14 @@ std::vector<Tensor> OnnxModel::Impl::run(const std::vector<Tensor>& given) const
   for (const Step& s : steps) {
     ins.clear();
     for (int i : s.in) ins.push_back(i < 0 ? Tensor() : slots[i]);
+    for (int i : s.release) slots[i] = Tensor();  // activations no later step reads (memory)
     std::vector<Tensor> outs;
     try {
       outs = s.fn(ins);
     } catch (const Error& e) {
       fail("{}: {}", s.where, e.what());
     }
+    ins.clear();
     for (size_t k = 0; k < s.out.size(); ++k) {
       if (s.out[k] < 0) continue;
       if (k >= outs.size() || !outs[k].defined()) fail("{}: output {} was not produced", s.where, k);
@@ -189,6 +193,7 @@ std::vector<Tensor> OnnxModel::Impl::run(const std::vector<Tensor>& given) const
 namespace {
 
 std::string node_where(const ::onnx::NodeProto& n, int64_t index) {
+  if (n.name().empty()) return fmt::format("unnamed node (#{}, {})", index, n.op_type());
   return fmt::format("node '{}' (#{}, {})", n.name(), index, n.op_type());
 }
 
@@ -271,7 +276,7 @@ std::unique_ptr<OnnxModel::Impl> build(const ::onnx::ModelProto& model, const st
     const std::string where = node_where(n, i);
     if (!n.domain().empty() && n.domain() != "ai.onnx")
       fail("{}: domain '{}' is not supported (only the default ONNX domain is)", where, n.domain());
-    fns[i] = compile_node({n, opset, where});
+    fns[i] = compile_node({n, opset, where, &impl->training});
     for (const auto& out : n.output()) {
       if (out.empty()) continue;
       if (defined.count(out))
@@ -423,6 +428,22 @@ std::unique_ptr<OnnxModel::Impl> build(const ::onnx::ModelProto& model, const st
     }
     impl->steps.push_back(std::move(step));
   }
+  // each computed value is dropped after the last step that reads it (graph outputs are kept)
+  {
+    std::vector<int> last(static_cast<size_t>(impl->num_slots), -1);
+    for (size_t k = 0; k < impl->steps.size(); ++k)
+      for (int i : impl->steps[k].in)
+        if (i >= 0) last[i] = static_cast<int>(k);
+    std::vector<bool> keep(static_cast<size_t>(impl->num_slots), false);
+    for (int o : impl->output_slots) keep[o] = true;
+    for (const auto& i : impl->inits) keep[i.slot] = true;
+    for (const auto& f : impl->folded) keep[f.first] = true;
+    for (int i = 0; i < impl->num_slots; ++i)
+      if (last[i] >= 0 && !keep[i]) {
+        auto& r = impl->steps[last[i]].release;
+        if (std::find(r.begin(), r.end(), i) == r.end()) r.push_back(i);
+      }
+  }
   return impl;
 }
 
@@ -431,6 +452,12 @@ std::unique_ptr<OnnxModel::Impl> build(const ::onnx::ModelProto& model, const st
 OnnxModel::OnnxModel(std::unique_ptr<Impl> impl) : nn::Module("OnnxModel"), impl_(std::move(impl)) {
   if (!impl_) fail("OnnxModel: no graph");
   impl_->register_into(*this);
+  eval();  // ONNX's semantics: inference (see train())
+}
+
+void OnnxModel::train(bool on) {
+  nn::Module::train(on);
+  impl_->training = on;
 }
 OnnxModel::~OnnxModel() = default;
 

@@ -45,6 +45,7 @@ struct NodeContext {
   const ::onnx::NodeProto& node;
   int64_t opset;
   std::string where;  // "node 'conv1' (#3, Conv)"
+  const bool* training = nullptr;  // the model's train()/eval() mode (read when the node runs)
 };
 
 // Compiles one node; throws dl::Error naming the node for an unsupported op, attribute, attribute

@@ -46,10 +46,11 @@ class Attrs {
     const AttributeProto* a = get(n, AttributeProto::STRING);
     return a ? a->s() : def;
   }
-  std::vector<int64_t> ints(const std::string& n, std::vector<int64_t> def = {}) {
+  // `cap`: how many values make sense (pads, strides, axes: a few; Constant's value_ints: any)
+  std::vector<int64_t> ints(const std::string& n, std::vector<int64_t> def = {}, int cap = 64) {
     const AttributeProto* a = get(n, AttributeProto::INTS);
     if (!a) return def;
-    if (a->ints_size() > 64) fail("{}: attribute '{}' has {} values (at most 64)", c_.where, n, a->ints_size());
+    if (a->ints_size() > cap) fail("{}: attribute '{}' has {} values (at most {})", c_.where, n, a->ints_size(), cap);
     return {a->ints().begin(), a->ints().end()};
   }
   std::vector<float> floats(const std::string& n) {
@@ -444,19 +445,25 @@ const std::map<std::string, OpSpec>& registry() {
                  }};
     m["BatchNormalization"] = {5, 5, 1, 1, [](const NodeContext& c, Attrs& a) -> OpFn {
                                  const double eps = a.f("epsilon", 1e-5);
-                                 a.ignore("momentum");  // running statistics are never updated here
+                                 const double momentum = a.f("momentum", 0.9);  // ONNX's: the running stats' weight
+                                 const bool* training = c.training;
                                  if (c.opset < 9 && a.i("spatial", 1) != 1)
                                    fail("{}: spatial=0 (per-element statistics) is not supported", c.where);
                                  if (a.i("training_mode", 0) != 0)
                                    fail("{}: training_mode=1 is not supported (inference statistics only)", c.where);
                                  a.refuse("is_test", "opset 6 and earlier");
-                                 return [eps](const Ins& in) -> Outs {
+                                 return [eps, momentum, training](const Ins& in) -> Outs {
                                    Tensor x = need(in, 0, "X");
                                    if (x.dim() < 2) fail("X must have at least 2 dims, got {}", shape_str(x.sizes()));
                                    const Shape orig = x.sizes();
                                    if (x.dim() != 2 && x.dim() != 4) x = x.reshape({orig[0], orig[1], -1, 1});
+                                   // train(): the batch's statistics, and the running ones updated in
+                                   // place (PyTorch's momentum is 1 - ONNX's)
+                                   const bool tr = training && *training;
+                                   if (tr && !(momentum >= 0.0 && momentum <= 1.0))
+                                     fail("momentum {} is not in [0, 1]; cannot update the running statistics", momentum);
                                    Tensor y = batch_norm(x, need(in, 3, "mean"), need(in, 4, "var"),
-                                                         need(in, 1, "scale"), need(in, 2, "B"), false, 0.1, eps);
+                                                         need(in, 1, "scale"), need(in, 2, "B"), tr, 1.0 - momentum, eps);
                                    return {y.dim() == static_cast<int64_t>(orig.size()) ? y : y.reshape(orig)};
                                  };
                                }};
@@ -673,6 +680,52 @@ const std::map<std::string, OpSpec>& registry() {
                            return {x.mean(dims, keep)};
                          };
                        }};
+    for (const char* name : {"ReduceSum", "ReduceMax", "ReduceMin"}) {
+      const std::string op = name;
+      m[name] = {1, 2, 1, 1, [op](const NodeContext& c, Attrs& a) -> OpFn {
+                   const bool from_input = op == "ReduceSum" && c.opset >= 13;
+                   const std::vector<int64_t> attr_axes = from_input ? std::vector<int64_t>{} : a.ints("axes");
+                   if (!from_input && c.node.input_size() > 1) fail("{}: axes is an attribute here", c.where);
+                   const bool keep = a.i("keepdims", 1) != 0;
+                   const bool noop = a.i("noop_with_empty_axes", 0) != 0;
+                   return [=](const Ins& in) -> Outs {
+                     const Tensor& x = need(in, 0, "data");
+                     std::vector<int64_t> axes = attr_axes;
+                     if (from_input && given(in, 1)) axes = ints_of(in[1], "axes");
+                     if (axes.empty() && noop) return {x};
+                     std::vector<int64_t> dims;
+                     if (axes.empty())
+                       for (int64_t d = 0; d < x.dim(); ++d) dims.push_back(d);
+                     for (int64_t ax : axes) dims.push_back(wrap_axis(ax, x.dim(), "axis"));
+                     std::sort(dims.begin(), dims.end());
+                     if (std::adjacent_find(dims.begin(), dims.end()) != dims.end())
+                       fail("axes {} repeat an axis", fmt::join(axes, ","));
+                     if (dims.empty()) return {x};
+                     if (op == "ReduceSum") return {x.sum(dims, keep)};
+                     Tensor y = op == "ReduceMax" ? x : x.neg();
+                     for (auto it = dims.rbegin(); it != dims.rend(); ++it) y = y.max(*it, keep);
+                     return {op == "ReduceMax" ? y : y.neg()};
+                   };
+                 }};
+    }
+    for (const char* name : {"Max", "Min"}) {
+      const bool is_max = name[1] == 'a';
+      m[name] = {1, 1 << 16, 1, 8, [is_max](const NodeContext&, Attrs&) -> OpFn {
+                   return [is_max](const Ins& in) -> Outs {
+                     Tensor y = need(in, 0, "data_0");
+                     if (!is_max) y = y.neg();
+                     for (size_t i = 1; i < in.size(); ++i) {
+                       Tensor b = need(in, i, "data");
+                       if (b.dtype() != y.dtype())
+                         fail("operands have different dtypes, {} and {}", dtype_name(y.dtype()), dtype_name(b.dtype()));
+                       same_device(y, b);
+                       check_elements(broadcast_shape(y.sizes(), b.sizes(), "broadcast"), "broadcast");
+                       y = maximum(y, is_max ? b : b.neg());
+                     }
+                     return {is_max ? y : y.neg()};
+                   };
+                 }};
+    }
     m["Pad"] = {1, 3, 1, 1, [](const NodeContext& c, Attrs& a) -> OpFn {
                   const std::string mode = a.s("mode", "constant");
                   if (mode != "constant") fail("{}: Pad mode '{}' is not supported (constant is)", c.where, mode);
@@ -762,6 +815,20 @@ const std::map<std::string, OpSpec>& registry() {
                       return {x};
                     };
                   }};
+    m["Expand"] = {2, 2, 1, 8, [](const NodeContext&, Attrs&) -> OpFn {
+                     return [](const Ins& in) -> Outs {
+                       Tensor x = need(in, 0, "input");
+                       const std::vector<int64_t> s = ints_of(need(in, 1, "shape"), "Expand's shape");
+                       const Shape target = broadcast_shape(x.sizes(), Shape(s.begin(), s.end()), "Expand");
+                       check_elements(target, "Expand");
+                       if (x.dim() < static_cast<int64_t>(target.size())) {
+                         Shape padded(target.size() - x.sizes().size(), 1);
+                         padded.insert(padded.end(), x.sizes().begin(), x.sizes().end());
+                         x = x.reshape(padded);
+                       }
+                       return {x.expand(target)};
+                     };
+                   }};
     m["Constant"] = {0, 0, 1, 1, [](const NodeContext& c, Attrs& a) -> OpFn {
                        int given_count = 0;
                        Tensor t;
@@ -774,8 +841,6 @@ const std::map<std::string, OpSpec>& registry() {
                        if (a.has("value_float")) {
                          ++given_count;
                          t = scalar_tensor(a.f("value_float", 0), DType::Float32);
-                       } else {
-                         a.ignore("value_float");
                        }
                        if (a.has("value_int")) {
                          ++given_count;
@@ -788,7 +853,7 @@ const std::map<std::string, OpSpec>& registry() {
                        }
                        if (a.has("value_ints")) {
                          ++given_count;
-                         const std::vector<int64_t> v = a.ints("value_ints");
+                         const std::vector<int64_t> v = a.ints("value_ints", {}, std::numeric_limits<int>::max());
                          t = from_vector(v, {static_cast<int64_t>(v.size())});
                        }
                        if (given_count != 1) fail("{}: Constant needs exactly one value, got {}", c.where, given_count);

@@ -45,6 +45,10 @@ class OnnxModel : public nn::Module {
   ~OnnxModel() override;
 
   Tensor forward(const Tensor& x) override;                    // one input, the first output
+  // A loaded model is in eval mode: BatchNormalization uses its running statistics (ONNX's
+  // inference semantics). train() makes it normalise with the batch's statistics and update the
+  // running ones (momentum from the node, as PyTorch's train mode); Dropout stays the identity.
+  void train(bool on = true) override;
   std::vector<Tensor> run(const std::vector<Tensor>& inputs);  // the graph's inputs in order; every output
   const std::vector<std::string>& input_names() const;
   const std::vector<std::string>& output_names() const;

@@ -130,6 +130,14 @@ TEST_CASE("onnx import: torchvision resnet18 exported at opsets 9 and 13 matches
   CHECK(ran == 2);
 }
 
+TEST_CASE("onnx import: torchvision mobilenet_v3_small (9, 17), shufflenet_v2_x0_5 (13), squeezenet1_1 (13) match PyTorch") {
+  int ran = check_model("mobilenet_v3_small", {9, 17}, false);
+  if (ran < 0) DL_SKIP("fixture " << (fixture_root() / "manifest.json").string() << " is absent (make_onnx_import.py)");
+  ran += check_model("shufflenet_v2_x0_5", {13}, false);
+  ran += check_model("squeezenet1_1", {13}, false);
+  CHECK(ran == 4);
+}
+
 TEST_CASE("onnx import: conv/batchnorm/pool/flatten-chain model matches PyTorch at opsets 7-17, with gradients") {
   const int ran = check_model("mixed", {7, 9, 11, 13, 17}, true);
   if (ran < 0) DL_SKIP("fixture " << (fixture_root() / "manifest.json").string() << " is absent (make_onnx_import.py)");

@@ -14,6 +14,7 @@
 #include "autograd/node.h"
 #include "onnx/onnx.h"
 #include "test_util.h"
+#include "unit/alloc_guard.h"
 
 namespace fs = std::filesystem;
 using dl::Tensor;
@@ -365,7 +366,7 @@ TEST_CASE("onnx import: hostile and unsupported models are refused with a messag
           b.output("b");
         }));
       },
-      {"cycle", "node '"});
+      {"cycle", "node 'first' (#0, Add)"});
   // unsupported op, named with the node and its index
   check_throws_with(
       [&] {
@@ -664,4 +665,199 @@ TEST_CASE("onnx import: a file of a newer IR version (written by a newer ONNX) w
   b.output("y");
   auto m = dl::onnx::load_from_bytes(b.bytes());
   CHECK(dl::allclose(m->forward(dl::full({2, 3}, -1.0)), dl::zeros({2, 3}), 0, 0));
+}
+
+TEST_CASE("onnx import: ReduceSum/ReduceMax/ReduceMin and variadic Max/Min (broadcast, differentiable)") {
+  const Tensor x = randn({2, 3, 4}, 90), y = randn({3, 1}, 91);
+  for (int64_t opset : {11, 13}) {
+    INFO("opset " << opset);
+    Builder b(opset);
+    b.input("x", {-1, 3, 4});
+    b.input("y", {3, 1});
+    if (opset >= 13) {
+      b.init("axes", dl::from_vector<int64_t>({-1, 1}, {2}));
+      attr_i(b.node("ReduceSum", {"x", "axes"}, {"s"}), "keepdims", 0);
+    } else {
+      auto* n = b.node("ReduceSum", {"x"}, {"s"});
+      attr_ints(n, "axes", {-1, 1});
+      attr_i(n, "keepdims", 0);
+    }
+    attr_ints(b.node("ReduceMax", {"x"}, {"mx"}), "axes", {2});
+    b.node("ReduceMin", {"x"}, {"mn"});
+    b.node("Max", {"x", "y"}, {"m2"});
+    b.node("Min", {"x", "y", "x"}, {"m3"});
+    for (const char* o : {"s", "mx", "mn", "m2", "m3"}) b.output(o);
+    auto m = dl::onnx::load_from_bytes(b.bytes());
+    Tensor xg = x.clone().requires_grad_(true);
+    const auto r = m->run({xg, y});
+    CHECK_CLOSE(r[0], x.sum({1, 2}), 1e-6, 1e-6);
+    CHECK_CLOSE(r[1], x.max(2, true), 0, 0);
+    CHECK_CLOSE(r[2], x.neg().max().neg().reshape({1, 1, 1}), 0, 0);
+    CHECK_CLOSE(r[3], dl::maximum(x, y), 0, 0);
+    CHECK_CLOSE(r[4], dl::maximum(x.neg(), y.neg()).neg(), 0, 0);
+    r[3].sum().backward();
+    REQUIRE(xg.grad().defined());
+    CHECK_CLOSE(xg.grad(), x.gt(y.expand({2, 3, 4})).to(dl::DType::Float32), 0, 0);
+  }
+}
+
+TEST_CASE("onnx import: run-time shape errors are dl::Errors naming the node") {
+  // Each model loads (the problem shows only with the input's shape) and its forward must throw a
+  // dl::Error that names the node, never crash.
+  struct Case {
+    const char* what;
+    std::function<void(Builder&)> build;
+  };
+  const std::vector<Case> cases = {
+      {"conv group", [](Builder& b) {
+         b.init("w", dl::zeros({4, 1, 1, 1}));
+         attr_i(b.node("Conv", {"x", "w"}, {"y"}, "bad"), "group", 5);
+       }},
+      {"maxpool pad beyond half the kernel", [](Builder& b) {
+         auto* n = b.node("MaxPool", {"x"}, {"y"}, "bad");
+         attr_ints(n, "kernel_shape", {2, 2});
+         attr_ints(n, "pads", {3, 3, 3, 3});
+       }},
+      {"gemm inner dims", [](Builder& b) {
+         b.init("w", dl::zeros({5, 7}));
+         b.init("f", dl::from_vector<int64_t>({2, -1}, {2}));
+         b.node("Reshape", {"x", "f"}, {"r"});
+         b.node("Gemm", {"r", "w"}, {"y"}, "bad");
+       }},
+      {"reshape numel", [](Builder& b) {
+         b.init("s", dl::from_vector<int64_t>({7, 7}, {2}));
+         b.node("Reshape", {"x", "s"}, {"y"}, "bad");
+       }},
+      {"gather index", [](Builder& b) {
+         b.init("i", dl::from_vector<int64_t>({9}, {1}));
+         attr_i(b.node("Gather", {"x", "i"}, {"y"}, "bad"), "axis", 1);
+       }},
+      {"slice step 0", [](Builder& b) {
+         b.init("st", dl::from_vector<int64_t>({0}, {1}));
+         b.init("en", dl::from_vector<int64_t>({2}, {1}));
+         b.init("ax", dl::from_vector<int64_t>({1}, {1}));
+         b.init("sp", dl::from_vector<int64_t>({0}, {1}));
+         b.node("Slice", {"x", "st", "en", "ax", "sp"}, {"y"}, "bad");
+       }},
+      {"squeeze a dim of 3", [](Builder& b) {
+         b.init("ax", dl::from_vector<int64_t>({1}, {1}));
+         b.node("Squeeze", {"x", "ax"}, {"y"}, "bad");
+       }},
+      {"transpose perm", [](Builder& b) { attr_ints(b.node("Transpose", {"x"}, {"y"}, "bad"), "perm", {0, 0, 1, 2}); }},
+      {"concat shapes", [](Builder& b) {
+         b.init("c", dl::zeros({1, 2, 4, 4}));
+         attr_i(b.node("Concat", {"x", "c"}, {"y"}, "bad"), "axis", 0);
+       }},
+      {"pad length", [](Builder& b) {
+         b.init("p", dl::from_vector<int64_t>({1, 1}, {2}));
+         b.node("Pad", {"x", "p"}, {"y"}, "bad");
+       }},
+      {"huge pad", [](Builder& b) {
+         b.init("p", dl::from_vector<int64_t>({0, 0, 0, 1LL << 30, 0, 0, 0, 1LL << 30}, {8}));
+         b.node("Pad", {"x", "p"}, {"y"}, "bad");
+       }},
+      {"broadcast", [](Builder& b) {
+         b.init("c", dl::zeros({5}));
+         b.node("Add", {"x", "c"}, {"y"}, "bad");
+       }},
+  };
+  for (const Case& c : cases) {
+    INFO(c.what);
+    Builder b;
+    b.input("x", {-1, 3, 4, 4});
+    c.build(b);
+    b.output("y");
+    auto m = dl::onnx::load_from_bytes(b.bytes());
+    const dl::test::Outcome o = dl::test::run_guarded([&] { (void)m->forward(randn({2, 3, 4, 4}, 100)); });
+    INFO(o.message);
+    CHECK(o.dl_error);
+    CHECK(o.message.find("node 'bad'") != std::string::npos);
+    CHECK(o.huge_requests == 0);
+  }
+}
+
+TEST_CASE("onnx import: Expand broadcasts both ways and passes gradients back summed") {
+  Builder b;
+  b.input("x", {-1, 1, 4});
+  b.init("s", dl::from_vector<int64_t>({3, 1}, {2}));  // (N, 1, 4) with (3, 1) -> (N, 3, 4)
+  b.node("Expand", {"x", "s"}, {"y"});
+  b.output("y");
+  auto m = dl::onnx::load_from_bytes(b.bytes());
+  Tensor x = randn({2, 1, 4}, 110).requires_grad_(true);
+  Tensor y = m->forward(x);
+  CHECK(y.sizes() == dl::Shape{2, 3, 4});
+  CHECK(dl::allclose(y, x.detach().expand({2, 3, 4}), 0, 0));
+  y.sum().backward();
+  CHECK(dl::allclose(x.grad(), dl::full({2, 1, 4}, 3.0), 0, 0));
+}
+
+TEST_CASE("onnx import: Dropout is the identity in every opset form; BatchNormalization's legacy and training attributes") {
+  const Tensor x = randn({2, 3, 4, 4}, 120);
+  {  // opset 7: ratio attribute, mask output
+    Builder b(7);
+    b.input("x", {-1, 3, 4, 4});
+    auto* n = b.node("Dropout", {"x"}, {"y", "mask"});
+    auto* a = n->add_attribute();
+    a->set_name("ratio");
+    a->set_type(::onnx::AttributeProto::FLOAT);
+    a->set_f(0.5f);
+    b.output("y");
+    CHECK(dl::allclose(dl::onnx::load_from_bytes(b.bytes())->forward(x), x, 0, 0));
+  }
+  for (bool training : {false, true}) {  // opset 13: ratio and training_mode inputs
+    Builder b(13);
+    b.input("x", {-1, 3, 4, 4});
+    b.init("ratio", dl::full({}, 0.3));
+    auto* t = b.g->add_initializer();
+    t->set_name("training");
+    t->set_data_type(::onnx::TensorProto::BOOL);
+    t->set_raw_data(std::string(1, training ? '\1' : '\0'));
+    b.node("Dropout", {"x", "ratio", "training"}, {"y"}, "drop");
+    b.output("y");
+    auto m = dl::onnx::load_from_bytes(b.bytes());
+    CHECK(m->named_parameters().empty());  // ratio is read as a number: a constant
+    if (training) check_throws_with([&] { m->forward(x); }, {"node 'drop'", "training_mode=true"});
+    else CHECK(dl::allclose(m->forward(x), x, 0, 0));
+  }
+  auto bn = [&](int64_t opset, const char* attr, int64_t value) {
+    Builder b(opset);
+    b.input("x", {-1, 3, 4, 4});
+    for (const char* n : {"s", "b", "m"}) b.init(n, dl::zeros({3}));
+    b.init("v", dl::ones({3}));
+    attr_i(b.node("BatchNormalization", {"x", "s", "b", "m", "v"}, {"y"}, "bn"), attr, value);
+    b.output("y");
+    return b.bytes();
+  };
+  CHECK_NOTHROW(dl::onnx::load_from_bytes(bn(7, "spatial", 1)));
+  check_throws_with([&] { dl::onnx::load_from_bytes(bn(7, "spatial", 0)); }, {"node 'bn'", "spatial=0"});
+  check_throws_with([&] { dl::onnx::load_from_bytes(bn(15, "training_mode", 1)); }, {"node 'bn'", "training_mode=1"});
+  check_throws_with([&] { dl::onnx::load_from_bytes(bn(15, "spatial", 1)); }, {"node 'bn'", "attribute 'spatial'"});
+}
+
+TEST_CASE("onnx import: a loaded model is in eval mode; train() makes BatchNormalization use batch statistics") {
+  SmallNet net;
+  auto m = dl::onnx::load_from_bytes(net.bytes());
+  CHECK_FALSE(m->is_training());
+  const Tensor x = randn({4, 3, 8, 8}, 130);
+  const Tensor eval_out = m->forward(x).detach();
+  CHECK_CLOSE(eval_out, net.native(x), 1e-5, 1e-6);
+  m->train();
+  CHECK(m->is_training());
+  // the native computation in training mode, on copies of the running statistics
+  Tensor rm = net.rm.clone(), rv = net.rv.clone();
+  dl::Conv2dParams p;
+  p.padding = {1, 1};
+  Tensor h = dl::batch_norm(dl::conv2d(x, net.cw, net.cb, p), rm, rv, net.bw, net.bb, true, 0.1, 1e-5).relu() * net.mul;
+  const Tensor want = dl::linear(h.mean({2, 3}), net.fw, net.fb);
+  Tensor got = m->forward(x);
+  CHECK_CLOSE(got, want, 1e-5, 1e-6);
+  CHECK_FALSE(dl::allclose(got, eval_out, 1e-3, 1e-3));
+  // the running statistics moved with ONNX's default momentum 0.9 (PyTorch's 0.1), in place
+  CHECK_CLOSE(m->get_buffer("bn.running_mean"), rm, 1e-5, 1e-6);
+  CHECK_CLOSE(m->get_buffer("bn.running_var"), rv, 1e-5, 1e-6);
+  CHECK_FALSE(dl::allclose(m->get_buffer("bn.running_mean"), net.rm, 1e-4, 1e-5));
+  got.sum().backward();
+  CHECK(m->get_parameter("bn.weight").grad().defined());
+  m->eval();
+  CHECK_FALSE(m->is_training());
 }
