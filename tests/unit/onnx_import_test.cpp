@@ -791,7 +791,7 @@ TEST_CASE("onnx import: Expand broadcasts both ways and passes gradients back su
   CHECK(dl::allclose(x.grad(), dl::full({2, 1, 4}, 3.0), 0, 0));
 }
 
-TEST_CASE("onnx import: Dropout is the identity in every opset form; BatchNormalization's legacy and training attributes") {
+TEST_CASE("onnx import: Dropout is the identity in every opset form, BatchNormalization's legacy and training attributes") {
   const Tensor x = randn({2, 3, 4, 4}, 120);
   {  // opset 7: ratio attribute, mask output
     Builder b(7);
@@ -834,7 +834,7 @@ TEST_CASE("onnx import: Dropout is the identity in every opset form; BatchNormal
   check_throws_with([&] { dl::onnx::load_from_bytes(bn(15, "spatial", 1)); }, {"node 'bn'", "attribute 'spatial'"});
 }
 
-TEST_CASE("onnx import: a loaded model is in eval mode; train() makes BatchNormalization use batch statistics") {
+TEST_CASE("onnx import: a loaded model is in eval mode, train() makes BatchNormalization use batch statistics") {
   SmallNet net;
   auto m = dl::onnx::load_from_bytes(net.bytes());
   CHECK_FALSE(m->is_training());
