@@ -87,6 +87,7 @@ std::filesystem::path prepare_run(const std::string& program, CommonOptions& o) 
   if (o.threads > 0) omp_set_num_threads(o.threads);
   if (o.distributed) {
     o.pg = &dist::ProcessGroup::init();
+    if (o.device == "cuda") o.device = fmt::format("cuda:{}", o.pg->local_rank());  // one GPU per rank of a node
     if (o.batch_size % o.pg->world_size() != 0)
       fail("--batch-size {} is the global batch under --distributed; it must divide evenly over the {} ranks",
            o.batch_size, o.pg->world_size());

@@ -211,7 +211,7 @@ void save_best(const fs::path& run, nn::Module& model, int64_t epoch, double val
 
 // Differences between two configs, ignoring keys that may change between a run and its resume.
 std::vector<std::string> config_differences(const nlohmann::json& a, const nlohmann::json& b) {
-  static const std::vector<std::string> ignored{"resume", "out", "threads", "distributed"};
+  static const std::vector<std::string> ignored{"resume", "out", "threads", "omp_threads", "distributed"};
   std::vector<std::string> diffs;
   if (!a.is_object() || !b.is_object()) return diffs;
   for (auto it = a.begin(); it != a.end(); ++it) {
