@@ -35,6 +35,8 @@ std::unique_ptr<ProcessGroup>& world_slot() {
 
 [[maybe_unused]] void check_tensor(const Tensor& t, const char* what) {
   if (!t.defined()) fail("dist::{}: the tensor is undefined", what);
+  if (t.numel() > 2147483647)
+    fail("dist::{}: {} elements is more than one MPI/NCCL call takes here (2^31 - 1); split the tensor", what, t.numel());
   if (!t.is_contiguous()) fail("dist::{}: expected a contiguous tensor, got strides {}", what, shape_str(t.strides()));
 }
 }  // namespace
@@ -150,6 +152,10 @@ class MpiWork final : public Work {
  public:
   MpiWork(const ProcessGroup& pg, Tensor t, ReduceOp op, const char* call, std::string what)
       : pg_(pg), t_(std::move(t)), op_(op), call_(call), what_(std::move(what)) {}
+  // MPI still writes into the tensor until the request completes: never free it before that
+  ~MpiWork() override {
+    if (!finished_ && req != MPI_REQUEST_NULL) wait_request(pg_, req, call_, what_);
+  }
   MPI_Request req = MPI_REQUEST_NULL;
   bool test() override {
     if (finished_) return true;
