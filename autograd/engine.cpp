@@ -11,6 +11,8 @@ namespace dl::autograd {
 
 namespace {
 thread_local bool g_grad_mode = true;
+// The callbacks queued (queue_callback) by the backward running on this thread; null outside one.
+thread_local std::vector<std::function<void()>>* g_callbacks = nullptr;
 
 // True when nothing but the caller's one reference can see t's values: no other Tensor shares its
 // TensorImpl or its storage, and it covers its whole storage. Adding into such a tensor in place
@@ -72,7 +74,21 @@ std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
   } else {
     meta.grad = ops::binary(ops::BinaryOp::Add, Tensor(meta.grad), g).impl_ptr();
   }
+  for (auto& hook : post_hooks) hook(variable_);
   return {};
+}
+
+std::shared_ptr<AccumulateGrad> grad_accumulator(const Tensor& leaf) {
+  if (!leaf.defined() || !leaf.is_leaf() || !leaf.requires_grad())
+    fail("grad_accumulator: expected a leaf tensor that requires grad");
+  auto node = std::dynamic_pointer_cast<AccumulateGrad>(gradient_edge(leaf).fn);
+  DL_CHECK(node != nullptr, "grad_accumulator: the leaf's gradient edge is not an AccumulateGrad");
+  return node;
+}
+
+void queue_callback(std::function<void()> fn) {
+  if (!g_callbacks) fail("queue_callback: no backward is running on this thread");
+  g_callbacks->push_back(std::move(fn));
 }
 
 std::vector<Tensor> FunctionNode::apply(std::vector<Tensor>&& grads) {
@@ -179,6 +195,12 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
     if (deps[e.fn.get()] == 0 && std::find(ready.begin(), ready.end(), e.fn) == ready.end()) ready.push_back(e.fn);
 
   NoGradGuard no_grad;  // backward formulas themselves are not recorded
+  std::vector<std::function<void()>> callbacks;
+  struct CallbackScope {  // restores the outer backward's list (a backward inside a hook) on any exit
+    std::vector<std::function<void()>>* saved;
+    explicit CallbackScope(std::vector<std::function<void()>>* mine) : saved(g_callbacks) { g_callbacks = mine; }
+    ~CallbackScope() { g_callbacks = saved; }
+  } scope(&callbacks);
   while (!ready.empty()) {
     std::shared_ptr<Node> node = ready.back();
     ready.pop_back();
@@ -200,6 +222,10 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
       if (i < outputs.size() && outputs[i].defined()) add_to_buffer(e, outputs[i]);
       if (--deps[e.fn.get()] == 0) ready.push_back(e.fn);
     }
+  }
+  for (size_t i = 0; i < callbacks.size(); ++i) {  // by index: a callback may queue another
+    auto fn = std::move(callbacks[i]);
+    fn();
   }
 }
 

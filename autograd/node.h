@@ -44,9 +44,25 @@ class AccumulateGrad final : public Node {
   std::vector<Tensor> apply(std::vector<Tensor>&& grads) override;
   std::string name() const override { return "AccumulateGrad"; }
 
+  // Run, in order, right after a backward has added a gradient into the leaf's .grad (PyTorch's
+  // register_post_accumulate_grad_hook); the argument is the leaf. The engine calls a leaf's node
+  // once per backward, after every contribution to it is summed, so a hook fires at most once per
+  // backward: DistributedDataParallel starts a bucket's all-reduce from here.
+  std::vector<std::function<void(const Tensor&)>> post_hooks;
+
  private:
   Tensor variable_;
 };
+
+// The AccumulateGrad node of a leaf that requires grad, created if it has none yet. A leaf only
+// holds it weakly (the graphs that use it hold it), so whoever adds post_hooks keeps it alive by
+// holding the returned pointer, and every later graph then reaches the same node and hooks.
+std::shared_ptr<AccumulateGrad> grad_accumulator(const Tensor& leaf);
+
+// Runs `fn` once the backward now running has finished every node (PyTorch's
+// Variable._execution_engine.queue_callback); outside a backward, a clear error. Callbacks run in
+// the order queued, still inside backward() (an exception from one propagates out of it).
+void queue_callback(std::function<void()> fn);
 
 // ---- grad mode ---------------------------------------------------------------------------------
 bool grad_mode_enabled();

@@ -41,6 +41,9 @@ DataLoader::DataLoader(Tensor images, Tensor labels, std::vector<int64_t> indice
   if (opts_.num_workers < 0 || opts_.num_workers > 256)
     fail("DataLoader: num_workers must be 0 to 256, got {}", opts_.num_workers);
   if (opts_.prefetch_batches < 1) fail("DataLoader: prefetch_batches must be at least 1, got {}", opts_.prefetch_batches);
+  if (opts_.num_replicas < 1 || opts_.rank < 0 || opts_.rank >= opts_.num_replicas)
+    fail("DataLoader: rank {} of {} replicas: expected num_replicas >= 1 and 0 <= rank < num_replicas", opts_.rank,
+         opts_.num_replicas);
   if (opts_.threads_per_worker < 0)
     fail("DataLoader: threads_per_worker must be 0 (OpenMP default) or more, got {}", opts_.threads_per_worker);
   if (indices_.empty()) {
@@ -60,6 +63,33 @@ DataLoader::DataLoader(const ImageSet& set, std::vector<int64_t> indices, Transf
 
 DataLoader::~DataLoader() { stop(); }
 
+std::vector<int64_t> shard_order(const std::vector<int64_t>& order, int num_replicas, int rank,
+                                 LoaderOptions::Tail tail) {
+  if (num_replicas < 1 || rank < 0 || rank >= num_replicas)
+    fail("shard_order: rank {} of {} replicas is not a valid rank", rank, num_replicas);
+  if (num_replicas == 1) return order;
+  const int64_t n = static_cast<int64_t>(order.size()), r = num_replicas;
+  int64_t total = n;  // the length of the order the ranks share out
+  if (tail == LoaderOptions::Tail::Pad) total = (n + r - 1) / r * r;
+  if (tail == LoaderOptions::Tail::Drop) total = n / r * r;
+  if (tail == LoaderOptions::Tail::Pad && n == 0 && total > 0) fail("shard_order: nothing to pad from");
+  std::vector<int64_t> mine;
+  mine.reserve(static_cast<size_t>(total / r + 1));
+  for (int64_t i = rank; i < total; i += r) mine.push_back(order[static_cast<size_t>(i % n)]);  // i >= n: padding
+  return mine;
+}
+
+int64_t DataLoader::size() const {
+  const int64_t n = static_cast<int64_t>(indices_.size()), r = opts_.num_replicas, k = opts_.rank;
+  if (r == 1) return n;
+  switch (opts_.tail) {
+    case LoaderOptions::Tail::Pad: return (n + r - 1) / r;
+    case LoaderOptions::Tail::Drop: return n / r;
+    case LoaderOptions::Tail::Uneven: return n / r + (k < n % r ? 1 : 0);
+  }
+  return n;
+}
+
 int64_t DataLoader::num_batches() const {
   const int64_t n = size(), bs = opts_.batch_size;
   return opts_.drop_last ? n / bs : (n + bs - 1) / bs;
@@ -71,7 +101,7 @@ std::vector<int64_t> DataLoader::epoch_order(int64_t epoch) const {
     Generator gen(opts_.seed + static_cast<uint64_t>(epoch));
     for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[gen.below(i)]);
   }
-  return order;
+  return shard_order(order, opts_.num_replicas, opts_.rank, opts_.tail);
 }
 
 Batch DataLoader::make_batch(int64_t epoch, int64_t b, const std::vector<int64_t>& order) const {

@@ -38,7 +38,23 @@ struct LoaderOptions {
   int num_workers = 0;         // 0: batches are built on the calling thread inside next()
   int prefetch_batches = 2;    // per worker
   int threads_per_worker = 1;  // OpenMP threads for a worker's transforms; 0: OpenMP's default
+  // Distributed sampling (PyTorch's DistributedSampler): this loader serves rank `rank` of
+  // `num_replicas`. Each epoch's order is the one a single loader would use (shuffled with
+  // seed + epoch); rank r takes positions r, r + R, r + 2R, ... of it, so the ranks' shards are
+  // disjoint and, batch for batch, together hold what one process with R times the batch size
+  // would see. When R does not divide the sample count, `tail` says what happens.
+  int num_replicas = 1;
+  int rank = 0;
+  enum class Tail {
+    Pad,     // repeat the order's first samples until R divides it (PyTorch's default, drop_last=False)
+    Drop,    // drop the order's last samples (PyTorch's drop_last=True)
+    Uneven,  // keep every sample once; ranks then differ by one sample (evaluation only: no collective per batch)
+  };
+  Tail tail = Tail::Pad;
 };
+
+// Rank `rank`'s share of `order` (see LoaderOptions::num_replicas); the identity for one replica.
+std::vector<int64_t> shard_order(const std::vector<int64_t>& order, int num_replicas, int rank, LoaderOptions::Tail tail);
 
 struct Batch {
   Tensor images;                 // the transform's output (or the raw uint8 samples without one)
@@ -57,7 +73,7 @@ class DataLoader {
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
 
-  int64_t size() const { return static_cast<int64_t>(indices_.size()); }  // samples per epoch
+  int64_t size() const;  // samples per epoch (this rank's share when num_replicas > 1)
   int64_t num_batches() const;
   const LoaderOptions& options() const { return opts_; }
 
@@ -70,7 +86,8 @@ class DataLoader {
 
   // Builds batch `b` of the epoch whose sample order is `order` (what the workers call).
   Batch make_batch(int64_t epoch, int64_t b, const std::vector<int64_t>& order) const;
-  // The sample order of an epoch: the indices, shuffled with Generator(seed + epoch) if shuffle.
+  // The sample order of an epoch: the indices, shuffled with Generator(seed + epoch) if shuffle,
+  // then this rank's shard of it (shard_order).
   std::vector<int64_t> epoch_order(int64_t epoch) const;
 
   // for (Batch& b : loader.epoch(e)) { ... }: start_epoch(e), then next() until the end.

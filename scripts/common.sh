@@ -8,7 +8,7 @@ DL_JOBS=$(nproc 2>/dev/null || echo 2)
 DL_PACKAGES=(cmake ninja-build g++ pkg-config libfmt-dev zlib1g-dev nlohmann-json3-dev doctest-dev
              libcli11-dev libstb-dev dataset-fashion-mnist python3-torch python3-torchvision
              python3-matplotlib python3-scipy python3-sklearn libonnx-dev libprotobuf-dev python3-onnx
-             python3-venv)
+             python3-venv libopenmpi-dev openmpi-bin)
 
 dl_ensure_packages() {
   local missing=() p

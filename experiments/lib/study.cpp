@@ -1,5 +1,7 @@
 #include "experiments/lib/study.h"
 
+#include "dist/process_group.h"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -8,7 +10,14 @@
 
 namespace dl::exp {
 
-void CommonOptions::add_to(CLI::App& app) {
+void CommonOptions::add_to(CLI::App& app, bool dist_ok) {
+  if (dist_ok) {
+    app.add_flag("--distributed", distributed,
+                 "one rank of an MPI job (mpirun -np N ...): data-parallel training, --batch-size split over the ranks");
+    app.add_option("--bucket-mb", bucket_mb, "--distributed: gradient all-reduce bucket size in MiB")
+        ->check(CLI::PositiveNumber);
+    app.add_flag("--sync-bn", sync_bn, "--distributed: batch norm statistics over the global batch (SyncBatchNorm)");
+  }
   app.add_option("--data-dir", data_dir, "Fashion-MNIST folder (default: $DL_DATA_DIR or /usr/share/datasets/fashion-mnist)");
   app.add_option("--out", out, "run folder (default: runs/<program>-<date-time>)");
   app.add_option("--device", device, "cpu or cuda[:N]");
@@ -29,7 +38,24 @@ nlohmann::json CommonOptions::to_json() const {
   return {{"data_dir", data_dir}, {"device", device}, {"seed", seed}, {"val_fraction", val_fraction},
           {"train_limit", train_limit}, {"val_limit", val_limit}, {"test_limit", test_limit},
           {"batch_size", batch_size}, {"workers", workers}, {"threads", threads}, {"resume", resume},
-          {"clip_grad_norm", clip_grad_norm}, {"skip_nonfinite", skip_nonfinite}, {"out", out}};
+          {"clip_grad_norm", clip_grad_norm}, {"skip_nonfinite", skip_nonfinite}, {"out", out},
+          {"sync_bn", sync_bn},
+          {"distributed", {{"on", distributed}, {"world_size", pg ? pg->world_size() : 1}, {"bucket_mb", bucket_mb}}}};
+}
+
+bool CommonOptions::is_main() const { return !pg || pg->rank() == 0; }
+
+data::LoaderOptions CommonOptions::shard(data::LoaderOptions lo, bool training) const {
+  if (!pg) return lo;
+  const int n = pg->world_size();
+  if (lo.batch_size % n != 0)
+    fail("--batch-size {} is the global batch under --distributed; it must divide evenly over the {} ranks",
+         lo.batch_size, n);
+  lo.batch_size /= n;
+  lo.num_replicas = n;
+  lo.rank = pg->rank();
+  lo.tail = training ? data::LoaderOptions::Tail::Pad : data::LoaderOptions::Tail::Uneven;
+  return lo;
 }
 
 namespace {
@@ -59,12 +85,32 @@ StudyData load_study_data(const CommonOptions& o) {
 
 std::filesystem::path prepare_run(const std::string& program, CommonOptions& o) {
   if (o.threads > 0) omp_set_num_threads(o.threads);
+  if (o.distributed) {
+    o.pg = &dist::ProcessGroup::init();
+    if (o.device == "cuda") o.device = fmt::format("cuda:{}", o.pg->local_rank());  // one GPU per rank of a node
+    if (o.batch_size % o.pg->world_size() != 0)
+      fail("--batch-size {} is the global batch under --distributed; it must divide evenly over the {} ranks",
+           o.batch_size, o.pg->world_size());
+  }
   parse_device(o.device);
-  auto run = create_run_dir(program, o.out.empty() ? std::nullopt : std::optional<std::string>(o.out));
-  o.out = run.string();
-  check_writable(run);
+  std::string run, error;
+  if (o.is_main()) {
+    try {
+      run = create_run_dir(program, o.out.empty() ? std::nullopt : std::optional<std::string>(o.out)).string();
+      check_writable(run);
+    } catch (const std::exception& e) {
+      if (!o.pg) throw;
+      error = e.what();
+    }
+  }
+  if (o.pg) {  // every rank uses rank 0's folder (or fails with rank 0's reason)
+    error = o.pg->broadcast(error, 0);
+    if (!error.empty()) fail("{}", error);
+    run = o.pg->broadcast(run, 0);
+  }
+  o.out = run;
   manual_seed(o.seed);
-  return run;
+  return std::filesystem::path(run);
 }
 
 nlohmann::json base_config(const std::string& program, const CommonOptions& o, const StudyData& d) {

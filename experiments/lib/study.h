@@ -12,6 +12,7 @@
 
 #include "data/fashion_mnist.h"
 #include "data/split.h"
+#include "data/loader.h"
 #include "experiments/lib/train.h"
 
 namespace dl::exp {
@@ -31,8 +32,21 @@ struct CommonOptions {
   bool resume = false;
   double clip_grad_norm = 0;
   bool skip_nonfinite = false;
-  void add_to(CLI::App& app);
+  // --distributed (docs/distributed.md): one rank of `mpirun -np N program --distributed ...`;
+  // --batch-size is then the global batch, batch_size / N per rank.
+  bool distributed = false;
+  double bucket_mb = 25;       // DistributedDataParallel's bucket size
+  bool sync_bn = false;        // BatchNorm2d -> dist::SyncBatchNorm
+  dist::ProcessGroup* pg = nullptr;  // set by prepare_run under --distributed
+
+  // `distributed`: the program supports --distributed (and the options that go with it).
+  void add_to(CLI::App& app, bool distributed = false);
   nlohmann::json to_json() const;
+  bool is_main() const;        // rank 0, or not distributed: the process that writes files
+  // A loader's options for this process: under --distributed this rank's shard of every epoch,
+  // with batch_size / N samples per batch (training: the shards padded to one length, as
+  // PyTorch's DistributedSampler does; evaluation: every sample exactly once).
+  data::LoaderOptions shard(data::LoaderOptions lo, bool training) const;
 };
 
 struct StudyData {
@@ -46,7 +60,8 @@ struct StudyData {
 // the first images of a seeded shuffle of the split, so classes stay balanced on average).
 StudyData load_study_data(const CommonOptions& o);
 
-// Applies --threads and --device, creates the run folder, returns it.
+// Applies --threads and --device, creates the run folder, returns it. Under --distributed it
+// also starts MPI (dist::ProcessGroup, o.pg); rank 0 creates the folder and tells the others.
 std::filesystem::path prepare_run(const std::string& program, CommonOptions& o);
 
 // config.json: every option, the seed, the split identity, data files, git commit, machine.

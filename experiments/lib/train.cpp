@@ -10,6 +10,7 @@
 #include "autograd/functional.h"
 #include "autograd/node.h"
 #include "cuda/cuda.h"
+#include "dist/process_group.h"
 #include "models/checkpoint.h"
 
 namespace dl::exp {
@@ -18,11 +19,14 @@ using Clock = std::chrono::steady_clock;
 
 // ---- logging ------------------------------------------------------------------------------------
 
-Logger::Logger(const fs::path& log_file) : file_(log_file, std::ios::app), tty_(isatty(fileno(stdout)) != 0) {
+Logger::Logger(const fs::path& log_file, bool enabled) : enabled_(enabled), tty_(isatty(fileno(stdout)) != 0) {
+  if (!enabled_) return;
+  file_.open(log_file, std::ios::app);
   if (!file_) fail("cannot open log file '{}' for writing", log_file.string());
 }
 
 void Logger::info(const std::string& line) {
+  if (!enabled_) return;
   end_progress();
   std::cout << line << std::endl;
   file_ << line << "\n";
@@ -30,6 +34,7 @@ void Logger::info(const std::string& line) {
 }
 
 void Logger::progress(const std::string& line, bool force) {
+  if (!enabled_) return;
   if (tty_) {
     std::cout << "\r\033[K" << line << std::flush;
     open_line_ = true;
@@ -148,6 +153,7 @@ EvalResult evaluate(nn::Module& model, const ForwardFn& forward, data::DataLoade
   }
   if (log) log->end_progress();
   model.train(was_training);
+  r.seen = seen;
   r.loss = seen ? loss_sum / seen : 0;
   r.accuracy = seen ? static_cast<double>(correct) / seen : 0;
   return r;
@@ -205,7 +211,7 @@ void save_best(const fs::path& run, nn::Module& model, int64_t epoch, double val
 
 // Differences between two configs, ignoring keys that may change between a run and its resume.
 std::vector<std::string> config_differences(const nlohmann::json& a, const nlohmann::json& b) {
-  static const std::vector<std::string> ignored{"resume", "out", "threads"};
+  static const std::vector<std::string> ignored{"resume", "out", "threads", "omp_threads", "distributed"};
   std::vector<std::string> diffs;
   if (!a.is_object() || !b.is_object()) return diffs;
   for (auto it = a.begin(); it != a.end(); ++it) {
@@ -229,7 +235,14 @@ void load_best_weights(nn::Module& model, const fs::path& run) {
 FitResult fit(nn::Module& model, const ForwardFn& forward, optim::Optimizer& optimizer, optim::LRScheduler* scheduler,
               data::DataLoader& train, data::DataLoader& val, const fs::path& run, const FitOptions& options,
               Logger& log) {
-  check_writable(run);
+  dist::ProcessGroup* pg = options.pg;
+  const bool main_rank = !pg || pg->rank() == 0;
+  if (main_rank) check_writable(run);
+  // distributed: true on every rank when it is true on one (SIGINT may reach the ranks at different batches)
+  // Distributed, stopping is decided together at agreement points (each batch, after validation),
+  // so that no rank leaves the loop while another waits for it in a collective.
+  bool agreed_stop = false;
+  auto stopping = [&] { return pg ? agreed_stop : stop_requested().load(); };
   FitResult res;
   int64_t start_epoch = 0;
   fs::path last = run / "last.ckpt";
@@ -271,7 +284,7 @@ FitResult fit(nn::Module& model, const ForwardFn& forward, optim::Optimizer& opt
     for (const auto& p : g.params) params.push_back(p);
   auto t_start = Clock::now();
   int64_t nb = train.num_batches();
-  for (int64_t epoch = start_epoch; epoch < options.epochs && !stop_requested(); ++epoch) {
+  for (int64_t epoch = start_epoch; epoch < options.epochs && !stopping(); ++epoch) {
     model.train();
     auto t0 = Clock::now();
     double lr = optimizer.param_groups().at(0).lr;
@@ -283,7 +296,18 @@ FitResult fit(nn::Module& model, const ForwardFn& forward, optim::Optimizer& opt
       Tensor loss = cross_entropy(logits, labels);
       double lv = loss.item<double>();
       ++b;
-      if (!std::isfinite(lv)) {
+      bool nonfinite = !std::isfinite(lv);
+      if (pg) {  // one small all-reduce per batch: every rank skips, stops or steps together
+        Tensor flags = from_vector<double>({stop_requested() ? 1.0 : 0.0, nonfinite ? 1.0 : 0.0}, {2});
+        pg->allreduce(flags, dist::ReduceOp::Max);
+        auto f = flags.to_vector<double>();
+        agreed_stop = f[0] > 0;
+        if (f[1] > 0 && !nonfinite) {
+          lv = NAN;  // another rank's loss is not finite
+          nonfinite = true;
+        }
+      }
+      if (nonfinite) {
         if (!options.skip_nonfinite)
           fail("the loss became {} at epoch {}, batch {} of {}; lower the learning rate, clip gradients "
                "(--clip-grad-norm), or pass --skip-nonfinite to skip such batches",
@@ -310,9 +334,17 @@ FitResult fit(nn::Module& model, const ForwardFn& forward, optim::Optimizer& opt
       log.progress(fmt::format("epoch {}/{}  batch {}/{}  loss {:.4f}  acc {:.4f}  {:.0f} img/s  left {}", epoch + 1,
                                options.epochs, b, nb, loss_sum / seen, static_cast<double>(correct) / seen,
                                seen / std::max(el, 1e-9), duration_str(left)));
-      if (stop_requested()) break;
+      if (stopping()) break;
     }
-    if (stop_requested()) {
+    if (pg) {  // the epoch's train metrics over every rank's shard
+      Tensor m = from_vector<double>({loss_sum, static_cast<double>(correct), static_cast<double>(seen)}, {3});
+      pg->allreduce(m, dist::ReduceOp::Sum);
+      auto v = m.to_vector<double>();
+      loss_sum = v[0];
+      correct = static_cast<int64_t>(v[1] + 0.5);
+      seen = static_cast<int64_t>(v[2] + 0.5);
+    }
+    if (stopping()) {
       res.interrupted = true;
       log.info(fmt::format("interrupted during epoch {}: the last completed epoch ({}) is saved in {}; run again "
                            "with --resume to continue",
@@ -320,7 +352,16 @@ FitResult fit(nn::Module& model, const ForwardFn& forward, optim::Optimizer& opt
       break;
     }
     EvalResult v = evaluate(model, forward, val, epoch, false, &log, "validation");
-    if (stop_requested()) {
+    if (pg) {
+      agreed_stop = pg->allreduce(stop_requested() ? 1.0 : 0.0, dist::ReduceOp::Max) > 0;
+      Tensor m = from_vector<double>({v.loss * v.seen, v.accuracy * v.seen, static_cast<double>(v.seen)}, {3});
+      pg->allreduce(m, dist::ReduceOp::Sum);
+      auto x = m.to_vector<double>();
+      v.seen = static_cast<int64_t>(x[2] + 0.5);
+      v.loss = v.seen ? x[0] / x[2] : 0;
+      v.accuracy = v.seen ? x[1] / x[2] : 0;
+    }
+    if (stopping()) {
       res.interrupted = true;
       log.info(fmt::format("interrupted during epoch {}'s validation; run again with --resume", epoch + 1));
       break;
@@ -333,14 +374,17 @@ FitResult fit(nn::Module& model, const ForwardFn& forward, optim::Optimizer& opt
     if (v.accuracy > res.best_val_acc) {
       res.best_val_acc = v.accuracy;
       res.best_epoch = epoch + 1;
-      save_best(run, model, epoch + 1, v.accuracy);
+      if (main_rank) save_best(run, model, epoch + 1, v.accuracy);
     }
-    save_last(run, model, optimizer, scheduler, epoch + 1, res, options);
-    write_history(run / "history.csv", res.history);
+    if (main_rank) {
+      save_last(run, model, optimizer, scheduler, epoch + 1, res, options);
+      write_history(run / "history.csv", res.history);
+    }
     log.info(fmt::format("epoch {}/{}: train loss {:.4f} acc {:.4f} | val loss {:.4f} acc {:.4f} | lr {:g} | {}{}",
                          epoch + 1, options.epochs, rec.train_loss, rec.train_acc, rec.val_loss, rec.val_acc, lr,
                          duration_str(secs), skipped ? fmt::format(" | {} batches skipped", skipped) : ""));
   }
+  if (pg) pg->barrier();  // rank 0's checkpoints are on disk before any rank reads best.ckpt
   res.seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
   return res;
 }

@@ -22,14 +22,19 @@
 #include "nn/optim/lr_scheduler.h"
 #include "nn/optim/optimizer.h"
 
+namespace dl::dist {
+class ProcessGroup;
+}
+
 namespace dl::exp {
 
 namespace fs = std::filesystem;
 
-// Prints to the terminal and appends to <run>/log.txt.
+// Prints to the terminal and appends to <run>/log.txt. A disabled logger (the ranks other than 0
+// of a distributed run) opens nothing and prints nothing.
 class Logger {
  public:
-  explicit Logger(const fs::path& log_file);
+  explicit Logger(const fs::path& log_file, bool enabled = true);
   void info(const std::string& line);  // a full line, to stdout and the log
   // A progress line: rewritten in place on a terminal, written every ~10% otherwise; never logged.
   void progress(const std::string& line, bool force = false);
@@ -37,6 +42,7 @@ class Logger {
 
  private:
   std::ofstream file_;
+  bool enabled_;
   bool tty_;
   bool open_line_ = false;
   double last_print_ = -1;
@@ -48,6 +54,7 @@ void install_interrupt_handler();
 
 struct EvalResult {
   double loss = 0, accuracy = 0;
+  int64_t seen = 0;                     // samples evaluated
   std::vector<Prediction> predictions;  // filled when asked
 };
 
@@ -63,6 +70,12 @@ struct FitOptions {
   bool skip_nonfinite = false;   // skip a batch whose loss is NaN/Inf instead of stopping
   bool resume = false;           // continue from <run>/last.ckpt
   nlohmann::json config;         // stored in checkpoints, checked on resume
+  // Distributed (--distributed): this process is one rank of `pg`; the model's gradients are
+  // averaged by a dist::DistributedDataParallel the caller made, the loaders are sharded. The ranks
+  // agree each batch on stopping (SIGINT) and on a non-finite loss; train and validation metrics
+  // are summed over the ranks; only rank 0 writes checkpoints and history.csv. --resume reads
+  // last.ckpt on every rank (a folder all ranks see), with any number of ranks.
+  dist::ProcessGroup* pg = nullptr;
 };
 
 struct FitResult {

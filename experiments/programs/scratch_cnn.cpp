@@ -3,9 +3,12 @@
 // evaluated once, with the weights of the best validation epoch.
 //
 //   build/bin/scratch_cnn [--epochs 10] [--lr 1e-3] [--out DIR] [--resume] [common options]
+//   mpirun -np 2 build/bin/scratch_cnn --distributed [--sync-bn] ...   data-parallel (docs/distributed.md)
 #include <iostream>
 
 #include "autograd/node.h"
+#include "dist/ddp.h"
+#include "dist/sync_batch_norm.h"
 #include "experiments/lib/study.h"
 #include "models/scratch_cnn.h"
 #include "nn/optim/adam.h"
@@ -16,7 +19,7 @@ using namespace dl::exp;
 int main(int argc, char** argv) {
   CLI::App app{"scratch_cnn: the study's CNN trained from scratch on Fashion-MNIST"};
   CommonOptions o;
-  o.add_to(app);
+  o.add_to(app, true);
   int64_t epochs = 10;
   double lr = 1e-3;
   double dropout = 0.3;
@@ -27,7 +30,7 @@ int main(int argc, char** argv) {
   try {
     install_interrupt_handler();
     auto run = prepare_run("scratch_cnn", o);
-    Logger log(run / "log.txt");
+    Logger log(run / "log.txt", o.is_main());
     Device device = parse_device(o.device);
     StudyData d = load_study_data(o);
 
@@ -49,14 +52,19 @@ int main(int argc, char** argv) {
                            .num_workers = o.workers};
     data::LoaderOptions eo = lo;
     eo.shuffle = false;
-    data::DataLoader train(d.train_set, d.train_idx, tf, lo);
-    data::DataLoader val(d.train_set, d.val_idx, tf, eo);
+    data::DataLoader train(d.train_set, d.train_idx, tf, o.shard(lo, true));
+    data::DataLoader val(d.train_set, d.val_idx, tf, o.shard(eo, false));
     data::DataLoader test(d.test_set, d.test_idx, tf, eo);
 
     models::ScratchCnnConfig mc;
     mc.dropout = dropout;
     auto model = std::make_shared<models::ScratchCnn>(mc);
     model->to(device);
+    std::unique_ptr<dist::DistributedDataParallel> ddp;
+    if (o.pg) {
+      if (o.sync_bn) dist::convert_sync_batchnorm(*model, *o.pg);
+      ddp = std::make_unique<dist::DistributedDataParallel>(model, *o.pg, dist::DdpOptions{.bucket_mb = o.bucket_mb});
+    }
     int64_t params = model->num_parameters();
     optim::Adam opt(model->parameters(), {.lr = lr});
 
@@ -67,18 +75,22 @@ int main(int argc, char** argv) {
     config["optimizer"] = "Adam";
     config["normalization"] = {{"mean", mean}, {"std", stdev}, {"source", "training split pixels"}};
     config["model"] = {{"name", "ScratchCnn"}, {"channels", mc.channels}, {"params", params}};
-    write_json(run / "config.json", config);
+    if (o.is_main()) write_json(run / "config.json", config);
     log.info(fmt::format("scratch_cnn: {} parameters (all trained); {} train / {} val / {} test images; "
                          "normalised with mean {:.4f}, std {:.4f}; run folder {}",
                          params, d.train_idx.size(), d.val_idx.size(), d.test_idx.size(), mean, stdev, run.string()));
 
+    if (o.pg) log.info(fmt::format("distributed: {} ranks x {} images per batch, {} gradient buckets, {}", o.pg->world_size(),
+                                   o.batch_size / o.pg->world_size(), ddp->bucket_layout().size(),
+                                   o.sync_bn ? "SyncBatchNorm" : "per-rank batch norm (rank 0's running statistics)"));
     auto forward = [&](const Tensor& x) { return (*model)(x.to(device)); };
     FitOptions fo{.epochs = epochs, .clip_grad_norm = o.clip_grad_norm, .skip_nonfinite = o.skip_nonfinite,
-                  .resume = o.resume, .config = config};
+                  .resume = o.resume, .config = config, .pg = o.pg};
     fo.config.erase("started");
     FitResult r = fit(*model, forward, opt, nullptr, train, val, run, fo, log);
     if (r.interrupted) return 130;
 
+    if (!o.is_main()) return 0;  // the test set is evaluated, and the run record written, by rank 0 alone
     load_best_weights(*model, run);
     auto t0 = std::chrono::steady_clock::now();
     EvalResult t = evaluate(*model, forward, test, 0, true, &log, "test");
@@ -101,6 +113,7 @@ int main(int argc, char** argv) {
     log.info(fmt::format("test accuracy {:.4f} (best validation epoch {}, {:.4f}); outputs in {}", t.accuracy,
                          r.best_epoch, r.best_val_acc, run.string()));
   } catch (const std::exception& e) {
+    if (o.pg) o.pg->abort(fmt::format("scratch_cnn: {}", e.what()));  // ends every rank, not only this one
     std::cerr << "scratch_cnn: error: " << e.what() << "\n";
     return 1;
   }

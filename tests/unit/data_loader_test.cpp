@@ -206,3 +206,52 @@ TEST_CASE("loader arguments are validated") {
   DataLoader l(set, {}, nullptr, o);
   CHECK_ERROR(l.next(), {"start_epoch"});
 }
+
+TEST_CASE("DataLoader: distributed shards (no MPI needed) are disjoint and interleave to the one-loader order") {
+  const ImageSet set = numbered_set(103);
+  LoaderOptions one;
+  one.batch_size = 8;
+  one.seed = 5;
+  DataLoader single(set, {}, nullptr, one);
+  for (int replicas : {2, 3, 4}) {
+    for (auto tail : {LoaderOptions::Tail::Pad, LoaderOptions::Tail::Drop, LoaderOptions::Tail::Uneven}) {
+      INFO("replicas " << replicas << ", tail " << int(tail));
+      std::vector<std::vector<int64_t>> shards;
+      int64_t total = 0;
+      for (int r = 0; r < replicas; ++r) {
+        LoaderOptions o = one;
+        o.num_replicas = replicas;
+        o.rank = r;
+        o.tail = tail;
+        DataLoader l(set, {}, nullptr, o);
+        std::vector<int64_t> seen;
+        for (auto& b : l.epoch(2)) seen.insert(seen.end(), b.indices.begin(), b.indices.end());
+        CHECK(static_cast<int64_t>(seen.size()) == l.size());
+        total += l.size();
+        shards.push_back(seen);
+      }
+      // interleaving the shards gives back the single loader's order (padded, cut or whole)
+      const std::vector<int64_t> order = single.epoch_order(2);
+      std::vector<int64_t> joined;
+      for (size_t i = 0; i < shards[0].size(); ++i)
+        for (int r = 0; r < replicas; ++r)
+          if (i < shards[r].size()) joined.push_back(shards[r][i]);
+      const int64_t n = 103, R = replicas;
+      if (tail == LoaderOptions::Tail::Uneven) {
+        CHECK(joined == order);
+        CHECK(total == n);
+      } else if (tail == LoaderOptions::Tail::Drop) {
+        CHECK(joined == std::vector<int64_t>(order.begin(), order.begin() + n / R * R));
+      } else {
+        std::vector<int64_t> padded = order;
+        for (int64_t i = 0; static_cast<int64_t>(padded.size()) % R; ++i) padded.push_back(order[i]);
+        CHECK(joined == padded);
+        for (const auto& s : shards) CHECK(s.size() == shards[0].size());  // every rank the same number of steps
+      }
+    }
+  }
+  LoaderOptions bad = one;
+  bad.num_replicas = 2;
+  bad.rank = 2;
+  CHECK_THROWS_WITH_AS(DataLoader(set, {}, nullptr, bad), doctest::Contains("rank 2 of 2 replicas"), dl::Error);
+}
