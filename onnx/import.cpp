@@ -395,7 +395,7 @@ std::unique_ptr<OnnxModel::Impl> build(const ::onnx::ModelProto& model, const st
     const std::string where = node_where(n, i);
     impl->nodes.push_back({n.op_type(), n.name(), {n.input().begin(), n.input().end()},
                            {n.output().begin(), n.output().end()}});
-    Impl::Step step{fns[i], {}, {}, where};
+    Impl::Step step{fns[i], {}, {}, where, {}};
     bool all_static = foldable(n.op_type());
     std::vector<Tensor> ins;
     for (const auto& in : n.input()) {

@@ -69,7 +69,7 @@ struct FitOptions {
   double clip_grad_norm = 0;     // > 0: rescale gradients whose global L2 norm exceeds it
   bool skip_nonfinite = false;   // skip a batch whose loss is NaN/Inf instead of stopping
   bool resume = false;           // continue from <run>/last.ckpt
-  nlohmann::json config;         // stored in checkpoints, checked on resume
+  nlohmann::json config{};       // stored in checkpoints, checked on resume
   // Distributed (--distributed): this process is one rank of `pg`; the model's gradients are
   // averaged by a dist::DistributedDataParallel the caller made, the loaders are sharded. The ranks
   // agree each batch on stopping (SIGINT) and on a non-finite loss; train and validation metrics
