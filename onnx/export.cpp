@@ -411,8 +411,8 @@ class ExportTracer final : public autograd::Tracer {
 
 }  // namespace
 
-void export_model(nn::Module& module, const Tensor& example_input, const std::string& path,
-                  const ExportOptions& options) {
+ExportReport export_model(nn::Module& module, const Tensor& example_input, const std::string& path,
+                          const ExportOptions& options) {
   if (options.opset < 13 || options.opset > 17) fail("export_model: opset {} is not supported; use 13 through 17", options.opset);
   if (!example_input.defined()) fail("export_model: the example input is an undefined tensor");
   if (!is_floating(example_input.dtype()))
@@ -462,7 +462,48 @@ void export_model(nn::Module& module, const Tensor& example_input, const std::st
   } catch (const std::exception& e) {
     fail("export_model: the traced graph does not pass ONNX's checker: {}", e.what());
   }
+
+  // read back and run on a fresh input beside the module (still in eval mode here)
+  std::string bytes;
+  if (!model.SerializeToString(&bytes)) fail("export_model: could not serialise the model (over protobuf's 2 GiB?)");
+  std::shared_ptr<OnnxModel> back;
+  try {
+    back = load_from_bytes(bytes);
+  } catch (const std::exception& e) {
+    fail("export_model: this framework's importer refuses the traced graph: {}", e.what());
+  }
+  back->to(x.device());
+  Shape fresh_shape = x.sizes();
+  if (options.dynamic_batch && !fresh_shape.empty()) fresh_shape[0] += 1;
+  Generator gen(0x0a11);
+  Tensor fresh = randn(fresh_shape, {}, &gen).to(x.dtype()).to(x.device());
+  Tensor want, got;
+  {
+    NoGradGuard ng;
+    want = module(fresh);
+    try {
+      got = back->forward(fresh);
+    } catch (const std::exception& e) {
+      fail("export_model: the exported graph cannot run on a fresh input of shape {} ({}): a size in it is tied to "
+           "the example's (a tensor made inside forward from the example's shape enters the graph as a constant)",
+           shape_str(fresh_shape), e.what());
+    }
+  }
+  OutputDifference d = output_difference(got, want);
+  if (!d.close(1e-4))
+    fail("export_model: the exported graph computes other outputs than the module on a fresh input of shape {} "
+         "(largest difference {:.3g}, largest output {:.3g}): the forward pass uses a value the tracer cannot see "
+         "(a raw ops:: call, an integer result, a detached tensor), which entered the graph as a constant, or a "
+         "size tied to the example's batch",
+         shape_str(fresh_shape), d.max_abs, d.scale);
   write_model_atomically(model, path);
+  ExportReport report;
+  report.nodes = graph->node_size();
+  report.initializers = graph->initializer_size();
+  report.checked_batch = fresh_shape.empty() ? 0 : fresh_shape[0];
+  report.max_abs_difference = d.max_abs;
+  report.max_abs_output = d.scale;
+  return report;
 }
 
 }  // namespace dl::onnx

@@ -24,12 +24,25 @@ struct ExportOptions {
   std::string output_name = "output";
 };
 
+// What export_model wrote and how it was checked.
+struct ExportReport {
+  int64_t nodes = 0, initializers = 0;
+  int64_t checked_batch = 0;      // the batch size of the fresh input the file was checked on
+  double max_abs_difference = 0;  // importer's output against the module's, on that input
+  double max_abs_output = 0;      // the largest |output| of the module there
+};
+
 // Runs module.forward(example_input) once in eval mode (the module's mode is restored after),
 // records every op, and writes the graph to `path` (atomically). Parameters and buffers become
 // initializers named by the module tree ("layer1.0.conv1.weight"); nodes are named after the
 // module that ran them. An op with no ONNX form is a dl::Error naming the op and the module.
-// The written model is checked with onnx::checker and ONNX shape inference before it is kept.
-void export_model(nn::Module& module, const Tensor& example_input, const std::string& path,
+// The written model is checked with onnx::checker and ONNX shape inference, then read back by
+// load_from_bytes and run on a fresh random input (of another batch size when the batch is
+// dynamic) next to the module: a value the tracer could not see (a raw ops:: call, an integer
+// result, x.detach() inside forward) would have entered the graph as a constant, and a size
+// fixed to the example's batch would not fit; either is an error (outputs must agree to 1e-4 of
+// the largest one), and no file is written.
+ExportReport export_model(nn::Module& module, const Tensor& example_input, const std::string& path,
                   const ExportOptions& options = {});
 
 // ---- import -------------------------------------------------------------------------------------

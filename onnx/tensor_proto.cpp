@@ -174,6 +174,25 @@ Tensor tensor_from_proto(const TensorProto& t, const std::string& base_dir, cons
     raw = &t.raw_data();
   }
 
+  auto count_mismatch = [&](int64_t have, const char* field) {
+    fail("{}: {} holds {} values but dims {} need {}", what, field, have, fmt::join(dims, "x"), numel);
+  };
+  if (!raw) {  // typed data: its count must match the dims before anything of that size is allocated
+    switch (t.data_type()) {
+      case TensorProto::FLOAT:
+        if (t.float_data_size() != numel) count_mismatch(t.float_data_size(), "float_data");
+        break;
+      case TensorProto::DOUBLE:
+        if (t.double_data_size() != numel) count_mismatch(t.double_data_size(), "double_data");
+        break;
+      case TensorProto::INT64:
+        if (t.int64_data_size() != numel) count_mismatch(t.int64_data_size(), "int64_data");
+        break;
+      default:  // INT32, UINT8 and BOOL are stored in int32_data
+        if (t.int32_data_size() != numel) count_mismatch(t.int32_data_size(), "int32_data");
+    }
+  }
+
   Tensor out = empty(Shape(dims.begin(), dims.end()), dtype);
   if (raw) {
     const char* src = raw->data();
@@ -194,29 +213,21 @@ Tensor tensor_from_proto(const TensorProto& t, const std::string& base_dir, cons
     }
     return out;
   }
-  auto count_mismatch = [&](int64_t have, const char* field) {
-    fail("{}: {} holds {} values but dims {} need {}", what, field, have, fmt::join(dims, "x"), numel);
-  };
-  switch (t.data_type()) {
+  switch (t.data_type()) {  // the counts were checked above
     case TensorProto::FLOAT:
-      if (t.float_data_size() != numel) count_mismatch(t.float_data_size(), "float_data");
       copy_converted(t.float_data().data(), out.data_ptr<float>(), numel);
       break;
     case TensorProto::DOUBLE:
-      if (t.double_data_size() != numel) count_mismatch(t.double_data_size(), "double_data");
       copy_converted(t.double_data().data(), out.data_ptr<double>(), numel);
       break;
     case TensorProto::INT64:
-      if (t.int64_data_size() != numel) count_mismatch(t.int64_data_size(), "int64_data");
       copy_converted(t.int64_data().data(), out.data_ptr<int64_t>(), numel);
       break;
     case TensorProto::INT32:
-      if (t.int32_data_size() != numel) count_mismatch(t.int32_data_size(), "int32_data");
       copy_converted(t.int32_data().data(), out.data_ptr<int64_t>(), numel);
       break;
     case TensorProto::UINT8:
     case TensorProto::BOOL: {
-      if (t.int32_data_size() != numel) count_mismatch(t.int32_data_size(), "int32_data");
       uint8_t* dst = out.data_ptr<uint8_t>();
       for (int64_t i = 0; i < numel; ++i) {
         const int32_t v = t.int32_data(static_cast<int>(i));

@@ -6,6 +6,7 @@
 #include "models/resnet.h"
 #include "models/scratch_cnn.h"
 #include "onnx/onnx.h"
+#include "onnx/proto_util.h"
 #include "tensor/ops.h"
 
 namespace dl::onnx {
@@ -44,7 +45,7 @@ Tensor constant_value(const OnnxModel& m, const std::string& value) {
   return Tensor();
 }
 
-// The value names a node consumes: the first node (after `from`) of type `op` that reads `value`.
+// The first node of type `op` that reads `value`.
 const OnnxModel::NodeInfo* consumer(const OnnxModel& m, const std::string& value, const std::string& op) {
   for (const auto& n : m.nodes())
     if (n.op_type == op)
@@ -144,8 +145,9 @@ TensorDict weights_from_onnx(const std::string& path) {
   Tensor x = randn(s, {}, &g);
   NoGradGuard ng;
   Tensor want = m->forward(x), got = net(x);
-  double diff = (got - want).abs().max().item<double>(), scale = want.abs().max().item<double>();
-  if (!(diff <= 1e-4 * std::max(1.0, scale)))
+  OutputDifference d = output_difference(got, want);
+  const double diff = d.max_abs, scale = d.scale;
+  if (!d.close(1e-4))
     fail("'{}': a ResNet18 holding the weights read from this ONNX graph computes other logits (largest difference "
          "{:.3g}, largest logit {:.3g}); the graph is not torchvision's ResNet18",
          path, diff, scale);

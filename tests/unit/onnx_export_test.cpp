@@ -136,6 +136,37 @@ TEST_CASE("ONNX export writes composite activations out at opsets 13 and 17") {
   }
 }
 
+namespace {
+// Forward passes whose values the tracer cannot see: they would enter the graph as constants.
+struct Detaches : nn::Module {
+  Detaches() : nn::Module("Detaches") {}
+  Tensor forward(const Tensor& x) override { return x * x.detach().sum(); }
+};
+struct BatchTied : nn::Module {
+  BatchTied() : nn::Module("BatchTied") {}
+  Tensor forward(const Tensor& x) override { return x + ones({x.size(0), x.size(1)}); }
+};
+}  // namespace
+
+TEST_CASE("ONNX export checks the file on a fresh input of another batch size before writing it") {
+  TmpDir tmp;
+  Detaches d;
+  dl::test::check_throws_with([&] { dl::onnx::export_model(d, randn({2, 3}), tmp.path("d.onnx")); },
+                              {"computes other outputs", "[3, 3]"});
+  CHECK_FALSE(std::filesystem::exists(tmp.path("d.onnx")));
+  BatchTied b;
+  dl::test::check_throws_with([&] { dl::onnx::export_model(b, randn({2, 3}), tmp.path("b.onnx")); },
+                              {"cannot run on a fresh input", "tied to the example's"});
+  // without a dynamic batch the same graph is right (checked at the example's batch, new values)
+  auto r = dl::onnx::export_model(b, randn({2, 3}), tmp.path("b.onnx"), {.dynamic_batch = false});
+  CHECK(r.checked_batch == 2);
+  CHECK(std::filesystem::exists(tmp.path("b.onnx")));
+  models::ScratchCnn net({.channels = {4, 8, 8, 16}});
+  auto rs = dl::onnx::export_model(net, randn({2, 1, 28, 28}), tmp.path("s.onnx"));
+  CHECK(rs.checked_batch == 3);
+  CHECK(rs.max_abs_difference <= 1e-5 * std::max(1.0, rs.max_abs_output));
+}
+
 TEST_CASE("ONNX export refuses what it cannot write, naming the op and the module") {
   TmpDir tmp;
   Unexportable net;

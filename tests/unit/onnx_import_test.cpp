@@ -331,6 +331,22 @@ TEST_CASE("onnx import: hostile and unsupported models are refused with a messag
         }));
       },
       {"initializer 'big'", "raw_data holds 4 bytes"});
+  // the same with typed data: one float_data value for 1.6e10 elements (under the 2^34 cap) is
+  // refused by its count, before any allocation of the 64 GB the dims claim (which would fail
+  // with another message, or exhaust the machine)
+  check_throws_with(
+      [&] {
+        dl::onnx::load_from_bytes(with([&](Builder& b) {
+          auto* t = b.init("typed", dl::zeros({1}));
+          t->clear_raw_data();
+          t->clear_dims();
+          t->add_dims(4);
+          t->add_dims(4000000000LL);
+          t->add_float_data(1.0f);
+          relu_model(b);
+        }));
+      },
+      {"initializer 'typed'", "float_data holds 1 values"});
   check_throws_with(
       [&] {
         dl::onnx::load_from_bytes(with([&](Builder& b) {
