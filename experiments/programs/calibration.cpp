@@ -181,10 +181,12 @@ int main(int argc, char** argv) {
           std::cout << fmt::format("calibration estimate: {}: features cached ({}), a few seconds\n", m.display, cache_file);
           continue;
         }
-        Tensor few = gather(d.train_set.images, std::vector<int64_t>(d.val_idx.begin(), d.val_idx.begin() + std::min<size_t>(64, d.val_idx.size())));
-        run_model_logits(rm, ops::slice(few, 0, 0, std::min<int64_t>(8, few.size(0)), 1).contiguous(), 8);
+        // one batch to warm up, then two batches timed
+        const int64_t bs = m.key == "scratch_cnn" ? 256 : 64;
+        Tensor few = gather(d.train_set.images, std::vector<int64_t>(d.val_idx.begin(), d.val_idx.begin() + std::min<size_t>(2 * bs, d.val_idx.size())));
+        run_model_logits(rm, ops::slice(few, 0, 0, std::min<int64_t>(bs, few.size(0)), 1).contiguous(), bs);
         auto t1 = std::chrono::steady_clock::now();
-        run_model_logits(rm, few, 64);
+        run_model_logits(rm, few, bs);
         double ips = few.size(0) / std::max(seconds_since(t1), 1e-9);
         double sec = (d.val_idx.size() + d.test_idx.size()) / ips;
         total_estimate += sec;
