@@ -12,6 +12,8 @@
 #          docs/onnx.md), --extended (then the extended study's steps, docs/extended-study.md:
 #          robustness to corrupted images and calibration, on the trained models; with --quick on
 #          small subsets). The extended steps print their measured time estimate before they start.
+#          --extended-only: only the extended steps and compare, on the trained models of an existing
+#          results folder given with --out (its timings.csv keeps the earlier steps' rows).
 # Resuming: each step that finishes writes DIR/done.json (its command and time). Rerun with --out of
 #          the same folder and a step whose done.json records the same command is skipped, as long as
 #          no step before it ran again in this invocation (its inputs are then unchanged); compare
@@ -23,6 +25,7 @@ source scripts/common.sh
 quick=0
 onnx=0
 extended=0
+extended_only=0
 weights=weights/resnet18-f37072fd.pth
 stand_in=()
 image_size=""
@@ -40,12 +43,17 @@ while [ $# -gt 0 ]; do
     --bin) bin=$2; shift ;;
     --onnx) onnx=1 ;;
     --extended) extended=1 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    --extended-only) extended=1; extended_only=1 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "study.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 
+if [ "$extended_only" = 1 ] && { [ -z "$out" ] || [ ! -d "$out" ]; }; then
+  echo "study.sh: --extended-only needs --out DIR, an existing results folder holding the trained models" >&2
+  exit 2
+fi
 if [ -z "$bin" ]; then
   dl_ensure_packages
   dl_build build
@@ -70,7 +78,25 @@ if [ "$quick" = 1 ]; then
 fi
 image_size=${image_size:-224}
 
-echo "step,seconds,status" > "$results/timings.csv"
+# The extended study (docs/extended-study.md): steps on the trained models, after the normal study
+# and before compare, so the report shows them. One list: a later experiment adds its name here
+# and its command line in extended_command. Each program also takes --estimate (a measured time
+# estimate, nothing written), printed before the steps start.
+extended_steps=(robustness calibration)
+extended_command() {  # NAME: sets cmd to the step's command line
+  case "$1" in
+    robustness) cmd=("$bin/robustness" --results "$results" "${robustness[@]}") ;;
+    calibration) cmd=("$bin/calibration" --results "$results") ;;
+    *) echo "study.sh: no command for extended step '$1'" >&2; exit 2 ;;
+  esac
+}
+if [ "$extended_only" = 1 ] && [ -f "$results/timings.csv" ]; then
+  # keep the normal study's rows; the extended steps and compare write theirs again
+  grep -v -E "^($(IFS='|'; echo "${extended_steps[*]}")|compare)," "$results/timings.csv" > "$results/timings.csv.tmp" || true
+  mv "$results/timings.csv.tmp" "$results/timings.csv"
+else
+  echo "step,seconds,status" > "$results/timings.csv"
+fi
 # Ctrl-C stops the study (after the running program has saved what it can), whatever status the
 # program then exits with.
 trap 'echo "study.sh: interrupted; the finished steps are in $results" >&2; exit 130' INT
@@ -171,6 +197,7 @@ step() {
 }
 
 start=$SECONDS
+if [ "$extended_only" = 0 ]; then
 step eda "$results/eda" "$bin/eda" --out "$results/eda"
 step scratch_cnn "$results/scratch_cnn" "$bin/scratch_cnn" --out "$results/scratch_cnn" "${common[@]}" "${scratch[@]}"
 if [ -f "$weights" ]; then
@@ -200,19 +227,8 @@ if [ "$onnx" = 1 ]; then
   done
 fi
 step error_analysis "$results/error_analysis" "$bin/error_analysis" --results "$results"
+fi  # extended_only
 
-# The extended study (docs/extended-study.md): steps on the trained models, after the normal study
-# and before compare, so the report shows them. One list: a later experiment adds its name here
-# and its command line in extended_command. Each program also takes --estimate (a measured time
-# estimate, nothing written), printed before the steps start.
-extended_steps=(robustness calibration)
-extended_command() {  # NAME: sets cmd to the step's command line
-  case "$1" in
-    robustness) cmd=("$bin/robustness" --results "$results" "${robustness[@]}") ;;
-    calibration) cmd=("$bin/calibration" --results "$results") ;;
-    *) echo "study.sh: no command for extended step '$1'" >&2; exit 2 ;;
-  esac
-}
 if [ "$extended" = 1 ]; then
   echo
   echo "== extended study: ${extended_steps[*]} =="

@@ -32,7 +32,7 @@ TEST_CASE("calibration: ECE and NLL of a small example computed by hand") {
   CHECK(s15.ece == doctest::Approx((0.1 + 0.75 + 0.35 + 0.45) / 4).epsilon(1e-12));
 }
 
-TEST_CASE("calibration: a confidence on a bin edge goes to the bin it closes, as (low, high]") {
+TEST_CASE("calibration: a confidence on a bin edge goes to the bin it closes (low < confidence <= high)") {
   std::vector<double> p{0.6, 0.4, 1.0, 0.0};
   CalibrationStats s = calibration_from_probs(p, {0, 0}, 2, 5);
   // edge 3 is 3 * 0.2 = 0.6000000000000001 > 0.6: 0.6 is in (0.4, 0.6...]; 1.0 is in the last bin
