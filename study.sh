@@ -14,6 +14,7 @@
 #          small subsets). The extended steps print their measured time estimate before they start.
 #          --extended-only: only the extended steps and compare, on the trained models of an existing
 #          results folder given with --out (its timings.csv keeps the earlier steps' rows).
+#          --robustness-limit N: robustness on the first N test images (default all 10,000; --quick 300).
 # Resuming: each step that finishes writes DIR/done.json (its command and time). Rerun with --out of
 #          the same folder and a step whose done.json records the same command is skipped, as long as
 #          no step before it ran again in this invocation (its inputs are then unchanged); compare
@@ -26,6 +27,7 @@ quick=0
 onnx=0
 extended=0
 extended_only=0
+robustness_limit=""
 weights=weights/resnet18-f37072fd.pth
 stand_in=()
 image_size=""
@@ -44,7 +46,8 @@ while [ $# -gt 0 ]; do
     --onnx) onnx=1 ;;
     --extended) extended=1 ;;
     --extended-only) extended=1; extended_only=1 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    --robustness-limit) robustness_limit=$2; shift ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "study.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -69,7 +72,7 @@ transfer=()
 lrs=()
 robustness=()
 if [ "$quick" = 1 ]; then
-  robustness+=(--limit 300)
+  robustness+=(--limit "${robustness_limit:-300}")
   common+=(--train-limit 2000 --val-limit 500 --test-limit 1000)
   scratch+=(--epochs 2)
   transfer+=(--epochs 3)
@@ -77,6 +80,9 @@ if [ "$quick" = 1 ]; then
   image_size=${image_size:-32}
 fi
 image_size=${image_size:-224}
+if [ "$quick" = 0 ] && [ -n "$robustness_limit" ]; then
+  robustness+=(--limit "$robustness_limit")
+fi
 
 # The extended study (docs/extended-study.md): steps on the trained models, after the normal study
 # and before compare, so the report shows them. One list: a later experiment adds its name here
@@ -85,8 +91,8 @@ image_size=${image_size:-224}
 extended_steps=(robustness calibration)
 extended_command() {  # NAME: sets cmd to the step's command line
   case "$1" in
-    robustness) cmd=("$bin/robustness" --results "$results" "${robustness[@]}") ;;
-    calibration) cmd=("$bin/calibration" --results "$results") ;;
+    robustness) cmd=("$bin/robustness" --results "$results" --device "$device" "${robustness[@]}") ;;
+    calibration) cmd=("$bin/calibration" --results "$results" --device "$device") ;;
     *) echo "study.sh: no command for extended step '$1'" >&2; exit 2 ;;
   esac
 }
@@ -126,10 +132,8 @@ with open(os.path.join(d, "failed.json.tmp"), "w") as f:
 os.replace(os.path.join(d, "failed.json.tmp"), os.path.join(d, "failed.json"))
 PY
 }
-# step NAME DIR COMMAND...: runs, times and records one program whose outputs go to DIR. Its
-# stderr is also kept in DIR/stderr.txt. A failed step is recorded (timings.csv, DIR/failed.json)
-# and the study goes on, so the report still gets written and shows it; Ctrl-C stops the study.
-# step_done DIR COMMAND...: DIR/done.json records exactly this command (then prints its seconds).
+# step_done DIR COMMAND...: DIR/done.json records exactly this command (then prints its seconds);
+# write_done DIR NAME SECONDS COMMAND...: writes it.
 step_done() {
   local dir=$1
   shift
@@ -162,6 +166,10 @@ PY
 }
 # Set once a step has run in this invocation: every later step runs too (its inputs may have changed).
 ran_a_step=0
+# step NAME DIR COMMAND...: runs, times and records one program whose outputs go to DIR. Its
+# stderr is also kept in DIR/stderr.txt. A failed step is recorded (timings.csv, DIR/failed.json)
+# and the study goes on, so the report still gets written and shows it; Ctrl-C stops the study.
+# A step whose done.json records this command is skipped while no step before it ran (see the top).
 step() {
   local name=$1 dir=$2
   shift 2

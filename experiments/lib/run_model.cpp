@@ -61,7 +61,7 @@ Tensor run_model_logits(const RunModel& m, const Tensor& raw, int64_t batch_size
   for (int64_t i = 0; i < n; i += batch_size) {
     int64_t e = std::min(n, i + batch_size);
     Tensor x = m.transform->apply(ops::slice(raw, 0, i, e, 1).contiguous(), g);
-    parts.push_back(m.model->forward(x).detach().contiguous());
+    parts.push_back(ops::to_device(m.model->forward(ops::to_device(x, m.device)).detach(), kCPU).contiguous());
     if (progress) progress(e);
   }
   if (parts.empty()) return empty({0, static_cast<int64_t>(data::kFashionMnistClasses)});

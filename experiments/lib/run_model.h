@@ -18,6 +18,11 @@ struct RunModel {
   std::shared_ptr<models::Classifier> model;   // in eval mode
   data::TransformPtr transform;                // test-image preprocessing (Fashion-MNIST uint8 in)
   Shape input_shape;                           // one preprocessed image: (C, H, W)
+  Device device = kCPU;                        // where the model is (move it with to())
+  void to(Device d) {
+    model->to(d);
+    device = d;
+  }
 };
 
 // `key` empty: read from config.json's "program". A ResNet18 run needs the backbone weights it was
@@ -25,7 +30,7 @@ struct RunModel {
 RunModel load_run_model(const std::filesystem::path& run, std::string key = "");
 
 // The logits (N, classes), float32 on the CPU, of raw Fashion-MNIST images (N, 28, 28) uint8 through
-// the run's transform and model, in batches, without gradients; progress(images done) after each
+// the run's transform (on the CPU) and model (on m.device), in batches, without gradients; progress(images done) after each
 // batch when given.
 Tensor run_model_logits(const RunModel& m, const Tensor& raw, int64_t batch_size = 256,
                         const std::function<void(int64_t)>& progress = {});

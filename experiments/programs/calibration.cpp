@@ -128,11 +128,14 @@ int main(int argc, char** argv) {
   std::string results, data_dir, out;
   bool estimate = false;
   app.add_option("--results", results, "folder holding the run folders")->required();
+  std::string device_name = "cpu";
+  app.add_option("--device", device_name, "cpu or cuda[:N] (where the models run)");
   app.add_option("--data-dir", data_dir, "Fashion-MNIST folder (default: the one each run recorded)");
   app.add_option("--out", out, "output folder (default: <results>/calibration)");
   app.add_flag("--estimate", estimate, "say what would be evaluated and time a small batch, write nothing");
   CLI11_PARSE(app, argc, argv);
   try {
+    const Device device = parse_device(device_name);
     fs::path outdir = out.empty() ? fs::path(results) / "calibration" : fs::path(out);
     std::unique_ptr<Logger> log;
     if (!estimate) {
@@ -173,6 +176,7 @@ int main(int argc, char** argv) {
       if (d.test_idx != rec_idx)
         fail("{}: its predictions.csv covers other test images than the data rebuilt from config.json", run.string());
       RunModel rm = load_run_model(run, m.key);
+      rm.to(device);
       std::string source, cache_file;
       std::optional<std::pair<Tensor, Tensor>> feats;
       if (m.key != "scratch_cnn") feats = cached_features(run, d, cache_file);
@@ -199,8 +203,8 @@ int main(int argc, char** argv) {
         auto* net = dynamic_cast<models::ResNet18*>(rm.model.get());
         if (!net) fail("{}: the model is not a ResNet18", run.string());
         NoGradGuard ng;
-        val_logits = net->head(feats->first).detach().contiguous();
-        test_logits = net->head(feats->second).detach().contiguous();
+        val_logits = ops::to_device(net->head(ops::to_device(feats->first, device)).detach(), kCPU).contiguous();
+        test_logits = ops::to_device(net->head(ops::to_device(feats->second, device)).detach(), kCPU).contiguous();
         source = "the run's feature cache " + cache_file + " through its trained head";
       } else {
         for (auto [set, idx, what, dst] : {std::tuple{&d.train_set, &d.val_idx, "validation", &val_logits},

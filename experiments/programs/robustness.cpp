@@ -121,6 +121,8 @@ int main(int argc, char** argv) {
   int64_t limit = 0, batch = 0;
   bool estimate = false;
   app.add_option("--results", results, "folder holding the run folders")->required();
+  std::string device_name = "cpu";
+  app.add_option("--device", device_name, "cpu or cuda[:N] (where the models run)");
   app.add_option("--data-dir", data_dir, "Fashion-MNIST folder");
   app.add_option("--out", out, "output folder (default: <results>/robustness)");
   app.add_option("--limit", limit, "use the first N test images (0 = all 10,000)")->check(CLI::NonNegativeNumber);
@@ -129,6 +131,7 @@ int main(int argc, char** argv) {
   app.add_flag("--estimate", estimate, "time a small batch per model, print the expected duration, write nothing");
   CLI11_PARSE(app, argc, argv);
   try {
+    const Device device = parse_device(device_name);
     fs::path outdir = out.empty() ? fs::path(results) / "robustness" : fs::path(out);
     std::string dir = data::fashion_mnist_dir(data_dir.empty() ? std::nullopt : std::optional<std::string>(data_dir));
     data::ImageSet test = data::load_fashion_mnist(dir, data::FashionSplit::Test);
@@ -149,6 +152,7 @@ int main(int argc, char** argv) {
         fs::path run = fs::path(results) / m.key;
         if (!not_usable(run).empty()) continue;
         RunModel rm = load_run_model(run, m.key);
+      rm.to(device);
         // one batch to warm up (allocations, first touches), then two batches timed three times, the fastest kept
         const int64_t bs = batch > 0 ? batch : (m.key == "scratch_cnn" ? 256 : 64), k = std::min<int64_t>(n, 2 * bs);
         Tensor few = ops::slice(images, 0, 0, k, 1).contiguous();
@@ -183,6 +187,7 @@ int main(int argc, char** argv) {
         continue;
       }
       RunModel rm = load_run_model(run, m.key);
+      rm.to(device);
       const int64_t bs = batch > 0 ? batch : (m.key == "scratch_cnn" ? 256 : 64);
       auto t_model = std::chrono::steady_clock::now();
       auto evaluate = [&](const Tensor& x, const std::string& what) {
