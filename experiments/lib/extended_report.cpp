@@ -39,17 +39,25 @@ std::vector<Record> read_records(const fs::path& step_dir, const std::string& fi
   bool step_failed = fs::exists(step_dir / "failed.json");
   for (const auto& m : models) {
     Record r{&m, std::nullopt, ""};
-    fs::path f = step_dir / m.key / file;
-    if (step_failed) {
-      r.why = "step failed";
-    } else if (!fs::exists(f)) {
-      r.why = "not run";
-    } else {
+    fs::path f = step_dir / m.key / file, failed = step_dir / m.key / "failed.json";
+    if (fs::exists(f)) {  // the programs clear every model's folder first: a record is from their last run
       try {
         r.j = read_json(f);
       } catch (const std::exception& e) {
         r.why = "unreadable";
       }
+    } else if (fs::exists(failed)) {  // the program could not evaluate this model, and said why
+      std::string why = "unknown reason";
+      try {
+        why = read_json(failed).value("error", why);
+      } catch (const std::exception&) {
+      }
+      for (char& c : why)
+        if (c == '\n' || c == '|') c = ' ';
+      if (why.size() > 200) why = why.substr(0, 200) + "...";
+      r.why = "failed: " + why;
+    } else {
+      r.why = step_failed ? "step failed" : "not run";
     }
     out.push_back(std::move(r));
   }
@@ -77,7 +85,8 @@ ReportSection robustness_section(const fs::path& results, const fs::path& report
         "corruption-severity pairs; *relative* divides it by the clean accuracy on the same images. The images are the first N of the official "
         "test set (the column *images*), the same for every model; they need not be the test subset a run was "
         "scored on, so *clean* can differ from the comparison table's accuracy.\n\n";
-  if (fs::exists(dir / "failed.json")) md += "**The robustness step failed** (see robustness/failed.json).\n\n";
+  if (fs::exists(dir / "failed.json"))
+    md += "**The robustness step failed** (see robustness/failed.json); the records below are those it wrote before it failed.\n\n";
   md += "| model | images | clean | mean corruption acc | relative |";
   for (const auto& c : suite) md += " " + c.name + " |";
   md += "\n|---|---|---|---|---|";
@@ -177,7 +186,8 @@ ReportSection calibration_section(const fs::path& results, const fs::path& repor
         "test images, before and after temperature scaling; the temperature T is fitted on the validation split "
         "by minimising its NLL (golden-section search on log T). *Recorded* is the ECE of the probabilities the "
         "run wrote in predictions.csv.\n\n";
-  if (fs::exists(dir / "failed.json")) md += "**The calibration step failed** (see calibration/failed.json).\n\n";
+  if (fs::exists(dir / "failed.json"))
+    md += "**The calibration step failed** (see calibration/failed.json); the records below are those it wrote before it failed.\n\n";
   md += "| model | T | test ECE before | test ECE after | test NLL before | test NLL after | recorded ECE | "
         "validation images | test images |\n|---|---|---|---|---|---|---|---|---|\n";
   for (const auto& r : recs) {

@@ -141,135 +141,150 @@ int main(int argc, char** argv) {
     if (!estimate) {
       check_writable(outdir);
       log = std::make_unique<Logger>(outdir / "log.txt");
+      // every record this folder will hold comes from this invocation (an interrupted one leaves none stale)
+      for (const auto& m : kModels) fs::remove_all(outdir / m.key);
     }
     auto info = [&](const std::string& s) {
       if (log) log->info(s);
       else std::cout << s << "\n";
     };
     double total_estimate = 0;
-    int done = 0;
+    int done = 0, failures = 0;
     for (const auto& m : kModels) {
       fs::path run = fs::path(results) / m.key;
       std::string why = not_usable(run);
       if (!why.empty()) {
         info(fmt::format("{}: {}, skipped", m.display, why));
-        if (!estimate) fs::remove_all(outdir / m.key);
         continue;
       }
-      auto t0 = std::chrono::steady_clock::now();
-      // 1. what the run recorded
-      auto preds = read_predictions(run / "predictions.csv");
-      if (preds.empty()) fail("{}: no predictions", (run / "predictions.csv").string());
-      const int64_t classes = static_cast<int64_t>(preds[0].probs.size());
-      std::vector<double> rec_probs;
-      std::vector<int64_t> rec_labels, rec_idx;
-      for (const auto& p : preds) {
-        if (static_cast<int64_t>(p.probs.size()) != classes) fail("{}: rows of different widths", (run / "predictions.csv").string());
-        rec_probs.insert(rec_probs.end(), p.probs.begin(), p.probs.end());
-        rec_labels.push_back(p.label);
-        rec_idx.push_back(p.index);
-      }
-      CalibrationStats recorded = calibration_from_probs(rec_probs, rec_labels, classes, kBins);
+      try {
+        auto t0 = std::chrono::steady_clock::now();
+        // 1. what the run recorded
+        auto preds = read_predictions(run / "predictions.csv");
+        if (preds.empty()) fail("{}: no predictions", (run / "predictions.csv").string());
+        const int64_t classes = static_cast<int64_t>(preds[0].probs.size());
+        std::vector<double> rec_probs;
+        std::vector<int64_t> rec_labels, rec_idx;
+        for (const auto& p : preds) {
+          if (static_cast<int64_t>(p.probs.size()) != classes) fail("{}: rows of different widths", (run / "predictions.csv").string());
+          rec_probs.insert(rec_probs.end(), p.probs.begin(), p.probs.end());
+          rec_labels.push_back(p.label);
+          rec_idx.push_back(p.index);
+        }
+        CalibrationStats recorded = calibration_from_probs(rec_probs, rec_labels, classes, kBins);
 
-      // 2. logits on the run's validation and test images
-      StudyData d = run_study_data(run, data_dir);
-      if (d.test_idx != rec_idx)
-        fail("{}: its predictions.csv covers other test images than the data rebuilt from config.json", run.string());
-      RunModel rm = load_run_model(run, m.key);
-      rm.to(device);
-      std::string source, cache_file;
-      std::optional<std::pair<Tensor, Tensor>> feats;
-      if (m.key != "scratch_cnn") feats = cached_features(run, d, cache_file);
-      if (estimate) {
-        if (feats) {
-          std::cout << fmt::format("calibration estimate: {}: features cached ({}), a few seconds\n", m.display, cache_file);
+        // 2. logits on the run's validation and test images
+        StudyData d = run_study_data(run, data_dir);
+        if (d.test_idx != rec_idx)
+          fail("{}: its predictions.csv covers other test images than the data rebuilt from config.json", run.string());
+        RunModel rm = load_run_model(run, m.key);
+        rm.to(device);
+        std::string source, cache_file;
+        std::optional<std::pair<Tensor, Tensor>> feats;
+        if (m.key != "scratch_cnn") feats = cached_features(run, d, cache_file);
+        if (estimate) {
+          if (feats) {
+            std::cout << fmt::format("calibration estimate: {}: features cached ({}), a few seconds\n", m.display, cache_file);
+            continue;
+          }
+          // one batch to warm up, then two batches timed
+          const int64_t bs = m.key == "scratch_cnn" ? 256 : 64;
+          Tensor few = gather(d.train_set.images, std::vector<int64_t>(d.val_idx.begin(), d.val_idx.begin() + std::min<size_t>(2 * bs, d.val_idx.size())));
+          run_model_logits(rm, ops::slice(few, 0, 0, std::min<int64_t>(bs, few.size(0)), 1).contiguous(), bs);
+          auto t1 = std::chrono::steady_clock::now();
+          run_model_logits(rm, few, bs);
+          double ips = few.size(0) / std::max(seconds_since(t1), 1e-9);
+          double sec = (d.val_idx.size() + d.test_idx.size()) / ips;
+          total_estimate += sec;
+          std::cout << fmt::format("calibration estimate: {}: {:.0f} images/s measured on {} images -> {} images ~ {:.0f} s\n",
+                                   m.display, ips, few.size(0), d.val_idx.size() + d.test_idx.size(), sec);
           continue;
         }
-        // one batch to warm up, then two batches timed
-        const int64_t bs = m.key == "scratch_cnn" ? 256 : 64;
-        Tensor few = gather(d.train_set.images, std::vector<int64_t>(d.val_idx.begin(), d.val_idx.begin() + std::min<size_t>(2 * bs, d.val_idx.size())));
-        run_model_logits(rm, ops::slice(few, 0, 0, std::min<int64_t>(bs, few.size(0)), 1).contiguous(), bs);
-        auto t1 = std::chrono::steady_clock::now();
-        run_model_logits(rm, few, bs);
-        double ips = few.size(0) / std::max(seconds_since(t1), 1e-9);
-        double sec = (d.val_idx.size() + d.test_idx.size()) / ips;
-        total_estimate += sec;
-        std::cout << fmt::format("calibration estimate: {}: {:.0f} images/s measured on {} images -> {} images ~ {:.0f} s\n",
-                                 m.display, ips, few.size(0), d.val_idx.size() + d.test_idx.size(), sec);
-        continue;
-      }
-      Tensor val_logits, test_logits;
-      if (feats) {
-        auto* net = dynamic_cast<models::ResNet18*>(rm.model.get());
-        if (!net) fail("{}: the model is not a ResNet18", run.string());
-        NoGradGuard ng;
-        val_logits = ops::to_device(net->head(ops::to_device(feats->first, device)).detach(), kCPU).contiguous();
-        test_logits = ops::to_device(net->head(ops::to_device(feats->second, device)).detach(), kCPU).contiguous();
-        source = "the run's feature cache " + cache_file + " through its trained head";
-      } else {
-        for (auto [set, idx, what, dst] : {std::tuple{&d.train_set, &d.val_idx, "validation", &val_logits},
-                                           std::tuple{&d.test_set, &d.test_idx, "test", &test_logits}}) {
-          auto t1 = std::chrono::steady_clock::now();
-          const int64_t n = static_cast<int64_t>(idx->size());
-          *dst = run_model_logits(rm, gather(set->images, *idx), m.key == "scratch_cnn" ? 256 : 64, [&](int64_t k) {
-            log->progress(fmt::format("  {} {} logits: {}/{} images  {:.0f} img/s", m.display, what, k, n,
-                                      k / std::max(seconds_since(t1), 1e-9)));
-          });
-          log->end_progress();
+        Tensor val_logits, test_logits;
+        if (feats) {
+          auto* net = dynamic_cast<models::ResNet18*>(rm.model.get());
+          if (!net) fail("{}: the model is not a ResNet18", run.string());
+          NoGradGuard ng;
+          val_logits = ops::to_device(net->head(ops::to_device(feats->first, device)).detach(), kCPU).contiguous();
+          test_logits = ops::to_device(net->head(ops::to_device(feats->second, device)).detach(), kCPU).contiguous();
+          source = "the run's feature cache " + cache_file + " through its trained head";
+        } else {
+          for (auto [set, idx, what, dst] : {std::tuple{&d.train_set, &d.val_idx, "validation", &val_logits},
+                                             std::tuple{&d.test_set, &d.test_idx, "test", &test_logits}}) {
+            auto t1 = std::chrono::steady_clock::now();
+            const int64_t n = static_cast<int64_t>(idx->size());
+            *dst = run_model_logits(rm, gather(set->images, *idx), m.key == "scratch_cnn" ? 256 : 64, [&](int64_t k) {
+              log->progress(fmt::format("  {} {} logits: {}/{} images  {:.0f} img/s", m.display, what, k, n,
+                                        k / std::max(seconds_since(t1), 1e-9)));
+            });
+            log->end_progress();
+          }
+          source = "the whole model run on the images";
         }
-        source = "the whole model run on the images";
-      }
-      std::vector<double> zv = to_doubles(val_logits), zt = to_doubles(test_logits);
-      std::vector<int64_t> yv = gather_labels(d.train_set, d.val_idx), yt = gather_labels(d.test_set, d.test_idx);
-      if (val_logits.size(1) != classes) fail("{}: the model has {} outputs, predictions.csv {} classes", run.string(), val_logits.size(1), classes);
+        std::vector<double> zv = to_doubles(val_logits), zt = to_doubles(test_logits);
+        std::vector<int64_t> yv = gather_labels(d.train_set, d.val_idx), yt = gather_labels(d.test_set, d.test_idx);
+        if (val_logits.size(1) != classes) fail("{}: the model has {} outputs, predictions.csv {} classes", run.string(), val_logits.size(1), classes);
 
-      // the recomputed test probabilities against the recorded ones
-      std::vector<double> pt = softmax_rows(zt, classes);
-      int64_t disagree = 0;
-      double max_diff = 0;
-      for (size_t i = 0; i < preds.size(); ++i) {
-        int64_t arg = 0;
-        for (int64_t c = 1; c < classes; ++c)
-          if (pt[i * classes + c] > pt[i * classes + arg]) arg = c;
-        disagree += arg != preds[i].prediction;
-        for (int64_t c = 0; c < classes; ++c) max_diff = std::max(max_diff, std::abs(pt[i * classes + c] - preds[i].probs[c]));
-      }
-      if (disagree) info(fmt::format("{}: warning: {} of {} recomputed test predictions differ from predictions.csv", m.display, disagree, preds.size()));
+        // the recomputed test probabilities against the recorded ones
+        std::vector<double> pt = softmax_rows(zt, classes);
+        int64_t disagree = 0;
+        double max_diff = 0;
+        for (size_t i = 0; i < preds.size(); ++i) {
+          int64_t arg = 0;
+          for (int64_t c = 1; c < classes; ++c)
+            if (pt[i * classes + c] > pt[i * classes + arg]) arg = c;
+          disagree += arg != preds[i].prediction;
+          for (int64_t c = 0; c < classes; ++c) max_diff = std::max(max_diff, std::abs(pt[i * classes + c] - preds[i].probs[c]));
+        }
+        if (disagree) info(fmt::format("{}: warning: {} of {} recomputed test predictions differ from predictions.csv", m.display, disagree, preds.size()));
 
-      // 3. temperature scaling fitted on validation
-      TemperatureFit fit = fit_temperature(zv, yv, classes, kTMin, kTMax, kTol);
-      CalibrationStats val_before = calibration_from_logits(zv, yv, classes, 1.0, kBins),
-                       val_after = calibration_from_logits(zv, yv, classes, fit.temperature, kBins),
-                       test_before = calibration_from_logits(zt, yt, classes, 1.0, kBins),
-                       test_after = calibration_from_logits(zt, yt, classes, fit.temperature, kBins);
-      nlohmann::json j{
-          {"model", m.key}, {"display", m.display}, {"run", run.string()}, {"bins", kBins},
-          {"ece_definition", "15 equal-width bins (low, high] of the largest probability; sum of count/N * |accuracy - mean confidence|"},
-          {"recorded", recorded.to_json()},
-          {"logits_from", source},
-          {"check_against_predictions_csv", {{"test_images", preds.size()}, {"predictions_differing", disagree},
-                                             {"max_abs_probability_difference", max_diff}}},
-          {"temperature", {{"value", fit.temperature}, {"fitted_on", "validation"}, {"validation_images", yv.size()},
-                           {"method", fmt::format("golden-section search on log T over [{:g}, {:g}], bracket < {:g}", kTMin, kTMax, kTol)},
-                           {"evaluations", fit.evaluations}, {"at_bound", fit.at_bound},
-                           {"validation_nll_at_1", fit.nll_at_1}, {"validation_nll_at_T", fit.nll}}},
-          {"validation", {{"before", val_before.to_json()}, {"after", val_after.to_json()}}},
-          {"test", {{"before", test_before.to_json()}, {"after", test_after.to_json()}}},
-          {"seconds", seconds_since(t0)}, {"evaluated", timestamp()}};
-      fs::create_directories(outdir / m.key);
-      write_json(outdir / m.key / "calibration.json", j);
-      data::write_png((outdir / m.key / "reliability.png").string(),
-                      tile_images({draw_reliability(test_before, m.display + ": test, T = 1"),
-                                   draw_reliability(test_after, fmt::format("{}: test, T = {:.3f}", m.display, fit.temperature))},
-                                  2));
-      info(fmt::format("{}: T = {:.4f} (validation NLL {:.4f} -> {:.4f}); test ECE {:.4f} -> {:.4f}, NLL {:.4f} -> {:.4f}"
-                       " (recorded probabilities: ECE {:.4f}, NLL {:.4f}); logits from {}",
-                       m.display, fit.temperature, fit.nll_at_1, fit.nll, test_before.ece, test_after.ece, test_before.nll,
-                       test_after.nll, recorded.ece, recorded.nll, source));
-      ++done;
+        // 3. temperature scaling fitted on validation
+        TemperatureFit fit = fit_temperature(zv, yv, classes, kTMin, kTMax, kTol);
+        CalibrationStats val_before = calibration_from_logits(zv, yv, classes, 1.0, kBins),
+                         val_after = calibration_from_logits(zv, yv, classes, fit.temperature, kBins),
+                         test_before = calibration_from_logits(zt, yt, classes, 1.0, kBins),
+                         test_after = calibration_from_logits(zt, yt, classes, fit.temperature, kBins);
+        nlohmann::json j{
+            {"model", m.key}, {"display", m.display}, {"run", run.string()}, {"bins", kBins},
+            {"ece_definition", "15 equal-width bins (low, high] of the largest probability; sum of count/N * |accuracy - mean confidence|"},
+            {"recorded", recorded.to_json()},
+            {"logits_from", source},
+            {"check_against_predictions_csv", {{"test_images", preds.size()}, {"predictions_differing", disagree},
+                                               {"max_abs_probability_difference", max_diff}}},
+            {"temperature", {{"value", fit.temperature}, {"fitted_on", "validation"}, {"validation_images", yv.size()},
+                             {"method", fmt::format("golden-section search on log T over [{:g}, {:g}], bracket < {:g}", kTMin, kTMax, kTol)},
+                             {"evaluations", fit.evaluations}, {"at_bound", fit.at_bound},
+                             {"validation_nll_at_1", fit.nll_at_1}, {"validation_nll_at_T", fit.nll}}},
+            {"validation", {{"before", val_before.to_json()}, {"after", val_after.to_json()}}},
+            {"test", {{"before", test_before.to_json()}, {"after", test_after.to_json()}}},
+            {"seconds", seconds_since(t0)}, {"evaluated", timestamp()}};
+        fs::create_directories(outdir / m.key);
+        write_json(outdir / m.key / "calibration.json", j);
+        data::write_png((outdir / m.key / "reliability.png").string(),
+                        tile_images({draw_reliability(test_before, m.display + ": test, T = 1"),
+                                     draw_reliability(test_after, fmt::format("{}: test, T = {:.3f}", m.display, fit.temperature))},
+                                    2));
+        info(fmt::format("{}: T = {:.4f} (validation NLL {:.4f} -> {:.4f}); test ECE {:.4f} -> {:.4f}, NLL {:.4f} -> {:.4f}"
+                         " (recorded probabilities: ECE {:.4f}, NLL {:.4f}); logits from {}",
+                         m.display, fit.temperature, fit.nll_at_1, fit.nll, test_before.ece, test_after.ece, test_before.nll,
+                         test_after.nll, recorded.ece, recorded.nll, source));
+        ++done;
+      } catch (const std::exception& e) {
+        if (log) log->end_progress();
+        info(fmt::format("{}: could not be evaluated: {}", m.display, e.what()));
+        ++failures;
+        if (!estimate) {
+          fs::create_directories(outdir / m.key);
+          write_json(outdir / m.key / "failed.json", {{"model", m.key}, {"error", e.what()}});
+        }
+      }
     }
     if (estimate) std::cout << fmt::format("calibration estimate: total ~ {:.0f} s\n", total_estimate);
-    else if (done == 0) info("no trained model found in " + results);
+    else if (done == 0 && failures == 0) info("no trained model found in " + results);
+    if (failures) {
+      std::cerr << "calibration: " << failures << " model(s) could not be evaluated\n";
+      return 1;
+    }
   } catch (const std::exception& e) {
     std::cerr << "calibration: error: " << e.what() << "\n";
     return 1;

@@ -178,73 +178,87 @@ int main(int argc, char** argv) {
                          kSeverities, kCorruptionSeed));
     data::write_png((outdir / "samples.png").string(), draw_samples(images, indices, 0));
     std::vector<nlohmann::json> records;
+    int failures = 0;
+    // every record this folder will hold comes from this invocation (an interrupted one leaves none stale)
+    for (const auto& m : kModels) fs::remove_all(outdir / m.key);
     for (const auto& m : kModels) {
       fs::path run = fs::path(results) / m.key;
       std::string why = not_usable(run);
       if (!why.empty()) {
         log.info(fmt::format("{}: {}, skipped", m.display, why));
-        fs::remove_all(outdir / m.key);  // no stale record of an earlier run
         continue;
       }
-      RunModel rm = load_run_model(run, m.key);
-      rm.to(device);
-      const int64_t bs = batch > 0 ? batch : (m.key == "scratch_cnn" ? 256 : 64);
-      auto t_model = std::chrono::steady_clock::now();
-      auto evaluate = [&](const Tensor& x, const std::string& what) {
-        auto t0 = std::chrono::steady_clock::now();
-        Tensor logits = run_model_logits(rm, x, bs, [&](int64_t done) {
+      try {
+        RunModel rm = load_run_model(run, m.key);
+        rm.to(device);
+        const int64_t bs = batch > 0 ? batch : (m.key == "scratch_cnn" ? 256 : 64);
+        auto t_model = std::chrono::steady_clock::now();
+        auto evaluate = [&](const Tensor& x, const std::string& what) {
+          auto t0 = std::chrono::steady_clock::now();
+          Tensor logits = run_model_logits(rm, x, bs, [&](int64_t done) {
+            double el = seconds_since(t0);
+            log.progress(fmt::format("  {} {}: {}/{} images  {:.0f} img/s", m.display, what, done, n, done / std::max(el, 1e-9)));
+          });
+          log.end_progress();
+          int64_t right = count_correct(logits, labels);
           double el = seconds_since(t0);
-          log.progress(fmt::format("  {} {}: {}/{} images  {:.0f} img/s", m.display, what, done, n, done / std::max(el, 1e-9)));
-        });
-        log.end_progress();
-        int64_t right = count_correct(logits, labels);
-        double el = seconds_since(t0);
-        log.info(fmt::format("{} {}: accuracy {:.4f} ({}/{})  {:.0f} img/s", m.display, what,
-                             static_cast<double>(right) / n, right, n, n / std::max(el, 1e-9)));
-        return right;
-      };
-      int64_t clean_right = evaluate(images, "clean");
-      nlohmann::json rec{{"model", m.key}, {"display", m.display}, {"run", run.string()}, {"images", n},
-                         {"image_indices", fmt::format("first {} of the official test set", n)},
-                         {"seed", kCorruptionSeed}, {"clean_correct", clean_right},
-                         {"clean_accuracy", static_cast<double>(clean_right) / n}};
-      std::string csv = "corruption,severity,parameter,correct,images,accuracy\n";
-      csv += fmt::format("clean,0,,{},{},{:.6f}\n", clean_right, n, static_cast<double>(clean_right) / n);
-      std::vector<double> by_sev(kSeverities, 0);
-      double all = 0;
-      for (const auto& c : suite) {
-        nlohmann::json acc = nlohmann::json::array(), correct = nlohmann::json::array();
-        for (int s = 1; s <= kSeverities; ++s) {
-          Tensor x = corrupt_images(images, indices, c.kind, s);
-          int64_t right = evaluate(x, fmt::format("{} severity {}", c.name, s));
-          double a = static_cast<double>(right) / n;
-          acc.push_back(a);
-          correct.push_back(right);
-          by_sev[s - 1] += a / suite.size();
-          all += a / (suite.size() * kSeverities);
-          csv += fmt::format("{},{},{:g},{},{},{:.6f}\n", c.name, s, c.levels[s - 1], right, n, a);
+          log.info(fmt::format("{} {}: accuracy {:.4f} ({}/{})  {:.0f} img/s", m.display, what,
+                               static_cast<double>(right) / n, right, n, n / std::max(el, 1e-9)));
+          return right;
+        };
+        int64_t clean_right = evaluate(images, "clean");
+        nlohmann::json rec{{"model", m.key}, {"display", m.display}, {"run", run.string()}, {"images", n},
+                           {"image_indices", fmt::format("first {} of the official test set", n)},
+                           {"seed", kCorruptionSeed}, {"clean_correct", clean_right},
+                           {"clean_accuracy", static_cast<double>(clean_right) / n}};
+        std::string csv = "corruption,severity,parameter,correct,images,accuracy\n";
+        csv += fmt::format("clean,0,,{},{},{:.6f}\n", clean_right, n, static_cast<double>(clean_right) / n);
+        std::vector<double> by_sev(kSeverities, 0);
+        double all = 0;
+        for (const auto& c : suite) {
+          nlohmann::json acc = nlohmann::json::array(), correct = nlohmann::json::array();
+          for (int s = 1; s <= kSeverities; ++s) {
+            Tensor x = corrupt_images(images, indices, c.kind, s);
+            int64_t right = evaluate(x, fmt::format("{} severity {}", c.name, s));
+            double a = static_cast<double>(right) / n;
+            acc.push_back(a);
+            correct.push_back(right);
+            by_sev[s - 1] += a / suite.size();
+            all += a / (suite.size() * kSeverities);
+            csv += fmt::format("{},{},{:g},{},{},{:.6f}\n", c.name, s, c.levels[s - 1], right, n, a);
+          }
+          rec["corruptions"][c.name] = {{"parameter", c.parameter}, {"levels", c.levels}, {"correct", correct}, {"accuracy", acc}};
         }
-        rec["corruptions"][c.name] = {{"parameter", c.parameter}, {"levels", c.levels}, {"correct", correct}, {"accuracy", acc}};
+        rec["mean_by_severity"] = by_sev;
+        rec["mean_corruption_accuracy"] = all;
+        if (clean_right) rec["relative_mean_corruption_accuracy"] = all / rec["clean_accuracy"].get<double>();
+        double sec = seconds_since(t_model);
+        rec["seconds"] = sec;
+        rec["images_per_second"] = evaluations * n / std::max(sec, 1e-9);
+        rec["evaluated"] = timestamp();
+        fs::create_directories(outdir / m.key);
+        write_text_atomic(outdir / m.key / "robustness.csv", csv);
+        write_json(outdir / m.key / "robustness.json", rec);
+        log.info(fmt::format("{}: clean {:.4f}, mean corruption accuracy {:.4f}, in {:.0f} s -> {}", m.display,
+                             rec["clean_accuracy"].get<double>(), all, sec, (outdir / m.key).string()));
+        records.push_back(rec);
+      } catch (const std::exception& e) {
+        log.end_progress();
+        log.info(fmt::format("{}: could not be evaluated: {}", m.display, e.what()));
+        ++failures;
+        fs::create_directories(outdir / m.key);
+        write_json(outdir / m.key / "failed.json", {{"model", m.key}, {"error", e.what()}});
       }
-      rec["mean_by_severity"] = by_sev;
-      rec["mean_corruption_accuracy"] = all;
-      rec["relative_mean_corruption_accuracy"] = clean_right ? all / rec["clean_accuracy"].get<double>() : 0.0;
-      double sec = seconds_since(t_model);
-      rec["seconds"] = sec;
-      rec["images_per_second"] = evaluations * n / std::max(sec, 1e-9);
-      rec["evaluated"] = timestamp();
-      fs::create_directories(outdir / m.key);
-      write_text_atomic(outdir / m.key / "robustness.csv", csv);
-      write_json(outdir / m.key / "robustness.json", rec);
-      log.info(fmt::format("{}: clean {:.4f}, mean corruption accuracy {:.4f}, in {:.0f} s -> {}", m.display,
-                           rec["clean_accuracy"].get<double>(), all, sec, (outdir / m.key).string()));
-      records.push_back(rec);
     }
     if (records.empty()) {
       log.info("no trained model found in " + results);
       fs::remove(outdir / "robustness.png");
     } else {
       data::write_png((outdir / "robustness.png").string(), draw_curves(records));
+    }
+    if (failures) {
+      std::cerr << "robustness: " << failures << " model(s) could not be evaluated (see <model>/failed.json)\n";
+      return 1;
     }
   } catch (const std::exception& e) {
     std::cerr << "robustness: error: " << e.what() << "\n";

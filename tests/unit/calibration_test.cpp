@@ -39,6 +39,13 @@ TEST_CASE("calibration: a confidence on a bin edge goes to the bin it closes (lo
   CHECK(s.bins[2].count == 1);
   CHECK(s.bins[4].count == 1);
   CHECK(s.ece == doctest::Approx((0.4 + 0.0) / 2));
+  // 0.4 and 0.8 are exactly 2 * 0.2 and 4 * 0.2 in double: each closes its bin
+  std::vector<double> q{0.4, 0.15, 0.15, 0.15, 0.15, 0.8, 0.05, 0.05, 0.05, 0.05};
+  CalibrationStats e = calibration_from_probs(q, {0, 1}, 5, 5);
+  CHECK(e.bins[1].count == 1);  // (0.2, 0.4]
+  CHECK(e.bins[2].count == 0);
+  CHECK(e.bins[3].count == 1);  // (0.6, 0.8]
+  CHECK(e.bins[4].count == 0);
 }
 
 TEST_CASE("calibration: logits at temperature T give the softmax of logits / T") {

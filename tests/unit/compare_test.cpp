@@ -222,9 +222,20 @@ TEST_CASE("compare: the robustness and calibration sections show the records, no
   broken.erase("clean_accuracy");
   write_json(res / "robustness" / "scratch_cnn" / "robustness.json", broken);
   write_json(res / "calibration" / "failed.json", {{"step", "calibration"}, {"exit_status", 1}});
+  fs::remove_all(res / "calibration" / "scratch_cnn");
+  fs::remove(res / "calibration" / "baseline_transfer" / "calibration.json");
+  write_json(res / "calibration" / "baseline_transfer" / "failed.json",
+             {{"model", "baseline_transfer"}, {"error", "the weights | are missing"}});
   md = run_compare(res);
   CHECK(has(md, "| Scratch CNN | 300 | missing |"));
   CHECK(has(md, "**The calibration step failed**"));
   CHECK(has(md, "| Scratch CNN | step failed |"));
+  CHECK(has(md, "| Baseline ResNet18 | failed: the weights   are missing |"));
   CHECK_FALSE(has(md, "Best calibrated after temperature scaling"));
+  // a failed step's records that are there are shown (the programs write only this run's)
+  fs::create_directories(res / "calibration" / "scratch_cnn");
+  write_json(res / "calibration" / "scratch_cnn" / "calibration.json", calibration_record(1.5, 0.08, 0.02));
+  md = run_compare(res);
+  CHECK(has(md, "| Scratch CNN | 1.500 |"));
+  CHECK(has(md, "**The calibration step failed**"));
 }
