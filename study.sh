@@ -9,13 +9,25 @@
 #          are a random stand-in, said so in the report), --image-size N (ResNet input, default 224;
 #          --quick uses 32), --device cpu|cuda, --out DIR, --bin DIR (use built programs from DIR
 #          and skip the set-up and build), --onnx (also write each trained model as RUN/model.onnx,
-#          docs/onnx.md).
+#          docs/onnx.md), --extended (then the extended study's steps, docs/extended-study.md:
+#          robustness to corrupted images and calibration, on the trained models; with --quick on
+#          small subsets). The extended steps print their measured time estimate before they start.
+#          --extended-only: only the extended steps and compare, on the trained models of an existing
+#          results folder given with --out (its timings.csv keeps the earlier steps' rows).
+#          --robustness-limit N: robustness on the first N test images (default all 10,000; --quick 300).
+# Resuming: each step that finishes writes DIR/done.json (its command and time). Rerun with --out of
+#          the same folder and a step whose done.json records the same command is skipped, as long as
+#          no step before it ran again in this invocation (its inputs are then unchanged); compare
+#          always runs. Delete a step's done.json to redo it.
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/common.sh
 
 quick=0
 onnx=0
+extended=0
+extended_only=0
+robustness_limit=""
 weights=weights/resnet18-f37072fd.pth
 stand_in=()
 image_size=""
@@ -32,12 +44,19 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift ;;
     --bin) bin=$2; shift ;;
     --onnx) onnx=1 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --extended) extended=1 ;;
+    --extended-only) extended=1; extended_only=1 ;;
+    --robustness-limit) robustness_limit=$2; shift ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "study.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 
+if [ "$extended_only" = 1 ] && { [ -z "$out" ] || [ ! -d "$out" ]; }; then
+  echo "study.sh: --extended-only needs --out DIR, an existing results folder holding the trained models" >&2
+  exit 2
+fi
 if [ -z "$bin" ]; then
   dl_ensure_packages
   dl_build build
@@ -51,7 +70,9 @@ common=(--device "$device")
 scratch=()
 transfer=()
 lrs=()
+robustness=()
 if [ "$quick" = 1 ]; then
+  robustness+=(--limit "${robustness_limit:-300}")
   common+=(--train-limit 2000 --val-limit 500 --test-limit 1000)
   scratch+=(--epochs 2)
   transfer+=(--epochs 3)
@@ -59,8 +80,29 @@ if [ "$quick" = 1 ]; then
   image_size=${image_size:-32}
 fi
 image_size=${image_size:-224}
+if [ "$quick" = 0 ] && [ -n "$robustness_limit" ]; then
+  robustness+=(--limit "$robustness_limit")
+fi
 
-echo "step,seconds,status" > "$results/timings.csv"
+# The extended study (docs/extended-study.md): steps on the trained models, after the normal study
+# and before compare, so the report shows them. One list: a later experiment adds its name here
+# and its command line in extended_command. Each program also takes --estimate (a measured time
+# estimate, nothing written), printed before the steps start.
+extended_steps=(robustness calibration)
+extended_command() {  # NAME: sets cmd to the step's command line
+  case "$1" in
+    robustness) cmd=("$bin/robustness" --results "$results" --device "$device" "${robustness[@]}") ;;
+    calibration) cmd=("$bin/calibration" --results "$results" --device "$device") ;;
+    *) echo "study.sh: no command for extended step '$1'" >&2; exit 2 ;;
+  esac
+}
+if [ "$extended_only" = 1 ] && [ -f "$results/timings.csv" ]; then
+  # keep the normal study's rows; the extended steps and compare write theirs again
+  grep -v -E "^($(IFS='|'; echo "${extended_steps[*]}")|compare)," "$results/timings.csv" > "$results/timings.csv.tmp" || true
+  mv "$results/timings.csv.tmp" "$results/timings.csv"
+else
+  echo "step,seconds,status" > "$results/timings.csv"
+fi
 # Ctrl-C stops the study (after the running program has saved what it can), whatever status the
 # program then exits with.
 trap 'echo "study.sh: interrupted; the finished steps are in $results" >&2; exit 130' INT
@@ -90,16 +132,58 @@ with open(os.path.join(d, "failed.json.tmp"), "w") as f:
 os.replace(os.path.join(d, "failed.json.tmp"), os.path.join(d, "failed.json"))
 PY
 }
+# step_done DIR COMMAND...: DIR/done.json records exactly this command (then prints its seconds);
+# write_done DIR NAME SECONDS COMMAND...: writes it.
+step_done() {
+  local dir=$1
+  shift
+  [ -f "$dir/done.json" ] || return 1
+  python3 - "$dir/done.json" "$@" <<'PY'
+import json, sys
+try:
+    with open(sys.argv[1]) as f:
+        rec = json.load(f)
+except (OSError, ValueError):
+    sys.exit(1)
+if rec.get("command") != sys.argv[2:]:
+    sys.exit(1)
+print(rec.get("seconds", ""))
+PY
+}
+write_done() {
+  local dir=$1 name=$2 seconds=$3
+  shift 3
+  python3 - "$dir" "$name" "$seconds" "$@" <<'PY' || echo "study.sh: could not write $dir/done.json" >&2
+import datetime, json, os, sys
+d, name, seconds, cmd = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+rec = {"step": name, "command": cmd, "seconds": seconds,
+       "finished": datetime.datetime.now().isoformat(timespec="seconds")}
+with open(os.path.join(d, "done.json.tmp"), "w") as f:
+    json.dump(rec, f, indent=2)
+    f.write("\n")
+os.replace(os.path.join(d, "done.json.tmp"), os.path.join(d, "done.json"))
+PY
+}
+# Set once a step has run in this invocation: every later step runs too (its inputs may have changed).
+ran_a_step=0
 # step NAME DIR COMMAND...: runs, times and records one program whose outputs go to DIR. Its
 # stderr is also kept in DIR/stderr.txt. A failed step is recorded (timings.csv, DIR/failed.json)
 # and the study goes on, so the report still gets written and shows it; Ctrl-C stops the study.
+# A step whose done.json records this command is skipped while no step before it ran (see the top).
 step() {
   local name=$1 dir=$2
   shift 2
   echo
   echo "== $name =="
+  local prev
+  if [ "$ran_a_step" = 0 ] && [ "$name" != compare ] && prev=$(step_done "$dir" "$@"); then
+    echo "done earlier ($dir/done.json, ${prev} s); skipped"
+    echo "$name,${prev:-0},done earlier (skipped)" >> "$results/timings.csv"
+    return 0
+  fi
+  ran_a_step=1
   mkdir -p "$dir"
-  rm -f "$dir/failed.json"
+  rm -f "$dir/failed.json" "$dir/done.json"
   local t0=$SECONDS rc=0
   # stdout stays the terminal (progress lines); stderr goes to the terminal and to stderr.txt.
   # With pipefail the pipeline's status is the program's (tee succeeds).
@@ -107,6 +191,7 @@ step() {
   { "$@" 2>&1 1>&3 3>&- | (trap '' INT; exec tee "$dir/stderr.txt" >&2); } 3>&1 || rc=$?
   if [ "$rc" = 0 ]; then
     echo "$name,$((SECONDS - t0)),ok" >> "$results/timings.csv"
+    write_done "$dir" "$name" "$((SECONDS - t0))" "$@"
     return 0
   fi
   echo "$name,$((SECONDS - t0)),failed (exit $rc)" >> "$results/timings.csv"
@@ -120,6 +205,7 @@ step() {
 }
 
 start=$SECONDS
+if [ "$extended_only" = 0 ]; then
 step eda "$results/eda" "$bin/eda" --out "$results/eda"
 step scratch_cnn "$results/scratch_cnn" "$bin/scratch_cnn" --out "$results/scratch_cnn" "${common[@]}" "${scratch[@]}"
 if [ -f "$weights" ]; then
@@ -149,6 +235,25 @@ if [ "$onnx" = 1 ]; then
   done
 fi
 step error_analysis "$results/error_analysis" "$bin/error_analysis" --results "$results"
+fi  # extended_only
+
+if [ "$extended" = 1 ]; then
+  echo
+  echo "== extended study: ${extended_steps[*]} =="
+  echo "time estimates (measured on a few images of each trained model; steps already done are not counted):"
+  for s in "${extended_steps[@]}"; do
+    extended_command "$s"
+    if [ "$ran_a_step" = 0 ] && step_done "$results/$s" "${cmd[@]}" >/dev/null; then
+      echo "  $s: done earlier, will be skipped"
+    else
+      "${cmd[@]}" --estimate 2>&1 | sed 's/^/  /' || echo "  $s: no estimate (the program failed; the step will say why)"
+    fi
+  done
+  for s in "${extended_steps[@]}"; do
+    extended_command "$s"
+    step "$s" "$results/$s" "${cmd[@]}"
+  done
+fi
 step compare "$results/report" "$bin/compare" --results "$results"
 echo
 echo "study finished in $((SECONDS - start)) s; timings in $results/timings.csv"

@@ -7,6 +7,8 @@
 #include "models/io/sha256.h"
 #include "models/resnet.h"
 #include "models/scratch_cnn.h"
+#include "autograd/node.h"
+#include "tensor/ops.h"
 
 namespace dl::exp {
 
@@ -47,6 +49,48 @@ RunModel load_run_model(const std::filesystem::path& run, std::string key) {
   }
   l.model->eval();
   return l;
+}
+
+Tensor run_model_logits(const RunModel& m, const Tensor& raw, int64_t batch_size,
+                        const std::function<void(int64_t)>& progress) {
+  if (raw.dtype() != DType::UInt8 || raw.dim() != 3) fail("run_model_logits: expected (N, 28, 28) uint8 images");
+  const int64_t n = raw.size(0);
+  NoGradGuard ng;
+  Generator g(0);  // the test transforms draw nothing
+  std::vector<Tensor> parts;
+  for (int64_t i = 0; i < n; i += batch_size) {
+    int64_t e = std::min(n, i + batch_size);
+    Tensor x = m.transform->apply(ops::slice(raw, 0, i, e, 1).contiguous(), g);
+    parts.push_back(ops::to_device(m.model->forward(ops::to_device(x, m.device)).detach(), kCPU).contiguous());
+    if (progress) progress(e);
+  }
+  if (parts.empty()) return empty({0, static_cast<int64_t>(data::kFashionMnistClasses)});
+  return parts.size() == 1 ? parts[0] : ops::cat(parts, 0);
+}
+
+StudyData run_study_data(const std::filesystem::path& run, const std::string& data_dir) {
+  const auto file = (run / "config.json").string();
+  nlohmann::json c = read_json(run / "config.json");
+  CommonOptions o;
+  try {
+    o.data_dir = data_dir.empty() ? c.at("data").at("dir").get<std::string>() : data_dir;
+    o.seed = c.at("seed").get<uint64_t>();
+    o.val_fraction = c.at("val_fraction").get<double>();
+    o.train_limit = c.at("train_limit").get<int64_t>();
+    o.val_limit = c.at("val_limit").get<int64_t>();
+    o.test_limit = c.at("test_limit").get<int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: cannot rebuild the run's data: {}", file, e.what());
+  }
+  StudyData d = load_study_data(o);
+  if (c.contains("split") && data::SplitIdentity::from_json(c["split"]) != d.split.identity)
+    fail("{}: the recorded split differs from the one rebuilt from its seed and validation share", file);
+  const auto& used = c.at("data");
+  if (used.value("val_used", int64_t(-1)) != static_cast<int64_t>(d.val_idx.size()) ||
+      used.value("test_used", int64_t(-1)) != static_cast<int64_t>(d.test_idx.size()))
+    fail("{}: records {} validation and {} test images, the rebuilt data has {} and {}", file,
+         used.value("val_used", int64_t(-1)), used.value("test_used", int64_t(-1)), d.val_idx.size(), d.test_idx.size());
+  return d;
 }
 
 }  // namespace dl::exp

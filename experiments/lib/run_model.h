@@ -3,9 +3,12 @@
 // config.json and best.ckpt, with the transform its inputs need: what error_analysis and
 // export_onnx start from.
 #include <filesystem>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "data/transforms.h"
+#include "experiments/lib/study.h"
 #include "models/classifier.h"
 
 namespace dl::exp {
@@ -15,10 +18,26 @@ struct RunModel {
   std::shared_ptr<models::Classifier> model;   // in eval mode
   data::TransformPtr transform;                // test-image preprocessing (Fashion-MNIST uint8 in)
   Shape input_shape;                           // one preprocessed image: (C, H, W)
+  Device device = kCPU;                        // where the model is (move it with to())
+  void to(Device d) {
+    model->to(d);
+    device = d;
+  }
 };
 
 // `key` empty: read from config.json's "program". A ResNet18 run needs the backbone weights it was
 // trained on, at the recorded path, with the recorded SHA-256 (a different file is refused).
 RunModel load_run_model(const std::filesystem::path& run, std::string key = "");
+
+// The logits (N, classes), float32 on the CPU, of raw Fashion-MNIST images (N, 28, 28) uint8 through
+// the run's transform (on the CPU) and model (on m.device), in batches, without gradients; progress(images done) after each
+// batch when given.
+Tensor run_model_logits(const RunModel& m, const Tensor& raw, int64_t batch_size = 256,
+                        const std::function<void(int64_t)>& progress = {});
+
+// The data a run folder was trained and tested on, rebuilt from its config.json (seed, validation
+// share, limits): the same split (its recorded identity is checked) and the same index lists
+// (checked against the recorded counts). data_dir empty: the recorded folder.
+StudyData run_study_data(const std::filesystem::path& run, const std::string& data_dir = "");
 
 }  // namespace dl::exp

@@ -74,6 +74,15 @@ std::string hash_indices(const std::vector<int64_t>& v) { return data::fnv1a64_h
 
 }  // namespace
 
+std::pair<fs::path, std::string> feature_cache_file(const fs::path& dir, const std::string& weights_sha256,
+                                                   int64_t image_size, const StudyData& d) {
+  std::string key_text =
+      fmt::format("{}|{}|{}|{}|{}|{}|{}", weights_sha256, image_size, d.train_set.images_path, d.test_set.images_path,
+                  hash_indices(d.train_idx), hash_indices(d.val_idx), hash_indices(d.test_idx));
+  std::string key = io::sha256_hex(key_text.data(), key_text.size());
+  return {dir / fmt::format("resnet18-{}px-{}.safetensors", image_size, key.substr(0, 16)), key};
+}
+
 FeatureSet features_for(const TransferOptions& t, const StudyData& d, const CommonOptions& o, Logger& log) {
   require_weights(t.weights);
   FeatureSet f;
@@ -86,13 +95,11 @@ FeatureSet features_for(const TransferOptions& t, const StudyData& d, const Comm
   f.identity = models::identify_weights(t.weights, t.stand_in_weights);
   f.weights_sha256 = f.identity.file_sha256;
   log.info(fmt::format("weights '{}': {}; {}", t.weights, f.identity.label(), f.identity.how));
-  std::string key_text =
-      fmt::format("{}|{}|{}|{}|{}|{}|{}", f.weights_sha256, t.image_size, d.train_set.images_path, d.test_set.images_path,
-                  hash_indices(d.train_idx), hash_indices(d.val_idx), hash_indices(d.test_idx));
-  std::string key = io::sha256_hex(key_text.data(), key_text.size());
   fs::path dir = t.cache_dir.empty() ? fs::path(o.out).parent_path() / "feature_cache" : fs::path(t.cache_dir);
   fs::create_directories(dir);
-  fs::path file = dir / fmt::format("resnet18-{}px-{}.safetensors", t.image_size, key.substr(0, 16));
+  auto cache = feature_cache_file(dir, f.weights_sha256, t.image_size, d);
+  const fs::path file = cache.first;
+  const std::string key = cache.second;
   f.cache_file = file.string();
   if (fs::exists(file)) {
     std::map<std::string, std::string> md;

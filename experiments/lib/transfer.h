@@ -40,6 +40,12 @@ struct FeatureSet {
   models::WeightsIdentity identity;          // what the weights are, checked by digest
 };
 
+// The cache file features_for reads and writes in `dir` for these weights (by SHA-256), image size
+// and data, and the key its metadata must hold.
+std::pair<std::filesystem::path, std::string> feature_cache_file(const std::filesystem::path& dir,
+                                                                 const std::string& weights_sha256, int64_t image_size,
+                                                                 const StudyData& d);
+
 // Loads the backbone weights, then reads the features from the cache when a file for exactly
 // these weights, image size, data and indices exists; otherwise extracts and stores them.
 FeatureSet features_for(const TransferOptions& t, const StudyData& d, const CommonOptions& o, Logger& log);

@@ -19,6 +19,7 @@
 #include <array>
 #include <map>
 
+#include "experiments/lib/extended_report.h"
 #include "experiments/lib/metrics.h"
 #include "experiments/lib/run_record.h"
 #include "tensor/error.h"
@@ -399,6 +400,20 @@ int main(int argc, char** argv) {
           md += fmt::format("![{} {}]({})\n\n", r.display, pic, fs::relative(ea / pic, outdir).string());
     }
 
+    // the extended study's sections (experiments/lib/extended_report.h), when their steps ran
+    std::vector<ExtendedModel> extended_models;
+    std::set<std::string> usable_keys;
+    for (const auto& r : runs) {
+      extended_models.push_back({r.key, r.display});
+      if (r.usable()) usable_keys.insert(r.key);
+    }
+    std::vector<std::string> extended_conclusions;
+    for (const auto& sec : {robustness_section(results, outdir, extended_models, usable_keys),
+                            calibration_section(results, outdir, extended_models, usable_keys)}) {
+      md += sec.markdown;
+      extended_conclusions.insert(extended_conclusions.end(), sec.conclusions.begin(), sec.conclusions.end());
+    }
+
     if (fs::exists(timings)) {
       md += "## Run times\n\n| step | seconds | status |\n|---|---|---|\n";
       for (const auto& row : timing_rows) md += fmt::format("| {} | {} | {} |\n", row[0], row[1], row[2]);
@@ -445,6 +460,7 @@ int main(int argc, char** argv) {
         md += r->metrics.contains("epochs") ? fmt::format("; {} trained {} epochs", r->display, field(r->metrics, "epochs"))
                                             : fmt::format("; {}'s epochs are missing from its record", r->display);
       md += ". The intervals above cover test-set sampling only, not training randomness.\n";
+      for (const auto& line : extended_conclusions) md += "- " + line + "\n";
       for (const Run* r : present) {
         std::string origin = r->metrics.value("weights_origin", std::string());
         if (origin == "stand_in" || (origin.empty() && r->metrics.value("stand_in_weights", false)))

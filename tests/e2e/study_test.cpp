@@ -1,6 +1,8 @@
 // End to end: ./study.sh --quick with a randomly initialised torchvision-format checkpoint standing
 // in for the ImageNet weights; every artefact exists, the run files agree with each other, and
-// compare marks a deleted run as not run. Then: a training run killed with SIGKILL and resumed
+// compare marks a deleted run as not run; with --extended, the robustness and calibration records
+// exist and agree with themselves and with the runs, and a second study.sh into the same folder
+// skips every finished step. Then: a training run killed with SIGKILL and resumed
 // ends with exactly the metrics of an uninterrupted run.
 #include <signal.h>
 #include <unistd.h>
@@ -55,9 +57,53 @@ void check_model_run(const fs::path& run, int64_t epochs) {
   CHECK(metrics["epochs"].get<int64_t>() == epochs);
 }
 
+// The extended study's records (robustness, calibration) for one model: present and consistent.
+void check_extended(const fs::path& r, const std::string& m) {
+  INFO("model ", m);
+  fs::path rob = r / "robustness" / m, cal = r / "calibration" / m;
+  for (const fs::path& f : {rob / "robustness.json", rob / "robustness.csv", cal / "calibration.json", cal / "reliability.png"})
+    CHECK_MESSAGE(fs::exists(f), f.string() << " is missing");
+  if (!fs::exists(rob / "robustness.json") || !fs::exists(cal / "calibration.json")) return;
+  auto j = exp::read_json(rob / "robustness.json");
+  const int64_t n = j["images"].get<int64_t>();
+  CHECK(n == 300);  // --quick: --limit 300
+  CHECK(j["clean_accuracy"].get<double>() == doctest::Approx(j["clean_correct"].get<double>() / n));
+  CHECK(data_rows(rob / "robustness.csv") == 1 + 7 * 5);
+  double sum = 0;
+  int count = 0;
+  for (auto& [name, c] : j["corruptions"].items()) {
+    REQUIRE(c["accuracy"].size() == 5);
+    for (int s = 0; s < 5; ++s) {
+      double a = c["accuracy"][s].get<double>();
+      CHECK(a >= 0.0);
+      CHECK(a <= 1.0);
+      CHECK(a == doctest::Approx(c["correct"][s].get<double>() / n));
+      sum += a;
+      ++count;
+    }
+  }
+  CHECK(count == 35);
+  CHECK(j["mean_corruption_accuracy"].get<double>() == doctest::Approx(sum / 35).epsilon(1e-12));
+
+  auto c = exp::read_json(cal / "calibration.json");
+  auto metrics = exp::read_json(r / m / "metrics.json");
+  CHECK(c["test"]["before"]["count"].get<int64_t>() == metrics["test"]["count"].get<int64_t>());
+  CHECK(c["test"]["before"]["accuracy"].get<double>() == doctest::Approx(metrics["test"]["accuracy"].get<double>()).epsilon(1e-12));
+  CHECK(c["test"]["after"]["accuracy"].get<double>() == c["test"]["before"]["accuracy"].get<double>());  // T keeps the argmax
+  CHECK(c["check_against_predictions_csv"]["predictions_differing"].get<int64_t>() == 0);
+  CHECK(c["check_against_predictions_csv"]["max_abs_probability_difference"].get<double>() < 1e-4);
+  // the recorded probabilities (6 significant digits) give the same ECE as the recomputed logits
+  CHECK(c["recorded"]["ece"].get<double>() == doctest::Approx(c["test"]["before"]["ece"].get<double>()).epsilon(1e-3));
+  double t = c["temperature"]["value"].get<double>();
+  CHECK(t > 0.05);
+  CHECK(t < 20);
+  CHECK(c["temperature"]["validation_nll_at_T"].get<double>() <= c["temperature"]["validation_nll_at_1"].get<double>());
+  CHECK(c["temperature"]["validation_images"].get<int64_t>() == 500);  // --quick: --val-limit 500
+}
+
 }  // namespace
 
-TEST_CASE("study.sh --quick --onnx produces every artefact, consistent, and compare marks a deleted run") {
+TEST_CASE("study.sh --quick --onnx --extended produces every artefact, consistent, and compare marks a deleted run") {
   fs::path src = test::source_dir(), bin = test::bin_dir();
   fs::path weights = test::fixtures_dir() + "/resnet18_random.pth";
   REQUIRE_MESSAGE(fs::exists(weights), "stand-in weights missing: " << weights);
@@ -65,7 +111,7 @@ TEST_CASE("study.sh --quick --onnx produces every artefact, consistent, and comp
   fs::remove_all(out);
   fs::create_directories(out);
   int rc = run({"/bin/bash", (src / "study.sh").string(), "--quick", "--bin", bin.string(), "--weights",
-                weights.string(), "--stand-in-weights", "--onnx", "--out", (out / "results").string()},
+                weights.string(), "--stand-in-weights", "--onnx", "--extended", "--out", (out / "results").string()},
                out / "study.log");
   INFO("study.sh log:\n", slurp(out / "study.log"));
   REQUIRE(rc == 0);
@@ -87,6 +133,33 @@ TEST_CASE("study.sh --quick --onnx produces every artefact, consistent, and comp
   CHECK(report.find("stand-in") != std::string::npos);
   CHECK(report.find("| not run |") == std::string::npos);
   CHECK(report.find("McNemar") != std::string::npos);
+  // --extended: the robustness and calibration steps, their records and report sections
+  for (const char* f : {"robustness/samples.png", "robustness/robustness.png", "robustness/done.json",
+                        "calibration/done.json"})
+    CHECK_MESSAGE(fs::exists(r / f), f << " is missing");
+  for (const char* m : {"scratch_cnn", "baseline_transfer", "lr_tuning"}) check_extended(r, m);
+  CHECK(report.find("## Robustness") != std::string::npos);
+  CHECK(report.find("## Calibration") != std::string::npos);
+  CHECK(report.find("Most robust (mean corruption accuracy)") != std::string::npos);
+  CHECK(report.find("Best calibrated after temperature scaling") != std::string::npos);
+  std::string log = slurp(out / "study.log");
+  CHECK(log.find("robustness estimate: total") != std::string::npos);
+
+  // the same study again into the same folder: every finished step is skipped, compare runs
+  auto robustness_time = fs::last_write_time(r / "robustness" / "scratch_cnn" / "robustness.json");
+  int rc2 = run({"/bin/bash", (src / "study.sh").string(), "--quick", "--bin", bin.string(), "--weights",
+                 weights.string(), "--stand-in-weights", "--onnx", "--extended", "--out", r.string()},
+                out / "study2.log");
+  std::string log2 = slurp(out / "study2.log");
+  INFO("second study.sh log:\n", log2);
+  REQUIRE(rc2 == 0);
+  std::string timings = slurp(r / "timings.csv");
+  for (const char* s : {"scratch_cnn,", "lr_tuning,", "robustness,", "calibration,"})
+    CHECK_MESSAGE(timings.find(std::string(s)) != std::string::npos, s);
+  CHECK(timings.find(",ok") != std::string::npos);
+  CHECK(timings.find(",ok") == timings.rfind(",ok"));  // only compare ran
+  CHECK(timings.find("compare,") != std::string::npos);
+  CHECK(fs::last_write_time(r / "robustness" / "scratch_cnn" / "robustness.json") == robustness_time);
 
   // delete a run: compare must show it as not run, with no bar and no curve
   fs::remove_all(r / "scratch_cnn");

@@ -147,3 +147,95 @@ TEST_CASE("compare: the macro-F1 difference in the report is compare_macro_f1's,
   CHECK(f1.diff == doctest::Approx(ma["test"]["macro"]["f1"].get<double>() - mb["test"]["macro"]["f1"].get<double>())
                        .epsilon(1e-12));
 }
+
+namespace {
+// A robustness record as the robustness program writes it: every corruption at `acc` - 0.05 * severity.
+json robustness_record(const std::string& key, double clean, double acc, int64_t images) {
+  json j{{"model", key}, {"images", images}, {"clean_accuracy", clean}};
+  std::vector<double> by_sev(5, 0.0);
+  double all = 0;
+  for (const char* c : {"gaussian_noise", "blur", "contrast", "brightness", "rotation", "translation", "occlusion"}) {
+    std::vector<double> a;
+    for (int s = 0; s < 5; ++s) {
+      double v = acc - 0.05 * s - (std::string(c) == "contrast" ? 0.2 : 0.0);
+      a.push_back(v);
+      by_sev[s] += v / 7;
+      all += v / 35;
+    }
+    j["corruptions"][c] = {{"accuracy", a}};
+  }
+  j["mean_by_severity"] = by_sev;
+  j["mean_corruption_accuracy"] = all;
+  j["relative_mean_corruption_accuracy"] = all / clean;
+  return j;
+}
+json calibration_record(double t, double ece_before, double ece_after) {
+  return {{"temperature", {{"value", t}, {"validation_images", 500}, {"at_bound", false}}},
+          {"test", {{"before", {{"ece", ece_before}, {"nll", 0.5}, {"count", 1000}}}, {"after", {{"ece", ece_after}, {"nll", 0.4}, {"count", 1000}}}}},
+          {"recorded", {{"ece", ece_before}}}};
+}
+}  // namespace
+
+TEST_CASE("compare: the robustness and calibration sections show the records, not-run models, and computed conclusions") {
+  test::TmpDir tmp;
+  fs::path res = tmp.dir;
+  write_run(res / "scratch_cnn", 500, 7, 1, {{"epochs", 2}});
+  write_run(res / "baseline_transfer", 500, 5, 2, {{"epochs", 3}});
+  // no extended records at all: no sections
+  std::string plain = run_compare(res);
+  CHECK_FALSE(has(plain, "## Robustness"));
+  CHECK_FALSE(has(plain, "## Calibration"));
+
+  fs::create_directories(res / "robustness" / "scratch_cnn");
+  fs::create_directories(res / "robustness" / "baseline_transfer");
+  fs::create_directories(res / "calibration" / "scratch_cnn");
+  fs::create_directories(res / "calibration" / "baseline_transfer");
+  auto write_records = [&](double scratch_acc, double baseline_acc, double scratch_ece, double baseline_ece) {
+    write_json(res / "robustness" / "scratch_cnn" / "robustness.json", robustness_record("scratch_cnn", 0.9, scratch_acc, 300));
+    write_json(res / "robustness" / "baseline_transfer" / "robustness.json",
+               robustness_record("baseline_transfer", 0.85, baseline_acc, 300));
+    write_json(res / "calibration" / "scratch_cnn" / "calibration.json", calibration_record(1.5, 0.08, scratch_ece));
+    write_json(res / "calibration" / "baseline_transfer" / "calibration.json", calibration_record(0.7, 0.05, baseline_ece));
+  };
+  write_records(0.7, 0.6, 0.02, 0.03);
+  std::string md = run_compare(res);
+  INFO(md);
+  CHECK(has(md, "## Robustness"));
+  CHECK(has(md, "## Calibration"));
+  CHECK(has(md, "| Tuned ResNet18 | not run |"));
+  // scratch: mean over 35 = 0.7 - 0.1 - 0.2/7
+  CHECK(has(md, fmt::format("| Scratch CNN | 300 | 90.00% | {:.2f}% |", 100 * (0.7 - 0.1 - 0.2 / 7))));
+  CHECK(has(md, "contrast"));
+  CHECK(has(md, "**Most robust (mean corruption accuracy)**: Scratch CNN"));
+  CHECK(has(md, "Scratch CNN's hardest corruption is contrast"));
+  CHECK(has(md, "**Best calibrated after temperature scaling (test ECE)**: Scratch CNN with 0.0200"));
+  CHECK(has(md, "Temperature scaling lowered the test ECE of Baseline ResNet18 (0.0500 → 0.0300), Scratch CNN (0.0800 → 0.0200)"));
+
+  // the other way round: the conclusions follow the numbers
+  write_records(0.5, 0.6, 0.04, 0.01);
+  md = run_compare(res);
+  CHECK(has(md, "**Most robust (mean corruption accuracy)**: Baseline ResNet18"));
+  CHECK(has(md, "**Best calibrated after temperature scaling (test ECE)**: Baseline ResNet18 with 0.0100"));
+
+  // a record that lacks a field shows "missing"; a failed step is said
+  json broken = robustness_record("scratch_cnn", 0.9, 0.7, 300);
+  broken.erase("clean_accuracy");
+  write_json(res / "robustness" / "scratch_cnn" / "robustness.json", broken);
+  write_json(res / "calibration" / "failed.json", {{"step", "calibration"}, {"exit_status", 1}});
+  fs::remove_all(res / "calibration" / "scratch_cnn");
+  fs::remove(res / "calibration" / "baseline_transfer" / "calibration.json");
+  write_json(res / "calibration" / "baseline_transfer" / "failed.json",
+             {{"model", "baseline_transfer"}, {"error", "the weights | are missing"}});
+  md = run_compare(res);
+  CHECK(has(md, "| Scratch CNN | 300 | missing |"));
+  CHECK(has(md, "**The calibration step failed**"));
+  CHECK(has(md, "| Scratch CNN | step failed |"));
+  CHECK(has(md, "| Baseline ResNet18 | failed: the weights   are missing |"));
+  CHECK_FALSE(has(md, "Best calibrated after temperature scaling"));
+  // a failed step's records that are there are shown (the programs write only this run's)
+  fs::create_directories(res / "calibration" / "scratch_cnn");
+  write_json(res / "calibration" / "scratch_cnn" / "calibration.json", calibration_record(1.5, 0.08, 0.02));
+  md = run_compare(res);
+  CHECK(has(md, "| Scratch CNN | 1.500 |"));
+  CHECK(has(md, "**The calibration step failed**"));
+}

@@ -1,0 +1,31 @@
+#pragma once
+// The report sections of the extended study (docs/extended-study.md), for compare: built from the
+// records the extended programs write (<results>/robustness/<model>/robustness.json,
+// <results>/calibration/<model>/calibration.json) and nothing else. A section appears when its
+// step's folder exists; a model without a record is shown as not run (or its step as failed when
+// study.sh recorded a failed.json); a field a record lacks is "missing". Conclusions are computed
+// from the numbers, over the models in `usable` only (compare's runs whose files agree).
+#include <filesystem>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace dl::exp {
+
+struct ExtendedModel {
+  std::string key, display;
+};
+
+struct ReportSection {
+  std::string markdown;                  // empty: the step never ran on this results folder
+  std::vector<std::string> conclusions;  // one line each, without the leading "- "
+};
+
+// Figures are linked relative to `report_dir`.
+ReportSection robustness_section(const std::filesystem::path& results, const std::filesystem::path& report_dir,
+                                 const std::vector<ExtendedModel>& models, const std::set<std::string>& usable);
+ReportSection calibration_section(const std::filesystem::path& results, const std::filesystem::path& report_dir,
+                                  const std::vector<ExtendedModel>& models, const std::set<std::string>& usable);
+
+}  // namespace dl::exp
