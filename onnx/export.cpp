@@ -326,6 +326,8 @@ class ExportTracer final : public autograd::Tracer {
       if (same_batch) shape[0] = 0;  // ONNX Reshape: 0 copies the input's dim (the dynamic batch)
       return binary("Reshape", input(0), int64s(shape), scope);
     }
+    if ((op == "SqueezeBackward" || op == "UnsqueezeBackward") && in.at(0).sizes() == out.sizes())
+      return unary("Identity", input(0), scope);  // squeeze(d) of a dim that is not 1 changes nothing
     if (op == "SqueezeBackward" || op == "UnsqueezeBackward") {
       const Shape& a = op == "SqueezeBackward" ? in.at(0).sizes() : out.sizes();  // the longer shape
       const Shape& b = op == "SqueezeBackward" ? out.sizes() : in.at(0).sizes();

@@ -12,6 +12,7 @@
 #include <fmt/ranges.h>
 
 #include "autograd/node.h"
+#include "data/file_util.h"
 #include "onnx/import_internal.h"
 #include "onnx/onnx.h"
 
@@ -492,14 +493,12 @@ std::shared_ptr<OnnxModel> load_from_bytes(const std::string& bytes, const std::
 }
 
 std::shared_ptr<OnnxModel> load(const std::string& path) {
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) fail("ONNX model '{}': no such file (or not a regular file)", path);
-  const auto size = static_cast<int64_t>(fs::file_size(path, ec));
-  if (ec) fail("ONNX model '{}': cannot read its size: {}", path, ec.message());
-  if (size > kMaxModelBytes) fail("ONNX model '{}': {} bytes is more than the {} a model may have", path, size, kMaxModelBytes);
-  std::ifstream in(path, std::ios::binary);
-  std::string bytes(static_cast<size_t>(size), '\0');
-  if (!in || (size > 0 && !in.read(bytes.data(), size))) fail("ONNX model '{}': cannot read the file", path);
+  std::string bytes;
+  try {
+    bytes = data::read_file(path, kMaxModelBytes);
+  } catch (const Error& e) {
+    fail("ONNX model: {}", e.what());
+  }
   std::string base = fs::path(path).parent_path().string();
   if (base.empty()) base = ".";
   try {

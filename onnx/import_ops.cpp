@@ -406,7 +406,7 @@ const std::map<std::string, OpSpec>& registry() {
                      const bool has_c = given(in, 2) && beta != 0.0;
                      if (!ta && tb && alpha == 1.0 && beta == 1.0 && has_c && in[2].dim() == 1 &&
                          in[2].size(0) == B.size(1) && in[2].device() == A.device())
-                       return {linear(A, need(in, 1, "B"), in[2])};
+                       return {linear(A, B.t(), in[2])};  // B.t(): the (N, K) weight, on A's device
                      Tensor y = A.matmul(B);
                      if (alpha != 1.0) y = y * alpha;
                      if (has_c) {
@@ -702,6 +702,10 @@ const std::map<std::string, OpSpec>& registry() {
                        fail("axes {} repeat an axis", fmt::join(axes, ","));
                      if (dims.empty()) return {x};
                      if (op == "ReduceSum") return {x.sum(dims, keep)};
+                     // the minimum is computed as -max(-x): exact for floating data only (uint8
+                     // negation wraps around, int64's overflows at its minimum)
+                     if (op == "ReduceMin" && !is_floating(x.dtype()))
+                       fail("ReduceMin of {} data is not supported (floating data only)", dtype_name(x.dtype()));
                      Tensor y = op == "ReduceMax" ? x : x.neg();
                      for (auto it = dims.rbegin(); it != dims.rend(); ++it) y = y.max(*it, keep);
                      return {op == "ReduceMax" ? y : y.neg()};
@@ -713,6 +717,8 @@ const std::map<std::string, OpSpec>& registry() {
       m[name] = {1, 1 << 16, 1, 8, [is_max](const NodeContext&, Attrs&) -> OpFn {
                    return [is_max](const Ins& in) -> Outs {
                      Tensor y = need(in, 0, "data_0");
+                     if (!is_max && !is_floating(y.dtype()))  // -max(-a, -b) is exact for floating data only
+                       fail("Min of {} data is not supported (floating data only)", dtype_name(y.dtype()));
                      if (!is_max) y = y.neg();
                      for (size_t i = 1; i < in.size(); ++i) {
                        Tensor b = need(in, i, "data");

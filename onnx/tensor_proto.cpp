@@ -7,6 +7,7 @@
 
 #include <fmt/ranges.h>
 
+#include "data/file_util.h"
 #include "onnx/import_internal.h"
 #include "onnx/onnx.h"
 
@@ -262,15 +263,12 @@ void tensor_to_proto(const Tensor& t_in, const std::string& name, TensorProto* o
 }  // namespace detail
 
 Tensor read_tensor_proto(const std::string& path, std::string* name) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) fail("read_tensor_proto: '{}' does not exist or is not a regular file", path);
-  const auto size = static_cast<int64_t>(fs::file_size(path, ec));
-  if (ec) fail("read_tensor_proto: cannot read the size of '{}': {}", path, ec.message());
-  if (size > detail::kMaxModelBytes) fail("read_tensor_proto: '{}' is {} bytes (at most 2 GiB)", path, size);
-  std::ifstream in(path, std::ios::binary);
-  std::string bytes(static_cast<size_t>(size), '\0');
-  if (!in || (size > 0 && !in.read(bytes.data(), size))) fail("read_tensor_proto: cannot read '{}'", path);
+  std::string bytes;
+  try {
+    bytes = data::read_file(path, detail::kMaxModelBytes);
+  } catch (const Error& e) {
+    fail("read_tensor_proto: {}", e.what());
+  }
   ::onnx::TensorProto proto;
   if (!proto.ParseFromString(bytes)) fail("read_tensor_proto: '{}' is not a serialized onnx.TensorProto", path);
   if (name) *name = proto.name();
@@ -280,15 +278,9 @@ Tensor read_tensor_proto(const std::string& path, std::string* name) {
 void write_tensor_proto(const std::string& path, const Tensor& t, const std::string& name) {
   ::onnx::TensorProto proto;
   detail::tensor_to_proto(t, name, &proto);
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail("write_tensor_proto: cannot open '{}' for writing", tmp);
-    if (!proto.SerializeToOstream(&out)) fail("write_tensor_proto: writing '{}' failed", tmp);
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) fail("write_tensor_proto: cannot rename '{}' to '{}': {}", tmp, path, ec.message());
+  std::string bytes;
+  if (!proto.SerializeToString(&bytes)) fail("write_tensor_proto: could not serialise '{}' for '{}'", name, path);
+  data::write_file_atomic(path, bytes);
 }
 
 }  // namespace dl::onnx

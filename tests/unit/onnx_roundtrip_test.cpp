@@ -92,11 +92,17 @@ TEST_CASE("An imported model fine-tunes like the native one: the same SGD steps 
   }
   auto a = native.state_dict();
   auto b = imported->state_dict();
+  size_t compared = 0;
   for (const auto& [k, t] : a) {
     if (k.ends_with("num_batches_tracked")) continue;
     for (const auto& [k2, t2] : b)
-      if (k2 == k) CHECK_CLOSE(t2, t, 1e-5, 1e-6);
+      if (k2 == k) {
+        CHECK_CLOSE(t2, t, 1e-5, 1e-6);
+        ++compared;
+      }
   }
+  CHECK(compared == b.size());  // every imported tensor was compared with its native one
+  CHECK(compared == 26);        // 4 x (conv weight, bias; bn weight, bias, mean, var) + fc weight, bias
   Tensor x = randn({3, 1, 28, 28});
   CHECK_CLOSE(run(*imported, x), run(native, x), 1e-5, 1e-5);
 }
