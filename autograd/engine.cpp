@@ -11,6 +11,7 @@ namespace dl::autograd {
 
 namespace {
 thread_local bool g_grad_mode = true;
+thread_local uint64_t g_backward_sequence = 0;
 // The callbacks queued (queue_callback) by the backward running on this thread; null outside one.
 thread_local std::vector<std::function<void()>>* g_callbacks = nullptr;
 
@@ -141,7 +142,10 @@ Tensor record(std::string name, Tensor result, const std::vector<Tensor>& inputs
   return result;
 }
 
+uint64_t backward_sequence() { return g_backward_sequence; }
+
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph) {
+  ++g_backward_sequence;
   DL_CHECK(roots.size() == grads.size(), "run_backward: {} roots, {} grads", roots.size(), grads.size());
   std::vector<Edge> root_edges;
   std::vector<Tensor> root_grads;

@@ -181,6 +181,10 @@ bool needs_graph(const Ts&... inputs) {
   return grad_mode_enabled() && ((inputs.defined() && inputs.requires_grad()) || ...);
 }
 
+// How many backward passes this thread has started: a hook can tell a new backward from the one it
+// saw last, even when that one ended in an exception before its callbacks ran.
+uint64_t backward_sequence();
+
 // Runs backward from `roots` with the given gradients (undefined = ones for scalars).
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph);
 

@@ -41,8 +41,7 @@ DistributedDataParallel::DistributedDataParallel(std::shared_ptr<nn::Module> mod
 
   // every rank starts from rank 0's weights (and running statistics)
   for (const auto& p : module_->parameters()) broadcast_into(pg_, p);
-  if (opts_.broadcast_buffers)
-    for (const auto& b : module_->buffers()) broadcast_into(pg_, b);
+  if (opts_.broadcast_buffers) broadcast_buffers(*module_, pg_);
 
   // buckets, in reverse parameter order: the last layers' gradients are ready first
   const double cap = opts_.bucket_mb * 1024 * 1024;
@@ -91,8 +90,10 @@ std::vector<std::vector<size_t>> DistributedDataParallel::bucket_layout() const 
 void DistributedDataParallel::on_grad_ready(size_t k) {
   if (!sync_) return;
   auto t0 = Clock::now();
-  if (!in_backward_) {
+  // a new backward: also when the last one threw before its end-of-backward callback could run
+  if (!in_backward_ || backward_seq_ != autograd::backward_sequence()) {
     in_backward_ = true;
+    backward_seq_ = autograd::backward_sequence();
     next_launch_ = 0;
     ready_.assign(params_.size(), false);
     for (auto& b : buckets_) {
@@ -161,14 +162,8 @@ void DistributedDataParallel::finish_backward() {
   stats_.wait_seconds += since(t0);
 }
 
-void average_buffers(nn::Module& m, ProcessGroup& pg) {
-  NoGradGuard ng;
-  for (const auto& b : m.buffers()) {
-    if (!is_floating(b.dtype())) continue;
-    Tensor c = b.is_contiguous() ? b.detach() : b.contiguous();
-    pg.allreduce(c, ReduceOp::Average);
-    if (!b.is_contiguous()) b.detach().copy_(c);
-  }
+void broadcast_buffers(nn::Module& m, ProcessGroup& pg) {
+  for (const auto& b : m.buffers()) broadcast_into(pg, b);
 }
 
 }  // namespace dl::dist

@@ -97,13 +97,16 @@ class DistributedDataParallel {
   std::vector<bool> ready_;
   size_t next_launch_ = 0;
   bool in_backward_ = false;
+  uint64_t backward_seq_ = 0;  // autograd::backward_sequence() of the backward in progress
   bool sync_ = true;
   DdpStats stats_;
   std::shared_ptr<bool> alive_;  // hooks outliving this object (a graph kept around) see false
 };
 
-// Averages every floating buffer (running statistics) over the ranks; for evaluating a model
-// trained with plain batch norm, whose running statistics differ per rank.
-void average_buffers(nn::Module& m, ProcessGroup& pg);
+// Copies rank 0's buffers (running statistics) to every rank. With plain batch norm each rank's
+// statistics drift apart during training; fit() calls this before each evaluation, so that every
+// rank scores the model rank 0 saves (PyTorch's DDP, broadcast_buffers=True, does it before
+// every forward; between evaluations the per-rank statistics do not change what is trained).
+void broadcast_buffers(nn::Module& m, ProcessGroup& pg);
 
 }  // namespace dl::dist

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <iostream>
 #include <thread>
 
@@ -22,16 +23,16 @@ std::unique_ptr<ProcessGroup>& world_slot() {
   return g;
 }
 
-[[maybe_unused]] double env_timeout() {
-  if (const char* s = std::getenv("DL_DIST_TIMEOUT")) {
+[[maybe_unused]] double env_seconds(const char* name, double fallback) {
+  if (const char* s = std::getenv(name)) {
     char* end = nullptr;
     double v = std::strtod(s, &end);
-    if (end == s || *end != '\0' || !(v > 0))
-      fail("DL_DIST_TIMEOUT must be a positive number of seconds, got '{}'", s);
+    if (end == s || *end != '\0' || !(v > 0)) fail("{} must be a positive number of seconds, got '{}'", name, s);
     return v;
   }
-  return 300;
+  return fallback;
 }
+[[maybe_unused]] double env_timeout() { return env_seconds("DL_DIST_TIMEOUT", 300); }
 
 [[maybe_unused]] void check_tensor(const Tensor& t, const char* what) {
   if (!t.defined()) fail("dist::{}: the tensor is undefined", what);
@@ -232,10 +233,20 @@ void ProcessGroup::finalize() {
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized) {
-    g->barrier();  // bounded by the timeout: a dead peer ends the job instead of hanging here
-    g->impl_->nccl.reset();
-    MPI_Comm_free(&g->impl_->comm);
-    mpi_check(MPI_Finalize(), "MPI_Finalize", g->rank_);
+    // Runs from atexit too, where an exception would terminate: report and leave instead.
+    try {
+      // The last barrier waits for rank 0's own end of run (the test set, the run record), which
+      // may take longer than one collective: DL_DIST_FINAL_TIMEOUT (default 1 h) bounds it. A dead
+      // peer ends the job at once through mpirun; a hung one after that time.
+      g->set_timeout(std::max(g->timeout_s(), env_seconds("DL_DIST_FINAL_TIMEOUT", 3600)));
+      g->barrier();
+      g->impl_->nccl.reset();
+      MPI_Comm_free(&g->impl_->comm);
+      mpi_check(MPI_Finalize(), "MPI_Finalize", g->rank_);
+    } catch (const std::exception& e) {
+      std::cerr << "[rank " << g->rank_ << "] error while finishing MPI: " << e.what() << std::endl;
+      std::_Exit(3);
+    }
   }
   g.reset();
 }

@@ -54,7 +54,9 @@ class ProcessGroup {
   // The group init() made; throws when init() has not run.
   static ProcessGroup& world();
   static bool initialized();
-  // MPI_Finalize (after a barrier); also run at exit when the program does not call it.
+  // MPI_Finalize after a barrier bounded by DL_DIST_FINAL_TIMEOUT (default 1 h: rank 0 may still be
+  // evaluating the test set and writing the run record); also run at exit when the program does
+  // not call it. Never throws: an error is printed and the process exits with status 3.
   static void finalize();
 
   int rank() const { return rank_; }

@@ -37,11 +37,16 @@ Tensor SyncBatchNorm::forward(const Tensor& x) {
   {
     NoGradGuard ng;
     Tensor xd = x.detach();
-    // pass 1: the global mean
-    count = pg_.allreduce(static_cast<double>(x.numel() / C), ReduceOp::Sum);
-    Tensor sum = xd.sum({0, 2, 3}).contiguous();
-    pg_.allreduce(sum, ReduceOp::Sum);
-    Tensor mean = sum / count;
+    // pass 1: the global mean; the local count rides along with the sums (one all-reduce)
+    const double local_count = static_cast<double>(x.numel() / C);
+    Tensor sums = cat({xd.sum({0, 2, 3}), full({1}, local_count, {xd.dtype(), xd.device()})}, 0).contiguous();
+    pg_.allreduce(sums, ReduceOp::Sum);
+    count = sums.narrow(0, C, 1).item<double>();
+    if (count <= 1)
+      fail("{}: expected more than 1 value per channel over all ranks in training, got {} (input shape {} on this "
+           "rank)",
+           repr(), count, shape_str(x.sizes()));
+    Tensor mean = sums.narrow(0, 0, C) / count;
     // pass 2: the global (biased) variance, from deviations as one process computes it
     Tensor xc = xd - mean.view(per_channel);
     Tensor sq = (xc * xc).sum({0, 2, 3}).contiguous();
@@ -81,25 +86,36 @@ int convert_sync_batchnorm(nn::Module& root, ProcessGroup& pg) {
   std::vector<std::string> names;
   for (const auto& [name, m] : root.named_modules())
     if (std::dynamic_pointer_cast<nn::BatchNorm2d>(m)) names.push_back(name);
-  int converted = 0;
+  struct Swap {
+    std::shared_ptr<nn::Module> parent_holder;
+    nn::Module* parent;
+    std::string leaf;
+    std::shared_ptr<nn::BatchNorm2d> old;
+  };
+  std::vector<Swap> done;
   for (const auto& name : names) {
     auto dot = name.rfind('.');
-    std::shared_ptr<nn::Module> parent_holder;
-    nn::Module* parent = &root;
+    Swap s{nullptr, &root, dot == std::string::npos ? name : name.substr(dot + 1), nullptr};
     if (dot != std::string::npos) {
-      parent_holder = root.get_submodule(name.substr(0, dot));
-      parent = parent_holder.get();
+      s.parent_holder = root.get_submodule(name.substr(0, dot));
+      s.parent = s.parent_holder.get();
     }
-    const std::string leaf = dot == std::string::npos ? name : name.substr(dot + 1);
-    std::shared_ptr<nn::BatchNorm2d> old = std::dynamic_pointer_cast<nn::BatchNorm2d>(parent->get_submodule(leaf));
-    parent->replace_module(leaf, std::make_shared<SyncBatchNorm>(*old, pg));
-    if (old.use_count() > 1)
+    s.old = std::dynamic_pointer_cast<nn::BatchNorm2d>(s.parent->get_submodule(s.leaf));
+    s.parent->replace_module(s.leaf, std::make_shared<SyncBatchNorm>(*s.old, pg));
+    const bool held_elsewhere = s.old.use_count() > 1;  // `s.old` should now be its only holder
+    nn::Module* parent = s.parent;
+    done.push_back(std::move(s));
+    if (held_elsewhere) {
+      // held elsewhere too (a member pointer of its parent): its forward would still run the old
+      // module. Undo every swap, so that a refusal leaves the model as it was.
+      for (auto it = done.rbegin(); it != done.rend(); ++it) it->parent->replace_module(it->leaf, it->old);
       fail("convert_sync_batchnorm: '{}' is also held by its parent ({}) outside its registered children, so "
-           "replacing the child would not change what its forward runs; give that module a SyncBatchNorm itself",
+           "replacing the child would not change what its forward runs; give that module a SyncBatchNorm itself "
+           "(nothing was converted)",
            name, parent->name());
-    ++converted;
+    }
   }
-  return converted;
+  return static_cast<int>(done.size());
 }
 
 }  // namespace dl::dist

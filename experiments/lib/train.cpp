@@ -10,6 +10,7 @@
 #include "autograd/functional.h"
 #include "autograd/node.h"
 #include "cuda/cuda.h"
+#include "dist/ddp.h"
 #include "dist/process_group.h"
 #include "models/checkpoint.h"
 
@@ -351,6 +352,7 @@ FitResult fit(nn::Module& model, const ForwardFn& forward, optim::Optimizer& opt
                            epoch + 1, epoch, last.string()));
       break;
     }
+    if (pg) dist::broadcast_buffers(model, *pg);  // every rank scores, and rank 0 saves, one model
     EvalResult v = evaluate(model, forward, val, epoch, false, &log, "validation");
     if (pg) {
       agreed_stop = pg->allreduce(stop_requested() ? 1.0 : 0.0, dist::ReduceOp::Max) > 0;

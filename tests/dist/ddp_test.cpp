@@ -8,11 +8,13 @@
 #include <cmath>
 #include <numeric>
 
+#include "autograd/node.h"
 #include "data/loader.h"
 #include "dist/ddp.h"
 #include "dist/sync_batch_norm.h"
 #include "nn/layers.h"
 #include "nn/optim/sgd.h"
+#include "tensor/ops.h"
 #include "test_util.h"
 
 using namespace dl;
@@ -302,4 +304,33 @@ TEST_CASE("ddp: bad configurations are clear errors") {
   auto frozen = make_model(false);
   frozen->requires_grad_(false);
   CHECK_THROWS_WITH_AS(dist::DistributedDataParallel(frozen, *pg), doctest::Contains("no trainable"), dl::Error);
+}
+
+TEST_CASE("ddp: a backward that throws midway leaves no stale state, the next backward is averaged") {
+  NEED_TWO_RANKS(pg);
+  Synthetic d(64);
+  auto model = make_model(false);
+  dist::DistributedDataParallel ddp(model, *pg, {.bucket_mb = 0.001});
+  Tensor ix = from_vector<int64_t>({32 * pg->rank(), 32 * pg->rank() + 1, 32 * pg->rank() + 2}, {3});
+  Tensor x = d.images.index_select(0, ix), y = d.labels.index_select(0, ix);  // another shard per rank
+  // the input passes through a node whose backward throws: it runs after every parameter's
+  // gradient (and so every bucket's hook), before the end-of-backward callback
+  Tensor xg = x.detach();
+  xg.requires_grad_(true);
+  Tensor boom = autograd::record("BoomBackward", ops::clone(xg), {xg},
+                                 [](const Tensor&, const autograd::NeedsGrad&) -> std::vector<Tensor> {
+                                   fail("boom in backward");
+                                 });
+  CHECK_THROWS_WITH_AS(cross_entropy(ddp(boom), y).backward(), doctest::Contains("boom"), dl::Error);
+  CHECK(ddp.stats().steps == 0);
+  model->zero_grad();
+  cross_entropy(ddp(x), y).backward();  // a fresh backward: synchronised again
+  CHECK(ddp.stats().steps == 1);
+  // averaged gradients are the same on both ranks: their sum is twice each rank's own
+  for (const auto& p : model->parameters()) {
+    Tensor g = p.grad().contiguous().clone();
+    Tensor sum = g.clone();
+    pg->allreduce(sum, dist::ReduceOp::Sum);
+    CHECK_CLOSE(sum, g * 2.0, 1e-6, 1e-7);
+  }
 }
