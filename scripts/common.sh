@@ -31,7 +31,8 @@ dl_ensure_packages() {
 # PyPI's onnxruntime, for the tests that run exported models with it; exports DL_ORT_PYTHON. Without
 # a network it says so and goes on: those tests then report themselves skipped.
 dl_ensure_onnxruntime() {
-  local venv=$1
+  local venv
+  venv=$(realpath -m "$1")  # absolute: the tests run from inside the build folder
   if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import onnxruntime' 2>/dev/null; then
     echo "installing onnxruntime (PyPI) into $venv for the ONNX tests"
     if ! { /usr/bin/python3 -m venv --system-site-packages "$venv" &&

@@ -20,18 +20,27 @@ using dl::test::TmpDir;
 
 namespace {
 
-std::string ort_python() {
+// The interpreter with onnxruntime, or "" with the reason in `why`.
+std::string ort_python(std::string* why) {
   const char* p = std::getenv("DL_ORT_PYTHON");
   struct stat st {};
-  if (!p || !*p || ::stat(p, &st) != 0) return "";
+  if (!p || !*p) {
+    *why = "DL_ORT_PYTHON is unset (./test.sh makes a virtual environment with onnxruntime and sets it)";
+    return "";
+  }
+  if (::stat(p, &st) != 0) {
+    *why = std::string("DL_ORT_PYTHON is ") + p + ", which does not exist";
+    return "";
+  }
   return p;
 }
 
 // Exports `net` at the first batch size, then compares ONNX Runtime with the framework at each.
 void check_against_onnxruntime(nn::Module& net, const Shape& sample, const std::vector<int64_t>& batches,
                                int64_t opset, const std::string& label) {
-  std::string py = ort_python();
-  if (py.empty()) DL_SKIP("onnxruntime not installed: DL_ORT_PYTHON is unset (./test.sh makes a virtual environment with it)");
+  std::string why;
+  std::string py = ort_python(&why);
+  if (py.empty()) DL_SKIP("onnxruntime not available: " << why);
   TmpDir tmp;
   const std::string model = tmp.path("m.onnx");
   Shape s0 = sample;
