@@ -12,6 +12,23 @@
 
 namespace dl::exp {
 
+const std::vector<TrainedModel>& trained_models() {
+  static const std::vector<TrainedModel> models{
+      {"scratch_cnn", "Scratch CNN"}, {"baseline_transfer", "Baseline ResNet18"}, {"lr_tuning", "Tuned ResNet18"}};
+  return models;
+}
+
+std::string run_not_usable(const std::filesystem::path& run) {
+  if (!std::filesystem::exists(run / "metrics.json")) return "not run";
+  if (std::filesystem::exists(run / "failed.json"))
+    return "its step failed (see " + (run / "failed.json").string() + ")";
+  return "";
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 RunModel load_run_model(const std::filesystem::path& run, std::string key) {
   nlohmann::json config = read_json(run / "config.json");
   if (key.empty()) key = config.value("program", std::string());

@@ -2,7 +2,9 @@
 // The trained model of a run folder (scratch_cnn, baseline_transfer, lr_tuning), rebuilt from its
 // config.json and best.ckpt, with the transform its inputs need: what error_analysis and
 // export_onnx start from.
+#include <chrono>
 #include <filesystem>
+#include <vector>
 #include <functional>
 #include <string>
 #include <vector>
@@ -12,6 +14,19 @@
 #include "models/classifier.h"
 
 namespace dl::exp {
+
+// The study's trained models in the report's order: run folder name and display name.
+struct TrainedModel {
+  std::string key, display;
+};
+const std::vector<TrainedModel>& trained_models();
+
+// Why a run folder holds no finished model ("not run", "its step failed (see .../failed.json)"),
+// or "" when it holds one.
+std::string run_not_usable(const std::filesystem::path& run);
+
+// Seconds since t0, for progress lines.
+double seconds_since(std::chrono::steady_clock::time_point t0);
 
 struct RunModel {
   std::string key;                             // scratch_cnn, baseline_transfer or lr_tuning

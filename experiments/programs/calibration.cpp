@@ -37,23 +37,6 @@ const data::Color kBlack{0, 0, 0, 255}, kBar{70, 120, 200, 255}, kGap{230, 90, 8
 constexpr int64_t kBins = 15;
 constexpr double kTMin = 0.05, kTMax = 20.0, kTol = 1e-7;
 
-struct ModelKey {
-  std::string key, display;
-};
-const std::vector<ModelKey> kModels{{"scratch_cnn", "Scratch CNN"},
-                                    {"baseline_transfer", "Baseline ResNet18"},
-                                    {"lr_tuning", "Tuned ResNet18"}};
-
-std::string not_usable(const fs::path& run) {
-  if (!fs::exists(run / "metrics.json")) return "not run";
-  if (fs::exists(run / "failed.json")) return "its step failed (see " + (run / "failed.json").string() + ")";
-  return "";
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 std::vector<double> to_doubles(const Tensor& logits) {
   Tensor l = logits.contiguous();
   const float* p = l.data_ptr<float>();
@@ -142,7 +125,7 @@ int main(int argc, char** argv) {
       check_writable(outdir);
       log = std::make_unique<Logger>(outdir / "log.txt");
       // every record this folder will hold comes from this invocation (an interrupted one leaves none stale)
-      for (const auto& m : kModels) fs::remove_all(outdir / m.key);
+      for (const auto& m : trained_models()) fs::remove_all(outdir / m.key);
     }
     auto info = [&](const std::string& s) {
       if (log) log->info(s);
@@ -150,9 +133,9 @@ int main(int argc, char** argv) {
     };
     double total_estimate = 0;
     int done = 0, failures = 0;
-    for (const auto& m : kModels) {
+    for (const auto& m : trained_models()) {
       fs::path run = fs::path(results) / m.key;
-      std::string why = not_usable(run);
+      std::string why = run_not_usable(run);
       if (!why.empty()) {
         info(fmt::format("{}: {}, skipped", m.display, why));
         continue;

@@ -30,24 +30,6 @@ namespace {
 
 const data::Color kBlack{0, 0, 0, 255};
 
-struct ModelKey {
-  std::string key, display;
-};
-const std::vector<ModelKey> kModels{{"scratch_cnn", "Scratch CNN"},
-                                    {"baseline_transfer", "Baseline ResNet18"},
-                                    {"lr_tuning", "Tuned ResNet18"}};
-
-// Why a run folder holds no finished model (empty: it does).
-std::string not_usable(const fs::path& run) {
-  if (!fs::exists(run / "metrics.json")) return "not run";
-  if (fs::exists(run / "failed.json")) return "its step failed (see " + (run / "failed.json").string() + ")";
-  return "";
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 int64_t count_correct(const Tensor& logits, const std::vector<int64_t>& labels) {
   Tensor l = logits.contiguous();
   const float* p = l.data_ptr<float>();
@@ -148,9 +130,9 @@ int main(int argc, char** argv) {
 
     if (estimate) {
       double total = 0;
-      for (const auto& m : kModels) {
+      for (const auto& m : trained_models()) {
         fs::path run = fs::path(results) / m.key;
-        if (!not_usable(run).empty()) continue;
+        if (!run_not_usable(run).empty()) continue;
         RunModel rm = load_run_model(run, m.key);
       rm.to(device);
         // one batch to warm up (allocations, first touches), then two batches timed three times, the fastest kept
@@ -180,10 +162,10 @@ int main(int argc, char** argv) {
     std::vector<nlohmann::json> records;
     int failures = 0;
     // every record this folder will hold comes from this invocation (an interrupted one leaves none stale)
-    for (const auto& m : kModels) fs::remove_all(outdir / m.key);
-    for (const auto& m : kModels) {
+    for (const auto& m : trained_models()) fs::remove_all(outdir / m.key);
+    for (const auto& m : trained_models()) {
       fs::path run = fs::path(results) / m.key;
-      std::string why = not_usable(run);
+      std::string why = run_not_usable(run);
       if (!why.empty()) {
         log.info(fmt::format("{}: {}, skipped", m.display, why));
         continue;
