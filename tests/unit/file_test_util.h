@@ -38,4 +38,13 @@ inline std::string read_file(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
 }
 
+// An executable /bin/sh script at `path` running `body`: a stand-in program for the study.sh tests.
+inline void script(const std::filesystem::path& path, const std::string& body) {
+  write_file(path.string(), "#!/bin/sh\n" + body + "\n");
+  std::filesystem::permissions(path, std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
+                                         std::filesystem::perms::group_exec);
+}
+
+inline bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
 }  // namespace dl::test

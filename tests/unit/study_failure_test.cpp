@@ -13,16 +13,8 @@
 using namespace dl;
 namespace fs = std::filesystem;
 
-namespace {
-
-void script(const fs::path& path, const std::string& body) {
-  test::write_file(path.string(), "#!/bin/sh\n" + body + "\n");
-  fs::permissions(path, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
-}
-
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
-
-}  // namespace
+using test::has;
+using test::script;
 
 TEST_CASE("study.sh: failed steps are recorded, the rest run, and the report shows them") {
   test::TmpDir tmp;

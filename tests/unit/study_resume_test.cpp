@@ -16,12 +16,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void script(const fs::path& path, const std::string& body) {
-  test::write_file(path.string(), "#!/bin/sh\n" + body + "\n");
-  fs::permissions(path, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
-}
-
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+using test::has;
+using test::script;
 
 // The stand-ins: each appends its name to <tmp>/ran.log when it runs (not for --estimate), and fails
 // with status 3 while <tmp>/fail_<name> exists.
