@@ -74,6 +74,8 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import torchvision  # noqa: E402
 
+from torch_models import scratch_cnn  # noqa: E402  (tools/, beside this script)
+
 torch.set_num_threads(ARGS.threads)
 torch.set_num_interop_threads(1)
 
@@ -135,19 +137,6 @@ def threading_info():
             info.setdefault("libraries", []).append(line)
     info["env"] = {v: os.environ.get(v) for v in THREAD_VARS + ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     return info
-
-
-def scratch_cnn(channels=(48, 96, 256, 512), classes=10, dropout=0.3, in_channels=1):
-    """models/scratch_cnn.h rebuilt with the same layers in the same order."""
-    def block(cin, cout, pool):
-        layers = [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
-        if pool:
-            layers.append(nn.MaxPool2d(2))
-        return nn.Sequential(*layers)
-    c = channels
-    return nn.Sequential(block(in_channels, c[0], True), block(c[0], c[1], True), block(c[1], c[2], True),
-                         block(c[2], c[3], False), nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Dropout(dropout),
-                         nn.Linear(c[3], classes))
 
 
 class ConvFlops:
