@@ -431,13 +431,20 @@ ExportReport export_model(nn::Module& module, const Tensor& example_input, const
   auto* graph = model.mutable_graph();
   graph->set_name(module.name());
 
-  const bool was_training = module.is_training();
-  module.eval();
+  // Each module's own mode is given back afterwards (a frozen batch norm in eval inside a model
+  // in training stays so): train() is recursive, so the root first, then every submodule in
+  // named_modules()'s pre-order, parents before their children.
   struct Restore {
-    nn::Module& m;
-    bool training;
-    ~Restore() { m.train(training); }
-  } restore{module, was_training};
+    nn::Module& root;
+    bool root_training;
+    std::vector<std::pair<std::shared_ptr<nn::Module>, bool>> modes;
+    ~Restore() {
+      root.train(root_training);
+      for (const auto& [m, training] : modes) m->train(training);
+    }
+  } restore{module, module.is_training(), {}};
+  for (const auto& [name, m] : module.named_modules()) restore.modes.emplace_back(m, m->is_training());
+  module.eval();
 
   Tensor x = example_input.detach();
   x.requires_grad_(true);  // every op downstream of the input then records itself

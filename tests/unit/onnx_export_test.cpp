@@ -41,10 +41,13 @@ const ::onnx::NodeProto* node_named(const ::onnx::ModelProto& m, const std::stri
 TEST_CASE("ONNX export of ResNet18: torchvision's names as initializers, one node per layer, a dynamic batch") {
   manual_seed(3);
   models::ResNet18 net(10);
-  net.train();  // export runs in eval and gives the mode back
+  net.train();  // export runs in eval and gives each module its own mode back
+  net.bn1->eval();
   TmpDir tmp;
   dl::onnx::export_model(net, randn({2, 3, 32, 32}), tmp.path("r.onnx"));
   CHECK(net.is_training());
+  CHECK(net.layer1->is_training());
+  CHECK_FALSE(net.bn1->is_training());
   auto m = read_model(tmp.path("r.onnx"));
   CHECK(m.opset_import(0).version() == 17);
   auto inits = initializer_names(m);
