@@ -15,6 +15,8 @@ constexpr int64_t dtype_size(DType t) {
     case DType::Float64: return 8;
     case DType::Int64: return 8;
     case DType::UInt8: return 1;
+    case DType::BFloat16: return 2;
+    case DType::Float16: return 2;
   }
   return 0;
 }
@@ -25,6 +27,8 @@ constexpr std::string_view dtype_name(DType t) {
     case DType::Float64: return "float64";
     case DType::Int64: return "int64";
     case DType::UInt8: return "uint8";
+    case DType::BFloat16: return "bfloat16";
+    case DType::Float16: return "float16";
   }
   return "?";
 }

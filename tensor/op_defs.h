@@ -21,7 +21,9 @@
 namespace dl {
 
 // Element types (tensor/dtype.h has their sizes, names and promotion rules).
-enum class DType : uint8_t { Float32, Float64, Int64, UInt8 };
+// BFloat16 and Float16 are storage types (16-bit floats, converted with round-to-nearest-even); the
+// arithmetic kernels compute in float32 (tensor/dtype.h says which kernels take them).
+enum class DType : uint8_t { Float32, Float64, Int64, UInt8, BFloat16, Float16 };
 
 // ---- scalar math both compilers accept ----------------------------------------------------------
 // nvcc's device pass has no std:: math; the host (and g++) keep std::, so the CPU loops vectorise
