@@ -97,6 +97,7 @@ std::vector<Tensor> FunctionNode::apply(std::vector<Tensor>&& grads) {
     fail("trying to backward through the graph a second time (node {}): its saved tensors were "
          "freed after the first backward; pass retain_graph=true to the first backward() to keep them",
          name_);
+  AutocastStateGuard precision(autocast_);
   return fn_(grads.at(0), NeedsGrad{this});
 }
 

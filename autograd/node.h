@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "tensor/autocast.h"
 #include "tensor/tensor.h"
 
 namespace dl::autograd {
@@ -95,10 +96,13 @@ struct NeedsGrad {
 using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad, const NeedsGrad& needs)>;
 
 // A node whose backward is a closure; what the closure captured is what forward saved, and is
-// freed by release_saved(). This is how every op in autograd/functions/ records itself.
+// freed by release_saved(). This is how every op in autograd/functions/ records itself. The
+// closure runs under the autocast state the node was recorded under (tensor/autocast.h), so an
+// op's gradient GEMMs use its forward's precision wherever backward() is called.
 class FunctionNode final : public Node {
  public:
-  FunctionNode(std::string name, BackwardFn fn) : name_(std::move(name)), fn_(std::move(fn)) {}
+  FunctionNode(std::string name, BackwardFn fn)
+      : name_(std::move(name)), fn_(std::move(fn)), autocast_(autocast_state()) {}
   std::vector<Tensor> apply(std::vector<Tensor>&& grads) override;
   std::string name() const override { return name_; }
   void release_saved() override { fn_ = nullptr; }
@@ -106,6 +110,7 @@ class FunctionNode final : public Node {
  private:
   std::string name_;
   BackwardFn fn_;
+  AutocastState autocast_;
 };
 
 // ---- tracing (ONNX export, onnx/export.cpp) -----------------------------------------------------

@@ -101,8 +101,11 @@ bool gemm_layout(const Tensor& t, bool& trans, int64_t& ld) {
   return false;
 }
 
-void bmm_kernel(const Tensor& out, const Tensor& a_in, const Tensor& b_in) {
+void bmm_kernel(const Tensor& out, const Tensor& a_in, const Tensor& b_in, DType gemm_dtype) {
   check_device(out, "matmul");
+  if (gemm_dtype != DType::Float32)
+    fail("matmul: autocast to {} is not implemented on CUDA yet (the operands are {})", dtype_name(gemm_dtype),
+         dtype_name(a_in.dtype()));
   Tensor a = a_in, b = b_in;
   bool ta = false, tb = false;
   int64_t lda = 0, ldb = 0;

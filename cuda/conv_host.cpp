@@ -111,21 +111,29 @@ namespace {
 
 bool library_conv() { return get_backend(OpFamily::Conv) == Backend::Library; }
 
+void check_precision(const Conv2dParams& p) {
+  if (p.gemm_dtype != DType::Float32)
+    fail("conv2d: autocast to {} is not implemented on CUDA yet", dtype_name(p.gemm_dtype));
+}
+
 void conv2d_forward_kernel(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
                            const Conv2dParams& p) {
   check_device(out, "conv2d");
+  check_precision(p);
   if (library_conv() && cudnn_conv2d_forward(out, x, w, bias, p)) return;
   conv2d_forward_handwritten(out, x, w, bias, p);
 }
 
 void conv2d_backward_input_kernel(const Tensor& gx, const Tensor& gout, const Tensor& w, const Conv2dParams& p) {
   check_device(gx, "conv2d backward");
+  check_precision(p);
   if (library_conv() && cudnn_conv2d_backward_input(gx, gout, w, p)) return;
   conv2d_backward_input_handwritten(gx, gout, w, p);
 }
 
 void conv2d_backward_weight_kernel(const Tensor& gw, const Tensor& gout, const Tensor& x, const Conv2dParams& p) {
   check_device(gw, "conv2d backward");
+  check_precision(p);
   if (library_conv() && cudnn_conv2d_backward_weight(gw, gout, x, p)) return;
   conv2d_backward_weight_handwritten(gw, gout, x, p);
 }

@@ -29,8 +29,9 @@ struct KernelTable {
   // values/indices of the max over each contiguous row.
   void (*max_rows)(const Tensor& values, const Tensor& indices, const Tensor& in, int64_t rows, int64_t cols) = nullptr;
   // out[b] = a[b] @ b[b]; a: (B, M, K), b: (B, K, N), out (B, M, N) contiguous. a, b may be
-  // transposed in their last two dims (unit stride in either), batch strides arbitrary.
-  void (*bmm)(const Tensor& out, const Tensor& a, const Tensor& b) = nullptr;
+  // transposed in their last two dims (unit stride in either), batch strides arbitrary. gemm_dtype:
+  // for float32 operands, the low precision autocast multiplies in (tensor/autocast.h), or Float32.
+  void (*bmm)(const Tensor& out, const Tensor& a, const Tensor& b, DType gemm_dtype) = nullptr;
   // softmax family over the middle dim of a contiguous (outer, D, inner) view.
   void (*softmax)(const Tensor& out, const Tensor& in, int64_t outer, int64_t d, int64_t inner, bool log) = nullptr;
   void (*softmax_backward)(const Tensor& grad_in, const Tensor& grad_out, const Tensor& y, int64_t outer,

@@ -352,6 +352,10 @@ struct Conv2dParams {
   std::array<int64_t, 2> padding{0, 0};
   std::array<int64_t, 2> dilation{1, 1};
   int64_t groups = 1;
+  // The low precision the GEMMs of a float32 convolution round their operands to under autocast
+  // (BFloat16 / Float16; products summed in float32, outputs float32; tensor/autocast.h), or
+  // Float32 for none. Set by dl::conv2d from the autocast state; always Float32 for float64.
+  DType gemm_dtype = DType::Float32;
   // geometry (filled in by ops::conv2d_*)
   int64_t N = 0, C = 0, H = 0, W = 0;  // input
   int64_t O = 0, kh = 0, kw = 0;       // weight

@@ -464,7 +464,7 @@ Tensor gemm_ready(const Tensor& t) {
 }
 }  // namespace
 
-Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+Tensor matmul(const Tensor& a_in, const Tensor& b_in, DType gemm_dtype) {
   check_same_device(a_in, b_in, "matmul");
   if (a_in.dim() == 0 || b_in.dim() == 0) fail("matmul: both operands need at least 1 dim");
   if (!is_floating(a_in.dtype()) || a_in.dtype() != b_in.dtype())
@@ -489,7 +489,7 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   a3 = gemm_ready(flat(a3, M, K));
   b3 = gemm_ready(flat(b3, K, N));
   Tensor out = empty({B, M, N}, {a.dtype(), a.device()});
-  KERNEL(a.device(), bmm)(out, a3, b3);
+  KERNEL(a.device(), bmm)(out, a3, b3, a.dtype() == DType::Float32 ? gemm_dtype : DType::Float32);
   Shape out_shape = batch;
   if (a_in.dim() > 1) out_shape.push_back(M);
   if (b_in.dim() > 1) out_shape.push_back(N);

@@ -58,7 +58,8 @@ std::vector<int64_t> normalize_dims(const std::vector<int64_t>& dims, int64_t nd
 
 // ---- linear algebra and indexing --------------------------------------------------------------
 // a: (..., M, K), b: (..., K, N), batch dims broadcast; 1-D operands as in NumPy.
-Tensor matmul(const Tensor& a, const Tensor& b);
+// gemm_dtype: the precision of the products of float32 operands (tensor/autocast.h); Float32 = plain.
+Tensor matmul(const Tensor& a, const Tensor& b, DType gemm_dtype = DType::Float32);
 Tensor softmax(const Tensor& x, int64_t dim);
 Tensor log_softmax(const Tensor& x, int64_t dim);
 Tensor softmax_backward(const Tensor& grad, const Tensor& y, int64_t dim);      // y = softmax(x)

@@ -33,7 +33,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   out_shape.back() = out_f;
   const int64_t M = in_f > 0 ? x.numel() / in_f : shape_numel(Shape(x_shape.begin(), x_shape.end() - 1));
   Tensor x2 = ops::can_view(x, {M, in_f}) ? ops::view(x, {M, in_f}) : ops::view(ops::contiguous(x), {M, in_f});
-  Tensor out = ops::matmul(x2, ops::transpose(weight, 0, 1));  // (M, out)
+  Tensor out = ops::matmul(x2, ops::transpose(weight, 0, 1), gemm_dtype_for(x.dtype(), x.device()));  // (M, out)
   if (bias.defined()) ops::add_(out, bias, 1.0);
   out = ops::view(out, out_shape);
 

@@ -537,7 +537,7 @@ Tensor Tensor::matmul(const Tensor& o) const {
   if (dim() == 1 && o.dim() == 1) return unsqueeze(0).matmul(o.unsqueeze(1)).reshape({});
   if (dim() == 1) return unsqueeze(0).matmul(o).squeeze(-2);
   if (o.dim() == 1) return matmul(o.unsqueeze(1)).squeeze(-1);
-  Tensor out = ops::matmul(*this, o);
+  Tensor out = ops::matmul(*this, o, gemm_dtype_for(dtype(), device()));
   if (!needs_graph(*this, o)) return out;
   Tensor a = save(*this), b = save(o);
   return record("MatmulBackward", out, {*this, o}, [a, b](const Tensor& g, const NeedsGrad& n) {

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "tensor/cpu/gemm.h"
+#include "tensor/cpu/gemm_bf16.h"
 #include "tensor/cpu/loops.h"
 #include "tensor/cpu/scratch.h"
 #include "tensor/cpu/winograd.h"
@@ -55,12 +56,17 @@ ConvTuning& conv_tuning() {
 
 namespace {
 
-inline void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* b,
-                 int64_t ldb, float beta, float* c, int64_t ldc) {
-  sgemm(ta, tb, M, N, K, 1.0f, a, lda, b, ldb, beta, c, ldc);
+// The layer's GEMMs: float32 ones in the precision autocast chose (g.gemm_dtype: bfloat16 operands with
+// float32 sums, or plain float32), float64 ones in float64.
+inline void gemm(const Conv2dParams& g, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* a,
+                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (g.gemm_dtype == DType::BFloat16)
+    gemm_bf16(ta, tb, M, N, K, 1.0f, a, lda, b, ldb, beta, c, ldc);
+  else
+    sgemm(ta, tb, M, N, K, 1.0f, a, lda, b, ldb, beta, c, ldc);
 }
-inline void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const double* a, int64_t lda, const double* b,
-                 int64_t ldb, double beta, double* c, int64_t ldc) {
+inline void gemm(const Conv2dParams&, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const double* a,
+                 int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
   dgemm(ta, tb, M, N, K, 1.0, a, lda, b, ldb, beta, c, ldc);
 }
 
@@ -94,7 +100,9 @@ enum Slot { kCol = 0, kGathered = 1, kAcc = 2, kWinogradWeights = 4 };
 // layer lies in ConvTuning's window.
 bool use_winograd(const Conv2dParams& g) {
   const ConvTuning& t = conv_tuning();
-  return t.winograd_min_channels > 0 && g.kh == 3 && g.kw == 3 && g.stride[0] == 1 && g.stride[1] == 1 &&
+  // bfloat16 GEMMs run several times faster than float32 ones, and Winograd's transforms would
+  // round differently from the plain product autocast promises
+  return g.gemm_dtype == DType::Float32 && t.winograd_min_channels > 0 && g.kh == 3 && g.kw == 3 && g.stride[0] == 1 && g.stride[1] == 1 &&
          g.dilation[0] == 1 && g.dilation[1] == 1 && g.groups == 1 && g.padding[0] == g.padding[1] &&
          g.padding[0] <= 2 && std::min(g.C, g.O) >= t.winograd_min_channels &&
          std::max(g.C, g.O) <= t.winograd_max_channels && g.Ho * g.Wo >= t.winograd_min_plane && g.Ho > 0 && g.Wo > 0;
@@ -313,7 +321,7 @@ void forward_typed(T* out, const T* x, const T* w, const T* bias, const Conv2dPa
           }
           if (bg)
             for (int64_t o = 0; o < Og; ++o) std::fill(og + o * L, og + (o + 1) * L, bg[o]);
-          gemm(false, false, Og, L, K, wg, K, src, L, bg ? T(1) : T(0), og, L);
+          gemm(g, false, false, Og, L, K, wg, K, src, L, bg ? T(1) : T(0), og, L);
           continue;
         }
         T* col = thread_scratch<T>(kCol, static_cast<size_t>(K * bl));
@@ -322,7 +330,7 @@ void forward_typed(T* out, const T* x, const T* w, const T* bias, const Conv2dPa
         else
           for (int64_t i = 0; i < b; ++i) im2col(xg + i * g.C * g.HW(), col + i * L, bl, g);
         T* tmp = thread_scratch<T>(kGathered, static_cast<size_t>(Og * bl));
-        gemm(false, false, Og, bl, K, wg, K, col, bl, T(0), tmp, bl);
+        gemm(g, false, false, Og, bl, K, wg, K, col, bl, T(0), tmp, bl);
         scatter_planes(tmp, Og, L, b, og, g.O * L, bg);
       }
     }
@@ -350,10 +358,10 @@ void backward_input_typed(T* gx, const T* gout, const T* w, const Conv2dParams& 
         const T* wg = w + grp * Og * K;
         if (b == 1) {
           if (g.pointwise()) {
-            gemm(true, false, K, L, Og, wg, K, go, L, T(0), gxg, L);
+            gemm(g, true, false, K, L, Og, wg, K, go, L, T(0), gxg, L);
           } else {
             T* col = thread_scratch<T>(kCol, static_cast<size_t>(K * L));
-            gemm(true, false, K, L, Og, wg, K, go, L, T(0), col, L);
+            gemm(g, true, false, K, L, Og, wg, K, go, L, T(0), col, L);
             std::fill(gxg, gxg + g.Cg() * g.HW(), T(0));
             col2im_add(col, L, gxg, g);
           }
@@ -362,7 +370,7 @@ void backward_input_typed(T* gx, const T* gout, const T* w, const Conv2dParams& 
         T* gathered = thread_scratch<T>(kGathered, static_cast<size_t>(Og * bl));
         gather_planes(go, g.O * L, Og, L, b, gathered);
         T* col = thread_scratch<T>(kCol, static_cast<size_t>(K * bl));
-        gemm(true, false, K, bl, Og, wg, K, gathered, bl, T(0), col, bl);
+        gemm(g, true, false, K, bl, Og, wg, K, gathered, bl, T(0), col, bl);
         if (g.pointwise()) {
           scatter_planes(col, K, L, b, gxg, g.C * g.HW(), static_cast<const T*>(nullptr));
         } else {
@@ -403,7 +411,7 @@ void backward_weight_typed(T* gw, const T* gout, const T* x, const Conv2dParams&
             im2col(xg, col, L, g);
             src = col;
           }
-          gemm(false, true, Og, K, L, go, L, src, L, beta, ag, K);
+          gemm(g, false, true, Og, K, L, go, L, src, L, beta, ag, K);
           continue;
         }
         T* gathered = thread_scratch<T>(kGathered, static_cast<size_t>(Og * bl));
@@ -413,7 +421,7 @@ void backward_weight_typed(T* gw, const T* gout, const T* x, const Conv2dParams&
           gather_planes(xg, g.C * g.HW(), K, L, b, col);
         else
           for (int64_t i = 0; i < b; ++i) im2col(xg + i * g.C * g.HW(), col + i * L, bl, g);
-        gemm(false, true, Og, K, bl, gathered, bl, col, bl, beta, ag, K);
+        gemm(g, false, true, Og, K, bl, gathered, bl, col, bl, beta, ag, K);
       }
       first = false;
     }

@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "tensor/cpu/gemm.h"
+#include "tensor/cpu/gemm_bf16.h"
 #include "tensor/cpu/loops.h"
 #include "tensor/cpu/register.h"
 
@@ -214,7 +215,7 @@ inline void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const double
 }
 
 // a: (B, M, K), b: (B, K, N), each with unit stride in one of its last two dims.
-void bmm_kernel(const Tensor& out, const Tensor& a, const Tensor& b) {
+void bmm_kernel(const Tensor& out, const Tensor& a, const Tensor& b, DType gemm_dtype) {
   int64_t B = a.sizes()[0], M = a.sizes()[1], K = a.sizes()[2], N = b.sizes()[2];
   auto layout = [](const Tensor& t, bool& trans, int64_t& ld) {
     const auto& st = t.strides();
@@ -232,6 +233,17 @@ void bmm_kernel(const Tensor& out, const Tensor& a, const Tensor& b) {
   int64_t lda, ldb;
   layout(a, ta, lda);
   layout(b, tb, ldb);
+  if (a.dtype() == DType::Float32 && gemm_dtype != DType::Float32) {
+    if (gemm_dtype != DType::BFloat16)
+      fail("matmul: the CPU multiplies float32 in float32 or bfloat16, not {}", dtype_name(gemm_dtype));
+    const float* ap = a.data_ptr<float>();
+    const float* bp = b.data_ptr<float>();
+    float* op = out.data_ptr<float>();
+    for (int64_t i = 0; i < B; ++i)
+      gemm_bf16(ta, tb, M, N, K, 1.0f, ap + i * a.strides()[0], lda, bp + i * b.strides()[0], ldb, 0.0f,
+                op + i * M * N, std::max<int64_t>(N, 1));
+    return;
+  }
   DL_DISPATCH_FLOATING(a.dtype(), "matmul", [&] {
     const scalar_t* ap = a.data_ptr<scalar_t>();
     const scalar_t* bp = b.data_ptr<scalar_t>();
