@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "experiments/lib/run_dir.h"
+#include "tensor/autocast.h"
 
 namespace dl::exp {
 
@@ -32,6 +33,19 @@ void CommonOptions::add_to(CLI::App& app, bool dist_ok) {
   app.add_flag("--resume", resume, "continue from the run folder's last checkpoint");
   app.add_option("--clip-grad-norm", clip_grad_norm, "clip the gradients' global L2 norm (0 = off)")->check(CLI::NonNegativeNumber);
   app.add_flag("--skip-nonfinite", skip_nonfinite, "skip batches whose loss is NaN or Inf instead of stopping");
+  app.add_option("--precision", precision,
+                 "fp32, or mixed precision: bf16 (matmuls and convolutions in bfloat16 with float32 sums, the rest "
+                 "and the weights float32), fp16 (CUDA)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
+}
+
+ForwardFn CommonOptions::with_precision(ForwardFn forward, Device device) const {
+  const DType t = parse_precision(precision);
+  if (t == DType::Float32) return forward;
+  return [forward = std::move(forward), device, t](const Tensor& x) {
+    auto scope = autocast(device, t);
+    return forward(x);
+  };
 }
 
 nlohmann::json CommonOptions::to_json() const {
@@ -39,7 +53,7 @@ nlohmann::json CommonOptions::to_json() const {
           {"train_limit", train_limit}, {"val_limit", val_limit}, {"test_limit", test_limit},
           {"batch_size", batch_size}, {"workers", workers}, {"threads", threads}, {"resume", resume},
           {"clip_grad_norm", clip_grad_norm}, {"skip_nonfinite", skip_nonfinite}, {"out", out},
-          {"sync_bn", sync_bn},
+          {"sync_bn", sync_bn}, {"precision", precision},
           {"distributed", {{"on", distributed}, {"world_size", pg ? pg->world_size() : 1}, {"bucket_mb", bucket_mb}}}};
 }
 
@@ -92,7 +106,13 @@ std::filesystem::path prepare_run(const std::string& program, CommonOptions& o) 
       fail("--batch-size {} is the global batch under --distributed; it must divide evenly over the {} ranks",
            o.batch_size, o.pg->world_size());
   }
-  parse_device(o.device);
+  const Device device = parse_device(o.device);
+  {
+    // a precision the device cannot autocast to fails here, before any work, naming both
+    auto check = autocast(device, parse_precision(o.precision));
+    if (o.precision == "fp16")
+      fail("--precision fp16 needs CUDA autocast with loss scaling, which this build does not have yet; use bf16");
+  }
   std::string run, error;
   if (o.is_main()) {
     try {

@@ -32,6 +32,9 @@ struct CommonOptions {
   bool resume = false;
   double clip_grad_norm = 0;
   bool skip_nonfinite = false;
+  // --precision fp32|bf16|fp16: the models' matmuls and convolutions under dl::autocast in that
+  // precision (tensor/autocast.h); bf16 on the CPU or CUDA, fp16 on CUDA only.
+  std::string precision = "fp32";
   // --distributed (docs/distributed.md): one rank of `mpirun -np N program --distributed ...`;
   // --batch-size is then the global batch, batch_size / N per rank.
   bool distributed = false;
@@ -43,6 +46,9 @@ struct CommonOptions {
   void add_to(CLI::App& app, bool distributed = false);
   nlohmann::json to_json() const;
   bool is_main() const;        // rank 0, or not distributed: the process that writes files
+  // `forward` run under autocast at --precision on `device` (forward itself when fp32). The
+  // backward of what it computes keeps that precision (autograd records it per op).
+  ForwardFn with_precision(ForwardFn forward, Device device) const;
   // A loader's options for this process: under --distributed this rank's shard of every epoch,
   // with batch_size / N samples per batch (training: the shards padded to one length, as
   // PyTorch's DistributedSampler does; evaluation: every sample exactly once).

@@ -54,11 +54,12 @@ Tensor extract(models::ResNet18& model, const data::ImageSet& set, const std::ve
   data::DataLoader loader(set, idx, data::transforms::ResnetInput(t.image_size), lo);
   Tensor out = empty({static_cast<int64_t>(idx.size()), 512});
   NoGradGuard ng;
+  auto features = o.with_precision([&](const Tensor& x) { return model.features(x); }, device);
   int64_t row = 0, b = 0, nb = loader.num_batches();
   auto t0 = std::chrono::steady_clock::now();
   for (auto& batch : loader.epoch(0)) {
     if (stop_requested()) fail("interrupted while extracting {} features", what);
-    Tensor f = ops::to_device(model.features(batch.images.to(device)), kCPU);
+    Tensor f = ops::to_device(features(batch.images.to(device)), kCPU);
     ops::copy_(ops::slice(out, 0, row, row + f.size(0), 1), f);
     row += f.size(0);
     ++b;
@@ -75,10 +76,12 @@ std::string hash_indices(const std::vector<int64_t>& v) { return data::fnv1a64_h
 }  // namespace
 
 std::pair<fs::path, std::string> feature_cache_file(const fs::path& dir, const std::string& weights_sha256,
-                                                   int64_t image_size, const StudyData& d) {
+                                                   int64_t image_size, const StudyData& d,
+                                                   const std::string& precision) {
   std::string key_text =
       fmt::format("{}|{}|{}|{}|{}|{}|{}", weights_sha256, image_size, d.train_set.images_path, d.test_set.images_path,
                   hash_indices(d.train_idx), hash_indices(d.val_idx), hash_indices(d.test_idx));
+  if (precision != "fp32") key_text += "|" + precision;  // fp32 keys stay those of earlier caches
   std::string key = io::sha256_hex(key_text.data(), key_text.size());
   return {dir / fmt::format("resnet18-{}px-{}.safetensors", image_size, key.substr(0, 16)), key};
 }
@@ -97,7 +100,7 @@ FeatureSet features_for(const TransferOptions& t, const StudyData& d, const Comm
   log.info(fmt::format("weights '{}': {}; {}", t.weights, f.identity.label(), f.identity.how));
   fs::path dir = t.cache_dir.empty() ? fs::path(o.out).parent_path() / "feature_cache" : fs::path(t.cache_dir);
   fs::create_directories(dir);
-  auto cache = feature_cache_file(dir, f.weights_sha256, t.image_size, d);
+  auto cache = feature_cache_file(dir, f.weights_sha256, t.image_size, d, o.precision);
   const fs::path file = cache.first;
   const std::string key = cache.second;
   f.cache_file = file.string();
@@ -157,7 +160,7 @@ HeadResult train_head(const FeatureSet& f, double lr, int64_t epochs, const Comm
   };
   data::DataLoader train(f.train, f.train_labels, all(f.train), nullptr, lo);
   data::DataLoader val(f.val, f.val_labels, all(f.val), nullptr, eo);
-  auto forward = [&](const Tensor& x) { return (*h.head)(x.to(device)); };
+  ForwardFn forward = o.with_precision([&](const Tensor& x) { return (*h.head)(x.to(device)); }, device);
   FitOptions fo{.epochs = epochs, .clip_grad_norm = o.clip_grad_norm, .skip_nonfinite = o.skip_nonfinite,
                 .resume = o.resume, .config = config};
   fo.config.erase("started");

@@ -41,10 +41,12 @@ struct FeatureSet {
 };
 
 // The cache file features_for reads and writes in `dir` for these weights (by SHA-256), image size
-// and data, and the key its metadata must hold.
+// and data, and the key its metadata must hold; features extracted under --precision bf16 have keys
+// of their own.
 std::pair<std::filesystem::path, std::string> feature_cache_file(const std::filesystem::path& dir,
                                                                  const std::string& weights_sha256, int64_t image_size,
-                                                                 const StudyData& d);
+                                                                 const StudyData& d,
+                                                                 const std::string& precision = "fp32");
 
 // Loads the backbone weights, then reads the features from the cache when a file for exactly
 // these weights, image size, data and indices exists; otherwise extracts and stores them.

@@ -63,7 +63,8 @@ std::optional<std::pair<Tensor, Tensor>> cached_features(const fs::path& run, co
   std::string weights = config.at("weights").get<std::string>();
   std::string sha = config.value("weights_sha256", std::string());
   if (sha.empty()) sha = io::sha256_file(weights);
-  auto [file, key] = feature_cache_file(fs::path(recorded).parent_path(), sha, config.at("image_size").get<int64_t>(), d);
+  auto [file, key] = feature_cache_file(fs::path(recorded).parent_path(), sha, config.at("image_size").get<int64_t>(), d,
+                                   config.value("precision", std::string("fp32")));
   if (!fs::exists(file)) return std::nullopt;
   std::map<std::string, std::string> md;
   TensorDict c = load_safetensors(file.string(), &md, false);

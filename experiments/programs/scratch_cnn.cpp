@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
     if (o.pg) log.info(fmt::format("distributed: {} ranks x {} images per batch, {} gradient buckets, {}", o.pg->world_size(),
                                    o.batch_size / o.pg->world_size(), ddp->bucket_layout().size(),
                                    o.sync_bn ? "SyncBatchNorm" : "per-rank batch norm (rank 0's running statistics)"));
-    auto forward = [&](const Tensor& x) { return (*model)(x.to(device)); };
+    ForwardFn forward = o.with_precision([&](const Tensor& x) { return (*model)(x.to(device)); }, device);
     FitOptions fo{.epochs = epochs, .clip_grad_norm = o.clip_grad_norm, .skip_nonfinite = o.skip_nonfinite,
                   .resume = o.resume, .config = config, .pg = o.pg};
     fo.config.erase("started");
