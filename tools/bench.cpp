@@ -13,6 +13,12 @@
 //   resnet18_fwd_64_b128    the same at 3x64x64, batch 128
 //   resnet18_train_64_b64   ResNet18 (10 classes, the study's head), train mode, 3x64x64, batch 64:
 //                           forward, cross entropy, backward, SGD (lr 0.01, momentum 0.9) step
+// bfloat16 mixed precision (tensor/autocast.h), each against PyTorch under torch.autocast("cpu",
+// dtype=torch.bfloat16):
+//   gemm_bf16_1024          C = A B, 1024^3, float32 matrices multiplied under autocast (rounded to
+//                           bfloat16 while packed, float32 sums)                  GFLOP/s
+//   <model workload>_bf16   the same iteration inside dl::autocast(kCPU, BFloat16): matmuls and
+//                           convolutions in bfloat16, the rest (and the weights) float32
 //
 // Sides. Every workload runs in processes of its own, so each side's peak resident memory is its own:
 // the framework (bench spawns itself with --serve), PyTorch as a user writes it
@@ -127,8 +133,16 @@ using json = nlohmann::ordered_json;  // keeps the fields in the order they are 
 
 namespace {
 
-const std::vector<std::string> kWorkloads = {"sgemm_1024", "scratch_train_b64", "resnet18_fwd_224_b32",
-                                             "resnet18_fwd_64_b128", "resnet18_train_64_b64"};
+const std::vector<std::string> kWorkloads = {"sgemm_1024",
+                                             "scratch_train_b64",
+                                             "resnet18_fwd_224_b32",
+                                             "resnet18_fwd_64_b128",
+                                             "resnet18_train_64_b64",
+                                             "gemm_bf16_1024",
+                                             "scratch_train_b64_bf16",
+                                             "resnet18_fwd_224_b32_bf16",
+                                             "resnet18_fwd_64_b128_bf16",
+                                             "resnet18_train_64_b64_bf16"};
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -413,6 +427,16 @@ struct State {
 };
 
 Workload make_workload(const std::string& name, State& s) {
+  // the bfloat16 workloads: the float32 one's iteration inside an autocast scope
+  const std::string suffix = "_bf16";
+  if (name == "gemm_bf16_1024" || (name.size() > suffix.size() && name.ends_with(suffix))) {
+    Workload w = make_workload(name == "gemm_bf16_1024" ? "sgemm_1024" : name.substr(0, name.size() - suffix.size()), s);
+    w.iteration = [inner = std::move(w.iteration)] {
+      auto scope = autocast(kCPU, DType::BFloat16);
+      inner();
+    };
+    return w;
+  }
   manual_seed(0);
   if (name == "sgemm_1024") {
     const int64_t n = 1024;

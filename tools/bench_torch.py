@@ -28,7 +28,12 @@ torch.jit.optimize_for_inference (frozen graph, BatchNorm folded into the convol
 layouts: eval ResNet18); foreach=True optimizers (Adam, SGD; 1.13's fused optimizers are CUDA-only).
 
 Workloads (see tools/bench.cpp): sgemm_1024, scratch_train_b64, resnet18_fwd_224_b32,
-resnet18_fwd_64_b128, resnet18_train_64_b64. The output holds "value" (GFLOP/s or images/s, the median
+resnet18_fwd_64_b128, resnet18_train_64_b64; in bfloat16, gemm_bf16_1024 (default: torch.mm of the
+float32 matrices under autocast; best: also bfloat16 matrices cast once, with out=) and each model
+workload + "_bf16": the forward (and loss) under torch.autocast("cpu", dtype=torch.bfloat16), as the
+autocast documentation writes it, with the same candidates for "best", plus autocast inside the
+traced and frozen graph where torch can trace it (a candidate that fails to build is listed with its
+error, not timed). The output holds "value" (GFLOP/s or images/s, the median
 over runs), "ms_per_iter", "peak_rss_mb" (this process's high-water mark, interpreter and torch
 included; for --config best it includes the candidates built during the search), "rss_growth_mb"
 (peak minus the resident size after `import torch`), the convolution FLOPs per iteration counted from
@@ -43,8 +48,20 @@ import statistics
 import sys
 import time
 
-WORKLOADS = ["sgemm_1024", "scratch_train_b64", "resnet18_fwd_224_b32", "resnet18_fwd_64_b128",
-             "resnet18_train_64_b64"]
+FP32_WORKLOADS = ["sgemm_1024", "scratch_train_b64", "resnet18_fwd_224_b32", "resnet18_fwd_64_b128",
+                  "resnet18_train_64_b64"]
+# bfloat16 mixed precision: gemm_bf16_1024, and each model workload + "_bf16", run under
+# torch.autocast("cpu", dtype=torch.bfloat16) (the framework side: dl::autocast(kCPU, BFloat16))
+WORKLOADS = FP32_WORKLOADS + ["gemm_bf16_1024"] + [w + "_bf16" for w in FP32_WORKLOADS[1:]]
+
+
+def split_name(name):
+    """(fp32 workload, bf16?): 'resnet18_fwd_64_b128_bf16' -> ('resnet18_fwd_64_b128', True)."""
+    if name == "gemm_bf16_1024":
+        return "sgemm_1024", True
+    if name.endswith("_bf16"):
+        return name[:-len("_bf16")], True
+    return name, False
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -164,31 +181,43 @@ def targets(n, classes):
 
 def workload_shape(name):
     """(unit, batch, work per iteration)"""
+    name, _ = split_name(name)
     if name == "sgemm_1024":
         return "GFLOP/s", 0, 2.0 * 1024 ** 3 * 1e-9
     return "images/s", {"scratch_train_b64": 64, "resnet18_fwd_224_b32": 32, "resnet18_fwd_64_b128": 128,
                         "resnet18_train_64_b64": 64}[name], None
 
 
-def train_step(m, opt, x, y):
+def autocast(on):
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=on)
+
+
+def train_step(m, opt, x, y, bf16=False):
     def it():
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(m(x), y).backward()
+        with autocast(bf16):
+            loss = F.cross_entropy(m(x), y)
+        loss.backward()
         opt.step()
     return it
 
 
-def make_default(name):
+def make_default(full_name):
     """The workload as a user writes it: returns (iteration function, model or None)."""
     torch.manual_seed(0)
+    name, bf16 = split_name(full_name)
     if name == "sgemm_1024":
         n = 1024
         a, b = torch.randn(n, n), torch.randn(n, n)
-        return (lambda: torch.mm(a, b)), None
+
+        def mm():
+            with autocast(bf16):
+                torch.mm(a, b)
+        return mm, None
     if name == "scratch_train_b64":
         m = scratch_cnn().train()
         opt = torch.optim.Adam(m.parameters())
-        return train_step(m, opt, torch.randn(64, 1, 28, 28), targets(64, 10)), m
+        return train_step(m, opt, torch.randn(64, 1, 28, 28), targets(64, 10), bf16), m
     if name in ("resnet18_fwd_224_b32", "resnet18_fwd_64_b128"):
         big = name == "resnet18_fwd_224_b32"
         n, side = (32, 224) if big else (128, 64)
@@ -196,26 +225,29 @@ def make_default(name):
         x = torch.randn(n, 3, side, side)
 
         def it():
-            with torch.no_grad():
+            with torch.no_grad(), autocast(bf16):
                 m(x)
         return it, m
     if name == "resnet18_train_64_b64":
         m = torchvision.models.resnet18(num_classes=10).train()
         opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
-        return train_step(m, opt, torch.randn(64, 3, 64, 64), targets(64, 10)), m
+        return train_step(m, opt, torch.randn(64, 3, 64, 64), targets(64, 10), bf16), m
     raise SystemExit(f"unknown workload {name!r}; expected one of {', '.join(WORKLOADS)}")
 
 
 # ---- PyTorch at its best: candidates per workload, each a builder returning an iteration function ----
 
-def best_sgemm_out():
-    torch.manual_seed(0)
-    n = 1024
-    a, b, c = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
-    return lambda: torch.mm(a, b, out=c)
+def best_sgemm_out(dtype=torch.float32):
+    def build():
+        torch.manual_seed(0)
+        n = 1024
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        c = torch.empty(n, n, dtype=dtype)
+        return lambda: torch.mm(a, b, out=c)
+    return build
 
 
-def best_train(name, channels_last):
+def best_train(name, channels_last, bf16=False):
     def build():
         torch.manual_seed(0)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -227,11 +259,11 @@ def best_train(name, channels_last):
             m = torchvision.models.resnet18(num_classes=10).train().to(memory_format=fmt)
             opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, foreach=True)
             x, y = torch.randn(64, 3, 64, 64), targets(64, 10)
-        return train_step(m, opt, x.contiguous(memory_format=fmt), y)
+        return train_step(m, opt, x.contiguous(memory_format=fmt), y, bf16)
     return build
 
 
-def best_forward(name, channels_last, frozen):
+def best_forward(name, channels_last, frozen, bf16=False):
     def build():
         torch.manual_seed(0)
         big = name == "resnet18_fwd_224_b32"
@@ -240,32 +272,42 @@ def best_forward(name, channels_last, frozen):
         m = torchvision.models.resnet18(num_classes=1000).eval().to(memory_format=fmt)
         x = torch.randn(n, 3, side, side).contiguous(memory_format=fmt)
         if frozen:
-            with torch.no_grad():
+            with torch.no_grad(), autocast(bf16):
                 # freeze folds BatchNorm into the convolutions; optimize_for_inference adds oneDNN layouts
-                m = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(m, x)))
+                # (under autocast the trace's re-run check fails on bf16 rounding noise; it is skipped)
+                m = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(m, x, check_trace=not bf16)))
 
         def it():
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast(bf16):
                 m(x)
         return it
     return build
 
 
-def best_candidates(name):
+def best_candidates(full_name):
     """[(label, builder)] for --config best."""
+    name, bf16 = split_name(full_name)
+    ac = "autocast bf16, " if bf16 else ""
     if name == "sgemm_1024":
-        return [("torch.mm(out=preallocated)", best_sgemm_out)]
+        if bf16:
+            return [("autocast bf16, torch.mm(float32 operands)", make_default_builder(full_name)),
+                    ("torch.mm(bfloat16 operands cast once, out=preallocated)", best_sgemm_out(torch.bfloat16))]
+        return [("torch.mm(out=preallocated)", best_sgemm_out())]
     if name == "scratch_train_b64":
         opt = "Adam(foreach=True)"
     elif name == "resnet18_train_64_b64":
         opt = "SGD(foreach=True)"
     else:
-        return [("inference_mode", best_forward(name, False, False)),
-                ("inference_mode, channels_last", best_forward(name, True, False)),
-                ("inference_mode, jit trace+freeze+optimize_for_inference", best_forward(name, False, True)),
-                ("inference_mode, channels_last, jit trace+freeze+optimize_for_inference",
-                 best_forward(name, True, True))]
-    return [(opt, best_train(name, False)), (f"channels_last, {opt}", best_train(name, True))]
+        return [(f"{ac}inference_mode", best_forward(name, False, False, bf16)),
+                (f"{ac}inference_mode, channels_last", best_forward(name, True, False, bf16)),
+                (f"{ac}inference_mode, jit trace+freeze+optimize_for_inference", best_forward(name, False, True, bf16)),
+                (f"{ac}inference_mode, channels_last, jit trace+freeze+optimize_for_inference",
+                 best_forward(name, True, True, bf16))]
+    return [(f"{ac}{opt}", best_train(name, False, bf16)), (f"{ac}channels_last, {opt}", best_train(name, True, bf16))]
+
+
+def make_default_builder(name):
+    return lambda: make_default(name)[0]
 
 
 def time_iters(it, iters):
@@ -284,7 +326,13 @@ def choose_best(name, run_seconds, forced):
             raise SystemExit(f"no candidate {forced!r} for {name}")
     times, best = {}, None
     for label, build in cands:
-        it = build()
+        try:
+            it = build()
+            it()
+        except Exception as e:  # noqa: BLE001  (a configuration torch cannot build here is reported, not fatal)
+            times[label] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+            gc.collect()
+            continue
         for _ in range(3):
             it()
         t1 = time_iters(it, 1)
@@ -294,6 +342,8 @@ def choose_best(name, run_seconds, forced):
             best = (label, it, t)
         del it
         gc.collect()
+    if best is None:
+        raise SystemExit(f"no candidate for {name} could be built: {times}")
     return best[0], best[1], times
 
 
