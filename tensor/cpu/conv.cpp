@@ -23,7 +23,9 @@
 #include "tensor/cpu/conv.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
+#include <type_traits>
 #include <cstring>
 #include <exception>
 #include <string>
@@ -69,6 +71,11 @@ inline void gemm(const Conv2dParams&, bool ta, bool tb, int64_t M, int64_t N, in
                  int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
   dgemm(ta, tb, M, N, K, 1.0, a, lda, b, ldb, beta, c, ldc);
 }
+// bfloat16 operands (raw bits), float32 sums
+inline void gemm(const Conv2dParams&, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* a,
+                 int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  gemm_bf16(ta, tb, M, N, K, 1.0f, a, lda, b, ldb, beta, c, ldc);
+}
 
 inline int max_threads() {
 #ifdef _OPENMP
@@ -93,7 +100,8 @@ inline int num_threads() {
 }
 
 // Scratch slots (tensor/cpu/scratch.h) used here (winograd.cpp uses 0, 1 and 3).
-enum Slot { kCol = 0, kGathered = 1, kAcc = 2, kWinogradWeights = 4 };
+// kLowX and kLowW hold a layer's operands rounded to bfloat16, on the calling thread.
+enum Slot { kCol = 0, kGathered = 1, kAcc = 2, kWinogradWeights = 4, kLowX = 5, kLowW = 6 };
 
 // Winograd F(2x2, 3x3) applies (winograd.h): 3x3, stride 1, no dilation, one group, the same
 // padding (at most 2, so the input gradient is such a convolution too) on both sides, and the
@@ -294,28 +302,30 @@ void for_image_shares(const Conv2dParams& g, F body) {
   parallel_shares(g.N, body);
 }
 
-template <typename T>
-void forward_typed(T* out, const T* x, const T* w, const T* bias, const Conv2dParams& g) {
+// T: the output's type; S: the GEMM operands' (T itself, or uint16_t bfloat16 bits under autocast,
+// whose x and w the caller has rounded once, so im2col moves half the bytes).
+template <typename T, typename S = T>
+void forward_typed(T* out, const S* x, const S* w, const T* bias, const Conv2dParams& g) {
   const int64_t K = g.K(), L = g.L(), Og = g.Og();
-  if (use_winograd(g)) {
+  if constexpr (std::is_same_v<S, T>) if (use_winograd(g)) {
     T* U = thread_scratch<T>(kWinogradWeights, static_cast<size_t>(16 * g.O * g.C));
     winograd_transform_weights(w, g.O, g.C, false, U);
     winograd_conv(out, x, U, bias, g.N, g.C, g.H, g.W, g.O, g.padding[0]);
     return;
   }
   for_image_shares(g, [&](int64_t n0, int64_t n1) {
-    const int64_t B = chunk_images<T>(g, n1 - n0);
+    const int64_t B = chunk_images<S>(g, n1 - n0);
     for (int64_t n = n0; n < n1; n += B) {
       const int64_t b = std::min(B, n1 - n), bl = b * L;
       for (int64_t grp = 0; grp < g.groups; ++grp) {
-        const T* xg = x + (n * g.C + grp * g.Cg()) * g.HW();
-        const T* wg = w + grp * Og * K;
+        const S* xg = x + (n * g.C + grp * g.Cg()) * g.HW();
+        const S* wg = w + grp * Og * K;
         const T* bg = bias ? bias + grp * Og : nullptr;
         T* og = out + (n * g.O + grp * Og) * L;
         if (b == 1) {
-          const T* src = xg;
+          const S* src = xg;
           if (!g.pointwise()) {
-            T* col = thread_scratch<T>(kCol, static_cast<size_t>(K * L));
+            S* col = thread_scratch<S>(kCol, static_cast<size_t>(K * L));
             im2col(xg, col, L, g);
             src = col;
           }
@@ -324,7 +334,7 @@ void forward_typed(T* out, const T* x, const T* w, const T* bias, const Conv2dPa
           gemm(g, false, false, Og, L, K, wg, K, src, L, bg ? T(1) : T(0), og, L);
           continue;
         }
-        T* col = thread_scratch<T>(kCol, static_cast<size_t>(K * bl));
+        S* col = thread_scratch<S>(kCol, static_cast<size_t>(K * bl));
         if (g.pointwise())
           gather_planes(xg, g.C * g.HW(), K, L, b, col);
         else
@@ -337,10 +347,10 @@ void forward_typed(T* out, const T* x, const T* w, const T* bias, const Conv2dPa
   });
 }
 
-template <typename T>
-void backward_input_typed(T* gx, const T* gout, const T* w, const Conv2dParams& g) {
+template <typename T, typename S = T>
+void backward_input_typed(T* gx, const S* gout, const S* w, const Conv2dParams& g) {
   const int64_t K = g.K(), L = g.L(), Og = g.Og();
-  if (use_winograd(g)) {
+  if constexpr (std::is_same_v<S, T>) if (use_winograd(g)) {
     // the input gradient of a stride-1 3x3 convolution with padding p is the convolution of the
     // output gradient with the flipped, transposed kernels and padding 2 - p
     T* U = thread_scratch<T>(kWinogradWeights, static_cast<size_t>(16 * g.O * g.C));
@@ -353,9 +363,9 @@ void backward_input_typed(T* gx, const T* gout, const T* w, const Conv2dParams& 
     for (int64_t n = n0; n < n1; n += B) {
       const int64_t b = std::min(B, n1 - n), bl = b * L;
       for (int64_t grp = 0; grp < g.groups; ++grp) {
-        const T* go = gout + (n * g.O + grp * Og) * L;
+        const S* go = gout + (n * g.O + grp * Og) * L;
         T* gxg = gx + (n * g.C + grp * g.Cg()) * g.HW();
-        const T* wg = w + grp * Og * K;
+        const S* wg = w + grp * Og * K;
         if (b == 1) {
           if (g.pointwise()) {
             gemm(g, true, false, K, L, Og, wg, K, go, L, T(0), gxg, L);
@@ -367,7 +377,7 @@ void backward_input_typed(T* gx, const T* gout, const T* w, const Conv2dParams& 
           }
           continue;
         }
-        T* gathered = thread_scratch<T>(kGathered, static_cast<size_t>(Og * bl));
+        S* gathered = thread_scratch<S>(kGathered, static_cast<size_t>(Og * bl));
         gather_planes(go, g.O * L, Og, L, b, gathered);
         T* col = thread_scratch<T>(kCol, static_cast<size_t>(K * bl));
         gemm(g, true, false, K, bl, Og, wg, K, gathered, bl, T(0), col, bl);
@@ -385,8 +395,8 @@ void backward_input_typed(T* gx, const T* gout, const T* w, const Conv2dParams& 
   });
 }
 
-template <typename T>
-void backward_weight_typed(T* gw, const T* gout, const T* x, const Conv2dParams& g) {
+template <typename T, typename S = T>
+void backward_weight_typed(T* gw, const S* gout, const S* x, const Conv2dParams& g) {
   const int64_t K = g.K(), L = g.L(), Og = g.Og();
   const int64_t wsize = g.O * K;
   if (g.N == 0) {
@@ -395,28 +405,28 @@ void backward_weight_typed(T* gw, const T* gout, const T* x, const Conv2dParams&
   }
   // acc += the gradient of images [n0, n1); `first`: acc holds garbage until the first chunk
   auto accumulate = [&](int64_t n0, int64_t n1, T* acc) {
-    const int64_t B = chunk_images<T>(g, n1 - n0);
+    const int64_t B = chunk_images<S>(g, n1 - n0);
     bool first = true;
     for (int64_t n = n0; n < n1; n += B) {
       const int64_t b = std::min(B, n1 - n), bl = b * L;
       for (int64_t grp = 0; grp < g.groups; ++grp) {
-        const T* go = gout + (n * g.O + grp * Og) * L;
-        const T* xg = x + (n * g.C + grp * g.Cg()) * g.HW();
+        const S* go = gout + (n * g.O + grp * Og) * L;
+        const S* xg = x + (n * g.C + grp * g.Cg()) * g.HW();
         T* ag = acc + grp * Og * K;
         const T beta = first ? T(0) : T(1);
         if (b == 1) {
-          const T* src = xg;
+          const S* src = xg;
           if (!g.pointwise()) {
-            T* col = thread_scratch<T>(kCol, static_cast<size_t>(K * L));
+            S* col = thread_scratch<S>(kCol, static_cast<size_t>(K * L));
             im2col(xg, col, L, g);
             src = col;
           }
           gemm(g, false, true, Og, K, L, go, L, src, L, beta, ag, K);
           continue;
         }
-        T* gathered = thread_scratch<T>(kGathered, static_cast<size_t>(Og * bl));
+        S* gathered = thread_scratch<S>(kGathered, static_cast<size_t>(Og * bl));
         gather_planes(go, g.O * L, Og, L, b, gathered);
-        T* col = thread_scratch<T>(kCol, static_cast<size_t>(K * bl));
+        S* col = thread_scratch<S>(kCol, static_cast<size_t>(K * bl));
         if (g.pointwise())
           gather_planes(xg, g.C * g.HW(), K, L, b, col);
         else
@@ -475,8 +485,33 @@ void backward_bias_typed(T* gb, const T* gout, int64_t N, int64_t O, int64_t L) 
   }
 }
 
+// Under bfloat16 autocast each float32 operand is rounded once per call into the calling thread's
+// scratch slot (in parallel): im2col, the image gathering and the GEMMs' packing then move 2-byte
+// values, and the GEMMs never convert the same value twice.
+bool low_precision(const Tensor& t, const Conv2dParams& g) {
+  if (t.dtype() != DType::Float32 || g.gemm_dtype == DType::Float32) return false;
+  if (g.gemm_dtype != DType::BFloat16)
+    fail("conv2d: the CPU convolves float32 in float32 or bfloat16, not {}", dtype_name(g.gemm_dtype));
+  return true;
+}
+
+const uint16_t* rounded_bf16(const Tensor& t, int slot) {
+  const int64_t n = t.numel();
+  uint16_t* dst = thread_scratch<uint16_t>(slot, static_cast<size_t>(std::max<int64_t>(n, 1)));
+  const float* src = t.data_ptr<float>();
+  constexpr int64_t kBlock = int64_t{1} << 16;
+#pragma omp parallel for schedule(static) if (n > 4 * kBlock)
+  for (int64_t i = 0; i < n; i += kBlock) float_to_bf16(src + i, dst + i, std::min(kBlock, n - i));
+  return dst;
+}
+
 void conv2d_forward_kernel(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
                            const Conv2dParams& g) {
+  if (low_precision(x, g)) {
+    forward_typed<float, uint16_t>(out.data_ptr<float>(), rounded_bf16(x, kLowX), rounded_bf16(w, kLowW),
+                                   bias.defined() ? bias.data_ptr<float>() : nullptr, g);
+    return;
+  }
   DL_DISPATCH_FLOATING(x.dtype(), "conv2d", [&] {
     forward_typed<scalar_t>(out.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
                             bias.defined() ? bias.data_ptr<scalar_t>() : nullptr, g);
@@ -484,12 +519,20 @@ void conv2d_forward_kernel(const Tensor& out, const Tensor& x, const Tensor& w, 
 }
 
 void conv2d_backward_input_kernel(const Tensor& gx, const Tensor& gout, const Tensor& w, const Conv2dParams& g) {
+  if (low_precision(gx, g)) {
+    backward_input_typed<float, uint16_t>(gx.data_ptr<float>(), rounded_bf16(gout, kLowX), rounded_bf16(w, kLowW), g);
+    return;
+  }
   DL_DISPATCH_FLOATING(gx.dtype(), "conv2d backward", [&] {
     backward_input_typed<scalar_t>(gx.data_ptr<scalar_t>(), gout.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), g);
   });
 }
 
 void conv2d_backward_weight_kernel(const Tensor& gw, const Tensor& gout, const Tensor& x, const Conv2dParams& g) {
+  if (low_precision(gw, g)) {
+    backward_weight_typed<float, uint16_t>(gw.data_ptr<float>(), rounded_bf16(gout, kLowX), rounded_bf16(x, kLowW), g);
+    return;
+  }
   DL_DISPATCH_FLOATING(gw.dtype(), "conv2d backward", [&] {
     backward_weight_typed<scalar_t>(gw.data_ptr<scalar_t>(), gout.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), g);
   });

@@ -11,3 +11,8 @@ const char* gemm_bf16_kernel_name();
 uint16_t float_to_bf16(float x);
 float bf16_to_float(uint16_t b);
 }
+namespace dl::cpu {
+void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* A,
+               int64_t lda, const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc);
+void float_to_bf16(const float* src, uint16_t* dst, int64_t n);
+}
