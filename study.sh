@@ -15,6 +15,8 @@
 #          --extended-only: only the extended steps and compare, on the trained models of an existing
 #          results folder given with --out (its timings.csv keeps the earlier steps' rows).
 #          --robustness-limit N: robustness on the first N test images (default all 10,000; --quick 300).
+#          --precision fp32|bf16|fp16: the training programs' matmuls and convolutions in that precision
+#          (mixed precision, docs/mixed-precision.md; default fp32, fp16 on CUDA only).
 # Resuming: each step that finishes writes DIR/done.json (its command and time). Rerun with --out of
 #          the same folder and a step whose done.json records the same command is skipped, as long as
 #          no step before it ran again in this invocation (its inputs are then unchanged); compare
@@ -32,6 +34,7 @@ weights=weights/resnet18-f37072fd.pth
 stand_in=()
 image_size=""
 device=cpu
+precision=fp32
 out=""
 bin=""
 while [ $# -gt 0 ]; do
@@ -41,13 +44,14 @@ while [ $# -gt 0 ]; do
     --stand-in-weights) stand_in=(--stand-in-weights) ;;
     --image-size) image_size=$2; shift ;;
     --device) device=$2; shift ;;
+    --precision) precision=$2; shift ;;
     --out) out=$2; shift ;;
     --bin) bin=$2; shift ;;
     --onnx) onnx=1 ;;
     --extended) extended=1 ;;
     --extended-only) extended=1; extended_only=1 ;;
     --robustness-limit) robustness_limit=$2; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "study.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -67,6 +71,7 @@ mkdir -p "$results"
 results=$(cd "$results" && pwd)
 
 common=(--device "$device")
+if [ "$precision" != fp32 ]; then common+=(--precision "$precision"); fi  # fp32 runs keep their commands (done.json)
 scratch=()
 transfer=()
 lrs=()
