@@ -1,9 +1,10 @@
 // The experiments' training runtime: non-finite losses, gradient clipping, output-folder checks,
-// device errors, resume refusing a checkpoint written with other options.
+// device errors, resume refusing a checkpoint written with other options, --precision.
 #include <filesystem>
 
 #include "autograd/node.h"
 #include "cuda/cuda.h"
+#include "experiments/lib/study.h"
 #include "experiments/lib/train.h"
 #include "nn/layers.h"
 #include "nn/optim/sgd.h"
@@ -93,4 +94,30 @@ TEST_CASE("resume refuses a checkpoint written with other options") {
   fo.config = {{"lr", 0.1}};
   auto r = exp::fit(*model, fwd, opt, nullptr, train, val, f.dir / "r", fo, log);
   CHECK(r.history.size() == 2);
+}
+
+TEST_CASE("--precision: bf16 runs the forward under autocast, fp16 is refused on the CPU before any work") {
+  Fixture f;
+  manual_seed(3);
+  auto model = std::make_shared<nn::Linear>(64, 5);
+  Tensor x = randn({7, 64});
+  exp::CommonOptions o;
+  auto plain = [&](const Tensor& in) { return (*model)(in); };
+  Tensor y32 = o.with_precision(plain, kCPU)(x);
+  CHECK((y32 - plain(x)).abs().max().item<float>() == 0.0f);
+  o.precision = "bf16";
+  Tensor y16 = o.with_precision(plain, kCPU)(x);
+  Tensor expected;
+  {
+    auto scope = autocast(kCPU, DType::BFloat16);
+    expected = plain(x);
+  }
+  CHECK((y16 - expected).abs().max().item<float>() == 0.0f);
+  CHECK((y16 - y32).abs().max().item<float>() > 0.0f);  // bfloat16 products differ from float32 ones
+  CHECK(autocast_dtype(DeviceType::CPU) == DType::Float32);  // the scope ended with the forward
+
+  o.precision = "fp16";
+  o.out = (f.dir / "fp16-run").string();
+  CHECK_THROWS_WITH_AS(exp::prepare_run("scratch_cnn", o), doctest::Contains("float16"), dl::Error);
+  CHECK_FALSE(fs::exists(f.dir / "fp16-run"));
 }
