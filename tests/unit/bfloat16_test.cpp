@@ -207,16 +207,24 @@ TEST_CASE("bfloat16: the copy kernel's vector paths give the scalar rule's bits"
   for (uint32_t b : {0x00000001u, 0x807FFFFFu, 0x7F800001u, 0x7FC00000u, 0x3F808000u, 0x7F7FFFFFu})
     in.insert(in.begin() + (rng() % in.size()), f32(b));  // specials (subnormals among them) in some blocks
   for (int i = 0; i < 64; ++i) in.push_back(std::ldexp(1.0f + i / 64.0f, -130));  // a whole block of subnormals
+  for (uint32_t b = 0x33000000; b < 0x38800000; b += 0x1001) in.push_back(f32(b));  // float16 subnormals and ties
   const auto n = static_cast<int64_t>(in.size());
   std::vector<BFloat16> fast(in.size()), portable(in.size());
   dl::cpu::float_to_bfloat16(fast.data(), in.data(), n);
   dl::cpu::float_to_bfloat16(portable.data(), in.data(), n, /*portable_only=*/true);
-  int64_t bad = 0;
+  std::vector<Float16> fast_h(in.size()), portable_h(in.size());
+  dl::cpu::float_to_float16(fast_h.data(), in.data(), n);
+  dl::cpu::float_to_float16(portable_h.data(), in.data(), n, /*portable_only=*/true);
+  int64_t bad = 0, bad_h = 0;
   for (size_t i = 0; i < in.size(); ++i) {
     const uint16_t want = BFloat16(in[i]).bits;
     if (fast[i].bits != want || portable[i].bits != want) ++bad;
+    const uint16_t want_h = Float16(in[i]).bits;
+    if (fast_h[i].bits != want_h || portable_h[i].bits != want_h) ++bad_h;
   }
   CHECK(bad == 0);
+  CHECK(bad_h == 0);
+  MESSAGE("F16C path " << std::string(dl::cpu::has_f16c() ? "used" : "not available on this CPU"));
   MESSAGE("AVX512_BF16 path " << std::string(dl::cpu::has_avx512_bf16() ? "used" : "not available on this CPU"));
 
   // through Tensor::to, contiguous and strided, both directions
