@@ -1,6 +1,21 @@
 // Unary ops, pow, where, copy with dtype conversion and fill; the semantics are the CPU kernels'
 // (tensor/cpu/elementwise.cpp): stable sigmoid, integer ops where the CPU allows them.
 #include "cuda/elementwise.cuh"
+#include "tensor/half.h"
+
+// Every dtype, the 16-bit storage types included: copy, fill and where only move or convert values.
+#define KDISPATCH_STORAGE(dt, name, fn, ...)                              \
+  do {                                                                    \
+    switch (dt) {                                                         \
+      case ::dl::DType::Float32: fn<float>(__VA_ARGS__); break;           \
+      case ::dl::DType::Float64: fn<double>(__VA_ARGS__); break;          \
+      case ::dl::DType::Int64: fn<int64_t>(__VA_ARGS__); break;           \
+      case ::dl::DType::UInt8: fn<uint8_t>(__VA_ARGS__); break;           \
+      case ::dl::DType::BFloat16: fn<::dl::BFloat16>(__VA_ARGS__); break; \
+      case ::dl::DType::Float16: fn<::dl::Float16>(__VA_ARGS__); break;   \
+      default: DL_CUDA_REQUIRE(false, name ": unknown dtype");            \
+    }                                                                     \
+  } while (0)
 
 namespace dl::cuda::k {
 namespace {
@@ -48,7 +63,7 @@ struct CopyFrom {
   template <typename TI>
   static void run(TO* dst, const void* src, const Iter& it) {
     launch_map<TO, TI, 1>(dst, InPtrs<TI, 1>{{static_cast<const TI*>(src)}}, it,
-                          [] __device__(TI x) { return static_cast<TO>(x); });
+                          [] __device__(TI x) { return convert_scalar<TO>(x); });
   }
 };
 
@@ -60,6 +75,8 @@ void copy_to(void* dst_v, DType src_dt, const void* src, const Iter& it) {
     case DType::Float64: return CopyFrom<TO>::template run<double>(dst, src, it);
     case DType::Int64: return CopyFrom<TO>::template run<int64_t>(dst, src, it);
     case DType::UInt8: return CopyFrom<TO>::template run<uint8_t>(dst, src, it);
+    case DType::BFloat16: return CopyFrom<TO>::template run<BFloat16>(dst, src, it);
+    case DType::Float16: return CopyFrom<TO>::template run<Float16>(dst, src, it);
   }
   DL_CUDA_REQUIRE(false, "copy: unknown source dtype");
 }
@@ -70,7 +87,17 @@ void fill_typed(void* dst_v, double value, const Iter& it) {
   launch_map<T, T, 0>(static_cast<T*>(dst_v), InPtrs<T, 0>{{nullptr}}, it, [v] __device__() { return v; });
 }
 
-int dtype_size(DType dt) { return dt == DType::Float32 ? 4 : dt == DType::UInt8 ? 1 : 8; }
+int dtype_size(DType dt) {
+  switch (dt) {
+    case DType::UInt8: return 1;
+    case DType::BFloat16:
+    case DType::Float16: return 2;
+    case DType::Float32: return 4;
+    case DType::Float64:
+    case DType::Int64: return 8;
+  }
+  return 8;
+}
 
 }  // namespace
 
@@ -83,7 +110,7 @@ void pow_scalar(DType dt, void* out, const void* in, double e, const Iter& it) {
 }
 
 void where(DType dt, void* out, const void* cond, const void* a, const void* b, const Iter& it) {
-  KDISPATCH_ALL(dt, "where", where_typed, out, cond, a, b, it);
+  KDISPATCH_STORAGE(dt, "where", where_typed, out, cond, a, b, it);
 }
 
 void copy(DType dst_dt, DType src_dt, void* dst, const void* src, const Iter& it) {
@@ -93,9 +120,9 @@ void copy(DType dst_dt, DType src_dt, void* dst, const void* src, const Iter& it
                                   cudaMemcpyDeviceToDevice, stream()));
     return;
   }
-  KDISPATCH_ALL(dst_dt, "copy", copy_to, dst, src_dt, src, it);
+  KDISPATCH_STORAGE(dst_dt, "copy", copy_to, dst, src_dt, src, it);
 }
 
-void fill(DType dt, void* dst, double value, const Iter& it) { KDISPATCH_ALL(dt, "fill", fill_typed, dst, value, it); }
+void fill(DType dt, void* dst, double value, const Iter& it) { KDISPATCH_STORAGE(dt, "fill", fill_typed, dst, value, it); }
 
 }  // namespace dl::cuda::k

@@ -116,6 +116,10 @@ MPI_Datatype mpi_type(DType d) {
     case DType::Float64: return MPI_DOUBLE;
     case DType::Int64: return MPI_INT64_T;
     case DType::UInt8: return MPI_UINT8_T;
+    // MPI has no 16-bit float type: bfloat16/float16 travel as 2-byte units, which broadcast and
+    // all_gather need; allreduce refuses them (it would add bit patterns).
+    case DType::BFloat16:
+    case DType::Float16: return MPI_UINT16_T;
   }
   return MPI_DATATYPE_NULL;
 }
@@ -261,12 +265,15 @@ void ProcessGroup::abort(const std::string& why) const {
 
 std::shared_ptr<Work> ProcessGroup::allreduce_async(Tensor& t, ReduceOp op) {
   check_tensor(t, "allreduce");
-  if (op == ReduceOp::Average && !is_floating(t.dtype()))
+  if (op == ReduceOp::Average && !is_floating_point(t.dtype()))
     fail("dist::allreduce: average needs a floating tensor, got {}", dtype_name(t.dtype()));
-  if (t.device().is_cuda()) {
+  if (t.device().is_cuda()) {  // NCCL reduces bfloat16 and float16 itself
     if (!impl_->nccl) impl_->nccl = std::make_unique<NcclComm>(*this, &impl_->comm, t.device().index);
     return impl_->nccl->allreduce(t, op);
   }
+  if (is_low_precision(t.dtype()))
+    fail("dist::allreduce ({}): MPI has no {} type, so a CPU {} tensor can be broadcast or gathered but not "
+         "reduced; convert with .to(DType::Float32) first", op_name(op), dtype_name(t.dtype()), dtype_name(t.dtype()));
   std::string what = fmt::format("all-reduce ({}) of {} {} elements, rank {} of {}", op_name(op), t.numel(),
                                  dtype_name(t.dtype()), rank_, world_size_);
   if (world_size_ == 1) return std::make_shared<DoneWork>();

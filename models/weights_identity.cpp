@@ -32,7 +32,7 @@ std::string tensors_sha256(const TensorDict& tensors) {
   std::string all;
   for (const auto* e : order) {
     Tensor c = ops::contiguous(ops::to_device(e->second, kCPU));
-    if (is_floating(c.dtype()) && c.dtype() != DType::Float32) c = ops::to_dtype(c, DType::Float32);
+    if (is_floating_point(c.dtype()) && c.dtype() != DType::Float32) c = ops::to_dtype(c, DType::Float32);
     std::string head = fmt::format("{}|{}|{}|", e->first, dtype_name(c.dtype()), fmt::join(c.sizes(), "x"));
     all += head + io::sha256_hex(c.raw_data(), static_cast<size_t>(c.numel() * c.element_size())) + "\n";
   }

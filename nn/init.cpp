@@ -10,6 +10,7 @@ namespace dl::nn::init {
 namespace {
 void check_floating(const Tensor& t, const char* fn) {
   if (!t.defined()) fail("init::{}: the tensor is undefined", fn);
+  check_computable(t.dtype(), fn);
   if (!is_floating(t.dtype())) fail("init::{}: expected a float32 or float64 tensor, got {}", fn, dtype_name(t.dtype()));
 }
 

@@ -305,6 +305,8 @@ Module& Module::to(Device device) {
 }
 
 Module& Module::to(DType dtype) {
+  if (is_low_precision(dtype))
+    fail("{}.to({}): a module computes in float32 or float64; {} is a storage dtype (convert a state_dict's tensors with .to(DType::BFloat16) to save them in 16 bits)", name(), dtype_name(dtype), dtype_name(dtype));
   if (!is_floating(dtype)) fail("{}.to({}): modules can only be converted to a floating dtype", name(), dtype_name(dtype));
   convert_in_place(*this, [&](const Tensor& t) { return is_floating(t.dtype()) ? ops::to_dtype(t, dtype) : t; });
   return *this;

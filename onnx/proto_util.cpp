@@ -14,6 +14,8 @@ int32_t onnx_elem_type(DType dt) {
     case DType::Float64: return ::onnx::TensorProto::DOUBLE;
     case DType::Int64: return ::onnx::TensorProto::INT64;
     case DType::UInt8: return ::onnx::TensorProto::UINT8;
+    case DType::BFloat16: return ::onnx::TensorProto::BFLOAT16;
+    case DType::Float16: return ::onnx::TensorProto::FLOAT16;
   }
   fail("onnx: dtype {} has no ONNX code", dtype_name(dt));
 }

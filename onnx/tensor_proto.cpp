@@ -59,6 +59,8 @@ bool file_layout(int32_t data_type, DType* dtype, int64_t* file_size) {
     case TensorProto::INT32: *dtype = DType::Int64; *file_size = 4; return true;
     case TensorProto::UINT8: *dtype = DType::UInt8; *file_size = 1; return true;
     case TensorProto::BOOL: *dtype = DType::UInt8; *file_size = 1; return true;
+    case TensorProto::FLOAT16: *dtype = DType::Float16; *file_size = 2; return true;
+    case TensorProto::BFLOAT16: *dtype = DType::BFloat16; *file_size = 2; return true;
     default: return false;
   }
 }
@@ -149,7 +151,7 @@ Tensor tensor_from_proto(const TensorProto& t, const std::string& base_dir, cons
   DType dtype;
   int64_t esize = 0;
   if (!file_layout(t.data_type(), &dtype, &esize))
-    fail("{}: data type {} is not supported (FLOAT, DOUBLE, INT64, INT32, UINT8, BOOL are)", what,
+    fail("{}: data type {} is not supported (FLOAT, DOUBLE, INT64, INT32, UINT8, BOOL, FLOAT16, BFLOAT16 are)", what,
          data_type_name(t.data_type()));
   if (t.has_segment()) fail("{}: segmented tensors are not supported", what);
   if (t.dims_size() > 16) fail("{}: {} dims (at most 16 are supported)", what, t.dims_size());
@@ -189,7 +191,7 @@ Tensor tensor_from_proto(const TensorProto& t, const std::string& base_dir, cons
       case TensorProto::INT64:
         if (t.int64_data_size() != numel) count_mismatch(t.int64_data_size(), "int64_data");
         break;
-      default:  // INT32, UINT8 and BOOL are stored in int32_data
+      default:  // INT32, UINT8, BOOL, FLOAT16 and BFLOAT16 (the 16 bits of each) are stored in int32_data
         if (t.int32_data_size() != numel) count_mismatch(t.int32_data_size(), "int32_data");
     }
   }
@@ -227,6 +229,16 @@ Tensor tensor_from_proto(const TensorProto& t, const std::string& base_dir, cons
     case TensorProto::INT32:
       copy_converted(t.int32_data().data(), out.data_ptr<int64_t>(), numel);
       break;
+    case TensorProto::FLOAT16:
+    case TensorProto::BFLOAT16: {
+      uint16_t* dst = static_cast<uint16_t*>(out.raw_data());
+      for (int64_t i = 0; i < numel; ++i) {
+        const int32_t v = t.int32_data(static_cast<int>(i));
+        if (v < 0 || v > 0xFFFF) fail("{}: value {} is not the bits of a {}", what, v, data_type_name(t.data_type()));
+        dst[i] = static_cast<uint16_t>(v);
+      }
+      break;
+    }
     case TensorProto::UINT8:
     case TensorProto::BOOL: {
       uint8_t* dst = out.data_ptr<uint8_t>();
@@ -252,6 +264,8 @@ void tensor_to_proto(const Tensor& t_in, const std::string& name, TensorProto* o
     case DType::Float64: out->set_data_type(TensorProto::DOUBLE); break;
     case DType::Int64: out->set_data_type(TensorProto::INT64); break;
     case DType::UInt8: out->set_data_type(TensorProto::UINT8); break;
+    case DType::BFloat16: out->set_data_type(TensorProto::BFLOAT16); break;
+    case DType::Float16: out->set_data_type(TensorProto::FLOAT16); break;
     default: fail("write_tensor_proto: tensor '{}' has dtype {}, which has no TensorProto form here", name,
                   dtype_name(t.dtype()));
   }

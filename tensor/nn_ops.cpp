@@ -27,6 +27,7 @@ Pool2dParams with_geometry(Pool2dParams p, const Shape& in, const Shape& out) {
 }
 
 void check_floating(const Tensor& t, const char* op, const char* what) {
+  check_computable(t.dtype(), op);
   if (!is_floating(t.dtype())) fail("{}: {} must be float32 or float64, got {}", op, what, dtype_name(t.dtype()));
 }
 

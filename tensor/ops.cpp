@@ -280,6 +280,7 @@ Tensor to_device(const Tensor& x, Device device) {
 // ---- elementwise --------------------------------------------------------------------------------
 
 Tensor unary(UnaryOp op, const Tensor& x, const UnaryArgs& args) {
+  check_computable(x.dtype(), op_name(op));
   if (!is_floating(x.dtype()) && !accepts_integers(op))
     fail("{}: needs a floating tensor, got {}", op_name(op), dtype_name(x.dtype()));
   Tensor out = empty(x.sizes(), {x.dtype(), x.device()});
@@ -288,6 +289,7 @@ Tensor unary(UnaryOp op, const Tensor& x, const UnaryArgs& args) {
 }
 
 Tensor pow_scalar(const Tensor& x, double exponent) {
+  check_computable(x.dtype(), "pow");
   Tensor out = empty(x.sizes(), {x.dtype(), x.device()});
   KERNEL(x.device(), pow_scalar)(out, x, exponent);
   return out;
@@ -297,6 +299,7 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   check_same_device(a, b, "binary op");
   Shape shape = broadcast_shapes(a.sizes(), b.sizes());
   DType dt = promote_types(a.dtype(), b.dtype());
+  check_computable(dt, op_name(op));  // bfloat16 with float32 (or float16) computes in float32
   Tensor ea = expand(to_dtype(a, dt), shape);
   Tensor eb = expand(to_dtype(b, dt), shape);
   if (op == BinaryOp::Div && !is_floating(dt)) {
@@ -327,6 +330,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 
 void add_(const Tensor& a, const Tensor& b, double alpha) {
   check_same_device(a, b, "add_");
+  check_computable(a.dtype(), "add_");
   Tensor eb = expand(to_dtype(b, a.dtype()), a.sizes());
   if (alpha != 1.0) eb = binary_scalar(BinaryOp::Mul, contiguous(eb), alpha);
   KERNEL(a.device(), binary)(BinaryOp::Add, a, a, eb);
@@ -334,6 +338,7 @@ void add_(const Tensor& a, const Tensor& b, double alpha) {
 
 void binary_(BinaryOp op, const Tensor& a, const Tensor& b) {
   check_same_device(a, b, "in-place binary op");
+  check_computable(a.dtype(), op_name(op));
   if (is_comparison(op)) fail("in-place binary op: a comparison gives uint8 and cannot be written into {}", dtype_name(a.dtype()));
   Tensor eb = expand(to_dtype(b, a.dtype()), a.sizes());
   if (op == BinaryOp::Div && !is_floating(a.dtype())) {
@@ -391,6 +396,7 @@ Rows to_rows(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 }  // namespace
 
 Tensor reduce(ReduceOp op, const Tensor& x, std::vector<int64_t> dims, bool keepdim) {
+  check_computable(x.dtype(), op_name(op));
   dims = normalize_dims(dims, x.dim());
   Rows r = to_rows(x, dims, keepdim);
   if (r.cols == 0 && (op == ReduceOp::Max || op == ReduceOp::Min))
@@ -406,6 +412,7 @@ Tensor reduce(ReduceOp op, const Tensor& x, std::vector<int64_t> dims, bool keep
 }
 
 std::pair<Tensor, Tensor> max_dim(const Tensor& x, int64_t dim, bool keepdim) {
+  check_computable(x.dtype(), "max");
   dim = wrap_dim(dim, x.dim());
   Rows r = to_rows(x, {dim}, keepdim);
   if (r.cols == 0) fail("max over an empty dimension {} of shape {}", dim, shape_str(x.sizes()));
@@ -416,6 +423,7 @@ std::pair<Tensor, Tensor> max_dim(const Tensor& x, int64_t dim, bool keepdim) {
 }
 
 Tensor var(const Tensor& x, std::vector<int64_t> dims, bool unbiased, bool keepdim) {
+  check_computable(x.dtype(), "var");
   if (!is_floating(x.dtype())) fail("var needs a floating tensor, got {}", dtype_name(x.dtype()));
   dims = normalize_dims(dims, x.dim());
   int64_t n = 1;
@@ -466,6 +474,8 @@ Tensor gemm_ready(const Tensor& t) {
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in, DType gemm_dtype) {
   check_same_device(a_in, b_in, "matmul");
+  check_computable(a_in.dtype(), "matmul");
+  check_computable(b_in.dtype(), "matmul");
   if (a_in.dim() == 0 || b_in.dim() == 0) fail("matmul: both operands need at least 1 dim");
   if (!is_floating(a_in.dtype()) || a_in.dtype() != b_in.dtype())
     fail("matmul: operands must share a floating dtype, got {} and {}", dtype_name(a_in.dtype()), dtype_name(b_in.dtype()));
@@ -507,6 +517,7 @@ ODI split_dim(const Tensor& x, int64_t dim) {
   return r;
 }
 Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
+  check_computable(x.dtype(), log ? "log_softmax" : "softmax");
   if (!is_floating(x.dtype())) fail("softmax needs a floating tensor, got {}", dtype_name(x.dtype()));
   if (x.dim() == 0) return view(softmax_impl(unsqueeze(x, 0), 0, log), {});
   dim = wrap_dim(dim, x.dim());
@@ -542,6 +553,7 @@ void check_index(const Tensor& index, const char* op) {
 
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   check_index(index, "gather");
+  check_computable(x.dtype(), "gather");
   check_same_device(x, index, "gather");
   dim = wrap_dim(dim, x.dim());
   if (index.dim() != x.dim()) fail("gather: index has {} dims, input has {}", index.dim(), x.dim());
@@ -555,6 +567,7 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
 
 Tensor scatter_add(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src) {
   check_index(index, "scatter_add");
+  check_computable(src.dtype(), "scatter_add");
   dim = wrap_dim(dim, static_cast<int64_t>(shape.size()));
   Tensor out = zeros(shape, {src.dtype(), src.device()});
   KERNEL(src.device(), scatter_add)(out, dim, index, src);
@@ -563,6 +576,7 @@ Tensor scatter_add(const Shape& shape, int64_t dim, const Tensor& index, const T
 
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   check_index(index, "index_select");
+  check_computable(x.dtype(), "index_select");
   if (index.dim() != 1) fail("index_select: index must be 1-D, got shape {}", shape_str(index.sizes()));
   dim = wrap_dim(dim, x.dim());
   // expressed as a gather with the index broadcast over the other dims
@@ -576,6 +590,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 
 Tensor index_add(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src) {
   check_index(index, "index_add");
+  check_computable(src.dtype(), "index_add");
   dim = wrap_dim(dim, static_cast<int64_t>(shape.size()));
   Shape idx_shape(shape.size(), 1);
   idx_shape[dim] = index.numel();

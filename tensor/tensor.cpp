@@ -98,16 +98,20 @@ template float* Tensor::data_ptr<float>() const;
 template double* Tensor::data_ptr<double>() const;
 template int64_t* Tensor::data_ptr<int64_t>() const;
 template uint8_t* Tensor::data_ptr<uint8_t>() const;
+template BFloat16* Tensor::data_ptr<BFloat16>() const;
+template Float16* Tensor::data_ptr<Float16>() const;
 
 template <typename T> T Tensor::item() const {
   if (numel() != 1) fail("item() needs a tensor with one element, got shape {}", shape_str(sizes()));
   Tensor c = is_cpu() ? *this : ops::to_device(*this, kCPU);
-  return DL_DISPATCH_ALL(dtype(), "item", [&] { return static_cast<T>(*c.data_ptr<scalar_t>()); });
+  return DL_DISPATCH_STORAGE(dtype(), "item", [&] { return convert_scalar<T>(*c.data_ptr<scalar_t>()); });
 }
 template float Tensor::item<float>() const;
 template double Tensor::item<double>() const;
 template int64_t Tensor::item<int64_t>() const;
 template uint8_t Tensor::item<uint8_t>() const;
+template BFloat16 Tensor::item<BFloat16>() const;
+template Float16 Tensor::item<Float16>() const;
 
 template <typename T> T Tensor::at(const std::vector<int64_t>& index) const {
   if (!is_cpu()) fail("at() reads CPU tensors only; copy with .to(dl::kCPU) first");
@@ -119,12 +123,14 @@ template <typename T> T Tensor::at(const std::vector<int64_t>& index) const {
       fail("at(): index {} out of range for dim {} of size {}", index[i], i, sizes()[i]);
     off += index[i] * strides()[i];
   }
-  return DL_DISPATCH_ALL(dtype(), "at", [&] { return static_cast<T>(data_ptr<scalar_t>()[off]); });
+  return DL_DISPATCH_STORAGE(dtype(), "at", [&] { return convert_scalar<T>(data_ptr<scalar_t>()[off]); });
 }
 template float Tensor::at<float>(const std::vector<int64_t>&) const;
 template double Tensor::at<double>(const std::vector<int64_t>&) const;
 template int64_t Tensor::at<int64_t>(const std::vector<int64_t>&) const;
 template uint8_t Tensor::at<uint8_t>(const std::vector<int64_t>&) const;
+template BFloat16 Tensor::at<BFloat16>(const std::vector<int64_t>&) const;
+template Float16 Tensor::at<Float16>(const std::vector<int64_t>&) const;
 
 template <typename T> std::vector<T> Tensor::to_vector() const {
   Tensor c = ops::contiguous(ops::to_dtype(ops::to_device(*this, kCPU), dtype_of<T>::value));
@@ -135,6 +141,8 @@ template std::vector<float> Tensor::to_vector<float>() const;
 template std::vector<double> Tensor::to_vector<double>() const;
 template std::vector<int64_t> Tensor::to_vector<int64_t>() const;
 template std::vector<uint8_t> Tensor::to_vector<uint8_t>() const;
+template std::vector<BFloat16> Tensor::to_vector<BFloat16>() const;
+template std::vector<Float16> Tensor::to_vector<Float16>() const;
 
 // ---- factories ----------------------------------------------------------------------------------
 
@@ -142,6 +150,7 @@ namespace {
 // A fresh factory result is a leaf: the flag is set directly (Tensor::requires_grad_ belongs to
 // the autograd layer, which tensor/ must not call).
 void mark_requires_grad(Tensor& t) {
+  check_computable(t.dtype(), "requires_grad");
   if (!is_floating(t.dtype())) fail("only floating tensors can require grad, got {}", dtype_name(t.dtype()));
   t.impl().autograd.requires_grad = true;
 }
@@ -181,7 +190,7 @@ Tensor arange(double start, double end, double step, TensorOptions opt) {
   double count = std::ceil((end - start) / step);
   int64_t n = count > 0 ? static_cast<int64_t>(count) : 0;
   Tensor t = empty({n}, {opt.dtype, kCPU});
-  DL_DISPATCH_ALL(opt.dtype, "arange", [&] {
+  DL_DISPATCH_STORAGE(opt.dtype, "arange", [&] {
     auto* p = t.data_ptr<scalar_t>();
     for (int64_t i = 0; i < n; ++i) p[i] = static_cast<scalar_t>(start + static_cast<double>(i) * step);
   });
@@ -195,6 +204,10 @@ namespace {
 template <typename Sample>
 Tensor random_tensor(const Shape& shape, TensorOptions opt, Generator* gen, Sample sample) {
   Generator& g = gen ? *gen : default_generator();
+  if (is_low_precision(opt.dtype)) {  // drawn in float32, then rounded (as PyTorch's CPU generator)
+    if (opt.requires_grad) check_computable(opt.dtype, "rand/randn with requires_grad");
+    return ops::to_dtype(random_tensor(shape, {DType::Float32, opt.device}, gen, sample), opt.dtype);
+  }
   Tensor t = empty(shape, {opt.dtype, kCPU});
   DL_DISPATCH_FLOATING(opt.dtype, "rand/randn", [&] {
     auto* p = t.data_ptr<scalar_t>();
@@ -227,6 +240,8 @@ template Tensor from_vector<float>(const std::vector<float>&, const Shape&, Tens
 template Tensor from_vector<double>(const std::vector<double>&, const Shape&, TensorOptions);
 template Tensor from_vector<int64_t>(const std::vector<int64_t>&, const Shape&, TensorOptions);
 template Tensor from_vector<uint8_t>(const std::vector<uint8_t>&, const Shape&, TensorOptions);
+template Tensor from_vector<BFloat16>(const std::vector<BFloat16>&, const Shape&, TensorOptions);
+template Tensor from_vector<Float16>(const std::vector<Float16>&, const Shape&, TensorOptions);
 
 // ---- comparison helpers for tests ------------------------------------------------------------------
 
@@ -293,11 +308,11 @@ std::string Tensor::str() const {
   os << "tensor(";
   auto v = to_vector<double>();
   if (dim() == 0) {
-    os << (is_floating(dtype()) ? fmt::format("{:.4f}", v[0]) : fmt::format("{}", static_cast<int64_t>(v[0])));
+    os << (is_floating_point(dtype()) ? fmt::format("{:.4f}", v[0]) : fmt::format("{}", static_cast<int64_t>(v[0])));
   } else if (numel() == 0) {
     os << "[]";
   } else {
-    print_values(os, v, sizes(), 0, 0, is_floating(dtype()), 7);
+    print_values(os, v, sizes(), 0, 0, is_floating_point(dtype()), 7);
   }
   os << fmt::format(", shape={}, dtype={}, device={}", shape_str(sizes()), dtype_name(dtype()), device().str());
   if (requires_grad()) os << ", requires_grad=True";

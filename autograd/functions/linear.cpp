@@ -17,6 +17,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   if (x.sizes().back() != in_f)
     fail("linear: input has {} features (shape {}) but weight expects {} (weight shape {})", x.sizes().back(),
          shape_str(x.sizes()), in_f, shape_str(weight.sizes()));
+  check_computable(x.dtype(), "linear");
   if (!is_floating(x.dtype())) fail("linear: input must be float32 or float64, got {}", dtype_name(x.dtype()));
   if (weight.dtype() != x.dtype())
     fail("linear: weight is {} but the input is {}", dtype_name(weight.dtype()), dtype_name(x.dtype()));

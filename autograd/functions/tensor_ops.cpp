@@ -42,6 +42,7 @@ Tensor scalar_like(const Tensor& t, double s) { return full({}, s, {t.dtype(), t
 
 Tensor& Tensor::requires_grad_(bool on) {
   if (!is_leaf()) fail("requires_grad_() can only change leaf tensors; use detach() first");
+  if (on) check_computable(dtype(), "requires_grad_");
   if (on && !is_floating(dtype())) fail("only floating tensors can require grad, got {}", dtype_name(dtype()));
   impl().autograd.requires_grad = on;
   return *this;

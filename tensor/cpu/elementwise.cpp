@@ -5,6 +5,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "tensor/cpu/convert16.h"
 #include "tensor/cpu/loops.h"
 #include "tensor/cpu/register.h"
 
@@ -148,7 +149,7 @@ DL_VECTOR_CLONES void vec_where(T* o, const uint8_t* c, const T* a, const T* b, 
 }
 
 void where_kernel(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) {
-  DL_DISPATCH_ALL(out.dtype(), "where", [&] {
+  DL_DISPATCH_STORAGE(out.dtype(), "where", [&] {
     using T = scalar_t;
     for_each_run<4>({&out, &cond, &a, &b}, [&](const std::array<char*, 4>& p, const std::array<int64_t, 4>& s, int64_t n) {
       const bool unit_or_scalar_a = s[2] == sizeof(T) || s[2] == 0, unit_or_scalar_b = s[3] == sizeof(T) || s[3] == 0;
@@ -172,10 +173,27 @@ void where_kernel(const Tensor& out, const Tensor& cond, const Tensor& a, const 
   });
 }
 
+// The contiguous float32 <-> 16-bit cases have loops of their own (tensor/cpu/convert16.h); true
+// when one ran.
+template <typename TO, typename TI>
+bool convert16_contiguous(char* out, const char* in, int64_t n) {
+  if constexpr (std::is_same_v<TO, BFloat16> && std::is_same_v<TI, float>)
+    float_to_bfloat16(reinterpret_cast<BFloat16*>(out), reinterpret_cast<const float*>(in), n);
+  else if constexpr (std::is_same_v<TO, float> && std::is_same_v<TI, BFloat16>)
+    bfloat16_to_float(reinterpret_cast<float*>(out), reinterpret_cast<const BFloat16*>(in), n);
+  else if constexpr (std::is_same_v<TO, Float16> && std::is_same_v<TI, float>)
+    float_to_float16(reinterpret_cast<Float16*>(out), reinterpret_cast<const float*>(in), n);
+  else if constexpr (std::is_same_v<TO, float> && std::is_same_v<TI, Float16>)
+    float16_to_float(reinterpret_cast<float*>(out), reinterpret_cast<const Float16*>(in), n);
+  else
+    return false;
+  return true;
+}
+
 void copy_kernel(const Tensor& dst, const Tensor& src) {
-  DL_DISPATCH_ALL(dst.dtype(), "copy", [&] {
+  DL_DISPATCH_STORAGE(dst.dtype(), "copy", [&] {
     using TO = scalar_t;
-    DL_DISPATCH_ALL(src.dtype(), "copy", [&] {
+    DL_DISPATCH_STORAGE(src.dtype(), "copy", [&] {
       using TI = scalar_t;
       for_each_run<2>({&dst, &src}, [&](const std::array<char*, 2>& p, const std::array<int64_t, 2>& s, int64_t n) {
         if (s[0] == sizeof(TO) && s[1] == sizeof(TI)) {
@@ -183,13 +201,15 @@ void copy_kernel(const Tensor& dst, const Tensor& src) {
             if (p[0] != p[1]) std::memmove(p[0], p[1], static_cast<size_t>(n) * sizeof(TO));
             return;
           } else {
-            if (!overlaps_partially(p[0], n * s[0], p[1], n * s[1]))
+            if (!overlaps_partially(p[0], n * s[0], p[1], n * s[1])) {
+              if (p[0] != p[1] && convert16_contiguous<TO, TI>(p[0], p[1], n)) return;
               return vec_map1(reinterpret_cast<TO*>(p[0]), reinterpret_cast<const TI*>(p[1]), n,
-                              [](TI x) { return static_cast<TO>(x); });
+                              [](TI x) { return convert_scalar<TO>(x); });
+            }
           }
         }
         for (int64_t i = 0; i < n; ++i)
-          *reinterpret_cast<TO*>(p[0] + i * s[0]) = static_cast<TO>(*reinterpret_cast<const TI*>(p[1] + i * s[1]));
+          *reinterpret_cast<TO*>(p[0] + i * s[0]) = convert_scalar<TO>(*reinterpret_cast<const TI*>(p[1] + i * s[1]));
       });
     });
   });
@@ -229,7 +249,7 @@ DL_VECTOR_CLONES void vec_fill(T* o, T v, int64_t n) {
 }
 
 void fill_kernel(const Tensor& dst, double value) {
-  DL_DISPATCH_ALL(dst.dtype(), "fill", [&] {
+  DL_DISPATCH_STORAGE(dst.dtype(), "fill", [&] {
     const scalar_t v = static_cast<scalar_t>(value);
     for_each_run<1>({&dst}, [&](const std::array<char*, 1>& p, const std::array<int64_t, 1>& s, int64_t n) {
       if (s[0] == sizeof(scalar_t)) {

@@ -167,6 +167,22 @@ TEST_CASE("process group: all-reduce + broadcast + all-gather + barrier") {
   CHECK_THROWS_WITH_AS(pg->broadcast(a, 5), doctest::Contains("root 5"), dl::Error);
 }
 
+TEST_CASE("process group: bfloat16 and float16 are broadcast and gathered; a CPU all-reduce refuses them") {
+  NEED_TWO_RANKS(pg);
+  const int r = pg->rank();
+  for (DType dt : {DType::BFloat16, DType::Float16}) {
+    INFO(dtype_name(dt));
+    Tensor d = full({3}, r == 0 ? 0.1 : -1.0, dt);
+    pg->broadcast(d, 0);
+    CHECK(d.to_vector<float>() == full({3}, 0.1, dt).to_vector<float>());
+    Tensor g = pg->all_gather(full({2}, r + 0.5, dt));
+    CHECK(g.dtype() == dt);
+    CHECK(g.to_vector<float>() == std::vector<float>{0.5f, 0.5f, 1.5f, 1.5f});
+    Tensor s = ones({2}, dt);
+    CHECK_THROWS_WITH_AS(pg->allreduce(s, dist::ReduceOp::Sum), doctest::Contains(".to(DType::Float32)"), dl::Error);
+  }
+}
+
 TEST_CASE("sampler: every sample exactly once per epoch in the one-process order") {
   NEED_TWO_RANKS(pg);
   for (int64_t n : {100, 101}) {

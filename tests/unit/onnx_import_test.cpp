@@ -368,11 +368,11 @@ TEST_CASE("onnx import: hostile and unsupported models are refused with a messag
   check_throws_with(
       [&] {
         dl::onnx::load_from_bytes(with([&](Builder& b) {
-          b.init("h", dl::zeros({2}))->set_data_type(::onnx::TensorProto::FLOAT16);
+          b.init("h", dl::zeros({2}))->set_data_type(::onnx::TensorProto::COMPLEX64);
           relu_model(b);
         }));
       },
-      {"initializer 'h'", "FLOAT16"});
+      {"initializer 'h'", "COMPLEX64"});
   // cycle
   check_throws_with(
       [&] {
