@@ -151,21 +151,34 @@ void pack_a_avx(bool trans, const S* A, int64_t lda, int64_t mc, int64_t kc, uin
   }
 }
 
+// Calls tile(j, k0, nk, nj) for every 16-column x 32-k block of op(B)'s columns [0, nc), rows [0, kc) (nj <= 0:
+// a block past the last column of a 32-column panel, to be zero filled). Non-transposed B is walked in groups of
+// four 32-column panels, k outer, so each source row is read in runs of 512 bytes (runs of one panel's width are
+// too short for the hardware prefetchers); transposed B (columns contiguous) one panel at a time, k inner.
+template <typename F>
+inline void for_each_b_block(bool trans, int64_t nc, int64_t kc, F&& tile) {
+  const int64_t group = trans ? 32 : 128;
+  for (int64_t j0 = 0; j0 < nc; j0 += group) {
+    const int64_t jend = std::min(j0 + group, (nc + 31) / 32 * 32);
+    for (int64_t k0 = 0; k0 < kc; k0 += 32) {
+      const int nk = static_cast<int>(std::min<int64_t>(32, kc - k0));
+      for (int64_t j = j0; j < jend; j += 16) tile(j, k0, nk, static_cast<int>(std::min<int64_t>(16, nc - j)));
+    }
+  }
+}
+
 template <typename S>
 void pack_b_avx(bool trans, const S* B, int64_t ldb, int64_t nc, int64_t kc, uint16_t* dst) {
   const int64_t kcp = (kc + 1) / 2 * 2;
-  for (int64_t jr = 0; jr < nc; jr += kNR) {
-    uint16_t* d = dst + jr * kcp;
-    for (int64_t k0 = 0; k0 < kc; k0 += 32) {
-      const int nk = static_cast<int>(std::min<int64_t>(32, kc - k0));
-      for (int h = 0; h < 2; ++h) {
-        const int nj = static_cast<int>(std::min<int64_t>(16, nc - jr - 16 * h));
-        __m512i r[16];
-        pairs_pj(at_b(trans, B, ldb, k0, jr + 16 * h), ldb, !trans, nk, nj, r);
-        for (int p = 0; p < (nk + 1) / 2; ++p) _mm512_store_si512(d + (k0 / 2 + p) * 2 * kNR + 16 * 2 * h, r[p]);
-      }
-    }
-  }
+  for_each_b_block(trans, nc, kc, [&](int64_t j, int64_t k0, int nk, int nj) {
+    uint16_t* d = dst + j / 32 * 32 * kcp + (j % 32) * 2;
+    __m512i r[16];
+    if (nj > 0)
+      pairs_pj(at_b(trans, B, ldb, k0, j), ldb, !trans, nk, nj, r);
+    else
+      for (int p = 0; p < 16; ++p) r[p] = _mm512_setzero_si512();
+    for (int p = 0; p < (nk + 1) / 2; ++p) _mm512_store_si512(d + (k0 / 2 + p) * 2 * kNR, r[p]);
+  });
 }
 
 // C rows [0, mr) x columns [0, nr) of the register block = alpha * acc + beta * C.
@@ -250,23 +263,16 @@ void pack_a_amx(bool trans, const S* A, int64_t lda, int64_t mc, int64_t kc, uin
 template <typename S>
 void pack_b_amx(bool trans, const S* B, int64_t ldb, int64_t nc, int64_t kc, uint16_t* dst) {
   const int64_t kcp = (kc + 31) / 32 * 32;
-  for (int64_t jr = 0; jr < nc; jr += 32) {
-    uint16_t* d = dst + jr * kcp;
-    for (int64_t k0 = 0; k0 < kc; k0 += 32) {
-      const int nk = static_cast<int>(std::min<int64_t>(32, kc - k0));
-      for (int h = 0; h < 2; ++h) {
-        const int nj = static_cast<int>(std::min<int64_t>(16, nc - jr - 16 * h));
-        uint16_t* dt = d + k0 * 32 + h * 512;
-        if (nj <= 0) {
-          for (int p = 0; p < 16; ++p) _mm512_store_si512(dt + 32 * p, _mm512_setzero_si512());
-          continue;
-        }
-        __m512i r[16];
-        pairs_pj(at_b(trans, B, ldb, k0, jr + 16 * h), ldb, !trans, nk, nj, r);
-        for (int p = 0; p < 16; ++p) _mm512_store_si512(dt + 32 * p, r[p]);
-      }
+  for_each_b_block(trans, nc, kc, [&](int64_t j, int64_t k0, int nk, int nj) {
+    uint16_t* dt = dst + j / 32 * 32 * kcp + k0 * 32 + (j % 32) / 16 * 512;
+    if (nj <= 0) {
+      for (int p = 0; p < 16; ++p) _mm512_store_si512(dt + 32 * p, _mm512_setzero_si512());
+      return;
     }
-  }
+    __m512i r[16];
+    pairs_pj(at_b(trans, B, ldb, k0, j), ldb, !trans, nk, nj, r);
+    for (int p = 0; p < 16; ++p) _mm512_store_si512(dt + 32 * p, r[p]);
+  });
 }
 
 }  // namespace
