@@ -1,21 +1,26 @@
 // bfloat16 GEMM driver: kernel choice, cache blocking, threads; the portable kernel, the reference, conversions.
 //
-// Same plan as the float32 GEMM (gemm.cpp): C is split into a grid of rectangles, one per OpenMP thread, and each
-// thread runs a serial blocked GEMM on its rectangle with its own packing buffers (thread_local, kept):
-//   jc over N by NC:  pc over K by KC:  pack op(B)[pc:+KC, jc:+NC] as bf16 (NR-column panels)
-//                                      ic over M by MC:  pack op(A)[ic:+MC, pc:+KC] as bf16 (MR-row panels)
-//                                                        jr over NR panels: ir over MR panels: micro-kernel
-// Packing is where float32 becomes bfloat16 (round to nearest even), so each value is rounded once per use of
-// its block, and the kernels only ever see bf16 pairs. The first K block applies beta, later ones add (beta = 1).
+// Threads as in the float32 GEMM (gemm.cpp): C is split into a grid of rectangles, one per OpenMP thread, and each
+// thread runs a serial blocked GEMM on its rectangle with its own packing buffers (thread_local, kept). The serial
+// loop order differs from sgemm's because the AMX kernel holds C in tiles, not registers:
+//   jc over N by NC:  pack op(B)[all K, jc:+NC] as bf16 (NR-column panels)                  (L3)
+//     ic over M by MC:  pack op(A)[ic:+MC, all K] as bf16 (MR-row panels)                   (L2)
+//       jr over NR panels:  pc over K by KC:  ir over MR panels: micro-kernel on K [pc, pc+KC)
+// The B sub-panel (KC x NR) stays in L1 while the A sub-panels stream from L2 (a 2 x 2 tile kernel loads 4 KiB
+// per 64 cycles of tdpbf16ps: L2 can feed one operand at that rate, not both), and the C strip of the jr panel
+// (MC x NR floats, kept by AMX in a contiguous scratch) stays in L1/L2 across the K blocks, so saving and reloading
+// the tiles per K block is cheap. (sgemm's order, pc outside ic, sweeps all of M x NC of C between two K blocks,
+// so C came from L3 each time.)
+// Packing is where float32 becomes bfloat16 (round to nearest even); op(A) is packed once per NC columns,
+// op(B) once. The first K block applies beta, later ones add (beta = 1).
 // Kernels (chosen by CPUID on every call; DL_BF16_KERNEL forces one the machine can run):
 //   amx          tdpbf16ps on 32 x 32 blocks of C (gemm_bf16_amx.cpp), needs Linux's tile-data permission;
 //   avx512_bf16  vdpbf16ps, 14 x 32 register block (gemm_bf16_avx512.cpp);
 //   portable     rounds op(A) and op(B) to bf16 into float32 copies and calls sgemm: each product of two bf16
 //                values is exact in float32, so sgemm's fused multiply-adds sum exactly the bf16 products.
-// Cache blocks come from the CPU's cache sizes (sysconf): KC so that one A panel and one B panel (bf16) fill about
-// half of L1d (the B panel is reused across the MC/MR A panels and must stay there), MC so the packed A block
-// fills about half of L2, NC a fixed 4096 columns (the B block lives in L3, whose per-core share sysconf does not
-// tell). DL_BF16_BLOCKS="kc,mc,nc" overrides them (for tuning with tools/gemm_bench).
+// Cache blocks from the CPU's cache sizes (sysconf, see set_blocks): KC so the B sub-panel fills half of L1d, the
+// packed A block half of L2, the packed B block twice the L2 size (it lives in L3, whose per-core share sysconf
+// does not tell). DL_BF16_BLOCKS="kc,a_kib,b_kib" overrides them (read once, at first use; for tuning).
 #include "tensor/cpu/gemm_bf16.h"
 
 #include <omp.h>
@@ -119,7 +124,8 @@ const char* kind_name(Kind k) {
 
 struct Blocked {
   Bf16Kernel k;
-  int64_t kc = 0, mc = 0, nc = 0;
+  int64_t kc = 0;                      // K block of one micro-kernel call (a multiple of k.ku)
+  int64_t a_bytes = 0, b_bytes = 0;    // packed A block (MC x K) and B block (K x NC), bf16
 };
 
 long cache_bytes(int name, long fallback) {
@@ -130,19 +136,17 @@ long cache_bytes(int name, long fallback) {
 void set_blocks(Blocked& b) {
   const long l1 = cache_bytes(_SC_LEVEL1_DCACHE_SIZE, 32 << 10), l2 = cache_bytes(_SC_LEVEL2_CACHE_SIZE, 1 << 20);
   const int64_t unit = std::max(32, b.k.ku);
-  // One A panel + one B panel of bf16 in half of L1d.
-  int64_t kc = l1 / 2 / (2 * (b.k.mr + b.k.nr)) / unit * unit;
-  kc = std::clamp<int64_t>(kc, unit, 1024);
-  int64_t mc = l2 / 2 / (2 * kc) / b.k.mr * b.k.mr;
-  int64_t nc = 4096;
+  // The B sub-panel (KC x NR bf16) in half of L1d: 48 KiB L1d -> KC = 384.
+  int64_t kc = std::clamp<int64_t>(l1 / 2 / (2 * b.k.nr) / unit * unit, unit, 2048);
+  int64_t a = l2 / 2, bb = 2 * l2;
   if (const char* env = std::getenv("DL_BF16_BLOCKS")) {
-    long k2 = 0, m2 = 0, n2 = 0;
-    if (std::sscanf(env, "%ld,%ld,%ld", &k2, &m2, &n2) == 3 && k2 > 0 && m2 > 0 && n2 > 0)
-      kc = (k2 + unit - 1) / unit * unit, mc = m2, nc = n2;
+    long k2 = 0, a2 = 0, b2 = 0;
+    if (std::sscanf(env, "%ld,%ld,%ld", &k2, &a2, &b2) == 3 && k2 > 0 && a2 > 0 && b2 > 0)
+      kc = (k2 + unit - 1) / unit * unit, a = a2 << 10, bb = b2 << 10;
   }
   b.kc = kc;
-  b.mc = std::max<int64_t>(b.k.mr, mc / b.k.mr * b.k.mr);
-  b.nc = std::max<int64_t>(b.k.nr, nc / b.k.nr * b.k.nr);
+  b.a_bytes = a;
+  b.b_bytes = bb;
 }
 
 const Blocked& kernel_for(Kind kind) {
@@ -191,12 +195,16 @@ PackBuffer& b_buffer() {
   static thread_local PackBuffer b;
   return b;
 }
+PackBuffer& c_buffer() {
+  static thread_local PackBuffer b;
+  return b;
+}
 
 // ---------------------------------------------------------------- serial blocked GEMM on one rectangle
 
+// Splits n into the fewest blocks of at most max_block, of (nearly) equal size rounded up to a multiple of unit.
 inline int64_t balanced_block(int64_t n, int64_t max_block, int64_t unit) {
-  if (n <= max_block) return std::max<int64_t>(n, 1);
-  const int64_t blocks = (n + max_block - 1) / max_block;
+  const int64_t blocks = std::max<int64_t>(1, (n + max_block - 1) / max_block);
   const int64_t b = (n + blocks - 1) / blocks;
   return (b + unit - 1) / unit * unit;
 }
@@ -221,29 +229,32 @@ void gemm_serial(const Blocked& bl, bool ta, bool tb, int64_t M, int64_t N, int6
                  int64_t lda, const S* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   const Bf16Kernel& k = bl.k;
   const int MR = k.mr, NR = k.nr, KU = k.ku;
-  // K blocks of (nearly) equal size, multiples of the K unit except the last.
-  const int64_t KC = balanced_block(K, bl.kc, std::max(KU, 32));
-  const int64_t MC = std::min<int64_t>(bl.mc, (M + MR - 1) / MR * MR);
-  const int64_t NC = std::min<int64_t>(bl.nc, (N + NR - 1) / NR * NR);
-  const int64_t KCP = (std::min(KC, K) + KU - 1) / KU * KU;
-  uint16_t* abuf = static_cast<uint16_t*>(a_buffer().get(2 * (MC * KCP + 64)));
-  uint16_t* bbuf = static_cast<uint16_t*>(b_buffer().get(2 * (NC * KCP + 64)));
+  const int64_t Kp = (K + KU - 1) / KU * KU;
+  const int64_t KC = balanced_block(Kp, bl.kc, KU);
+  const int64_t Mr = (M + MR - 1) / MR * MR, Nr = (N + NR - 1) / NR * NR;
+  // Blocks of all of K; at least one panel each. The last M block is not left much shorter than the others.
+  const int64_t MC = balanced_block(Mr, std::max<int64_t>(MR, bl.a_bytes / (2 * Kp) / MR * MR), MR);
+  const int64_t NC = balanced_block(Nr, std::max<int64_t>(NR, bl.b_bytes / (2 * Kp) / NR * NR), NR);
+  uint16_t* abuf = static_cast<uint16_t*>(a_buffer().get(2 * static_cast<size_t>(MC * Kp + 64)));
+  uint16_t* bbuf = static_cast<uint16_t*>(b_buffer().get(2 * static_cast<size_t>(NC * Kp + 64)));
+  // The micro-kernels' scratch for the C blocks of one jr strip (MC x NR floats).
+  float* cbuf = static_cast<float*>(c_buffer().get(sizeof(float) * static_cast<size_t>(MC * NR)));
   if (k.begin) k.begin();
   for (int64_t jc = 0; jc < N; jc += NC) {
     const int64_t nc = std::min(NC, N - jc);
-    for (int64_t pc = 0; pc < K; pc += KC) {
-      const int64_t kc = std::min(KC, K - pc);
-      const int64_t kcp = (kc + KU - 1) / KU * KU;
-      const float beta_k = pc == 0 ? beta : 1.0f;
-      pack_b(k, tb, tb ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, nc, kc, bbuf);
-      for (int64_t ic = 0; ic < M; ic += MC) {
-        const int64_t mc = std::min(MC, M - ic);
-        pack_a(k, ta, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, mc, kc, abuf);
-        for (int64_t jr = 0; jr < nc; jr += NR) {
-          const int64_t nr = std::min<int64_t>(NR, nc - jr);
+    pack_b(k, tb, tb ? B + jc * ldb : B + jc, ldb, nc, K, bbuf);
+    for (int64_t ic = 0; ic < M; ic += MC) {
+      const int64_t mc = std::min(MC, M - ic);
+      pack_a(k, ta, ta ? A + ic : A + ic * lda, lda, mc, K, abuf);
+      for (int64_t jr = 0; jr < nc; jr += NR) {
+        const int64_t nr = std::min<int64_t>(NR, nc - jr);
+        for (int64_t pc = 0; pc < Kp; pc += KC) {
+          const int64_t kcp = std::min(KC, Kp - pc);
+          const uint16_t* bp = bbuf + jr * Kp + pc * NR;
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int64_t mr = std::min<int64_t>(MR, mc - ir);
-            k.ukr(mr, nr, kcp, abuf + ir * kcp, bbuf + jr * kcp, C + (ic + ir) * ldc + jc + jr, ldc, alpha, beta_k);
+            k.ukr(mr, nr, kcp, abuf + ir * Kp + pc * MR, bp, C + (ic + ir) * ldc + jc + jr, ldc, alpha, beta,
+                  cbuf + ir * NR, pc == 0, pc + kcp >= Kp);
           }
         }
       }

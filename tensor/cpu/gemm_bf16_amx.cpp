@@ -8,6 +8,9 @@
 // most reuse eight tiles allow. The packing (gemm_bf16_avx512.cpp) lays each tile out as 1 KiB of contiguous
 // 64-byte rows, so every tile load is one contiguous stream.
 //
+// Partial sums stay in the tiles for one K block (KC, see gemm_bf16.cpp) and in a 4 KiB scratch per C block between
+// K blocks; C is read and written once.
+//
 // Tile configuration is per thread and per kernel state: begin() loads it at the start of each thread's share of a
 // GEMM and end() releases the tiles. A thread_local "configured" flag alone is not enough, because other code in
 // the same thread (PyTorch/oneDNN in the same process, for instance) may load its own configuration or release the
@@ -48,22 +51,22 @@ void amx_begin() {
 void amx_end() { _tile_release(); }
 
 // A panel: per 32 k, tile rows 0-15 (512 u16) then 16-31; B panel: per 32 k, columns 0-15 then 16-31.
-// Full 32 x 32 blocks with alpha == 1 and beta in {0, 1} (the common cases: a plain product, and every K block
-// after the first) go straight between C and the tiles; anything else goes through a 4 KiB buffer.
+// Between K blocks the partial sums live in acc (32 x 32 floats, rows of 128 bytes), not in C: C's rows are ldc
+// apart, and when that is a multiple of 4 KiB the 16 rows of a tile share one L1 set and tile loads/stores of C
+// miss. C is touched once, at the last K block: full 32 x 32 blocks with alpha == 1 and beta == 0 are stored
+// straight from the tiles, anything else goes through acc and AVX-512.
 void amx_ukr(int64_t mr, int64_t nr, int64_t kcp, const uint16_t* a, const uint16_t* b, float* c, int64_t ldc,
-             float alpha, float beta) {
-  const bool direct = mr == 32 && nr == 32 && alpha == 1.0f && (beta == 0.0f || beta == 1.0f);
-  const int64_t ldcb = ldc * static_cast<int64_t>(sizeof(float));
-  if (direct && beta == 1.0f) {
-    _tile_loadd(0, c, ldcb);
-    _tile_loadd(1, c + 16, ldcb);
-    _tile_loadd(2, c + 16 * ldc, ldcb);
-    _tile_loadd(3, c + 16 * ldc + 16, ldcb);
-  } else {
+             float alpha, float beta, float* acc, bool first, bool last) {
+  if (first) {
     _tile_zero(0);
     _tile_zero(1);
     _tile_zero(2);
     _tile_zero(3);
+  } else {
+    _tile_loadd(0, acc, 128);
+    _tile_loadd(1, acc + 16, 128);
+    _tile_loadd(2, acc + 16 * 32, 128);
+    _tile_loadd(3, acc + 16 * 32 + 16, 128);
   }
   for (int64_t k = 0; k < kcp; k += 32, a += 1024, b += 1024) {
     _tile_loadd(4, a, 64);
@@ -75,25 +78,26 @@ void amx_ukr(int64_t mr, int64_t nr, int64_t kcp, const uint16_t* a, const uint1
     _tile_dpbf16ps(2, 5, 6);
     _tile_dpbf16ps(3, 5, 7);
   }
-  if (direct) {
+  if (last && mr == 32 && nr == 32 && alpha == 1.0f && beta == 0.0f) {
+    const int64_t ldcb = ldc * static_cast<int64_t>(sizeof(float));
     _tile_stored(0, c, ldcb);
     _tile_stored(1, c + 16, ldcb);
     _tile_stored(2, c + 16 * ldc, ldcb);
     _tile_stored(3, c + 16 * ldc + 16, ldcb);
     return;
   }
-  alignas(64) float buf[32 * 32];
-  _tile_stored(0, buf, 128);
-  _tile_stored(1, buf + 16, 128);
-  _tile_stored(2, buf + 16 * 32, 128);
-  _tile_stored(3, buf + 16 * 32 + 16, 128);
+  _tile_stored(0, acc, 128);
+  _tile_stored(1, acc + 16, 128);
+  _tile_stored(2, acc + 16 * 32, 128);
+  _tile_stored(3, acc + 16 * 32 + 16, 128);
+  if (!last) return;
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   for (int64_t i = 0; i < mr; ++i) {
     float* cr = c + i * ldc;
     for (int64_t j = 0; j < nr; j += 16) {
       const int n = static_cast<int>(std::min<int64_t>(16, nr - j));
       const __mmask16 m = n >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
-      __m512 r = _mm512_mul_ps(_mm512_load_ps(buf + i * 32 + j), va);
+      __m512 r = _mm512_mul_ps(_mm512_load_ps(acc + i * 32 + j), va);
       if (beta != 0.0f) r = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, cr + j), vb, r);
       _mm512_mask_storeu_ps(cr + j, m, r);
     }

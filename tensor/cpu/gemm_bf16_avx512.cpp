@@ -229,7 +229,8 @@ void ukr_avx_nv(int64_t mr, int64_t nr, int64_t kcp, const uint16_t* __restrict 
 }
 
 void ukr_avx(int64_t mr, int64_t nr, int64_t kcp, const uint16_t* a, const uint16_t* b, float* c, int64_t ldc,
-             float alpha, float beta) {
+             float alpha, float beta, float* /*acc*/, bool first, bool /*last*/) {
+  if (!first) beta = 1.0f;
   if (nr <= 16)
     ukr_avx_nv<1>(mr, nr, kcp, a, b, c, ldc, alpha, beta);
   else

@@ -27,9 +27,13 @@ struct Bf16Kernel {
   void (*pack_a_b16)(bool trans, const uint16_t* A, int64_t lda, int64_t mc, int64_t kc, uint16_t* dst) = nullptr;
   void (*pack_b_f32)(bool trans, const float* B, int64_t ldb, int64_t nc, int64_t kc, uint16_t* dst) = nullptr;
   void (*pack_b_b16)(bool trans, const uint16_t* B, int64_t ldb, int64_t nc, int64_t kc, uint16_t* dst) = nullptr;
-  // C[mr x nr] = alpha * Apanel * Bpanel + beta * C (beta == 0: C not read); kcp is the padded K.
+  // One K block [pc, pc + kcp) of the C block C[mr x nr] = alpha * sum_k Apanel * Bpanel + beta * C (beta == 0: C
+  // not read). first / last: whether this is the first / last K block of the product. acc: a 64-byte aligned
+  // scratch of mr_max * nr_max floats owned by this C block for the duration of its K blocks: a kernel may keep the
+  // partial sums there between K blocks (AMX does, so C itself is read and written once, at the last block), or
+  // ignore it and accumulate into C (beta on the first block, 1 after: AVX512_BF16 does).
   void (*ukr)(int64_t mr, int64_t nr, int64_t kcp, const uint16_t* a, const uint16_t* b, float* c, int64_t ldc,
-              float alpha, float beta) = nullptr;
+              float alpha, float beta, float* acc, bool first, bool last) = nullptr;
   // Per thread, around each thread's share of one GEMM (AMX: load the tile configuration / release the tiles).
   void (*begin)() = nullptr;
   void (*end)() = nullptr;

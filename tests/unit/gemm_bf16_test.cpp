@@ -206,6 +206,17 @@ void check_kernel(const char* name) {
         CHECK_MESSAGE(err.empty(), "kernel=" << name << " threads=" << threads << " " << err);
       }
   }
+  // K = 4608 makes the packed blocks of all of K short: more than one block of M (MC) and of N (NC).
+  {
+    Threads t(1);
+    Case c;
+    c.ta = c.tb = true;
+    c.M = 100, c.N = 470, c.K = 4608;
+    c.alpha = 0.75f, c.beta = -1.0f;
+    c.pad = 3;
+    const std::string err = run_case(c, seed++);
+    CHECK_MESSAGE(err.empty(), "kernel=" << name << " " << err);
+  }
   // 0-sized dims: M = 0 or N = 0 does nothing; K = 0 or alpha = 0 scales C by beta (beta = 0: C := 0, not read).
   {
     std::vector<float> C(12, 3.0f), A(12, 1.0f), B(12, 1.0f);
