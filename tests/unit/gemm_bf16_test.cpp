@@ -352,3 +352,15 @@ TEST_CASE("gemm_bf16_reference rounds the operands: exact on bf16-representable 
     CHECK_MESSAGE(g == 1.0f, k);
   }
 }
+
+TEST_CASE("measure_bf16_peak_gflops: positive for the available fast kernels, 0 for portable and missing ones") {
+  CHECK(dl::cpu::measure_bf16_peak_gflops("portable", 1, 0.01) == 0.0);
+  CHECK(dl::cpu::measure_bf16_peak_gflops("bogus", 1, 0.01) == 0.0);
+  for (const char* k : {"amx", "avx512_bf16"}) {
+    const double g = dl::cpu::measure_bf16_peak_gflops(k, 2, 0.01);
+    if (dl::cpu::gemm_bf16_kernel_available(k))
+      CHECK_MESSAGE(g > 0.0, k);
+    else
+      CHECK_MESSAGE(g == 0.0, k);
+  }
+}
