@@ -253,7 +253,7 @@ void check_or_skip(const char* name) {
 
 }  // namespace
 
-TEST_CASE("float_to_bf16: round to nearest even, NaN, inf, denormals, overflow; bf16_to_float is exact") {
+TEST_CASE("float_to_bf16: round to nearest even, NaN, inf, denormals, overflow, and bf16_to_float is exact") {
   CHECK(float_to_bf16(1.0f) == 0x3F80);
   CHECK(float_to_bf16(-2.0f) == 0xC000);
   CHECK(float_to_bf16(0.0f) == 0x0000);
@@ -316,7 +316,7 @@ TEST_CASE("float_to_bf16 / bf16_to_float on arrays match the scalar functions bi
   }
 }
 
-TEST_CASE("gemm_bf16_kernel_name reports an available kernel; DL_BF16_KERNEL never forces a missing one") {
+TEST_CASE("gemm_bf16_kernel_name reports an available kernel, and DL_BF16_KERNEL never forces a missing one") {
   CHECK(dl::cpu::gemm_bf16_kernel_available("portable"));
   CHECK_FALSE(dl::cpu::gemm_bf16_kernel_available("avx512"));
   CHECK(dl::cpu::gemm_bf16_kernel_available(dl::cpu::gemm_bf16_kernel_name()));
