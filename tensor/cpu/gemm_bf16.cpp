@@ -12,7 +12,8 @@
 // the tiles per K block is cheap. (sgemm's order, pc outside ic, sweeps all of M x NC of C between two K blocks,
 // so C came from L3 each time.)
 // Packing is where float32 becomes bfloat16 (round to nearest even); op(A) is packed once per NC columns,
-// op(B) once. The first K block applies beta, later ones add (beta = 1).
+// op(B) once. beta is applied once per element of C: by AVX512_BF16 at the first K block (later ones add), by AMX
+// at the last (partial sums live in the scratch until then).
 // Kernels (chosen by CPUID on every call; DL_BF16_KERNEL forces one the machine can run):
 //   amx          tdpbf16ps on 32 x 32 blocks of C (gemm_bf16_amx.cpp), needs Linux's tile-data permission;
 //   avx512_bf16  vdpbf16ps, 14 x 32 register block (gemm_bf16_avx512.cpp);
@@ -28,7 +29,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
