@@ -62,11 +62,23 @@ inline __m512i load32(const uint16_t* p, int n) {
   return _mm512_maskz_loadu_epi16(mask32(n), p);
 }
 
-// Words of r0 and r1 interleaved: 32-bit lane j = (r0[j], r1[j]).
-inline __m512i interleave(__m256i r0, __m256i r1) {
+// Two rows of 16 (n valid; r1 may be null: zero) as one zmm of bf16: words 0-15 from r0, 16-31 from r1.
+inline __m512i two_rows(const float* r0, const float* r1, int n) {
+  const __mmask16 m = mask16(n);
+  const __m512 lo = _mm512_maskz_loadu_ps(m, r0);
+  const __m512 hi = r1 != nullptr ? _mm512_maskz_loadu_ps(m, r1) : _mm512_setzero_ps();
+  return reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));
+}
+inline __m512i two_rows(const uint16_t* r0, const uint16_t* r1, int n) {
+  const __m256i hi = r1 != nullptr ? load16(r1, n) : _mm256_setzero_si256();
+  return _mm512_inserti64x4(_mm512_castsi256_si512(load16(r0, n)), hi, 1);
+}
+
+// Words 0-15 and 16-31 of z interleaved: 32-bit lane j = (z[j], z[16 + j]).
+inline __m512i interleave(__m512i z) {
   const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21,
                                        5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-  return _mm512_permutexvar_epi16(idx, _mm512_inserti64x4(_mm512_castsi256_si512(r0), r1, 1));
+  return _mm512_permutexvar_epi16(idx, z);
 }
 
 // In-register transpose of 16 x 16 32-bit values: r[i] lane j -> r[j] lane i.
@@ -102,9 +114,11 @@ template <typename S>
 inline void pairs_pj(const S* X, int64_t ld, bool cj, int nk, int nj, __m512i out[16]) {
   if (cj) {
     for (int p = 0; p < 16; ++p) {
-      const __m256i r0 = 2 * p < nk ? load16(X + 2 * p * ld, nj) : _mm256_setzero_si256();
-      const __m256i r1 = 2 * p + 1 < nk ? load16(X + (2 * p + 1) * ld, nj) : _mm256_setzero_si256();
-      out[p] = interleave(r0, r1);
+      if (2 * p >= nk) {
+        out[p] = _mm512_setzero_si512();
+        continue;
+      }
+      out[p] = interleave(two_rows(X + 2 * p * ld, 2 * p + 1 < nk ? X + (2 * p + 1) * ld : nullptr, nj));
     }
   } else {
     for (int j = 0; j < 16; ++j) out[j] = j < nj ? load32(X + j * ld, nk) : _mm512_setzero_si512();
