@@ -149,20 +149,30 @@ inline const S* at_b(bool trans, const S* B, int64_t ldb, int64_t k, int64_t j) 
 
 constexpr int kMR = 14, kNR = 32;
 
+// Calls tile(ir, k0, nk) for every panel of mr rows x 32 values of k of op(A)'s rows [0, mc), cols [0, kc).
+// Transposed A (rows of op(A) contiguous across i) is walked k outer, so each source row is one sequential run
+// across all mc values; otherwise panel outer, k inner (each of the panel's rows a sequential run).
+template <typename F>
+inline void for_each_a_block(bool trans, int64_t mc, int64_t kc, int mr, F&& tile) {
+  if (trans) {
+    for (int64_t k0 = 0; k0 < kc; k0 += 32)
+      for (int64_t ir = 0; ir < mc; ir += mr) tile(ir, k0, static_cast<int>(std::min<int64_t>(32, kc - k0)));
+  } else {
+    for (int64_t ir = 0; ir < mc; ir += mr)
+      for (int64_t k0 = 0; k0 < kc; k0 += 32) tile(ir, k0, static_cast<int>(std::min<int64_t>(32, kc - k0)));
+  }
+}
+
 template <typename S>
 void pack_a_avx(bool trans, const S* A, int64_t lda, int64_t mc, int64_t kc, uint16_t* dst) {
   const int64_t kcp = (kc + 1) / 2 * 2;
-  for (int64_t ir = 0; ir < mc; ir += kMR) {
+  for_each_a_block(trans, mc, kc, kMR, [&](int64_t ir, int64_t k0, int nk) {
     const int nj = static_cast<int>(std::min<int64_t>(kMR, mc - ir));
     uint16_t* d = dst + ir * kcp;
-    for (int64_t k0 = 0; k0 < kc; k0 += 32) {
-      const int nk = static_cast<int>(std::min<int64_t>(32, kc - k0));
-      __m512i r[16];
-      pairs_pj(at_a(trans, A, lda, ir, k0), lda, trans, nk, nj, r);
-      for (int p = 0; p < (nk + 1) / 2; ++p)
-        _mm512_mask_storeu_epi32(d + (k0 / 2 + p) * 2 * kMR, mask16(kMR), r[p]);
-    }
-  }
+    __m512i r[16];
+    pairs_pj(at_a(trans, A, lda, ir, k0), lda, trans, nk, nj, r);
+    for (int p = 0; p < (nk + 1) / 2; ++p) _mm512_mask_storeu_epi32(d + (k0 / 2 + p) * 2 * kMR, mask16(kMR), r[p]);
+  });
 }
 
 // Calls tile(j, k0, nk, nj) for every 16-column x 32-k block of op(B)'s columns [0, nc), rows [0, kc) (nj <= 0:
@@ -257,23 +267,19 @@ void ukr_avx(int64_t mr, int64_t nr, int64_t kcp, const uint16_t* a, const uint1
 template <typename S>
 void pack_a_amx(bool trans, const S* A, int64_t lda, int64_t mc, int64_t kc, uint16_t* dst) {
   const int64_t kcp = (kc + 31) / 32 * 32;
-  for (int64_t ir = 0; ir < mc; ir += 32) {
-    uint16_t* d = dst + ir * kcp;
-    for (int64_t k0 = 0; k0 < kc; k0 += 32) {
-      const int nk = static_cast<int>(std::min<int64_t>(32, kc - k0));
-      for (int h = 0; h < 2; ++h) {
-        const int nj = static_cast<int>(std::min<int64_t>(16, mc - ir - 16 * h));
-        uint16_t* dt = d + k0 * 32 + h * 512;
-        if (nj <= 0) {
-          for (int j = 0; j < 16; ++j) _mm512_store_si512(dt + 32 * j, _mm512_setzero_si512());
-          continue;
-        }
-        __m512i r[16];
-        pairs_jp(at_a(trans, A, lda, ir + 16 * h, k0), lda, trans, nk, nj, r);
-        for (int j = 0; j < 16; ++j) _mm512_store_si512(dt + 32 * j, r[j]);
+  for_each_a_block(trans, mc, kc, 32, [&](int64_t ir, int64_t k0, int nk) {
+    for (int h = 0; h < 2; ++h) {
+      const int nj = static_cast<int>(std::min<int64_t>(16, mc - ir - 16 * h));
+      uint16_t* dt = dst + ir * kcp + k0 * 32 + h * 512;
+      if (nj <= 0) {
+        for (int j = 0; j < 16; ++j) _mm512_store_si512(dt + 32 * j, _mm512_setzero_si512());
+        continue;
       }
+      __m512i r[16];
+      pairs_jp(at_a(trans, A, lda, ir + 16 * h, k0), lda, trans, nk, nj, r);
+      for (int j = 0; j < 16; ++j) _mm512_store_si512(dt + 32 * j, r[j]);
     }
-  }
+  });
 }
 
 template <typename S>
