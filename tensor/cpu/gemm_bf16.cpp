@@ -3,8 +3,9 @@
 // Threads as in the float32 GEMM (gemm.cpp): C is split into a grid of rectangles, one per OpenMP thread, and each
 // thread runs a serial blocked GEMM on its rectangle with its own packing buffers (thread_local, kept). The serial
 // loop order differs from sgemm's because the AMX kernel holds C in tiles, not registers:
-//   jc over N by NC:  pack op(B)[all K, jc:+NC] as bf16 (NR-column panels)                  (L3)
-//     ic over M by MC:  pack op(A)[ic:+MC, all K] as bf16 (MR-row panels)                   (L2)
+//   (outer K blocks of up to KB, see gemm_serial)
+//   jc over N by NC:  pack op(B)[all KB, jc:+NC] as bf16 (NR-column panels)                 (L3)
+//     ic over M by MC:  pack op(A)[ic:+MC, all KB] as bf16 (MR-row panels)                  (L2)
 //       jr over NR panels:  pc over K by KC:  ir over MR panels: micro-kernel on K [pc, pc+KC)
 // The B sub-panel (KC x NR) stays in L1 while the A sub-panels stream from L2 (a 2 x 2 tile kernel loads 4 KiB
 // per 64 cycles of tdpbf16ps: L2 can feed one operand at that rate, not both), and the C strip of the jr panel
@@ -225,21 +226,20 @@ void pack_b(const Bf16Kernel& k, bool t, const S* B, int64_t ldb, int64_t nc, in
 }
 
 template <typename S>
-void gemm_serial(const Blocked& bl, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const S* A,
+void gemm_kblock(const Blocked& bl, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const S* A,
                  int64_t lda, const S* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   const Bf16Kernel& k = bl.k;
   const int MR = k.mr, NR = k.nr, KU = k.ku;
   const int64_t Kp = (K + KU - 1) / KU * KU;
   const int64_t KC = balanced_block(Kp, bl.kc, KU);
   const int64_t Mr = (M + MR - 1) / MR * MR, Nr = (N + NR - 1) / NR * NR;
-  // Blocks of all of K; at least one panel each. The last M block is not left much shorter than the others.
+  // Blocks of all of this K; at least one panel each, of (nearly) equal sizes.
   const int64_t MC = balanced_block(Mr, std::max<int64_t>(MR, bl.a_bytes / (2 * Kp) / MR * MR), MR);
   const int64_t NC = balanced_block(Nr, std::max<int64_t>(NR, bl.b_bytes / (2 * Kp) / NR * NR), NR);
   uint16_t* abuf = static_cast<uint16_t*>(a_buffer().get(2 * static_cast<size_t>(MC * Kp + 64)));
   uint16_t* bbuf = static_cast<uint16_t*>(b_buffer().get(2 * static_cast<size_t>(NC * Kp + 64)));
   // The micro-kernels' scratch for the C blocks of one jr strip (MC x NR floats).
   float* cbuf = static_cast<float*>(c_buffer().get(sizeof(float) * static_cast<size_t>(MC * NR)));
-  if (k.begin) k.begin();
   for (int64_t jc = 0; jc < N; jc += NC) {
     const int64_t nc = std::min(NC, N - jc);
     pack_b(k, tb, tb ? B + jc * ldb : B + jc, ldb, nc, K, bbuf);
@@ -260,7 +260,21 @@ void gemm_serial(const Blocked& bl, bool ta, bool tb, int64_t M, int64_t N, int6
       }
     }
   }
-  if (k.end) k.end();
+}
+
+// K is split into outer blocks of at most KB so the packed A block (MC x KB) still holds at least 256 rows: with
+// all of a long K (4608) in it, MC fell to 96 rows and each B sub-panel, fetched from L3, served only three
+// micro-kernel calls. C accumulates across outer blocks (beta for the first, 1 after).
+template <typename S>
+void gemm_serial(const Blocked& bl, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const S* A,
+                 int64_t lda, const S* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  const int64_t unit = std::max<int64_t>(bl.kc, bl.k.ku);
+  const int64_t KB = balanced_block(K, std::max(unit, bl.a_bytes / (2 * 256) / unit * unit), bl.k.ku);
+  if (bl.k.begin) bl.k.begin();
+  for (int64_t k0 = 0; k0 < K; k0 += KB)
+    gemm_kblock(bl, ta, tb, M, N, std::min(KB, K - k0), alpha, ta ? A + k0 * lda : A + k0, lda,
+                tb ? B + k0 : B + k0 * ldb, ldb, k0 == 0 ? beta : 1.0f, C, ldc);
+  if (bl.k.end) bl.k.end();
 }
 
 void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
