@@ -1,6 +1,9 @@
 // GEMM benchmark: GFLOP/s (median of 7 timed runs after 2 warm-up runs) of dl::cpu::sgemm / dgemm on square and
-// convolution-like shapes, at 1 and 2 OpenMP threads. Usage: gemm_bench [runs=7]
-// Kernel: DL_GEMM_KERNEL=portable|avx2|avx512 forces one.
+// convolution-like shapes, at 1 and 2 OpenMP threads; then dl::cpu::gemm_bf16 (float32 operands, rounded while
+// packing) for every bf16 kernel this machine can run, and the measured bf16 peak of each (see
+// dl::cpu::measure_bf16_peak_gflops in tensor/cpu/gemm_bf16.h, which tools/bench.cpp can call too).
+// Usage: gemm_bench [runs=7] [bf16]   ("bf16": the bf16 part only)
+// Kernel: DL_GEMM_KERNEL=portable|avx2|avx512 forces the float one; the bf16 kernels are all run in turn.
 #include <omp.h>
 
 #include <algorithm>
@@ -8,10 +11,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "tensor/cpu/gemm.h"
+#include "tensor/cpu/gemm_bf16.h"
 
 namespace {
 
@@ -20,6 +26,7 @@ struct Case {
   bool ta, tb;
   int64_t M, N, K;
   bool dbl = false;
+  bool bf16 = false;
 };
 
 template <typename T>
@@ -34,7 +41,11 @@ double run_case(const Case& c, int threads, int runs) {
   for (auto& x : B) x = u(rng);
   omp_set_num_threads(threads);
   auto call = [&] {
-    if constexpr (sizeof(T) == 4)
+    if (c.bf16)
+      dl::cpu::gemm_bf16(c.ta, c.tb, c.M, c.N, c.K, 1.0f, reinterpret_cast<const float*>(A.data()), acols,
+                         reinterpret_cast<const float*>(B.data()), bcols, 0.0f, reinterpret_cast<float*>(C.data()),
+                         c.N);
+    else if constexpr (sizeof(T) == 4)
       dl::cpu::sgemm(c.ta, c.tb, c.M, c.N, c.K, 1.0f, A.data(), acols, B.data(), bcols, 0.0f, C.data(), c.N);
     else
       dl::cpu::dgemm(c.ta, c.tb, c.M, c.N, c.K, 1.0, A.data(), acols, B.data(), bcols, 0.0, C.data(), c.N);
@@ -58,6 +69,7 @@ double run_case(const Case& c, int threads, int runs) {
 
 int main(int argc, char** argv) {
   const int runs = argc > 1 ? std::max(1, std::atoi(argv[1])) : 7;
+  const bool bf16_only = argc > 2 && std::string(argv[2]) == "bf16";
   const Case cases[] = {
       {"sgemm 1024^3 NN", false, false, 1024, 1024, 1024},
       {"sgemm 1024^3 TN", true, false, 1024, 1024, 1024},
@@ -72,10 +84,47 @@ int main(int argc, char** argv) {
               runs);
   std::printf("%-34s %12s %12s\n", "case", "1 thread", "2 threads");
   for (const Case& c : cases) {
+    if (bf16_only) break;
     double g[2];
     for (int t = 1; t <= 2; ++t) g[t - 1] = c.dbl ? run_case<double>(c, t, runs) : run_case<float>(c, t, runs);
     std::printf("%-34s %9.1f GF %9.1f GF\n", c.name, g[0], g[1]);
     std::fflush(stdout);
   }
+
+  // bf16: C = op(A) op(B) with float32 A, B, C (each value rounded to bf16 as it is packed).
+  const Case bcases[] = {
+      {"bf16 1024^3 NN", false, false, 1024, 1024, 1024, false, true},
+      {"bf16 1024^3 TN", true, false, 1024, 1024, 1024, false, true},
+      {"bf16 1024^3 NT", false, true, 1024, 1024, 1024, false, true},
+      {"bf16 2048^3 NN", false, false, 2048, 2048, 2048, false, true},
+      {"bf16 conv M=64 N=3136 K=576", false, false, 64, 3136, 576, false, true},
+      {"bf16 conv M=128 N=3136 K=1152", false, false, 128, 3136, 1152, false, true},
+      {"bf16 conv M=256 N=784 K=2304", false, false, 256, 784, 2304, false, true},
+      {"bf16 conv M=512 N=3136 K=4608", false, false, 512, 3136, 4608, false, true},
+      {"bf16 256^3 NN", false, false, 256, 256, 256, false, true},
+  };
+  for (const char* k : {"amx", "avx512_bf16", "portable"}) {
+    if (!dl::cpu::gemm_bf16_kernel_available(k)) {
+      std::printf("\nbf16 kernel %s: not available on this machine\n", k);
+      continue;
+    }
+    setenv("DL_BF16_KERNEL", k, 1);
+    std::printf("\nbf16 kernel: %s\n", dl::cpu::gemm_bf16_kernel_name());
+    for (int t = 1; t <= 2; ++t) {
+      const double peak = dl::cpu::measure_bf16_peak_gflops(k, t, 0.5);
+      if (peak > 0.0)
+        std::printf("measured peak, %d thread(s): %.1f GF (%s in a register/tile-only loop, %s; sum over threads)\n",
+                    t, peak, std::strcmp(k, "amx") == 0 ? "tdpbf16ps" : "vdpbf16ps zmm",
+                    std::strcmp(k, "amx") == 0 ? "16*16*32*2 = 16384 FLOP each" : "16*2*2 = 64 FLOP each");
+    }
+    std::printf("%-34s %12s %12s\n", "case", "1 thread", "2 threads");
+    for (const Case& c : bcases) {
+      double g[2];
+      for (int t = 1; t <= 2; ++t) g[t - 1] = run_case<float>(c, t, runs);
+      std::printf("%-34s %9.1f GF %9.1f GF\n", c.name, g[0], g[1]);
+      std::fflush(stdout);
+    }
+  }
+  unsetenv("DL_BF16_KERNEL");
   return 0;
 }
