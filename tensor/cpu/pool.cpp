@@ -47,6 +47,28 @@ DL_VECTOR_CLONES void max_pool_2x2_row(T* o, int64_t* ix, const T* r0, const T* 
   }
 }
 
+// Windows 3 wide at horizontal stride sw that lie inside the row (ResNet's 3x3 stride-2 stem pool
+// away from the left and right edges), rows h0..h1 of the plane: output columns [lo, hi) at once,
+// vectorised across the columns, with take_if_better's rule (first maximum on ties, last NaN).
+template <typename T>
+DL_VECTOR_CLONES void max_pool_k3_row(T* o, int64_t* ix, const T* xp, int64_t W, int64_t h0, int64_t h1, int64_t lo,
+                                      int64_t hi, int64_t sw, int64_t pw) {
+#pragma omp simd
+  for (int64_t ow = lo; ow < hi; ++ow) {
+    const int64_t w0 = ow * sw - pw;
+    T best = -std::numeric_limits<T>::infinity();
+    int64_t bi = h0 * W + w0;
+    for (int64_t h = h0; h < h1; ++h) {
+      const int64_t i = h * W + w0;
+      take_if_better(xp[i], i, best, bi);
+      take_if_better(xp[i + 1], i + 1, best, bi);
+      take_if_better(xp[i + 2], i + 2, best, bi);
+    }
+    o[ow] = best;
+    ix[ow] = bi;
+  }
+}
+
 // Any window, clipped to the image. The scan keeps a branch-free select on the comparison (on real
 // data it is a coin flip the predictor loses) and only notes NaNs, which a rare second scan settles.
 template <typename T>
@@ -95,6 +117,11 @@ void max_pool_forward_typed(T* out, int64_t* idx, const T* x, const Pool2dParams
                          2 * oh * p.W, p.W);
         lo = 0;
         hi = whole;
+      } else if (kw == 3 && h1 > h0) {
+        // columns whose window [ow * sw - pw, + 3) lies inside [0, W)
+        lo = std::min(p.Wo, (pw + sw - 1) / sw);
+        hi = std::max(lo, std::min(p.Wo, p.W + pw - 3 >= 0 ? (p.W + pw - 3) / sw + 1 : 0));
+        max_pool_k3_row(op + oh * p.Wo, ip + oh * p.Wo, xp, p.W, h0, h1, lo, hi, sw, pw);
       }
       for (int64_t ow = 0; ow < p.Wo; ++ow) {
         if (ow == lo) ow = hi;
