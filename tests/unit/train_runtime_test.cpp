@@ -1,6 +1,9 @@
 // The experiments' training runtime: non-finite losses, gradient clipping, output-folder checks,
 // device errors, resume refusing a checkpoint written with other options.
+#include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <memory>
 
 #include "autograd/node.h"
 #include "cuda/cuda.h"
@@ -93,4 +96,80 @@ TEST_CASE("resume refuses a checkpoint written with other options") {
   fo.config = {{"lr", 0.1}};
   auto r = exp::fit(*model, fwd, opt, nullptr, train, val, f.dir / "r", fo, log);
   CHECK(r.history.size() == 2);
+}
+
+namespace {
+// A small fit with loss scaling (or not), `epochs` epochs into `dir`, resuming when asked.
+struct ScaledRun {
+  Data d{false};
+  data::LoaderOptions lo{.batch_size = 2, .shuffle = true, .seed = 3};
+  data::DataLoader train{d.x, d.y, d.idx, nullptr, lo}, val{d.x, d.y, d.idx, nullptr, lo};
+  std::shared_ptr<nn::Linear> model;
+  std::unique_ptr<optim::SGD> opt;
+  ScaledRun() {
+    manual_seed(7);
+    model = std::make_shared<nn::Linear>(4, 3);
+    opt = std::make_unique<optim::SGD>(model->parameters(), optim::SGDOptions{.lr = 0.1, .momentum = 0.9});
+  }
+  exp::FitResult fit(const fs::path& dir, int64_t epochs, std::optional<optim::GradScalerOptions> scaling,
+                     bool resume = false, double clip = 0) {
+    exp::Logger log(dir.parent_path() / "log.txt");
+    auto fwd = [this](const Tensor& x) { return (*model)(x); };
+    exp::FitOptions fo{.epochs = epochs, .clip_grad_norm = clip, .resume = resume, .config = {{"lr", 0.1}}};
+    fo.loss_scaling = scaling;
+    return exp::fit(*model, fwd, *opt, nullptr, train, val, dir, fo, log);
+  }
+  std::vector<float> weights() const { return model->parameters()[0].to_vector<float>(); }
+};
+}  // namespace
+
+TEST_CASE("fit with loss scaling: power-of-two scales leave float32 training bit-identical") {
+  Fixture f;
+  ScaledRun plain, scaled;
+  auto a = plain.fit(f.dir / "plain", 3, std::nullopt);
+  auto b = scaled.fit(f.dir / "scaled", 3, optim::GradScalerOptions{.init_scale = 1024.0, .growth_interval = 5});
+  CHECK(plain.weights() == scaled.weights());
+  REQUIRE(a.history.size() == b.history.size());
+  for (size_t i = 0; i < a.history.size(); ++i) CHECK(a.history[i].train_loss == b.history[i].train_loss);
+  CHECK(b.overflow_steps == 0);
+  CHECK(b.loss_scale == 4096.0);  // 12 clean steps: grown at the 5th and the 10th
+  CHECK(a.loss_scale == 1.0);
+  // with clipping too (unscaled before the clip)
+  ScaledRun pc, sc;
+  pc.fit(f.dir / "pc", 2, std::nullopt, false, 0.05);
+  sc.fit(f.dir / "sc", 2, optim::GradScalerOptions{}, false, 0.05);
+  CHECK(pc.weights() == sc.weights());
+}
+
+TEST_CASE("fit with loss scaling skips overflowing steps, backs off, and logs them") {
+  Fixture f;
+  ScaledRun r;
+  // 2^140 is beyond float32: the scaled loss and so the gradients are inf/NaN until two backoffs
+  // of 2^-8 bring the scale to 2^124
+  const auto w0 = r.weights();
+  auto res = r.fit(f.dir / "o", 2,
+                   optim::GradScalerOptions{.init_scale = std::ldexp(1.0, 140), .backoff_factor = 1.0 / 256});
+  CHECK(res.overflow_steps == 2);
+  CHECK(res.loss_scale == std::ldexp(1.0, 124));
+  CHECK(r.weights() != w0);
+  for (const auto& h : res.history) CHECK(std::isfinite(h.train_loss));
+  std::ifstream log(f.dir / "log.txt");
+  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  CHECK(text.find("steps skipped (inf/NaN gradients)") != std::string::npos);
+}
+
+TEST_CASE("fit with loss scaling resumes exactly: the scaler's state is in the checkpoint") {
+  Fixture f;
+  // overflows first, then grows every 3 clean steps (2^124 -> 2^127, which may overflow again)
+  const optim::GradScalerOptions so{.init_scale = std::ldexp(1.0, 140), .backoff_factor = 1.0 / 256,
+                                    .growth_interval = 3};
+  ScaledRun whole, part;
+  auto a = whole.fit(f.dir / "whole", 3, so);
+  part.fit(f.dir / "part", 1, so);
+  ScaledRun resumed;  // a fresh process: model, optimizer and scaler from last.ckpt
+  auto b = resumed.fit(f.dir / "part", 3, so, true);
+  CHECK(whole.weights() == resumed.weights());
+  CHECK(a.loss_scale == b.loss_scale);
+  REQUIRE(a.history.size() == b.history.size());
+  for (size_t i = 0; i < a.history.size(); ++i) CHECK(a.history[i].train_loss == b.history[i].train_loss);
 }
