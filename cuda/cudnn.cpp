@@ -1,9 +1,10 @@
 // cuDNN paths for convolution (forward, backward data, backward filter) and batch norm.
 //
-// Convolution algorithms are chosen once per (direction, shape, dtype, TF32 switch) by timing
+// Convolution algorithms are chosen once per (direction, shape, storage dtype, TF32 switch) by timing
 // every candidate with cudnnFind*AlgorithmEx on the real buffers, and cached; the search's and the
 // run's workspace come from the caching allocator. Without TF32, float convolutions are restricted
-// to FMA kernels (CUDNN_FMA_MATH), so results match the CPU to float rounding.
+// to FMA kernels (CUDNN_FMA_MATH), so results match the CPU to float rounding. Under autocast the
+// operands are bfloat16/float16 buffers and the math is float32 on tensor cores (below).
 // Every function returns false when cuDNN cannot take the case; the caller runs hand-written.
 #include <climits>
 #include <iterator>
@@ -248,8 +249,10 @@ bool conv_forward_core(const ConvIo& io, const Shape& xs, const void* x, const S
       [&](void* ws, size_t wsz_bytes) {
         cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
         int n = 0;
-        DL_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, xd.d, x, wd.d, w, cd.d, yd.d, y,
-                                                              CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf, ws, wsz_bytes));
+        const cudnnStatus_t found = cudnnFindConvolutionForwardAlgorithmEx(
+            h, xd.d, x, wd.d, w, cd.d, yd.d, y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf, ws, wsz_bytes);
+        if (found != CUDNN_STATUS_SUCCESS && io.lowp()) return Choice{};  // no such 16-bit configuration here
+        DL_CUDNN_CHECK(found);
         return pick(perf, n, wsz_bytes, io.st);
       });
   if (!c.usable) return false;
@@ -277,9 +280,10 @@ bool conv_backward_data_core(const ConvIo& io, const Shape& xs, void* dx, const 
       [&](void* ws, size_t wsz_bytes) {
         cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
         int n = 0;
-        DL_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(h, wd.d, w, dyd.d, dy, cd.d, dxd.d, dx,
-                                                                   CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf, ws,
-                                                                   wsz_bytes));
+        const cudnnStatus_t found = cudnnFindConvolutionBackwardDataAlgorithmEx(
+            h, wd.d, w, dyd.d, dy, cd.d, dxd.d, dx, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf, ws, wsz_bytes);
+        if (found != CUDNN_STATUS_SUCCESS && io.lowp()) return Choice{};  // no such 16-bit configuration here
+        DL_CUDNN_CHECK(found);
         return pick(perf, n, wsz_bytes, io.st);
       });
   if (!c.usable) return false;
@@ -307,9 +311,10 @@ bool conv_backward_filter_core(const ConvIo& io, const Shape& xs, const void* x,
       [&](void* ws, size_t wsz_bytes) {
         cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
         int n = 0;
-        DL_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(h, xd.d, x, dyd.d, dy, cd.d, dwd.d, dw,
-                                                                     CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf,
-                                                                     ws, wsz_bytes));
+        const cudnnStatus_t found = cudnnFindConvolutionBackwardFilterAlgorithmEx(
+            h, xd.d, x, dyd.d, dy, cd.d, dwd.d, dw, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf, ws, wsz_bytes);
+        if (found != CUDNN_STATUS_SUCCESS && io.lowp()) return Choice{};  // no such 16-bit configuration here
+        DL_CUDNN_CHECK(found);
         return pick(perf, n, wsz_bytes, io.st);
       });
   if (!c.usable) return false;
