@@ -77,8 +77,8 @@ struct FitOptions {
   // are summed over the ranks; only rank 0 writes checkpoints and history.csv. --resume reads
   // last.ckpt on every rank (a folder all ranks see), with any number of ranks.
   dist::ProcessGroup* pg = nullptr;
-  // Dynamic loss scaling (optim::GradScaler), set for --precision fp16 (study.cpp's
-  // loss_scaling_for): the loss is scaled before backward, the gradients unscaled before clipping
+  // Dynamic loss scaling (optim::GradScaler), set for --precision fp16 (CommonOptions::
+  // loss_scaling()): the loss is scaled before backward, the gradients unscaled before clipping
   // and the step, a step whose gradients overflowed is skipped (counted, and said in the epoch's log
   // line) and the scale backs off. The scaler's state is in last.ckpt, so --resume continues it.
   std::optional<optim::GradScalerOptions> loss_scaling = std::nullopt;
