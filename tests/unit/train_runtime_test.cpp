@@ -7,6 +7,7 @@
 
 #include "autograd/node.h"
 #include "cuda/cuda.h"
+#include "experiments/lib/study.h"
 #include "experiments/lib/train.h"
 #include "nn/layers.h"
 #include "nn/optim/sgd.h"
@@ -172,4 +173,20 @@ TEST_CASE("fit with loss scaling resumes exactly: the scaler's state is in the c
   CHECK(a.loss_scale == b.loss_scale);
   REQUIRE(a.history.size() == b.history.size());
   for (size_t i = 0; i < a.history.size(); ++i) CHECK(a.history[i].train_loss == b.history[i].train_loss);
+}
+
+TEST_CASE("--precision fp16 is refused on the CPU before any work; only fp16 gets loss scaling") {
+  Fixture f;
+  exp::CommonOptions o;
+  o.device = "cpu";
+  o.out = (f.dir / "fp16").string();
+  o.precision = "fp16";
+  CHECK(o.loss_scaling().has_value());
+  CHECK(o.loss_scaling()->init_scale == 65536.0);
+  CHECK_THROWS_WITH_AS(exp::prepare_run("scratch_cnn", o), doctest::Contains("runs on CUDA only"), dl::Error);
+  CHECK_FALSE(fs::exists(f.dir / "fp16"));
+  o.precision = "bf16";
+  CHECK_FALSE(o.loss_scaling().has_value());
+  o.precision = "fp32";
+  CHECK_FALSE(o.loss_scaling().has_value());
 }
