@@ -175,7 +175,7 @@ TEST_CASE("fit with loss scaling resumes exactly: the scaler's state is in the c
   for (size_t i = 0; i < a.history.size(); ++i) CHECK(a.history[i].train_loss == b.history[i].train_loss);
 }
 
-TEST_CASE("--precision fp16 is refused on the CPU before any work; only fp16 gets loss scaling") {
+TEST_CASE("--precision fp16 is refused on the CPU before any work, and only fp16 gets loss scaling") {
   Fixture f;
   exp::CommonOptions o;
   o.device = "cpu";
