@@ -111,31 +111,48 @@ namespace {
 
 bool library_conv() { return get_backend(OpFamily::Conv) == Backend::Library; }
 
-void check_precision(const Conv2dParams& p) {
-  if (p.gemm_dtype != DType::Float32)
-    fail("conv2d: autocast to {} is not implemented on CUDA yet", dtype_name(p.gemm_dtype));
+// Autocast (p.gemm_dtype BFloat16 / Float16): float32 operands only. true when the GEMMs round.
+bool check_precision(const Tensor& operand, const Conv2dParams& p) {
+  if (p.gemm_dtype == DType::Float32) return false;
+  if (p.gemm_dtype != DType::BFloat16 && p.gemm_dtype != DType::Float16)
+    fail("conv2d on CUDA: autocast multiplies in bfloat16 or float16, not {}", dtype_name(p.gemm_dtype));
+  if (operand.dtype() != DType::Float32)
+    fail("conv2d on CUDA: autocast rounds float32 operands only, got {}", dtype_name(operand.dtype()));
+  return true;
 }
 
+// Under autocast, cuDNN runs the rounded operands in 16-bit storage (cudnn.cpp); the hand-written
+// path gets float32 copies holding the rounded values: the same products (exact in float32), summed
+// in float32 as the CPU does.
 void conv2d_forward_kernel(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
                            const Conv2dParams& p) {
   check_device(out, "conv2d");
-  check_precision(p);
+  const bool lowp = check_precision(x, p);
   if (library_conv() && cudnn_conv2d_forward(out, x, w, bias, p)) return;
-  conv2d_forward_handwritten(out, x, w, bias, p);
+  if (lowp)
+    conv2d_forward_handwritten(out, rounded_copy(x, p.gemm_dtype), rounded_copy(w, p.gemm_dtype), bias, p);
+  else
+    conv2d_forward_handwritten(out, x, w, bias, p);
 }
 
 void conv2d_backward_input_kernel(const Tensor& gx, const Tensor& gout, const Tensor& w, const Conv2dParams& p) {
   check_device(gx, "conv2d backward");
-  check_precision(p);
+  const bool lowp = check_precision(gout, p);
   if (library_conv() && cudnn_conv2d_backward_input(gx, gout, w, p)) return;
-  conv2d_backward_input_handwritten(gx, gout, w, p);
+  if (lowp)
+    conv2d_backward_input_handwritten(gx, rounded_copy(gout, p.gemm_dtype), rounded_copy(w, p.gemm_dtype), p);
+  else
+    conv2d_backward_input_handwritten(gx, gout, w, p);
 }
 
 void conv2d_backward_weight_kernel(const Tensor& gw, const Tensor& gout, const Tensor& x, const Conv2dParams& p) {
   check_device(gw, "conv2d backward");
-  check_precision(p);
+  const bool lowp = check_precision(x, p);
   if (library_conv() && cudnn_conv2d_backward_weight(gw, gout, x, p)) return;
-  conv2d_backward_weight_handwritten(gw, gout, x, p);
+  if (lowp)
+    conv2d_backward_weight_handwritten(gw, rounded_copy(gout, p.gemm_dtype), rounded_copy(x, p.gemm_dtype), p);
+  else
+    conv2d_backward_weight_handwritten(gw, gout, x, p);
 }
 
 void conv2d_backward_bias_kernel(const Tensor& gb, const Tensor& gout) {

@@ -133,7 +133,8 @@ void empty_pinned_cache();
 // DL_CUDA_BACKEND="gemm:handwritten,conv:library,batchnorm:handwritten" (read on first use;
 // "all:handwritten" sets every family). Without cuDNN in the build, conv and batch norm always
 // run hand-written. TF32 (tensor-core float32 with a 10-bit mantissa) is off unless
-// set_allow_tf32(true) or DL_CUDA_TF32=1; it affects cuBLAS and cuDNN only.
+// set_allow_tf32(true) or DL_CUDA_TF32=1; it affects cuBLAS and cuDNN float32 GEMMs and
+// convolutions only (autocast's bfloat16/float16 ones use tensor cores regardless; docs/cuda.md).
 enum class OpFamily { Gemm, Conv, BatchNorm };
 enum class Backend { Library, Handwritten };
 constexpr int kNumOpFamilies = 3;

@@ -1,9 +1,10 @@
 // cuDNN paths for convolution (forward, backward data, backward filter) and batch norm.
 //
-// Convolution algorithms are chosen once per (direction, shape, dtype, TF32 switch) by timing
+// Convolution algorithms are chosen once per (direction, shape, storage dtype, TF32 switch) by timing
 // every candidate with cudnnFind*AlgorithmEx on the real buffers, and cached; the search's and the
 // run's workspace come from the caching allocator. Without TF32, float convolutions are restricted
-// to FMA kernels (CUDNN_FMA_MATH), so results match the CPU to float rounding.
+// to FMA kernels (CUDNN_FMA_MATH), so results match the CPU to float rounding. Under autocast the
+// operands are bfloat16/float16 buffers and the math is float32 on tensor cores (below).
 // Every function returns false when cuDNN cannot take the case; the caller runs hand-written.
 #include <climits>
 #include <iterator>
@@ -64,7 +65,14 @@ cudnnHandle_t handle() {
   return h;
 }
 
-cudnnDataType_t type_of(DType t) { return t == DType::Float64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT; }
+cudnnDataType_t type_of(DType t) {
+  switch (t) {
+    case DType::Float64: return CUDNN_DATA_DOUBLE;
+    case DType::BFloat16: return CUDNN_DATA_BFLOAT16;
+    case DType::Float16: return CUDNN_DATA_HALF;
+    default: return CUDNN_DATA_FLOAT;
+  }
+}
 
 struct TensorDesc {
   cudnnTensorDescriptor_t d = nullptr;
@@ -151,10 +159,10 @@ AlgoCache& cache() {
   return *c;
 }
 
-ConvKey key_of(Dir dir, const Tensor& x_like, const Shape& w, const Conv2dParams& p, bool tf32) {
-  const Shape& x = x_like.sizes();
+// dtype: the storage type (autocast's 16-bit one has searches of its own)
+ConvKey key_of(Dir dir, const Shape& x, DType dtype, const Shape& w, const Conv2dParams& p, bool tf32) {
   return {static_cast<int>(dir),
-          static_cast<int>(x_like.dtype()),
+          static_cast<int>(dtype),
           tf32 ? 1 : 0,
           {x[0], x[1], x[2], x[3], w[0], w[2], w[3], p.stride[0], p.stride[1], p.padding[0], p.padding[1],
            p.dilation[0], p.dilation[1], p.groups, w[1]}};
@@ -212,39 +220,148 @@ size_t cudnn_algorithm_cache_size() {
   return cache().map.size();
 }
 
-bool cudnn_conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
-                          const Conv2dParams& p) {
-  if (!fits_int(x) || !fits_int(out) || !fits_int(w)) return false;
-  const DType t = x.dtype();
-  const auto& xs = x.sizes();
-  const auto& os = out.sizes();
+namespace {
+
+// The convolution in cuDNN's terms: storage type st of x, w, y (and their gradients), compute type
+// ct (st itself, or Float32 for autocast's 16-bit storage), raw buffers. false: cuDNN takes no algorithm.
+struct ConvIo {
+  DType st, ct;
+  bool lowp() const { return st != ct; }
+};
+
+cudnnMathType_t search_math(const ConvIo& io) {
+  if (io.lowp()) return CUDNN_TENSOR_OP_MATH;  // autocast: tensor cores, float32 sums
+  return search_math(io.st);
+}
+
+bool conv_forward_core(const ConvIo& io, const Shape& xs, const void* x, const Shape& wsz, const void* w,
+                       const Shape& os, void* y, const Conv2dParams& p) {
   cudnnHandle_t h = handle();
-  TensorDesc xd(t, xs[0], xs[1], xs[2], xs[3]), yd(t, os[0], os[1], os[2], os[3]);
-  FilterDesc wd(t, w.sizes());
-  ConvDesc cd(t, p, search_math(t));
-  const ConvKey key = key_of(Dir::Forward, x, w.sizes(), p, tf32_on(t));
+  TensorDesc xd(io.st, xs[0], xs[1], xs[2], xs[3]), yd(io.st, os[0], os[1], os[2], os[3]);
+  FilterDesc wd(io.st, wsz);
+  ConvDesc cd(io.ct, p, search_math(io));
+  const ConvKey key = key_of(Dir::Forward, xs, io.st, wsz, p, tf32_on(io.st));
   const Choice c = choose(
-      key, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, t,
+      key, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, io.st,
       [&](int a, size_t* sz) {
         return cudnnGetConvolutionForwardWorkspaceSize(h, xd.d, wd.d, cd.d, yd.d, static_cast<cudnnConvolutionFwdAlgo_t>(a), sz);
       },
-      [&](void* ws, size_t wsz) {
+      [&](void* ws, size_t wsz_bytes) {
         cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
         int n = 0;
-        DL_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, xd.d, x.raw_data(), wd.d, w.raw_data(), cd.d, yd.d,
-                                                              out.raw_data(), CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n,
-                                                              perf, ws, wsz));
-        return pick(perf, n, wsz, t);
+        const cudnnStatus_t found = cudnnFindConvolutionForwardAlgorithmEx(
+            h, xd.d, x, wd.d, w, cd.d, yd.d, y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf, ws, wsz_bytes);
+        if (found != CUDNN_STATUS_SUCCESS && io.lowp()) return Choice{};  // no such 16-bit configuration here
+        DL_CUDNN_CHECK(found);
+        return pick(perf, n, wsz_bytes, io.st);
       });
   if (!c.usable) return false;
   DL_CUDNN_CHECK(cudnnSetConvolutionMathType(cd.d, c.math));
   detail::Workspace ws(c.workspace);
-  DL_CUDNN_CHECK(cudnnConvolutionForward(h, kScalars.one(t), xd.d, x.raw_data(), wd.d, w.raw_data(), cd.d,
+  DL_CUDNN_CHECK(cudnnConvolutionForward(h, kScalars.one(io.ct), xd.d, x, wd.d, w, cd.d,
                                          static_cast<cudnnConvolutionFwdAlgo_t>(c.algo), ws.ptr, c.workspace,
-                                         kScalars.zero(t), yd.d, out.raw_data()));
+                                         kScalars.zero(io.ct), yd.d, y));
+  return true;
+}
+
+bool conv_backward_data_core(const ConvIo& io, const Shape& xs, void* dx, const Shape& wsz, const void* w,
+                             const Shape& os, const void* dy, const Conv2dParams& p) {
+  cudnnHandle_t h = handle();
+  TensorDesc dxd(io.st, xs[0], xs[1], xs[2], xs[3]), dyd(io.st, os[0], os[1], os[2], os[3]);
+  FilterDesc wd(io.st, wsz);
+  ConvDesc cd(io.ct, p, search_math(io));
+  const ConvKey key = key_of(Dir::BackwardData, xs, io.st, wsz, p, tf32_on(io.st));
+  const Choice c = choose(
+      key, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, io.st,
+      [&](int a, size_t* sz) {
+        return cudnnGetConvolutionBackwardDataWorkspaceSize(h, wd.d, dyd.d, cd.d, dxd.d,
+                                                            static_cast<cudnnConvolutionBwdDataAlgo_t>(a), sz);
+      },
+      [&](void* ws, size_t wsz_bytes) {
+        cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+        int n = 0;
+        const cudnnStatus_t found = cudnnFindConvolutionBackwardDataAlgorithmEx(
+            h, wd.d, w, dyd.d, dy, cd.d, dxd.d, dx, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf, ws, wsz_bytes);
+        if (found != CUDNN_STATUS_SUCCESS && io.lowp()) return Choice{};  // no such 16-bit configuration here
+        DL_CUDNN_CHECK(found);
+        return pick(perf, n, wsz_bytes, io.st);
+      });
+  if (!c.usable) return false;
+  DL_CUDNN_CHECK(cudnnSetConvolutionMathType(cd.d, c.math));
+  detail::Workspace ws(c.workspace);
+  DL_CUDNN_CHECK(cudnnConvolutionBackwardData(h, kScalars.one(io.ct), wd.d, w, dyd.d, dy, cd.d,
+                                              static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo), ws.ptr, c.workspace,
+                                              kScalars.zero(io.ct), dxd.d, dx));
+  return true;
+}
+
+bool conv_backward_filter_core(const ConvIo& io, const Shape& xs, const void* x, const Shape& wsz, void* dw,
+                               const Shape& os, const void* dy, const Conv2dParams& p) {
+  cudnnHandle_t h = handle();
+  TensorDesc xd(io.st, xs[0], xs[1], xs[2], xs[3]), dyd(io.st, os[0], os[1], os[2], os[3]);
+  FilterDesc dwd(io.st, wsz);
+  ConvDesc cd(io.ct, p, search_math(io));
+  const ConvKey key = key_of(Dir::BackwardFilter, xs, io.st, wsz, p, tf32_on(io.st));
+  const Choice c = choose(
+      key, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, io.st,
+      [&](int a, size_t* sz) {
+        return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, xd.d, dyd.d, cd.d, dwd.d,
+                                                              static_cast<cudnnConvolutionBwdFilterAlgo_t>(a), sz);
+      },
+      [&](void* ws, size_t wsz_bytes) {
+        cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+        int n = 0;
+        const cudnnStatus_t found = cudnnFindConvolutionBackwardFilterAlgorithmEx(
+            h, xd.d, x, dyd.d, dy, cd.d, dwd.d, dw, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf, ws, wsz_bytes);
+        if (found != CUDNN_STATUS_SUCCESS && io.lowp()) return Choice{};  // no such 16-bit configuration here
+        DL_CUDNN_CHECK(found);
+        return pick(perf, n, wsz_bytes, io.st);
+      });
+  if (!c.usable) return false;
+  DL_CUDNN_CHECK(cudnnSetConvolutionMathType(cd.d, c.math));
+  detail::Workspace ws(c.workspace);
+  DL_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, kScalars.one(io.ct), xd.d, x, dyd.d, dy, cd.d,
+                                                static_cast<cudnnConvolutionBwdFilterAlgo_t>(c.algo), ws.ptr,
+                                                c.workspace, kScalars.zero(io.ct), dwd.d, dw));
+  return true;
+}
+
+// Autocast: a float32 tensor rounded into a 16-bit buffer of p.gemm_dtype.
+struct Lowp {
+  detail::Workspace buf;
+  Lowp(DType to, const Tensor& t) : buf(static_cast<size_t>(t.numel()) * 2) {
+    k::round_operand(to, false, buf.ptr, static_cast<const float*>(t.raw_data()), 1, 1, t.numel(), 0, 0, 1);
+  }
+  explicit Lowp(int64_t numel) : buf(static_cast<size_t>(numel) * 2) {}
+};
+
+bool autocast_case(const Conv2dParams& p) { return p.gemm_dtype == DType::BFloat16 || p.gemm_dtype == DType::Float16; }
+
+}  // namespace
+
+// Under autocast (p.gemm_dtype BFloat16 / Float16) the operands are rounded into 16-bit buffers and
+// cuDNN runs them with float32 compute (PSEUDO_BFLOAT16 / PSEUDO_HALF configurations) on tensor
+// cores. cuDNN's legacy API writes its output in the operands' type, so the result is widened back
+// to float32 by a kernel: these outputs carry one more rounding (to the 16-bit type) than the
+// hand-written path's (docs/cuda.md, "Mixed precision").
+bool cudnn_conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
+                          const Conv2dParams& p) {
+  if (!fits_int(x) || !fits_int(out) || !fits_int(w)) return false;
+  const DType t = x.dtype();
+  const auto& os = out.sizes();
+  if (autocast_case(p)) {
+    const Lowp x16(p.gemm_dtype, x), w16(p.gemm_dtype, w), y16(out.numel());
+    if (!conv_forward_core({p.gemm_dtype, DType::Float32}, x.sizes(), x16.buf.ptr, w.sizes(), w16.buf.ptr, os,
+                           y16.buf.ptr, p))
+      return false;
+    k::widen_to_float(p.gemm_dtype, static_cast<float*>(out.raw_data()), y16.buf.ptr, out.numel());
+  } else if (!conv_forward_core({t, t}, x.sizes(), x.raw_data(), w.sizes(), w.raw_data(), os, out.raw_data(), p)) {
+    return false;
+  }
   if (bias.defined()) {
-    TensorDesc bd(t, 1, os[1], 1, 1);
-    DL_CUDNN_CHECK(cudnnAddTensor(h, kScalars.one(t), bd.d, bias.raw_data(), kScalars.one(t), yd.d, out.raw_data()));
+    TensorDesc yd(t, os[0], os[1], os[2], os[3]), bd(t, 1, os[1], 1, 1);
+    DL_CUDNN_CHECK(
+        cudnnAddTensor(handle(), kScalars.one(t), bd.d, bias.raw_data(), kScalars.one(t), yd.d, out.raw_data()));
   }
   return true;
 }
@@ -252,69 +369,31 @@ bool cudnn_conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& w, c
 bool cudnn_conv2d_backward_input(const Tensor& gx, const Tensor& gout, const Tensor& w, const Conv2dParams& p) {
   if (!fits_int(gx) || !fits_int(gout) || !fits_int(w)) return false;
   const DType t = gx.dtype();
-  const auto& xs = gx.sizes();
-  const auto& os = gout.sizes();
-  cudnnHandle_t h = handle();
-  TensorDesc dxd(t, xs[0], xs[1], xs[2], xs[3]), dyd(t, os[0], os[1], os[2], os[3]);
-  FilterDesc wd(t, w.sizes());
-  ConvDesc cd(t, p, search_math(t));
-  const ConvKey key = key_of(Dir::BackwardData, gx, w.sizes(), p, tf32_on(t));
-  const Choice c = choose(
-      key, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, t,
-      [&](int a, size_t* sz) {
-        return cudnnGetConvolutionBackwardDataWorkspaceSize(h, wd.d, dyd.d, cd.d, dxd.d,
-                                                            static_cast<cudnnConvolutionBwdDataAlgo_t>(a), sz);
-      },
-      [&](void* ws, size_t wsz) {
-        cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-        int n = 0;
-        DL_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(h, wd.d, w.raw_data(), dyd.d, gout.raw_data(), cd.d,
-                                                                   dxd.d, gx.raw_data(),
-                                                                   CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf, ws,
-                                                                   wsz));
-        return pick(perf, n, wsz, t);
-      });
-  if (!c.usable) return false;
-  DL_CUDNN_CHECK(cudnnSetConvolutionMathType(cd.d, c.math));
-  detail::Workspace ws(c.workspace);
-  DL_CUDNN_CHECK(cudnnConvolutionBackwardData(h, kScalars.one(t), wd.d, w.raw_data(), dyd.d, gout.raw_data(), cd.d,
-                                              static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo), ws.ptr, c.workspace,
-                                              kScalars.zero(t), dxd.d, gx.raw_data()));
-  return true;
+  if (autocast_case(p)) {
+    const Lowp w16(p.gemm_dtype, w), dy16(p.gemm_dtype, gout), dx16(gx.numel());
+    if (!conv_backward_data_core({p.gemm_dtype, DType::Float32}, gx.sizes(), dx16.buf.ptr, w.sizes(), w16.buf.ptr,
+                                 gout.sizes(), dy16.buf.ptr, p))
+      return false;
+    k::widen_to_float(p.gemm_dtype, static_cast<float*>(gx.raw_data()), dx16.buf.ptr, gx.numel());
+    return true;
+  }
+  return conv_backward_data_core({t, t}, gx.sizes(), gx.raw_data(), w.sizes(), w.raw_data(), gout.sizes(),
+                                 gout.raw_data(), p);
 }
 
 bool cudnn_conv2d_backward_weight(const Tensor& gw, const Tensor& gout, const Tensor& x, const Conv2dParams& p) {
   if (!fits_int(gw) || !fits_int(gout) || !fits_int(x)) return false;
   const DType t = x.dtype();
-  const auto& xs = x.sizes();
-  const auto& os = gout.sizes();
-  cudnnHandle_t h = handle();
-  TensorDesc xd(t, xs[0], xs[1], xs[2], xs[3]), dyd(t, os[0], os[1], os[2], os[3]);
-  FilterDesc dwd(t, gw.sizes());
-  ConvDesc cd(t, p, search_math(t));
-  const ConvKey key = key_of(Dir::BackwardFilter, x, gw.sizes(), p, tf32_on(t));
-  const Choice c = choose(
-      key, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, t,
-      [&](int a, size_t* sz) {
-        return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, xd.d, dyd.d, cd.d, dwd.d,
-                                                              static_cast<cudnnConvolutionBwdFilterAlgo_t>(a), sz);
-      },
-      [&](void* ws, size_t wsz) {
-        cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-        int n = 0;
-        DL_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(h, xd.d, x.raw_data(), dyd.d, gout.raw_data(),
-                                                                     cd.d, dwd.d, gw.raw_data(),
-                                                                     CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf,
-                                                                     ws, wsz));
-        return pick(perf, n, wsz, t);
-      });
-  if (!c.usable) return false;
-  DL_CUDNN_CHECK(cudnnSetConvolutionMathType(cd.d, c.math));
-  detail::Workspace ws(c.workspace);
-  DL_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, kScalars.one(t), xd.d, x.raw_data(), dyd.d, gout.raw_data(), cd.d,
-                                                static_cast<cudnnConvolutionBwdFilterAlgo_t>(c.algo), ws.ptr,
-                                                c.workspace, kScalars.zero(t), dwd.d, gw.raw_data()));
-  return true;
+  if (autocast_case(p)) {
+    const Lowp x16(p.gemm_dtype, x), dy16(p.gemm_dtype, gout), dw16(gw.numel());
+    if (!conv_backward_filter_core({p.gemm_dtype, DType::Float32}, x.sizes(), x16.buf.ptr, gw.sizes(), dw16.buf.ptr,
+                                   gout.sizes(), dy16.buf.ptr, p))
+      return false;
+    k::widen_to_float(p.gemm_dtype, static_cast<float*>(gw.raw_data()), dw16.buf.ptr, gw.numel());
+    return true;
+  }
+  return conv_backward_filter_core({t, t}, x.sizes(), x.raw_data(), gw.sizes(), gw.raw_data(), gout.sizes(),
+                                   gout.raw_data(), p);
 }
 
 // ---- batch norm ---------------------------------------------------------------------------------

@@ -32,6 +32,23 @@ bool gemm_cublas(DType dtype, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                  int64_t lda, int64_t stride_a, const void* B, int64_t ldb, int64_t stride_b, double beta, void* C,
                  int64_t ldc, int64_t stride_c, int64_t batch, bool tf32);
 
+// Autocast (tensor/autocast.h): the float32 GEMM above with its operands rounded to gemm_dtype
+// (BFloat16 or Float16) and float32 sums. Library backend: the operands converted to 16-bit buffers
+// and cublasGemmStridedBatchedEx (16-bit inputs, float32 output, CUBLAS_COMPUTE_32F: tensor cores);
+// otherwise (or when cuBLAS cannot take the sizes) the float32 GEMM on float32 copies holding the
+// rounded values, which gives the same numbers up to summation order. Scratch from the caching allocator.
+void gemm_rounded(DType gemm_dtype, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const float* A,
+                  int64_t lda, int64_t stride_a, const float* B, int64_t ldb, int64_t stride_b, double beta, float* C,
+                  int64_t ldc, int64_t stride_c, int64_t batch);
+// cuBLAS on operands already in in_type (BFloat16 or Float16), float32 C; false when cuBLAS cannot
+// take the sizes. For the benchmark and gemm_rounded.
+bool gemm_cublas_lowp(DType in_type, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const void* A,
+                      int64_t lda, int64_t stride_a, const void* B, int64_t ldb, int64_t stride_b, double beta,
+                      float* C, int64_t ldc, int64_t stride_c, int64_t batch);
+// Float32 copy of x (contiguous, on x's device) holding x's values rounded to `to` (BFloat16 or
+// Float16): what the float32 kernels multiply under autocast.
+Tensor rounded_copy(const Tensor& x, DType to);
+
 // Hand-written convolution: im2col + GEMM (conv_host.cpp). Contracts of KernelTable's fields.
 void conv2d_forward_handwritten(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
                                 const Conv2dParams& p);

@@ -71,6 +71,14 @@ void gemm(DType dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double al
           int64_t stride_a, const void* B, int64_t ldb, int64_t stride_b, double beta, void* C, int64_t ldc,
           int64_t stride_c, int64_t batch);
 
+// ---- autocast's operand rounding (round.cu) -------------------------------------------------------
+// out (B, R, C) packed = in[b sb + r sr + c sc] rounded to `to` (BFloat16 or Float16, nearest even),
+// stored as `to` (2 bytes per element) or, widened, as the rounded values in float32.
+void round_operand(DType to, bool widened, void* out, const float* in, int64_t B, int64_t R, int64_t C, int64_t sb,
+                   int64_t sr, int64_t sc);
+// out[i] = in[i] (n contiguous BFloat16 or Float16 values) as float32
+void widen_to_float(DType from, float* out, const void* in, int64_t n);
+
 // ---- convolution helpers (conv.cu) -----------------------------------------------------------------
 // g: the convolution with its geometry filled in (tensor/op_defs.h).
 // col[(n - n0) * col_n_stride + r * col_row_stride + l] = x tap, for images n in [n0, n0 + nb),

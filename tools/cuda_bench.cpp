@@ -1,7 +1,10 @@
 // bench_cuda: what the CUDA backend's kernels achieve, hand-written against the libraries.
-//   SGEMM 8192^3         hand-written FP32, cuBLAS FP32, cuBLAS TF32 (TFLOP/s); DGEMM 4096^3
+//   SGEMM 8192^3         hand-written FP32, cuBLAS FP32, cuBLAS TF32, autocast BF16 / FP16 (16-bit
+//                        operands, float32 sums and output, the operand rounding included) (TFLOP/s);
+//                        DGEMM 4096^3
 //   ResNet-18 convs      each distinct conv of ResNet-18 at 224x224 (batch 32, or 8 with --quick):
-//                        forward, backward-input, backward-weight, cuDNN (FP32, TF32) vs
+//                        forward, backward-input, backward-weight, cuDNN (FP32, TF32, autocast BF16
+//                        and FP16 with their operand rounding and output widening) vs
 //                        hand-written im2col + GEMM (ms and TFLOP/s)
 //   a residual block     conv-bn-relu-conv-bn + skip, forward and backward through autograd
 //   memory-bound ops     add, sum, softmax, batch norm (GB/s)
@@ -60,10 +63,13 @@ void bench_gemm(bool quick) {
     DType dt;
     cuda::Backend be;
     bool tf32;
+    DType gemm = DType::Float32;  // autocast's operand precision
   };
   const std::vector<Cfg> cfgs = {{"hand-written FP32", DType::Float32, cuda::Backend::Handwritten, false},
                                  {"cuBLAS FP32", DType::Float32, cuda::Backend::Library, false},
                                  {"cuBLAS TF32", DType::Float32, cuda::Backend::Library, true},
+                                 {"cuBLAS autocast BF16", DType::Float32, cuda::Backend::Library, false, DType::BFloat16},
+                                 {"cuBLAS autocast FP16", DType::Float32, cuda::Backend::Library, false, DType::Float16},
                                  {"hand-written FP64", DType::Float64, cuda::Backend::Handwritten, false},
                                  {"cuBLAS FP64", DType::Float64, cuda::Backend::Library, false}};
   for (const Cfg& c : cfgs) {
@@ -71,7 +77,7 @@ void bench_gemm(bool quick) {
     Tensor a = gpu_uniform({n, n}, c.dt), b = gpu_uniform({n, n}, c.dt);
     cuda::set_backend(cuda::OpFamily::Gemm, c.be);
     cuda::set_allow_tf32(c.tf32);
-    const double ms = median_ms([&] { ops::matmul(a, b); }, quick ? 3 : 5);
+    const double ms = median_ms([&] { ops::matmul(a, b, c.gemm); }, quick ? 3 : 5);
     std::printf("  %-34s %8lld %10.2f %10.2f\n", c.name, static_cast<long long>(n), ms,
                 2.0 * n * n * n / (ms * 1e-3) / 1e12);
   }
@@ -101,11 +107,14 @@ void bench_convs(bool quick) {
     const char* name;
     cuda::Backend be;
     bool tf32;
+    DType gemm = DType::Float32;  // autocast's operand precision
   };
   std::vector<Be> bes = {{"hand", cuda::Backend::Handwritten, false}};
   if (cuda::has_cudnn()) {
     bes.push_back({"cuDNN", cuda::Backend::Library, false});
     bes.push_back({"cuDNN TF32", cuda::Backend::Library, true});
+    bes.push_back({"cuDNN BF16", cuda::Backend::Library, false, DType::BFloat16});
+    bes.push_back({"cuDNN FP16", cuda::Backend::Library, false, DType::Float16});
   }
   for (const ConvShape& s : shapes) {
     Conv2dParams p;
@@ -119,6 +128,7 @@ void bench_convs(bool quick) {
       cuda::set_backend(cuda::OpFamily::Conv, b.be);
       cuda::set_backend(cuda::OpFamily::Gemm, b.be);
       cuda::set_allow_tf32(b.tf32);
+      p.gemm_dtype = b.gemm;
       const int reps = quick ? 3 : 5;
       const double f = median_ms([&] { ops::conv2d_forward(x, w, Tensor(), p); }, reps);
       const double bi = median_ms([&] { ops::conv2d_backward_input(go, w, x.sizes(), p); }, reps);

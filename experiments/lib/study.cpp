@@ -39,6 +39,11 @@ void CommonOptions::add_to(CLI::App& app, bool dist_ok) {
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
 }
 
+std::optional<optim::GradScalerOptions> CommonOptions::loss_scaling() const {
+  if (parse_precision(precision) == DType::Float16) return optim::GradScalerOptions{};
+  return std::nullopt;
+}
+
 ForwardFn CommonOptions::with_precision(ForwardFn forward, Device device) const {
   const DType t = parse_precision(precision);
   if (t == DType::Float32) return forward;
@@ -109,9 +114,10 @@ std::filesystem::path prepare_run(const std::string& program, CommonOptions& o) 
   const Device device = parse_device(o.device);
   {
     // a precision the device cannot autocast to fails here, before any work, naming both
+    // (fp16 is CUDA only: the CPU has no float16 GEMM; fit() scales its losses, loss_scaling())
+    if (o.precision == "fp16" && !device.is_cuda())
+      fail("--precision fp16 runs on CUDA only (--device {} has no float16 GEMM); use bf16 on the CPU", o.device);
     auto check = autocast(device, parse_precision(o.precision));
-    if (o.precision == "fp16")
-      fail("--precision fp16 needs CUDA autocast with loss scaling, which this build does not have yet; use bf16");
   }
   std::string run, error;
   if (o.is_main()) {

@@ -49,6 +49,9 @@ struct CommonOptions {
   // `forward` run under autocast at --precision on `device` (forward itself when fp32). The
   // backward of what it computes keeps that precision (autograd records it per op).
   ForwardFn with_precision(ForwardFn forward, Device device) const;
+  // fit()'s loss scaling for this precision: a GradScaler's defaults for fp16 (float16 gradients
+  // underflow without it), none for fp32 and bf16 (bfloat16 has float32's exponent range).
+  std::optional<optim::GradScalerOptions> loss_scaling() const;
   // A loader's options for this process: under --distributed this rank's shard of every epoch,
   // with batch_size / N samples per batch (training: the shards padded to one length, as
   // PyTorch's DistributedSampler does; evaluation: every sample exactly once).

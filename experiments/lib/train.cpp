@@ -184,7 +184,7 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
 namespace {
 
 void save_last(const fs::path& run, nn::Module& model, optim::Optimizer& opt, optim::LRScheduler* sched,
-               int64_t epochs_done, const FitResult& res, const FitOptions& options) {
+               const optim::GradScaler& scaler, int64_t epochs_done, const FitResult& res, const FitOptions& options) {
   Checkpoint c;
   c.model = model.state_dict();
   optim::OptimizerState os = opt.state_dict();
@@ -200,6 +200,7 @@ void save_last(const fs::path& run, nn::Module& model, optim::Optimizer& opt, op
             {"best_epoch", res.best_epoch},
             {"best_val_acc", res.best_val_acc},
             {"config", options.config}};
+  if (scaler.is_enabled()) c.meta["grad_scaler"] = scaler.state_dict();
   save_checkpoint((run / "last.ckpt").string(), c);
 }
 
@@ -245,6 +246,7 @@ FitResult fit(nn::Module& model, const ForwardFn& forward, optim::Optimizer& opt
   bool agreed_stop = false;
   auto stopping = [&] { return pg ? agreed_stop : stop_requested().load(); };
   FitResult res;
+  optim::GradScaler scaler(options.loss_scaling.value_or(optim::GradScalerOptions{.enabled = false}));
   int64_t start_epoch = 0;
   fs::path last = run / "last.ckpt";
   if (options.resume) {
@@ -260,6 +262,7 @@ FitResult fit(nn::Module& model, const ForwardFn& forward, optim::Optimizer& opt
         model.load_state_dict(c.model, true);
         optimizer.load_state_dict({c.optimizer, c.meta.at("optimizer")});
         if (scheduler && !c.meta.at("scheduler").is_null()) scheduler->load_state_dict(c.meta.at("scheduler"));
+        if (scaler.is_enabled()) scaler.load_state_dict(c.meta.at("grad_scaler"));
         default_generator().set_state(generator_state_from_json(c.meta.at("generator")));
         for (const auto& h : c.meta.at("history"))
           res.history.push_back({h.at(0).get<int64_t>(), h.at(1).get<double>(), h.at(2).get<double>(),
@@ -290,7 +293,7 @@ FitResult fit(nn::Module& model, const ForwardFn& forward, optim::Optimizer& opt
     auto t0 = Clock::now();
     double lr = optimizer.param_groups().at(0).lr;
     double loss_sum = 0;
-    int64_t correct = 0, seen = 0, b = 0, skipped = 0;
+    int64_t correct = 0, seen = 0, b = 0, skipped = 0, overflowed = 0;
     for (auto& batch : train.epoch(epoch)) {
       Tensor logits = forward(batch.images);
       Tensor labels = batch.labels.to(logits.device());
@@ -318,9 +321,17 @@ FitResult fit(nn::Module& model, const ForwardFn& forward, optim::Optimizer& opt
         continue;
       }
       optimizer.zero_grad();
-      loss.backward();
-      if (options.clip_grad_norm > 0) clip_grad_norm(params, options.clip_grad_norm);
-      optimizer.step();
+      if (scaler.is_enabled()) {
+        scaler.scale(loss).backward();
+        scaler.unscale_(optimizer);  // clipping sees the true gradients
+        if (options.clip_grad_norm > 0) clip_grad_norm(params, options.clip_grad_norm);
+        if (!scaler.step(optimizer)) ++overflowed;  // inf/NaN gradients: no step, the scale backs off
+        scaler.update();
+      } else {
+        loss.backward();
+        if (options.clip_grad_norm > 0) clip_grad_norm(params, options.clip_grad_norm);
+        optimizer.step();
+      }
       int64_t n = labels.size(0);
       loss_sum += lv * static_cast<double>(n);
       {
@@ -379,15 +390,20 @@ FitResult fit(nn::Module& model, const ForwardFn& forward, optim::Optimizer& opt
       if (main_rank) save_best(run, model, epoch + 1, v.accuracy);
     }
     if (main_rank) {
-      save_last(run, model, optimizer, scheduler, epoch + 1, res, options);
+      save_last(run, model, optimizer, scheduler, scaler, epoch + 1, res, options);
       write_history(run / "history.csv", res.history);
     }
-    log.info(fmt::format("epoch {}/{}: train loss {:.4f} acc {:.4f} | val loss {:.4f} acc {:.4f} | lr {:g} | {}{}",
+    res.overflow_steps += overflowed;
+    log.info(fmt::format("epoch {}/{}: train loss {:.4f} acc {:.4f} | val loss {:.4f} acc {:.4f} | lr {:g} | {}{}{}",
                          epoch + 1, options.epochs, rec.train_loss, rec.train_acc, rec.val_loss, rec.val_acc, lr,
-                         duration_str(secs), skipped ? fmt::format(" | {} batches skipped", skipped) : ""));
+                         duration_str(secs), skipped ? fmt::format(" | {} batches skipped", skipped) : "",
+                         scaler.is_enabled() ? fmt::format(" | loss scale {:g}, {} steps skipped (inf/NaN gradients)",
+                                                           scaler.get_scale(), overflowed)
+                                             : ""));
   }
   if (pg) pg->barrier();  // rank 0's checkpoints are on disk before any rank reads best.ckpt
   res.seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
+  res.loss_scale = scaler.get_scale();
   return res;
 }
 

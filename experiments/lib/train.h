@@ -19,6 +19,7 @@
 #include "data/loader.h"
 #include "experiments/lib/run_record.h"
 #include "nn/module.h"
+#include "nn/optim/grad_scaler.h"
 #include "nn/optim/lr_scheduler.h"
 #include "nn/optim/optimizer.h"
 
@@ -76,6 +77,11 @@ struct FitOptions {
   // are summed over the ranks; only rank 0 writes checkpoints and history.csv. --resume reads
   // last.ckpt on every rank (a folder all ranks see), with any number of ranks.
   dist::ProcessGroup* pg = nullptr;
+  // Dynamic loss scaling (optim::GradScaler), set for --precision fp16 (CommonOptions::
+  // loss_scaling()): the loss is scaled before backward, the gradients unscaled before clipping
+  // and the step, a step whose gradients overflowed is skipped (counted, and said in the epoch's log
+  // line) and the scale backs off. The scaler's state is in last.ckpt, so --resume continues it.
+  std::optional<optim::GradScalerOptions> loss_scaling = std::nullopt;
 };
 
 struct FitResult {
@@ -84,6 +90,8 @@ struct FitResult {
   double best_val_acc = -1;
   bool interrupted = false;
   double seconds = 0;
+  int64_t overflow_steps = 0;    // loss scaling: steps skipped for inf/NaN gradients (this call's epochs)
+  double loss_scale = 1;         // loss scaling: the scale at the end (1 without)
 };
 
 // Trains `model` (its trainable parameters are in `optimizer`) with cross-entropy. Writes

@@ -164,6 +164,7 @@ HeadResult train_head(const FeatureSet& f, double lr, int64_t epochs, const Comm
   FitOptions fo{.epochs = epochs, .clip_grad_norm = o.clip_grad_norm, .skip_nonfinite = o.skip_nonfinite,
                 .resume = o.resume, .config = config};
   fo.config.erase("started");
+  fo.loss_scaling = o.loss_scaling();
   h.fit = fit(*h.head, forward, opt, nullptr, train, val, run, fo, log);
   if (evaluate_test && !h.fit.interrupted) {
     load_best_weights(*h.head, run);

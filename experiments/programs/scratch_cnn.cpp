@@ -87,6 +87,7 @@ int main(int argc, char** argv) {
     FitOptions fo{.epochs = epochs, .clip_grad_norm = o.clip_grad_norm, .skip_nonfinite = o.skip_nonfinite,
                   .resume = o.resume, .config = config, .pg = o.pg};
     fo.config.erase("started");
+    fo.loss_scaling = o.loss_scaling();
     FitResult r = fit(*model, forward, opt, nullptr, train, val, run, fo, log);
     if (r.interrupted) return 130;
 

@@ -1,6 +1,9 @@
 // The experiments' training runtime: non-finite losses, gradient clipping, output-folder checks,
-// device errors, resume refusing a checkpoint written with other options, --precision.
+// device errors, resume refusing a checkpoint written with other options, --precision and loss scaling.
+#include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <memory>
 
 #include "autograd/node.h"
 #include "cuda/cuda.h"
@@ -96,7 +99,7 @@ TEST_CASE("resume refuses a checkpoint written with other options") {
   CHECK(r.history.size() == 2);
 }
 
-TEST_CASE("--precision: bf16 runs the forward under autocast, fp16 is refused on the CPU before any work") {
+TEST_CASE("--precision bf16 runs the forward under autocast, and the scope ends with it") {
   Fixture f;
   manual_seed(3);
   auto model = std::make_shared<nn::Linear>(64, 5);
@@ -116,8 +119,82 @@ TEST_CASE("--precision: bf16 runs the forward under autocast, fp16 is refused on
   CHECK((y16 - y32).abs().max().item<float>() > 0.0f);  // bfloat16 products differ from float32 ones
   CHECK(autocast_dtype(DeviceType::CPU) == DType::Float32);  // the scope ended with the forward
 
+}
+  exp::FitResult fit(const fs::path& dir, int64_t epochs, std::optional<optim::GradScalerOptions> scaling,
+                     bool resume = false, double clip = 0) {
+    exp::Logger log(dir.parent_path() / "log.txt");
+    auto fwd = [this](const Tensor& x) { return (*model)(x); };
+    exp::FitOptions fo{.epochs = epochs, .clip_grad_norm = clip, .resume = resume, .config = {{"lr", 0.1}}};
+    fo.loss_scaling = scaling;
+    return exp::fit(*model, fwd, *opt, nullptr, train, val, dir, fo, log);
+  }
+  std::vector<float> weights() const { return model->parameters()[0].to_vector<float>(); }
+};
+}  // namespace
+
+TEST_CASE("fit with loss scaling: power-of-two scales leave float32 training bit-identical") {
+  Fixture f;
+  ScaledRun plain, scaled;
+  auto a = plain.fit(f.dir / "plain", 3, std::nullopt);
+  auto b = scaled.fit(f.dir / "scaled", 3, optim::GradScalerOptions{.init_scale = 1024.0, .growth_interval = 5});
+  CHECK(plain.weights() == scaled.weights());
+  REQUIRE(a.history.size() == b.history.size());
+  for (size_t i = 0; i < a.history.size(); ++i) CHECK(a.history[i].train_loss == b.history[i].train_loss);
+  CHECK(b.overflow_steps == 0);
+  CHECK(b.loss_scale == 4096.0);  // 12 clean steps: grown at the 5th and the 10th
+  CHECK(a.loss_scale == 1.0);
+  // with clipping too (unscaled before the clip)
+  ScaledRun pc, sc;
+  pc.fit(f.dir / "pc", 2, std::nullopt, false, 0.05);
+  sc.fit(f.dir / "sc", 2, optim::GradScalerOptions{}, false, 0.05);
+  CHECK(pc.weights() == sc.weights());
+}
+
+TEST_CASE("fit with loss scaling skips overflowing steps, backs off, and logs them") {
+  Fixture f;
+  ScaledRun r;
+  // 2^140 is beyond float32: the scaled loss and so the gradients are inf/NaN until two backoffs
+  // of 2^-8 bring the scale to 2^124
+  const auto w0 = r.weights();
+  auto res = r.fit(f.dir / "o", 2,
+                   optim::GradScalerOptions{.init_scale = std::ldexp(1.0, 140), .backoff_factor = 1.0 / 256});
+  CHECK(res.overflow_steps == 2);
+  CHECK(res.loss_scale == std::ldexp(1.0, 124));
+  CHECK(r.weights() != w0);
+  for (const auto& h : res.history) CHECK(std::isfinite(h.train_loss));
+  std::ifstream log(f.dir / "log.txt");
+  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  CHECK(text.find("steps skipped (inf/NaN gradients)") != std::string::npos);
+}
+
+TEST_CASE("fit with loss scaling resumes exactly: the scaler's state is in the checkpoint") {
+  Fixture f;
+  // overflows first, then grows every 3 clean steps (2^124 -> 2^127, which may overflow again)
+  const optim::GradScalerOptions so{.init_scale = std::ldexp(1.0, 140), .backoff_factor = 1.0 / 256,
+                                    .growth_interval = 3};
+  ScaledRun whole, part;
+  auto a = whole.fit(f.dir / "whole", 3, so);
+  part.fit(f.dir / "part", 1, so);
+  ScaledRun resumed;  // a fresh process: model, optimizer and scaler from last.ckpt
+  auto b = resumed.fit(f.dir / "part", 3, so, true);
+  CHECK(whole.weights() == resumed.weights());
+  CHECK(a.loss_scale == b.loss_scale);
+  REQUIRE(a.history.size() == b.history.size());
+  for (size_t i = 0; i < a.history.size(); ++i) CHECK(a.history[i].train_loss == b.history[i].train_loss);
+}
+
+TEST_CASE("--precision fp16 is refused on the CPU before any work, and only fp16 gets loss scaling") {
+  Fixture f;
+  exp::CommonOptions o;
+  o.device = "cpu";
+  o.out = (f.dir / "fp16").string();
   o.precision = "fp16";
-  o.out = (f.dir / "fp16-run").string();
-  CHECK_THROWS_WITH_AS(exp::prepare_run("scratch_cnn", o), doctest::Contains("float16"), dl::Error);
-  CHECK_FALSE(fs::exists(f.dir / "fp16-run"));
+  CHECK(o.loss_scaling().has_value());
+  CHECK(o.loss_scaling()->init_scale == 65536.0);
+  CHECK_THROWS_WITH_AS(exp::prepare_run("scratch_cnn", o), doctest::Contains("runs on CUDA only"), dl::Error);
+  CHECK_FALSE(fs::exists(f.dir / "fp16"));
+  o.precision = "bf16";
+  CHECK_FALSE(o.loss_scaling().has_value());
+  o.precision = "fp32";
+  CHECK_FALSE(o.loss_scaling().has_value());
 }
