@@ -99,27 +99,19 @@ TEST_CASE("resume refuses a checkpoint written with other options") {
   CHECK(r.history.size() == 2);
 }
 
-TEST_CASE("--precision bf16 runs the forward under autocast, and the scope ends with it") {
-  Fixture f;
-  manual_seed(3);
-  auto model = std::make_shared<nn::Linear>(64, 5);
-  Tensor x = randn({7, 64});
-  exp::CommonOptions o;
-  auto plain = [&](const Tensor& in) { return (*model)(in); };
-  Tensor y32 = o.with_precision(plain, kCPU)(x);
-  CHECK((y32 - plain(x)).abs().max().item<float>() == 0.0f);
-  o.precision = "bf16";
-  Tensor y16 = o.with_precision(plain, kCPU)(x);
-  Tensor expected;
-  {
-    auto scope = autocast(kCPU, DType::BFloat16);
-    expected = plain(x);
+namespace {
+// A small fit with loss scaling (or not), `epochs` epochs into `dir`, resuming when asked.
+struct ScaledRun {
+  Data d{false};
+  data::LoaderOptions lo{.batch_size = 2, .shuffle = true, .seed = 3};
+  data::DataLoader train{d.x, d.y, d.idx, nullptr, lo}, val{d.x, d.y, d.idx, nullptr, lo};
+  std::shared_ptr<nn::Linear> model;
+  std::unique_ptr<optim::SGD> opt;
+  ScaledRun() {
+    manual_seed(7);
+    model = std::make_shared<nn::Linear>(4, 3);
+    opt = std::make_unique<optim::SGD>(model->parameters(), optim::SGDOptions{.lr = 0.1, .momentum = 0.9});
   }
-  CHECK((y16 - expected).abs().max().item<float>() == 0.0f);
-  CHECK((y16 - y32).abs().max().item<float>() > 0.0f);  // bfloat16 products differ from float32 ones
-  CHECK(autocast_dtype(DeviceType::CPU) == DType::Float32);  // the scope ended with the forward
-
-}
   exp::FitResult fit(const fs::path& dir, int64_t epochs, std::optional<optim::GradScalerOptions> scaling,
                      bool resume = false, double clip = 0) {
     exp::Logger log(dir.parent_path() / "log.txt");
@@ -197,4 +189,24 @@ TEST_CASE("--precision fp16 is refused on the CPU before any work, and only fp16
   CHECK_FALSE(o.loss_scaling().has_value());
   o.precision = "fp32";
   CHECK_FALSE(o.loss_scaling().has_value());
+}
+
+TEST_CASE("--precision bf16 runs the forward under autocast, and the scope ends with it") {
+  manual_seed(3);
+  auto model = std::make_shared<nn::Linear>(64, 5);
+  Tensor x = randn({7, 64});
+  exp::CommonOptions o;
+  auto plain = [&](const Tensor& in) { return (*model)(in); };
+  Tensor y32 = o.with_precision(plain, kCPU)(x);
+  CHECK((y32 - plain(x)).abs().max().item<float>() == 0.0f);
+  o.precision = "bf16";
+  Tensor y16 = o.with_precision(plain, kCPU)(x);
+  Tensor expected;
+  {
+    auto scope = autocast(kCPU, DType::BFloat16);
+    expected = plain(x);
+  }
+  CHECK((y16 - expected).abs().max().item<float>() == 0.0f);
+  CHECK((y16 - y32).abs().max().item<float>() > 0.0f);  // bfloat16 products differ from float32 ones
+  CHECK(autocast_dtype(DeviceType::CPU) == DType::Float32);  // the scope ended with the forward
 }
