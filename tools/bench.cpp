@@ -115,6 +115,7 @@
 #include "autograd/functional.h"
 #include "autograd/node.h"
 #include "models/resnet.h"
+#include "tensor/cpu/gemm_bf16.h"
 #include "models/scratch_cnn.h"
 #include "nn/loss.h"
 #include "nn/optim/adam.h"
@@ -442,7 +443,7 @@ Workload make_workload(const std::string& name, State& s) {
     const int64_t n = 1024;
     s.a = randn({n, n});
     s.b = randn({n, n});
-    return {"GFLOP/s", 0, 2.0 * n * n * n * 1e-9, [&s] { ops::matmul(s.a, s.b); }};
+    return {"GFLOP/s", 0, 2.0 * n * n * n * 1e-9, [&s] { s.a.matmul(s.b); }};  // the public call: it reads the autocast state
   }
   if (name == "scratch_train_b64") {
     auto m = std::make_shared<models::ScratchCnn>();
@@ -850,6 +851,12 @@ int main(int argc, char** argv) {
     machine["fp32_peak_gflop_s"] = peak.gflop_s;
     machine["fp32_peak_isa"] = peak.isa;
     machine["fp32_peak_threads"] = peak.threads;
+    // the bfloat16 peak of the kernel the bf16 GEMM uses here (AMX tiles or vdpbf16ps; none for the
+    // portable one), measured the same way: a tile/register-only loop on --threads threads
+    const std::string bf16_kernel = cpu::gemm_bf16_kernel_name();
+    const double bf16_peak = cpu::measure_bf16_peak_gflops(bf16_kernel.c_str(), threads, 0.5);
+    machine["bf16_kernel"] = bf16_kernel;
+    if (bf16_peak > 0) machine["bf16_peak_gflop_s"] = bf16_peak;
     machine["kernel"] = std::string(un.sysname) + " " + un.release;
     machine["host"] = un.nodename;
     machine["date_utc"] = utc_now();
@@ -858,8 +865,9 @@ int main(int argc, char** argv) {
     machine["load_average"] = load_average();
     std::printf("%s\n", json{{"machine", machine}}.dump().c_str());
     std::fflush(stdout);
-    std::fprintf(stderr, "bench: %s, %ld CPUs online; FP32 FMA peak %.1f GFLOP/s (%s, %d threads, measured)\n",
-                 model.c_str(), sysconf(_SC_NPROCESSORS_ONLN), peak.gflop_s, peak.isa.c_str(), threads);
+    std::fprintf(stderr, "bench: %s, %ld CPUs online; FP32 FMA peak %.1f GFLOP/s (%s, %d threads, measured); "
+                 "bf16 peak %.0f GFLOP/s (%s)\n", model.c_str(), sysconf(_SC_NPROCESSORS_ONLN), peak.gflop_s,
+                 peak.isa.c_str(), threads, bf16_peak, bf16_kernel.c_str());
     std::fprintf(stderr, "bench: protocol: the idle sides are %s while one side is timed; blocks of %d run(s) per side; "
                  "%d runs each%s\n", idle == "stop" ? "stopped (SIGSTOP)" : "left alive (--idle alive: NOT clean)",
                  block, runs, alone ? "; then each side alone" : "");

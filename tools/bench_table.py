@@ -64,7 +64,8 @@ def table(meta, machine, rows):
         f"Record `{meta.get('record', '?')}`: {date}, {machine.get('cpu_model', meta.get('cpu_model', '?'))}, "
         f"{machine.get('cpus_online', meta.get('cpus', '?'))} CPUs, measured FP32 FMA peak "
         f"{num(machine.get('fp32_peak_gflop_s'))} GFLOP/s ({machine.get('fp32_peak_isa', '?')}, "
-        f"{machine.get('fp32_peak_threads', '?')} threads), {machine.get('kernel', meta.get('kernel', '?'))}; "
+        f"{machine.get('fp32_peak_threads', '?')} threads)"
+        f"{bf16_peak_text(machine)}, {machine.get('kernel', meta.get('kernel', '?'))}; "
         f"torch {first.get('torch', '—')} with {blas_text}, ATen backend {th.get('backend', '—')}, "
         f"{th.get('torch_threads', '—')} threads; bench threads {machine.get('threads', '?')}, "
         f"git {meta.get('git_commit', '?')[:10]}{' (uncommitted changes)' if meta.get('git_dirty') else ''}; "
@@ -88,10 +89,38 @@ def table(meta, machine, rows):
     if any(not p.startswith("idle sides stopped") for p in protocols):
         out.append("")
         out.append("**Not a clean record: some sides were left running while another was timed.**")
+    note = gemm_peak_note(machine, rows)
+    if note:
+        out.append(note)
     best = [(r["workload"], r["pytorch_best_config"]) for r in rows if r.get("pytorch_best_config")]
     if best:
         out.append("PyTorch best, per workload: " + "; ".join(f"{w}: {c}" for w, c in best) + ".")
     return "\n".join(out) + "\n"
+
+
+def bf16_peak_text(machine):
+    """', measured bfloat16 peak ... (kernel)' when the record has one (bench.cpp's tile/register-only loop)."""
+    if "bf16_kernel" not in machine:
+        return ""
+    peak = machine.get("bf16_peak_gflop_s")
+    if not peak:
+        return f", bfloat16 GEMM kernel {machine['bf16_kernel']} (no peak loop)"
+    how = "tdpbf16ps, 16384 FLOP each" if machine["bf16_kernel"] == "amx" else "vdpbf16ps, 64 FLOP each"
+    return f", measured bfloat16 peak {num(peak)} GFLOP/s ({machine['bf16_kernel']}: {how})"
+
+
+def gemm_peak_note(machine, rows):
+    """The bf16 GEMM row against the measured bf16 peak, and SGEMM's against the FP32 one."""
+    notes = []
+    for r in rows:
+        peak = {"sgemm_1024": machine.get("fp32_peak_gflop_s"),
+                "gemm_bf16_1024": machine.get("bf16_peak_gflop_s")}.get(r["workload"])
+        if peak and r.get("framework"):
+            text = f"{r['workload']}: framework {100 * r['framework'] / peak:.0f}%"
+            if r.get("pytorch_best"):
+                text += f", PyTorch best {100 * r['pytorch_best'] / peak:.0f}%"
+            notes.append(text)
+    return ("Share of the measured peak: " + "; ".join(notes) + ".") if notes else ""
 
 
 def main():
