@@ -48,24 +48,29 @@ DL_VECTOR_CLONES void max_pool_2x2_row(T* o, int64_t* ix, const T* r0, const T* 
 }
 
 // Windows 3 wide at horizontal stride sw that lie inside the row (ResNet's 3x3 stride-2 stem pool
-// away from the left and right edges), rows h0..h1 of the plane: output columns [lo, hi) at once,
-// vectorised across the columns, with take_if_better's rule (first maximum on ties, last NaN).
+// away from the left and right edges), rows h0..h1 of the plane: output columns [lo, hi) at once.
+// The taps are visited in the window's row-major order, each as one pass over the columns with
+// o / ix as the running best (vectorised across columns; stride 2 spelled out so the loads are
+// shuffles, not gathers), under take_if_better's rule: first maximum on ties, last NaN.
 template <typename T>
 DL_VECTOR_CLONES void max_pool_k3_row(T* o, int64_t* ix, const T* xp, int64_t W, int64_t h0, int64_t h1, int64_t lo,
                                       int64_t hi, int64_t sw, int64_t pw) {
-#pragma omp simd
   for (int64_t ow = lo; ow < hi; ++ow) {
-    const int64_t w0 = ow * sw - pw;
-    T best = -std::numeric_limits<T>::infinity();
-    int64_t bi = h0 * W + w0;
-    for (int64_t h = h0; h < h1; ++h) {
-      const int64_t i = h * W + w0;
-      take_if_better(xp[i], i, best, bi);
-      take_if_better(xp[i + 1], i + 1, best, bi);
-      take_if_better(xp[i + 2], i + 2, best, bi);
+    o[ow] = -std::numeric_limits<T>::infinity();
+    ix[ow] = h0 * W + ow * sw - pw;
+  }
+  for (int64_t h = h0; h < h1; ++h) {
+    for (int64_t dw = 0; dw < 3; ++dw) {
+      const int64_t base = h * W - pw + dw;  // index of column ow's tap: base + ow * sw
+      const T* r = xp + base;
+      if (sw == 2) {
+#pragma omp simd
+        for (int64_t ow = lo; ow < hi; ++ow) take_if_better(r[2 * ow], base + 2 * ow, o[ow], ix[ow]);
+      } else {
+#pragma omp simd
+        for (int64_t ow = lo; ow < hi; ++ow) take_if_better(r[ow * sw], base + ow * sw, o[ow], ix[ow]);
+      }
     }
-    o[ow] = best;
-    ix[ow] = bi;
   }
 }
 
