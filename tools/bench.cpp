@@ -319,6 +319,17 @@ std::map<std::string, KernelStat>& kernel_stats() {
   return s;
 }
 bool g_in_kernel = false;  // a kernel that calls another through the table is timed once (outermost)
+// The convolutions again, per pass and layer shape ("fwd 64x56x56 -> 64 3x3/1 bf16"): where the conv
+// time goes, layer by layer.
+std::map<std::string, KernelStat>& conv_layer_stats() {
+  static std::map<std::string, KernelStat> s;
+  return s;
+}
+std::string conv_layer_key(const char* pass, const Conv2dParams& p) {
+  return fmt::format("{} {}x{}x{} -> {} {}x{}/{}{}{}", pass, p.C, p.H, p.W, p.O, p.kh, p.kw, p.stride[0],
+                     p.groups > 1 ? fmt::format(" g{}", p.groups) : "",
+                     p.gemm_dtype == DType::Float32 ? "" : fmt::format(" {}", dtype_name(p.gemm_dtype)));
+}
 
 double conv_flops(const Tensor& out, const Tensor& w) {
   // 2 * N * O * Ho * Wo * (C/g) * kh * kw: one multiply-add per weight tap per output element
@@ -333,6 +344,7 @@ struct Timed<Field, void (*)(A...)> {
   static inline void (*original)(A...) = nullptr;
   static inline KernelStat* stat = nullptr;
   static inline double (*flops)(A...) = nullptr;
+  static inline std::string (*layer)(A...) = nullptr;  // conv_layer_stats' key, for the convolutions
   static void call(A... a) {
     if (g_in_kernel) return original(a...);
     g_in_kernel = true;
@@ -343,16 +355,25 @@ struct Timed<Field, void (*)(A...)> {
       g_in_kernel = false;
       throw;
     }
-    stat->seconds += now_s() - t0;
+    const double dt = now_s() - t0;
+    stat->seconds += dt;
     stat->calls++;
     if (flops) stat->flops += flops(a...);
+    if (layer) {
+      KernelStat& ls = conv_layer_stats()[layer(a...)];
+      ls.seconds += dt;
+      ls.calls++;
+      if (flops) ls.flops += flops(a...);
+    }
     g_in_kernel = false;
   }
-  static void install(KernelTable& t, const char* name, double (*f)(A...) = nullptr) {
+  static void install(KernelTable& t, const char* name, double (*f)(A...) = nullptr,
+                      std::string (*layer_key)(A...) = nullptr) {
     original = t.*Field;
     if (!original) return;
     stat = &kernel_stats()[name];
     flops = f;
+    layer = layer_key;
     t.*Field = &call;
   }
 };
@@ -391,17 +412,23 @@ void install_kernel_timers() {
       t, "conv2d_forward",
       [](const Tensor& out, const Tensor&, const Tensor& w, const Tensor&, const Conv2dParams&) {
         return conv_flops(out, w);
+      },
+      [](const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Conv2dParams& p) {
+        return conv_layer_key("fwd", p);
       });
   Timed<&KernelTable::conv2d_backward_input>::install(
       t, "conv2d_backward_input",
-      [](const Tensor&, const Tensor& gout, const Tensor& w, const Conv2dParams&) { return conv_flops(gout, w); });
+      [](const Tensor&, const Tensor& gout, const Tensor& w, const Conv2dParams&) { return conv_flops(gout, w); },
+      [](const Tensor&, const Tensor&, const Tensor&, const Conv2dParams& p) { return conv_layer_key("dx ", p); });
   Timed<&KernelTable::conv2d_backward_weight>::install(
       t, "conv2d_backward_weight",
-      [](const Tensor& gw, const Tensor& gout, const Tensor&, const Conv2dParams&) { return conv_flops(gout, gw); });
+      [](const Tensor& gw, const Tensor& gout, const Tensor&, const Conv2dParams&) { return conv_flops(gout, gw); },
+      [](const Tensor&, const Tensor&, const Tensor&, const Conv2dParams& p) { return conv_layer_key("dw ", p); });
 }
 
 void reset_kernel_stats() {
   for (auto& [name, s] : kernel_stats()) s = KernelStat{};
+  conv_layer_stats().clear();
 }
 
 // ---- workloads ------------------------------------------------------------------------------------
@@ -570,6 +597,17 @@ int serve_framework(const std::string& name, int threads, double run_seconds, do
                  "outside kernels", outside, 100.0 * outside / total_ms);
     prof["outside_kernels"] = outside;
     j["profile_ms_per_iter"] = prof;
+    // the convolutions per pass and layer shape, in the order of their keys (pass, then input size)
+    std::fprintf(stderr, "  per convolution layer (pass, input CxHxW -> output channels, kernel/stride):\n");
+    json layers = json::object();
+    for (const auto& [k, st] : conv_layer_stats()) {
+      const double ms = st.seconds * 1e3 / static_cast<double>(timed_iters);
+      const double gf = st.seconds > 0 ? st.flops * 1e-9 / st.seconds : 0;
+      std::fprintf(stderr, "    %-40s %8.2f ms %6.1f calls %8.1f GFLOP/s\n", k.c_str(), ms,
+                   static_cast<double>(st.calls) / static_cast<double>(timed_iters), gf);
+      layers[k] = {{"ms_per_iter", ms}, {"gflop_s", gf}};
+    }
+    j["profile_conv_layers"] = layers;
   }
   std::printf("%s\n", j.dump().c_str());
   std::fflush(stdout);
