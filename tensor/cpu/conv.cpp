@@ -23,6 +23,7 @@
 #include "tensor/cpu/conv.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <cstdlib>
 #include <type_traits>
@@ -155,6 +156,22 @@ void im2col_row_shifted(const T* xc, T* row, const Conv2dParams& g, int64_t ki, 
   }
 }
 
+// dst[i] = src[2 * i] for 2-byte values (a stride-2 im2col row of bfloat16 bits): read as 4-byte
+// words and keep each word's first half, a loop the compiler turns into vector loads and narrowing
+// moves where the element-by-element form stays scalar.
+inline void every_other(const uint16_t* src, uint16_t* dst, int64_t n) {
+  static_assert(std::endian::native == std::endian::little, "every_other keeps the first value of a word");
+  if (n <= 0) return;
+  const int64_t pairs = n - 1;  // the last value is read alone: its pair may lie past the row
+#pragma omp simd
+  for (int64_t i = 0; i < pairs; ++i) {
+    uint32_t w;
+    std::memcpy(&w, src + 2 * i, sizeof w);
+    dst[i] = static_cast<uint16_t>(w);  // little-endian: the first of the two values
+  }
+  dst[pairs] = src[2 * pairs];
+}
+
 // col (K rows of L values, row stride ld) from one group's input planes x (C/G, H, W); taps outside
 // the image read as zero.
 template <typename T>
@@ -208,7 +225,10 @@ void im2col(const T* x, T* col, int64_t ld, const Conv2dParams& g) {
           if (g.stride[1] == 1) {
             if (hi > lo) std::memcpy(r + lo, xr + lo + iw0, static_cast<size_t>(hi - lo) * sizeof(T));
           } else if (g.stride[1] == 2) {
-            for (int64_t ow = lo; ow < hi; ++ow) r[ow] = xr[2 * ow + iw0];
+            if constexpr (std::is_same_v<T, uint16_t>)
+              every_other(xr + 2 * lo + iw0, r + lo, hi - lo);
+            else
+              for (int64_t ow = lo; ow < hi; ++ow) r[ow] = xr[2 * ow + iw0];
           } else {
             for (int64_t ow = lo; ow < hi; ++ow) r[ow] = xr[ow * g.stride[1] + iw0];
           }
