@@ -525,8 +525,78 @@ const uint16_t* rounded_bf16(const Tensor& t, int slot) {
   return dst;
 }
 
+// ---- bfloat16 forward with an implicit im2col (stride 1) ----------------------------------------
+// With the input padded once into planes of Hp x Wp (zeros around), row (c, ki, kj) of the column
+// matrix, taken over a "wide" output of Ho x Wp positions, is the padded plane c shifted by
+// ki * dh * Wp + kj * dw: a view, never copied. The GEMM reads those rows through pointers
+// (gemm_bf16_rows); of each wide output row the first Wo values are the convolution, the last
+// Wp - Wo read across the row's end and are dropped when the result is compacted into `out`
+// (with the bias). Worth it where im2col costs the most next to the GEMM: output planes of at
+// least kImplicitMinPlane pixels, where the dropped columns are a few percent.
+constexpr int64_t kImplicitMinPlane = 400;
+
+bool use_implicit(const Conv2dParams& g) {
+  return g.stride[0] == 1 && g.stride[1] == 1 && g.groups == 1 && !g.pointwise() && g.L() >= kImplicitMinPlane &&
+         conv_tuning().target_columns > 1;
+}
+
+// x rounded to bfloat16 into zero-bordered planes (N*C, Hp, Wp), plus `slack` zeros after the last.
+const uint16_t* rounded_bf16_padded(const Tensor& x, const Conv2dParams& g, int64_t slack, int slot) {
+  const int64_t Hp = g.H + 2 * g.padding[0], Wp = g.W + 2 * g.padding[1], planes = g.N * g.C;
+  uint16_t* dst = thread_scratch<uint16_t>(slot, static_cast<size_t>(planes * Hp * Wp + slack));
+  const float* src = x.data_ptr<float>();
+  std::fill(dst + planes * Hp * Wp, dst + planes * Hp * Wp + slack, uint16_t{0});
+#pragma omp parallel for schedule(static) if (planes * Hp * Wp > (int64_t{1} << 18))
+  for (int64_t pl = 0; pl < planes; ++pl) {
+    uint16_t* d = dst + pl * Hp * Wp;
+    std::fill(d, d + g.padding[0] * Wp, uint16_t{0});
+    for (int64_t h = 0; h < g.H; ++h) {
+      uint16_t* row = d + (h + g.padding[0]) * Wp;
+      std::fill(row, row + g.padding[1], uint16_t{0});
+      float_to_bf16(src + (pl * g.H + h) * g.W, row + g.padding[1], g.W);
+      std::fill(row + g.padding[1] + g.W, row + Wp, uint16_t{0});
+    }
+    std::fill(d + (g.H + g.padding[0]) * Wp, d + Hp * Wp, uint16_t{0});
+  }
+  return dst;
+}
+
+void forward_implicit(float* out, const uint16_t* xpad, const uint16_t* w, const float* bias, const Conv2dParams& g) {
+  const int64_t Hp = g.H + 2 * g.padding[0], Wp = g.W + 2 * g.padding[1];
+  const int64_t K = g.K(), L = g.L(), wide = g.Ho * Wp;
+  for_image_shares(g, [&](int64_t n0, int64_t n1) {
+    const uint16_t** rows = thread_scratch<const uint16_t*>(kGathered, static_cast<size_t>(K));
+    float* tmp = thread_scratch<float>(kCol, static_cast<size_t>(g.O * wide));
+    for (int64_t n = n0; n < n1; ++n) {
+      const uint16_t* xi = xpad + n * g.C * Hp * Wp;
+      for (int64_t c = 0; c < g.C; ++c)
+        for (int64_t ki = 0; ki < g.kh; ++ki)
+          for (int64_t kj = 0; kj < g.kw; ++kj)
+            rows[(c * g.kh + ki) * g.kw + kj] = xi + c * Hp * Wp + ki * g.dilation[0] * Wp + kj * g.dilation[1];
+      gemm_bf16_rows(false, g.O, wide, K, 1.0f, w, K, rows, 0.0f, tmp, wide);
+      float* oi = out + n * g.O * L;
+      for (int64_t o = 0; o < g.O; ++o) {
+        const float v = bias ? bias[o] : 0.0f;
+        for (int64_t oh = 0; oh < g.Ho; ++oh) {
+          const float* s = tmp + o * wide + oh * Wp;
+          float* d = oi + o * L + oh * g.Wo;
+#pragma omp simd
+          for (int64_t ow = 0; ow < g.Wo; ++ow) d[ow] = s[ow] + v;
+        }
+      }
+    }
+  });
+}
+
 void conv2d_forward_kernel(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
                            const Conv2dParams& g) {
+  if (low_precision(x, g) && use_implicit(g)) {
+    // the last wide row of the last plane reads up to (kw - 1) * dw values past it
+    const uint16_t* xpad = rounded_bf16_padded(x, g, (g.kw - 1) * g.dilation[1] + 64, kLowX);
+    forward_implicit(out.data_ptr<float>(), xpad, rounded_bf16(w, kLowW), bias.defined() ? bias.data_ptr<float>() : nullptr,
+                     g);
+    return;
+  }
   if (low_precision(x, g)) {
     forward_typed<float, uint16_t>(out.data_ptr<float>(), rounded_bf16(x, kLowX), rounded_bf16(w, kLowW),
                                    bias.defined() ? bias.data_ptr<float>() : nullptr, g);

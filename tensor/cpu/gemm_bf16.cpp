@@ -210,6 +210,17 @@ inline int64_t balanced_block(int64_t n, int64_t max_block, int64_t unit) {
   return (b + unit - 1) / unit * unit;
 }
 
+// op(B) as row pointers (gemm_bf16_rows): element (k, j) is rows[k][col + j]. b_at moves any B to element (k, j).
+struct RowsB {
+  const uint16_t* const* rows;
+  int64_t col;
+};
+template <typename S>
+inline const S* b_at(const S* B, bool tb, int64_t ldb, int64_t k, int64_t j) {
+  return tb ? B + j * ldb + k : B + k * ldb + j;
+}
+inline RowsB b_at(RowsB B, bool, int64_t, int64_t k, int64_t j) { return {B.rows + k, B.col + j}; }
+
 template <typename S>
 void pack_a(const Bf16Kernel& k, bool t, const S* A, int64_t lda, int64_t mc, int64_t kc, uint16_t* dst) {
   if constexpr (sizeof(S) == 4)
@@ -224,10 +235,13 @@ void pack_b(const Bf16Kernel& k, bool t, const S* B, int64_t ldb, int64_t nc, in
   else
     k.pack_b_b16(t, B, ldb, nc, kc, dst);
 }
+inline void pack_b(const Bf16Kernel& k, bool, RowsB B, int64_t, int64_t nc, int64_t kc, uint16_t* dst) {
+  k.pack_b_rows(B.rows, B.col, nc, kc, dst);
+}
 
-template <typename S>
+template <typename S, typename BOp>
 void gemm_kblock(const Blocked& bl, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const S* A,
-                 int64_t lda, const S* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+                 int64_t lda, BOp B, int64_t ldb, float beta, float* C, int64_t ldc) {
   const Bf16Kernel& k = bl.k;
   const int MR = k.mr, NR = k.nr, KU = k.ku;
   const int64_t Kp = (K + KU - 1) / KU * KU;
@@ -242,7 +256,7 @@ void gemm_kblock(const Blocked& bl, bool ta, bool tb, int64_t M, int64_t N, int6
   float* cbuf = static_cast<float*>(c_buffer().get(sizeof(float) * static_cast<size_t>(MC * NR)));
   for (int64_t jc = 0; jc < N; jc += NC) {
     const int64_t nc = std::min(NC, N - jc);
-    pack_b(k, tb, tb ? B + jc * ldb : B + jc, ldb, nc, K, bbuf);
+    pack_b(k, tb, b_at(B, tb, ldb, 0, jc), ldb, nc, K, bbuf);
     for (int64_t ic = 0; ic < M; ic += MC) {
       const int64_t mc = std::min(MC, M - ic);
       pack_a(k, ta, ta ? A + ic : A + ic * lda, lda, mc, K, abuf);
@@ -265,15 +279,15 @@ void gemm_kblock(const Blocked& bl, bool ta, bool tb, int64_t M, int64_t N, int6
 // K is split into outer blocks of at most KB so the packed A block (MC x KB) still holds at least 256 rows: with
 // all of a long K (4608) in it, MC fell to 96 rows and each B sub-panel, fetched from L3, served only three
 // micro-kernel calls. C accumulates across outer blocks (beta for the first, 1 after).
-template <typename S>
+template <typename S, typename BOp>
 void gemm_serial(const Blocked& bl, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const S* A,
-                 int64_t lda, const S* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+                 int64_t lda, BOp B, int64_t ldb, float beta, float* C, int64_t ldc) {
   const int64_t unit = std::max<int64_t>(bl.kc, bl.k.ku);
   const int64_t KB = balanced_block(K, std::max(unit, bl.a_bytes / (2 * 256) / unit * unit), bl.k.ku);
   if (bl.k.begin) bl.k.begin();
   for (int64_t k0 = 0; k0 < K; k0 += KB)
     gemm_kblock(bl, ta, tb, M, N, std::min(KB, K - k0), alpha, ta ? A + k0 * lda : A + k0, lda,
-                tb ? B + k0 : B + k0 * ldb, ldb, k0 == 0 ? beta : 1.0f, C, ldc);
+                b_at(B, tb, ldb, k0, 0), ldb, k0 == 0 ? beta : 1.0f, C, ldc);
   if (bl.k.end) bl.k.end();
 }
 
@@ -333,9 +347,17 @@ void gemm_portable(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alph
   const std::vector<float> a = rounded_copy(A, ar, ac, lda), b = rounded_copy(B, br, bc, ldb);
   sgemm(ta, tb, M, N, K, alpha, a.data(), ac, b.data(), bc, beta, C, ldc);
 }
-
+// Row-pointer B: gathered into a dense K x N copy first (the portable kernel is the reference path).
 template <typename S>
-void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const S* A, int64_t lda, const S* B,
+void gemm_portable(bool ta, bool, int64_t M, int64_t N, int64_t K, float alpha, const S* A, int64_t lda, RowsB B,
+                   int64_t, float beta, float* C, int64_t ldc) {
+  std::vector<uint16_t> dense(static_cast<size_t>(K * N));
+  for (int64_t k = 0; k < K; ++k) std::memcpy(dense.data() + k * N, B.rows[k] + B.col, sizeof(uint16_t) * N);
+  gemm_portable<S>(ta, false, M, N, K, alpha, A, lda, dense.data(), N, beta, C, ldc);
+}
+
+template <typename S, typename BOp>
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const S* A, int64_t lda, BOp B,
           int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0.0f) {
@@ -372,8 +394,8 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
       const int64_t n0 = nu * tj / g.tn * NR, n1 = std::min(N, nu * (tj + 1) / g.tn * NR);
       if (m1 > m0 && n1 > n0) {
         const S* a = ta ? A + m0 : A + m0 * lda;
-        const S* b = tb ? B + n0 * ldb : B + n0;
-        gemm_serial(bl, ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b, ldb, beta, C + m0 * ldc + n0, ldc);
+        gemm_serial(bl, ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b_at(B, tb, ldb, 0, n0), ldb, beta,
+                    C + m0 * ldc + n0, ldc);
       }
     }
   }
@@ -383,12 +405,17 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
 
 void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  gemm<float>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  gemm<float, const float*>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* A,
                int64_t lda, const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  gemm<uint16_t>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  gemm<uint16_t, const uint16_t*>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm_bf16_rows(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* A, int64_t lda,
+                    const uint16_t* const* b_rows, float beta, float* C, int64_t ldc) {
+  gemm<uint16_t, RowsB>(trans_a, false, M, N, K, alpha, A, lda, RowsB{b_rows, 0}, 0, beta, C, ldc);
 }
 
 const char* gemm_bf16_kernel_name() { return kind_name(current_kind()); }

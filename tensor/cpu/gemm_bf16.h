@@ -14,6 +14,11 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
                int64_t lda, const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc);
 // The kernel in use: "amx", "avx512_bf16" or "portable". Env DL_BF16_KERNEL=amx|avx512_bf16|portable forces one
 // (never one the CPU or the OS lacks; read on every call so tests can setenv).
+// The same with op(B) given by row pointers: row k of B (N bfloat16 values, contiguous) starts at b_rows[k].
+// The convolution's implicit im2col: each row of its column matrix is a shifted view of a padded input plane,
+// so the matrix is never copied (tensor/cpu/conv.cpp).
+void gemm_bf16_rows(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* A, int64_t lda,
+                    const uint16_t* const* b_rows, float beta, float* C, int64_t ldc);
 const char* gemm_bf16_kernel_name();
 // Whether this CPU (and, for AMX, the Linux kernel via arch_prctl) can run the named kernel.
 bool gemm_bf16_kernel_available(const char* name);

@@ -282,6 +282,13 @@ void pack_a_amx(bool trans, const S* A, int64_t lda, int64_t mc, int64_t kc, uin
   });
 }
 
+// pairs_pj of a B given by row pointers: row k0 + r of the block starts at rows[r] + j (see RowsB).
+inline void pairs_pj_rows(const uint16_t* const* rows, int64_t j, int nk, int nj, __m512i out[16]) {
+  for (int p = 0; p < 16; ++p)
+    out[p] = 2 * p >= nk ? _mm512_setzero_si512()
+                         : interleave(two_rows(rows[2 * p] + j, 2 * p + 1 < nk ? rows[2 * p + 1] + j : nullptr, nj));
+}
+
 template <typename S>
 void pack_b_amx(bool trans, const S* B, int64_t ldb, int64_t nc, int64_t kc, uint16_t* dst) {
   const int64_t kcp = (kc + 31) / 32 * 32;
@@ -297,6 +304,34 @@ void pack_b_amx(bool trans, const S* B, int64_t ldb, int64_t nc, int64_t kc, uin
   });
 }
 
+// Row-pointer B (op(B) row k = rows[k] + col, contiguous): the same layouts as pack_b_avx / pack_b_amx.
+void pack_b_rows_avx(const uint16_t* const* rows, int64_t col, int64_t nc, int64_t kc, uint16_t* dst) {
+  const int64_t kcp = (kc + 1) / 2 * 2;
+  for_each_b_block(false, nc, kc, [&](int64_t j, int64_t k0, int nk, int nj) {
+    uint16_t* d = dst + j / 32 * 32 * kcp + (j % 32) * 2;
+    __m512i r[16];
+    if (nj > 0)
+      pairs_pj_rows(rows + k0, col + j, nk, nj, r);
+    else
+      for (int p = 0; p < 16; ++p) r[p] = _mm512_setzero_si512();
+    for (int p = 0; p < (nk + 1) / 2; ++p) _mm512_store_si512(d + (k0 / 2 + p) * 2 * kNR, r[p]);
+  });
+}
+
+void pack_b_rows_amx(const uint16_t* const* rows, int64_t col, int64_t nc, int64_t kc, uint16_t* dst) {
+  const int64_t kcp = (kc + 31) / 32 * 32;
+  for_each_b_block(false, nc, kc, [&](int64_t j, int64_t k0, int nk, int nj) {
+    uint16_t* dt = dst + j / 32 * 32 * kcp + k0 * 32 + (j % 32) / 16 * 512;
+    if (nj <= 0) {
+      for (int p = 0; p < 16; ++p) _mm512_store_si512(dt + 32 * p, _mm512_setzero_si512());
+      return;
+    }
+    __m512i r[16];
+    pairs_pj_rows(rows + k0, col + j, nk, nj, r);
+    for (int p = 0; p < 16; ++p) _mm512_store_si512(dt + 32 * p, r[p]);
+  });
+}
+
 }  // namespace
 
 void bf16_avx512_kernel(Bf16Kernel* k) {
@@ -307,6 +342,7 @@ void bf16_avx512_kernel(Bf16Kernel* k) {
   k->pack_a_b16 = &pack_a_avx<uint16_t>;
   k->pack_b_f32 = &pack_b_avx<float>;
   k->pack_b_b16 = &pack_b_avx<uint16_t>;
+  k->pack_b_rows = &pack_b_rows_avx;
   k->ukr = &ukr_avx;
 }
 
@@ -318,6 +354,7 @@ void bf16_amx_packing(Bf16Kernel* k) {
   k->pack_a_b16 = &pack_a_amx<uint16_t>;
   k->pack_b_f32 = &pack_b_amx<float>;
   k->pack_b_b16 = &pack_b_amx<uint16_t>;
+  k->pack_b_rows = &pack_b_rows_amx;
 }
 
 // Lanes holding a float32 denormal (exponent bits zero, mantissa not).

@@ -27,6 +27,8 @@ struct Bf16Kernel {
   void (*pack_a_b16)(bool trans, const uint16_t* A, int64_t lda, int64_t mc, int64_t kc, uint16_t* dst) = nullptr;
   void (*pack_b_f32)(bool trans, const float* B, int64_t ldb, int64_t nc, int64_t kc, uint16_t* dst) = nullptr;
   void (*pack_b_b16)(bool trans, const uint16_t* B, int64_t ldb, int64_t nc, int64_t kc, uint16_t* dst) = nullptr;
+  // B given by row pointers (gemm_bf16_rows): element (k, j) of op(B) is rows[k][col + j].
+  void (*pack_b_rows)(const uint16_t* const* rows, int64_t col, int64_t nc, int64_t kc, uint16_t* dst) = nullptr;
   // One K block [pc, pc + kcp) of the C block C[mr x nr] = alpha * sum_k Apanel * Bpanel + beta * C (beta == 0: C
   // not read). first / last: whether this is the first / last K block of the product. acc: a 64-byte aligned
   // scratch of mr_max * nr_max floats owned by this C block for the duration of its K blocks: a kernel may keep the

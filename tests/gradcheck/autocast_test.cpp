@@ -110,7 +110,14 @@ TEST_CASE("autocast bf16: conv2d forward and gradients against float64 from roun
   Conv2dParams g2;
   g2.groups = 2;
   g2.padding = {1, 1};
+  Conv2dParams dil;  // the implicit-im2col forward (stride 1, planes of 400+ pixels) with dilation
+  dil.padding = {2, 2};
+  dil.dilation = {2, 2};
+  Conv2dParams k5;  // ... and a 5x5 kernel with unequal padding
+  k5.padding = {2, 1};
   const Case cases[] = {
+      {"3x3 dilation 2, 23x29 plane", {2, 6, 23, 29}, {8, 6, 3, 3}, dil},
+      {"5x5, padding 2 and 1, 24x30 plane", {3, 4, 24, 30}, {7, 4, 5, 5}, k5},
       {"3x3 same, batch 5 (chunked images)", {5, 8, 7, 7}, {16, 8, 3, 3}, s1},
       {"3x3 stride 2, odd plane", {3, 6, 11, 9}, {10, 6, 3, 3}, s2},
       {"1x1 pointwise", {4, 32, 5, 5}, {24, 32, 1, 1}, {}},

@@ -364,3 +364,40 @@ TEST_CASE("measure_bf16_peak_gflops: positive for the available fast kernels, 0 
       CHECK_MESSAGE(g == 0.0, k);
   }
 }
+
+// gemm_bf16_rows: B's rows are pointers into one buffer at scattered, overlapping offsets (as the
+// convolution's implicit im2col makes them); the result must equal gemm_bf16 on the gathered dense copy bit for
+// bit (the same packed values meet the same kernel), on every kernel the machine has, 1 and 2 threads.
+TEST_CASE("gemm_bf16_rows equals gemm_bf16 on the gathered matrix, every kernel") {
+  for (const char* name : {"amx", "avx512_bf16", "portable"}) {
+    if (!dl::cpu::gemm_bf16_kernel_available(name)) {
+      MESSAGE("bf16 kernel " << name << " not available: its row-pointer case not run");
+      continue;
+    }
+    ForceKernel force(name);
+    for (int threads : {1, 2}) {
+      Threads t(threads);
+      struct Shape3 {
+        int64_t M, N, K;
+      };
+      for (Shape3 s : {Shape3{64, 300, 576}, Shape3{33, 47, 95}, Shape3{128, 1000, 1152}, Shape3{5, 3, 1}}) {
+        std::mt19937 rng(static_cast<uint32_t>(s.M * 7 + s.K));
+        std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+        std::vector<uint16_t> pool(static_cast<size_t>(s.N + 4 * s.K + 64)), a(static_cast<size_t>(s.M * s.K));
+        for (auto& v : pool) v = float_to_bf16(u(rng));
+        for (auto& v : a) v = float_to_bf16(u(rng));
+        std::vector<const uint16_t*> rows(static_cast<size_t>(s.K));
+        std::vector<uint16_t> dense(static_cast<size_t>(s.K * s.N));
+        for (int64_t k = 0; k < s.K; ++k) {
+          rows[static_cast<size_t>(k)] = pool.data() + (k * 37) % (3 * s.K + 61);  // overlapping, unaligned
+          std::memcpy(dense.data() + k * s.N, rows[static_cast<size_t>(k)], sizeof(uint16_t) * s.N);
+        }
+        std::vector<float> c1(static_cast<size_t>(s.M * s.N), 0.5f), c2 = c1;
+        dl::cpu::gemm_bf16_rows(false, s.M, s.N, s.K, 1.0f, a.data(), s.K, rows.data(), 1.0f, c1.data(), s.N);
+        dl::cpu::gemm_bf16(false, false, s.M, s.N, s.K, 1.0f, a.data(), s.K, dense.data(), s.N, 1.0f, c2.data(), s.N);
+        INFO("kernel " << name << ", threads " << threads << ", M N K " << s.M << " " << s.N << " " << s.K);
+        CHECK(std::memcmp(c1.data(), c2.data(), c1.size() * sizeof(float)) == 0);
+      }
+    }
+  }
+}
