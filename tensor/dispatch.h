@@ -61,7 +61,8 @@ struct KernelTable {
                               const Tensor& grad_out, const Tensor& x, const Tensor& weight, const Tensor& mean,
                               const Tensor& invstd, bool training) = nullptr;
   // p.stride already resolved (never 0) and p's geometry filled in. indices int64 into each input
-  // H*W plane. The backward of max pooling and adaptive pooling read only p's geometry.
+  // H*W plane; undefined on the CPU when no backward needs them (values only). The backward of max
+  // pooling and adaptive pooling read only p's geometry.
   void (*max_pool2d_forward)(const Tensor& out, const Tensor& indices, const Tensor& x,
                              const Pool2dParams& p) = nullptr;
   void (*max_pool2d_backward)(const Tensor& grad_x, const Tensor& grad_out, const Tensor& indices,

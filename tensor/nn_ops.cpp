@@ -308,11 +308,11 @@ void check_pool_grad(const char* op, const Tensor& grad_out, const Shape& input_
 }
 }  // namespace
 
-std::pair<Tensor, Tensor> max_pool2d_forward(const Tensor& x, Pool2dParams p) {
+std::pair<Tensor, Tensor> max_pool2d_forward(const Tensor& x, Pool2dParams p, bool with_indices) {
   auto [Ho, Wo] = check_pool("max_pool2d", x, p);
   Shape shape{x.sizes()[0], x.sizes()[1], Ho, Wo};
   Tensor out = empty(shape, {x.dtype(), x.device()});
-  Tensor idx = empty(shape, {DType::Int64, x.device()});
+  Tensor idx = with_indices || !x.is_cpu() ? empty(shape, {DType::Int64, x.device()}) : Tensor();
   if (out.numel() > 0) KERNEL(x.device(), max_pool2d_forward)(out, idx, contiguous(x), with_geometry(p, x.sizes(), shape));
   return {out, idx};
 }

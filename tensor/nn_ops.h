@@ -70,7 +70,9 @@ Tensor relu_backward(const Tensor& grad, const Tensor& y);
 int64_t pool_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, bool ceil_mode);
 
 // x (N, C, H, W) -> values (N, C, Ho, Wo) and int64 indices into each H*W plane (PyTorch's).
-std::pair<Tensor, Tensor> max_pool2d_forward(const Tensor& x, Pool2dParams p);
+// with_indices = false (no backward will run): on the CPU the indices are not written and come back
+// undefined.
+std::pair<Tensor, Tensor> max_pool2d_forward(const Tensor& x, Pool2dParams p, bool with_indices = true);
 Tensor max_pool2d_backward(const Tensor& grad_out, const Tensor& indices, const Shape& input_shape);
 Tensor avg_pool2d_forward(const Tensor& x, Pool2dParams p);
 Tensor avg_pool2d_backward(const Tensor& grad_out, const Shape& input_shape, Pool2dParams p);

@@ -27,7 +27,8 @@ autograd::TraceInfo pool_trace(const Pool2dParams& opt) {
 Tensor max_pool2d(const Tensor& x, const Pool2dParams& opt) {
   if (!x.defined()) fail("max_pool2d: the input is an undefined tensor");
   if (x.dim() == 3) return max_pool2d(x.unsqueeze(0), opt).squeeze(0);
-  auto result = ops::max_pool2d_forward(x, opt);
+  // without a graph to record (inference), the indices only a backward reads are not written
+  auto result = ops::max_pool2d_forward(x, opt, autograd::needs_graph(x));
   Tensor out = result.first, indices = result.second;  // named copies: clang 14 cannot capture bindings
   Shape in = x.sizes();
   return record("MaxPool2dBackward", out, {x}, [indices, in](const Tensor& g, const NeedsGrad&) {

@@ -9,6 +9,7 @@
 
 #include "tensor/cpu/loops.h"
 #include "tensor/cpu/register.h"
+#include "tensor/cpu/scratch.h"
 
 namespace dl::cpu {
 namespace {
@@ -52,9 +53,32 @@ DL_VECTOR_CLONES void max_pool_2x2_row(T* o, int64_t* ix, const T* r0, const T* 
 // The taps are visited in the window's row-major order, each as one pass over the columns with
 // o / ix as the running best (vectorised across columns; stride 2 spelled out so the loads are
 // shuffles, not gathers), under take_if_better's rule: first maximum on ties, last NaN.
+// ix null: values only (the same rule without the index: NaN wins, else the larger).
 template <typename T>
 DL_VECTOR_CLONES void max_pool_k3_row(T* o, int64_t* ix, const T* xp, int64_t W, int64_t h0, int64_t h1, int64_t lo,
                                       int64_t hi, int64_t sw, int64_t pw) {
+  if (ix == nullptr) {
+    for (int64_t ow = lo; ow < hi; ++ow) o[ow] = -std::numeric_limits<T>::infinity();
+    for (int64_t h = h0; h < h1; ++h) {
+      const T* r = xp + h * W - pw;
+      for (int64_t dw = 0; dw < 3; ++dw, ++r) {
+        if (sw == 2) {
+#pragma omp simd
+          for (int64_t ow = lo; ow < hi; ++ow) {
+            const T v = r[2 * ow];
+            o[ow] = (v > o[ow]) | (v != v) ? v : o[ow];
+          }
+        } else {
+#pragma omp simd
+          for (int64_t ow = lo; ow < hi; ++ow) {
+            const T v = r[ow * sw];
+            o[ow] = (v > o[ow]) | (v != v) ? v : o[ow];
+          }
+        }
+      }
+    }
+    return;
+  }
   for (int64_t ow = lo; ow < hi; ++ow) {
     o[ow] = -std::numeric_limits<T>::infinity();
     ix[ow] = h0 * W + ow * sw - pw;
@@ -100,6 +124,7 @@ inline void max_pool_window(const T* xp, const Pool2dParams& p, int64_t h0, int6
   idx = bi;
 }
 
+// idx null: values only (inference): the indices of one output row go to a row of scratch that stays in L1.
 template <typename T>
 void max_pool_forward_typed(T* out, int64_t* idx, const T* x, const Pool2dParams& p) {
   // plain variables, not structured bindings: clang 14 cannot capture bindings in OpenMP regions
@@ -110,15 +135,16 @@ void max_pool_forward_typed(T* out, int64_t* idx, const T* x, const Pool2dParams
   for (int64_t pl = 0; pl < p.planes; ++pl) {
     const T* xp = x + pl * p.H * p.W;
     T* op = out + pl * p.Ho * p.Wo;
-    int64_t* ip = idx + pl * p.Ho * p.Wo;
+    int64_t* ip = idx ? idx + pl * p.Ho * p.Wo : thread_scratch<int64_t>(0, static_cast<size_t>(p.Wo));
     for (int64_t oh = 0; oh < p.Ho; ++oh) {
+      int64_t* irow = idx ? ip + oh * p.Wo : ip;
       const int64_t h0 = std::max<int64_t>(oh * sh - ph, 0), h1 = std::min(oh * sh - ph + kh, p.H);
       // output columns [lo, hi) have whole windows inside the row (no clipping)
       int64_t lo = p.Wo, hi = p.Wo;
       if (two_by_two && 2 * oh + 1 < p.H) {
         // ceil_mode may add a last window that hangs over the edge: the generic loop takes it
         const int64_t whole = std::min(p.Wo, p.W / 2);
-        max_pool_2x2_row(op + oh * p.Wo, ip + oh * p.Wo, xp + 2 * oh * p.W, xp + (2 * oh + 1) * p.W, whole,
+        max_pool_2x2_row(op + oh * p.Wo, irow, xp + 2 * oh * p.W, xp + (2 * oh + 1) * p.W, whole,
                          2 * oh * p.W, p.W);
         lo = 0;
         hi = whole;
@@ -126,13 +152,13 @@ void max_pool_forward_typed(T* out, int64_t* idx, const T* x, const Pool2dParams
         // columns whose window [ow * sw - pw, + 3) lies inside [0, W)
         lo = std::min(p.Wo, (pw + sw - 1) / sw);
         hi = std::max(lo, std::min(p.Wo, p.W + pw - 3 >= 0 ? (p.W + pw - 3) / sw + 1 : 0));
-        max_pool_k3_row(op + oh * p.Wo, ip + oh * p.Wo, xp, p.W, h0, h1, lo, hi, sw, pw);
+        max_pool_k3_row(op + oh * p.Wo, idx ? irow : nullptr, xp, p.W, h0, h1, lo, hi, sw, pw);
       }
       for (int64_t ow = 0; ow < p.Wo; ++ow) {
         if (ow == lo) ow = hi;
         if (ow >= p.Wo) break;
         const int64_t w0 = std::max<int64_t>(ow * sw - pw, 0), w1 = std::min(ow * sw - pw + kw, p.W);
-        max_pool_window(xp, p, h0, h1, w0, w1, op[oh * p.Wo + ow], ip[oh * p.Wo + ow]);
+        max_pool_window(xp, p, h0, h1, w0, w1, op[oh * p.Wo + ow], irow[ow]);
       }
     }
   }
@@ -152,7 +178,8 @@ void max_pool_backward_typed(T* gx, const T* gout, const int64_t* idx, const Poo
 
 void max_pool2d_forward_kernel(const Tensor& out, const Tensor& indices, const Tensor& x, const Pool2dParams& p) {
   DL_DISPATCH_FLOATING(x.dtype(), "max_pool2d", [&] {
-    max_pool_forward_typed<scalar_t>(out.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), x.data_ptr<scalar_t>(), p);
+    max_pool_forward_typed<scalar_t>(out.data_ptr<scalar_t>(), indices.defined() ? indices.data_ptr<int64_t>() : nullptr,
+                                     x.data_ptr<scalar_t>(), p);
   });
 }
 
