@@ -98,6 +98,60 @@ DL_VECTOR_CLONES void max_pool_k3_row(T* o, int64_t* ix, const T* xp, int64_t W,
   }
 }
 
+// Values only (no backward will read indices), 3x3 windows at stride sw (1, 2 or any): the plane
+// is first copied into `pad`, a scratch plane with -inf borders wide enough for every window
+// (padding and ceil_mode's overhang), so each output row is one loop over nine taps with no
+// clipping, vectorised across the row. NaN wins, as in the indexed path; -inf never beats a real
+// value, and every window holds at least one (padding is at most half the kernel).
+template <typename T, int SW>
+DL_VECTOR_CLONES void max3x3_rows(T* op, const T* pad, int64_t Wq, int64_t Ho, int64_t Wo, int64_t sh, int64_t sw_any) {
+  const int64_t sw = SW > 0 ? SW : sw_any;
+  auto better = [](T v, T m) { return (v > m) | (v != v) ? v : m; };
+  for (int64_t oh = 0; oh < Ho; ++oh) {
+    const T* r0 = pad + oh * sh * Wq;
+    const T* r1 = r0 + Wq;
+    const T* r2 = r1 + Wq;
+    T* o = op + oh * Wo;
+#pragma omp simd
+    for (int64_t ow = 0; ow < Wo; ++ow) {
+      const int64_t j = ow * sw;
+      T m = r0[j];
+      m = better(r0[j + 1], m);
+      m = better(r0[j + 2], m);
+      m = better(r1[j], m);
+      m = better(r1[j + 1], m);
+      m = better(r1[j + 2], m);
+      m = better(r2[j], m);
+      m = better(r2[j + 1], m);
+      m = better(r2[j + 2], m);
+      o[ow] = m;
+    }
+  }
+}
+
+template <typename T>
+void max_pool_3x3_values_plane(const T* xp, T* op, const Pool2dParams& p) {
+  const int64_t ph = p.padding[0], pw = p.padding[1];
+  const int64_t Wq = std::max(p.W + 2 * pw, (p.Wo - 1) * p.stride[1] + 3);
+  const int64_t Hq = std::max(p.H + 2 * ph, (p.Ho - 1) * p.stride[0] + 3);
+  T* pad = thread_scratch<T>(1, static_cast<size_t>(Hq * Wq));
+  const T ninf = -std::numeric_limits<T>::infinity();
+  std::fill(pad, pad + ph * Wq, ninf);
+  for (int64_t h = 0; h < p.H; ++h) {
+    T* row = pad + (h + ph) * Wq;
+    std::fill(row, row + pw, ninf);
+    std::copy(xp + h * p.W, xp + (h + 1) * p.W, row + pw);
+    std::fill(row + pw + p.W, row + Wq, ninf);
+  }
+  std::fill(pad + (p.H + ph) * Wq, pad + Hq * Wq, ninf);
+  if (p.stride[1] == 2)
+    max3x3_rows<T, 2>(op, pad, Wq, p.Ho, p.Wo, p.stride[0], 2);
+  else if (p.stride[1] == 1)
+    max3x3_rows<T, 1>(op, pad, Wq, p.Ho, p.Wo, p.stride[0], 1);
+  else
+    max3x3_rows<T, 0>(op, pad, Wq, p.Ho, p.Wo, p.stride[0], p.stride[1]);
+}
+
 // Any window, clipped to the image. The scan keeps a branch-free select on the comparison (on real
 // data it is a coin flip the predictor loses) and only notes NaNs, which a rare second scan settles.
 template <typename T>
@@ -135,6 +189,10 @@ void max_pool_forward_typed(T* out, int64_t* idx, const T* x, const Pool2dParams
   for (int64_t pl = 0; pl < p.planes; ++pl) {
     const T* xp = x + pl * p.H * p.W;
     T* op = out + pl * p.Ho * p.Wo;
+    if (idx == nullptr && kh == 3 && kw == 3) {
+      max_pool_3x3_values_plane(xp, op, p);
+      continue;
+    }
     int64_t* ip = idx ? idx + pl * p.Ho * p.Wo : thread_scratch<int64_t>(0, static_cast<size_t>(p.Wo));
     for (int64_t oh = 0; oh < p.Ho; ++oh) {
       int64_t* irow = idx ? ip + oh * p.Wo : ip;

@@ -1,7 +1,7 @@
 // The fast CPU paths against simple definitions on odd shapes: convolution (one image per GEMM,
 // several images per GEMM, 1x1, groups, strides, dilation, Winograd; one thread and two), the
 // vectorised elementwise loops (in place, broadcast scalars, overlapping views, tails), the fused
-// ReLU backward and batch norm + ReLU, the pooling fast paths, the caching allocator and the
+// ReLU backward and batch norm + ReLU, the pooling fast paths (indexed and values only), the caching allocator and the
 // engine's in-place gradient accumulation.
 #include <cmath>
 #include <limits>
@@ -503,4 +503,46 @@ TEST_CASE("engine: in-place accumulation never changes a tensor someone else hol
   out.backward(ones({3}, DType::Float64), true);
   out.backward(ones({3}, DType::Float64));
   CHECK(a.grad().to_vector<double>() == std::vector<double>(3, 2.0));
+}
+
+TEST_CASE("fast max pool 3x3 values only (no graph): equals the indexed kernel's values, NaN and -inf included") {
+  // the inference path (no indices, a -inf bordered copy of each plane) against the indexed one,
+  // which the op-case suite checks against PyTorch
+  struct Case {
+    Shape x;
+    Pool2dParams p;
+  };
+  auto params = [](int64_t s, int64_t pad, bool ceil) {
+    Pool2dParams p;
+    p.kernel = {3, 3};
+    p.stride = {s, s};
+    p.padding = {pad, pad};
+    p.ceil_mode = ceil;
+    return p;
+  };
+  const Case cases[] = {{{2, 3, 11, 11}, params(2, 1, false)}, {{1, 4, 16, 16}, params(2, 1, false)},
+                        {{2, 2, 9, 13}, params(2, 0, true)},   {{1, 3, 7, 8}, params(1, 1, false)},
+                        {{1, 2, 12, 10}, params(3, 1, true)},  {{3, 1, 3, 3}, params(1, 0, false)}};
+  for (const Case& c : cases) {
+    Tensor x = uniform(c.x, 77, DType::Float32);
+    auto xv = x.to_vector<float>();
+    xv[3] = std::nanf("");
+    xv[xv.size() / 2] = -std::numeric_limits<float>::infinity();
+    xv[xv.size() - 1] = std::nanf("");
+    x = from_vector(xv, c.x);
+    Tensor indexed = ops::max_pool2d_forward(x, c.p, true).first;
+    Tensor values;
+    {
+      NoGradGuard ng;
+      values = max_pool2d(x, c.p);
+    }
+    REQUIRE(values.sizes() == indexed.sizes());
+    auto a = values.to_vector<float>(), b = indexed.to_vector<float>();
+    int64_t mismatches = 0;
+    for (size_t i = 0; i < a.size(); ++i)
+      mismatches += !(a[i] == b[i] || (std::isnan(a[i]) && std::isnan(b[i])));
+    INFO("input " << shape_str(c.x) << ", stride " << c.p.stride[0] << ", padding " << c.p.padding[0] << ", ceil "
+                  << c.p.ceil_mode);
+    CHECK(mismatches == 0);
+  }
 }
