@@ -1,5 +1,7 @@
 #include "test_util.h"
 
+#include <omp.h>
+
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -143,5 +145,22 @@ Close close(const Tensor& actual, const Tensor& expected, double rtol, double at
                           wi, a[wi], b[wi], std::abs(a[wi] - b[wi]),
                           std::abs(a[wi] - b[wi]) / std::max(std::abs(b[wi]), 1e-30), rtol, atol)};
 }
+
+ScopedEnv::ScopedEnv(const char* name, const char* value) : name_(name) {
+  if (const char* prev = std::getenv(name)) had_ = true, prev_ = prev;
+  if (value != nullptr)
+    setenv(name, value, 1);
+  else
+    unsetenv(name);
+}
+ScopedEnv::~ScopedEnv() {
+  if (had_)
+    setenv(name_.c_str(), prev_.c_str(), 1);
+  else
+    unsetenv(name_.c_str());
+}
+
+ScopedThreads::ScopedThreads(int n) : prev_(omp_get_max_threads()) { omp_set_num_threads(n); }
+ScopedThreads::~ScopedThreads() { omp_set_num_threads(prev_); }
 
 }  // namespace dl::test

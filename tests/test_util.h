@@ -54,6 +54,32 @@ struct Close {
 };
 Close close(const Tensor& actual, const Tensor& expected, double rtol, double atol);
 
+// An environment variable set (value non-null) or unset (null) for the scope; what was there is
+// restored at its end. Kernel switches (DL_GEMM_KERNEL, DL_BF16_KERNEL) are read on every call.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value);
+  ~ScopedEnv();
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_, prev_;
+  bool had_ = false;
+};
+
+// omp_set_num_threads(n) for the scope.
+class ScopedThreads {
+ public:
+  explicit ScopedThreads(int n);
+  ~ScopedThreads();
+  ScopedThreads(const ScopedThreads&) = delete;
+  ScopedThreads& operator=(const ScopedThreads&) = delete;
+
+ private:
+  int prev_;
+};
+
 // Runs fn, which must throw a dl::Error whose message contains every one of `parts`.
 template <typename Fn>
 inline void check_throws_with(Fn&& fn, std::initializer_list<std::string> parts) {

@@ -1,6 +1,6 @@
 // GEMM driver (GotoBLAS/BLIS style), portable micro-kernel, reference.
 //
-// Threads: C is split into a grid of rectangles, one per thread (choose_grid); each thread runs the serial
+// Threads: C is split into a grid of rectangles, one per thread (choose_grid, gemm_common.h); each thread runs the serial
 // blocked GEMM below on its rectangle with its own packing buffers (thread_local, 64-byte aligned, kept).
 // Serial, M > MC:
 //   jc over N by NC:   pc over K by KC:   pack op(B)[pc:+KC, jc:+NC] into NR-column panels (L3)
@@ -13,6 +13,7 @@
 // ones accumulate (beta = 1). Micro-kernels and fast packing routines for AVX2 / AVX-512 live in
 // gemm_avx2.cpp / gemm_avx512.cpp, compiled with those ISA flags and chosen at run time.
 #include "tensor/cpu/gemm.h"
+#include "tensor/cpu/gemm_common.h"
 
 #include <omp.h>
 
@@ -204,24 +205,7 @@ const Kernel<double>& kernel_for<double>(Isa isa) {
 
 // ---------------------------------------------------------------- packing buffers
 
-// Per thread, 64-byte aligned, grown on demand and kept (OpenMP reuses its threads).
-struct PackBuffer {
-  void* p = nullptr;
-  size_t bytes = 0;
-  ~PackBuffer() { std::free(p); }
-  void* get(size_t want) {
-    if (want > bytes) {
-      std::free(p);
-      bytes = (want + 4095) / 4096 * 4096;
-      p = std::aligned_alloc(64, bytes);
-      if (p == nullptr) {
-        bytes = 0;
-        throw std::bad_alloc();
-      }
-    }
-    return p;
-  }
-};
+using detail::PackBuffer;
 
 PackBuffer& a_buffer() {
   static thread_local PackBuffer b;
@@ -380,83 +364,34 @@ void gemm_serial(const Kernel<T>& ker, bool ta, bool tb, int64_t M, int64_t N, i
   }
 }
 
-// C = beta * C (beta == 0: C is not read).
-template <typename T>
-void scale_c(int64_t M, int64_t N, T beta, T* C, int64_t ldc) {
-  for (int64_t i = 0; i < M; ++i) {
-    T* c = C + i * ldc;
-    if (beta == T(0))
-      std::fill(c, c + N, T(0));
-    else if (beta != T(1))
-      for (int64_t j = 0; j < N; ++j) c[j] *= beta;
-  }
-}
-
 // ---------------------------------------------------------------- threading
-
-// Split C into a tm x tn grid of rectangles (in units of MR rows / NR columns), one per thread. Each thread packs
-// its own A rows and B columns, so the grid minimises the largest rectangle's work plus its packing.
-struct Grid {
-  int tm = 1, tn = 1;
-};
-
-Grid choose_grid(int nt, int64_t M, int64_t N, int MR, int NR, bool ta, bool tb) {
-  const int64_t mu = (M + MR - 1) / MR, nu = (N + NR - 1) / NR;
-  // Packing cost per element relative to one multiply-add; the transposing packs are slower.
-  const double ca = ta ? 1.0 : 3.0, cb = tb ? 3.0 : 1.0;
-  Grid best;
-  double best_cost = 1e300;
-  for (int tm = 1; tm <= nt; ++tm) {
-    if (nt % tm != 0) continue;
-    const int tn = nt / tm;
-    if (tm > mu || tn > nu) continue;
-    const double m_t = static_cast<double>((mu + tm - 1) / tm * MR);
-    const double n_t = static_cast<double>((nu + tn - 1) / tn * NR);
-    const double cost = m_t * n_t + 16.0 * (ca * m_t + cb * n_t);
-    if (cost < best_cost) best_cost = cost, best.tm = tm, best.tn = tn;
-  }
-  return best;
-}
 
 template <typename T>
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
           int64_t ldb, T beta, T* C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == T(0)) {
-    scale_c(M, N, beta, C, ldc);
+    detail::scale_c(M, N, beta, C, ldc);
     return;
   }
   const Kernel<T>& ker = kernel_for<T>(current_isa());
   const int MR = ker.mr, NR = ker.nr;
   const int64_t mu = (M + MR - 1) / MR, nu = (N + NR - 1) / NR;
-  int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
   // Below ~1 MFLOP per thread the fork/join costs more than it saves.
   const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
-  nt = static_cast<int>(std::min<double>(nt, std::max(1.0, flops / 1.0e6)));
-  nt = static_cast<int>(std::min<int64_t>(nt, mu * nu));
+  const int nt = detail::gemm_threads(flops, 1.0e6, mu * nu);
   if (nt <= 1) {
     gemm_serial(ker, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-#pragma omp parallel num_threads(nt)
-  {
-    const int p = omp_get_num_threads(), t = omp_get_thread_num();
-    // Reduce to a thread count the grid can use; extra threads idle.
-    int use = p;
-    Grid g = choose_grid(use, M, N, MR, NR, ta, tb);
-    while (g.tm * g.tn != use && use > 1) g = choose_grid(--use, M, N, MR, NR, ta, tb);
-    if (g.tm * g.tn != use) g = Grid{};
-    if (t < g.tm * g.tn) {
-      const int ti = t / g.tn, tj = t % g.tn;
-      const int64_t m0 = mu * ti / g.tm * MR, m1 = std::min(M, mu * (ti + 1) / g.tm * MR);
-      const int64_t n0 = nu * tj / g.tn * NR, n1 = std::min(N, nu * (tj + 1) / g.tn * NR);
-      if (m1 > m0 && n1 > n0) {
-        const T* a = ta ? A + m0 : A + m0 * lda;
-        const T* b = tb ? B + n0 * ldb : B + n0;
-        gemm_serial(ker, ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b, ldb, beta, C + m0 * ldc + n0, ldc);
-      }
-    }
-  }
+  // packing cost per value relative to a multiply-add: the transposing packs are slower
+  detail::for_each_thread_rectangle(nt, M, N, MR, NR, ta ? 1.0 : 3.0, tb ? 3.0 : 1.0,
+                                    [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+                                      const T* a = ta ? A + m0 : A + m0 * lda;
+                                      const T* b = tb ? B + n0 * ldb : B + n0;
+                                      gemm_serial(ker, ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b, ldb, beta,
+                                                  C + m0 * ldc + n0, ldc);
+                                    });
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // bfloat16 GEMM driver: kernel choice, cache blocking, threads; the portable kernel, the reference, conversions.
 //
-// Threads as in the float32 GEMM (gemm.cpp): C is split into a grid of rectangles, one per OpenMP thread, and each
+// Threads as in the float32 GEMM (gemm.cpp, the split shared in gemm_common.h): C is split into a grid of rectangles, one per OpenMP thread, and each
 // thread runs a serial blocked GEMM on its rectangle with its own packing buffers (thread_local, kept). The serial
 // loop order differs from sgemm's because the AMX kernel holds C in tiles, not registers:
 //   (outer K blocks of up to KB, see gemm_serial)
@@ -36,8 +36,10 @@
 #include <new>
 #include <vector>
 
+#include "tensor/cpu/convert16.h"
 #include "tensor/cpu/gemm.h"
 #include "tensor/cpu/gemm_bf16_kernel.h"
+#include "tensor/cpu/gemm_common.h"
 
 namespace dl::cpu {
 namespace {
@@ -170,23 +172,7 @@ const Blocked& kernel_for(Kind kind) {
 
 // ---------------------------------------------------------------- packing buffers
 
-struct PackBuffer {
-  void* p = nullptr;
-  size_t bytes = 0;
-  ~PackBuffer() { std::free(p); }
-  void* get(size_t want) {
-    if (want > bytes) {
-      std::free(p);
-      bytes = (want + 4095) / 4096 * 4096;
-      p = std::aligned_alloc(64, bytes);
-      if (p == nullptr) {
-        bytes = 0;
-        throw std::bad_alloc();
-      }
-    }
-    return p;
-  }
-};
+using detail::PackBuffer;
 
 PackBuffer& a_buffer() {
   static thread_local PackBuffer b;
@@ -291,39 +277,6 @@ void gemm_serial(const Blocked& bl, bool ta, bool tb, int64_t M, int64_t N, int6
   if (bl.k.end) bl.k.end();
 }
 
-void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
-  for (int64_t i = 0; i < M; ++i) {
-    float* c = C + i * ldc;
-    if (beta == 0.0f)
-      std::fill(c, c + N, 0.0f);
-    else if (beta != 1.0f)
-      for (int64_t j = 0; j < N; ++j) c[j] *= beta;
-  }
-}
-
-// ---------------------------------------------------------------- threading (as gemm.cpp's choose_grid)
-
-struct Grid {
-  int tm = 1, tn = 1;
-};
-
-Grid choose_grid(int nt, int64_t M, int64_t N, int MR, int NR) {
-  const int64_t mu = (M + MR - 1) / MR, nu = (N + NR - 1) / NR;
-  Grid best;
-  double best_cost = 1e300;
-  for (int tm = 1; tm <= nt; ++tm) {
-    if (nt % tm != 0) continue;
-    const int tn = nt / tm;
-    if (tm > mu || tn > nu) continue;
-    const double m_t = static_cast<double>((mu + tm - 1) / tm * MR);
-    const double n_t = static_cast<double>((nu + tn - 1) / tn * NR);
-    // Each thread packs its own rows of A and columns of B (about as costly as 8 multiply-adds per value here).
-    const double cost = m_t * n_t + 8.0 * (m_t + n_t) * 2.0;
-    if (cost < best_cost) best_cost = cost, best.tm = tm, best.tn = tn;
-  }
-  return best;
-}
-
 // ---------------------------------------------------------------- portable: round into float copies, sgemm
 
 // rows x cols of X (stride ld) rounded to bf16 values held as float, dense (stride cols).
@@ -361,7 +314,7 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
           int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0.0f) {
-    scale_c(M, N, beta, C, ldc);
+    detail::scale_c(M, N, beta, C, ldc);
     return;
   }
   const Kind kind = current_kind();
@@ -372,33 +325,19 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
   const Blocked& bl = kernel_for(kind);
   const int MR = bl.k.mr, NR = bl.k.nr;
   const int64_t mu = (M + MR - 1) / MR, nu = (N + NR - 1) / NR;
-  int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
   // Below ~4 MFLOP per thread the fork/join costs more than it saves (the bf16 kernels are fast).
   const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
-  nt = static_cast<int>(std::min<double>(nt, std::max(1.0, flops / 4.0e6)));
-  nt = static_cast<int>(std::min<int64_t>(nt, mu * nu));
+  const int nt = detail::gemm_threads(flops, 4.0e6, mu * nu);
   if (nt <= 1) {
     gemm_serial(bl, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-#pragma omp parallel num_threads(nt)
-  {
-    const int p = omp_get_num_threads(), t = omp_get_thread_num();
-    int use = p;
-    Grid g = choose_grid(use, M, N, MR, NR);
-    while (g.tm * g.tn != use && use > 1) g = choose_grid(--use, M, N, MR, NR);
-    if (g.tm * g.tn != use) g = Grid{};
-    if (t < g.tm * g.tn) {
-      const int ti = t / g.tn, tj = t % g.tn;
-      const int64_t m0 = mu * ti / g.tm * MR, m1 = std::min(M, mu * (ti + 1) / g.tm * MR);
-      const int64_t n0 = nu * tj / g.tn * NR, n1 = std::min(N, nu * (tj + 1) / g.tn * NR);
-      if (m1 > m0 && n1 > n0) {
-        const S* a = ta ? A + m0 : A + m0 * lda;
-        gemm_serial(bl, ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b_at(B, tb, ldb, 0, n0), ldb, beta,
-                    C + m0 * ldc + n0, ldc);
-      }
-    }
-  }
+  // each thread packs its own rows of A and columns of B, about as costly as 16 multiply-adds per value
+  detail::for_each_thread_rectangle(nt, M, N, MR, NR, 1.0, 1.0, [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    const S* a = ta ? A + m0 : A + m0 * lda;
+    gemm_serial(bl, ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b_at(B, tb, ldb, 0, n0), ldb, beta, C + m0 * ldc + n0,
+                ldc);
+  });
 }
 
 }  // namespace
@@ -443,37 +382,15 @@ void gemm_bf16_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64
         }
 }
 
-uint16_t float_to_bf16(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  return detail::bf16_round_bits(u);
-}
-
-float bf16_to_float(uint16_t b) {
-  const uint32_t u = static_cast<uint32_t>(b) << 16;
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
-
+// The conversions are the dtype's (tensor/half.h) and the copy kernel's vector loops (convert16.h): one rounding
+// rule everywhere. BFloat16 is a struct of the same 16 bits.
+uint16_t float_to_bf16(float x) { return half_detail::float_to_bf16_bits(x); }
+float bf16_to_float(uint16_t b) { return half_detail::bf16_bits_to_float(b); }
 void float_to_bf16(const float* src, uint16_t* dst, int64_t n) {
-#if DL_BF16_X86
-  if (cpu_has_avx512_bf16()) {
-    detail::bf16_avx512_float_to_bf16(src, dst, n);
-    return;
-  }
-#endif
-  for (int64_t i = 0; i < n; ++i) dst[i] = float_to_bf16(src[i]);
+  float_to_bfloat16(reinterpret_cast<BFloat16*>(dst), src, n);
 }
-
 void bf16_to_float(const uint16_t* src, float* dst, int64_t n) {
-#if DL_BF16_X86
-  if (cpu_has_avx512_bf16()) {
-    detail::bf16_avx512_bf16_to_float(src, dst, n);
-    return;
-  }
-#endif
-  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_float(src[i]);
+  bfloat16_to_float(dst, reinterpret_cast<const BFloat16*>(src), n);
 }
 
 double measure_bf16_peak_gflops(const char* kernel, int threads, double seconds) {

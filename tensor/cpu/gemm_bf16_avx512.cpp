@@ -357,41 +357,6 @@ void bf16_amx_packing(Bf16Kernel* k) {
   k->pack_b_rows = &pack_b_rows_amx;
 }
 
-// Lanes holding a float32 denormal (exponent bits zero, mantissa not).
-inline __mmask16 denormals(__m512 x) {
-  const __m512i u = _mm512_castps_si512(x);
-  return static_cast<__mmask16>(_mm512_test_epi32_mask(u, _mm512_set1_epi32(0x007FFFFF)) &
-                                ~_mm512_test_epi32_mask(u, _mm512_set1_epi32(0x7F800000)));
-}
-
-// vcvtne2ps2bf16 rounds to nearest even and quiets NaNs exactly like bf16_round_bits, but flushes denormals to
-// zero; a block holding a denormal is converted by the scalar rule instead, so the result never depends on the path.
-void bf16_avx512_float_to_bf16(const float* src, uint16_t* dst, int64_t n) {
-  int64_t i = 0;
-  for (; i < n; i += 32) {
-    const int m = static_cast<int>(std::min<int64_t>(32, n - i));
-    const __m512 lo = _mm512_maskz_loadu_ps(mask16(m), src + i);
-    const __m512 hi = _mm512_maskz_loadu_ps(mask16(m - 16), src + i + 16);
-    if ((denormals(lo) | denormals(hi)) != 0) {
-      for (int q = 0; q < m; ++q) {
-        uint32_t u;
-        std::memcpy(&u, src + i + q, 4);
-        dst[i + q] = bf16_round_bits(u);
-      }
-      continue;
-    }
-    _mm512_mask_storeu_epi16(dst + i, mask32(m), reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
-  }
-}
-
-void bf16_avx512_bf16_to_float(const uint16_t* src, float* dst, int64_t n) {
-  for (int64_t i = 0; i < n; i += 16) {
-    const int m = static_cast<int>(std::min<int64_t>(16, n - i));
-    const __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask16(m), src + i));
-    _mm512_mask_storeu_ps(dst + i, mask16(m), _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));
-  }
-}
-
 // 16 independent accumulators (more than latency x throughput of vdpbf16ps), registers only.
 double bf16_avx512_peak_loop(double seconds, double* flops) {
   __m512 acc[16];

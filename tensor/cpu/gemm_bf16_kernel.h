@@ -14,13 +14,6 @@
 
 namespace dl::cpu::detail {
 
-// float32 bits -> bfloat16 bits, round to nearest even; NaN -> quiet NaN (payload's upper bits kept). Adding
-// 0x7FFF + lsb carries into the exponent exactly when RNE rounds up, so the largest finite values round to inf.
-inline uint16_t bf16_round_bits(uint32_t u) {
-  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
-  return static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
-}
-
 struct Bf16Kernel {
   int mr = 0, nr = 0, ku = 1;  // register block and K unit
   void (*pack_a_f32)(bool trans, const float* A, int64_t lda, int64_t mc, int64_t kc, uint16_t* dst) = nullptr;
@@ -45,8 +38,6 @@ struct Bf16Kernel {
 void bf16_avx512_kernel(Bf16Kernel* k);
 // Packing into the AMX layout (used by the AMX kernel; lives with the other AVX-512 packing code).
 void bf16_amx_packing(Bf16Kernel* k);
-void bf16_avx512_float_to_bf16(const float* src, uint16_t* dst, int64_t n);
-void bf16_avx512_bf16_to_float(const uint16_t* src, float* dst, int64_t n);
 double bf16_avx512_peak_loop(double seconds, double* flops);  // one thread: seconds spent, FLOPs done
 // gemm_bf16_amx.cpp (also needs AMX-TILE/AMX-BF16 and the kernel's permission, see gemm_bf16.cpp).
 void bf16_amx_kernel(Bf16Kernel* k);

@@ -14,6 +14,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -33,50 +34,16 @@ namespace {
 using dl::cpu::bf16_to_float;
 using dl::cpu::float_to_bf16;
 
-class ForceKernel {
- public:
-  explicit ForceKernel(const char* name) {
-    const char* prev = std::getenv("DL_BF16_KERNEL");
-    had_ = prev != nullptr;
-    if (had_) prev_ = prev;
-    setenv("DL_BF16_KERNEL", name, 1);
-  }
-  ~ForceKernel() {
-    if (had_)
-      setenv("DL_BF16_KERNEL", prev_.c_str(), 1);
-    else
-      unsetenv("DL_BF16_KERNEL");
-  }
-  ForceKernel(const ForceKernel&) = delete;
-  ForceKernel& operator=(const ForceKernel&) = delete;
-
- private:
-  bool had_ = false;
-  std::string prev_;
+// Forces a kernel for the scope (null: none forced).
+struct ForceKernel : dl::test::ScopedEnv {
+  explicit ForceKernel(const char* name) : ScopedEnv("DL_BF16_KERNEL", name) {}
 };
 
-class Threads {
- public:
-  explicit Threads(int n) : prev_(omp_get_max_threads()) { omp_set_num_threads(n); }
-  ~Threads() { omp_set_num_threads(prev_); }
-  Threads(const Threads&) = delete;
-  Threads& operator=(const Threads&) = delete;
-
- private:
-  int prev_;
-};
+using Threads = dl::test::ScopedThreads;
 
 float round_bf16(float x) { return bf16_to_float(float_to_bf16(x)); }
-uint32_t bits(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  return u;
-}
-float from_bits(uint32_t u) {
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
+uint32_t bits(float x) { return std::bit_cast<uint32_t>(x); }
+float from_bits(uint32_t u) { return std::bit_cast<float>(u); }
 
 constexpr float kPad = -777.0f;
 

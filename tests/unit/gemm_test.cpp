@@ -17,33 +17,14 @@
 #include <vector>
 
 #include "tensor/cpu/gemm.h"
+#include "test_util.h"
 
 namespace {
 
 // Sets DL_GEMM_KERNEL for the scope, restoring the previous value.
-class ForceKernel {
- public:
-  explicit ForceKernel(const char* name) {
-    const char* prev = std::getenv("DL_GEMM_KERNEL");
-    had_ = prev != nullptr;
-    if (had_) prev_ = prev;
-    if (name != nullptr)
-      setenv("DL_GEMM_KERNEL", name, 1);
-    else
-      unsetenv("DL_GEMM_KERNEL");
-  }
-  ~ForceKernel() {
-    if (had_)
-      setenv("DL_GEMM_KERNEL", prev_.c_str(), 1);
-    else
-      unsetenv("DL_GEMM_KERNEL");
-  }
-  ForceKernel(const ForceKernel&) = delete;
-  ForceKernel& operator=(const ForceKernel&) = delete;
-
- private:
-  bool had_ = false;
-  std::string prev_;
+// Forces a kernel for the scope (null: none forced).
+struct ForceKernel : dl::test::ScopedEnv {
+  explicit ForceKernel(const char* name) : ScopedEnv("DL_GEMM_KERNEL", name) {}
 };
 
 // The kernels this CPU can run (forcing one it lacks falls back to another name).
@@ -56,17 +37,7 @@ std::vector<std::string> supported_kernels() {
   return out;
 }
 
-// Restores omp_get_max_threads() at scope exit.
-class Threads {
- public:
-  explicit Threads(int n) : prev_(omp_get_max_threads()) { omp_set_num_threads(n); }
-  ~Threads() { omp_set_num_threads(prev_); }
-  Threads(const Threads&) = delete;
-  Threads& operator=(const Threads&) = delete;
-
- private:
-  int prev_;
-};
+using Threads = dl::test::ScopedThreads;
 
 // A row-major rows x cols matrix with row stride ld >= cols; padding holds a sentinel.
 template <typename T>
