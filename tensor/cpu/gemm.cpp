@@ -207,14 +207,8 @@ const Kernel<double>& kernel_for<double>(Isa isa) {
 
 using detail::PackBuffer;
 
-PackBuffer& a_buffer() {
-  static thread_local PackBuffer b;
-  return b;
-}
-PackBuffer& b_buffer() {
-  static thread_local PackBuffer b;
-  return b;
-}
+PackBuffer& a_buffer() { return detail::thread_pack_buffer<struct SgemmA>(); }
+PackBuffer& b_buffer() { return detail::thread_pack_buffer<struct SgemmB>(); }
 
 // ---------------------------------------------------------------- serial blocked GEMM on one rectangle
 

@@ -174,18 +174,9 @@ const Blocked& kernel_for(Kind kind) {
 
 using detail::PackBuffer;
 
-PackBuffer& a_buffer() {
-  static thread_local PackBuffer b;
-  return b;
-}
-PackBuffer& b_buffer() {
-  static thread_local PackBuffer b;
-  return b;
-}
-PackBuffer& c_buffer() {
-  static thread_local PackBuffer b;
-  return b;
-}
+PackBuffer& a_buffer() { return detail::thread_pack_buffer<struct Bf16A>(); }
+PackBuffer& b_buffer() { return detail::thread_pack_buffer<struct Bf16B>(); }
+PackBuffer& c_buffer() { return detail::thread_pack_buffer<struct Bf16C>(); }
 
 // ---------------------------------------------------------------- serial blocked GEMM on one rectangle
 

@@ -30,6 +30,13 @@ struct PackBuffer {
   }
 };
 
+// The calling thread's buffer for Tag (one per driver and operand: the drivers never share one).
+template <typename Tag>
+PackBuffer& thread_pack_buffer() {
+  static thread_local PackBuffer b;
+  return b;
+}
+
 // C = beta * C (beta == 0: C is not read).
 template <typename T>
 void scale_c(int64_t M, int64_t N, T beta, T* C, int64_t ldc) {
