@@ -334,11 +334,16 @@ int main(int argc, char** argv) {
         case RunState::Disagrees: break;
       }
       const json& m = r.metrics;
+      // a run trained under --precision bf16 / fp16 says so next to its strategy (config.json)
+      std::string strategy = one_line(field(m, "training_strategy"));
+      if (r.config.is_object() && r.config.contains("precision") && r.config["precision"].is_string() &&
+          r.config["precision"].get<std::string>() != "fp32")
+        strategy += fmt::format("; {} mixed precision", r.config["precision"].get<std::string>());
       md += fmt::format("| {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.display,
                         r.state == RunState::Disagrees ? " (files disagree)" : "", test_metric(m, nullptr, "accuracy"),
                         test_metric(m, "macro", "precision"), test_metric(m, "macro", "recall"),
                         test_metric(m, "macro", "f1"), one_line(field(m, "architecture")),
-                        one_line(field(m, "training_strategy")), field(m, "learning_rate"), field(m, "epochs"),
+                        strategy, field(m, "learning_rate"), field(m, "epochs"),
                         field(m, "params_total"), field(m, "params_trained"));
     }
     md += "\n";

@@ -1,5 +1,6 @@
 // compare, the study's report: what it says about runs that failed, were not run, lack fields or
-// whose files disagree, and that its macro-F1 difference is the one compare_macro_f1 computes.
+// whose files disagree, and that its macro-F1 difference is the one compare_macro_f1 computes; a
+// mixed-precision run is labelled.
 #include <filesystem>
 #include <fstream>
 
@@ -238,4 +239,19 @@ TEST_CASE("compare: the robustness and calibration sections show the records, no
   md = run_compare(res);
   CHECK(has(md, "| Scratch CNN | 1.500 |"));
   CHECK(has(md, "**The calibration step failed**"));
+}
+
+TEST_CASE("compare: a run trained with --precision bf16 says so next to its training strategy") {
+  test::TmpDir tmp;
+  fs::path res = tmp.dir;
+  json desc = {{"epochs", 2}, {"learning_rate", 0.001}, {"architecture", "A"}, {"training_strategy", "S"},
+               {"params_total", 10}, {"params_trained", 10}};
+  write_run(res / "scratch_cnn", 200, 5, 3, desc);
+  write_json(res / "scratch_cnn" / "config.json", json{{"precision", "bf16"}, {"epochs", 2}});
+  write_run(res / "baseline_transfer", 200, 4, 4, desc);
+  write_json(res / "baseline_transfer" / "config.json", json{{"precision", "fp32"}, {"epochs", 2}});
+  const std::string md = run_compare(res);
+  INFO(md);
+  CHECK(has(md, "| S; bf16 mixed precision |"));
+  CHECK(has(md, "| S | 0.001 |"));  // the float32 run's cell is unchanged
 }
