@@ -15,6 +15,12 @@
 // window run forward and input gradient through Winograd F(2x2, 3x3) (winograd.cpp) instead.
 // Measured on one Zen 5 core, ResNet18's layers reach 160-270 GFLOP/s in all three passes.
 //
+// bfloat16 autocast (g.gemm_dtype, tensor/autocast.h): x, w and the output gradient are rounded to
+// bfloat16 once per call (rounded_bf16), the same loops then run on 2-byte operands (S = uint16_t)
+// with float32 outputs, and stride-1 forwards on planes of 400+ pixels take the implicit im2col
+// (forward_implicit: the GEMM reads shifted rows of a padded input through pointers, no column
+// matrix is written). Winograd is float32 only.
+//
 // Threads: with at least as many images as threads, each thread takes a contiguous share of the
 // images and runs its chunks with single-threaded GEMMs and its own buffers (thread-local scratch,
 // grown as needed, kept between calls); backward weight accumulates one partial gradient per thread
@@ -26,10 +32,10 @@
 #include <bit>
 #include <cstdint>
 #include <cstdlib>
-#include <type_traits>
 #include <cstring>
 #include <exception>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "tensor/cpu/gemm.h"
@@ -111,9 +117,9 @@ bool use_winograd(const Conv2dParams& g) {
   const ConvTuning& t = conv_tuning();
   // bfloat16 GEMMs run several times faster than float32 ones, and Winograd's transforms would
   // round differently from the plain product autocast promises
-  return g.gemm_dtype == DType::Float32 && t.winograd_min_channels > 0 && g.kh == 3 && g.kw == 3 && g.stride[0] == 1 && g.stride[1] == 1 &&
-         g.dilation[0] == 1 && g.dilation[1] == 1 && g.groups == 1 && g.padding[0] == g.padding[1] &&
-         g.padding[0] <= 2 && std::min(g.C, g.O) >= t.winograd_min_channels &&
+  return g.gemm_dtype == DType::Float32 && t.winograd_min_channels > 0 && g.kh == 3 && g.kw == 3 &&
+         g.stride[0] == 1 && g.stride[1] == 1 && g.dilation[0] == 1 && g.dilation[1] == 1 && g.groups == 1 &&
+         g.padding[0] == g.padding[1] && g.padding[0] <= 2 && std::min(g.C, g.O) >= t.winograd_min_channels &&
          std::max(g.C, g.O) <= t.winograd_max_channels && g.Ho * g.Wo >= t.winograd_min_plane && g.Ho > 0 && g.Wo > 0;
 }
 
