@@ -24,6 +24,8 @@
 #include <array>
 #include <utility>
 
+#include "tensor/cpu/avx512_transpose.h"
+
 namespace dl::cpu::detail {
 
 // Micro-kernel (see the top of the file). During its first pf_n iterations it also prefetches one cache line per
@@ -193,34 +195,6 @@ constexpr int kDMR = 14, kDNV = 2;  // double: 14 x 16 (28 accumulators)
 
 // ---------------------------------------------------------------- packing, float, AVX-512 (MR = 14, NR = 32)
 
-// In-register transpose of 16 x 16 floats: r[i] lane j -> r[j] lane i.
-inline void transpose16(__m512 r[16]) {
-  __m512 t[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  // u[4q + c], 128-bit lane l: rows 4q..4q+3 of column 4l + c.
-  __m512 u[16];
-  for (int q = 0; q < 4; ++q) {
-    const __m512d a = _mm512_castps_pd(t[4 * q]), b = _mm512_castps_pd(t[4 * q + 1]);
-    const __m512d c = _mm512_castps_pd(t[4 * q + 2]), d = _mm512_castps_pd(t[4 * q + 3]);
-    u[4 * q + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-    u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-    u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-    u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-  }
-  for (int c = 0; c < 4; ++c) {
-    const __m512 w0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);
-    const __m512 w1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
-    const __m512 w2 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xdd);
-    const __m512 w3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xdd);
-    r[c] = _mm512_shuffle_f32x4(w0, w1, 0x88);
-    r[8 + c] = _mm512_shuffle_f32x4(w0, w1, 0xdd);
-    r[4 + c] = _mm512_shuffle_f32x4(w2, w3, 0x88);
-    r[12 + c] = _mm512_shuffle_f32x4(w2, w3, 0xdd);
-  }
-}
 
 // rows (< 16) source rows of (up to) 16 contiguous values each -> out[kk] = column kk (rows lanes, zero past
 // rows), for kk < kn.

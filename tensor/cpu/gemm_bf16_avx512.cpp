@@ -31,6 +31,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "tensor/cpu/avx512_transpose.h"
 #include "tensor/cpu/gemm_bf16_kernel.h"
 
 namespace dl::cpu::detail {
@@ -81,31 +82,6 @@ inline __m512i interleave(__m512i z) {
   return _mm512_permutexvar_epi16(idx, z);
 }
 
-// In-register transpose of 16 x 16 32-bit values: r[i] lane j -> r[j] lane i.
-inline void transpose16(__m512i r[16]) {
-  __m512i t[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-  }
-  __m512i u[16];
-  for (int q = 0; q < 4; ++q) {
-    u[4 * q + 0] = _mm512_unpacklo_epi64(t[4 * q], t[4 * q + 2]);
-    u[4 * q + 1] = _mm512_unpackhi_epi64(t[4 * q], t[4 * q + 2]);
-    u[4 * q + 2] = _mm512_unpacklo_epi64(t[4 * q + 1], t[4 * q + 3]);
-    u[4 * q + 3] = _mm512_unpackhi_epi64(t[4 * q + 1], t[4 * q + 3]);
-  }
-  for (int c = 0; c < 4; ++c) {
-    const __m512i w0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x88);
-    const __m512i w1 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x88);
-    const __m512i w2 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xdd);
-    const __m512i w3 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xdd);
-    r[c] = _mm512_shuffle_i32x4(w0, w1, 0x88);
-    r[8 + c] = _mm512_shuffle_i32x4(w0, w1, 0xdd);
-    r[4 + c] = _mm512_shuffle_i32x4(w2, w3, 0x88);
-    r[12 + c] = _mm512_shuffle_i32x4(w2, w3, 0xdd);
-  }
-}
 
 // X points at element (k0, j0) of a matrix whose element (k, j) is X[k*ld + j] (cj: contiguous in j) or
 // X[j*ld + k]. Reads rows k < nk (<= 32) and columns j < nj (<= 16) only; the rest is zero.
