@@ -10,7 +10,8 @@ AutocastState autocast_state() { return g_state; }
 void set_autocast_state(const AutocastState& s) { g_state = s; }
 
 AutocastGuard::AutocastGuard(Device device, DType dtype, bool enabled) : prev_(g_state) {
-  if (!enabled) return;
+  // enabled = false turns the device's autocast off inside the scope, as torch.autocast(enabled=False)
+  if (!enabled) dtype = DType::Float32;
   const bool ok = dtype == DType::Float32 || dtype == DType::BFloat16 ||
                   (dtype == DType::Float16 && device.is_cuda());
   if (!ok)

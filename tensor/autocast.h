@@ -53,7 +53,8 @@ class AutocastStateGuard {
 };
 
 // Sets `device`'s autocast dtype for the guard's lifetime; a dtype the device cannot autocast to
-// (Float16 on the CPU, an integer type) is a dl::Error naming both.
+// (Float16 on the CPU, an integer type) is a dl::Error naming both. enabled = false turns the
+// device's autocast off inside the scope (torch.autocast(..., enabled=False)).
 class AutocastGuard {
  public:
   AutocastGuard(Device device, DType dtype, bool enabled = true);

@@ -120,6 +120,7 @@ TEST_CASE("autocast bf16: conv2d forward and gradients against float64 from roun
       {"5x5, padding 2 and 1, 24x30 plane", {3, 4, 24, 30}, {7, 4, 5, 5}, k5},
       {"3x3 same, batch 5 (chunked images)", {5, 8, 7, 7}, {16, 8, 3, 3}, s1},
       {"3x3 stride 2, odd plane", {3, 6, 11, 9}, {10, 6, 3, 3}, s2},
+      {"3x3 stride 2, wide rows (the 2-byte word im2col)", {3, 5, 20, 37}, {6, 5, 3, 3}, s2},
       {"1x1 pointwise", {4, 32, 5, 5}, {24, 32, 1, 1}, {}},
       {"groups 2", {2, 8, 6, 6}, {12, 4, 3, 3}, g2},
       {"Winograd-sized layer (3x3, 128 channels, 20x20)", {2, 128, 20, 20}, {128, 128, 3, 3}, s1},
@@ -154,7 +155,12 @@ TEST_CASE("autocast: scopes nest and restore, float64 is untouched, bad dtypes a
     }
     CHECK(autocast_dtype(DeviceType::CPU) == DType::BFloat16);
     {
-      auto off = autocast(kCPU, DType::Float32, /*enabled=*/false);  // disabled: changes nothing
+      auto off = autocast(kCPU, DType::BFloat16, /*enabled=*/false);  // as torch.autocast(enabled=False): off
+      CHECK(autocast_dtype(DeviceType::CPU) == DType::Float32);
+    }
+    CHECK(autocast_dtype(DeviceType::CPU) == DType::BFloat16);  // and back on after it
+    {
+      auto cuda_off = autocast(Device(DeviceType::CUDA), DType::Float16, false);  // another device: CPU untouched
       CHECK(autocast_dtype(DeviceType::CPU) == DType::BFloat16);
     }
   }
