@@ -22,13 +22,17 @@ namespace dl::cuda::k {
     }                                                                                 \
   } while (0)
 
+// The cases of the four computing dtypes (KDISPATCH_ALL; cuda/elementwise.cu adds the 16-bit ones).
+#define KDISPATCH_COMPUTING_CASES(fn, ...)                    \
+  case ::dl::DType::Float32: fn<float>(__VA_ARGS__); break;   \
+  case ::dl::DType::Float64: fn<double>(__VA_ARGS__); break;  \
+  case ::dl::DType::Int64: fn<int64_t>(__VA_ARGS__); break;   \
+  case ::dl::DType::UInt8: fn<uint8_t>(__VA_ARGS__); break;
+
 #define KDISPATCH_ALL(dt, name, fn, ...)                         \
   do {                                                           \
     switch (dt) {                                                \
-      case ::dl::DType::Float32: fn<float>(__VA_ARGS__); break;  \
-      case ::dl::DType::Float64: fn<double>(__VA_ARGS__); break; \
-      case ::dl::DType::Int64: fn<int64_t>(__VA_ARGS__); break;  \
-      case ::dl::DType::UInt8: fn<uint8_t>(__VA_ARGS__); break;  \
+      KDISPATCH_COMPUTING_CASES(fn, __VA_ARGS__)                 \
       default: DL_CUDA_REQUIRE(false, name ": unknown dtype");   \
     }                                                            \
   } while (0)

@@ -7,10 +7,7 @@
 #define KDISPATCH_STORAGE(dt, name, fn, ...)                              \
   do {                                                                    \
     switch (dt) {                                                         \
-      case ::dl::DType::Float32: fn<float>(__VA_ARGS__); break;           \
-      case ::dl::DType::Float64: fn<double>(__VA_ARGS__); break;          \
-      case ::dl::DType::Int64: fn<int64_t>(__VA_ARGS__); break;           \
-      case ::dl::DType::UInt8: fn<uint8_t>(__VA_ARGS__); break;           \
+      KDISPATCH_COMPUTING_CASES(fn, __VA_ARGS__)                          \
       case ::dl::DType::BFloat16: fn<::dl::BFloat16>(__VA_ARGS__); break; \
       case ::dl::DType::Float16: fn<::dl::Float16>(__VA_ARGS__); break;   \
       default: DL_CUDA_REQUIRE(false, name ": unknown dtype");            \

@@ -101,14 +101,18 @@ template <> struct dtype_of<Float16> { static constexpr DType value = DType::Flo
     }                                                                                         \
   }()
 
+// The cases of the four computing dtypes (one list for DL_DISPATCH_ALL and DL_DISPATCH_STORAGE).
+#define DL_DISPATCH_COMPUTING_CASES(...)                                                      \
+  DL_DISPATCH_CASE(::dl::DType::Float32, float, __VA_ARGS__)                                  \
+  DL_DISPATCH_CASE(::dl::DType::Float64, double, __VA_ARGS__)                                 \
+  DL_DISPATCH_CASE(::dl::DType::Int64, int64_t, __VA_ARGS__)                                  \
+  DL_DISPATCH_CASE(::dl::DType::UInt8, uint8_t, __VA_ARGS__)
+
 // The four computing dtypes; a 16-bit one is refused with check_computable's message.
 #define DL_DISPATCH_ALL(dtype, opname, ...)                                                   \
   [&] {                                                                                       \
     switch (dtype) {                                                                          \
-      DL_DISPATCH_CASE(::dl::DType::Float32, float, __VA_ARGS__)                              \
-      DL_DISPATCH_CASE(::dl::DType::Float64, double, __VA_ARGS__)                             \
-      DL_DISPATCH_CASE(::dl::DType::Int64, int64_t, __VA_ARGS__)                              \
-      DL_DISPATCH_CASE(::dl::DType::UInt8, uint8_t, __VA_ARGS__)                              \
+      DL_DISPATCH_COMPUTING_CASES(__VA_ARGS__)                                                \
       case ::dl::DType::BFloat16:                                                             \
       case ::dl::DType::Float16: break;                                                       \
     }                                                                                         \
@@ -121,10 +125,7 @@ template <> struct dtype_of<Float16> { static constexpr DType value = DType::Flo
 #define DL_DISPATCH_STORAGE(dtype, opname, ...)                                               \
   [&] {                                                                                       \
     switch (dtype) {                                                                          \
-      DL_DISPATCH_CASE(::dl::DType::Float32, float, __VA_ARGS__)                              \
-      DL_DISPATCH_CASE(::dl::DType::Float64, double, __VA_ARGS__)                             \
-      DL_DISPATCH_CASE(::dl::DType::Int64, int64_t, __VA_ARGS__)                              \
-      DL_DISPATCH_CASE(::dl::DType::UInt8, uint8_t, __VA_ARGS__)                              \
+      DL_DISPATCH_COMPUTING_CASES(__VA_ARGS__)                                                \
       DL_DISPATCH_CASE(::dl::DType::BFloat16, ::dl::BFloat16, __VA_ARGS__)                    \
       DL_DISPATCH_CASE(::dl::DType::Float16, ::dl::Float16, __VA_ARGS__)                      \
     }                                                                                         \

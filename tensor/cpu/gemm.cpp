@@ -358,34 +358,21 @@ void gemm_serial(const Kernel<T>& ker, bool ta, bool tb, int64_t M, int64_t N, i
   }
 }
 
-// ---------------------------------------------------------------- threading
+// ---------------------------------------------------------------- the driver: empty products, then threads
 
 template <typename T>
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
           int64_t ldb, T beta, T* C, int64_t ldc) {
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0 || alpha == T(0)) {
-    detail::scale_c(M, N, beta, C, ldc);
-    return;
-  }
+  if (detail::empty_product(M, N, K, alpha, beta, C, ldc)) return;
   const Kernel<T>& ker = kernel_for<T>(current_isa());
-  const int MR = ker.mr, NR = ker.nr;
-  const int64_t mu = (M + MR - 1) / MR, nu = (N + NR - 1) / NR;
-  // Below ~1 MFLOP per thread the fork/join costs more than it saves.
-  const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
-  const int nt = detail::gemm_threads(flops, 1.0e6, mu * nu);
-  if (nt <= 1) {
-    gemm_serial(ker, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    return;
-  }
-  // packing cost per value relative to a multiply-add: the transposing packs are slower
-  detail::for_each_thread_rectangle(nt, M, N, MR, NR, ta ? 1.0 : 3.0, tb ? 3.0 : 1.0,
-                                    [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-                                      const T* a = ta ? A + m0 : A + m0 * lda;
-                                      const T* b = tb ? B + n0 * ldb : B + n0;
-                                      gemm_serial(ker, ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b, ldb, beta,
-                                                  C + m0 * ldc + n0, ldc);
-                                    });
+  // Below ~1 MFLOP per thread the fork/join costs more than it saves; the transposing packs cost more per value.
+  detail::split_over_threads(M, N, K, ker.mr, ker.nr, 1.0e6, ta ? 1.0 : 3.0, tb ? 3.0 : 1.0,
+                             [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+                               const T* a = ta ? A + m0 : A + m0 * lda;
+                               const T* b = tb ? B + n0 * ldb : B + n0;
+                               gemm_serial(ker, ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b, ldb, beta,
+                                           C + m0 * ldc + n0, ldc);
+                             });
 }
 
 }  // namespace

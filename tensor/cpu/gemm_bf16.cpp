@@ -303,32 +303,21 @@ void gemm_portable(bool ta, bool, int64_t M, int64_t N, int64_t K, float alpha, 
 template <typename S, typename BOp>
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const S* A, int64_t lda, BOp B,
           int64_t ldb, float beta, float* C, int64_t ldc) {
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0 || alpha == 0.0f) {
-    detail::scale_c(M, N, beta, C, ldc);
-    return;
-  }
+  if (detail::empty_product(M, N, K, alpha, beta, C, ldc)) return;
   const Kind kind = current_kind();
   if (kind == Kind::portable) {
     gemm_portable(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
   const Blocked& bl = kernel_for(kind);
-  const int MR = bl.k.mr, NR = bl.k.nr;
-  const int64_t mu = (M + MR - 1) / MR, nu = (N + NR - 1) / NR;
-  // Below ~4 MFLOP per thread the fork/join costs more than it saves (the bf16 kernels are fast).
-  const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
-  const int nt = detail::gemm_threads(flops, 4.0e6, mu * nu);
-  if (nt <= 1) {
-    gemm_serial(bl, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    return;
-  }
-  // each thread packs its own rows of A and columns of B, about as costly as 16 multiply-adds per value
-  detail::for_each_thread_rectangle(nt, M, N, MR, NR, 1.0, 1.0, [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-    const S* a = ta ? A + m0 : A + m0 * lda;
-    gemm_serial(bl, ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b_at(B, tb, ldb, 0, n0), ldb, beta, C + m0 * ldc + n0,
-                ldc);
-  });
+  // Below ~4 MFLOP per thread the fork/join costs more than it saves (the bf16 kernels are fast); each thread
+  // packs its own rows of A and columns of B, about as costly as 16 multiply-adds per value.
+  detail::split_over_threads(M, N, K, bl.k.mr, bl.k.nr, 4.0e6, 1.0, 1.0,
+                             [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+                               const S* a = ta ? A + m0 : A + m0 * lda;
+                               gemm_serial(bl, ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b_at(B, tb, ldb, 0, n0),
+                                           ldb, beta, C + m0 * ldc + n0, ldc);
+                             });
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 #pragma once
 // Internal: what the float32/float64 GEMM (gemm.cpp) and the bfloat16 GEMM (gemm_bf16.cpp) drivers share:
-// per-thread packing buffers, C = beta * C for the empty product, and the split of C over threads.
+// per-thread packing buffers, the empty products, and the split of C over threads.
 #include <omp.h>
 
 #include <algorithm>
@@ -72,19 +72,32 @@ inline Grid choose_grid(int nt, int64_t M, int64_t N, int MR, int NR, double pac
   return best;
 }
 
-// The threads a GEMM of this many FLOPs uses: all (one inside a parallel region), but none below
-// min_flops_per_thread each (fork/join would cost more), and no more than the C has MR x NR units.
-inline int gemm_threads(double flops, double min_flops_per_thread, int64_t units) {
-  int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
-  nt = static_cast<int>(std::min<double>(nt, std::max(1.0, flops / min_flops_per_thread)));
-  return static_cast<int>(std::min<int64_t>(nt, units));
+// The products with nothing to multiply: M or N zero (nothing to do), K or alpha zero (C = beta * C). True when
+// it handled the call.
+template <typename T>
+bool empty_product(int64_t M, int64_t N, int64_t K, T alpha, T beta, T* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return true;
+  if (K > 0 && alpha != T(0)) return false;
+  scale_c(M, N, beta, C, ldc);
+  return true;
 }
 
-// Runs serial(m0, m1, n0, n1) on each of nt threads' rectangle of C (M x N in MR x NR units), the grid from
-// choose_grid reduced to a thread count it can use (extra threads idle).
+// Runs rect(m0, m1, n0, n1), a serial GEMM on rows [m0, m1) and columns [n0, n1) of C (M x N, in MR x NR
+// units), over the threads: all of C on this thread when the product is under min_flops_per_thread per thread
+// (the fork/join would cost more) or inside a parallel region; else one rectangle of choose_grid's grid per
+// thread, the grid reduced to a thread count it can use (extra threads idle).
 template <typename F>
-void for_each_thread_rectangle(int nt, int64_t M, int64_t N, int MR, int NR, double pack_a, double pack_b, F serial) {
+void split_over_threads(int64_t M, int64_t N, int64_t K, int MR, int NR, double min_flops_per_thread, double pack_a,
+                        double pack_b, F rect) {
   const int64_t mu = (M + MR - 1) / MR, nu = (N + NR - 1) / NR;
+  const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+  nt = static_cast<int>(std::min<double>(nt, std::max(1.0, flops / min_flops_per_thread)));
+  nt = static_cast<int>(std::min<int64_t>(nt, mu * nu));
+  if (nt <= 1) {
+    rect(int64_t{0}, M, int64_t{0}, N);
+    return;
+  }
 #pragma omp parallel num_threads(nt)
   {
     const int p = omp_get_num_threads(), t = omp_get_thread_num();
@@ -96,7 +109,7 @@ void for_each_thread_rectangle(int nt, int64_t M, int64_t N, int MR, int NR, dou
       const int ti = t / g.tn, tj = t % g.tn;
       const int64_t m0 = mu * ti / g.tm * MR, m1 = std::min(M, mu * (ti + 1) / g.tm * MR);
       const int64_t n0 = nu * tj / g.tn * NR, n1 = std::min(N, nu * (tj + 1) / g.tn * NR);
-      if (m1 > m0 && n1 > n0) serial(m0, m1, n0, n1);
+      if (m1 > m0 && n1 > n0) rect(m0, m1, n0, n1);
     }
   }
 }

@@ -19,6 +19,7 @@
 
 #include "autograd/functional.h"
 #include "autograd/node.h"
+#include "autocast_cases.h"
 #include "cuda_test_util.h"
 #include "nn/optim/grad_scaler.h"
 #include "nn/optim/sgd.h"
@@ -156,32 +157,15 @@ void gemm_cases(DType low) {
 }
 
 void conv_cases(DType low) {
-  struct Case {
-    const char* name;
-    Shape x, w;
-    Conv2dParams p;
-    bool bias;
-  };
+  std::vector<test::AutocastConvCase> cases = test::autocast_conv_cases();
   Conv2dParams s1;
   s1.padding = {1, 1};
-  Conv2dParams s2;
-  s2.stride = {2, 2};
-  s2.padding = {1, 1};
-  Conv2dParams g2;
-  g2.groups = 2;
-  g2.padding = {1, 1};
-  const Case cases[] = {
-      {"3x3 same, batch 5", {5, 8, 7, 7}, {16, 8, 3, 3}, s1, false},
-      {"3x3 stride 2, odd plane, bias", {3, 6, 11, 9}, {10, 6, 3, 3}, s2, true},
-      {"1x1 pointwise", {4, 32, 5, 5}, {24, 32, 1, 1}, {}, false},
-      {"groups 2", {2, 8, 6, 6}, {12, 4, 3, 3}, g2, false},
-      {"3x3, 64 channels (tensor-core friendly)", {2, 64, 12, 12}, {64, 64, 3, 3}, s1, false},
-  };
+  cases.push_back({"3x3, 64 channels (tensor-core friendly)", {2, 64, 12, 12}, {64, 64, 3, 3}, s1});
   for (cuda::Backend be : test::all_backends()) {
     test::AllBackends guard(be);
     CAPTURE(static_cast<int>(be));
     const Slack s = slack_for(cuda::OpFamily::Conv, low);
-    for (const Case& c : cases) {
+    for (const test::AutocastConvCase& c : cases) {
       const Tensor b32 = f32({c.w[0]}, 11).abs();  // >= 0: the bound op(|x|, |w|) + b bounds |y| too
       auto op = [&](const Tensor& x, const Tensor& w) {
         // the bias is added in float32 after the float32 sums (float64 on the reference side)

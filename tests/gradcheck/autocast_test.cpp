@@ -21,6 +21,7 @@
 #include "autograd/functional.h"
 #include "autograd/node.h"
 #include "tensor/autocast.h"
+#include "autocast_cases.h"
 #include "test_util.h"
 
 using namespace dl;
@@ -97,39 +98,16 @@ void check_op(const char* name, const Tensor& x32, const Tensor& w32, int64_t Kf
 }  // namespace
 
 TEST_CASE("autocast bf16: conv2d forward and gradients against float64 from rounded operands") {
-  struct Case {
-    const char* name;
-    Shape x, w;
-    Conv2dParams p;
-  };
-  Conv2dParams s1;
-  s1.padding = {1, 1};
-  Conv2dParams s2;
-  s2.stride = {2, 2};
-  s2.padding = {1, 1};
-  Conv2dParams g2;
-  g2.groups = 2;
-  g2.padding = {1, 1};
-  Conv2dParams dil;  // the implicit-im2col forward (stride 1, planes of 400+ pixels) with dilation
-  dil.padding = {2, 2};
-  dil.dilation = {2, 2};
-  Conv2dParams k5;  // ... and a 5x5 kernel with unequal padding
-  k5.padding = {2, 1};
-  const Case cases[] = {
-      {"3x3 dilation 2, 23x29 plane", {2, 6, 23, 29}, {8, 6, 3, 3}, dil},
-      {"5x5, padding 2 and 1, 24x30 plane", {3, 4, 24, 30}, {7, 4, 5, 5}, k5},
-      {"3x3 same, batch 5 (chunked images)", {5, 8, 7, 7}, {16, 8, 3, 3}, s1},
-      {"3x3 stride 2, odd plane", {3, 6, 11, 9}, {10, 6, 3, 3}, s2},
-      {"3x3 stride 2, wide rows (the 2-byte word im2col)", {3, 5, 20, 37}, {6, 5, 3, 3}, s2},
-      {"1x1 pointwise", {4, 32, 5, 5}, {24, 32, 1, 1}, {}},
-      {"groups 2", {2, 8, 6, 6}, {12, 4, 3, 3}, g2},
-      {"Winograd-sized layer (3x3, 128 channels, 20x20)", {2, 128, 20, 20}, {128, 128, 3, 3}, s1},
-  };
-  for (const Case& c : cases) {
-    auto op = [&](const Tensor& x, const Tensor& w) { return conv2d(x, w, Tensor(), c.p); };
+  for (const test::AutocastConvCase& c : test::autocast_conv_cases()) {
+    const Tensor b32 = f32({c.w[0]}, 11).abs();
+    auto op = [&](const Tensor& x, const Tensor& w) {
+      // the bias is added in float32 after the float32 sums (float64 on the reference side)
+      return conv2d(x, w, c.bias ? b32.to(x.dtype()) : Tensor(), c.p);
+    };
     const Shape y = op(f32(c.x, 1), f32(c.w, 2)).sizes();
     const int64_t taps = c.w[2] * c.w[3];
-    check_op(c.name, f32(c.x, 1), f32(c.w, 2), c.w[1] * taps, c.w[0] / c.p.groups * taps, y[0] * y[2] * y[3], op);
+    // + 1 on the forward's K: the bias add's rounding
+    check_op(c.name, f32(c.x, 1), f32(c.w, 2), c.w[1] * taps + 1, c.w[0] / c.p.groups * taps, y[0] * y[2] * y[3], op);
   }
 }
 

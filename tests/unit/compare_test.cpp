@@ -55,6 +55,12 @@ std::string run_compare(const fs::path& results) {
 
 bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
+// A model description with every field the report's table reads (strategy "S", 2 epochs at 1e-3).
+json model_description() {
+  return {{"epochs", 2}, {"learning_rate", 0.001}, {"architecture", "A"}, {"training_strategy", "S"},
+          {"params_total", 10}, {"params_trained", 10}};
+}
+
 }  // namespace
 
 TEST_CASE("compare: a failed step is shown as failed with its reason, a missing field as missing") {
@@ -95,8 +101,7 @@ TEST_CASE("compare: a failed step is shown as failed with its reason, a missing 
 TEST_CASE("compare: a run whose files disagree is flagged and kept out of comparisons and conclusions") {
   test::TmpDir tmp;
   fs::path res = tmp.dir;
-  json desc = {{"epochs", 2}, {"learning_rate", 0.001}, {"architecture", "A"}, {"training_strategy", "S"},
-               {"params_total", 10}, {"params_trained", 10}};
+  const json desc = model_description();
   write_run(res / "scratch_cnn", 400, 5, 3, desc);
   auto preds = write_run(res / "baseline_transfer", 400, 2, 4, desc);
   // the best run on paper, but its confusion matrix does not match its predictions
@@ -244,8 +249,7 @@ TEST_CASE("compare: the robustness and calibration sections show the records, no
 TEST_CASE("compare: a run trained with --precision bf16 says so next to its training strategy") {
   test::TmpDir tmp;
   fs::path res = tmp.dir;
-  json desc = {{"epochs", 2}, {"learning_rate", 0.001}, {"architecture", "A"}, {"training_strategy", "S"},
-               {"params_total", 10}, {"params_trained", 10}};
+  const json desc = model_description();
   write_run(res / "scratch_cnn", 200, 5, 3, desc);
   write_json(res / "scratch_cnn" / "config.json", json{{"precision", "bf16"}, {"epochs", 2}});
   write_run(res / "baseline_transfer", 200, 4, 4, desc);
