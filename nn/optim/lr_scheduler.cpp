@@ -1,5 +1,6 @@
 #include "nn/optim/lr_scheduler.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numbers>
@@ -58,13 +59,26 @@ void LRScheduler::initial_step() {
   step();
 }
 
-void LRScheduler::step() {
+void LRScheduler::step() { advance(last_epoch_ + 1, false); }
+
+void LRScheduler::step_to(int64_t epoch) { advance(epoch, true); }
+
+void LRScheduler::advance(int64_t epoch, bool closed_form) {
   auto& groups = optimizer_.param_groups();
   if (groups.size() != base_lrs_.size())
     fail("{}.step: the optimizer has {} param groups, the scheduler was made for {}", name(), groups.size(), base_lrs_.size());
+  const int64_t previous = last_epoch_;
+  last_epoch_ = epoch;  // get_lr reads it
+  std::vector<double> lrs;
+  try {
+    std::optional<std::vector<double>> closed;
+    if (closed_form) closed = get_closed_form_lr();
+    lrs = closed ? std::move(*closed) : get_lr();
+  } catch (...) {
+    last_epoch_ = previous;  // a failed step changes nothing
+    throw;
+  }
   ++step_count_;
-  ++last_epoch_;
-  std::vector<double> lrs = get_lr();
   for (size_t i = 0; i < groups.size(); ++i) groups[i].lr = lrs[i];
   last_lr_ = group_lrs(optimizer_);
 }
@@ -111,6 +125,15 @@ std::vector<double> StepLR::get_lr() const {
   return lrs;
 }
 
+std::optional<std::vector<double>> StepLR::get_closed_form_lr() const {
+  // Python's floor division
+  int64_t k = last_epoch_ / step_size_;
+  if (last_epoch_ % step_size_ != 0 && last_epoch_ < 0) --k;
+  std::vector<double> lrs;
+  for (double base : base_lrs_) lrs.push_back(base * std::pow(gamma_, static_cast<double>(k)));
+  return lrs;
+}
+
 void StepLR::params_to_json(json& j) const {
   j["step_size"] = step_size_;
   j["gamma"] = gamma_;
@@ -137,6 +160,15 @@ std::vector<double> MultiStepLR::get_lr() const {
   auto it = milestones_.find(last_epoch_);
   if (it == milestones_.end()) return lrs;
   for (auto& lr : lrs) lr = lr * std::pow(gamma_, it->second);
+  return lrs;
+}
+
+std::optional<std::vector<double>> MultiStepLR::get_closed_form_lr() const {
+  int64_t passed = 0;  // bisect_right over the listed milestones: how many are <= last_epoch
+  for (const auto& [m, count] : milestones_)
+    if (m <= last_epoch_) passed += count;
+  std::vector<double> lrs;
+  for (double base : base_lrs_) lrs.push_back(base * std::pow(gamma_, static_cast<double>(passed)));
   return lrs;
 }
 
@@ -184,6 +216,14 @@ std::vector<double> CosineAnnealingLR::get_lr() const {
   return lrs;
 }
 
+std::optional<std::vector<double>> CosineAnnealingLR::get_closed_form_lr() const {
+  constexpr double pi = std::numbers::pi;
+  const double e = static_cast<double>(last_epoch_), T = static_cast<double>(T_max_);
+  std::vector<double> lrs;
+  for (double base : base_lrs_) lrs.push_back(eta_min_ + (base - eta_min_) * (1 + std::cos(pi * e / T)) / 2);
+  return lrs;
+}
+
 void CosineAnnealingLR::params_to_json(json& j) const {
   j["T_max"] = T_max_;
   j["eta_min"] = eta_min_;
@@ -221,6 +261,14 @@ std::vector<double> LinearLR::get_lr() const {
   return lrs;
 }
 
+std::optional<std::vector<double>> LinearLR::get_closed_form_lr() const {
+  const double done = static_cast<double>(std::min(total_iters_, last_epoch_));
+  std::vector<double> lrs;
+  for (double base : base_lrs_)
+    lrs.push_back(base * (start_factor_ + (end_factor_ - start_factor_) * done / static_cast<double>(total_iters_)));
+  return lrs;
+}
+
 void LinearLR::params_to_json(json& j) const {
   j["start_factor"] = start_factor_;
   j["end_factor"] = end_factor_;
@@ -235,6 +283,209 @@ void LinearLR::params_from_json(const json& j) {
   start_factor_ = s;
   end_factor_ = e;
   total_iters_ = t;
+}
+
+// ---- OneCycleLR -------------------------------------------------------------------------------------
+
+namespace {
+void check_one_cycle(const std::string& who, int64_t total_steps, double pct_start, double div_factor,
+                     double final_div_factor) {
+  if (total_steps <= 0) fail("{}: total_steps must be positive, got {}", who, total_steps);
+  if (!(pct_start >= 0 && pct_start <= 1)) fail("{}: pct_start must be in [0, 1], got {}", who, pct_start);
+  if (!(div_factor > 0) || !std::isfinite(div_factor)) fail("{}: div_factor must be finite and > 0, got {}", who, div_factor);
+  if (!(final_div_factor > 0) || !std::isfinite(final_div_factor))
+    fail("{}: final_div_factor must be finite and > 0, got {}", who, final_div_factor);
+}
+}  // namespace
+
+OneCycleLR::OneCycleLR(Optimizer& o, std::vector<double> max_lrs, int64_t total_steps, double pct_start, double div_factor,
+                       double final_div_factor, bool three_phase)
+    : LRScheduler(o),
+      total_steps_(total_steps),
+      pct_start_(pct_start),
+      div_factor_(div_factor),
+      final_div_factor_(final_div_factor),
+      three_phase_(three_phase) {
+  check_one_cycle("OneCycleLR", total_steps, pct_start, div_factor, final_div_factor);
+  auto& groups = optimizer_.param_groups();
+  if (max_lrs.size() == 1)
+    max_lrs.assign(groups.size(), max_lrs[0]);
+  else if (max_lrs.size() != groups.size())
+    fail("OneCycleLR: expected 1 or {} max_lr values (one per param group), got {}", groups.size(), max_lrs.size());
+  for (double m : max_lrs)
+    if (!(m >= 0) || !std::isfinite(m)) fail("OneCycleLR: max_lr must be finite and >= 0, got {}", m);
+  max_lrs_ = std::move(max_lrs);
+  for (size_t i = 0; i < groups.size(); ++i) {
+    // PyTorch sets group['initial_lr'], whatever an earlier scheduler put there
+    base_lrs_[i] = max_lrs_[i] / div_factor_;
+    groups[i].initial_lr = base_lrs_[i];
+    min_lrs_.push_back(base_lrs_[i] / final_div_factor_);
+  }
+  initial_step();
+}
+
+std::vector<double> OneCycleLR::get_lr() const {
+  constexpr double pi = std::numbers::pi;
+  const int64_t step_num = last_epoch_;
+  if (step_num > total_steps_)
+    fail("OneCycleLR.step: tried to step {} times (counting the step the constructor takes); the specified number of "
+         "total steps is {}, so step() may be called at most {} times after construction",
+         step_num + 1, total_steps_, total_steps_);
+  // PyTorch's _schedule_phases: where each phase ends (a step, as a double) and its two ends
+  struct Phase {
+    double end_step;
+    const std::vector<double>& start_lr;
+    const std::vector<double>& end_lr;
+  };
+  const double T = static_cast<double>(total_steps_);
+  const std::vector<Phase> phases =
+      three_phase_ ? std::vector<Phase>{{pct_start_ * T - 1, base_lrs_, max_lrs_},
+                                        {2 * pct_start_ * T - 2, max_lrs_, base_lrs_},
+                                        {T - 1, base_lrs_, min_lrs_}}
+                   : std::vector<Phase>{{pct_start_ * T - 1, base_lrs_, max_lrs_}, {T - 1, max_lrs_, min_lrs_}};
+  const double step = static_cast<double>(step_num);
+  std::vector<double> lrs;
+  for (size_t g = 0; g < base_lrs_.size(); ++g) {
+    double start_step = 0;
+    for (size_t i = 0; i < phases.size(); ++i) {
+      const double end_step = phases[i].end_step;
+      if (step <= end_step || i == phases.size() - 1) {
+        if (end_step == start_step)  // PyTorch: ZeroDivisionError
+          fail("OneCycleLR: phase {} of the schedule is empty at step {} (pct_start {} with total_steps {}), so the lr "
+               "is undefined there",
+               i + 1, step_num, pct_start_, total_steps_);
+        const double pct = (step - start_step) / (end_step - start_step);
+        // _annealing_cos, term for term
+        const double start = phases[i].start_lr[g], end = phases[i].end_lr[g];
+        const double cos_out = std::cos(pi * pct) + 1;
+        lrs.push_back(end + (start - end) / 2.0 * cos_out);
+        break;
+      }
+      start_step = end_step;
+    }
+  }
+  return lrs;
+}
+
+void OneCycleLR::params_to_json(json& j) const {
+  j["max_lrs"] = max_lrs_;
+  j["min_lrs"] = min_lrs_;
+  j["total_steps"] = total_steps_;
+  j["pct_start"] = pct_start_;
+  j["div_factor"] = div_factor_;
+  j["final_div_factor"] = final_div_factor_;
+  j["three_phase"] = three_phase_;
+  j["anneal_strategy"] = "cos";
+  j["cycle_momentum"] = false;
+}
+
+void OneCycleLR::params_from_json(const json& j) {
+  const std::string who = name();
+  size_t n = optimizer_.param_groups().size();
+  auto max_lrs = get_numbers(j, "max_lrs", who, n), min_lrs = get_numbers(j, "min_lrs", who, n);
+  int64_t total = get_int(j, "total_steps", who);
+  double pct = get_number(j, "pct_start", who), div = get_number(j, "div_factor", who),
+         final_div = get_number(j, "final_div_factor", who);
+  const json& three = require(j, "three_phase", who);
+  if (!three.is_boolean()) fail("{}.load_state_dict: 'three_phase' must be true or false", who);
+  if (j.contains("anneal_strategy") && j["anneal_strategy"] != "cos")
+    fail("{}.load_state_dict: anneal_strategy {} is not supported (only \"cos\")", who, j["anneal_strategy"].dump());
+  if (j.contains("cycle_momentum") && j["cycle_momentum"] != false)
+    fail("{}.load_state_dict: cycle_momentum is not supported", who);
+  check_one_cycle(who + ".load_state_dict", total, pct, div, final_div);
+  max_lrs_ = std::move(max_lrs);
+  min_lrs_ = std::move(min_lrs);
+  total_steps_ = total;
+  pct_start_ = pct;
+  div_factor_ = div;
+  final_div_factor_ = final_div;
+  three_phase_ = three.get<bool>();
+}
+
+// ---- SequentialLR -----------------------------------------------------------------------------------
+
+namespace {
+void check_milestones(const std::string& who, const std::vector<int64_t>& milestones, size_t schedulers) {
+  if (milestones.size() + 1 != schedulers)
+    fail("{}: expected one milestone fewer than schedulers, got {} schedulers and {} milestones", who, schedulers,
+         milestones.size());
+  for (size_t i = 0; i < milestones.size(); ++i)
+    if (milestones[i] <= 0 || (i > 0 && milestones[i] <= milestones[i - 1]))
+      fail("{}: milestones must be positive and strictly increasing, got {} at position {}", who, milestones[i], i);
+}
+}  // namespace
+
+SequentialLR::SequentialLR(Optimizer& o, std::vector<std::unique_ptr<LRScheduler>> schedulers, std::vector<int64_t> milestones)
+    : LRScheduler(o), schedulers_(std::move(schedulers)), milestones_(std::move(milestones)) {
+  if (schedulers_.empty()) fail("SequentialLR: expected at least one scheduler");
+  for (size_t i = 0; i < schedulers_.size(); ++i) {
+    if (!schedulers_[i]) fail("SequentialLR: scheduler {} is null", i);
+    if (&schedulers_[i]->optimizer_ != &optimizer_)
+      fail("SequentialLR: scheduler {} ({}) belongs to another optimizer; all must belong to the one passed in", i,
+           schedulers_[i]->name());
+    if (dynamic_cast<const SequentialLR*>(schedulers_[i].get()))
+      fail("SequentialLR: scheduler {} is itself a SequentialLR, which cannot be nested", i);
+  }
+  check_milestones("SequentialLR", milestones_, schedulers_.size());
+  auto& groups = optimizer_.param_groups();
+  for (size_t i = 0; i < groups.size(); ++i) {
+    DL_CHECK(groups[i].initial_lr, "SequentialLR: param group {} has no initial_lr", i);
+    groups[i].lr = *groups[i].initial_lr;  // undo what constructing the schedulers did
+  }
+  for (auto& s : schedulers_) s->last_epoch_ -= 1;
+  schedulers_[0]->initial_step();  // only the first one restarts
+  last_epoch_ = 0;
+  step_count_ = 1;
+  last_lr_ = schedulers_[0]->last_lr_;
+}
+
+void SequentialLR::step() {
+  const int64_t epoch = last_epoch_ + 1;
+  const size_t idx = static_cast<size_t>(std::upper_bound(milestones_.begin(), milestones_.end(), epoch) - milestones_.begin());
+  LRScheduler& s = *schedulers_[idx];
+  if (idx > 0 && milestones_[idx - 1] == epoch)
+    s.step_to(0);  // PyTorch's scheduler.step(0): the next schedule restarts from its base lrs
+  else
+    s.step();
+  last_epoch_ = epoch;
+  ++step_count_;
+  last_lr_ = s.last_lr_;
+}
+
+std::vector<double> SequentialLR::get_lr() const {
+  fail("SequentialLR.get_lr: not defined; step() delegates to the scheduler in force");
+}
+
+void SequentialLR::params_to_json(json& j) const {
+  j["milestones"] = milestones_;
+  json states = json::array();
+  for (const auto& s : schedulers_) states.push_back(s->state_dict());
+  j["schedulers"] = states;
+}
+
+void SequentialLR::params_from_json(const json& j) {
+  const std::string who = name();
+  const json& ms = require(j, "milestones", who);
+  if (!ms.is_array()) fail("{}.load_state_dict: 'milestones' must be a list of integers", who);
+  std::vector<int64_t> milestones;
+  for (const auto& x : ms) {
+    if (!x.is_number_integer()) fail("{}.load_state_dict: 'milestones' must be a list of integers", who);
+    milestones.push_back(x.get<int64_t>());
+  }
+  check_milestones(who + ".load_state_dict", milestones, schedulers_.size());
+  const json& states = require(j, "schedulers", who);
+  if (!states.is_array() || states.size() != schedulers_.size())
+    fail("{}.load_state_dict: 'schedulers' must list {} states (one per scheduler)", who, schedulers_.size());
+  // all or nothing: if one scheduler rejects its state, the ones already loaded go back
+  std::vector<json> previous;
+  for (const auto& s : schedulers_) previous.push_back(s->state_dict());
+  try {
+    for (size_t i = 0; i < schedulers_.size(); ++i) schedulers_[i]->load_state_dict(states[i]);
+  } catch (...) {
+    for (size_t i = 0; i < schedulers_.size(); ++i) schedulers_[i]->load_state_dict(previous[i]);
+    throw;
+  }
+  milestones_ = std::move(milestones);
 }
 
 // ---- ReduceLROnPlateau ----------------------------------------------------------------------------

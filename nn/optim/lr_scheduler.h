@@ -4,11 +4,16 @@
 // group's current lr, so two schedules on one optimizer compose, and a user's change to the lr
 // carries forward.
 //
+// OneCycleLR is the exception: a closed form of the step count, stepped once per batch.
+//
 // Protocol (PyTorch's): constructing a scheduler records each group's initial_lr and takes the
 // first step (epoch 0); then call optimizer.step() ... scheduler.step() once per epoch (or
-// iteration). The scheduler keeps a reference to the optimizer, which must outlive it.
+// iteration). The scheduler keeps a reference to the optimizer, which must outlive it. A step
+// that throws (OneCycleLR past its end) leaves the scheduler and the lrs as they were.
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,7 +30,7 @@ class LRScheduler {
   LRScheduler& operator=(const LRScheduler&) = delete;
 
   virtual std::string name() const = 0;
-  void step();
+  virtual void step();
   const std::vector<double>& get_last_lr() const { return last_lr_; }
   const std::vector<double>& base_lrs() const { return base_lrs_; }
   int64_t last_epoch() const { return last_epoch_; }
@@ -41,14 +46,24 @@ class LRScheduler {
   // Derived constructors call this last (it calls the virtual get_lr()).
   void initial_step();
   virtual std::vector<double> get_lr() const = 0;  // the chainable form
+  // PyTorch's _get_closed_form_lr: the lrs at last_epoch_ from base_lrs_ alone, where the
+  // schedule has one (nullopt: step_to falls back to get_lr, as PyTorch does).
+  virtual std::optional<std::vector<double>> get_closed_form_lr() const { return std::nullopt; }
   virtual void params_to_json(nlohmann::json& j) const = 0;
   virtual void params_from_json(const nlohmann::json& j) = 0;
+  // PyTorch's deprecated step(epoch): jumps to `epoch`, by the closed form where there is one.
+  // Only SequentialLR uses it (step(0) on the next schedule at a milestone).
+  void step_to(int64_t epoch);
+  friend class SequentialLR;
 
   Optimizer& optimizer_;
   std::vector<double> base_lrs_;
   std::vector<double> last_lr_;
   int64_t last_epoch_ = -1;
   int64_t step_count_ = 0;
+
+ private:
+  void advance(int64_t epoch, bool closed_form);
 };
 
 // lr *= gamma every step_size epochs.
@@ -59,6 +74,7 @@ class StepLR : public LRScheduler {
 
  protected:
   std::vector<double> get_lr() const override;
+  std::optional<std::vector<double>> get_closed_form_lr() const override;
   void params_to_json(nlohmann::json& j) const override;
   void params_from_json(const nlohmann::json& j) override;
 
@@ -75,6 +91,7 @@ class MultiStepLR : public LRScheduler {
 
  protected:
   std::vector<double> get_lr() const override;
+  std::optional<std::vector<double>> get_closed_form_lr() const override;
   void params_to_json(nlohmann::json& j) const override;
   void params_from_json(const nlohmann::json& j) override;
 
@@ -92,6 +109,7 @@ class CosineAnnealingLR : public LRScheduler {
 
  protected:
   std::vector<double> get_lr() const override;
+  std::optional<std::vector<double>> get_closed_form_lr() const override;
   void params_to_json(nlohmann::json& j) const override;
   void params_from_json(const nlohmann::json& j) override;
 
@@ -109,6 +127,7 @@ class LinearLR : public LRScheduler {
 
  protected:
   std::vector<double> get_lr() const override;
+  std::optional<std::vector<double>> get_closed_form_lr() const override;
   void params_to_json(nlohmann::json& j) const override;
   void params_from_json(const nlohmann::json& j) override;
 
@@ -117,6 +136,60 @@ class LinearLR : public LRScheduler {
   int64_t total_iters_;
 };
 using LinearWarmup = LinearLR;
+
+// PyTorch's OneCycleLR (the 1cycle policy) with anneal_strategy='cos' and cycle_momentum=False:
+// it sets only the lr; momentum (or Adam's beta1) is NOT cycled. Step it once per batch, after
+// optimizer.step(). Each group's lr goes from initial_lr = max_lr / div_factor up to max_lr over
+// the first pct_start of total_steps, then down to min_lr = initial_lr / final_div_factor; with
+// three_phase, back down to initial_lr symmetrically, then to min_lr. max_lrs: one per group, or
+// one for all. Not chainable (a closed form of the step count); it overwrites each group's
+// initial_lr, as PyTorch does. step() may be called total_steps times after construction; one
+// more throws dl::Error (PyTorch's ValueError).
+class OneCycleLR : public LRScheduler {
+ public:
+  OneCycleLR(Optimizer& optimizer, std::vector<double> max_lrs, int64_t total_steps, double pct_start = 0.3,
+             double div_factor = 25, double final_div_factor = 1e4, bool three_phase = false);
+  std::string name() const override { return "OneCycleLR"; }
+  int64_t total_steps() const { return total_steps_; }
+
+ protected:
+  std::vector<double> get_lr() const override;
+  void params_to_json(nlohmann::json& j) const override;
+  void params_from_json(const nlohmann::json& j) override;
+
+ private:
+  std::vector<double> max_lrs_, min_lrs_;  // per group; the initial lrs are base_lrs_
+  int64_t total_steps_;
+  double pct_start_, div_factor_, final_div_factor_;
+  bool three_phase_;
+};
+
+// PyTorch's SequentialLR: runs `schedulers` one after the other, switching at each milestone
+// (one fewer milestone than schedulers, strictly increasing, positive). It owns them; they must
+// all be built on `optimizer` (construct them in order, as in PyTorch: construction resets the
+// lr to initial_lr and restarts the first). At a milestone it calls the next scheduler's
+// step(0), PyTorch's quirk: that one restarts from epoch 0 by its closed form (its base lr).
+// A linear warm-up then cosine decay over `total` steps, as in PyTorch:
+//   SequentialLR(opt, {LinearLR(opt, s, 1, w), CosineAnnealingLR(opt, total - w, eta_min)}, {w}).
+// Its state_dict holds each scheduler's. A SequentialLR cannot be one of the schedulers.
+class SequentialLR : public LRScheduler {
+ public:
+  SequentialLR(Optimizer& optimizer, std::vector<std::unique_ptr<LRScheduler>> schedulers,
+               std::vector<int64_t> milestones);
+  std::string name() const override { return "SequentialLR"; }
+  void step() override;
+  const std::vector<std::unique_ptr<LRScheduler>>& schedulers() const { return schedulers_; }
+  const std::vector<int64_t>& milestones() const { return milestones_; }
+
+ protected:
+  std::vector<double> get_lr() const override;  // never called: step() delegates
+  void params_to_json(nlohmann::json& j) const override;
+  void params_from_json(const nlohmann::json& j) override;
+
+ private:
+  std::vector<std::unique_ptr<LRScheduler>> schedulers_;
+  std::vector<int64_t> milestones_;
+};
 
 // ---- ReduceLROnPlateau -------------------------------------------------------------------------------
 enum class PlateauMode { Min, Max };

@@ -1,5 +1,6 @@
 // Learning-rate schedules against PyTorch 1.13 over 100 steps (fixtures written by
-// tests/fixtures/make_lr_schedules.py): SGD with two param groups (lr 0.1 and 0.05).
+// tests/fixtures/make_lr_schedules.py): SGD with two param groups (lr 0.1 and 0.05), or three
+// (a third with lr 0.02) for OneCycleLR and SequentialLR.
 #include <functional>
 #include <memory>
 
@@ -19,12 +20,18 @@ constexpr double kRtol = 1e-12, kAtol = 1e-15;
 struct Setup {
   Tensor a = zeros({3}).requires_grad_();
   Tensor b = zeros({2}).requires_grad_();
+  Tensor c = zeros({4}).requires_grad_();
   std::unique_ptr<SGD> opt;
-  Setup() {
-    opt = std::make_unique<SGD>(std::vector<ParamGroupSpec>{{{a}, {}}, {{b}, {.lr = 0.05}}},
-                                SGDOptions{.lr = 0.1, .momentum = 0.9});
+  explicit Setup(int groups = 2) {
+    std::vector<ParamGroupSpec> specs{{{a}, {}}, {{b}, {.lr = 0.05}}, {{c}, {.lr = 0.02}}};
+    specs.resize(static_cast<size_t>(groups));
+    opt = std::make_unique<SGD>(specs, SGDOptions{.lr = 0.1, .momentum = 0.9});
   }
-  std::vector<double> lrs() const { return {opt->param_groups()[0].lr, opt->param_groups()[1].lr}; }
+  std::vector<double> lrs() const {
+    std::vector<double> v;
+    for (const auto& g : opt->param_groups()) v.push_back(g.lr);
+    return v;
+  }
 };
 
 using Makers = std::vector<std::function<std::unique_ptr<LRScheduler>(Optimizer&)>>;
@@ -32,8 +39,8 @@ using Makers = std::vector<std::function<std::unique_ptr<LRScheduler>(Optimizer&
 // Runs the schedulers for 100 steps (optimizer.step() then scheduler.step(), PyTorch's order).
 // With resume_at > 0, it saves optimizer and scheduler state after that many steps and continues
 // in a fresh optimizer and fresh schedulers loaded from that state.
-Tensor run(const Makers& makers, int resume_at = 0) {
-  auto s = std::make_unique<Setup>();
+Tensor run(const Makers& makers, int groups, int resume_at = 0) {
+  auto s = std::make_unique<Setup>(groups);
   std::vector<std::unique_ptr<LRScheduler>> scheds;
   for (const auto& m : makers) scheds.push_back(m(*s->opt));
   std::vector<double> rows = s->lrs();
@@ -50,26 +57,30 @@ Tensor run(const Makers& makers, int resume_at = 0) {
       std::vector<nlohmann::json> sched_states;
       for (auto& sc : scheds) sched_states.push_back(nlohmann::json::parse(sc->state_dict().dump()));
       scheds.clear();
-      s = std::make_unique<Setup>();
+      s = std::make_unique<Setup>(groups);
       for (const auto& m : makers) scheds.push_back(m(*s->opt));  // constructing steps once...
       s->opt->load_state_dict(opt_state);                           // ...and loading undoes it
       for (size_t i = 0; i < scheds.size(); ++i) scheds[i]->load_state_dict(sched_states[i]);
       CHECK(s->lrs() == r);
     }
   }
-  return from_vector<double>(rows, {kSteps + 1, 2});
+  return from_vector<double>(rows, {kSteps + 1, groups});
 }
 
-void compare(const std::string& name, const Makers& makers) {
+// Uninterrupted, then resumed from a state_dict after each of resume_steps.
+void compare(const std::string& name, const Makers& makers, int groups = 2, const std::vector<int>& resume_steps = {37}) {
   Tensor expected = test::fixture("lr_schedules", name + ".lr");
+  REQUIRE(expected.size(1) == groups);
   {
     INFO(name, ": uninterrupted");
-    Tensor got = run(makers);
+    Tensor got = run(makers, groups);
     CHECK_CLOSE(got, expected, kRtol, kAtol);
     MESSAGE(name, ": largest relative difference vs PyTorch ", max_difference(got, expected).rel_diff);
   }
-  INFO(name, ": resumed from a state_dict after 37 steps");
-  CHECK_CLOSE(run(makers, 37), expected, kRtol, kAtol);
+  for (int k : resume_steps) {
+    INFO(name, ": resumed from a state_dict after ", k, " steps");
+    CHECK_CLOSE(run(makers, groups, k), expected, kRtol, kAtol);
+  }
 }
 
 template <typename S, typename... Args>
@@ -95,6 +106,64 @@ TEST_CASE("reference: LinearLR as warm-up and as decay") {
 
 TEST_CASE("reference: LinearLR chained with CosineAnnealingLR") {
   compare("warmup_cosine", {make<LinearLR>(0.25, 1.0, int64_t{10}), make<CosineAnnealingLR>(int64_t{100}, 0.0)});
+}
+
+TEST_CASE("reference: OneCycleLR, two phases, one max_lr per group, to the end of the schedule") {
+  // total_steps = 100 = the steps taken: the last step is the last one allowed
+  compare("onecycle_per_group", {make<OneCycleLR>(std::vector<double>{0.5, 0.2, 0.05}, int64_t{100})}, 3,
+          {1, 29, 30, 37, 99});
+}
+
+TEST_CASE("reference: OneCycleLR, one max_lr for all groups, other factors, stopped short of the end") {
+  compare("onecycle_one_max_lr", {make<OneCycleLR>(std::vector<double>{0.3}, int64_t{130}, 0.25, 10.0, 100.0)}, 3);
+}
+
+TEST_CASE("reference: OneCycleLR, three phases") {
+  compare("onecycle_three_phase",
+          {make<OneCycleLR>(std::vector<double>{0.4, 0.1, 0.08}, int64_t{100}, 0.35, 25.0, 1e4, true)}, 3, {34, 37, 69, 70});
+  compare("onecycle_three_phase_uneven",
+          {make<OneCycleLR>(std::vector<double>{0.4, 0.1, 0.08}, int64_t{111}, 0.3, 5.0, 1e3, true)}, 3, {37, 65});
+}
+
+TEST_CASE("reference: OneCycleLR with pct_start 0 (no warm-up phase)") {
+  compare("onecycle_no_warmup", {make<OneCycleLR>(std::vector<double>{0.2, 0.1, 0.3}, int64_t{100}, 0.0)}, 3);
+}
+
+namespace {
+// A maker of a SequentialLR over the schedulers the makers build, in order (PyTorch's order too).
+std::function<std::unique_ptr<LRScheduler>(Optimizer&)> sequential(Makers makers, std::vector<int64_t> milestones) {
+  return [=](Optimizer& o) {
+    std::vector<std::unique_ptr<LRScheduler>> scheds;
+    for (const auto& m : makers) scheds.push_back(m(o));
+    return std::make_unique<SequentialLR>(o, std::move(scheds), milestones);
+  };
+}
+}  // namespace
+
+TEST_CASE("reference: SequentialLR, linear warm-up then cosine (PyTorch's warm-up + cosine)") {
+  // SequentialLR([LinearLR(start_factor=0.1, total_iters=10), CosineAnnealingLR(T_max=90, eta_min=1e-4)], [10])
+  compare("sequential_warmup_cosine",
+          {sequential({make<LinearLR>(0.1, 1.0, int64_t{10}), make<CosineAnnealingLR>(int64_t{90}, 1e-4)}, {10})}, 3,
+          {9, 10, 11, 37});
+  compare("sequential_short_warmup_cosine_past_tmax",
+          {sequential({make<LinearLR>(0.5, 1.0, int64_t{3}), make<CosineAnnealingLR>(int64_t{60}, 0.002)}, {3})}, 3,
+          {2, 3, 37, 64});
+}
+
+TEST_CASE("reference: SequentialLR of StepLR, MultiStepLR and LinearLR (closed forms at the milestones)") {
+  compare("sequential_three",
+          {sequential({make<StepLR>(int64_t{4}, 0.5), make<MultiStepLR>(std::vector<int64_t>{5, 12, 12}, 0.3),
+                       make<LinearLR>(0.5, 0.1, int64_t{30})},
+                      {20, 45})},
+          3, {20, 37, 45, 46});
+}
+
+TEST_CASE("reference: SequentialLR of CosineAnnealingLR then OneCycleLR") {
+  compare("sequential_cosine_then_onecycle",
+          {sequential({make<CosineAnnealingLR>(int64_t{40}, 0.001),
+                       make<OneCycleLR>(std::vector<double>{0.3, 0.2, 0.1}, int64_t{70}, 0.3, 25.0, 1e4, true)},
+                      {30})},
+          3, {30, 37});
 }
 
 namespace {
