@@ -10,8 +10,12 @@
 #          --quick uses 32), --device cpu|cuda, --out DIR, --bin DIR (use built programs from DIR
 #          and skip the set-up and build), --onnx (also write each trained model as RUN/model.onnx,
 #          docs/onnx.md), --extended (then the extended study's steps, docs/extended-study.md:
-#          robustness to corrupted images and calibration, on the trained models; with --quick on
+#          training experiments, then robustness to corrupted images and calibration; with --quick on
 #          small subsets). The extended steps print their measured time estimate before they start.
+#          Its training steps (the recipe ablation, 3 seeds of the baseline and of the best recipe,
+#          ensembles, distillation into a quarter-size CNN, a pair-cost CNN, ResNet18 fine-tuning when
+#          the weights are present) run the ablation's rows at a short budget (4 epochs; --quick 1) and
+#          the rest at 15 epochs; --extended-full: every training run at 20 epochs (GPU, bf16).
 #          --extended-only: only the extended steps and compare, on the trained models of an existing
 #          results folder given with --out (its timings.csv keeps the earlier steps' rows).
 #          --robustness-limit N: robustness on the first N test images (default all 10,000; --quick 300).
@@ -29,6 +33,7 @@ quick=0
 onnx=0
 extended=0
 extended_only=0
+extended_full=0
 robustness_limit=""
 weights=weights/resnet18-f37072fd.pth
 stand_in=()
@@ -50,8 +55,9 @@ while [ $# -gt 0 ]; do
     --onnx) onnx=1 ;;
     --extended) extended=1 ;;
     --extended-only) extended=1; extended_only=1 ;;
+    --extended-full) extended=1; extended_full=1 ;;
     --robustness-limit) robustness_limit=$2; shift ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "study.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -84,20 +90,76 @@ if [ "$quick" = 1 ]; then
   lrs+=(--lrs 1e-3,1e-2)
   image_size=${image_size:-32}
 fi
+image_size_given=${image_size}
 image_size=${image_size:-224}
+# fine-tuning runs the whole ResNet18 every step: on the CPU at 64x64 unless --image-size says otherwise
+finetune_size=$image_size
+if [ "$device" = cpu ] && [ -z "$image_size_given" ]; then finetune_size=64; fi
+finetune=()
+if [ "$quick" = 1 ]; then finetune+=(--stage-epochs 1,1,1); fi
 if [ "$quick" = 0 ] && [ -n "$robustness_limit" ]; then
   robustness+=(--limit "$robustness_limit")
 fi
 
-# The extended study (docs/extended-study.md): steps on the trained models, after the normal study
-# and before compare, so the report shows them. One list: a later experiment adds its name here
-# and its command line in extended_command. Each program also takes --estimate (a measured time
-# estimate, nothing written), printed before the steps start.
-extended_steps=(robustness calibration)
-extended_command() {  # NAME: sets cmd to the step's command line
+# The extended study (docs/extended-study.md): the recipe ablation, seeds, ensembles,
+# distillation, pair costs and fine-tuning train models; robustness and calibration then evaluate
+# them. They run after the normal study and before compare, so the report shows them. One list: a
+# later experiment adds its name here and its command line in extended_command. Every program of the
+# list takes --estimate (a measured time estimate, nothing written), printed before the steps start.
+# Budgets: the ablation's rows train $ablation_epochs epochs each (shortened on a CPU at fp32: a
+# fixed short budget for the comparison), the best recipe's seeds, the distillation pair and the
+# pair-cost run $full_epochs; --extended-full trains the ablation's rows at full length too.
+ablation_rows=(baseline crop_flip erasing label_smoothing adamw cosine onecycle mix early_stop)
+small_channels=24,48,128,256   # a quarter of the study CNN's parameters (1.45M -> 0.36M)
+teacher_t=4
+if [ "$quick" = 1 ]; then
+  ablation_epochs=1; full_epochs=2
+elif [ "$extended_full" = 1 ]; then
+  ablation_epochs=20; full_epochs=20
+else
+  ablation_epochs=4; full_epochs=15
+fi
+extended_steps=()
+for r in "${ablation_rows[@]}"; do extended_steps+=("recipe_$r"); done
+extended_steps+=(pick_recipe seed_baseline_43 seed_baseline_44 seed_best_42 seed_best_43 seed_best_44
+                 ensemble_baseline ensemble_best ensemble_architectures distill_alone distill_student
+                 cost_sensitive finetune robustness calibration)
+extended_command() {  # NAME: sets cmd to the step's command line and dir to its folder
+  local scratch_cnn=("$bin/scratch_cnn" --split-seed 42 --resume "${common[@]}")
+  local best=(--recipe-file "$results/recipes/best.json" --epochs "$full_epochs")
+  local small=(--channels "$small_channels" --mix none "${best[@]}")
   case "$1" in
-    robustness) cmd=("$bin/robustness" --results "$results" --device "$device" "${robustness[@]}") ;;
-    calibration) cmd=("$bin/calibration" --results "$results" --device "$device") ;;
+    recipe_*) dir=$results/recipes/${1#recipe_}
+      cmd=("${scratch_cnn[@]}" --out "$dir" --recipe "${1#recipe_}" --epochs "$ablation_epochs") ;;
+    pick_recipe) dir=$results/recipes/pick; cmd=("$bin/pick_recipe" --results "$results") ;;
+    seed_baseline_*) dir=$results/seeds/baseline_s${1#seed_baseline_}
+      cmd=("${scratch_cnn[@]}" --out "$dir" --seed "${1#seed_baseline_}" "${scratch[@]}") ;;
+    seed_best_*) dir=$results/seeds/best_s${1#seed_best_}
+      cmd=("${scratch_cnn[@]}" --out "$dir" --seed "${1#seed_best_}" "${best[@]}") ;;
+    ensemble_baseline) dir=$results/ensembles/baseline
+      cmd=("$bin/ensemble" --results "$results" --name baseline --device "$device"
+           --members scratch_cnn,seeds/baseline_s43,seeds/baseline_s44) ;;
+    ensemble_best) dir=$results/ensembles/best_recipe
+      cmd=("$bin/ensemble" --results "$results" --name best_recipe --device "$device"
+           --members seeds/best_s42,seeds/best_s43,seeds/best_s44
+           --teacher-out "$results/ensembles/best_recipe/teacher_T$teacher_t.ckpt" --temperature "$teacher_t") ;;
+    ensemble_architectures) dir=$results/ensembles/architectures
+      cmd=("$bin/ensemble" --results "$results" --name architectures --device "$device"
+           --members seeds/best_s42,lr_tuning) ;;
+    distill_alone) dir=$results/distill/alone
+      cmd=("${scratch_cnn[@]}" --out "$dir" "${small[@]}") ;;
+    distill_student) dir=$results/distill/student
+      cmd=("${scratch_cnn[@]}" --out "$dir" "${small[@]}"
+           --teacher "$results/ensembles/best_recipe/teacher_T$teacher_t.ckpt" --distill-temperature "$teacher_t") ;;
+    cost_sensitive) dir=$results/cost/pair_cost
+      cmd=("${scratch_cnn[@]}" --out "$dir" --pair-cost 1 "${best[@]}") ;;
+    finetune) dir=$results/finetune
+      cmd=("$bin/finetune" --out "$dir" --weights "$weights" --image-size "$finetune_size"
+           "${stand_in[@]}" --resume "${common[@]}" "${finetune[@]}") ;;
+    robustness) dir=$results/robustness
+      cmd=("$bin/robustness" --results "$results" --device "$device" "${robustness[@]}") ;;
+    calibration) dir=$results/calibration
+      cmd=("$bin/calibration" --results "$results" --device "$device") ;;
     *) echo "study.sh: no command for extended step '$1'" >&2; exit 2 ;;
   esac
 }
@@ -245,18 +307,31 @@ fi  # extended_only
 if [ "$extended" = 1 ]; then
   echo
   echo "== extended study: ${extended_steps[*]} =="
-  echo "time estimates (measured on a few images of each trained model; steps already done are not counted):"
+  echo "time estimates (measured on a few batches of each model; steps already done are not counted):"
+  total_estimate=0
   for s in "${extended_steps[@]}"; do
     extended_command "$s"
-    if [ "$ran_a_step" = 0 ] && step_done "$results/$s" "${cmd[@]}" >/dev/null; then
+    if [ "$ran_a_step" = 0 ] && step_done "$dir" "${cmd[@]}" >/dev/null; then
       echo "  $s: done earlier, will be skipped"
+    elif [ "$s" = finetune ] && [ ! -f "$weights" ]; then
+      echo "  $s: no ImageNet weights at $weights; will be shown as not run"
     else
-      "${cmd[@]}" --estimate 2>&1 | sed 's/^/  /' || echo "  $s: no estimate (the program failed; the step will say why)"
+      est=$("${cmd[@]}" --estimate 2>&1) || est="$s: no estimate (the program failed; the step will say why)"
+      echo "$est" | sed 's/^/  /'
+      secs=$(echo "$est" | grep -o '~ [0-9]* s' | tail -1 | tr -dc 0-9 || true)
+      total_estimate=$((total_estimate + ${secs:-0}))
     fi
   done
+  echo "  extended steps in all: ~ $((total_estimate / 60)) min"
   for s in "${extended_steps[@]}"; do
     extended_command "$s"
-    step "$s" "$results/$s" "${cmd[@]}"
+    if [ "$s" = finetune ] && [ ! -f "$weights" ]; then
+      mkdir -p "$dir"
+      printf 'skipped by study.sh: no ImageNet weights at %s\n' "$weights" > "$dir/not_run.txt"
+      echo "$s,0,skipped (no weights)" >> "$results/timings.csv"
+      continue
+    fi
+    step "$s" "$dir" "${cmd[@]}"
   done
 fi
 step compare "$results/report" "$bin/compare" --results "$results"

@@ -18,6 +18,20 @@ const std::vector<TrainedModel>& trained_models() {
   return models;
 }
 
+const std::vector<TrainedModel>& extended_trained_models() {
+  static const std::vector<TrainedModel> models{{"seeds/best_s42", "Best-recipe CNN (seed 42)"},
+                                                {"cost/pair_cost", "Cost-sensitive CNN (seed 42)"},
+                                                {"distill/alone", "Small CNN, trained alone"},
+                                                {"distill/student", "Small CNN, distilled"}};
+  return models;
+}
+
+std::vector<TrainedModel> evaluated_models() {
+  std::vector<TrainedModel> v = trained_models();
+  v.insert(v.end(), extended_trained_models().begin(), extended_trained_models().end());
+  return v;
+}
+
 std::string run_not_usable(const std::filesystem::path& run) {
   if (!std::filesystem::exists(run / "metrics.json")) return "not run";
   if (std::filesystem::exists(run / "failed.json"))
@@ -92,6 +106,7 @@ StudyData run_study_data(const std::filesystem::path& run, const std::string& da
   try {
     o.data_dir = data_dir.empty() ? c.at("data").at("dir").get<std::string>() : data_dir;
     o.seed = c.at("seed").get<uint64_t>();
+    if (c.contains("split_seed")) o.split_seed = c.at("split_seed").get<int64_t>();  // runs before it used --seed
     o.val_fraction = c.at("val_fraction").get<double>();
     o.train_limit = c.at("train_limit").get<int64_t>();
     o.val_limit = c.at("val_limit").get<int64_t>();

@@ -20,6 +20,11 @@ struct TrainedModel {
   std::string key, display;
 };
 const std::vector<TrainedModel>& trained_models();
+// The extended study's trained models that the evaluation steps (robustness, calibration) also
+// cover: key = the run folder relative to the results folder (docs/extended-study.md).
+const std::vector<TrainedModel>& extended_trained_models();
+// trained_models() then extended_trained_models(): what robustness and calibration evaluate.
+std::vector<TrainedModel> evaluated_models();
 
 // Why a run folder holds no finished model ("not run", "its step failed (see .../failed.json)"),
 // or "" when it holds one.

@@ -23,6 +23,8 @@ void CommonOptions::add_to(CLI::App& app, bool dist_ok) {
   app.add_option("--out", out, "run folder (default: runs/<program>-<date-time>)");
   app.add_option("--device", device, "cpu or cuda[:N]");
   app.add_option("--seed", seed, "seed for the split, initialisation, shuffling and dropout");
+  app.add_option("--split-seed", split_seed, "seed of the train/validation split and the subsets (default: --seed)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--val-fraction", val_fraction, "validation share of the 60,000 training images")->check(CLI::Range(0.0, 0.9));
   app.add_option("--train-limit", train_limit, "use only this many training images (0 = all)")->check(CLI::NonNegativeNumber);
   app.add_option("--val-limit", val_limit, "use only this many validation images (0 = all)")->check(CLI::NonNegativeNumber);
@@ -54,7 +56,7 @@ ForwardFn CommonOptions::with_precision(ForwardFn forward, Device device) const 
 }
 
 nlohmann::json CommonOptions::to_json() const {
-  return {{"data_dir", data_dir}, {"device", device}, {"seed", seed}, {"val_fraction", val_fraction},
+  return {{"data_dir", data_dir}, {"device", device}, {"seed", seed}, {"split_seed", data_seed()}, {"val_fraction", val_fraction},
           {"train_limit", train_limit}, {"val_limit", val_limit}, {"test_limit", test_limit},
           {"batch_size", batch_size}, {"workers", workers}, {"threads", threads}, {"resume", resume},
           {"clip_grad_norm", clip_grad_norm}, {"skip_nonfinite", skip_nonfinite}, {"out", out},
@@ -93,12 +95,12 @@ StudyData load_study_data(const CommonOptions& o) {
   d.dir = data::fashion_mnist_dir(o.data_dir.empty() ? std::nullopt : std::optional<std::string>(o.data_dir));
   d.train_set = data::load_fashion_mnist(d.dir, data::FashionSplit::Train);
   d.test_set = data::load_fashion_mnist(d.dir, data::FashionSplit::Test);
-  d.split = data::stratified_split(d.train_set.labels, data::kFashionMnistClasses, o.val_fraction, o.seed);
-  d.train_idx = limited(d.split.train, o.train_limit, o.seed + 1);
-  d.val_idx = limited(d.split.val, o.val_limit, o.seed + 2);
+  d.split = data::stratified_split(d.train_set.labels, data::kFashionMnistClasses, o.val_fraction, o.data_seed());
+  d.train_idx = limited(d.split.train, o.train_limit, o.data_seed() + 1);
+  d.val_idx = limited(d.split.val, o.val_limit, o.data_seed() + 2);
   std::vector<int64_t> all(d.test_set.size());
   for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
-  d.test_idx = limited(all, o.test_limit, o.seed + 3);
+  d.test_idx = limited(all, o.test_limit, o.data_seed() + 3);
   return d;
 }
 

@@ -22,6 +22,10 @@ struct CommonOptions {
   std::string out;             // run folder; empty: runs/<program>-<timestamp>
   std::string device = "cpu";
   uint64_t seed = 42;
+  // --split-seed: the seed of the train/validation split and of the --*-limit subsets; unset (-1),
+  // it is --seed. Runs that differ only in --seed with one --split-seed share their data exactly.
+  int64_t split_seed = -1;
+  uint64_t data_seed() const { return split_seed >= 0 ? static_cast<uint64_t>(split_seed) : seed; }
   double val_fraction = 0.1;
   int64_t train_limit = 0;     // > 0: use this many training-split images (quick runs)
   int64_t val_limit = 0;

@@ -213,7 +213,9 @@ void save_best(const fs::path& run, nn::Module& model, int64_t epoch, double val
 
 // Differences between two configs, ignoring keys that may change between a run and its resume.
 std::vector<std::string> config_differences(const nlohmann::json& a, const nlohmann::json& b) {
-  static const std::vector<std::string> ignored{"resume", "out", "threads", "omp_threads", "distributed"};
+  // may change between a run and its resume; git_commit and machine are said in the log instead
+  static const std::vector<std::string> ignored{"resume",  "out",        "threads", "omp_threads",
+                                                "distributed", "git_commit", "machine", "estimate"};
   std::vector<std::string> diffs;
   if (!a.is_object() || !b.is_object()) return diffs;
   for (auto it = a.begin(); it != a.end(); ++it) {
@@ -280,6 +282,11 @@ FitResult fit(nn::Module& model, const ForwardFn& forward, optim::Optimizer& opt
         fail("--resume: cannot continue from {}: {}", last.string(), e.what());
       }
       log.info(fmt::format("resumed from {}: {} of {} epochs done", last.string(), start_epoch, options.epochs));
+      for (const char* k : {"git_commit", "machine"}) {
+        const nlohmann::json& then = c.meta.at("config");
+        if (then.contains(k) && options.config.contains(k) && then.at(k) != options.config.at(k))
+          log.info(fmt::format("note: {} was {} when the run started, now {}", k, then.at(k).dump(), options.config.at(k).dump()));
+      }
     }
   }
 
@@ -288,16 +295,33 @@ FitResult fit(nn::Module& model, const ForwardFn& forward, optim::Optimizer& opt
     for (const auto& p : g.params) params.push_back(p);
   auto t_start = Clock::now();
   int64_t nb = train.num_batches();
+  // early stopping: the best validation accuracy is `patience` epochs old (also after a resume)
+  auto patience_spent = [&] {
+    return options.early_stop_patience > 0 && res.best_epoch > 0 &&
+           static_cast<int64_t>(res.history.size()) - res.best_epoch >= options.early_stop_patience;
+  };
   for (int64_t epoch = start_epoch; epoch < options.epochs && !stopping(); ++epoch) {
+    if (patience_spent()) {
+      res.stopped_early = epoch;
+      log.info(fmt::format("early stopping after epoch {}: no better validation accuracy since epoch {} ({:.4f}), "
+                           "{} epochs of patience",
+                           epoch, res.best_epoch, res.best_val_acc, options.early_stop_patience));
+      break;
+    }
     model.train();
     auto t0 = Clock::now();
     double lr = optimizer.param_groups().at(0).lr;
     double loss_sum = 0;
     int64_t correct = 0, seen = 0, b = 0, skipped = 0, overflowed = 0;
     for (auto& batch : train.epoch(epoch)) {
-      Tensor logits = forward(batch.images);
+      Tensor logits, loss;
+      if (options.train_loss) {
+        loss = options.train_loss(forward, batch, logits);
+      } else {
+        logits = forward(batch.images);
+        loss = cross_entropy(logits, batch.labels.to(logits.device()));
+      }
       Tensor labels = batch.labels.to(logits.device());
-      Tensor loss = cross_entropy(logits, labels);
       double lv = loss.item<double>();
       ++b;
       bool nonfinite = !std::isfinite(lv);
@@ -332,6 +356,7 @@ FitResult fit(nn::Module& model, const ForwardFn& forward, optim::Optimizer& opt
         if (options.clip_grad_norm > 0) clip_grad_norm(params, options.clip_grad_norm);
         optimizer.step();
       }
+      if (scheduler && options.scheduler_per_batch) scheduler->step();
       int64_t n = labels.size(0);
       loss_sum += lv * static_cast<double>(n);
       {
@@ -379,7 +404,7 @@ FitResult fit(nn::Module& model, const ForwardFn& forward, optim::Optimizer& opt
       log.info(fmt::format("interrupted during epoch {}'s validation; run again with --resume", epoch + 1));
       break;
     }
-    if (scheduler) scheduler->step();
+    if (scheduler && !options.scheduler_per_batch) scheduler->step();
     double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     EpochRecord rec{epoch + 1, seen ? loss_sum / seen : NAN, seen ? static_cast<double>(correct) / seen : NAN,
                     v.loss, v.accuracy, lr, secs};

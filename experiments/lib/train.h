@@ -61,6 +61,12 @@ struct EvalResult {
 
 using ForwardFn = std::function<Tensor(const Tensor&)>;
 
+// One training batch's loss, when it is more than cross-entropy on the batch (a recipe's label
+// smoothing, MixUp/CutMix, distillation, pair costs: experiments/lib/recipe.h). It runs the forward
+// pass itself (MixUp changes the images first) and returns the loss; `logits` is set to the model's
+// output, scored against batch.labels for the epoch's training accuracy.
+using TrainLossFn = std::function<Tensor(const ForwardFn& forward, const data::Batch& batch, Tensor& logits)>;
+
 // Evaluates in eval mode under NoGradGuard; restores the module's previous mode.
 EvalResult evaluate(nn::Module& model, const ForwardFn& forward, data::DataLoader& loader, int64_t epoch,
                     bool keep_predictions, Logger* log = nullptr, const std::string& what = "eval");
@@ -82,6 +88,11 @@ struct FitOptions {
   // and the step, a step whose gradients overflowed is skipped (counted, and said in the epoch's log
   // line) and the scale backs off. The scaler's state is in last.ckpt, so --resume continues it.
   std::optional<optim::GradScalerOptions> loss_scaling = std::nullopt;
+  TrainLossFn train_loss{};        // empty: cross_entropy(forward(images), labels)
+  bool scheduler_per_batch = false;  // step the scheduler after every optimizer step, not every epoch
+  // > 0: stop after an epoch when the best validation accuracy is this many epochs old (the best
+  // epoch's weights are in best.ckpt as always). A resumed run applies the same rule to its history.
+  int64_t early_stop_patience = 0;
 };
 
 struct FitResult {
@@ -92,6 +103,7 @@ struct FitResult {
   double seconds = 0;
   int64_t overflow_steps = 0;    // loss scaling: steps skipped for inf/NaN gradients (this call's epochs)
   double loss_scale = 1;         // loss scaling: the scale at the end (1 without)
+  int64_t stopped_early = 0;     // early stopping: the last epoch run (0: ran every epoch)
 };
 
 // Trains `model` (its trainable parameters are in `optimizer`) with cross-entropy. Writes

@@ -126,7 +126,7 @@ int main(int argc, char** argv) {
       check_writable(outdir);
       log = std::make_unique<Logger>(outdir / "log.txt");
       // every record this folder will hold comes from this invocation (an interrupted one leaves none stale)
-      for (const auto& m : trained_models()) fs::remove_all(outdir / m.key);
+      for (const auto& m : evaluated_models()) fs::remove_all(outdir / m.key);
     }
     auto info = [&](const std::string& s) {
       if (log) log->info(s);
@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
     };
     double total_estimate = 0;
     int done = 0, failures = 0;
-    for (const auto& m : trained_models()) {
+    for (const auto& m : evaluated_models()) {
       fs::path run = fs::path(results) / m.key;
       std::string why = run_not_usable(run);
       if (!why.empty()) {
@@ -161,18 +161,18 @@ int main(int argc, char** argv) {
         StudyData d = run_study_data(run, data_dir);
         if (d.test_idx != rec_idx)
           fail("{}: its predictions.csv covers other test images than the data rebuilt from config.json", run.string());
-        RunModel rm = load_run_model(run, m.key);
+        RunModel rm = load_run_model(run);
         rm.to(device);
         std::string source, cache_file;
         std::optional<std::pair<Tensor, Tensor>> feats;
-        if (m.key != "scratch_cnn") feats = cached_features(run, d, cache_file);
+        if (rm.key != "scratch_cnn") feats = cached_features(run, d, cache_file);
         if (estimate) {
           if (feats) {
             std::cout << fmt::format("calibration estimate: {}: features cached ({}), a few seconds\n", m.display, cache_file);
             continue;
           }
           // one batch to warm up, then two batches timed
-          const int64_t bs = m.key == "scratch_cnn" ? 256 : 64;
+          const int64_t bs = rm.key == "scratch_cnn" ? 256 : 64;
           Tensor few = gather(d.train_set.images, std::vector<int64_t>(d.val_idx.begin(), d.val_idx.begin() + std::min<size_t>(2 * bs, d.val_idx.size())));
           run_model_logits(rm, ops::slice(few, 0, 0, std::min<int64_t>(bs, few.size(0)), 1).contiguous(), bs);
           auto t1 = std::chrono::steady_clock::now();
@@ -197,7 +197,7 @@ int main(int argc, char** argv) {
                                              std::tuple{&d.test_set, &d.test_idx, "test", &test_logits}}) {
             auto t1 = std::chrono::steady_clock::now();
             const int64_t n = static_cast<int64_t>(idx->size());
-            *dst = run_model_logits(rm, gather(set->images, *idx), m.key == "scratch_cnn" ? 256 : 64, [&](int64_t k) {
+            *dst = run_model_logits(rm, gather(set->images, *idx), rm.key == "scratch_cnn" ? 256 : 64, [&](int64_t k) {
               log->progress(fmt::format("  {} {} logits: {}/{} images  {:.0f} img/s", m.display, what, k, n,
                                         k / std::max(seconds_since(t1), 1e-9)));
             });

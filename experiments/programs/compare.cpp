@@ -20,6 +20,8 @@
 #include <map>
 
 #include "experiments/lib/extended_report.h"
+#include "experiments/lib/run_model.h"
+#include "experiments/lib/training_report.h"
 #include "experiments/lib/metrics.h"
 #include "experiments/lib/run_record.h"
 #include "tensor/error.h"
@@ -412,8 +414,17 @@ int main(int argc, char** argv) {
       extended_models.push_back({r.key, r.display});
       if (r.usable()) usable_keys.insert(r.key);
     }
+    // the extended study's own trained models, where their steps ran (their run folders are read by
+    // the sections themselves; robustness and calibration cover them too)
+    for (const auto& m : extended_trained_models()) {
+      if (!fs::exists(fs::path(results) / m.key)) continue;
+      extended_models.push_back({m.key, m.display});
+      if (run_not_usable(fs::path(results) / m.key).empty()) usable_keys.insert(m.key);
+    }
     std::vector<std::string> extended_conclusions;
-    for (const auto& sec : {robustness_section(results, outdir, extended_models, usable_keys),
+    for (const auto& sec : {recipes_section(results, outdir), seeds_section(results, outdir),
+                            ensembles_section(results, outdir), cost_section(results, outdir),
+                            robustness_section(results, outdir, extended_models, usable_keys),
                             calibration_section(results, outdir, extended_models, usable_keys)}) {
       md += sec.markdown;
       extended_conclusions.insert(extended_conclusions.end(), sec.conclusions.begin(), sec.conclusions.end());

@@ -130,13 +130,13 @@ int main(int argc, char** argv) {
 
     if (estimate) {
       double total = 0;
-      for (const auto& m : trained_models()) {
+      for (const auto& m : evaluated_models()) {
         fs::path run = fs::path(results) / m.key;
         if (!run_not_usable(run).empty()) continue;
-        RunModel rm = load_run_model(run, m.key);
+        RunModel rm = load_run_model(run);
       rm.to(device);
         // one batch to warm up (allocations, first touches), then two batches timed three times, the fastest kept
-        const int64_t bs = batch > 0 ? batch : (m.key == "scratch_cnn" ? 256 : 64), k = std::min<int64_t>(n, 2 * bs);
+        const int64_t bs = batch > 0 ? batch : (rm.key == "scratch_cnn" ? 256 : 64), k = std::min<int64_t>(n, 2 * bs);
         Tensor few = ops::slice(images, 0, 0, k, 1).contiguous();
         run_model_logits(rm, ops::slice(few, 0, 0, std::min<int64_t>(k, bs), 1).contiguous(), bs);
         double best = 1e30;
@@ -162,8 +162,8 @@ int main(int argc, char** argv) {
     std::vector<nlohmann::json> records;
     int failures = 0;
     // every record this folder will hold comes from this invocation (an interrupted one leaves none stale)
-    for (const auto& m : trained_models()) fs::remove_all(outdir / m.key);
-    for (const auto& m : trained_models()) {
+    for (const auto& m : evaluated_models()) fs::remove_all(outdir / m.key);
+    for (const auto& m : evaluated_models()) {
       fs::path run = fs::path(results) / m.key;
       std::string why = run_not_usable(run);
       if (!why.empty()) {
@@ -171,9 +171,9 @@ int main(int argc, char** argv) {
         continue;
       }
       try {
-        RunModel rm = load_run_model(run, m.key);
+        RunModel rm = load_run_model(run);
         rm.to(device);
-        const int64_t bs = batch > 0 ? batch : (m.key == "scratch_cnn" ? 256 : 64);
+        const int64_t bs = batch > 0 ? batch : (rm.key == "scratch_cnn" ? 256 : 64);
         auto t_model = std::chrono::steady_clock::now();
         auto evaluate = [&](const Tensor& x, const std::string& what) {
           auto t0 = std::chrono::steady_clock::now();

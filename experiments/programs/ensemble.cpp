@@ -1,0 +1,212 @@
+// ensemble: averaged probabilities over several trained models of a results folder (the seed
+// models of a recipe, or models of different architectures), scored on the shared test images and
+// compared, paired, with the best single member; optionally the members' softened probabilities
+// on the training images, averaged, as a teacher file for distillation (scratch_cnn --teacher).
+//
+//   build/bin/ensemble --results R --name NAME --members seeds/best_s42,seeds/best_s43,...
+//                      [--teacher-out FILE --temperature 4] [--device D] [--estimate]
+//
+// Writes R/ensembles/NAME/ensemble.json (members, each member's test accuracy recomputed and checked
+// against its metrics.json, the ensemble's accuracy, NLL and ECE, the paired comparison) and
+// predictions.csv. Fewer than two usable members: not_run.txt says why, and the exit status is 0.
+#include <iostream>
+
+#include "experiments/lib/calibration.h"
+#include "experiments/lib/metrics.h"
+#include "experiments/lib/recipe.h"
+#include "experiments/lib/run_model.h"
+#include "experiments/lib/study.h"
+#include "tensor/ops.h"
+
+using namespace dl;
+using namespace dl::exp;
+namespace fs = std::filesystem;
+
+namespace {
+
+Tensor gather_rows(const Tensor& images, const std::vector<int64_t>& idx) {
+  return ops::index_select(images, 0, from_vector<int64_t>(idx, {static_cast<int64_t>(idx.size())})).contiguous();
+}
+
+std::vector<double> doubles(const Tensor& t) {
+  Tensor c = t.to(DType::Float64).contiguous();
+  const double* p = c.data_ptr<double>();
+  return std::vector<double>(p, p + c.numel());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ensemble: averaged probabilities of trained models, against the best single one"};
+  std::string results, name, teacher_out, device_name = "cpu", data_dir;
+  std::vector<std::string> members;
+  double temperature = 4.0;
+  bool estimate = false;
+  app.add_option("--results", results, "the results folder")->required();
+  app.add_option("--name", name, "the ensemble's name (its folder under R/ensembles)")->required();
+  app.add_option("--members", members, "run folders relative to R, comma-separated")->delimiter(',')->required();
+  app.add_option("--teacher-out", teacher_out, "also write the members' averaged softened probabilities on the training images");
+  app.add_option("--temperature", temperature, "the teacher's temperature")->check(CLI::PositiveNumber);
+  app.add_option("--device", device_name, "cpu or cuda[:N]");
+  app.add_option("--data-dir", data_dir, "Fashion-MNIST folder (default: the one each run recorded)");
+  app.add_flag("--estimate", estimate, "time a few batches and print the expected duration; write nothing");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    const Device device = parse_device(device_name);
+    const fs::path R(results), out = R / "ensembles" / name;
+    std::vector<std::string> usable, skipped;
+    for (const auto& m : members) {
+      std::string why = run_not_usable(R / m);
+      if (why.empty()) usable.push_back(m);
+      else skipped.push_back(m + ": " + why);
+    }
+    if (usable.size() < 2) {
+      std::string msg = fmt::format("ensemble '{}' not run: {} usable member(s) of {} ({})", name, usable.size(),
+                                    members.size(), skipped.empty() ? "" : fmt::format("{}", fmt::join(skipped, "; ")));
+      std::cout << msg << "\n";
+      if (!estimate) {
+        fs::create_directories(out);
+        fs::remove(out / "ensemble.json");
+        write_text_atomic(out / "not_run.txt", msg + "\n");
+      }
+      return 0;
+    }
+    StudyData d = run_study_data(R / usable[0], data_dir);
+    const int64_t classes = data::kFashionMnistClasses;
+    if (estimate) {
+      RunModel rm = load_run_model(R / usable[0]);
+      rm.to(device);
+      Tensor few = gather_rows(d.test_set.images, std::vector<int64_t>(d.test_idx.begin(), d.test_idx.begin() + std::min<size_t>(512, d.test_idx.size())));
+      run_model_logits(rm, ops::slice(few, 0, 0, std::min<int64_t>(128, few.size(0)), 1).contiguous());
+      auto t0 = std::chrono::steady_clock::now();
+      run_model_logits(rm, few);
+      double ips = few.size(0) / std::max(seconds_since(t0), 1e-9);
+      double images = static_cast<double>(usable.size()) *
+                      (d.test_idx.size() + (teacher_out.empty() ? 0.0 : static_cast<double>(d.train_set.size())));
+      std::cout << fmt::format("ensemble estimate: {}: {} members, {:.0f} images/s -> ~ {:.0f} s\n", name, usable.size(), ips,
+                               images / ips);
+      return 0;
+    }
+    check_writable(out);
+    fs::remove(out / "not_run.txt");
+    Logger log(out / "log.txt");
+    log.info(fmt::format("ensemble '{}': members {}{}", name, fmt::join(usable, ", "),
+                         skipped.empty() ? "" : fmt::format(" (left out: {})", fmt::join(skipped, "; "))));
+    const Tensor test_images = gather_rows(d.test_set.images, d.test_idx);
+    Tensor test_labels_t = ops::index_select(d.test_set.labels.to(DType::Int64), 0,
+                                             from_vector<int64_t>(d.test_idx, {static_cast<int64_t>(d.test_idx.size())}));
+    const std::vector<int64_t> labels = test_labels_t.to_vector<int64_t>();
+    const int64_t n = static_cast<int64_t>(labels.size());
+
+    std::vector<double> avg(static_cast<size_t>(n * classes), 0.0);
+    nlohmann::json member_records = nlohmann::json::array();
+    std::vector<std::vector<uint8_t>> member_correct;
+    Tensor teacher_sum;
+    for (const auto& m : usable) {
+      const fs::path run = R / m;
+      StudyData dm = run_study_data(run, data_dir);
+      if (dm.test_idx != d.test_idx) fail("{} was tested on other images than {}; an ensemble needs the same test set", m, usable[0]);
+      RunModel rm = load_run_model(run);
+      rm.to(device);
+      auto t0 = std::chrono::steady_clock::now();
+      std::vector<double> p = softmax_rows(doubles(run_model_logits(rm, test_images)), classes);
+      std::vector<uint8_t> correct(n);
+      for (int64_t i = 0; i < n; ++i) {
+        int64_t arg = 0;
+        for (int64_t c = 1; c < classes; ++c)
+          if (p[i * classes + c] > p[i * classes + arg]) arg = c;
+        correct[i] = arg == labels[i];
+        for (int64_t c = 0; c < classes; ++c) avg[i * classes + c] += p[i * classes + c] / static_cast<double>(usable.size());
+      }
+      nlohmann::json metrics = read_json(run / "metrics.json");
+      double acc = 0;
+      for (uint8_t c : correct) acc += c;
+      acc /= static_cast<double>(n);
+      double recorded = metrics.at("test").at("accuracy").get<double>();
+      if (std::abs(acc - recorded) > 0.5 / static_cast<double>(n))
+        fail("{}: the recomputed test accuracy {:.4f} differs from its metrics.json ({:.4f})", m, acc, recorded);
+      CalibrationStats cs = calibration_from_probs(p, labels, classes);
+      member_records.push_back({{"run", m},
+                                {"display", metrics.value("display_name", m)},
+                                {"test_accuracy", acc},
+                                {"best_val_acc", metrics.value("best_val_acc", NAN)},
+                                {"test_nll", cs.nll},
+                                {"test_ece", cs.ece}});
+      member_correct.push_back(std::move(correct));
+      log.info(fmt::format("  {}: test accuracy {:.4f} (its metrics.json: {:.4f}), {:.0f} s", m, acc, recorded, seconds_since(t0)));
+      if (!teacher_out.empty()) {
+        auto t1 = std::chrono::steady_clock::now();
+        Tensor z = run_model_logits(rm, d.train_set.images.contiguous(), 256, [&](int64_t k) {
+          log.progress(fmt::format("  {} teacher logits: {}/{} training images", m, k, d.train_set.size()));
+        });
+        log.end_progress();
+        Tensor soft = (z * (1.0 / temperature)).softmax(1);
+        teacher_sum = teacher_sum.defined() ? teacher_sum + soft : soft;
+        log.info(fmt::format("  {}: softened probabilities (T {:g}) on all {} training images, {:.0f} s", m, temperature,
+                             d.train_set.size(), seconds_since(t1)));
+      }
+    }
+    std::vector<uint8_t> ens_correct(n);
+    std::vector<Prediction> preds;
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t arg = 0;
+      for (int64_t c = 1; c < classes; ++c)
+        if (avg[i * classes + c] > avg[i * classes + arg]) arg = c;
+      ens_correct[i] = arg == labels[i];
+      Prediction pr;
+      pr.index = d.test_idx[i];
+      pr.label = labels[i];
+      pr.prediction = arg;
+      for (int64_t c = 0; c < classes; ++c) pr.probs.push_back(static_cast<float>(avg[i * classes + c]));
+      preds.push_back(std::move(pr));
+    }
+    size_t best = 0;
+    for (size_t k = 1; k < member_records.size(); ++k)
+      if (member_records[k]["test_accuracy"].get<double>() > member_records[best]["test_accuracy"].get<double>()) best = k;
+    PairedComparison pc = compare_paired(ens_correct, member_correct[best]);
+    CalibrationStats ecs = calibration_from_probs(avg, labels, classes);
+    std::vector<int64_t> ens_pred;
+    for (const auto& p : preds) ens_pred.push_back(p.prediction);
+    Metrics em = compute_metrics(labels, ens_pred, classes);
+    double mean_member = 0;
+    for (const auto& r : member_records) mean_member += r["test_accuracy"].get<double>() / static_cast<double>(member_records.size());
+    nlohmann::json rec{{"name", name},
+                       {"members", member_records},
+                       {"left_out", skipped},
+                       {"test_images", n},
+                       {"combination", "mean of the members' softmax probabilities; prediction = its first argmax"},
+                       {"accuracy", em.accuracy},
+                       {"macro_f1", em.macro.f1},
+                       {"test_nll", ecs.nll},
+                       {"test_ece", ecs.ece},
+                       {"mean_member_accuracy", mean_member},
+                       {"best_member", member_records[best]["run"]},
+                       {"best_member_choice", "the member with the highest test accuracy (the hardest comparison for the ensemble)"},
+                       {"vs_best_member",
+                        {{"diff", pc.diff}, {"ci_low", pc.ci_low}, {"ci_high", pc.ci_high}, {"ensemble_only", pc.a_only},
+                         {"member_only", pc.b_only}, {"mcnemar_p", pc.mcnemar_p}, {"bootstrap_samples", pc.bootstrap_samples}}},
+                       {"confusion", em.confusion},
+                       {"evaluated", timestamp()}};
+    if (!teacher_out.empty()) {
+      Teacher t;
+      t.probs = (teacher_sum * (1.0 / static_cast<double>(usable.size()))).contiguous();
+      t.temperature = temperature;
+      t.members = usable;
+      save_teacher(teacher_out, t);
+      rec["teacher"] = {{"file", teacher_out}, {"temperature", temperature}, {"images", d.train_set.size()},
+                        {"inputs", "the unaugmented training images (all 60,000 of the official training set)"}};
+      log.info(fmt::format("teacher file {} (T {:g}, {} members)", teacher_out, temperature, usable.size()));
+    }
+    write_predictions(out / "predictions.csv", preds);
+    write_json(out / "ensemble.json", rec);
+    log.info(fmt::format("ensemble '{}' of {}: test accuracy {:.4f} (members {:.4f} on average, best {} {:.4f}); "
+                         "difference {:+.4f}, 95% interval [{:+.4f}, {:+.4f}], McNemar p {:.3g}; NLL {:.4f}, ECE {:.4f}",
+                         name, usable.size(), em.accuracy, mean_member, member_records[best]["run"].get<std::string>(),
+                         member_records[best]["test_accuracy"].get<double>(), pc.diff, pc.ci_low, pc.ci_high, pc.mcnemar_p,
+                         ecs.nll, ecs.ece));
+  } catch (const std::exception& e) {
+    std::cerr << "ensemble: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
