@@ -104,10 +104,16 @@ nlohmann::json finished_stage(const fs::path& sub, const nlohmann::json& config)
   fs::path done = sub / "done.json";
   if (!fs::exists(done) || !fs::exists(sub / "best.ckpt") || !fs::exists(sub / "history.csv")) return nullptr;
   nlohmann::json j = read_json(done);
-  if (comparable(j.value("config", nlohmann::json())) != comparable(config))
-    fail("--resume: {} was written with other options than this run's; start a new run folder or use the same "
-         "options",
-         done.string());
+  nlohmann::json then = comparable(j.value("config", nlohmann::json::object())), now = comparable(config);
+  if (then != now) {
+    std::vector<std::string> diffs;
+    for (auto it = now.begin(); it != now.end(); ++it)
+      if (!then.contains(it.key()) || then[it.key()] != it.value())
+        diffs.push_back(fmt::format("{}: then {} vs now {}", it.key(),
+                                    then.contains(it.key()) ? then[it.key()].dump() : "(absent)", it.value().dump()));
+    fail("--resume: {} was written with other options:\n  {}\nstart a new run folder or use the same options",
+         done.string(), fmt::join(diffs, "\n  "));
+  }
   return j;
 }
 
@@ -245,12 +251,13 @@ int main(int argc, char** argv) {
       return c;
     };
 
-    // A --resume of a finished run: every stage done and the outputs written; nothing to do.
-    if (o.resume && fs::exists(run / "metrics.json") && fs::exists(run / "best.ckpt")) {
+    // --resume: a finished stage written with other options is refused before anything is
+    // written; a finished run (every stage done, the outputs written) is left as it is.
+    if (o.resume) {
       bool all = true;
-      for (int s = 1; s <= stages && all; ++s)
-        all = !finished_stage(run / fmt::format("stage{}", s), stage_config(s)).is_null();
-      if (all) {
+      for (int s = 1; s <= stages; ++s)
+        if (finished_stage(run / fmt::format("stage{}", s), stage_config(s)).is_null()) all = false;
+      if (all && fs::exists(run / "metrics.json") && fs::exists(run / "best.ckpt")) {
         log.info(fmt::format("--resume: all {} stages are done and {} exists; nothing to do", stages,
                              (run / "metrics.json").string()));
         return 0;
