@@ -46,8 +46,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 RunModel load_run_model(const std::filesystem::path& run, std::string key) {
   nlohmann::json config = read_json(run / "config.json");
   if (key.empty()) key = config.value("program", std::string());
-  if (key != "scratch_cnn" && key != "baseline_transfer" && key != "lr_tuning")
-    fail("{}: program '{}' is not one that trains a model (scratch_cnn, baseline_transfer, lr_tuning)",
+  if (key != "scratch_cnn" && key != "baseline_transfer" && key != "lr_tuning" && key != "finetune")
+    fail("{}: program '{}' is not one that trains a model (scratch_cnn, baseline_transfer, lr_tuning, finetune)",
          (run / "config.json").string(), key);
   Checkpoint best = load_checkpoint((run / "best.ckpt").string());
   RunModel l;
@@ -61,6 +61,15 @@ RunModel load_run_model(const std::filesystem::path& run, std::string key) {
     double mean = config.at("normalization").at("mean").get<double>(), sd = config.at("normalization").at("std").get<double>();
     l.transform = data::transforms::Compose({data::transforms::ToFloat(), data::transforms::Normalize({mean}, {sd})});
     l.input_shape = {mc.in_channels, 28, 28};
+    l.model = m;
+  } else if (key == "finetune") {
+    // every tensor was trained or kept by the run: best.ckpt holds the whole state dict, so the
+    // backbone weights file is not needed
+    auto m = std::make_shared<models::ResNet18>(data::kFashionMnistClasses);
+    m->load_state_dict(best.model, true);
+    const int64_t size = config.at("image_size").get<int64_t>();
+    l.transform = data::transforms::ResnetInput(size);
+    l.input_shape = {3, size, size};
     l.model = m;
   } else {
     auto m = std::make_shared<models::ResNet18>(data::kFashionMnistClasses);

@@ -1,5 +1,5 @@
 #pragma once
-// The trained model of a run folder (scratch_cnn, baseline_transfer, lr_tuning), rebuilt from its
+// The trained model of a run folder (scratch_cnn, baseline_transfer, lr_tuning, finetune), rebuilt from its
 // config.json and best.ckpt, with the transform its inputs need: what error_analysis and
 // export_onnx start from.
 #include <chrono>
@@ -34,7 +34,7 @@ std::string run_not_usable(const std::filesystem::path& run);
 double seconds_since(std::chrono::steady_clock::time_point t0);
 
 struct RunModel {
-  std::string key;                             // scratch_cnn, baseline_transfer or lr_tuning
+  std::string key;                             // scratch_cnn, baseline_transfer, lr_tuning or finetune
   std::shared_ptr<models::Classifier> model;   // in eval mode
   data::TransformPtr transform;                // test-image preprocessing (Fashion-MNIST uint8 in)
   Shape input_shape;                           // one preprocessed image: (C, H, W)
@@ -45,7 +45,8 @@ struct RunModel {
   }
 };
 
-// `key` empty: read from config.json's "program". A ResNet18 run needs the backbone weights it was
+// `key` empty: read from config.json's "program". A finetune run's best.ckpt holds the whole
+// network. A linear-probe ResNet18 run needs the backbone weights it was
 // trained on, at the recorded path, with the recorded SHA-256 (a different file is refused).
 RunModel load_run_model(const std::filesystem::path& run, std::string key = "");
 
