@@ -14,7 +14,7 @@
 #          small subsets). The extended steps print their measured time estimate before they start.
 #          Its training steps (the recipe ablation, 3 seeds of the baseline and of the best recipe,
 #          ensembles, distillation into a quarter-size CNN, a pair-cost CNN, ResNet18 fine-tuning when
-#          the weights are present) run the ablation's rows at a short budget (4 epochs; --quick 1) and
+#          the weights are present) run the ablation's rows at a short budget (3 epochs; --quick 1) and
 #          the rest at 15 epochs; --extended-full: every training run at 20 epochs (GPU, bf16).
 #          --extended-only: only the extended steps and compare, on the trained models of an existing
 #          results folder given with --out (its timings.csv keeps the earlier steps' rows).
@@ -117,7 +117,7 @@ if [ "$quick" = 1 ]; then
 elif [ "$extended_full" = 1 ]; then
   ablation_epochs=20; full_epochs=20
 else
-  ablation_epochs=4; full_epochs=15
+  ablation_epochs=3; full_epochs=15
 fi
 extended_steps=()
 for r in "${ablation_rows[@]}"; do extended_steps+=("recipe_$r"); done

@@ -30,6 +30,7 @@ std::string count(const std::optional<double>& v) { return v ? fmt::format("{:.0
 std::string one_line(std::string s, size_t max = 300) {
   for (char& c : s)
     if (c == '\n' || c == '\r' || c == '|') c = ' ';
+  while (!s.empty() && (s.back() == ' ' || s.back() == '.')) s.pop_back();
   if (s.size() > max) s = s.substr(0, max) + "...";
   return s;
 }
@@ -88,7 +89,7 @@ ReportSection finetune_section(const fs::path& results, const fs::path& report_d
     }
   }
   if (!why.empty()) {
-    md += fmt::format("ResNet18 fine-tuned (progressive unfreezing): {}.\n", why);
+    md += fmt::format("ResNet18 fine-tuned (progressive unfreezing): {}.\n\n", why);
     s.markdown = md;
     s.conclusions.push_back(fmt::format("Fine-tuning beyond the frozen head: {}.", why));
     return s;

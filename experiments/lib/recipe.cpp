@@ -273,7 +273,8 @@ void save_teacher(const std::filesystem::path& file, const Teacher& t) {
   save_checkpoint(file.string(), c);
 }
 
-Teacher load_teacher(const std::filesystem::path& file, int64_t images, int64_t classes) {
+Teacher load_teacher(const std::filesystem::path& file, int64_t images, int64_t classes,
+                     const std::vector<int64_t>& needed) {
   Checkpoint c = load_checkpoint(file.string());
   const Tensor* probs = find_tensor(c.model, "probs");
   if (c.meta.value("kind", std::string()) != "teacher" || !probs)
@@ -283,6 +284,18 @@ Teacher load_teacher(const std::filesystem::path& file, int64_t images, int64_t 
   if (t.probs.dtype() != DType::Float32 || t.probs.dim() != 2 || t.probs.size(0) != images || t.probs.size(1) != classes)
     fail("{}: the teacher's probabilities are {} {}, expected float32 ({}, {})", file.string(), dtype_name(t.probs.dtype()),
          t.probs.shape(), images, classes);
+  const float* p = t.probs.contiguous().data_ptr<float>();
+  for (int64_t i : needed) {
+    if (i < 0 || i >= images) fail("{}: asked for row {} of {}", file.string(), i, images);
+    double sum = 0;
+    for (int64_t c = 0; c < classes; ++c) {
+      const float v = p[i * classes + c];
+      if (!(v >= 0 && v <= 1)) fail("{}: the teacher has no probabilities for training image {} (it holds {}); it was "
+                                    "made for another split", file.string(), i, v);
+      sum += v;
+    }
+    if (std::abs(sum - 1) > 1e-3) fail("{}: row {} sums to {}, not 1", file.string(), i, sum);
+  }
   try {
     t.temperature = c.meta.at("temperature").get<double>();
     t.members = c.meta.at("members").get<std::vector<std::string>>();

@@ -83,12 +83,14 @@ std::unique_ptr<optim::LRScheduler> make_schedule(const Recipe& r, optim::Optimi
 
 // A teacher's softened probabilities for a training set (the ensemble step writes them).
 struct Teacher {
-  Tensor probs;          // (N, classes) float32 over the whole image set, rows by image-set index
+  Tensor probs;          // (N, classes) float32 over the whole image set, rows by image-set index (NaN: not computed)
   double temperature = 1;
   std::vector<std::string> members;  // the run folders averaged
 };
 void save_teacher(const std::filesystem::path& file, const Teacher& t);
-Teacher load_teacher(const std::filesystem::path& file, int64_t images, int64_t classes);
+// Checks the shape and that every row in `needed` (the student's training indices) is a probability row.
+Teacher load_teacher(const std::filesystem::path& file, int64_t images, int64_t classes,
+                     const std::vector<int64_t>& needed = {});
 
 // fit()'s training loss for this recipe (FitOptions::train_loss); `seed` makes the mixing draws
 // a function of (seed, epoch, batch), so a resumed run mixes exactly as an uninterrupted one.

@@ -22,7 +22,8 @@ const std::vector<TrainedModel>& extended_trained_models() {
   static const std::vector<TrainedModel> models{{"seeds/best_s42", "Best-recipe CNN (seed 42)"},
                                                 {"cost/pair_cost", "Cost-sensitive CNN (seed 42)"},
                                                 {"distill/alone", "Small CNN, trained alone"},
-                                                {"distill/student", "Small CNN, distilled"}};
+                                                {"distill/student", "Small CNN, distilled"},
+                                                {"finetune", "ResNet18 fine-tuned (progressive unfreezing)"}};
   return models;
 }
 

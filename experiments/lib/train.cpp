@@ -211,7 +211,8 @@ void save_best(const fs::path& run, nn::Module& model, int64_t epoch, double val
   save_checkpoint((run / "best.ckpt").string(), c);
 }
 
-// Differences between two configs, ignoring keys that may change between a run and its resume.
+}  // namespace
+
 std::vector<std::string> config_differences(const nlohmann::json& a, const nlohmann::json& b) {
   // may change between a run and its resume; git_commit and machine are said in the log instead
   static const std::vector<std::string> ignored{"resume",  "out",        "threads", "omp_threads",
@@ -226,8 +227,6 @@ std::vector<std::string> config_differences(const nlohmann::json& a, const nlohm
   }
   return diffs;
 }
-
-}  // namespace
 
 void load_best_weights(nn::Module& model, const fs::path& run) {
   Checkpoint c = load_checkpoint((run / "best.ckpt").string());

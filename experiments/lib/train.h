@@ -119,6 +119,11 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
 // Checks early that a run folder can be written (creates it, writes and removes a probe file).
 void check_writable(const fs::path& dir);
 
+// The options a run was started with (`then`, from its checkpoint) that differ now, one line each
+// ("key: checkpoint X vs now Y"); keys a resume may change (resume, out, threads, distributed,
+// git_commit, machine, ...) are left out, and so are keys `then` lacks (options added since).
+std::vector<std::string> config_differences(const nlohmann::json& then, const nlohmann::json& now);
+
 // Loads <run>/best.ckpt's model weights into `model`.
 void load_best_weights(nn::Module& model, const fs::path& run);
 

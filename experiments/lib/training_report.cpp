@@ -198,7 +198,6 @@ ReportSection recipes_section(const fs::path& results, const fs::path& report_di
     if (r.ok) epochs_max = std::max(epochs_max, r.epochs());
   md += "| row | change | epochs | best validation (epoch) | Δ validation vs previous row | test accuracy | train time |\n"
         "|---|---|---|---|---|---|---|\n";
-  std::optional<double> prev_val;
   for (size_t i = 0; i < rows.size(); ++i) {
     const auto& r = rows[i];
     const auto& row = ablation_rows()[i];
@@ -218,11 +217,10 @@ ReportSection recipes_section(const fs::path& results, const fs::path& report_di
                       cell(r, r.ok ? fmt::format("{} ({})", pct(r.val()), r.metrics.value("best_epoch", int64_t{0})) : ""),
                       delta.empty() ? "—" : delta, cell(r, r.ok ? pct(r.acc()) : ""),
                       cell(r, r.ok ? fmt::format("{:.0f} s", r.metrics.value("train_seconds", 0.0)) : ""));
-    if (r.ok) prev_val = r.val();
   }
   md += "\n";
   if (epochs_max > 0 && epochs_max < 20)
-    md += fmt::format("These rows were **shortened**: {} epochs each (the full-length budget is 20), so that the "
+    md += fmt::format("These rows were **shortened**: {} epoch(s) each (the full-length budget is 20), so that the "
                       "ablation fits the CPU's time budget; a change that pays off only over a long run (augmentation, "
                       "MixUp/CutMix, early stopping) is at a disadvantage here. `./study.sh --extended-full` trains them "
                       "at full length.\n\n",

@@ -20,6 +20,7 @@
 #include <map>
 
 #include "experiments/lib/extended_report.h"
+#include "experiments/lib/finetune_report.h"
 #include "experiments/lib/run_model.h"
 #include "experiments/lib/training_report.h"
 #include "experiments/lib/metrics.h"
@@ -424,6 +425,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> extended_conclusions;
     for (const auto& sec : {recipes_section(results, outdir), seeds_section(results, outdir),
                             ensembles_section(results, outdir), cost_section(results, outdir),
+                            finetune_section(results, outdir),
                             robustness_section(results, outdir, extended_models, usable_keys),
                             calibration_section(results, outdir, extended_models, usable_keys)}) {
       md += sec.markdown;
@@ -471,7 +473,10 @@ int main(int argc, char** argv) {
           case RunState::Ok: break;
         }
       }
-      md += "- **Limitations**: each model was trained once, with one seed, on one train/validation split";
+      md += fs::exists(fs::path(results) / "seeds")
+                ? "- **Limitations**: each model of the table above was trained once, on one train/validation split (the "
+                  "section *Several seeds* gives the scratch CNN's spread over 3 seeds)"
+                : "- **Limitations**: each model was trained once, with one seed, on one train/validation split";
       for (const Run* r : present)
         md += r->metrics.contains("epochs") ? fmt::format("; {} trained {} epochs", r->display, field(r->metrics, "epochs"))
                                             : fmt::format("; {}'s epochs are missing from its record", r->display);

@@ -1,7 +1,7 @@
 // ensemble: averaged probabilities over several trained models of a results folder (the seed
 // models of a recipe, or models of different architectures), scored on the shared test images and
 // compared, paired, with the best single member; optionally the members' softened probabilities
-// on the training images, averaged, as a teacher file for distillation (scratch_cnn --teacher).
+// on the training split's images, averaged, as a teacher file for distillation (scratch_cnn --teacher).
 //
 //   build/bin/ensemble --results R --name NAME --members seeds/best_s42,seeds/best_s43,...
 //                      [--teacher-out FILE --temperature 4] [--device D] [--estimate]
@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
       run_model_logits(rm, few);
       double ips = few.size(0) / std::max(seconds_since(t0), 1e-9);
       double images = static_cast<double>(usable.size()) *
-                      (d.test_idx.size() + (teacher_out.empty() ? 0.0 : static_cast<double>(d.train_set.size())));
+                      (d.test_idx.size() + (teacher_out.empty() ? 0.0 : static_cast<double>(d.train_idx.size())));
       std::cout << fmt::format("ensemble estimate: {}: {} members, {:.0f} images/s -> ~ {:.0f} s\n", name, usable.size(), ips,
                                images / ips);
       return 0;
@@ -136,14 +136,16 @@ int main(int argc, char** argv) {
       log.info(fmt::format("  {}: test accuracy {:.4f} (its metrics.json: {:.4f}), {:.0f} s", m, acc, recorded, seconds_since(t0)));
       if (!teacher_out.empty()) {
         auto t1 = std::chrono::steady_clock::now();
-        Tensor z = run_model_logits(rm, d.train_set.images.contiguous(), 256, [&](int64_t k) {
-          log.progress(fmt::format("  {} teacher logits: {}/{} training images", m, k, d.train_set.size()));
+        // the training split's images only (the student trains on them; the other rows stay NaN)
+        const int64_t nt = static_cast<int64_t>(d.train_idx.size());
+        Tensor z = run_model_logits(rm, gather_rows(d.train_set.images, d.train_idx), 256, [&](int64_t k) {
+          log.progress(fmt::format("  {} teacher logits: {}/{} training images", m, k, nt));
         });
         log.end_progress();
         Tensor soft = (z * (1.0 / temperature)).softmax(1);
         teacher_sum = teacher_sum.defined() ? teacher_sum + soft : soft;
-        log.info(fmt::format("  {}: softened probabilities (T {:g}) on all {} training images, {:.0f} s", m, temperature,
-                             d.train_set.size(), seconds_since(t1)));
+        log.info(fmt::format("  {}: softened probabilities (T {:g}) on the {} training-split images, {:.0f} s", m, temperature,
+                             d.train_idx.size(), seconds_since(t1)));
       }
     }
     std::vector<uint8_t> ens_correct(n);
@@ -189,12 +191,18 @@ int main(int argc, char** argv) {
                        {"evaluated", timestamp()}};
     if (!teacher_out.empty()) {
       Teacher t;
-      t.probs = (teacher_sum * (1.0 / static_cast<double>(usable.size()))).contiguous();
+      Tensor avg_soft = (teacher_sum * (1.0 / static_cast<double>(usable.size()))).contiguous();
+      std::vector<float> rows(static_cast<size_t>(d.train_set.size() * classes), NAN);
+      const float* a = avg_soft.data_ptr<float>();
+      for (size_t i = 0; i < d.train_idx.size(); ++i)
+        std::copy(a + i * classes, a + (i + 1) * classes, rows.begin() + d.train_idx[i] * classes);
+      t.probs = from_vector<float>(rows, {d.train_set.size(), classes});
       t.temperature = temperature;
       t.members = usable;
       save_teacher(teacher_out, t);
       rec["teacher"] = {{"file", teacher_out}, {"temperature", temperature}, {"images", d.train_set.size()},
-                        {"inputs", "the unaugmented training images (all 60,000 of the official training set)"}};
+                        {"inputs", "the unaugmented images of the training split (the other rows of the file are NaN)"},
+                        {"rows", d.train_idx.size()}};
       log.info(fmt::format("teacher file {} (T {:g}, {} members)", teacher_out, temperature, usable.size()));
     }
     write_predictions(out / "predictions.csv", preds);

@@ -93,24 +93,14 @@ std::unique_ptr<optim::Optimizer> make_optimizer(StagedResNet18& m, const std::v
   return std::make_unique<optim::Adam>(specs, optim::AdamOptions{.lr = plan[0].lr, .weight_decay = weight_decay});
 }
 
-// The keys a resume may change (as fit() ignores them), removed before two configs are compared.
-nlohmann::json comparable(nlohmann::json c) {
-  for (const char* k : {"resume", "out", "threads", "omp_threads", "distributed", "started"}) c.erase(k);
-  return c;
-}
-
 // A stage's done.json, or null when the stage has to run.
 nlohmann::json finished_stage(const fs::path& sub, const nlohmann::json& config) {
   fs::path done = sub / "done.json";
   if (!fs::exists(done) || !fs::exists(sub / "best.ckpt") || !fs::exists(sub / "history.csv")) return nullptr;
   nlohmann::json j = read_json(done);
-  nlohmann::json then = comparable(j.value("config", nlohmann::json::object())), now = comparable(config);
-  if (then != now) {
-    std::vector<std::string> diffs;
-    for (auto it = now.begin(); it != now.end(); ++it)
-      if (!then.contains(it.key()) || then[it.key()] != it.value())
-        diffs.push_back(fmt::format("{}: then {} vs now {}", it.key(),
-                                    then.contains(it.key()) ? then[it.key()].dump() : "(absent)", it.value().dump()));
+  nlohmann::json then = j.value("config", nlohmann::json::object()), now = config;
+  then.erase("started");
+  if (auto diffs = config_differences(then, now); !diffs.empty()) {
     fail("--resume: {} was written with other options:\n  {}\nstart a new run folder or use the same options",
          done.string(), fmt::join(diffs, "\n  "));
   }

@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<optim::LRScheduler> schedule = make_schedule(recipe, *opt, epochs * train.num_batches());
     std::optional<Teacher> teacher;
     if (!recipe.teacher.empty())
-      teacher = load_teacher(recipe.teacher, d.train_set.size(), mc.num_classes);
+      teacher = load_teacher(recipe.teacher, d.train_set.size(), mc.num_classes, d.train_idx);
 
     ForwardFn forward = o.with_precision([&](const Tensor& x) { return (*model)(x.to(device)); }, device);
     TrainLossFn train_loss = recipe.is_seed_recipe() ? TrainLossFn{}

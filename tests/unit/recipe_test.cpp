@@ -133,6 +133,16 @@ TEST_CASE("distillation: (1 - alpha) CE + alpha T^2 KL(teacher_T || student_T), 
   CHECK(back.members == teacher.members);
   CHECK(back.probs.to_vector<float>() == teacher.probs.to_vector<float>());
   CHECK_THROWS_WITH_AS(load_teacher(t.dir / "teacher.ckpt", 6, 10), doctest::Contains("expected float32 (6, 10)"), dl::Error);
+  CHECK_NOTHROW(load_teacher(t.dir / "teacher.ckpt", 5, 10, {0, 4}));
+  {  // a row the student needs but the teacher never computed (another split)
+    Teacher partial = teacher;
+    partial.probs = teacher.probs.clone();
+    partial.probs.data_ptr<float>()[3 * 10 + 2] = NAN;
+    save_teacher(t.dir / "partial.ckpt", partial);
+    CHECK_NOTHROW(load_teacher(t.dir / "partial.ckpt", 5, 10, {0, 4}));
+    CHECK_THROWS_WITH_AS(load_teacher(t.dir / "partial.ckpt", 5, 10, {0, 3}), doctest::Contains("training image 3"),
+                         dl::Error);
+  }
 
   Recipe r;
   r.teacher = (t.dir / "teacher.ckpt").string();
