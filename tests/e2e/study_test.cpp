@@ -144,6 +144,43 @@ TEST_CASE("study.sh --quick --onnx --extended produces every artefact, consisten
   CHECK(report.find("Best calibrated after temperature scaling") != std::string::npos);
   std::string log = slurp(out / "study.log");
   CHECK(log.find("robustness estimate: total") != std::string::npos);
+  CHECK(log.find("extended steps in all: ~") != std::string::npos);
+
+  // the training experiments: every run folder complete, one split for all, the recipe chosen on
+  // validation, ensembles checked against their members, the teacher and the distillation pair,
+  // the pair-cost run, fine-tuning; each evaluated by robustness and calibration, each in the report
+  for (const char* m : {"recipes/baseline", "recipes/crop_flip", "recipes/cosine", "recipes/mix", "recipes/early_stop"})
+    check_model_run(r / m, 1);
+  for (const char* m : {"seeds/baseline_s43", "seeds/baseline_s44", "seeds/best_s42", "seeds/best_s43", "seeds/best_s44",
+                        "distill/alone", "distill/student", "cost/pair_cost"})
+    check_model_run(r / m, 2);
+  check_model_run(r / "finetune", 3);
+  const auto split = exp::read_json(r / "scratch_cnn" / "config.json")["split"];
+  for (const char* m : {"recipes/mix", "seeds/baseline_s44", "seeds/best_s43", "distill/student", "cost/pair_cost"})
+    CHECK_MESSAGE(exp::read_json(r / m / "config.json")["split"] == split, m << " trained on another split");
+  auto best = exp::read_json(r / "recipes" / "best.json");
+  double best_val = -1;
+  std::string best_row;
+  for (const auto& row : best["rows"])
+    if (row.contains("best_val_acc") && row["best_val_acc"].get<double>() > best_val)
+      best_val = row["best_val_acc"].get<double>(), best_row = row["row"].get<std::string>();
+  CHECK(best["row"] == best_row);
+  CHECK(exp::read_json(r / "seeds" / "best_s44" / "config.json")["recipe"]["name"] == best_row);
+  CHECK(exp::read_json(r / "seeds" / "best_s44" / "config.json")["seed"] == 44);
+  auto ens = exp::read_json(r / "ensembles" / "best_recipe" / "ensemble.json");
+  CHECK(ens["members"].size() == 3);
+  CHECK(ens["members"][2]["test_accuracy"].get<double>() ==
+        exp::read_json(r / "seeds" / "best_s44" / "metrics.json")["test"]["accuracy"].get<double>());
+  CHECK(fs::exists(r / "ensembles" / "best_recipe" / "teacher_T4.ckpt"));
+  CHECK(fs::exists(r / "ensembles" / "architectures" / "ensemble.json"));  // with the (stand-in) ResNet18
+  CHECK(exp::read_json(r / "distill" / "student" / "config.json")["teacher_members"].size() == 3);
+  CHECK(exp::read_json(r / "distill" / "student" / "metrics.json")["params_total"] == 364730);
+  CHECK(exp::read_json(r / "cost" / "pair_cost" / "config.json")["recipe"]["pair_cost"] == 1.0);
+  for (const char* m : {"seeds/best_s42", "distill/student", "cost/pair_cost", "finetune"}) check_extended(r, m);
+  for (const char* h : {"## Training recipes", "## Several seeds", "## Ensembles and distillation",
+                        "## Errors that cost more", "## Fine-tuning beyond the frozen head", "**Recipe ablation**",
+                        "**Best recipe**", "**Distillation**", "**Pair costs**", "recipes.png", "seeds.png"})
+    CHECK_MESSAGE(report.find(h) != std::string::npos, h << " is missing from the report");
 
   // the same study again into the same folder: every finished step is skipped, compare runs
   auto robustness_time = fs::last_write_time(r / "robustness" / "scratch_cnn" / "robustness.json");

@@ -24,8 +24,8 @@ using test::script;
 void stand_ins(const fs::path& tmp) {
   const fs::path bin = tmp / "bin";
   fs::create_directories(bin);
-  for (const char* name : {"eda", "scratch_cnn", "baseline_transfer", "lr_tuning", "error_analysis", "robustness",
-                           "calibration"}) {
+  for (const char* name : {"eda", "scratch_cnn", "baseline_transfer", "lr_tuning", "error_analysis", "pick_recipe",
+                           "ensemble", "finetune", "robustness", "calibration"}) {
     std::string n = name;
     script(bin / n, "for a in \"$@\"; do [ \"$a\" = --estimate ] && { echo \"" + n + " estimate: total ~ 1 s\"; exit 0; }; done\n"
                     "[ -f '" + (tmp / ("fail_" + n)).string() + "' ] && exit 3\n"
@@ -44,6 +44,18 @@ test::ProgramResult study(const fs::path& tmp, std::vector<std::string> extra) {
   if (fs::exists(tmp / "ran.log")) fs::rename(tmp / "ran.log", tmp / "ran.log.prev");
   return r;
 }
+// What the extended steps run, in order (study.sh's extended_steps): the 9 rows of the recipe
+// ablation, pick_recipe, 2 + 3 seed runs, 3 ensembles, the distillation pair, the pair-cost run,
+// finetune (the weights file exists), robustness, calibration.
+std::string extended_ran() {
+  std::string s;
+  for (int i = 0; i < 9; ++i) s += "scratch_cnn\n";
+  s += "pick_recipe\n";
+  for (int i = 0; i < 5; ++i) s += "scratch_cnn\n";
+  s += "ensemble\nensemble\nensemble\n";
+  for (int i = 0; i < 3; ++i) s += "scratch_cnn\n";
+  return s + "finetune\nrobustness\ncalibration\n";
+}
 std::string ran(const fs::path& tmp) {
   return fs::exists(tmp / "ran.log.prev") ? test::read_file((tmp / "ran.log.prev").string()) : "";
 }
@@ -58,7 +70,11 @@ TEST_CASE("study.sh --extended: finished steps are skipped on a rerun, a failed 
   auto r = study(tmp.dir, {"--extended"});
   INFO(r.output);
   REQUIRE(r.code == 0);
-  CHECK(ran(tmp.dir) == "eda\nscratch_cnn\nbaseline_transfer\nlr_tuning\nerror_analysis\nrobustness\ncalibration\n");
+  CHECK(ran(tmp.dir) == "eda\nscratch_cnn\nbaseline_transfer\nlr_tuning\nerror_analysis\n" + extended_ran());
+  CHECK(has(r.output, "extended steps in all: ~ 0 min"));  // 24 estimates of ~1 s summed
+  for (const char* d : {"recipes/baseline", "recipes/early_stop", "recipes/pick", "seeds/baseline_s43", "seeds/best_s44",
+                        "ensembles/best_recipe", "distill/student", "cost/pair_cost", "finetune"})
+    CHECK_MESSAGE(fs::exists(res / d / "done.json"), d);
   CHECK(has(r.output, "robustness estimate: total"));
   CHECK(has(r.output, "calibration estimate: total"));
   CHECK(r.output.find("estimate: total") < r.output.find("== robustness =="));  // printed before the steps
@@ -87,7 +103,7 @@ TEST_CASE("study.sh --extended: finished steps are skipped on a rerun, a failed 
   fs::remove(res / "lr_tuning" / "done.json");
   r = study(tmp.dir, {"--extended", "--robustness-limit", "50"});
   REQUIRE(r.code == 0);
-  CHECK(ran(tmp.dir) == "lr_tuning\nerror_analysis\nrobustness\ncalibration\n");
+  CHECK(ran(tmp.dir) == "lr_tuning\nerror_analysis\n" + extended_ran());
 
   // a failing step leaves no done.json: the next run retries it
   test::write_file((tmp.dir / "fail_robustness").string(), "");
@@ -121,7 +137,7 @@ TEST_CASE("study.sh --extended-only runs the extended steps and compare on an ex
   r = study(tmp.dir, {"--extended-only"});
   INFO(r.output);
   REQUIRE(r.code == 0);
-  CHECK(ran(tmp.dir) == "robustness\ncalibration\n");
+  CHECK(ran(tmp.dir) == extended_ran());
   std::string timings = test::read_file((res / "timings.csv").string());
   CHECK(has(timings, "scratch_cnn,"));  // the earlier rows stay
   CHECK(has(timings, "robustness,"));
