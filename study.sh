@@ -15,7 +15,7 @@
 #          Its training steps (the recipe ablation, 3 seeds of the baseline and of the best recipe,
 #          ensembles, distillation into a quarter-size CNN, a pair-cost CNN, ResNet18 fine-tuning when
 #          the weights are present) run the ablation's rows at a short budget (3 epochs; --quick 1) and
-#          the rest at 15 epochs; --extended-full: every training run at 20 epochs (GPU, bf16).
+#          the rest at 10 epochs, the seed recipe's budget; --extended-full: every training run at 20 epochs (GPU, bf16).
 #          --extended-only: only the extended steps and compare, on the trained models of an existing
 #          results folder given with --out (its timings.csv keeps the earlier steps' rows).
 #          --robustness-limit N: robustness on the first N test images (default all 10,000; --quick 300).
@@ -117,7 +117,7 @@ if [ "$quick" = 1 ]; then
 elif [ "$extended_full" = 1 ]; then
   ablation_epochs=20; full_epochs=20
 else
-  ablation_epochs=3; full_epochs=15
+  ablation_epochs=3; full_epochs=10
 fi
 extended_steps=()
 for r in "${ablation_rows[@]}"; do extended_steps+=("recipe_$r"); done
