@@ -15,7 +15,9 @@
 #          Its training steps (the recipe ablation, 3 seeds of the baseline and of the best recipe,
 #          ensembles, distillation into a quarter-size CNN, a pair-cost CNN, ResNet18 fine-tuning when
 #          the weights are present) run the ablation's rows at a short budget (3 epochs; --quick 1) and
-#          the rest at 10 epochs, the seed recipe's budget; --extended-full: every training run at 20 epochs (GPU, bf16).
+#          the rest at 10 epochs, the seed recipe's budget; --extended-full: the ablation, the seeds
+#          of both recipes, the distillation pair and the pair-cost run at 20 epochs (for a GPU, or
+#          with --precision bf16 on a CPU with bfloat16 units).
 #          --extended-only: only the extended steps and compare, on the trained models of an existing
 #          results folder given with --out (its timings.csv keeps the earlier steps' rows).
 #          --robustness-limit N: robustness on the first N test images (default all 10,000; --quick 300).
@@ -57,7 +59,7 @@ while [ $# -gt 0 ]; do
     --extended-only) extended=1; extended_only=1 ;;
     --extended-full) extended=1; extended_full=1 ;;
     --robustness-limit) robustness_limit=$2; shift ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "study.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -106,39 +108,52 @@ fi
 # them. They run after the normal study and before compare, so the report shows them. One list: a
 # later experiment adds its name here and its command line in extended_command. Every program of the
 # list takes --estimate (a measured time estimate, nothing written), printed before the steps start.
-# Budgets: the ablation's rows train $ablation_epochs epochs each (shortened on a CPU at fp32: a
-# fixed short budget for the comparison), the best recipe's seeds, the distillation pair and the
-# pair-cost run $full_epochs; --extended-full trains the ablation's rows at full length too.
+# Budgets: the ablation's rows train $ablation_epochs epochs each (a short fixed budget for the
+# comparison), both recipes' seeds, the distillation pair and the pair-cost run $full_epochs.
 ablation_rows=(baseline crop_flip erasing label_smoothing adamw cosine onecycle mix early_stop)
 small_channels=24,48,128,256   # a quarter of the study CNN's parameters (1.45M -> 0.36M)
 teacher_t=4
+early_stop_patience=3          # the early_stop row's (experiments/lib/recipe.cpp)
 if [ "$quick" = 1 ]; then
-  ablation_epochs=1; full_epochs=2
+  ablation_epochs=1; full_epochs=2; study_epochs=2
 elif [ "$extended_full" = 1 ]; then
-  ablation_epochs=20; full_epochs=20
+  ablation_epochs=20; full_epochs=20; study_epochs=10
 else
-  ablation_epochs=3; full_epochs=10
+  ablation_epochs=3; full_epochs=10; study_epochs=10
 fi
+# The seed recipe's seeds train at the seeds' budget: seed 42 is the study's own scratch_cnn run when
+# that budget is the study's, else a run of its own.
+baseline_seeds=(43 44)
+baseline42=scratch_cnn
+if [ "$full_epochs" != "$study_epochs" ]; then baseline_seeds=(42 43 44); baseline42=seeds/baseline_s42; fi
 extended_steps=()
 for r in "${ablation_rows[@]}"; do extended_steps+=("recipe_$r"); done
-extended_steps+=(pick_recipe seed_baseline_43 seed_baseline_44 seed_best_42 seed_best_43 seed_best_44
+extended_steps+=(pick_recipe)
+for s in "${baseline_seeds[@]}"; do extended_steps+=("seed_baseline_$s"); done
+extended_steps+=(seed_best_42 seed_best_43 seed_best_44
                  ensemble_baseline ensemble_best ensemble_architectures distill_alone distill_student
                  cost_sensitive finetune robustness calibration)
-extended_command() {  # NAME: sets cmd to the step's command line and dir to its folder
+# extended_command NAME: sets cmd to the step's command line and dir to its folder, and skip to a
+# reason when the step cannot run (it is then recorded as not run, not_run.txt in its folder).
+extended_command() {
+  skip=""
   local scratch_cnn=("$bin/scratch_cnn" --split-seed 42 --resume "${common[@]}")
   local best=(--recipe-file "$results/recipes/best.json" --epochs "$full_epochs")
   local small=(--channels "$small_channels" --mix none "${best[@]}")
   case "$1" in
     recipe_*) dir=$results/recipes/${1#recipe_}
-      cmd=("${scratch_cnn[@]}" --out "$dir" --recipe "${1#recipe_}" --epochs "$ablation_epochs") ;;
+      cmd=("${scratch_cnn[@]}" --out "$dir" --recipe "${1#recipe_}" --epochs "$ablation_epochs")
+      if [ "$1" = recipe_early_stop ] && [ "$ablation_epochs" -le "$early_stop_patience" ]; then
+        skip="early stopping with patience $early_stop_patience cannot stop a run of $ablation_epochs epoch(s): it would repeat the mix row"
+      fi ;;
     pick_recipe) dir=$results/recipes/pick; cmd=("$bin/pick_recipe" --results "$results") ;;
     seed_baseline_*) dir=$results/seeds/baseline_s${1#seed_baseline_}
-      cmd=("${scratch_cnn[@]}" --out "$dir" --seed "${1#seed_baseline_}" "${scratch[@]}") ;;
+      cmd=("${scratch_cnn[@]}" --out "$dir" --seed "${1#seed_baseline_}" --epochs "$full_epochs") ;;
     seed_best_*) dir=$results/seeds/best_s${1#seed_best_}
       cmd=("${scratch_cnn[@]}" --out "$dir" --seed "${1#seed_best_}" "${best[@]}") ;;
     ensemble_baseline) dir=$results/ensembles/baseline
       cmd=("$bin/ensemble" --results "$results" --name baseline --device "$device"
-           --members scratch_cnn,seeds/baseline_s43,seeds/baseline_s44) ;;
+           --members "$baseline42,seeds/baseline_s43,seeds/baseline_s44") ;;
     ensemble_best) dir=$results/ensembles/best_recipe
       cmd=("$bin/ensemble" --results "$results" --name best_recipe --device "$device"
            --members seeds/best_s42,seeds/best_s43,seeds/best_s44
@@ -155,7 +170,8 @@ extended_command() {  # NAME: sets cmd to the step's command line and dir to its
       cmd=("${scratch_cnn[@]}" --out "$dir" --pair-cost 1 "${best[@]}") ;;
     finetune) dir=$results/finetune
       cmd=("$bin/finetune" --out "$dir" --weights "$weights" --image-size "$finetune_size"
-           "${stand_in[@]}" --resume "${common[@]}" "${finetune[@]}") ;;
+           "${stand_in[@]}" --resume "${common[@]}" "${finetune[@]}")
+      if [ ! -f "$weights" ]; then skip="skipped by study.sh: no ImageNet weights at $weights"; fi ;;
     robustness) dir=$results/robustness
       cmd=("$bin/robustness" --results "$results" --device "$device" "${robustness[@]}") ;;
     calibration) dir=$results/calibration
@@ -313,8 +329,8 @@ if [ "$extended" = 1 ]; then
     extended_command "$s"
     if [ "$ran_a_step" = 0 ] && step_done "$dir" "${cmd[@]}" >/dev/null; then
       echo "  $s: done earlier, will be skipped"
-    elif [ "$s" = finetune ] && [ ! -f "$weights" ]; then
-      echo "  $s: no ImageNet weights at $weights; will be shown as not run"
+    elif [ -n "$skip" ]; then
+      echo "  $s: will be shown as not run ($skip)"
     else
       est=$("${cmd[@]}" --estimate 2>&1) || est="$s: no estimate (the program failed; the step will say why)"
       echo "$est" | sed 's/^/  /'
@@ -325,12 +341,14 @@ if [ "$extended" = 1 ]; then
   echo "  extended steps in all: ~ $((total_estimate / 60)) min"
   for s in "${extended_steps[@]}"; do
     extended_command "$s"
-    if [ "$s" = finetune ] && [ ! -f "$weights" ]; then
+    if [ -n "$skip" ]; then
       mkdir -p "$dir"
-      printf 'skipped by study.sh: no ImageNet weights at %s\n' "$weights" > "$dir/not_run.txt"
-      echo "$s,0,skipped (no weights)" >> "$results/timings.csv"
+      rm -f "$dir/done.json" "$dir/failed.json"
+      printf '%s\n' "$skip" > "$dir/not_run.txt"
+      echo "$s,0,not run" >> "$results/timings.csv"
       continue
     fi
+    rm -f "$dir/not_run.txt"
     step "$s" "$dir" "${cmd[@]}"
   done
 fi

@@ -145,30 +145,30 @@ const std::vector<AblationRow>& ablation_rows() {
   static const std::vector<AblationRow> rows = [] {
     std::vector<AblationRow> v;
     Recipe r;
-    v.push_back({"baseline", "the seed recipe: Adam 1e-3, constant rate, no augmentation", r});
+    v.push_back({"baseline", "the seed recipe: Adam 1e-3, constant rate, no augmentation", "", r});
     r.crop_padding = 2;
     r.flip = true;
-    v.push_back({"crop_flip", "+ random crop (padding 2) and horizontal flip", r});
+    v.push_back({"crop_flip", "+ random crop (padding 2) and horizontal flip", "baseline", r});
     r.erasing = 0.5;
-    v.push_back({"erasing", "+ random erasing (p 0.5)", r});
+    v.push_back({"erasing", "+ random erasing (p 0.5)", "crop_flip", r});
     r.label_smoothing = 0.1;
-    v.push_back({"label_smoothing", "+ label smoothing 0.1", r});
+    v.push_back({"label_smoothing", "+ label smoothing 0.1", "erasing", r});
     r.optimizer = "adamw";
     r.weight_decay = 0.05;
-    v.push_back({"adamw", "+ AdamW, weight decay 0.05", r});
+    v.push_back({"adamw", "+ AdamW, weight decay 0.05", "label_smoothing", r});
     Recipe cosine = r;
     cosine.schedule = "cosine";
     cosine.warmup_fraction = 0.05;
-    v.push_back({"cosine", "+ cosine schedule with 5% linear warm-up", cosine});
+    v.push_back({"cosine", "+ cosine schedule with 5% linear warm-up", "adamw", cosine});
     Recipe onecycle = r;
     onecycle.schedule = "onecycle";
-    v.push_back({"onecycle", "adamw row + one-cycle schedule (instead of cosine)", onecycle});
+    v.push_back({"onecycle", "adamw row + one-cycle schedule (instead of cosine)", "adamw", onecycle});
     Recipe mix = cosine;
     mix.mix = "cutmix";
-    v.push_back({"mix", "cosine row + CutMix (alpha 1) on half of the batches", mix});
+    v.push_back({"mix", "cosine row + CutMix (alpha 1) on half of the batches", "cosine", mix});
     Recipe stop = mix;
     stop.early_stop_patience = 3;
-    v.push_back({"early_stop", "+ early stopping on validation accuracy (patience 3 epochs)", stop});
+    v.push_back({"early_stop", "mix row + early stopping on validation accuracy (patience 3 epochs)", "mix", stop});
     for (auto& row : v) row.recipe.name = row.name;
     return v;
   }();
@@ -207,28 +207,20 @@ Recipe RecipeOptions::resolve(double lr, bool lr_given) const {
     r = Recipe::from_json(j.contains("recipe") ? j.at("recipe") : j);
   }
   bool changed = false;
-  if (lr_given) {
-    changed |= r.lr != lr;
-    r.lr = lr;
-  }
-  if (pair_cost >= 0) {
-    changed |= r.pair_cost != pair_cost;
-    r.pair_cost = pair_cost;
-  }
-  if (label_smoothing >= 0) {
-    changed |= r.label_smoothing != label_smoothing;
-    r.label_smoothing = label_smoothing;
-  }
-  if (!mix.empty()) {
-    changed |= r.mix != mix;
-    r.mix = mix;
-  }
-  if (!teacher.empty()) {
-    changed |= r.teacher != teacher;
-    r.teacher = teacher;
-  }
-  if (distill_alpha >= 0) r.distill_alpha = distill_alpha;
-  if (distill_temperature > 0) r.distill_temperature = distill_temperature;
+  auto set = [&changed](auto& field, const auto& value, bool given) {
+    if (!given) return;
+    changed |= field != value;
+    field = value;
+  };
+  set(r.lr, lr, lr_given);
+  set(r.pair_cost, pair_cost, pair_cost >= 0);
+  set(r.label_smoothing, label_smoothing, label_smoothing >= 0);
+  set(r.mix, mix, !mix.empty());
+  set(r.teacher, teacher, !teacher.empty());
+  set(r.distill_alpha, distill_alpha, distill_alpha >= 0);
+  set(r.distill_temperature, distill_temperature, distill_temperature > 0);
+  if (r.teacher.empty() && (distill_alpha >= 0 || distill_temperature > 0))
+    fail("--distill-alpha and --distill-temperature need a teacher (--teacher, or a recipe that has one)");
   if (changed) r.name = r.name + "+options";
   validate(r);
   return r;
@@ -284,7 +276,8 @@ Teacher load_teacher(const std::filesystem::path& file, int64_t images, int64_t 
   if (t.probs.dtype() != DType::Float32 || t.probs.dim() != 2 || t.probs.size(0) != images || t.probs.size(1) != classes)
     fail("{}: the teacher's probabilities are {} {}, expected float32 ({}, {})", file.string(), dtype_name(t.probs.dtype()),
          t.probs.shape(), images, classes);
-  const float* p = t.probs.contiguous().data_ptr<float>();
+  t.probs = t.probs.contiguous();
+  const float* p = t.probs.data_ptr<float>();
   for (int64_t i : needed) {
     if (i < 0 || i >= images) fail("{}: asked for row {} of {}", file.string(), i, images);
     double sum = 0;

@@ -54,9 +54,10 @@ struct Recipe {
 };
 
 // The ablation, cumulative: baseline, crop_flip, erasing, label_smoothing, adamw, cosine, onecycle
-// (the cosine row with one-cycle instead), mix, early_stop (both built on the cosine row).
+// (built on adamw: one-cycle instead of cosine), mix (built on cosine), early_stop (built on mix).
 struct AblationRow {
   std::string name, change;  // change: what this row adds, in words
+  std::string base;          // the row it adds its change to ("" for the first)
   Recipe recipe;
 };
 const std::vector<AblationRow>& ablation_rows();

@@ -1,5 +1,7 @@
 #include "experiments/lib/run_model.h"
 
+#include "tensor/autocast.h"
+
 #include "data/fashion_mnist.h"
 #include "experiments/lib/study.h"
 #include "experiments/lib/transfer.h"
@@ -8,6 +10,7 @@
 #include "models/resnet.h"
 #include "models/scratch_cnn.h"
 #include "autograd/node.h"
+#include "tensor/autocast.h"
 #include "tensor/ops.h"
 
 namespace dl::exp {
@@ -89,6 +92,7 @@ RunModel load_run_model(const std::filesystem::path& run, std::string key) {
     l.model = m;
   }
   l.model->eval();
+  l.precision = parse_precision(config.value("precision", std::string("fp32")));
   return l;
 }
 
@@ -97,6 +101,9 @@ Tensor run_model_logits(const RunModel& m, const Tensor& raw, int64_t batch_size
   if (raw.dtype() != DType::UInt8 || raw.dim() != 3) fail("run_model_logits: expected (N, 28, 28) uint8 images");
   const int64_t n = raw.size(0);
   NoGradGuard ng;
+  // float16 autocast exists on CUDA only: such a run evaluated on the CPU runs in float32
+  const DType precision = m.precision == DType::Float16 && m.device.type != DeviceType::CUDA ? DType::Float32 : m.precision;
+  auto scope = autocast(m.device, precision);
   Generator g(0);  // the test transforms draw nothing
   std::vector<Tensor> parts;
   for (int64_t i = 0; i < n; i += batch_size) {

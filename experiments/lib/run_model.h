@@ -39,6 +39,9 @@ struct RunModel {
   data::TransformPtr transform;                // test-image preprocessing (Fashion-MNIST uint8 in)
   Shape input_shape;                           // one preprocessed image: (C, H, W)
   Device device = kCPU;                        // where the model is (move it with to())
+  // the run's --precision: run_model_logits runs the model under that autocast, as the run scored its
+  // test set (bf16/fp16 logits differ from fp32 ones in the last bits, and a borderline image may flip)
+  DType precision = DType::Float32;
   void to(Device d) {
     model->to(d);
     device = d;

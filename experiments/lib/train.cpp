@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "autograd/functional.h"
+#include "experiments/lib/recipe.h"
 #include "autograd/node.h"
 #include "cuda/cuda.h"
 #include "dist/ddp.h"
@@ -224,6 +225,15 @@ std::vector<std::string> config_differences(const nlohmann::json& a, const nlohm
     if (!b.contains(it.key()) || b.at(it.key()) != it.value())
       diffs.push_back(fmt::format("{}: checkpoint {} vs now {}", it.key(), it.value().dump(),
                                   b.contains(it.key()) ? b.at(it.key()).dump() : "(absent)"));
+  }
+  // options added since a checkpoint was written: it was made with their implied value then
+  if (!a.contains("split_seed") && b.contains("split_seed") && a.contains("seed") && b.at("split_seed") != a.at("seed"))
+    diffs.push_back(fmt::format("split_seed: checkpoint {} (its --seed) vs now {}", a.at("seed").dump(), b.at("split_seed").dump()));
+  if (!a.contains("recipe") && b.contains("recipe")) {
+    nlohmann::json now = b.at("recipe"), seed = Recipe().to_json();
+    if (now.is_object()) now.erase("name");
+    seed.erase("name");
+    if (now != seed) diffs.push_back(fmt::format("recipe: checkpoint the seed recipe vs now {}", b.at("recipe").dump()));
   }
   return diffs;
 }

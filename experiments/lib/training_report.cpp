@@ -75,6 +75,14 @@ RunInfo read_run(const fs::path& results, const std::string& rel, const std::str
   }
   if (!fs::exists(r.dir / "metrics.json")) {
     r.why = "not run";
+    if (fs::exists(r.dir / "not_run.txt")) {
+      std::ifstream f(r.dir / "not_run.txt");
+      std::string line;
+      std::getline(f, line);
+      for (char& c : line)
+        if (c == '|') c = '/';
+      if (!line.empty()) r.why = "not run: " + line;
+    }
     return r;
   }
   try {
@@ -180,17 +188,22 @@ ReportSection recipes_section(const fs::path& results, const fs::path& report_di
   const fs::path dir = results / "recipes";
   if (!fs::exists(dir)) return s;
   std::string md = "## Training recipes for the scratch CNN (ablation)\n\n";
-  md += "Each row adds one change to the row before it (`onecycle` replaces `cosine`'s schedule; `mix` and "
-        "`early_stop` build on `cosine`), trained with seed 42 on the study's split; the rows are compared on "
-        "validation accuracy, the test column is for reading only. Rows are `scratch_cnn --recipe <row>` "
-        "(experiments/lib/recipe.h).\n\n";
+  md += "Each row adds one change to the row it builds on (the previous row, except `onecycle`, which replaces "
+        "`cosine`'s schedule on the `adamw` row, and `mix`, built on `cosine`), trained with seed 42 on the study's "
+        "split; the rows are compared on validation accuracy, the test column is for reading only. Rows are "
+        "`scratch_cnn --recipe <row>` (experiments/lib/recipe.h).\n\n";
   std::vector<RunInfo> rows;
   for (const auto& row : ablation_rows()) rows.push_back(read_run(dir, row.name, row.name));
   std::optional<json> best;
+  std::string best_summary, best_problem;
   if (fs::exists(dir / "best.json")) {
     try {
       best = read_json(dir / "best.json");
-    } catch (const std::exception&) {
+      best_summary = Recipe::from_json(best->at("recipe")).summary();
+      (void)best->at("row").get<std::string>();
+    } catch (const std::exception& e) {
+      best.reset();
+      best_problem = e.what();
     }
   }
   int64_t epochs_max = 0;
@@ -202,14 +215,10 @@ ReportSection recipes_section(const fs::path& results, const fs::path& report_di
     const auto& r = rows[i];
     const auto& row = ablation_rows()[i];
     std::string delta = "";
-    // the row it builds on: the previous row, except onecycle (adamw), mix (cosine)
-    std::string base = i == 0 ? "" : ablation_rows()[i - 1].name;
-    if (row.name == "onecycle") base = "adamw";
-    if (row.name == "mix") base = "cosine";
     std::optional<double> base_val;
     for (const auto& b : rows)
-      if (b.rel == base && b.ok) base_val = b.val();
-    if (r.ok && base_val) delta = fmt::format("{} (vs {})", pp(r.val() - *base_val), base);
+      if (b.rel == row.base && b.ok) base_val = b.val();
+    if (r.ok && base_val) delta = fmt::format("{} (vs {})", pp(r.val() - *base_val), row.base);
     const bool chosen = best && best->value("row", std::string()) == row.name;
     md += fmt::format("| {}{} | {} | {} | {} | {} | {} | {} |\n", row.name, chosen ? " **(chosen)**" : "", row.change,
                       cell(r, fmt::format("{}{}", r.ok ? r.metrics.value("epochs_run", r.epochs()) : 0,
@@ -221,7 +230,7 @@ ReportSection recipes_section(const fs::path& results, const fs::path& report_di
   md += "\n";
   if (epochs_max > 0 && epochs_max < 20)
     md += fmt::format("These rows were **shortened**: {} epoch(s) each (the full-length budget is 20), so that the "
-                      "ablation fits the CPU's time budget; a change that pays off only over a long run (augmentation, "
+                      "ablation fits the default time budget; a change that pays off only over a long run (augmentation, "
                       "MixUp/CutMix, early stopping) is at a disadvantage here. `./study.sh --extended-full` trains them "
                       "at full length.\n\n",
                       epochs_max);
@@ -254,10 +263,10 @@ ReportSection recipes_section(const fs::path& results, const fs::path& report_di
       md += ".\n\n";
     }
   }
+  if (!best_problem.empty()) md += fmt::format("recipes/best.json is unreadable ({}), so no chosen row is shown.\n\n", best_problem);
   if (best) {
     md += fmt::format("Chosen on validation accuracy: **{}** ({}), {}. Its recipe: {}.\n\n", best->value("row", std::string("?")),
-                      pct(best->value("best_val_acc", NAN)), best->value("selection", std::string()),
-                      Recipe::from_json(best->at("recipe")).summary());
+                      pct(best->value("best_val_acc", NAN)), best->value("selection", std::string()), best_summary);
     s.conclusions.push_back(fmt::format("**Recipe ablation**: the best row on validation accuracy is {} ({}); it was "
                                         "trained again at full length with three seeds (below).",
                                         best->value("row", std::string("?")), pct(best->value("best_val_acc", NAN))));
@@ -265,11 +274,8 @@ ReportSection recipes_section(const fs::path& results, const fs::path& report_di
   // conclusions: which single changes helped on validation
   std::vector<std::string> helped, hurt;
   for (size_t i = 1; i < rows.size(); ++i) {
-    std::string base = ablation_rows()[i - 1].name;
-    if (rows[i].rel == "onecycle") base = "adamw";
-    if (rows[i].rel == "mix") base = "cosine";
     for (const auto& b : rows)
-      if (b.rel == base && b.ok && rows[i].ok) {
+      if (b.rel == ablation_rows()[i].base && b.ok && rows[i].ok) {
         double d = rows[i].val() - b.val();
         (d > 0 ? helped : hurt).push_back(fmt::format("{} ({})", rows[i].rel, pp(d)));
       }
@@ -293,18 +299,23 @@ ReportSection seeds_section(const fs::path& results, const fs::path& report_dir)
     std::string name;
     std::vector<RunInfo> runs;
   };
+  // seed 42 of the seed recipe: the study's own scratch_cnn run, unless the seeds were trained at another
+  // budget (--extended-full), which then trained seeds/baseline_s42 too
+  const bool own42 = fs::exists(results / "seeds" / "baseline_s42");
   std::vector<Group> groups{
-      {"seed recipe (the reproduction)",
-       {read_run(results, "scratch_cnn", "baseline, seed 42"), read_run(results, "seeds/baseline_s43", "baseline, seed 43"),
+      {"seed recipe",
+       {read_run(results, own42 ? "seeds/baseline_s42" : "scratch_cnn", "baseline, seed 42"),
+        read_run(results, "seeds/baseline_s43", "baseline, seed 43"),
         read_run(results, "seeds/baseline_s44", "baseline, seed 44")}},
       {"best recipe",
        {read_run(results, "seeds/best_s42", "best, seed 42"), read_run(results, "seeds/best_s43", "best, seed 43"),
         read_run(results, "seeds/best_s44", "best, seed 44")}}};
   std::string md = "## Several seeds\n\n";
-  md += "Each recipe trained with seeds 42, 43 and 44 (initialisation, shuffling, dropout and augmentation draws) on "
-        "the same split (`--split-seed 42`); seed 42 of the seed recipe is the study's own scratch_cnn run. The per-run "
-        "interval is the 95% bootstrap interval over the 10,000 test images (2,000 resamples): test-set sampling "
-        "only. The interval over seeds is mean ± t(0.975, n − 1) · sd / √n: training randomness, from n = 3 runs.\n\n";
+  md += fmt::format("Each recipe trained with seeds 42, 43 and 44 (initialisation, shuffling, dropout and augmentation draws) "
+                    "on the same split (`--split-seed 42`); seed 42 of the seed recipe is {}. The per-run interval is the 95% "
+                    "bootstrap interval over the test images (2,000 resamples): test-set sampling only. The interval over "
+                    "seeds is mean ± t(0.975, n − 1) · sd / √n: training randomness, from n = 3 runs.\n\n",
+                    own42 ? "`seeds/baseline_s42`, trained at the seeds' budget" : "the study's own scratch_cnn run");
   md += "| recipe | seed | epochs | best validation | test accuracy | 95% bootstrap interval |\n|---|---|---|---|---|---|\n";
   std::vector<SeedStats> stats;
   std::vector<double> mean_width;
@@ -355,7 +366,7 @@ ReportSection seeds_section(const fs::path& results, const fs::path& report_dir)
     if (run.ok) best_epochs = std::max(best_epochs, run.epochs());
   if (best_epochs > 0 && best_epochs < 20)
     md += fmt::format("The best recipe's runs were **shortened** to {} epochs (the target below allows 20) so that the "
-                      "extended study fits the CPU's time budget; `./study.sh --extended-full` trains them for 20.\n\n",
+                      "extended study fits the default time budget; `./study.sh --extended-full` trains them for 20.\n\n",
                       best_epochs);
   if (r.n >= 1) {
     int64_t met = 0;
@@ -383,16 +394,23 @@ ReportSection seeds_section(const fs::path& results, const fs::path& report_dir)
         paired_part = fmt::format("; on the test images, seed 42's pair differs by {}, {}", paired_text(*p),
                                   significant(*p) ? "beyond test-set sampling" : "within test-set sampling");
     }
+    // the test-set standard error of one run's accuracy, from its bootstrap interval's width (2 x 1.96 SE)
+    const double test_se = (mean_width[0] + mean_width[1]) / 2 / (2 * 1.96);
+    const bool seeds_matter = std::max(b.sd, r.sd) >= test_se;
+    int64_t base_epochs = 0;
+    for (const auto& run : groups[0].runs)
+      if (run.ok) base_epochs = std::max(base_epochs, run.epochs());
     s.conclusions.push_back(fmt::format(
-        "**Best vs seed recipe over seeds**: {} in mean test accuracy (Welch 95% interval [{}, {}], df {}): {}{}. The "
-        "spread over seeds (sd {:.2f} and {:.2f} pp) is {} the test-set bootstrap's half-width (~{:.2f} pp), so "
-        "{}.",
-        pp(d), pp(d - h), pp(d + h), df, seed_verdict, paired_part, 100 * b.sd, 100 * r.sd,
-        std::max(b.sd, r.sd) > (mean_width[0] + mean_width[1]) / 4 ? "comparable to or above" : "below",
-        100 * (mean_width[0] + mean_width[1]) / 4,
-        std::max(b.sd, r.sd) > (mean_width[0] + mean_width[1]) / 4
-            ? "one run's test-set interval understates the uncertainty of a recipe comparison"
-            : "test-set sampling, not training randomness, dominates a single comparison"));
+        "**Best vs seed recipe over seeds**: {} in mean test accuracy (Welch 95% interval [{}, {}], df {}): {}{}.{} The "
+        "spread over seeds (sd {:.2f} and {:.2f} pp) is {} one run's test-set standard error (~{:.2f} pp), so {}.",
+        pp(d), pp(d - h), pp(d + h), df, seed_verdict, paired_part,
+        base_epochs != best_epochs
+            ? fmt::format(" The recipes had different budgets ({} and {} epochs): the difference is the recipe's and the "
+                          "budget's together.", base_epochs, best_epochs)
+            : "",
+        100 * b.sd, 100 * r.sd, seeds_matter ? "at or above" : "below", 100 * test_se,
+        seeds_matter ? "one run's test-set interval understates the uncertainty of a recipe comparison"
+                     : "test-set sampling, not training randomness, dominates a single comparison"));
   }
   s.markdown = md;
   return s;
@@ -498,9 +516,9 @@ ReportSection cost_section(const fs::path& results, const fs::path& report_dir) 
   RunInfo before = read_run(results, "seeds/best_s42", "best recipe, seed 42"),
           after = read_run(results, "cost/pair_cost", "best recipe + pair cost, seed 42");
   std::string md = "## Errors that cost more: the upper-body garments\n\n";
-  md += "The most confused classes are T-shirt/top, pullover, coat and shirt. The cost-sensitive CNN adds "
-        "`pair_cost` × (expected probability on another class of that group) to its training loss; otherwise it is "
-        "the best recipe with seed 42, compared with that run.\n\n";
+  md += "The most confused classes are the upper-body garments (T-shirt/top, pullover, coat, shirt). The cost-sensitive "
+        "CNN adds `pair_cost` × (expected probability on another class of that group) to its training loss; otherwise "
+        "it is the best recipe with seed 42, compared with that run.\n\n";
   const auto names = class_names();
   if (!before.ok || !after.ok) {
     md += fmt::format("| run | status |\n|---|---|\n| {} | {} |\n| {} | {} |\n\n", before.display,
@@ -510,6 +528,8 @@ ReportSection cost_section(const fs::path& results, const fs::path& report_dir) 
   }
   std::vector<int64_t> group = after.config.at("recipe").value("cost_classes", std::vector<int64_t>{0, 2, 4, 6});
   auto cb = read_confusion(before.dir / "confusion.csv"), ca = read_confusion(after.dir / "confusion.csv");
+  std::string group_names;
+  for (int64_t c : group) group_names += (group_names.empty() ? "" : ", ") + names.at(c);
   md += "| true → predicted | before | after | change |\n|---|---|---|---|\n";
   int64_t tb = 0, ta = 0;
   ChartSeries sb{"before", chart_color(0), {}, 2}, sa{"with pair cost", chart_color(1), {}, 2};
@@ -545,9 +565,9 @@ ReportSection cost_section(const fs::path& results, const fs::path& report_dir) 
   for (int64_t y = 0; y <= ymax; y += std::max<int64_t>(1, ymax / 6)) o.y_ticks.push_back(static_cast<double>(y));
   save_figure(draw_line_chart(o, {sb, sa}), report_dir, "pair_costs.png", md, "pair confusions");
   s.conclusions.push_back(fmt::format(
-      "**Pair costs**: confusions within {{T-shirt/top, pullover, coat, shirt}} went from {} to {} ({:+.1f}%), at an "
+      "**Pair costs**: confusions within {{{}}} went from {} to {} ({:+.1f}%), at an "
       "overall accuracy change of {}{} (one seed each: a change of this size {} the seed spread above).",
-      tb, ta, tb ? 100.0 * static_cast<double>(ta - tb) / static_cast<double>(tb) : 0.0, pp(after.acc() - before.acc()),
+      group_names, tb, ta, tb ? 100.0 * static_cast<double>(ta - tb) / static_cast<double>(tb) : 0.0, pp(after.acc() - before.acc()),
       p ? (significant(*p) ? ", beyond test-set sampling" : ", within test-set sampling") : "", "should be read against"));
   s.markdown = md;
   return s;

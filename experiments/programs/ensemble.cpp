@@ -67,6 +67,7 @@ int main(int argc, char** argv) {
       if (!estimate) {
         fs::create_directories(out);
         fs::remove(out / "ensemble.json");
+        if (!teacher_out.empty()) fs::remove(teacher_out);  // no stale teacher for a distillation to read
         write_text_atomic(out / "not_run.txt", msg + "\n");
       }
       return 0;
@@ -89,6 +90,7 @@ int main(int argc, char** argv) {
     }
     check_writable(out);
     fs::remove(out / "not_run.txt");
+    if (!teacher_out.empty()) fs::remove(teacher_out);
     Logger log(out / "log.txt");
     log.info(fmt::format("ensemble '{}': members {}{}", name, fmt::join(usable, ", "),
                          skipped.empty() ? "" : fmt::format(" (left out: {})", fmt::join(skipped, "; "))));
@@ -106,6 +108,8 @@ int main(int argc, char** argv) {
       const fs::path run = R / m;
       StudyData dm = run_study_data(run, data_dir);
       if (dm.test_idx != d.test_idx) fail("{} was tested on other images than {}; an ensemble needs the same test set", m, usable[0]);
+      if (!teacher_out.empty() && dm.train_idx != d.train_idx)
+        fail("{} was trained on other images than {}; a teacher is computed on one training split", m, usable[0]);
       RunModel rm = load_run_model(run);
       rm.to(device);
       auto t0 = std::chrono::steady_clock::now();
@@ -123,12 +127,20 @@ int main(int argc, char** argv) {
       for (uint8_t c : correct) acc += c;
       acc /= static_cast<double>(n);
       double recorded = metrics.at("test").at("accuracy").get<double>();
-      if (std::abs(acc - recorded) > 0.5 / static_cast<double>(n))
-        fail("{}: the recomputed test accuracy {:.4f} differs from its metrics.json ({:.4f})", m, acc, recorded);
+      // the model runs at the run's precision (RunModel::precision), so its predictions are the
+      // recorded ones; a GPU's or a kernel's rounding may still flip a borderline image: said, not fatal
+      const int64_t differ = std::llround(std::abs(acc - recorded) * static_cast<double>(n));
+      if (differ > 0)
+        log.info(fmt::format("  warning: {}: the recomputed test accuracy {:.4f} differs from its metrics.json ({:.4f}) "
+                             "by {} image(s)", m, acc, recorded, differ));
+      if (differ > std::max<int64_t>(5, n / 1000))
+        fail("{}: the recomputed test accuracy {:.4f} differs from its metrics.json ({:.4f}) by {} images: the run's "
+             "files and its model disagree", m, acc, recorded, differ);
       CalibrationStats cs = calibration_from_probs(p, labels, classes);
       member_records.push_back({{"run", m},
                                 {"display", metrics.value("display_name", m)},
                                 {"test_accuracy", acc},
+                                {"recorded_test_accuracy", recorded},
                                 {"best_val_acc", metrics.value("best_val_acc", NAN)},
                                 {"test_nll", cs.nll},
                                 {"test_ece", cs.ece}});

@@ -17,6 +17,7 @@
 #include "experiments/lib/recipe.h"
 #include "experiments/lib/run_model.h"
 #include "experiments/lib/study.h"
+#include "models/io/sha256.h"
 #include "models/scratch_cnn.h"
 #include "nn/optim/adam.h"
 
@@ -56,11 +57,14 @@ int main(int argc, char** argv) {
       }
       manual_seed(o.seed);
     }
+    // the recipe (and its file) is checked before the run folder is made
+    const Recipe recipe = ro.resolve(lr, app.count("--lr") > 0);
+    lr = recipe.lr;
+    if (!recipe.teacher.empty() && !std::filesystem::is_regular_file(recipe.teacher))
+      fail("--teacher: no teacher file at '{}' (the ensemble program writes it with --teacher-out)", recipe.teacher);
     auto run = estimate ? std::filesystem::path() : prepare_run("scratch_cnn", o);
     Logger log(run / "log.txt", o.is_main() && !estimate);
     Device device = parse_device(o.device);
-    const Recipe recipe = ro.resolve(lr, app.count("--lr") > 0);
-    lr = recipe.lr;
     StudyData d = load_study_data(o);
 
     // the training split's pixel statistics (the images the model trains on), in double
@@ -136,7 +140,10 @@ int main(int argc, char** argv) {
     config["dropout"] = dropout;
     config["optimizer"] = opt->name();
     config["recipe"] = recipe.to_json();
-    if (teacher) config["teacher_members"] = teacher->members;
+    if (teacher) {  // which teacher, by content: a resume with another file is refused (config_differences)
+      config["teacher_members"] = teacher->members;
+      config["teacher_sha256"] = io::sha256_file(recipe.teacher);
+    }
     config["normalization"] = {{"mean", mean}, {"std", stdev}, {"source", "training split pixels"}};
     config["model"] = {{"name", "ScratchCnn"}, {"channels", mc.channels}, {"params", params}};
     if (o.is_main()) write_json(run / "config.json", config);
