@@ -54,6 +54,7 @@ int main(int argc, char** argv) {
       if (!ro.teacher.empty() && !std::filesystem::exists(ro.teacher)) {
         estimate_note += fmt::format(" ({} not written yet: timed without the teacher)", ro.teacher);
         ro.teacher.clear();
+        ro.distill_alpha = ro.distill_temperature = -1;
       }
       manual_seed(o.seed);
     }
