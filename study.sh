@@ -345,7 +345,7 @@ if [ "$extended" = 1 ]; then
       mkdir -p "$dir"
       rm -f "$dir/done.json" "$dir/failed.json"
       printf '%s\n' "$skip" > "$dir/not_run.txt"
-      echo "$s,0,not run" >> "$results/timings.csv"
+      echo "$s,0,not run (its not_run.txt says why)" >> "$results/timings.csv"
       continue
     fi
     rm -f "$dir/not_run.txt"

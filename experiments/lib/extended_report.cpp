@@ -15,18 +15,6 @@ using nlohmann::json;
 
 namespace {
 
-// A number at a JSON pointer, or nullopt when the record lacks it (or holds something else).
-std::optional<double> number(const json& j, const std::string& pointer) {
-  try {
-    const json& v = j.at(json::json_pointer(pointer));
-    if (v.is_number()) return v.get<double>();
-  } catch (const json::exception&) {
-  }
-  return std::nullopt;
-}
-std::string fmt4(const std::optional<double>& v) { return v ? fmt::format("{:.4f}", *v) : "missing"; }
-std::string pct(const std::optional<double>& v) { return v ? fmt::format("{:.2f}%", 100 * *v) : "missing"; }
-
 // The record of one model, or why there is none.
 struct Record {
   const ExtendedModel* model;
@@ -71,6 +59,17 @@ std::string link(const fs::path& file, const fs::path& report_dir, const std::st
 
 }  // namespace
 
+std::optional<double> record_number(const json& j, const std::string& pointer) {
+  try {
+    const json& v = j.at(json::json_pointer(pointer));
+    if (v.is_number()) return v.get<double>();
+  } catch (const json::exception&) {
+  }
+  return std::nullopt;
+}
+std::string fmt4(const std::optional<double>& v) { return v ? fmt::format("{:.4f}", *v) : "missing"; }
+std::string pct(const std::optional<double>& v) { return v ? fmt::format("{:.2f}%", 100 * *v) : "missing"; }
+
 ReportSection robustness_section(const fs::path& results, const fs::path& report_dir,
                                  const std::vector<ExtendedModel>& models, const std::set<std::string>& usable) {
   ReportSection s;
@@ -100,14 +99,14 @@ ReportSection robustness_section(const fs::path& results, const fs::path& report
       continue;
     }
     const json& j = *r.j;
-    std::optional<double> n = number(j, "/images");
+    std::optional<double> n = record_number(j, "/images");
     md += fmt::format("| {} | {} | {} | {} | {} |", r.model->display, n ? fmt::format("{:.0f}", *n) : "missing",
-                      pct(number(j, "/clean_accuracy")), pct(number(j, "/mean_corruption_accuracy")),
-                      fmt4(number(j, "/relative_mean_corruption_accuracy")));
+                      pct(record_number(j, "/clean_accuracy")), pct(record_number(j, "/mean_corruption_accuracy")),
+                      fmt4(record_number(j, "/relative_mean_corruption_accuracy")));
     for (const auto& c : suite) {  // mean over the five severities
       std::optional<double> mean = 0.0;
       for (int k = 0; k < kSeverities && mean; ++k) {
-        auto a = number(j, fmt::format("/corruptions/{}/accuracy/{}", c.name, k));
+        auto a = record_number(j, fmt::format("/corruptions/{}/accuracy/{}", c.name, k));
         mean = a ? std::optional<double>(*mean + *a / kSeverities) : std::nullopt;
       }
       md += " " + pct(mean) + " |";
@@ -121,8 +120,8 @@ ReportSection robustness_section(const fs::path& results, const fs::path& report
   md += "\n";
   for (const auto& r : recs) {
     if (!r.j) continue;
-    md += fmt::format("| {} | {} |", r.model->display, pct(number(*r.j, "/clean_accuracy")));
-    for (int k = 0; k < kSeverities; ++k) md += " " + pct(number(*r.j, fmt::format("/mean_by_severity/{}", k))) + " |";
+    md += fmt::format("| {} | {} |", r.model->display, pct(record_number(*r.j, "/clean_accuracy")));
+    for (int k = 0; k < kSeverities; ++k) md += " " + pct(record_number(*r.j, fmt::format("/mean_by_severity/{}", k))) + " |";
     md += "\n";
   }
   md += "\n";
@@ -134,7 +133,7 @@ ReportSection robustness_section(const fs::path& results, const fs::path& report
   std::set<double> sizes;
   for (const auto& r : recs) {
     if (!r.j || !usable.count(r.model->key)) continue;
-    auto m = number(*r.j, "/mean_corruption_accuracy"), n = number(*r.j, "/images");
+    auto m = record_number(*r.j, "/mean_corruption_accuracy"), n = record_number(*r.j, "/images");
     if (!m || !n) continue;
     ok.push_back({&r, *m});
     sizes.insert(*n);
@@ -158,7 +157,7 @@ ReportSection robustness_section(const fs::path& results, const fs::path& report
       double mean = 0;
       bool all = true;
       for (int k = 0; k < kSeverities; ++k) {
-        auto a = number(*r->j, fmt::format("/corruptions/{}/accuracy/{}", c.name, k));
+        auto a = record_number(*r->j, fmt::format("/corruptions/{}/accuracy/{}", c.name, k));
         all = all && a;
         mean += a.value_or(0) / kSeverities;
       }
@@ -196,12 +195,12 @@ ReportSection calibration_section(const fs::path& results, const fs::path& repor
       continue;
     }
     const json& j = *r.j;
-    auto t = number(j, "/temperature/value");
+    auto t = record_number(j, "/temperature/value");
     bool at_bound = j.contains("temperature") && j["temperature"].value("at_bound", false);
-    auto n_val = number(j, "/temperature/validation_images"), n_test = number(j, "/test/before/count");
+    auto n_val = record_number(j, "/temperature/validation_images"), n_test = record_number(j, "/test/before/count");
     md += fmt::format("| {} | {}{} | {} | {} | {} | {} | {} | {} | {} |\n", r.model->display, t ? fmt::format("{:.3f}", *t) : "missing",
-                      at_bound ? " (at its bound)" : "", fmt4(number(j, "/test/before/ece")), fmt4(number(j, "/test/after/ece")),
-                      fmt4(number(j, "/test/before/nll")), fmt4(number(j, "/test/after/nll")), fmt4(number(j, "/recorded/ece")),
+                      at_bound ? " (at its bound)" : "", fmt4(record_number(j, "/test/before/ece")), fmt4(record_number(j, "/test/after/ece")),
+                      fmt4(record_number(j, "/test/before/nll")), fmt4(record_number(j, "/test/after/nll")), fmt4(record_number(j, "/recorded/ece")),
                       n_val ? fmt::format("{:.0f}", *n_val) : "missing", n_test ? fmt::format("{:.0f}", *n_test) : "missing");
   }
   md += "\n";
@@ -212,7 +211,7 @@ ReportSection calibration_section(const fs::path& results, const fs::path& repor
   std::vector<std::string> better, worse;
   for (const auto& r : recs) {
     if (!r.j || !usable.count(r.model->key)) continue;
-    auto b = number(*r.j, "/test/before/ece"), a = number(*r.j, "/test/after/ece");
+    auto b = record_number(*r.j, "/test/before/ece"), a = record_number(*r.j, "/test/after/ece");
     if (!a || !b) continue;
     after.push_back({&r, *a});
     (*a < *b ? better : worse).push_back(fmt::format("{} ({:.4f} → {:.4f})", r.model->display, *b, *a));

@@ -6,12 +6,21 @@
 // study.sh recorded a failed.json); a field a record lacks is "missing". Conclusions are computed
 // from the numbers, over the models in `usable` only (compare's runs whose files agree).
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace dl::exp {
+
+// Shared by the report sections: the number at a JSON pointer of a record (nullopt when the record
+// lacks it or holds something else), and such a number as text, "missing" when absent.
+std::optional<double> record_number(const nlohmann::json& j, const std::string& pointer);
+std::string fmt4(const std::optional<double>& v);  // 4 decimals
+std::string pct(const std::optional<double>& v);   // a share as a percentage, 2 decimals
 
 struct ExtendedModel {
   std::string key, display;

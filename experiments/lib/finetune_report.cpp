@@ -15,15 +15,6 @@ using nlohmann::json;
 
 namespace {
 
-std::optional<double> number(const json& j, const std::string& pointer) {
-  try {
-    const json& v = j.at(json::json_pointer(pointer));
-    if (v.is_number()) return v.get<double>();
-  } catch (const json::exception&) {
-  }
-  return std::nullopt;
-}
-std::string fmt4(const std::optional<double>& v) { return v ? fmt::format("{:.4f}", *v) : "missing"; }
 std::string secs(const std::optional<double>& v) { return v ? fmt::format("{:.0f} s", *v) : "missing"; }
 std::string count(const std::optional<double>& v) { return v ? fmt::format("{:.0f}", *v) : "missing"; }
 
@@ -110,10 +101,10 @@ ReportSection finetune_section(const fs::path& results, const fs::path& report_d
   md += "| model | test accuracy | macro F1 | best val accuracy | parameters trained | image size | training time |\n"
         "|---|---|---|---|---|---|---|\n";
   auto row = [&](const json& j, const std::string& name) {
-    md += fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", name, fmt4(number(j, "/test/accuracy")),
-                      fmt4(number(j, "/test/macro/f1")), fmt4(number(j, "/best_val_acc")),
-                      count(number(j, "/params_trained")), count(number(j, "/image_size")),
-                      secs(number(j, "/train_seconds")));
+    md += fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", name, fmt4(record_number(j, "/test/accuracy")),
+                      fmt4(record_number(j, "/test/macro/f1")), fmt4(record_number(j, "/best_val_acc")),
+                      count(record_number(j, "/params_trained")), count(record_number(j, "/image_size")),
+                      secs(record_number(j, "/train_seconds")));
   };
   if (base) row(*base, base->value("display_name", std::string("Baseline ResNet18")) + " (frozen backbone)");
   else md += fmt::format("| Baseline ResNet18 (frozen backbone) | {} | | | | | |\n", base_why);
@@ -141,29 +132,29 @@ ReportSection finetune_section(const fs::path& results, const fs::path& report_d
       } catch (const std::exception&) {
         trains = lrs = "missing";
       }
-      auto v = number(st, "/best_val_acc");
+      auto v = record_number(st, "/best_val_acc");
       if (k == 1) stage1_val = v;
       if (v && (!best_stage_val || *v > *best_stage_val)) {
         best_stage_val = v;
         best_stage = k;
       }
-      md += fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", k, trains, lrs, count(number(st, "/epochs")),
-                        count(number(st, "/best_epoch")), fmt4(v), secs(number(st, "/seconds")));
+      md += fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", k, trains, lrs, count(record_number(st, "/epochs")),
+                        count(record_number(st, "/best_epoch")), fmt4(v), secs(record_number(st, "/seconds")));
     }
   }
   md += fmt::format("\nRun folder: `{}`.\n", fs::relative(dir, results).string());
   s.markdown = md;
 
   // conclusions, from the numbers
-  auto acc = number(m, "/test/accuracy");
+  auto acc = record_number(m, "/test/accuracy");
   if (base && acc) {
-    auto b = number(*base, "/test/accuracy");
-    auto n = number(m, "/test/count"), bn = number(*base, "/test/count");
+    auto b = record_number(*base, "/test/accuracy");
+    auto n = record_number(m, "/test/count"), bn = record_number(*base, "/test/count");
     std::string caveats;
     if (n != bn) caveats += "; the two were tested on different numbers of images";
     if (base->value("weights_sha256", std::string()) != m.value("weights_sha256", std::string()))
       caveats += "; they started from different weights files";
-    if (number(*base, "/image_size") != number(m, "/image_size")) caveats += "; at different image sizes";
+    if (record_number(*base, "/image_size") != record_number(m, "/image_size")) caveats += "; at different image sizes";
     if (m.value("stand_in_weights", false)) caveats += "; the weights are a stand-in, so this is no transfer-learning result";
     if (b) {
       double d = 100 * (*acc - *b);

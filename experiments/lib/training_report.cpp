@@ -48,7 +48,6 @@ SeedStats seed_stats(const std::vector<double>& v) {
 
 namespace {
 
-std::string pct(double v) { return fmt::format("{:.2f}%", 100 * v); }
 std::string pp(double v) { return fmt::format("{:+.2f} pp", 100 * v); }
 
 // One run folder of the extended study, read or said why not.
