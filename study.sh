@@ -14,7 +14,7 @@
 #          small subsets). The extended steps print their measured time estimate before they start.
 #          Its training steps (the recipe ablation, 3 seeds of the baseline and of the best recipe,
 #          ensembles, distillation into a quarter-size CNN, a pair-cost CNN, ResNet18 fine-tuning when
-#          the weights are present) run the ablation's rows at a short budget (3 epochs; --quick 1) and
+#          the weights are present) run the ablation's rows at a short budget (5 epochs; --quick 1) and
 #          the rest at 10 epochs, the seed recipe's budget; --extended-full: the ablation, the seeds
 #          of both recipes, the distillation pair and the pair-cost run at 20 epochs (for a GPU, or
 #          with --precision bf16 on a CPU with bfloat16 units).
@@ -119,7 +119,7 @@ if [ "$quick" = 1 ]; then
 elif [ "$extended_full" = 1 ]; then
   ablation_epochs=20; full_epochs=20; study_epochs=10
 else
-  ablation_epochs=3; full_epochs=10; study_epochs=10
+  ablation_epochs=5; full_epochs=10; study_epochs=10
 fi
 # The seed recipe's seeds train at the seeds' budget: seed 42 is the study's own scratch_cnn run when
 # that budget is the study's, else a run of its own.
