@@ -8,11 +8,11 @@
 #include <iostream>
 
 #include "autograd/functional.h"
-#include "experiments/lib/recipe.h"
 #include "autograd/node.h"
 #include "cuda/cuda.h"
 #include "dist/ddp.h"
 #include "dist/process_group.h"
+#include "experiments/lib/recipe.h"
 #include "models/checkpoint.h"
 
 namespace dl::exp {

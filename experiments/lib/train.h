@@ -121,7 +121,8 @@ void check_writable(const fs::path& dir);
 
 // The options a run was started with (`then`, from its checkpoint) that differ now, one line each
 // ("key: checkpoint X vs now Y"); keys a resume may change (resume, out, threads, distributed,
-// git_commit, machine, ...) are left out, and so are keys `then` lacks (options added since).
+// git_commit, machine, ...) are left out. Of the keys `then` lacks (options added since it was
+// written), split_seed and recipe are compared with what they were then (its --seed, the seed recipe).
 std::vector<std::string> config_differences(const nlohmann::json& then, const nlohmann::json& now);
 
 // Loads <run>/best.ckpt's model weights into `model`.
