@@ -204,7 +204,7 @@ TEST_CASE("batch mixing draws from (seed, epoch, batch): the same batch mixes th
   CHECK(plain == doctest::Approx(cross_entropy(flat(b.images), b.labels, {.label_smoothing = r.label_smoothing}).item<double>()));
 }
 
-TEST_CASE("fit: early stopping on validation accuracy, also after a resume; per-batch schedules") {
+TEST_CASE("fit: early stopping on validation accuracy, also after a resume, and per-batch schedules") {
   TempDir t;
   manual_seed(0);
   Tensor x = randn({8, 4});
