@@ -267,7 +267,7 @@ ReportSection recipes_section(const fs::path& results, const fs::path& report_di
     md += fmt::format("Chosen on validation accuracy: **{}** ({}), {}. Its recipe: {}.\n\n", best->value("row", std::string("?")),
                       pct(best->value("best_val_acc", NAN)), best->value("selection", std::string()), best_summary);
     s.conclusions.push_back(fmt::format("**Recipe ablation**: the best row on validation accuracy is {} ({}); it was "
-                                        "trained again at full length with three seeds (below).",
+                                        "chosen for the seed runs (below: three seeds at the seeds' budget).",
                                         best->value("row", std::string("?")), pct(best->value("best_val_acc", NAN))));
   }
   // conclusions: which single changes helped on validation
