@@ -74,6 +74,17 @@ CalibrationStats calibration_from_probs(const std::vector<double>& probs, const 
   return s;
 }
 
+std::vector<int64_t> argmax_rows(const std::vector<double>& values, int64_t classes) {
+  if (classes < 1 || values.size() % static_cast<size_t>(classes) != 0)
+    fail("argmax_rows: {} values are not rows of {} classes", values.size(), classes);
+  std::vector<int64_t> out(values.size() / static_cast<size_t>(classes));
+  for (size_t r = 0; r < out.size(); ++r) {
+    const double* p = values.data() + r * classes;
+    out[r] = std::max_element(p, p + classes) - p;  // the first of equal maxima
+  }
+  return out;
+}
+
 std::vector<double> softmax_rows(const std::vector<double>& logits, int64_t classes, double temperature) {
   if (classes < 1 || logits.size() % static_cast<size_t>(classes)) fail("softmax_rows: {} values for {} classes", logits.size(), classes);
   if (!(temperature > 0)) fail("softmax_rows: temperature {} is not positive", temperature);

@@ -31,6 +31,9 @@ struct CalibrationStats {
 CalibrationStats calibration_from_probs(const std::vector<double>& probs, const std::vector<int64_t>& labels,
                                         int64_t classes, int64_t bins = 15);
 
+// Each row's first argmax (the prediction of a row of probabilities or logits).
+std::vector<int64_t> argmax_rows(const std::vector<double>& values, int64_t classes);
+
 // softmax(logits / T) per row, computed stably (max subtracted).
 std::vector<double> softmax_rows(const std::vector<double>& logits, int64_t classes, double temperature = 1.0);
 // mean over rows of logsumexp(z / T) - z[label] / T: the NLL of the temperature-scaled softmax.

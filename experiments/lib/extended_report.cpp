@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <optional>
 
 #include "experiments/lib/corruptions.h"
@@ -40,10 +42,7 @@ std::vector<Record> read_records(const fs::path& step_dir, const std::string& fi
         why = read_json(failed).value("error", why);
       } catch (const std::exception&) {
       }
-      for (char& c : why)
-        if (c == '\n' || c == '|') c = ' ';
-      if (why.size() > 200) why = why.substr(0, 200) + "...";
-      r.why = "failed: " + why;
+      r.why = "failed: " + table_cell(why, 200);
     } else {
       r.why = step_failed ? "step failed" : "not run";
     }
@@ -69,6 +68,20 @@ std::optional<double> record_number(const json& j, const std::string& pointer) {
 }
 std::string fmt4(const std::optional<double>& v) { return v ? fmt::format("{:.4f}", *v) : "missing"; }
 std::string pct(const std::optional<double>& v) { return v ? fmt::format("{:.2f}%", 100 * *v) : "missing"; }
+
+std::string table_cell(std::string s, size_t max) {
+  for (char& c : s)
+    if (c == '\n' || c == '\r' || c == '|') c = ' ';
+  while (!s.empty() && (s.back() == ' ' || s.back() == '.')) s.pop_back();
+  if (s.size() > max) s = s.substr(0, max) + "...";
+  return s;
+}
+
+std::string not_run_note(const fs::path& dir) {
+  std::ifstream f(dir / "not_run.txt");
+  if (!f) return "";
+  return table_cell(std::string(std::istreambuf_iterator<char>(f), {}));
+}
 
 ReportSection robustness_section(const fs::path& results, const fs::path& report_dir,
                                  const std::vector<ExtendedModel>& models, const std::set<std::string>& usable) {

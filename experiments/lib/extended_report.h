@@ -21,6 +21,12 @@ namespace dl::exp {
 std::optional<double> record_number(const nlohmann::json& j, const std::string& pointer);
 std::string fmt4(const std::optional<double>& v);  // 4 decimals
 std::string pct(const std::optional<double>& v);   // a share as a percentage, 2 decimals
+// Text made safe for one markdown table cell: line breaks and '|' become spaces, trailing spaces and
+// full stops go, and more than `max` characters are cut with "...".
+std::string table_cell(std::string s, size_t max = 300);
+// What <dir>/not_run.txt says (study.sh writes it for a step it could not run), as a table cell;
+// "" when there is no such file.
+std::string not_run_note(const std::filesystem::path& dir);
 
 struct ExtendedModel {
   std::string key, display;

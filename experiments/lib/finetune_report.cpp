@@ -18,19 +18,6 @@ namespace {
 std::string secs(const std::optional<double>& v) { return v ? fmt::format("{:.0f} s", *v) : "missing"; }
 std::string count(const std::optional<double>& v) { return v ? fmt::format("{:.0f}", *v) : "missing"; }
 
-std::string one_line(std::string s, size_t max = 300) {
-  for (char& c : s)
-    if (c == '\n' || c == '\r' || c == '|') c = ' ';
-  while (!s.empty() && (s.back() == ' ' || s.back() == '.')) s.pop_back();
-  if (s.size() > max) s = s.substr(0, max) + "...";
-  return s;
-}
-
-std::string read_text(const fs::path& p) {
-  std::ifstream f(p);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
 // Why <dir> holds no usable run: "" when it holds one.
 std::string why_not(const fs::path& dir) {
   const std::string missing_weights = "ImageNet weights for ResNet18 are not at";
@@ -51,12 +38,11 @@ std::string why_not(const fs::path& dir) {
           }
     if (all.find(missing_weights) != std::string::npos) return "not run: the ResNet18 weights are missing";
     std::string status = f.contains("exit_status") ? f["exit_status"].dump() : std::string("?");
-    return one_line(fmt::format("step failed (exit {}){}", status, last.empty() ? "" : ": " + last));
+    return table_cell(fmt::format("step failed (exit {}){}", status, last.empty() ? "" : ": " + last));
   }
-  if (fs::exists(dir / "not_run.txt")) {
-    std::string t = read_text(dir / "not_run.txt");
+  if (std::string t = not_run_note(dir); !t.empty()) {
     if (t.find(missing_weights) != std::string::npos) return "not run: the ResNet18 weights are missing";
-    return one_line("not run: " + t);
+    return "not run: " + t;
   }
   if (!fs::exists(dir / "metrics.json")) return "not run";
   return "";

@@ -57,58 +57,24 @@ void validate(const Recipe& r) {
 
 }  // namespace
 
-nlohmann::json Recipe::to_json() const {
-  return {{"name", name},
-          {"crop_padding", crop_padding},
-          {"flip", flip},
-          {"erasing", erasing},
-          {"label_smoothing", label_smoothing},
-          {"mix", mix},
-          {"mix_alpha", mix_alpha},
-          {"mix_prob", mix_prob},
-          {"optimizer", optimizer},
-          {"lr", lr},
-          {"weight_decay", weight_decay},
-          {"schedule", schedule},
-          {"warmup_fraction", warmup_fraction},
-          {"early_stop_patience", early_stop_patience},
-          {"pair_cost", pair_cost},
-          {"cost_classes", cost_classes},
-          {"teacher", teacher},
-          {"distill_alpha", distill_alpha},
-          {"distill_temperature", distill_temperature}};
-}
+// One list of the fields: to_json writes them all, from_json reads those present (the rest keep
+// the seed recipe's values).
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Recipe, name, crop_padding, flip, erasing, label_smoothing, mix, mix_alpha,
+                                                mix_prob, optimizer, lr, weight_decay, schedule, warmup_fraction,
+                                                early_stop_patience, pair_cost, cost_classes, teacher, distill_alpha,
+                                                distill_temperature)
+
+nlohmann::json Recipe::to_json() const { return *this; }
 
 Recipe Recipe::from_json(const nlohmann::json& j) {
   if (!j.is_object()) fail("recipe: expected a JSON object, got {}", j.dump());
-  Recipe r;
-  const nlohmann::json known = r.to_json();
+  const nlohmann::json known = Recipe().to_json();
   for (auto it = j.begin(); it != j.end(); ++it)
     if (!known.contains(it.key()))
       fail("recipe: unknown field '{}' (the fields are those of Recipe::to_json: {})", it.key(), known.dump());
+  Recipe r;
   try {
-    auto get = [&](const char* k, auto& v) {
-      if (j.contains(k)) v = j.at(k).get<std::decay_t<decltype(v)>>();
-    };
-    get("name", r.name);
-    get("crop_padding", r.crop_padding);
-    get("flip", r.flip);
-    get("erasing", r.erasing);
-    get("label_smoothing", r.label_smoothing);
-    get("mix", r.mix);
-    get("mix_alpha", r.mix_alpha);
-    get("mix_prob", r.mix_prob);
-    get("optimizer", r.optimizer);
-    get("lr", r.lr);
-    get("weight_decay", r.weight_decay);
-    get("schedule", r.schedule);
-    get("warmup_fraction", r.warmup_fraction);
-    get("early_stop_patience", r.early_stop_patience);
-    get("pair_cost", r.pair_cost);
-    get("cost_classes", r.cost_classes);
-    get("teacher", r.teacher);
-    get("distill_alpha", r.distill_alpha);
-    get("distill_temperature", r.distill_temperature);
+    r = j.get<Recipe>();
   } catch (const nlohmann::json::exception& e) {
     fail("recipe: a field has the wrong type ({})", e.what());
   }

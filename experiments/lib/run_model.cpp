@@ -116,6 +116,26 @@ Tensor run_model_logits(const RunModel& m, const Tensor& raw, int64_t batch_size
   return parts.size() == 1 ? parts[0] : ops::cat(parts, 0);
 }
 
+int64_t eval_batch_size(const RunModel& m) { return m.key == "scratch_cnn" ? 256 : 64; }
+
+double measure_images_per_second(const RunModel& m, const Tensor& raw, int64_t batch_size) {
+  if (raw.dim() < 1 || raw.size(0) == 0) fail("measure_images_per_second: no images");
+  run_model_logits(m, ops::slice(raw, 0, 0, std::min<int64_t>(batch_size, raw.size(0)), 1).contiguous(), batch_size);
+  double best = 1e30;
+  for (int rep = 0; rep < 3; ++rep) {
+    auto t0 = std::chrono::steady_clock::now();
+    run_model_logits(m, raw, batch_size);
+    best = std::min(best, seconds_since(t0));
+  }
+  return static_cast<double>(raw.size(0)) / std::max(best, 1e-9);
+}
+
+std::vector<double> logits_as_doubles(const Tensor& logits) {
+  Tensor c = logits.to(DType::Float64).contiguous();
+  const double* p = c.data_ptr<double>();
+  return std::vector<double>(p, p + c.numel());
+}
+
 StudyData run_study_data(const std::filesystem::path& run, const std::string& data_dir) {
   const auto file = (run / "config.json").string();
   nlohmann::json c = read_json(run / "config.json");

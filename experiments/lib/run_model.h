@@ -59,6 +59,18 @@ RunModel load_run_model(const std::filesystem::path& run, std::string key = "");
 Tensor run_model_logits(const RunModel& m, const Tensor& raw, int64_t batch_size = 256,
                         const std::function<void(int64_t)>& progress = {});
 
+// The batch size the evaluation programs run a trained model with: 256 for the scratch CNNs, 64 for
+// a ResNet18 (its activations at 224x224 are large).
+int64_t eval_batch_size(const RunModel& m);
+
+// Images per second of run_model_logits on `raw` ((N, 28, 28) uint8) in batches of `batch_size`: one
+// batch first (allocations, first touches), then the fastest of three timed passes over all of raw.
+// What the evaluation programs' --estimate measures.
+double measure_images_per_second(const RunModel& m, const Tensor& raw, int64_t batch_size);
+
+// (N, C) float logits as N * C doubles, row-major (what experiments/lib/calibration.h takes).
+std::vector<double> logits_as_doubles(const Tensor& logits);
+
 // The data a run folder was trained and tested on, rebuilt from its config.json (seed, validation
 // share, limits): the same split (its recorded identity is checked) and the same index lists
 // (checked against the recorded counts). data_dir empty: the recorded folder.

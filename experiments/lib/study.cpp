@@ -8,6 +8,7 @@
 
 #include "experiments/lib/run_dir.h"
 #include "tensor/autocast.h"
+#include "tensor/ops.h"
 
 namespace dl::exp {
 
@@ -89,6 +90,14 @@ std::vector<int64_t> limited(std::vector<int64_t> idx, int64_t limit, uint64_t s
   return idx;
 }
 }  // namespace
+
+Tensor select_rows(const Tensor& t, const std::vector<int64_t>& idx) {
+  return ops::index_select(t, 0, from_vector<int64_t>(idx, {static_cast<int64_t>(idx.size())})).contiguous();
+}
+
+std::vector<int64_t> labels_of(const data::ImageSet& s, const std::vector<int64_t>& idx) {
+  return select_rows(s.labels.to(DType::Int64), idx).to_vector<int64_t>();
+}
 
 StudyData load_study_data(const CommonOptions& o) {
   StudyData d;

@@ -69,6 +69,12 @@ struct StudyData {
   std::string dir;
 };
 
+// Rows `idx` (in that order) of a tensor whose first dimension is the image index: an ImageSet's
+// images or labels. Contiguous.
+Tensor select_rows(const Tensor& t, const std::vector<int64_t>& idx);
+// The labels of images `idx` of `s`, as int64 values.
+std::vector<int64_t> labels_of(const data::ImageSet& s, const std::vector<int64_t>& idx);
+
 // Loads the data and applies the split and limits (a limited subset keeps every class: it takes
 // the first images of a seeded shuffle of the split, so classes stay balanced on average).
 StudyData load_study_data(const CommonOptions& o);

@@ -324,13 +324,10 @@ FitResult fit(nn::Module& model, const ForwardFn& forward, optim::Optimizer& opt
     int64_t correct = 0, seen = 0, b = 0, skipped = 0, overflowed = 0;
     for (auto& batch : train.epoch(epoch)) {
       Tensor logits, loss;
-      if (options.train_loss) {
-        loss = options.train_loss(forward, batch, logits);
-      } else {
-        logits = forward(batch.images);
-        loss = cross_entropy(logits, batch.labels.to(logits.device()));
-      }
+      if (options.train_loss) loss = options.train_loss(forward, batch, logits);
+      else logits = forward(batch.images);
       Tensor labels = batch.labels.to(logits.device());
+      if (!options.train_loss) loss = cross_entropy(logits, labels);
       double lv = loss.item<double>();
       ++b;
       bool nonfinite = !std::isfinite(lv);

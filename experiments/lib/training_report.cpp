@@ -73,15 +73,8 @@ RunInfo read_run(const fs::path& results, const std::string& rel, const std::str
     return r;
   }
   if (!fs::exists(r.dir / "metrics.json")) {
-    r.why = "not run";
-    if (fs::exists(r.dir / "not_run.txt")) {
-      std::ifstream f(r.dir / "not_run.txt");
-      std::string line;
-      std::getline(f, line);
-      for (char& c : line)
-        if (c == '|') c = '/';
-      if (!line.empty()) r.why = "not run: " + line;
-    }
+    std::string note = not_run_note(r.dir);
+    r.why = note.empty() ? "not run" : "not run: " + note;
     return r;
   }
   try {
@@ -429,15 +422,9 @@ ReportSection ensembles_section(const fs::path& results, const fs::path& report_
     fs::path d = results / "ensembles" / name;
     std::string row;
     if (fs::exists(d / "failed.json")) row = "step failed";
-    else if (fs::exists(d / "not_run.txt")) {
-      std::string why;
-      std::ifstream f(d / "not_run.txt");
-      std::getline(f, why);
-      row = why;
-    } else if (!fs::exists(d / "ensemble.json")) row = "not run";
+    else if (fs::exists(d / "not_run.txt")) row = not_run_note(d);
+    else if (!fs::exists(d / "ensemble.json")) row = "not run";
     if (!row.empty()) {
-      for (char& c : row)
-        if (c == '|') c = '/';
       md += fmt::format("| {} | {} | | | | | | |\n", name, row);
       continue;
     }

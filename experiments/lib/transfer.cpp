@@ -42,11 +42,6 @@ void require_weights(const std::string& path) {
 
 namespace {
 
-Tensor gather_labels(const data::ImageSet& s, const std::vector<int64_t>& idx) {
-  Tensor all = s.labels.to(DType::Int64);
-  return ops::index_select(all, 0, from_vector<int64_t>(idx, {static_cast<int64_t>(idx.size())}));
-}
-
 Tensor extract(models::ResNet18& model, const data::ImageSet& set, const std::vector<int64_t>& idx,
                const TransferOptions& t, const CommonOptions& o, Device device, Logger& log, const char* what) {
   data::LoaderOptions lo{.batch_size = 64, .shuffle = false, .drop_last = false, .seed = o.seed,
@@ -92,9 +87,9 @@ FeatureSet features_for(const TransferOptions& t, const StudyData& d, const Comm
   f.train_idx = d.train_idx;
   f.val_idx = d.val_idx;
   f.test_idx = d.test_idx;
-  f.train_labels = gather_labels(d.train_set, d.train_idx);
-  f.val_labels = gather_labels(d.train_set, d.val_idx);
-  f.test_labels = gather_labels(d.test_set, d.test_idx);
+  f.train_labels = select_rows(d.train_set.labels.to(DType::Int64), d.train_idx);
+  f.val_labels = select_rows(d.train_set.labels.to(DType::Int64), d.val_idx);
+  f.test_labels = select_rows(d.test_set.labels.to(DType::Int64), d.test_idx);
   f.identity = models::identify_weights(t.weights, t.stand_in_weights);
   f.weights_sha256 = f.identity.file_sha256;
   log.info(fmt::format("weights '{}': {}; {}", t.weights, f.identity.label(), f.identity.how));

@@ -37,23 +37,6 @@ const data::Color kBlack{0, 0, 0, 255}, kBar{70, 120, 200, 255}, kGap{230, 90, 8
 constexpr int64_t kBins = 15;
 constexpr double kTMin = 0.05, kTMax = 20.0, kTol = 1e-7;
 
-std::vector<double> to_doubles(const Tensor& logits) {
-  Tensor l = logits.contiguous();
-  const float* p = l.data_ptr<float>();
-  return std::vector<double>(p, p + l.numel());
-}
-
-Tensor gather(const Tensor& images, const std::vector<int64_t>& idx) {
-  return ops::index_select(images, 0, from_vector<int64_t>(idx, {static_cast<int64_t>(idx.size())})).contiguous();
-}
-
-std::vector<int64_t> gather_labels(const data::ImageSet& s, const std::vector<int64_t>& idx) {
-  Tensor l = s.labels.to(DType::Int64).contiguous();
-  std::vector<int64_t> out;
-  for (int64_t i : idx) out.push_back(l.data_ptr<int64_t>()[i]);
-  return out;
-}
-
 // The ResNet18 run's cached validation and test features, when the cache for exactly this run's
 // weights, image size and data is there; nullopt otherwise.
 std::optional<std::pair<Tensor, Tensor>> cached_features(const fs::path& run, const StudyData& d, std::string& file_out) {
@@ -171,13 +154,9 @@ int main(int argc, char** argv) {
             std::cout << fmt::format("calibration estimate: {}: features cached ({}), a few seconds\n", m.display, cache_file);
             continue;
           }
-          // one batch to warm up, then two batches timed
-          const int64_t bs = rm.key == "scratch_cnn" ? 256 : 64;
-          Tensor few = gather(d.train_set.images, std::vector<int64_t>(d.val_idx.begin(), d.val_idx.begin() + std::min<size_t>(2 * bs, d.val_idx.size())));
-          run_model_logits(rm, ops::slice(few, 0, 0, std::min<int64_t>(bs, few.size(0)), 1).contiguous(), bs);
-          auto t1 = std::chrono::steady_clock::now();
-          run_model_logits(rm, few, bs);
-          double ips = few.size(0) / std::max(seconds_since(t1), 1e-9);
+          const int64_t bs = eval_batch_size(rm);
+          Tensor few = select_rows(d.train_set.images, std::vector<int64_t>(d.val_idx.begin(), d.val_idx.begin() + std::min<size_t>(2 * bs, d.val_idx.size())));
+          double ips = measure_images_per_second(rm, few, bs);
           double sec = (d.val_idx.size() + d.test_idx.size()) / ips;
           total_estimate += sec;
           std::cout << fmt::format("calibration estimate: {}: {:.0f} images/s measured on {} images -> {} images ~ {:.0f} s\n",
@@ -197,7 +176,7 @@ int main(int argc, char** argv) {
                                              std::tuple{&d.test_set, &d.test_idx, "test", &test_logits}}) {
             auto t1 = std::chrono::steady_clock::now();
             const int64_t n = static_cast<int64_t>(idx->size());
-            *dst = run_model_logits(rm, gather(set->images, *idx), rm.key == "scratch_cnn" ? 256 : 64, [&](int64_t k) {
+            *dst = run_model_logits(rm, select_rows(set->images, *idx), eval_batch_size(rm), [&](int64_t k) {
               log->progress(fmt::format("  {} {} logits: {}/{} images  {:.0f} img/s", m.display, what, k, n,
                                         k / std::max(seconds_since(t1), 1e-9)));
             });
@@ -205,19 +184,17 @@ int main(int argc, char** argv) {
           }
           source = "the whole model run on the images";
         }
-        std::vector<double> zv = to_doubles(val_logits), zt = to_doubles(test_logits);
-        std::vector<int64_t> yv = gather_labels(d.train_set, d.val_idx), yt = gather_labels(d.test_set, d.test_idx);
+        std::vector<double> zv = logits_as_doubles(val_logits), zt = logits_as_doubles(test_logits);
+        std::vector<int64_t> yv = labels_of(d.train_set, d.val_idx), yt = labels_of(d.test_set, d.test_idx);
         if (val_logits.size(1) != classes) fail("{}: the model has {} outputs, predictions.csv {} classes", run.string(), val_logits.size(1), classes);
 
         // the recomputed test probabilities against the recorded ones
         std::vector<double> pt = softmax_rows(zt, classes);
+        const std::vector<int64_t> recomputed = argmax_rows(pt, classes);
         int64_t disagree = 0;
         double max_diff = 0;
         for (size_t i = 0; i < preds.size(); ++i) {
-          int64_t arg = 0;
-          for (int64_t c = 1; c < classes; ++c)
-            if (pt[i * classes + c] > pt[i * classes + arg]) arg = c;
-          disagree += arg != preds[i].prediction;
+          disagree += recomputed[i] != preds[i].prediction;
           for (int64_t c = 0; c < classes; ++c) max_diff = std::max(max_diff, std::abs(pt[i * classes + c] - preds[i].probs[c]));
         }
         if (disagree) info(fmt::format("{}: warning: {} of {} recomputed test predictions differ from predictions.csv", m.display, disagree, preds.size()));

@@ -22,20 +22,6 @@ using namespace dl;
 using namespace dl::exp;
 namespace fs = std::filesystem;
 
-namespace {
-
-Tensor gather_rows(const Tensor& images, const std::vector<int64_t>& idx) {
-  return ops::index_select(images, 0, from_vector<int64_t>(idx, {static_cast<int64_t>(idx.size())})).contiguous();
-}
-
-std::vector<double> doubles(const Tensor& t) {
-  Tensor c = t.to(DType::Float64).contiguous();
-  const double* p = c.data_ptr<double>();
-  return std::vector<double>(p, p + c.numel());
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   CLI::App app{"ensemble: averaged probabilities of trained models, against the best single one"};
   std::string results, name, teacher_out, device_name = "cpu", data_dir;
@@ -77,11 +63,9 @@ int main(int argc, char** argv) {
     if (estimate) {
       RunModel rm = load_run_model(R / usable[0]);
       rm.to(device);
-      Tensor few = gather_rows(d.test_set.images, std::vector<int64_t>(d.test_idx.begin(), d.test_idx.begin() + std::min<size_t>(512, d.test_idx.size())));
-      run_model_logits(rm, ops::slice(few, 0, 0, std::min<int64_t>(128, few.size(0)), 1).contiguous());
-      auto t0 = std::chrono::steady_clock::now();
-      run_model_logits(rm, few);
-      double ips = few.size(0) / std::max(seconds_since(t0), 1e-9);
+      const int64_t bs = eval_batch_size(rm);
+      Tensor few = select_rows(d.test_set.images, std::vector<int64_t>(d.test_idx.begin(), d.test_idx.begin() + std::min<size_t>(2 * bs, d.test_idx.size())));
+      double ips = measure_images_per_second(rm, few, bs);
       double images = static_cast<double>(usable.size()) *
                       (d.test_idx.size() + (teacher_out.empty() ? 0.0 : static_cast<double>(d.train_idx.size())));
       std::cout << fmt::format("ensemble estimate: {}: {} members, {:.0f} images/s -> ~ {:.0f} s\n", name, usable.size(), ips,
@@ -94,10 +78,8 @@ int main(int argc, char** argv) {
     Logger log(out / "log.txt");
     log.info(fmt::format("ensemble '{}': members {}{}", name, fmt::join(usable, ", "),
                          skipped.empty() ? "" : fmt::format(" (left out: {})", fmt::join(skipped, "; "))));
-    const Tensor test_images = gather_rows(d.test_set.images, d.test_idx);
-    Tensor test_labels_t = ops::index_select(d.test_set.labels.to(DType::Int64), 0,
-                                             from_vector<int64_t>(d.test_idx, {static_cast<int64_t>(d.test_idx.size())}));
-    const std::vector<int64_t> labels = test_labels_t.to_vector<int64_t>();
+    const Tensor test_images = select_rows(d.test_set.images, d.test_idx);
+    const std::vector<int64_t> labels = labels_of(d.test_set, d.test_idx);
     const int64_t n = static_cast<int64_t>(labels.size());
 
     std::vector<double> avg(static_cast<size_t>(n * classes), 0.0);
@@ -113,15 +95,11 @@ int main(int argc, char** argv) {
       RunModel rm = load_run_model(run);
       rm.to(device);
       auto t0 = std::chrono::steady_clock::now();
-      std::vector<double> p = softmax_rows(doubles(run_model_logits(rm, test_images)), classes);
+      std::vector<double> p = softmax_rows(logits_as_doubles(run_model_logits(rm, test_images, eval_batch_size(rm))), classes);
+      const std::vector<int64_t> pred = argmax_rows(p, classes);
       std::vector<uint8_t> correct(n);
-      for (int64_t i = 0; i < n; ++i) {
-        int64_t arg = 0;
-        for (int64_t c = 1; c < classes; ++c)
-          if (p[i * classes + c] > p[i * classes + arg]) arg = c;
-        correct[i] = arg == labels[i];
-        for (int64_t c = 0; c < classes; ++c) avg[i * classes + c] += p[i * classes + c] / static_cast<double>(usable.size());
-      }
+      for (int64_t i = 0; i < n; ++i) correct[i] = pred[i] == labels[i];
+      for (size_t k = 0; k < p.size(); ++k) avg[k] += p[k] / static_cast<double>(usable.size());
       nlohmann::json metrics = read_json(run / "metrics.json");
       double acc = 0;
       for (uint8_t c : correct) acc += c;
@@ -150,7 +128,7 @@ int main(int argc, char** argv) {
         auto t1 = std::chrono::steady_clock::now();
         // the training split's images only (the student trains on them; the other rows stay NaN)
         const int64_t nt = static_cast<int64_t>(d.train_idx.size());
-        Tensor z = run_model_logits(rm, gather_rows(d.train_set.images, d.train_idx), 256, [&](int64_t k) {
+        Tensor z = run_model_logits(rm, select_rows(d.train_set.images, d.train_idx), eval_batch_size(rm), [&](int64_t k) {
           log.progress(fmt::format("  {} teacher logits: {}/{} training images", m, k, nt));
         });
         log.end_progress();
@@ -160,17 +138,12 @@ int main(int argc, char** argv) {
                              d.train_idx.size(), seconds_since(t1)));
       }
     }
+    const std::vector<int64_t> ens_pred = argmax_rows(avg, classes);
     std::vector<uint8_t> ens_correct(n);
     std::vector<Prediction> preds;
     for (int64_t i = 0; i < n; ++i) {
-      int64_t arg = 0;
-      for (int64_t c = 1; c < classes; ++c)
-        if (avg[i * classes + c] > avg[i * classes + arg]) arg = c;
-      ens_correct[i] = arg == labels[i];
-      Prediction pr;
-      pr.index = d.test_idx[i];
-      pr.label = labels[i];
-      pr.prediction = arg;
+      ens_correct[i] = ens_pred[i] == labels[i];
+      Prediction pr{d.test_idx[i], labels[i], ens_pred[i], {}};
       for (int64_t c = 0; c < classes; ++c) pr.probs.push_back(static_cast<float>(avg[i * classes + c]));
       preds.push_back(std::move(pr));
     }
@@ -179,8 +152,6 @@ int main(int argc, char** argv) {
       if (member_records[k]["test_accuracy"].get<double>() > member_records[best]["test_accuracy"].get<double>()) best = k;
     PairedComparison pc = compare_paired(ens_correct, member_correct[best]);
     CalibrationStats ecs = calibration_from_probs(avg, labels, classes);
-    std::vector<int64_t> ens_pred;
-    for (const auto& p : preds) ens_pred.push_back(p.prediction);
     Metrics em = compute_metrics(labels, ens_pred, classes);
     double mean_member = 0;
     for (const auto& r : member_records) mean_member += r["test_accuracy"].get<double>() / static_cast<double>(member_records.size());

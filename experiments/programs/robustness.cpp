@@ -134,18 +134,10 @@ int main(int argc, char** argv) {
         fs::path run = fs::path(results) / m.key;
         if (!run_not_usable(run).empty()) continue;
         RunModel rm = load_run_model(run);
-      rm.to(device);
-        // one batch to warm up (allocations, first touches), then two batches timed three times, the fastest kept
-        const int64_t bs = batch > 0 ? batch : (rm.key == "scratch_cnn" ? 256 : 64), k = std::min<int64_t>(n, 2 * bs);
-        Tensor few = ops::slice(images, 0, 0, k, 1).contiguous();
-        run_model_logits(rm, ops::slice(few, 0, 0, std::min<int64_t>(k, bs), 1).contiguous(), bs);
-        double best = 1e30;
-        for (int rep = 0; rep < 3; ++rep) {
-          auto t0 = std::chrono::steady_clock::now();
-          run_model_logits(rm, few, bs);
-          best = std::min(best, seconds_since(t0));
-        }
-        double ips = k / std::max(best, 1e-9), sec = evaluations * n / ips;
+        rm.to(device);
+        const int64_t bs = batch > 0 ? batch : eval_batch_size(rm), k = std::min<int64_t>(n, 2 * bs);
+        double ips = measure_images_per_second(rm, ops::slice(images, 0, 0, k, 1).contiguous(), bs),
+               sec = evaluations * n / ips;
         total += sec;
         std::cout << fmt::format("robustness estimate: {}: {:.0f} images/s measured on {} images -> {} x {} images ~ {:.0f} s\n",
                                  m.display, ips, k, evaluations, n, sec);
@@ -173,7 +165,7 @@ int main(int argc, char** argv) {
       try {
         RunModel rm = load_run_model(run);
         rm.to(device);
-        const int64_t bs = batch > 0 ? batch : (rm.key == "scratch_cnn" ? 256 : 64);
+        const int64_t bs = batch > 0 ? batch : eval_batch_size(rm);
         auto t_model = std::chrono::steady_clock::now();
         auto evaluate = [&](const Tensor& x, const std::string& what) {
           auto t0 = std::chrono::steady_clock::now();
