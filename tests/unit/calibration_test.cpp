@@ -106,7 +106,7 @@ TEST_CASE("calibration: sizes, labels and parameters that do not fit are refused
   CHECK_ERROR(fit_temperature({1.0, 0.0}, {0}, 2, 2.0, 1.0), {"bracket"});
 }
 
-TEST_CASE("argmax_rows: each row's first largest value; sizes that are not rows refused") {
+TEST_CASE("argmax_rows: each row's first largest value, and sizes that are not rows refused") {
   CHECK(argmax_rows({0.1, 0.7, 0.2, /**/ 0.5, 0.5, 0.0, /**/ -3, -2, -1}, 3) == std::vector<int64_t>{1, 0, 2});
   CHECK(argmax_rows({}, 3).empty());
   CHECK_THROWS_WITH_AS(argmax_rows({1, 2, 3, 4}, 3), doctest::Contains("not rows of 3 classes"), dl::Error);
