@@ -71,7 +71,7 @@ if [ "$extended_only" = 1 ] && { [ -z "$out" ] || [ ! -d "$out" ]; }; then
 fi
 if [ -z "$bin" ]; then
   dl_ensure_packages
-  dl_build build
+  DL_BUILD_TARGET=study_programs dl_build build  # the programs only; ./test.sh builds the tests
   bin=build/bin
 fi
 results=${out:-results/$(date +%Y%m%d-%H%M%S)}

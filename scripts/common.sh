@@ -44,7 +44,8 @@ dl_ensure_onnxruntime() {
   export DL_ORT_PYTHON="$venv/bin/python"
 }
 
-# dl_build BUILD_DIR [cmake args...]: configure once, then build everything with all cores.
+# dl_build BUILD_DIR [cmake args...]: configure once, then build with all cores: everything, or
+# only the target named by DL_BUILD_TARGET.
 dl_build() {
   local dir=$1
   shift
@@ -55,5 +56,5 @@ dl_build() {
   else
     cmake -S "$DL_ROOT" -B "$dir" "$@" >/dev/null
   fi
-  cmake --build "$dir" -j "$DL_JOBS"
+  cmake --build "$dir" -j "$DL_JOBS" ${DL_BUILD_TARGET:+--target "$DL_BUILD_TARGET"}
 }
