@@ -18,6 +18,9 @@
 #          the rest at 10 epochs, the seed recipe's budget; --extended-full: the ablation, the seeds
 #          of both recipes, the distillation pair and the pair-cost run at 20 epochs (for a GPU, or
 #          with --precision bf16 on a CPU with bfloat16 units).
+#          --extended-budget MIN (default 120 without --extended-full, none with it): when the
+#          estimate of the extended steps exceeds MIN minutes, shorter budgets are chosen (4/8, 3/6,
+#          3/5, 2/4 epochs), once per results folder (its extended_plan.txt); 0: no limit.
 #          --extended-only: only the extended steps and compare, on the trained models of an existing
 #          results folder given with --out (its timings.csv keeps the earlier steps' rows).
 #          --robustness-limit N: robustness on the first N test images (default all 10,000; --quick 300).
@@ -37,6 +40,7 @@ extended=0
 extended_only=0
 extended_full=0
 robustness_limit=""
+extended_budget=""
 weights=weights/resnet18-f37072fd.pth
 stand_in=()
 image_size=""
@@ -59,12 +63,17 @@ while [ $# -gt 0 ]; do
     --extended-only) extended=1; extended_only=1 ;;
     --extended-full) extended=1; extended_full=1 ;;
     --robustness-limit) robustness_limit=$2; shift ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    --extended-budget) extended_budget=$2; shift ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "study.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 
+if [ -n "$extended_budget" ] && ! [[ "$extended_budget" =~ ^[0-9]+$ ]]; then
+  echo "study.sh: --extended-budget takes whole minutes (0: no limit), not '$extended_budget'" >&2
+  exit 2
+fi
 if [ "$extended_only" = 1 ] && { [ -z "$out" ] || [ ! -d "$out" ]; }; then
   echo "study.sh: --extended-only needs --out DIR, an existing results folder holding the trained models" >&2
   exit 2
@@ -120,19 +129,32 @@ elif [ "$extended_full" = 1 ]; then
   ablation_epochs=20; full_epochs=20; study_epochs=10
 else
   ablation_epochs=5; full_epochs=10; study_epochs=10
+  # the time budget of the extended steps (minutes): on a slower CPU the budgets step down (below)
+  extended_budget=${extended_budget:-120}
 fi
-# The seed recipe's seeds train at the seeds' budget: seed 42 is the study's own scratch_cnn run when
-# that budget is the study's, else a run of its own.
-baseline_seeds=(43 44)
-baseline42=scratch_cnn
-if [ "$full_epochs" != "$study_epochs" ]; then baseline_seeds=(42 43 44); baseline42=seeds/baseline_s42; fi
-extended_steps=()
-for r in "${ablation_rows[@]}"; do extended_steps+=("recipe_$r"); done
-extended_steps+=(pick_recipe)
-for s in "${baseline_seeds[@]}"; do extended_steps+=("seed_baseline_$s"); done
-extended_steps+=(seed_best_42 seed_best_43 seed_best_44
-                 ensemble_baseline ensemble_best ensemble_architectures distill_alone distill_student
-                 cost_sensitive finetune robustness calibration)
+extended_budget=${extended_budget:-0}
+# Shorter budgets, tried in this order when the estimate at the default ones exceeds the time
+# budget: "ablation_epochs full_epochs" (--quick has none).
+budget_ladder=("4 8" "3 6" "3 5" "2 4")
+if [ "$extended_full" = 1 ]; then budget_ladder=("10 10" "5 10" "${budget_ladder[@]}"); fi
+if [ "$quick" = 1 ]; then budget_ladder=(); fi
+# set_extended_steps: the step list for the current budgets. The seed recipe's seeds train at the
+# seeds' budget: seed 42 is the study's own scratch_cnn run when that budget is the study's, else a
+# run of its own.
+set_extended_steps() {
+  baseline_seeds=(43 44)
+  baseline42=scratch_cnn
+  if [ "$full_epochs" != "$study_epochs" ]; then baseline_seeds=(42 43 44); baseline42=seeds/baseline_s42; fi
+  extended_steps=()
+  local r s
+  for r in "${ablation_rows[@]}"; do extended_steps+=("recipe_$r"); done
+  extended_steps+=(pick_recipe)
+  for s in "${baseline_seeds[@]}"; do extended_steps+=("seed_baseline_$s"); done
+  extended_steps+=(seed_best_42 seed_best_43 seed_best_44
+                   ensemble_baseline ensemble_best ensemble_architectures distill_alone distill_student
+                   cost_sensitive finetune robustness calibration)
+}
+set_extended_steps
 # extended_command NAME: sets cmd to the step's command line and dir to its folder, and skip to a
 # reason when the step cannot run (it is then recorded as not run, not_run.txt in its folder).
 extended_command() {
@@ -320,25 +342,92 @@ fi
 step error_analysis "$results/error_analysis" "$bin/error_analysis" --results "$results"
 fi  # extended_only
 
-if [ "$extended" = 1 ]; then
-  echo
-  echo "== extended study: ${extended_steps[*]} =="
-  echo "time estimates (measured on a few batches of each model; steps already done are not counted):"
-  total_estimate=0
+# estimate_extended: prints each extended step's --estimate and fills est_secs[step] (seconds; 0 for
+# a step done earlier or not run).
+declare -A est_secs
+robustness_per_cnn=0
+n_done=0
+estimate_extended() {
+  echo "time estimates at $ablation_epochs epoch(s) per ablation row and $full_epochs for the other runs" \
+       "(measured on a few batches of each model; steps already done are not counted):"
+  local s est
   for s in "${extended_steps[@]}"; do
     extended_command "$s"
+    est_secs[$s]=0
     if [ "$ran_a_step" = 0 ] && step_done "$dir" "${cmd[@]}" >/dev/null; then
       echo "  $s: done earlier, will be skipped"
+      n_done=$((n_done + 1))
     elif [ -n "$skip" ]; then
       echo "  $s: will be shown as not run ($skip)"
     else
       est=$("${cmd[@]}" --estimate 2>&1) || est="$s: no estimate (the program failed; the step will say why)"
       echo "$est" | sed 's/^/  /'
-      secs=$(echo "$est" | grep -o '~ [0-9]* s' | tail -1 | tr -dc 0-9 || true)
-      total_estimate=$((total_estimate + ${secs:-0}))
+      est_secs[$s]=$(echo "$est" | grep -o '~ [0-9]* s' | tail -1 | tr -dc 0-9 || true)
+      est_secs[$s]=${est_secs[$s]:-0}
+      if [ "$s" = robustness ]; then
+        robustness_per_cnn=$(echo "$est" | grep -o 'Scratch CNN: .*~ [0-9]* s' | grep -o '~ [0-9]* s' | tr -dc 0-9 || true)
+        robustness_per_cnn=${robustness_per_cnn:-0}
+      fi
     fi
   done
-  echo "  extended steps in all: ~ $((total_estimate / 60)) min"
+}
+# planned_seconds A F: the estimate scaled to A epochs per ablation row and F for the other runs
+# (time is linear in epochs). Before the extended models exist, robustness times the study's models
+# only; the extended ones add 3 full-size CNNs and 2 quarter-size ones, counted as 4 study CNNs.
+planned_seconds() {
+  local a=$1 f=$2 total=0 s e
+  for s in "${!est_secs[@]}"; do
+    e=${est_secs[$s]}
+    case "$s" in
+      recipe_early_stop) if [ "$a" -le "$early_stop_patience" ]; then e=0; else e=$((e * a / ablation_epochs)); fi ;;
+      recipe_*) e=$((e * a / ablation_epochs)) ;;
+      seed_*|distill_*|cost_sensitive) e=$((e * f / full_epochs)) ;;
+      robustness) if [ ! -f "$results/seeds/best_s42/metrics.json" ]; then e=$((e + 4 * robustness_per_cnn)); fi ;;
+    esac
+    total=$((total + e))
+  done
+  # a seeds' budget other than the study's trains the seed recipe's seed 42 too
+  if [ "$f" != "$study_epochs" ] && [ "$baseline42" = scratch_cnn ]; then
+    total=$((total + ${est_secs[seed_baseline_43]:-0} * f / full_epochs))
+  fi
+  echo "$total"
+}
+if [ "$extended" = 1 ]; then
+  echo
+  echo "== extended study =="
+  # The budgets are chosen once per results folder and mode (extended_plan.txt: the default budgets,
+  # then the chosen ones), so that a resumed run repeats the same commands; delete it to choose again.
+  plan_file=$results/extended_plan.txt
+  defaults="defaults=$ablation_epochs,$full_epochs"
+  if [ -f "$plan_file" ] && plan=$(grep -E -o "^$defaults ablation_epochs=[0-9]+ full_epochs=[0-9]+\$" "$plan_file"); then
+    plan=${plan#"$defaults "}
+    ablation_epochs=${plan#ablation_epochs=}; ablation_epochs=${ablation_epochs%% *}
+    full_epochs=${plan##*full_epochs=}
+    echo "budgets chosen earlier ($plan_file): $ablation_epochs epoch(s) per ablation row, $full_epochs for the other runs"
+    set_extended_steps
+    estimate_extended
+    total_estimate=$(planned_seconds "$ablation_epochs" "$full_epochs")
+  else
+    estimate_extended
+    total_estimate=$(planned_seconds "$ablation_epochs" "$full_epochs")
+    if [ "$n_done" -gt 0 ]; then
+      echo "  (some extended steps were done earlier at these budgets: they stay as they are)"
+    elif [ "$extended_budget" -gt 0 ] && [ ${#budget_ladder[@]} -gt 0 ] && [ "$total_estimate" -gt $((extended_budget * 60)) ]; then
+      echo "  ~ $((total_estimate / 60)) min at these budgets, over the time budget of $extended_budget min (--extended-budget)"
+      for b in "${budget_ladder[@]}"; do
+        read -r a f <<< "$b"
+        total_estimate=$(planned_seconds "$a" "$f")
+        echo "  at $a epoch(s) per ablation row and $f for the other runs: ~ $((total_estimate / 60)) min"
+        if [ "$total_estimate" -le $((extended_budget * 60)) ]; then break; fi
+      done
+      ablation_epochs=$a; full_epochs=$f
+      set_extended_steps
+      echo "  chosen: $ablation_epochs epoch(s) per ablation row, $full_epochs for the other runs (the report says which runs were shortened)"
+    fi
+    echo "$defaults ablation_epochs=$ablation_epochs full_epochs=$full_epochs" > "$plan_file"
+  fi
+  echo "extended steps: ${extended_steps[*]}"
+  echo "extended steps in all: ~ $((total_estimate / 60)) min (robustness counted for the models still to be trained; the ensembles' evaluation of their members, a few minutes, is not counted)"
   for s in "${extended_steps[@]}"; do
     extended_command "$s"
     if [ -n "$skip" ]; then
