@@ -34,10 +34,13 @@ mkdir -p "$out"; echo "$epochs" > "$out/epochs.txt"; echo ran >> "$out/runs.txt"
   for (const char* name : {"eda", "pick_recipe", "ensemble", "error_analysis", "compare", "baseline_transfer", "finetune"})
     script(bin / name, "exit 0");
 
-  // at 90 minutes: 5/10 is 120 min, 4/8 about 105 min, 3/6 about 78 min (early_stop then not run)
-  auto r = test::run_program({"/bin/bash", test::source_dir() + "/study.sh", "--extended", "--extended-budget", "90",
+  auto study = [&](const std::string& budget, const std::string& log) {
+    return test::run_program({"/bin/bash", test::source_dir() + "/study.sh", "--extended", "--extended-budget", budget,
                               "--bin", bin.string(), "--out", res.string(), "--weights", (tmp.dir / "none.pth").string()},
-                             (tmp.dir / "study.log").string());
+                             (tmp.dir / log).string());
+  };
+  // at 90 minutes: 5/10 is 120 min, 4/8 about 105 min, 3/6 about 78 min (early_stop then not run)
+  auto r = study("90", "study.log");
   INFO(r.output);
   REQUIRE(r.code == 0);
   CHECK(has(r.output, "~ 120 min at these budgets, over the time budget of 90 min"));
@@ -54,9 +57,7 @@ mkdir -p "$out"; echo "$epochs" > "$out/epochs.txt"; echo ran >> "$out/runs.txt"
   CHECK(test::read_file((res / "scratch_cnn" / "epochs.txt").string()) == "10\n");
 
   // a rerun, whatever its budget, repeats the recorded plan: every step is done
-  auto r2 = test::run_program({"/bin/bash", test::source_dir() + "/study.sh", "--extended", "--extended-budget", "1000",
-                               "--bin", bin.string(), "--out", res.string(), "--weights", (tmp.dir / "none.pth").string()},
-                              (tmp.dir / "study2.log").string());
+  auto r2 = study("1000", "study2.log");
   INFO(r2.output);
   REQUIRE(r2.code == 0);
   CHECK(has(r2.output, "budgets chosen earlier"));
