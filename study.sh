@@ -155,6 +155,26 @@ set_extended_steps() {
                    cost_sensitive finetune robustness calibration)
 }
 set_extended_steps
+# best_row: the ablation row pick_recipe chose (empty before it ran).
+best_row() {
+  python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("row", ""))' "$results/recipes/best.json" 2>/dev/null || true
+}
+# same_run SRC DIR [--estimate]: when pick_recipe chose the seed recipe, the best recipe's seed-N run
+# is the seed recipe's seed-N run (same recipe, seed and budget; training is deterministic): its
+# files are copied into DIR (said so in DIR/same_run.txt) instead of training it again.
+same_run() {
+  if [ "${3:-}" = --estimate ]; then echo "same run as $1, copied ~ 0 s"; return 0; fi
+  if [ ! -f "$1/metrics.json" ] || [ -f "$1/failed.json" ]; then
+    echo "study.sh: $1 did not finish, so there is nothing to copy" >&2
+    return 1
+  fi
+  local f
+  for f in "$1"/*; do
+    case "${f##*/}" in done.json|stderr.txt|not_run.txt) continue ;; esac
+    cp -a "$f" "$2/"
+  done
+  echo "pick_recipe chose the seed recipe: this run is $1 (the same recipe, seed and budget), copied" > "$2/same_run.txt"
+}
 # extended_command NAME: sets cmd to the step's command line and dir to its folder, and skip to a
 # reason when the step cannot run (it is then recorded as not run, not_run.txt in its folder).
 extended_command() {
@@ -172,7 +192,12 @@ extended_command() {
     seed_baseline_*) dir=$results/seeds/baseline_s${1#seed_baseline_}
       cmd=("${scratch_cnn[@]}" --out "$dir" --seed "${1#seed_baseline_}" --epochs "$full_epochs") ;;
     seed_best_*) dir=$results/seeds/best_s${1#seed_best_}
-      cmd=("${scratch_cnn[@]}" --out "$dir" --seed "${1#seed_best_}" "${best[@]}") ;;
+      cmd=("${scratch_cnn[@]}" --out "$dir" --seed "${1#seed_best_}" "${best[@]}")
+      if [ "$(best_row)" = baseline ]; then
+        local src=seeds/baseline_s${1#seed_best_}
+        if [ "$1" = seed_best_42 ]; then src=$baseline42; fi
+        cmd=(same_run "$results/$src" "$dir")
+      fi ;;
     ensemble_baseline) dir=$results/ensembles/baseline
       cmd=("$bin/ensemble" --results "$results" --name baseline --device "$device"
            --members "$baseline42,seeds/baseline_s43,seeds/baseline_s44") ;;

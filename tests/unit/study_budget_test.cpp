@@ -3,6 +3,7 @@
 // chosen, the commands carry them, and a rerun into the same folder keeps them (every step is then
 // skipped as done). The programs are stand-ins (small scripts) whose --estimate prints a fixed time
 // per epoch: 60 s for the study CNN, 20 s for the quarter-size one, 100 s of robustness per CNN.
+// Their pick_recipe chooses the seed recipe, whose seeds the best recipe's then copy.
 #include <filesystem>
 
 #include "test_util.h"
@@ -31,7 +32,9 @@ mkdir -p "$out"; echo "$epochs" > "$out/epochs.txt"; echo ran >> "$out/runs.txt"
   script(bin / "robustness", args + R"(if [ $est = 1 ]; then
   echo "robustness estimate: Scratch CNN: stand-in ~ 100 s"; echo "robustness estimate: total ~ 100 s"; fi)");
   script(bin / "calibration", args + R"(if [ $est = 1 ]; then echo "calibration estimate ~ 5 s"; fi)");
-  for (const char* name : {"eda", "pick_recipe", "ensemble", "error_analysis", "compare", "baseline_transfer", "finetune"})
+  // the seed recipe wins the ablation: the best recipe's seeds are then copies of the seed recipe's
+  script(bin / "pick_recipe", R"(mkdir -p "$2/recipes"; echo '{"row": "baseline"}' > "$2/recipes/best.json")");
+  for (const char* name : {"eda", "ensemble", "error_analysis", "compare", "baseline_transfer", "finetune"})
     script(bin / name, "exit 0");
 
   auto study = [&](const std::string& budget, const std::string& log) {
@@ -53,6 +56,12 @@ mkdir -p "$out"; echo "$epochs" > "$out/epochs.txt"; echo ran >> "$out/runs.txt"
   // the seeds' budget is no longer the study's: the seed recipe's seed 42 is a run of its own
   CHECK(test::read_file((res / "seeds" / "baseline_s42" / "epochs.txt").string()) == "6\n");
   CHECK(test::read_file((res / "seeds" / "best_s44" / "epochs.txt").string()) == "6\n");
+  for (const char* seed : {"42", "43", "44"}) {
+    const fs::path best = res / "seeds" / (std::string("best_s") + seed);
+    CHECK(test::read_file((best / "runs.txt").string()) == "ran\n");  // trained once, as baseline_s<seed>
+    CHECK(has(test::read_file((best / "same_run.txt").string()), "seeds/baseline_s" + std::string(seed)));
+    CHECK(fs::exists(best / "done.json"));
+  }
   CHECK(test::read_file((res / "distill" / "student" / "epochs.txt").string()) == "6\n");
   CHECK(test::read_file((res / "scratch_cnn" / "epochs.txt").string()) == "10\n");
 
