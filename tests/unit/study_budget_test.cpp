@@ -33,7 +33,8 @@ mkdir -p "$out"; echo "$epochs" > "$out/epochs.txt"; echo ran >> "$out/runs.txt"
   echo "robustness estimate: Scratch CNN: stand-in ~ 100 s"; echo "robustness estimate: total ~ 100 s"; fi)");
   script(bin / "calibration", args + R"(if [ $est = 1 ]; then echo "calibration estimate ~ 5 s"; fi)");
   // the seed recipe wins the ablation: the best recipe's seeds are then copies of the seed recipe's
-  script(bin / "pick_recipe", R"(mkdir -p "$2/recipes"; echo '{"row": "baseline"}' > "$2/recipes/best.json")");
+  script(bin / "pick_recipe", args + R"([ $est = 1 ] && exit 0
+mkdir -p "$2/recipes"; echo '{"row": "baseline"}' > "$2/recipes/best.json")");
   for (const char* name : {"eda", "ensemble", "error_analysis", "compare", "baseline_transfer", "finetune"})
     script(bin / name, "exit 0");
 
