@@ -308,6 +308,12 @@ ReportSection seeds_section(const fs::path& results, const fs::path& report_dir)
                     "bootstrap interval over the test images (2,000 resamples): test-set sampling only. The interval over "
                     "seeds is mean ± t(0.975, n − 1) · sd / √n: training randomness, from n = 3 runs.\n\n",
                     own42 ? "`seeds/baseline_s42`, trained at the seeds' budget" : "the study's own scratch_cnn run");
+  // pick_recipe chose the seed recipe: study.sh copied the seed recipe's runs (same_run.txt)
+  const bool same_runs = fs::exists(results / "seeds" / "best_s42" / "same_run.txt");
+  if (same_runs)
+    md += "pick_recipe chose the seed recipe, so the best recipe's runs are the seed recipe's runs of the same seeds and "
+          "budget, copied rather than trained again (`seeds/best_s*/same_run.txt`; training is deterministic): the two "
+          "groups below are the same runs.\n\n";
   md += "| recipe | seed | epochs | best validation | test accuracy | 95% bootstrap interval |\n|---|---|---|---|---|---|\n";
   std::vector<SeedStats> stats;
   std::vector<double> mean_width;
@@ -370,7 +376,10 @@ ReportSection seeds_section(const fs::path& results, const fs::path& report_dir)
                                    : (r.high < 0.935 ? ", and the whole interval over seeds lies below it" : ""))
                  : ""));
   }
-  if (b.n >= 2 && r.n >= 2) {
+  if (same_runs) {
+    s.conclusions.push_back("**Best vs seed recipe**: the ablation chose the seed recipe, so both groups are the same "
+                            "runs and there is nothing to compare.");
+  } else if (b.n >= 2 && r.n >= 2) {
     // Welch's interval for the difference of the means
     double se = std::sqrt(b.sd * b.sd / b.n + r.sd * r.sd / r.n);
     double df_num = std::pow(b.sd * b.sd / b.n + r.sd * r.sd / r.n, 2);

@@ -127,6 +127,24 @@ TEST_CASE("the seeds section: mean, sd and Student-t interval over seeds, the ta
   CHECK(has(s.markdown, "| best recipe | 2 | 93.50% |"));
 }
 
+TEST_CASE("the seeds section when the seed recipe was chosen: the copied runs are said to be the same, not compared") {
+  TempDir t;
+  const fs::path R = t.dir;
+  Recipe base;
+  write_run(R / "scratch_cnn", 920, 0.92, 10, base);
+  for (const char* seed : {"43", "44"}) write_run(R / "seeds" / (std::string("baseline_s") + seed), 918, 0.92, 10, base);
+  for (const char* seed : {"42", "43", "44"}) {
+    write_run(R / "seeds" / (std::string("best_s") + seed), 918, 0.92, 10, base);
+    write_text_atomic(R / "seeds" / (std::string("best_s") + seed) / "same_run.txt", "pick_recipe chose the seed recipe\n");
+  }
+  ReportSection s = seeds_section(R, R / "report");
+  INFO(s.markdown);
+  CHECK(has(s.markdown, "the two groups below are the same runs"));
+  REQUIRE(s.conclusions.size() == 2);
+  CHECK(has(s.conclusions[1], "both groups are the same runs"));
+  CHECK_FALSE(has(s.conclusions[1], "Welch"));
+}
+
 TEST_CASE("the ensembles and pair-cost sections read their records, and say what did not run") {
   TempDir t;
   const fs::path R = t.dir;
