@@ -4,10 +4,15 @@
 // counts the case as skipped (and prints why) rather than as passed. A failure still wins.
 // And a second: a run in which no test case ran at all (a -tc filter that matched nothing, as a
 // case name with a ';' in it did, split in two by ctest's discovery) fails instead of passing.
+// And a third: convolutions use their fixed rules (DL_CONV_ALGO=heuristic, unless the environment
+// says otherwise), so no result depends on a timing or on a cache file left by another process;
+// the search itself is tested with its own scope (tests/unit/fast_kernels_test.cpp). Programs the
+// tests start inherit the setting.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
 #include <cstdio>
+#include <cstdlib>
 
 #include "test_util.h"
 
@@ -34,6 +39,7 @@ REGISTER_LISTENER("case_counter", 1, CaseCounter);
 }  // namespace
 
 int main(int argc, char** argv) {
+  setenv("DL_CONV_ALGO", "heuristic", 0);
   doctest::Context context(argc, argv);
   const int rc = context.run();
   if (context.shouldExit()) return rc;

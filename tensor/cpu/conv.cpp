@@ -29,6 +29,7 @@
 #include "tensor/cpu/conv.h"
 
 #include <algorithm>
+#include <chrono>
 #include <bit>
 #include <cstdint>
 #include <cstdlib>
@@ -38,6 +39,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "tensor/cpu/conv_algo_cache.h"
 #include "tensor/cpu/gemm.h"
 #include "tensor/cpu/gemm_bf16.h"
 #include "tensor/cpu/loops.h"
@@ -110,29 +112,46 @@ inline int num_threads() {
 // kLowX and kLowW hold a layer's operands rounded to bfloat16, on the calling thread.
 enum Slot { kCol = 0, kGathered = 1, kAcc = 2, kWinogradWeights = 4, kLowX = 5, kLowW = 6 };
 
-// Winograd F(2x2, 3x3) applies (winograd.h): 3x3, stride 1, no dilation, one group, the same
-// padding (at most 2, so the input gradient is such a convolution too) on both sides, and the
-// layer lies in ConvTuning's window.
+// How one pass of one layer is computed (chosen per layer shape by choose_and_run below):
+//   gemm      im2col + GEMM, images batched until a GEMM has about `columns` columns
+//   winograd  Winograd F(2x2, 3x3) (forward and input gradient; float32 and float64)
+//   implicit  the bfloat16 forward with an implicit im2col (forward_implicit)
+struct Algo {
+  enum Kind : uint8_t { gemm, winograd, implicit } kind = gemm;
+  int64_t columns = 512;
+  bool operator==(const Algo&) const = default;
+};
+
+// Winograd F(2x2, 3x3) can run the layer (winograd.h): 3x3, stride 1, no dilation, one group, the
+// same padding (at most 2, so the input gradient is such a convolution too) on both sides, float32
+// products (bfloat16 GEMMs run several times faster than float32 ones, and Winograd's transforms
+// would round differently from the plain product autocast promises), and DL_CONV_WINOGRAD not 0.
+bool winograd_applies(const Conv2dParams& g) {
+  return g.gemm_dtype == DType::Float32 && conv_tuning().winograd_min_channels > 0 && g.kh == 3 && g.kw == 3 &&
+         g.stride[0] == 1 && g.stride[1] == 1 && g.dilation[0] == 1 && g.dilation[1] == 1 && g.groups == 1 &&
+         g.padding[0] == g.padding[1] && g.padding[0] <= 2 && g.Ho > 0 && g.Wo > 0;
+}
+
+// The fixed rule (DL_CONV_ALGO=heuristic): Winograd inside ConvTuning's window.
 bool use_winograd(const Conv2dParams& g) {
   const ConvTuning& t = conv_tuning();
-  // bfloat16 GEMMs run several times faster than float32 ones, and Winograd's transforms would
-  // round differently from the plain product autocast promises
-  return g.gemm_dtype == DType::Float32 && t.winograd_min_channels > 0 && g.kh == 3 && g.kw == 3 &&
-         g.stride[0] == 1 && g.stride[1] == 1 && g.dilation[0] == 1 && g.dilation[1] == 1 && g.groups == 1 &&
-         g.padding[0] == g.padding[1] && g.padding[0] <= 2 && std::min(g.C, g.O) >= t.winograd_min_channels &&
-         std::max(g.C, g.O) <= t.winograd_max_channels && g.Ho * g.Wo >= t.winograd_min_plane && g.Ho > 0 && g.Wo > 0;
+  return winograd_applies(g) && std::min(g.C, g.O) >= t.winograd_min_channels &&
+         std::max(g.C, g.O) <= t.winograd_max_channels && g.Ho * g.Wo >= t.winograd_min_plane;
 }
 
 // Images per GEMM for a thread that has `avail` images, balanced so the chunks come out even.
-template <typename T>
-int64_t chunk_images(const Conv2dParams& g, int64_t avail) {
+inline int64_t chunk_images_bytes(const Conv2dParams& g, int64_t avail, int64_t columns, size_t operand_bytes) {
   const ConvTuning& t = conv_tuning();
   const int64_t L = std::max<int64_t>(g.L(), 1);
-  int64_t b = std::clamp<int64_t>((t.target_columns + L - 1) / L, 1, std::max<int64_t>(avail, 1));
-  const int64_t per_image = std::max(g.K(), g.Og()) * L * static_cast<int64_t>(sizeof(T));
+  int64_t b = std::clamp<int64_t>((columns + L - 1) / L, 1, std::max<int64_t>(avail, 1));
+  const int64_t per_image = std::max(g.K(), g.Og()) * L * static_cast<int64_t>(operand_bytes);
   b = std::max<int64_t>(1, std::min(b, t.max_col_bytes / std::max<int64_t>(per_image, 1)));
   const int64_t chunks = (avail + b - 1) / b;
   return chunks > 0 ? (avail + chunks - 1) / chunks : 1;
+}
+template <typename T>
+int64_t chunk_images(const Conv2dParams& g, int64_t avail, int64_t columns) {
+  return chunk_images_bytes(g, avail, columns, sizeof(T));
 }
 
 // One row of col for a stride-1 conv whose output is as wide as its input ("same" padding, the
@@ -331,16 +350,16 @@ void for_image_shares(const Conv2dParams& g, F body) {
 // T: the output's type; S: the GEMM operands' (T itself, or uint16_t bfloat16 bits under autocast,
 // whose x and w the caller has rounded once, so im2col moves half the bytes).
 template <typename T, typename S = T>
-void forward_typed(T* out, const S* x, const S* w, const T* bias, const Conv2dParams& g) {
+void forward_typed(T* out, const S* x, const S* w, const T* bias, const Conv2dParams& g, const Algo& a) {
   const int64_t K = g.K(), L = g.L(), Og = g.Og();
-  if constexpr (std::is_same_v<S, T>) if (use_winograd(g)) {
+  if constexpr (std::is_same_v<S, T>) if (a.kind == Algo::winograd) {
     T* U = thread_scratch<T>(kWinogradWeights, static_cast<size_t>(16 * g.O * g.C));
     winograd_transform_weights(w, g.O, g.C, false, U);
     winograd_conv(out, x, U, bias, g.N, g.C, g.H, g.W, g.O, g.padding[0]);
     return;
   }
   for_image_shares(g, [&](int64_t n0, int64_t n1) {
-    const int64_t B = chunk_images<S>(g, n1 - n0);
+    const int64_t B = chunk_images<S>(g, n1 - n0, a.columns);
     for (int64_t n = n0; n < n1; n += B) {
       const int64_t b = std::min(B, n1 - n), bl = b * L;
       for (int64_t grp = 0; grp < g.groups; ++grp) {
@@ -374,9 +393,9 @@ void forward_typed(T* out, const S* x, const S* w, const T* bias, const Conv2dPa
 }
 
 template <typename T, typename S = T>
-void backward_input_typed(T* gx, const S* gout, const S* w, const Conv2dParams& g) {
+void backward_input_typed(T* gx, const S* gout, const S* w, const Conv2dParams& g, const Algo& a) {
   const int64_t K = g.K(), L = g.L(), Og = g.Og();
-  if constexpr (std::is_same_v<S, T>) if (use_winograd(g)) {
+  if constexpr (std::is_same_v<S, T>) if (a.kind == Algo::winograd) {
     // the input gradient of a stride-1 3x3 convolution with padding p is the convolution of the
     // output gradient with the flipped, transposed kernels and padding 2 - p
     T* U = thread_scratch<T>(kWinogradWeights, static_cast<size_t>(16 * g.O * g.C));
@@ -385,7 +404,7 @@ void backward_input_typed(T* gx, const S* gout, const S* w, const Conv2dParams& 
     return;
   }
   for_image_shares(g, [&](int64_t n0, int64_t n1) {
-    const int64_t B = chunk_images<T>(g, n1 - n0);
+    const int64_t B = chunk_images<T>(g, n1 - n0, a.columns);
     for (int64_t n = n0; n < n1; n += B) {
       const int64_t b = std::min(B, n1 - n), bl = b * L;
       for (int64_t grp = 0; grp < g.groups; ++grp) {
@@ -422,7 +441,7 @@ void backward_input_typed(T* gx, const S* gout, const S* w, const Conv2dParams& 
 }
 
 template <typename T, typename S = T>
-void backward_weight_typed(T* gw, const S* gout, const S* x, const Conv2dParams& g) {
+void backward_weight_typed(T* gw, const S* gout, const S* x, const Conv2dParams& g, const Algo& a) {
   const int64_t K = g.K(), L = g.L(), Og = g.Og();
   const int64_t wsize = g.O * K;
   if (g.N == 0) {
@@ -431,7 +450,7 @@ void backward_weight_typed(T* gw, const S* gout, const S* x, const Conv2dParams&
   }
   // acc += the gradient of images [n0, n1); `first`: acc holds garbage until the first chunk
   auto accumulate = [&](int64_t n0, int64_t n1, T* acc) {
-    const int64_t B = chunk_images<S>(g, n1 - n0);
+    const int64_t B = chunk_images<S>(g, n1 - n0, a.columns);
     bool first = true;
     for (int64_t n = n0; n < n1; n += B) {
       const int64_t b = std::min(B, n1 - n), bl = b * L;
@@ -594,43 +613,161 @@ void forward_implicit(float* out, const uint16_t* xpad, const uint16_t* w, const
   });
 }
 
+// ---- the choice of algorithm per layer shape (conv.h) --------------------------------------------
+
+enum class Pass { forward, input, weight };
+
+std::string algo_name(const Algo& a) {
+  switch (a.kind) {
+    case Algo::winograd:
+      return "winograd";
+    case Algo::implicit:
+      return "implicit";
+    default:
+      return "gemm/" + std::to_string(a.columns);
+  }
+}
+
+// "fwd float32 bf16 N=32 C=64 H=56 W=56 O=64 k=3x3 s=1x1 p=1x1 d=1x1 g=1 t=2": what decides the timings.
+std::string algo_key(Pass pass, DType dtype, const Conv2dParams& g) {
+  const char* p = pass == Pass::forward ? "fwd" : pass == Pass::input ? "bwd_input" : "bwd_weight";
+  return std::string(p) + " " + std::string(dtype_name(dtype)) + " " + std::string(dtype_name(g.gemm_dtype)) +
+         " N=" + std::to_string(g.N) +
+         " C=" + std::to_string(g.C) + " H=" + std::to_string(g.H) + " W=" + std::to_string(g.W) +
+         " O=" + std::to_string(g.O) + " k=" + std::to_string(g.kh) + "x" + std::to_string(g.kw) +
+         " s=" + std::to_string(g.stride[0]) + "x" + std::to_string(g.stride[1]) +
+         " p=" + std::to_string(g.padding[0]) + "x" + std::to_string(g.padding[1]) +
+         " d=" + std::to_string(g.dilation[0]) + "x" + std::to_string(g.dilation[1]) +
+         " g=" + std::to_string(g.groups) + " t=" + std::to_string(max_threads());
+}
+
+// What the fixed rules pick (DL_CONV_ALGO=heuristic, and the search's first candidate).
+Algo heuristic_algo(Pass pass, const Conv2dParams& g, bool low) {
+  Algo a;
+  a.columns = conv_tuning().target_columns;
+  if (pass == Pass::forward && low && use_implicit(g)) a.kind = Algo::implicit;
+  else if (pass != Pass::weight && !low && use_winograd(g)) a.kind = Algo::winograd;
+  return a;
+}
+
+// Every algorithm that can run the pass: the heuristic's first, then GEMMs whose column targets give a
+// different number of images per GEMM, Winograd, the implicit im2col.
+std::vector<Algo> candidates(Pass pass, const Conv2dParams& g, bool low, size_t operand_bytes) {
+  std::vector<Algo> c{heuristic_algo(pass, g, low)};
+  auto add = [&](const Algo& a) {
+    if (std::find(c.begin(), c.end(), a) == c.end()) c.push_back(a);
+  };
+  const int nt = max_threads();
+  const int64_t avail = g.N >= nt ? (g.N + nt - 1) / nt : g.N;
+  std::vector<int64_t> seen;
+  for (const Algo& a : c)
+    if (a.kind == Algo::gemm) seen.push_back(chunk_images_bytes(g, avail, a.columns, operand_bytes));
+  for (int64_t cols : {256, 512, 1024, 2048}) {
+    const int64_t b = chunk_images_bytes(g, avail, cols, operand_bytes);
+    if (std::find(seen.begin(), seen.end(), b) != seen.end()) continue;
+    seen.push_back(b);
+    add(Algo{Algo::gemm, cols});
+  }
+  if (pass != Pass::weight && !low && winograd_applies(g)) add(Algo{Algo::winograd, 0});
+  if (pass == Pass::forward && low && g.stride[0] == 1 && g.stride[1] == 1 && g.groups == 1 && !g.pointwise())
+    add(Algo{Algo::implicit, 0});
+  return c;
+}
+
+constexpr double kSwitchMargin = 0.9;
+
+// Runs the pass with the algorithm chosen for its shape: the heuristic's in heuristic mode; else the one
+// remembered (this process or the cache file), or the fastest of the candidates, timed here on this call's
+// data (each written into the real output, which the chosen algorithm writes last).
+template <typename Run>
+void choose_and_run(Pass pass, DType dtype, const Conv2dParams& g, bool low, size_t operand_bytes, Run run) {
+  if (!conv_algo_search_enabled()) {
+    run(heuristic_algo(pass, g, low));
+    return;
+  }
+  const std::vector<Algo> cands = candidates(pass, g, low, operand_bytes);
+  const std::string key = algo_key(pass, dtype, g);
+  if (const auto known = conv_algo_lookup(key)) {
+    for (const Algo& a : cands)
+      if (algo_name(a) == *known) {
+        run(a);
+        return;
+      }
+  }
+  if (cands.size() == 1) {
+    conv_algo_store(key, algo_name(cands[0]));
+    run(cands[0]);
+    return;
+  }
+  auto timed = [&](const Algo& a) {
+    const auto t0 = std::chrono::steady_clock::now();
+    run(a);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  size_t best = 0, last = 0;
+  double best_s = 0, heuristic_s = 0;
+  for (size_t i = 0; i < cands.size(); ++i) {
+    // the first run of each also pays for growing buffers; a second one, unless clearly slower, decides
+    double s = timed(cands[i]);
+    if (i == 0 || s < 1.5 * best_s) s = std::min(s, timed(cands[i]));
+    last = i;
+    if (i == 0 || s < best_s) best = i, best_s = s;
+    if (i == 0) heuristic_s = s;
+  }
+  // The fixed rule stays unless another candidate beats it clearly: timed in isolation, one after another on
+  // the same (warm) data, small differences do not survive inside a network's step (measured: choosing
+  // 2-8% winners made the scratch CNN's training step 5% slower on a Zen 4).
+  if (best != 0 && best_s > kSwitchMargin * heuristic_s) best = 0;
+  conv_algo_store(key, algo_name(cands[best]));
+  if (last != best) run(cands[best]);
+}
+
 void conv2d_forward_kernel(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
                            const Conv2dParams& g) {
-  if (low_precision(x, g) && use_implicit(g)) {
-    // the last wide row of the last plane reads up to (kw - 1) * dw values past it
-    const uint16_t* xpad = rounded_bf16_padded(x, g, (g.kw - 1) * g.dilation[1] + 64, kLowX);
-    forward_implicit(out.data_ptr<float>(), xpad, rounded_bf16(w, kLowW), bias.defined() ? bias.data_ptr<float>() : nullptr,
-                     g);
-    return;
-  }
-  if (low_precision(x, g)) {
-    forward_typed<float, uint16_t>(out.data_ptr<float>(), rounded_bf16(x, kLowX), rounded_bf16(w, kLowW),
-                                   bias.defined() ? bias.data_ptr<float>() : nullptr, g);
-    return;
-  }
-  DL_DISPATCH_FLOATING(x.dtype(), "conv2d", [&] {
-    forward_typed<scalar_t>(out.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
-                            bias.defined() ? bias.data_ptr<scalar_t>() : nullptr, g);
+  const bool low = low_precision(x, g);
+  choose_and_run(Pass::forward, x.dtype(), g, low, low ? 2 : x.element_size(), [&](const Algo& a) {
+    if (a.kind == Algo::implicit) {
+      // the last wide row of the last plane reads up to (kw - 1) * dw values past it
+      const uint16_t* xpad = rounded_bf16_padded(x, g, (g.kw - 1) * g.dilation[1] + 64, kLowX);
+      forward_implicit(out.data_ptr<float>(), xpad, rounded_bf16(w, kLowW),
+                       bias.defined() ? bias.data_ptr<float>() : nullptr, g);
+    } else if (low) {
+      forward_typed<float, uint16_t>(out.data_ptr<float>(), rounded_bf16(x, kLowX), rounded_bf16(w, kLowW),
+                                     bias.defined() ? bias.data_ptr<float>() : nullptr, g, a);
+    } else {
+      DL_DISPATCH_FLOATING(x.dtype(), "conv2d", [&] {
+        forward_typed<scalar_t>(out.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
+                                bias.defined() ? bias.data_ptr<scalar_t>() : nullptr, g, a);
+      });
+    }
   });
 }
 
 void conv2d_backward_input_kernel(const Tensor& gx, const Tensor& gout, const Tensor& w, const Conv2dParams& g) {
-  if (low_precision(gx, g)) {
-    backward_input_typed<float, uint16_t>(gx.data_ptr<float>(), rounded_bf16(gout, kLowX), rounded_bf16(w, kLowW), g);
-    return;
-  }
-  DL_DISPATCH_FLOATING(gx.dtype(), "conv2d backward", [&] {
-    backward_input_typed<scalar_t>(gx.data_ptr<scalar_t>(), gout.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), g);
+  const bool low = low_precision(gx, g);
+  choose_and_run(Pass::input, gx.dtype(), g, low, gx.element_size(), [&](const Algo& a) {
+    if (low) {
+      backward_input_typed<float, uint16_t>(gx.data_ptr<float>(), rounded_bf16(gout, kLowX), rounded_bf16(w, kLowW),
+                                            g, a);
+      return;
+    }
+    DL_DISPATCH_FLOATING(gx.dtype(), "conv2d backward", [&] {
+      backward_input_typed<scalar_t>(gx.data_ptr<scalar_t>(), gout.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), g, a);
+    });
   });
 }
 
 void conv2d_backward_weight_kernel(const Tensor& gw, const Tensor& gout, const Tensor& x, const Conv2dParams& g) {
-  if (low_precision(gw, g)) {
-    backward_weight_typed<float, uint16_t>(gw.data_ptr<float>(), rounded_bf16(gout, kLowX), rounded_bf16(x, kLowW), g);
-    return;
-  }
-  DL_DISPATCH_FLOATING(gw.dtype(), "conv2d backward", [&] {
-    backward_weight_typed<scalar_t>(gw.data_ptr<scalar_t>(), gout.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), g);
+  const bool low = low_precision(gw, g);
+  choose_and_run(Pass::weight, gw.dtype(), g, low, low ? 2 : gw.element_size(), [&](const Algo& a) {
+    if (low) {
+      backward_weight_typed<float, uint16_t>(gw.data_ptr<float>(), rounded_bf16(gout, kLowX), rounded_bf16(x, kLowW),
+                                             g, a);
+      return;
+    }
+    DL_DISPATCH_FLOATING(gw.dtype(), "conv2d backward", [&] {
+      backward_weight_typed<scalar_t>(gw.data_ptr<scalar_t>(), gout.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), g, a);
+    });
   });
 }
 

@@ -32,3 +32,34 @@ struct ConvTuning {
 ConvTuning& conv_tuning();
 
 }  // namespace dl::cpu
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace dl::cpu {
+
+// ---- per-shape algorithm choice (like cuDNN's algorithm search) ------------------------------------
+// Each pass of each layer shape (forward, input gradient, weight gradient; dtype, autocast precision,
+// geometry, batch and thread count) is computed by one of: im2col + GEMM with 256, 512, 1024 or 2048
+// columns per GEMM, Winograd F(2x2, 3x3), or (bfloat16 forward) the implicit im2col. In `search` mode
+// (the default) the first call of a shape times every candidate that applies on the call's own data
+// (each run twice, the faster kept), keeps the fastest for the rest of the process and appends it to
+// the cache file, so later processes on the same CPU (model name and GEMM kernel) and thread count
+// reuse it without measuring: same choices, same numerics. `heuristic` mode (DL_CONV_ALGO=heuristic)
+// uses the fixed rules of ConvTuning instead and touches no file; the test suite runs in it so its
+// numbers do not depend on timings.
+//   DL_CONV_ALGO=search|heuristic      read on every call
+//   DL_CONV_ALGO_CACHE=FILE            the cache file; empty: none. Default:
+//                                      $XDG_CACHE_HOME/dl/conv_algos.tsv, else ~/.cache/dl/conv_algos.tsv
+// The file holds one choice per line (format version, CPU, GEMM kernel, shape key, algorithm, separated by
+// tabs). Lines for another CPU are kept but unused; malformed lines are ignored with one warning; a
+// choice that does not apply to its shape is measured again. Delete the file to measure everything anew.
+bool conv_algo_search_enabled();
+std::string conv_algo_cache_path();
+// The choices in force in this process: (shape key, algorithm), in key order; for profiles and tests.
+std::vector<std::pair<std::string, std::string>> conv_algo_choices();
+// Forgets this process's choices; the cache file is read again at the next search (for tests).
+void conv_algo_reset();
+
+}  // namespace dl::cpu

@@ -3,7 +3,12 @@
 // vectorised elementwise loops (in place, broadcast scalars, overlapping views, tails), the fused
 // ReLU backward and batch norm + ReLU, the pooling fast paths (indexed and values only), the caching allocator and the
 // engine's in-place gradient accumulation.
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <string>
 #include <limits>
 #include <thread>
 #include <vector>
@@ -20,6 +25,7 @@
 #endif
 
 using namespace dl;
+using dl::test::ScopedEnv;
 
 namespace {
 
@@ -38,8 +44,10 @@ void set_threads(int n) {
 #endif
 }
 
-// Restores the convolution knobs and the thread count when a test case ends.
+// Restores the convolution knobs and the thread count when a test case ends. The knobs steer the fixed rules,
+// so the case runs them (DL_CONV_ALGO=heuristic) rather than the per-shape search.
 struct ConvKnobs {
+  ScopedEnv heuristic{"DL_CONV_ALGO", "heuristic"};
   cpu::ConvTuning saved = cpu::conv_tuning();
 #ifdef _OPENMP
   int threads = omp_get_max_threads();
@@ -215,6 +223,132 @@ TEST_CASE("fast conv: the default tuning on ResNet-like layers matches the defin
   set_threads(2);
   check_conv_case(conv_case(4, 64, 8, 8, 64, 3, 3, {1, 1}, {1, 1}), "defaults, im2col");
   check_conv_case(conv_case(2, 96, 20, 21, 100, 3, 3, {1, 1}, {1, 1}), "defaults, Winograd");
+}
+
+// ---- the per-shape algorithm search and its cache file (tensor/cpu/conv.h) ------------------------------
+
+namespace {
+
+std::vector<std::string> file_lines(const std::filesystem::path& p) {
+  std::vector<std::string> lines;
+  std::ifstream in(p);
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  return lines;
+}
+
+void write_lines(const std::filesystem::path& p, const std::vector<std::string>& lines) {
+  std::ofstream out(p, std::ios::trunc);
+  for (const auto& l : lines) out << l << "\n";
+}
+
+std::string choice_for(const std::string& key_prefix) {
+  for (const auto& [k, a] : cpu::conv_algo_choices())
+    if (k.rfind(key_prefix, 0) == 0) return a;
+  return "";
+}
+
+// A search-mode scope with its own cache file and no remembered choices.
+struct SearchScope {
+  std::filesystem::path file;
+  ScopedEnv mode{"DL_CONV_ALGO", "search"};
+  ScopedEnv cache;
+  explicit SearchScope(const std::string& name)
+      : file(std::filesystem::temp_directory_path() / (name + "-" + std::to_string(::getpid()) + ".tsv")),
+        cache("DL_CONV_ALGO_CACHE", file.c_str()) {
+    std::filesystem::remove(file);
+    cpu::conv_algo_reset();
+  }
+  ~SearchScope() {
+    std::filesystem::remove(file);
+    cpu::conv_algo_reset();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("conv algorithm search: every pass matches the definition, and the output is the chosen algorithm's") {
+  ConvKnobs knobs;
+  SearchScope scope("dl-conv-search");
+  for (int threads : {1, 2}) {
+    set_threads(threads);
+    for (const ConvCase& c : odd_conv_cases()) check_conv_case(c, "search");
+  }
+  // every pass of every case was decided and written down, one line each
+  const auto choices = cpu::conv_algo_choices();
+  CHECK(choices.size() == file_lines(scope.file).size());
+  CHECK(!choice_for("fwd float32").empty());
+  CHECK(!choice_for("bwd_input float64").empty());
+  CHECK(!choice_for("bwd_weight float32").empty());
+  // Winograd and the GEMMs round differently: the first call (which timed the candidates) must leave the
+  // chosen one's output, the same bits a later call (no timing) gives
+  set_threads(2);
+  Tensor x = uniform({6, 34, 6, 5}, 5, DType::Float32), w = uniform({33, 34, 3, 3}, 6, DType::Float32);
+  Conv2dParams p;
+  p.padding = {1, 1};
+  cpu::conv_algo_reset();
+  std::filesystem::remove(scope.file);
+  Tensor first = ops::conv2d_forward(x, w, Tensor(), p);
+  Tensor again = ops::conv2d_forward(x, w, Tensor(), p);
+  CHECK(first.to_vector<float>() == again.to_vector<float>());
+  Tensor gout = uniform({6, 33, 6, 5}, 7, DType::Float32);
+  Tensor gfirst = ops::conv2d_backward_input(gout, w, x.sizes(), p);
+  Tensor gagain = ops::conv2d_backward_input(gout, w, x.sizes(), p);
+  CHECK(gfirst.to_vector<float>() == gagain.to_vector<float>());
+}
+
+TEST_CASE("conv algorithm search: the cache file is reused, and bad or foreign lines are not") {
+  ConvKnobs knobs;
+  SearchScope scope("dl-conv-cache");
+  set_threads(1);
+  Tensor x = uniform({4, 34, 6, 5}, 5, DType::Float32), w = uniform({33, 34, 3, 3}, 6, DType::Float32);
+  Conv2dParams p;
+  p.padding = {1, 1};
+  const Tensor expect = DirectConv(ConvCase{4, 34, 6, 5, 33, 3, 3, p}).forward(x, w, Tensor());
+  auto forward = [&] {
+    Tensor y = ops::conv2d_forward(x, w, Tensor(), p);
+    CHECK_CLOSE(ops::to_dtype(y, DType::Float64), expect, 2e-5, 2e-5);
+  };
+  forward();
+  auto lines = file_lines(scope.file);
+  REQUIRE(lines.size() == 1);
+  const std::string key = "fwd float32 float32 N=4 C=34 H=6 W=5 O=33 k=3x3 s=1x1 p=1x1 d=1x1 g=1 t=1";
+  REQUIRE(lines[0].find("\t" + key + "\t") != std::string::npos);
+  const std::string head = lines[0].substr(0, lines[0].rfind('\t') + 1);  // everything but the algorithm
+
+  SUBCASE("a later process takes the file's choice without measuring") {
+    const std::string forced = choice_for("fwd") == "winograd" ? "gemm/2048" : "winograd";
+    write_lines(scope.file, {head + forced});
+    cpu::conv_algo_reset();
+    forward();
+    CHECK(choice_for("fwd") == forced);
+    CHECK(file_lines(scope.file).size() == 1);  // nothing measured, nothing appended
+  }
+  SUBCASE("a choice that cannot run the shape, another CPU's line and garbage are measured anew") {
+    const std::string foreign = "dl-conv-algos-v1\tSome Other CPU\tavx2\t" + key + "\tgemm/256";
+    write_lines(scope.file, {head + "implicit", head + "gemm/77", foreign, "garbage", std::string("\x01\x02\t\t\t\t"), ""});
+    cpu::conv_algo_reset();
+    forward();
+    const std::string chosen = choice_for("fwd");
+    CHECK((chosen == "winograd" || chosen.rfind("gemm/", 0) == 0));
+    CHECK(chosen != "gemm/77");
+    const auto now = file_lines(scope.file);
+    REQUIRE(now.size() == 7);  // the new measurement appended
+    CHECK(now.back() == head + chosen);
+  }
+  SUBCASE("heuristic mode and an empty cache path write nothing") {
+    std::filesystem::remove(scope.file);
+    cpu::conv_algo_reset();
+    {
+      ScopedEnv h("DL_CONV_ALGO", "heuristic");
+      forward();
+    }
+    CHECK(!std::filesystem::exists(scope.file));
+    ScopedEnv none("DL_CONV_ALGO_CACHE", "");
+    cpu::conv_algo_reset();
+    forward();
+    CHECK(!std::filesystem::exists(scope.file));
+    CHECK(!choice_for("fwd").empty());  // still chosen, for this process
+  }
 }
 
 // ---- elementwise ------------------------------------------------------------------------------------
