@@ -115,6 +115,7 @@
 #include "autograd/functional.h"
 #include "autograd/node.h"
 #include "models/resnet.h"
+#include "tensor/cpu/conv.h"
 #include "tensor/cpu/gemm_bf16.h"
 #include "models/scratch_cnn.h"
 #include "nn/loss.h"
@@ -608,6 +609,19 @@ int serve_framework(const std::string& name, int threads, double run_seconds, do
       layers[k] = {{"ms_per_iter", ms}, {"gflop_s", gf}};
     }
     j["profile_conv_layers"] = layers;
+    // the algorithm each convolution pass runs (tensor/cpu/conv.h): searched per shape, or the fixed rules
+    if (dl::cpu::conv_algo_search_enabled()) {
+      std::fprintf(stderr, "  convolution algorithms chosen per shape (cache %s):\n",
+                   dl::cpu::conv_algo_cache_path().c_str());
+      json algos = json::object();
+      for (const auto& [k, a] : dl::cpu::conv_algo_choices()) {
+        std::fprintf(stderr, "    %-90s %s\n", k.c_str(), a.c_str());
+        algos[k] = a;
+      }
+      j["profile_conv_algorithms"] = algos;
+    } else {
+      std::fprintf(stderr, "  convolution algorithms: the fixed rules (DL_CONV_ALGO=heuristic)\n");
+    }
   }
   std::printf("%s\n", j.dump().c_str());
   std::fflush(stdout);
