@@ -24,6 +24,10 @@ struct ConvTuning {
   int64_t winograd_min_channels = 96;
   int64_t winograd_max_channels = 192;
   int64_t winograd_min_plane = 400;
+  // float32 forwards outside Winograd's window pack the im2col matrix for the GEMM straight from the
+  // images (no column matrix written): 0 never (im2col, then the GEMM packs it), 1 where it measured
+  // faster (stride 1 on a CPU with AVX-512), 2 always (for tests).
+  int packed_forward = 1;
 };
 
 // The settings in force (process-wide; change them only while no convolution runs). The

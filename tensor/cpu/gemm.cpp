@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <type_traits>
 
 namespace dl::cpu {
 namespace detail {
@@ -210,6 +211,45 @@ using detail::PackBuffer;
 PackBuffer& a_buffer() { return detail::thread_pack_buffer<struct SgemmA>(); }
 PackBuffer& b_buffer() { return detail::thread_pack_buffer<struct SgemmB>(); }
 
+// ---------------------------------------------------------------- where op(B) comes from
+
+// A matrix, packed by the kernel's pack_b (and prefetched ahead by gemm_small_m) ...
+template <typename T>
+struct MatrixB {
+  PackB<T> pack_b;
+  bool tb;
+  const T* B;
+  int64_t ldb;
+  // rows [k0, k0 + kc) and columns [j0, j0 + nc) of op(B) into panels of stride ps (pack_b_generic's layout)
+  void pack(int64_t k0, int64_t kc, int64_t j0, int64_t nc, int64_t ps, T* dst) const {
+    pack_b(tb, tb ? B + j0 * ldb + k0 : B + k0 * ldb + j0, ldb, kc, nc, ps, dst);
+  }
+  const T* at(int64_t k0, int64_t j0) const { return tb ? B + j0 * ldb + k0 : B + k0 * ldb + j0; }
+  MatrixB columns_from(int64_t n0) const {
+    MatrixB m = *this;
+    m.B = at(0, n0);
+    return m;
+  }
+  int64_t k_align() const { return tb ? 16 : 1; }  // the transposing pack works on 16 x 16 blocks
+};
+
+// ... or the caller's packing function (sgemm_packed_b), which writes the same layout from wherever op(B)'s
+// values live (the convolution's implicit im2col).
+struct FunctionB {
+  const SgemmPackB* fn;
+  int nr;
+  int64_t j_base = 0;
+  void pack(int64_t k0, int64_t kc, int64_t j0, int64_t nc, int64_t ps, float* dst) const {
+    (*fn)(k0, kc, j_base + j0, nc, nr, ps, dst);
+  }
+  FunctionB columns_from(int64_t n0) const {
+    FunctionB f = *this;
+    f.j_base += n0;
+    return f;
+  }
+  int64_t k_align() const { return 1; }
+};
+
 // ---------------------------------------------------------------- serial blocked GEMM on one rectangle
 
 // Splits n into the fewest blocks of at most max_block, all of (nearly) equal size; returns the block size.
@@ -227,9 +267,9 @@ inline int64_t balanced_block(int64_t n, int64_t max_block) {
 // multiple of 4 KiB and all rows map to the same cache sets). When all of op(A) fits in L2 it is packed once and
 // the stripe order is jc-major (C's stripe stays in L2 across K blocks); otherwise K-block-major, packing op(A)
 // per K block.
-template <typename T>
-void gemm_small_m(const Kernel<T>& ker, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
-                  int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+template <typename T, typename Src>
+void gemm_small_m(const Kernel<T>& ker, bool ta, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+                  const Src& src, T beta, T* C, int64_t ldc) {
   const int MR = ker.mr, NR = ker.nr;
   const int64_t Mr = (M + MR - 1) / MR * MR;
   const bool whole = Mr * K * static_cast<int64_t>(sizeof(T)) <= (384 << 10);
@@ -259,8 +299,7 @@ void gemm_small_m(const Kernel<T>& ker, bool ta, bool tb, int64_t M, int64_t N, 
   // Packs rows [k0, k1) of stripe t's op(B) block into dst (panel stride t.kc).
   auto pack_slice = [&](const Stripe& t, int64_t k0, int64_t k1, T* dst) {
     if (k1 <= k0) return;
-    const int64_t pc = t.pc + k0;
-    ker.pack_b(tb, tb ? B + t.jc * ldb + pc : B + pc * ldb + t.jc, ldb, k1 - k0, t.nc, t.kc, dst + k0 * NR);
+    src.pack(t.pc + k0, k1 - k0, t.jc, t.nc, t.kc, dst + k0 * NR);
   };
   // Prefetch plan for rows [k0, k1) of stripe t's op(B) block (source rows of `lines` cache lines).
   struct Plan {
@@ -269,9 +308,13 @@ void gemm_small_m(const Kernel<T>& ker, bool ta, bool tb, int64_t M, int64_t N, 
   };
   auto plan = [&](const Stripe& t, int64_t k0, int64_t k1) {
     Plan pl;
+    if constexpr (!std::is_same_v<Src, MatrixB<T>>) {
+      return pl;  // a packing function reads what it reads: nothing to prefetch for it
+    } else {
     if (k1 <= k0) return pl;
-    const int64_t pc = t.pc + k0;
-    const T* p = tb ? B + t.jc * ldb + pc : B + pc * ldb + t.jc;
+    const bool tb = src.tb;
+    const int64_t ldb = src.ldb;
+    const T* p = src.at(t.pc + k0, t.jc);
     const int64_t rows = tb ? t.nc : k1 - k0;
     const int64_t bytes = (tb ? k1 - k0 : t.nc) * static_cast<int64_t>(sizeof(T));
     pl.ld = ldb * static_cast<int64_t>(sizeof(T));
@@ -281,6 +324,7 @@ void gemm_small_m(const Kernel<T>& ker, bool ta, bool tb, int64_t M, int64_t N, 
     pl.lines = (skew + bytes + 63) / 64;
     pl.n = rows * pl.lines;
     return pl;
+    }
   };
   Stripe cur = stripe(0);
   pack_slice(cur, 0, cur.kc, bbuf);
@@ -296,7 +340,7 @@ void gemm_small_m(const Kernel<T>& ker, bool ta, bool tb, int64_t M, int64_t N, 
     // transposed (its pack transposes 16 x 16 blocks).
     const int64_t calls = ((cur.nc + NR - 1) / NR) * ((M + MR - 1) / MR);
     int64_t slice = (next.kc + calls - 1) / calls;
-    if (tb) slice = (slice + 15) / 16 * 16;
+    slice = (slice + src.k_align() - 1) / src.k_align() * src.k_align();
     // Call c prefetches slice c of the next block and is followed by packing slice c - 1 (prefetched during the
     // previous call).
     int64_t done = 0, fetched = 0;
@@ -319,9 +363,9 @@ void gemm_small_m(const Kernel<T>& ker, bool ta, bool tb, int64_t M, int64_t N, 
   }
 }
 
-template <typename T>
-void gemm_serial(const Kernel<T>& ker, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
-                 int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+template <typename T, typename Src>
+void gemm_serial(const Kernel<T>& ker, bool ta, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+                 const Src& src, T beta, T* C, int64_t ldc) {
   const int MR = ker.mr, NR = ker.nr;
   // K blocks of equal size (a short last block would pay the per-tile overhead for little work).
   const int64_t KC = balanced_block(K, ker.kc);
@@ -329,7 +373,7 @@ void gemm_serial(const Kernel<T>& ker, bool ta, bool tb, int64_t M, int64_t N, i
   const int64_t NC = std::min<int64_t>(ker.nc, (N + NR - 1) / NR * NR);
 
   if (M <= MC) {
-    gemm_small_m(ker, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_small_m(ker, ta, M, N, K, alpha, A, lda, src, beta, C, ldc);
     return;
   }
 
@@ -340,7 +384,7 @@ void gemm_serial(const Kernel<T>& ker, bool ta, bool tb, int64_t M, int64_t N, i
     for (int64_t pc = 0; pc < K; pc += KC) {
       const int64_t kc = std::min(KC, K - pc);
       const T beta_k = pc == 0 ? beta : T(1);
-      ker.pack_b(tb, tb ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, kc, nc, kc, bbuf);
+      src.pack(pc, kc, jc, nc, kc, bbuf);
       for (int64_t ic = 0; ic < M; ic += MC) {
         const int64_t mc = std::min(MC, M - ic);
         ker.pack_a(ta, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, mc, kc, abuf);
@@ -369,8 +413,8 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A
   detail::split_over_threads(M, N, K, ker.mr, ker.nr, 1.0e6, ta ? 1.0 : 3.0, tb ? 3.0 : 1.0,
                              [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
                                const T* a = ta ? A + m0 : A + m0 * lda;
-                               const T* b = tb ? B + n0 * ldb : B + n0;
-                               gemm_serial(ker, ta, tb, m1 - m0, n1 - n0, K, alpha, a, lda, b, ldb, beta,
+                               gemm_serial(ker, ta, m1 - m0, n1 - n0, K, alpha, a, lda,
+                                           MatrixB<T>{ker.pack_b, tb, B, ldb}.columns_from(n0), beta,
                                            C + m0 * ldc + n0, ldc);
                              });
 }
@@ -381,6 +425,21 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
            const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   gemm<float>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+
+void sgemm_packed_b(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                    const SgemmPackB& pack_b, float beta, float* C, int64_t ldc) {
+  if (detail::empty_product(M, N, K, alpha, beta, C, ldc)) return;
+  const Kernel<float>& ker = kernel_for<float>(current_isa());
+  detail::split_over_threads(M, N, K, ker.mr, ker.nr, 1.0e6, trans_a ? 1.0 : 3.0, 1.0,
+                             [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+                               const float* a = trans_a ? A + m0 : A + m0 * lda;
+                               gemm_serial(ker, trans_a, m1 - m0, n1 - n0, K, alpha, a, lda,
+                                           FunctionB{&pack_b, ker.nr}.columns_from(n0), beta,
+                                           C + m0 * ldc + n0, ldc);
+                             });
+}
+
+int sgemm_panel_width() { return kernel_for<float>(current_isa()).nr; }
 
 void dgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
            const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {

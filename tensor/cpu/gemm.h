@@ -1,5 +1,6 @@
 #pragma once
 #include <cstdint>
+#include <functional>
 namespace dl::cpu {
 // Row-major GEMM: C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C.
 // op(A) = A (M x K, row stride lda) or, when trans_a, A^T where A is stored K x M with row stride lda.
@@ -9,6 +10,16 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 void dgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
            const double* A, int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc);
+// sgemm with op(B) (K x N) written by the caller straight into the GEMM's packed layout:
+// pack(k0, kc, j0, nc, nr, ps, dst) stores rows [k0, k0 + kc) and columns [j0, j0 + nc) of op(B) as panels of nr
+// columns: panel p starts at dst + p * nr * ps and holds, for each k, nr values (dst[p*nr*ps + k*nr + j]), zero
+// past column nc. It may be called from several threads at once (on disjoint columns) and must not throw. The
+// convolution uses it to pack its im2col matrix from the image without writing it (tensor/cpu/conv.cpp).
+using SgemmPackB = std::function<void(int64_t k0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, int64_t ps, float* dst)>;
+void sgemm_packed_b(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                    const SgemmPackB& pack_b, float beta, float* C, int64_t ldc);
+// The panel width nr the packing function is asked for on this CPU (the micro-kernel's NR).
+int sgemm_panel_width();
 // Which micro-kernel sgemm uses on this CPU: "avx512", "avx2" or "portable". Env DL_GEMM_KERNEL=portable|avx2|avx512 forces one (never one the CPU lacks).
 const char* sgemm_kernel_name();
 // The simple reference (triple loop, blocked for cache, no SIMD), kept for tests.

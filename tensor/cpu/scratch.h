@@ -7,7 +7,7 @@
 
 namespace dl::cpu {
 
-constexpr int kScratchSlots = 8;
+constexpr int kScratchSlots = 9;
 
 void* thread_scratch_bytes(int slot, size_t bytes);
 

@@ -218,6 +218,29 @@ TEST_CASE("fast conv: Winograd F(2x2, 3x3) against the definition") {
   }
 }
 
+TEST_CASE("fast conv: the im2col packed straight from the images (implicit GEMM) against the definition") {
+  ConvKnobs knobs;
+  cpu::conv_tuning().packed_forward = 2;  // every forward but 1x1 stride 1, on every kernel
+  cpu::conv_tuning().winograd_min_channels = 0;
+  // wide planes (runs of 16+ pixels: masked loads, one or two runs per 16 lanes), stride 2 and dilation
+  // (gathers), planes narrower than a panel (several images per panel), tails of panels and chunks
+  std::vector<ConvCase> cases = odd_conv_cases();
+  cases.push_back(conv_case(3, 5, 19, 37, 6, 3, 3, {1, 1}, {1, 1}));
+  cases.push_back(conv_case(2, 4, 17, 33, 5, 3, 3, {2, 2}, {1, 1}));
+  cases.push_back(conv_case(3, 3, 12, 21, 4, 5, 3, {1, 1}, {2, 0}, {2, 1}));
+  // the packer of every GEMM kernel this CPU has (their panel widths differ: AVX-512's takes the vector path)
+  for (const char* kernel : {"", "avx2", "portable"}) {
+    ScopedEnv k("DL_GEMM_KERNEL", *kernel ? kernel : nullptr);
+    for (int64_t columns : {int64_t{1}, int64_t{20}, int64_t{1} << 20}) {
+      cpu::conv_tuning().target_columns = columns;
+      for (int threads : {1, 2}) {
+        set_threads(threads);
+        for (const ConvCase& c : cases) check_conv_case(c, "packed");
+      }
+    }
+  }
+}
+
 TEST_CASE("fast conv: the default tuning on ResNet-like layers matches the definition") {
   ConvKnobs knobs;
   set_threads(2);
@@ -329,7 +352,7 @@ TEST_CASE("conv algorithm search: the cache file is reused, and bad or foreign l
     cpu::conv_algo_reset();
     forward();
     const std::string chosen = choice_for("fwd");
-    CHECK((chosen == "winograd" || chosen.rfind("gemm/", 0) == 0));
+    CHECK((chosen == "winograd" || chosen.rfind("gemm/", 0) == 0 || chosen.rfind("packed/", 0) == 0));
     CHECK(chosen != "gemm/77");
     const auto now = file_lines(scope.file);
     REQUIRE(now.size() == 7);  // the new measurement appended
