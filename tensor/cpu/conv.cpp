@@ -32,6 +32,7 @@
 #include <chrono>
 #include <bit>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -54,12 +55,13 @@
 namespace dl::cpu {
 
 namespace {
-// DL_CONV_COLUMNS=n and DL_CONV_WINOGRAD=0|1 override the defaults (for measuring what each path
+// DL_CONV_COLUMNS=n, DL_CONV_WINOGRAD=0|1 and DL_CONV_PACKED=0|1|2 override the defaults (for measuring what each path
 // buys; `bench --profile` shows the effect per kernel).
 ConvTuning tuning_from_env() {
   ConvTuning t;
   if (const char* v = std::getenv("DL_CONV_COLUMNS"); v && std::atoll(v) > 0) t.target_columns = std::atoll(v);
   if (const char* v = std::getenv("DL_CONV_WINOGRAD"); v && std::string(v) == "0") t.winograd_min_channels = 0;
+  if (const char* v = std::getenv("DL_CONV_PACKED"); v && *v) t.packed_forward = std::atoi(v);
   return t;
 }
 }  // namespace
@@ -902,7 +904,14 @@ void choose_and_run(Pass pass, DType dtype, const Conv2dParams& g, bool low, siz
     return;
   }
   const std::vector<Algo> cands = candidates(pass, dtype, g, low, operand_bytes);
-  const std::string key = algo_key(pass, dtype, g);
+  // the candidates' names are part of the key (as a hash), so a choice made among other candidates (an
+  // older build, another DL_CONV_* setting) is not reused: it is measured again
+  uint32_t h = 2166136261u;  // FNV-1a
+  for (const Algo& a : cands)
+    for (const char ch : algo_name(a) + ",") h = (h ^ static_cast<uint8_t>(ch)) * 16777619u;
+  char tag[16];
+  std::snprintf(tag, sizeof tag, " c=%08x", h);
+  const std::string key = algo_key(pass, dtype, g) + tag;
   if (const auto known = conv_algo_lookup(key)) {
     for (const Algo& a : cands)
       if (algo_name(a) == *known) {

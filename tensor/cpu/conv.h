@@ -31,8 +31,8 @@ struct ConvTuning {
 };
 
 // The settings in force (process-wide; change them only while no convolution runs). The
-// environment can override two at start-up: DL_CONV_COLUMNS=n (target_columns; 1 = one image per
-// GEMM) and DL_CONV_WINOGRAD=0 (no Winograd).
+// environment can override three at start-up: DL_CONV_COLUMNS=n (target_columns; 1 = one image per
+// GEMM), DL_CONV_WINOGRAD=0 (no Winograd) and DL_CONV_PACKED=0|1|2 (packed_forward).
 ConvTuning& conv_tuning();
 
 }  // namespace dl::cpu
@@ -46,9 +46,12 @@ namespace dl::cpu {
 // ---- per-shape algorithm choice (like cuDNN's algorithm search) ------------------------------------
 // Each pass of each layer shape (forward, input gradient, weight gradient; dtype, autocast precision,
 // geometry, batch and thread count) is computed by one of: im2col + GEMM with 256, 512, 1024 or 2048
-// columns per GEMM, Winograd F(2x2, 3x3), or (bfloat16 forward) the implicit im2col. In `search` mode
+// columns per GEMM; the same GEMMs with the im2col matrix packed for the GEMM straight from the images
+// (float32 forwards, and stride-1 input gradients run as the forward of the output gradient with the
+// flipped kernels); Winograd F(2x2, 3x3); or (bfloat16 forward) the implicit im2col. In `search` mode
 // (the default) the first call of a shape times every candidate that applies on the call's own data
-// (each run twice, the faster kept), keeps the fastest for the rest of the process and appends it to
+// (each run twice, the faster kept), keeps the fastest (when it beats the fixed rule's choice by 10% or
+// more: timings in isolation flatter small differences) for the rest of the process and appends it to
 // the cache file, so later processes on the same CPU (model name and GEMM kernel) and thread count
 // reuse it without measuring: same choices, same numerics. `heuristic` mode (DL_CONV_ALGO=heuristic)
 // uses the fixed rules of ConvTuning instead and touches no file; the test suite runs in it so its
@@ -57,8 +60,10 @@ namespace dl::cpu {
 //   DL_CONV_ALGO_CACHE=FILE            the cache file; empty: none. Default:
 //                                      $XDG_CACHE_HOME/dl/conv_algos.tsv, else ~/.cache/dl/conv_algos.tsv
 // The file holds one choice per line (format version, CPU, GEMM kernel, shape key, algorithm, separated by
-// tabs). Lines for another CPU are kept but unused; malformed lines are ignored with one warning; a
-// choice that does not apply to its shape is measured again. Delete the file to measure everything anew.
+// tabs; the key ends with a hash of the candidates' names, so a choice made among other candidates, by an
+// older build or under other DL_CONV_* settings, is measured again). Lines for another CPU are kept but
+// unused; malformed lines are ignored with one warning; a choice that does not apply to its shape is
+// measured again. Delete the file to measure everything anew.
 bool conv_algo_search_enabled();
 std::string conv_algo_cache_path();
 // The choices in force in this process: (shape key, algorithm), in key order; for profiles and tests.

@@ -6,6 +6,11 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "tensor/cpu/loops.h"
 #include "tensor/cpu/register.h"
@@ -129,6 +134,59 @@ DL_VECTOR_CLONES void max3x3_rows(T* op, const T* pad, int64_t Wq, int64_t Ho, i
   }
 }
 
+#if defined(__x86_64__)
+bool has_avx512f() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+  }();
+  return yes;
+}
+
+// max(a, b) where a NaN in either wins (MAXPS alone returns b when either is NaN).
+__attribute__((target("avx512f"))) inline __m512 nan_max(__m512 a, __m512 b) {
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), _mm512_max_ps(a, b), a);
+}
+
+// Rows r0, r0 + Wq and r0 + 2 Wq at columns [x, x + 16): their maximum per column; columns from `cols` on
+// read as -inf.
+__attribute__((target("avx512f"))) inline __m512 column_max3(const float* r0, int64_t Wq, int64_t x, int64_t cols,
+                                                             __m512 ninf) {
+  const int64_t n = std::clamp<int64_t>(cols - x, 0, 16);
+  const __mmask16 m = static_cast<__mmask16>(n == 16 ? 0xFFFF : (1u << n) - 1);
+  const __m512 a = _mm512_mask_loadu_ps(ninf, m, r0 + x), b = _mm512_mask_loadu_ps(ninf, m, r0 + Wq + x),
+               c = _mm512_mask_loadu_ps(ninf, m, r0 + 2 * Wq + x);
+  return nan_max(nan_max(a, b), c);
+}
+
+// max3x3_rows<float, 2> with AVX-512, 16 outputs at a time: the three rows' maximum per column first
+// (contiguous loads), then each output takes columns 2ow, 2ow + 1 and 2ow + 2 of it (even and odd lanes
+// picked by permutes). Columns past the padded row read as -inf (masked loads; the row holds 2 Wo + 1).
+__attribute__((target("avx512f"))) void max3x3_s2_rows_avx512(float* op, const float* pad, int64_t Wq, int64_t Ho,
+                                                              int64_t Wo, int64_t sh) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const __m512i next = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  const int64_t cols = 2 * Wo + 1;  // the columns the windows read
+  for (int64_t oh = 0; oh < Ho; ++oh) {
+    const float* r0 = pad + oh * sh * Wq;
+    float* o = op + oh * Wo;
+    for (int64_t ow = 0; ow < Wo; ow += 16) {
+      const int64_t x = 2 * ow;
+      const __m512 v0 = column_max3(r0, Wq, x, cols, ninf), v1 = column_max3(r0, Wq, x + 16, cols, ninf),
+                   v2 = column_max3(r0, Wq, x + 32, cols, ninf);
+      const __m512 ev = _mm512_permutex2var_ps(v0, even, v1), od = _mm512_permutex2var_ps(v0, odd, v1);
+      // columns 2ow + 2: the even lanes moved by one, the last from v2's first
+      const __m512 ev2 = _mm512_permutex2var_ps(ev, next, v2);
+      const __m512 r = nan_max(nan_max(ev, od), ev2);
+      const int64_t n = std::min<int64_t>(16, Wo - ow);
+      _mm512_mask_storeu_ps(o + ow, static_cast<__mmask16>(n == 16 ? 0xFFFF : (1u << n) - 1), r);
+    }
+  }
+}
+#endif
+
 template <typename T>
 void max_pool_3x3_values_plane(const T* xp, T* op, const Pool2dParams& p) {
   const int64_t ph = p.padding[0], pw = p.padding[1];
@@ -144,6 +202,14 @@ void max_pool_3x3_values_plane(const T* xp, T* op, const Pool2dParams& p) {
     std::fill(row + pw + p.W, row + Wq, ninf);
   }
   std::fill(pad + (p.H + ph) * Wq, pad + Hq * Wq, ninf);
+#if defined(__x86_64__)
+  if constexpr (std::is_same_v<T, float>) {
+    if (p.stride[1] == 2 && has_avx512f()) {
+      max3x3_s2_rows_avx512(op, pad, Wq, p.Ho, p.Wo, p.stride[0]);
+      return;
+    }
+  }
+#endif
   if (p.stride[1] == 2)
     max3x3_rows<T, 2>(op, pad, Wq, p.Ho, p.Wo, p.stride[0], 2);
   else if (p.stride[1] == 1)

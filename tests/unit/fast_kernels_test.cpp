@@ -334,8 +334,8 @@ TEST_CASE("conv algorithm search: the cache file is reused, and bad or foreign l
   forward();
   auto lines = file_lines(scope.file);
   REQUIRE(lines.size() == 1);
-  const std::string key = "fwd float32 float32 N=4 C=34 H=6 W=5 O=33 k=3x3 s=1x1 p=1x1 d=1x1 g=1 t=1";
-  REQUIRE(lines[0].find("\t" + key + "\t") != std::string::npos);
+  const std::string key = "fwd float32 float32 N=4 C=34 H=6 W=5 O=33 k=3x3 s=1x1 p=1x1 d=1x1 g=1 t=1 c=";
+  REQUIRE(lines[0].find("\t" + key) != std::string::npos);
   const std::string head = lines[0].substr(0, lines[0].rfind('\t') + 1);  // everything but the algorithm
 
   SUBCASE("a later process takes the file's choice without measuring") {
@@ -346,8 +346,16 @@ TEST_CASE("conv algorithm search: the cache file is reused, and bad or foreign l
     CHECK(choice_for("fwd") == forced);
     CHECK(file_lines(scope.file).size() == 1);  // nothing measured, nothing appended
   }
+  SUBCASE("a choice made among other candidates (another build) is measured anew") {
+    const size_t c = head.find(" c=");
+    REQUIRE(c != std::string::npos);
+    write_lines(scope.file, {head.substr(0, c) + " c=deadbeef\tgemm/2048"});
+    cpu::conv_algo_reset();
+    forward();
+    CHECK(file_lines(scope.file).size() == 2);
+  }
   SUBCASE("a choice that cannot run the shape, another CPU's line and garbage are measured anew") {
-    const std::string foreign = "dl-conv-algos-v1\tSome Other CPU\tavx2\t" + key + "\tgemm/256";
+    const std::string foreign = "dl-conv-algos-v1\tSome Other CPU\tavx2\t" + key + "00000000\tgemm/256";
     write_lines(scope.file, {head + "implicit", head + "gemm/77", foreign, "garbage", std::string("\x01\x02\t\t\t\t"), ""});
     cpu::conv_algo_reset();
     forward();
@@ -679,13 +687,16 @@ TEST_CASE("fast max pool 3x3 values only (no graph): equals the indexed kernel's
   };
   const Case cases[] = {{{2, 3, 11, 11}, params(2, 1, false)}, {{1, 4, 16, 16}, params(2, 1, false)},
                         {{2, 2, 9, 13}, params(2, 0, true)},   {{1, 3, 7, 8}, params(1, 1, false)},
-                        {{1, 2, 12, 10}, params(3, 1, true)},  {{3, 1, 3, 3}, params(1, 0, false)}};
+                        {{1, 2, 12, 10}, params(3, 1, true)},  {{3, 1, 3, 3}, params(1, 0, false)},
+                        // rows of several 16-output vector blocks and a tail (the AVX-512 stride-2 path)
+                        {{1, 2, 9, 70}, params(2, 1, false)},  {{2, 1, 5, 67}, params(2, 0, true)}};
   for (const Case& c : cases) {
     Tensor x = uniform(c.x, 77, DType::Float32);
     auto xv = x.to_vector<float>();
     xv[3] = std::nanf("");
     xv[xv.size() / 2] = -std::numeric_limits<float>::infinity();
     xv[xv.size() - 1] = std::nanf("");
+    for (size_t i = 37; i < xv.size(); i += 101) xv[i] = std::nanf("");  // NaNs in every lane position
     x = from_vector(xv, c.x);
     Tensor indexed = ops::max_pool2d_forward(x, c.p, true).first;
     Tensor values;
