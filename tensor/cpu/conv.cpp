@@ -370,10 +370,10 @@ void for_image_shares(const Conv2dParams& g, F body) {
 // inside the image, and zero elsewhere: a masked gather per panel row.
 
 #if defined(__x86_64__)
-bool has_avx512f() {
+bool has_avx512f() {  // and BMI2, which every AVX-512 CPU has (the stride-2 packing uses pdep)
   static const bool yes = [] {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f");
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("bmi2");
   }();
   return yes;
 }
@@ -385,13 +385,14 @@ bool packed_applies(const Conv2dParams& g, int64_t images) {
          g.H < (int64_t{1} << 30) && g.W < (int64_t{1} << 30);
 }
 
-// Where the fixed rule packs: stride-1 layers on a CPU with AVX-512 (masked loads along output rows). Measured
-// on a Zen 4 against im2col + GEMM, ResNet18's and the scratch CNN's 3x3 stride-1 forwards ran 1.1-1.4x faster
-// (most on the small planes, where the column matrix of a chunk outgrows L2); stride-2 layers gather every
-// value and ran level or slower, as did the portable packer.
+// Where the fixed rule packs: stride-1 and stride-2 layers (masked loads along output rows) with at least 32
+// rows of im2col, on a CPU with AVX-512. Measured on a Zen 4 against im2col + GEMM: ResNet18's and the scratch
+// CNN's 3x3 forwards ran 1.0-1.5x faster (most on the small planes, where the column matrix of a chunk
+// outgrows L2), the 7x7 stride-2 stem 1.1x; the scratch CNN's one-channel first layer (9 rows) 1.6x slower,
+// as was the portable packer everywhere.
 bool packed_fast(const Conv2dParams& g) {
 #if defined(__x86_64__)
-  return g.stride[0] == 1 && g.stride[1] == 1 && has_avx512f() && sgemm_panel_width() % 16 == 0;
+  return g.stride[0] <= 2 && g.stride[1] <= 2 && g.K() >= 32 && has_avx512f() && sgemm_panel_width() % 16 == 0;
 #else
   (void)g;
   return false;
@@ -412,28 +413,39 @@ bool packed_weight_fast(const Conv2dParams& g) {
 
 // Rows [k0, k0 + kc) of one panel of nr columns whose tables start at off / ih / iw (nr entries each).
 // AVX-512, 16 lanes at a time (nr a multiple of 16; the AVX-512 GEMM's is 32), the tables held in registers.
+// Lanes whose columns are input pixels one or two apart (a stride-1 or stride-2 output row: at most two such
+// runs in 16 lanes when rows are 16+ wide, or 8+ at stride 2) load with masked loads, the stride-2 ones two
+// vectors whose even elements a permute picks; other lanes gather. The mask is the taps inside the image;
+// masked-off lanes and elements read nothing.
 #if defined(__x86_64__)
-// Lanes whose columns are consecutive input pixels (a stride-1 output row: at most two such runs in 16 lanes
-// when rows are 16+ wide) load with one or two masked loads; others gather. The mask is the taps inside the
-// image; masked-off lanes read nothing.
-__attribute__((target("avx512f"))) void pack_im2col_panel_avx512(const float* x, const int32_t* off,
-                                                                 const int32_t* ih, const int32_t* iw, int64_t nr,
-                                                                 int64_t k0, int64_t kc, const Conv2dParams& g,
-                                                                 float* d) {
-  const int64_t taps = g.kh * g.kw;
+// The values at p[2q] for the lanes q in `lanes` (0 elsewhere).
+__attribute__((target("avx512f,bmi2"))) inline __m512 load_even(const float* p, __mmask16 lanes, __m512i even) {
+  const uint32_t e = _pdep_u32(lanes, 0x55555555u);  // lane q -> element 2q
+  const __m512 lo = _mm512_maskz_loadu_ps(static_cast<__mmask16>(e), p);
+  const __m512 hi = _mm512_maskz_loadu_ps(static_cast<__mmask16>(e >> 16), p + 16);
+  return _mm512_permutex2var_ps(lo, even, hi);
+}
+
+__attribute__((target("avx512f,bmi2"))) void pack_im2col_panel_avx512(const float* x, const int32_t* off,
+                                                                      const int32_t* ih, const int32_t* iw,
+                                                                      int64_t nr, int64_t k0, int64_t kc,
+                                                                      const Conv2dParams& g, float* d) {
+  const int64_t taps = g.kh * g.kw, sw = g.stride[1];
   const __m512i vH = _mm512_set1_epi32(static_cast<int32_t>(g.H)), vW = _mm512_set1_epi32(static_cast<int32_t>(g.W));
   const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i even = _mm512_slli_epi32(iota, 1);
+  const __m512i step = sw == 2 ? even : iota;
   for (int64_t j = 0; j < nr; j += 16) {
     const __m512i vo = _mm512_loadu_si512(off + j), vh = _mm512_loadu_si512(ih + j), vw = _mm512_loadu_si512(iw + j);
     // the runs: lanes [0, r) continue off[j], lanes [r, 16) continue off[j + r] (when they do)
     const int32_t base1 = off[j];
-    const __mmask16 same1 = _mm512_cmpeq_epi32_mask(vo, _mm512_add_epi32(_mm512_set1_epi32(base1), iota));
+    const __mmask16 same1 = _mm512_cmpeq_epi32_mask(vo, _mm512_add_epi32(_mm512_set1_epi32(base1), step));
     const int r = same1 == 0xFFFF ? 16 : __builtin_ctz(static_cast<unsigned>(~same1) & 0xFFFFu);
     const __mmask16 run1 = static_cast<__mmask16>(r == 16 ? 0xFFFF : (1u << r) - 1);
-    const int32_t base2 = r < 16 ? off[j + r] - r : 0;
+    const int32_t base2 = r < 16 ? off[j + r] - static_cast<int32_t>(sw) * r : 0;
     const __mmask16 run2 = static_cast<__mmask16>(
-        _mm512_cmpeq_epi32_mask(vo, _mm512_add_epi32(_mm512_set1_epi32(base2), iota)) & ~run1);
-    const bool loads = (run1 | run2) == 0xFFFF;
+        _mm512_cmpeq_epi32_mask(vo, _mm512_add_epi32(_mm512_set1_epi32(base2), step)) & ~run1);
+    const int mode = (sw == 1 || sw == 2) && (run1 | run2) == 0xFFFF ? static_cast<int>(sw) : 0;
     float* dj = d + j;
     int64_t c = k0 / taps, t = k0 % taps;
     for (int64_t k = k0; k < k0 + kc; ++k, dj += nr) {
@@ -443,9 +455,12 @@ __attribute__((target("avx512f"))) void pack_im2col_panel_avx512(const float* x,
                           _mm512_cmplt_epu32_mask(_mm512_add_epi32(vw, _mm512_set1_epi32(dw)), vW);
       const float* src = x + c * g.HW() + dh * g.W + dw;
       __m512 v;
-      if (loads) {
+      if (mode == 1) {
         v = _mm512_maskz_loadu_ps(m & run1, src + base1);
         if (run2) v = _mm512_mask_loadu_ps(v, m & run2, src + base2);
+      } else if (mode == 2) {
+        v = load_even(src + base1, m & run1, even);
+        if (run2) v = _mm512_mask_mov_ps(v, run2, load_even(src + base2, m & run2, even));
       } else {
         v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, vo, src, 4);
       }
@@ -688,6 +703,9 @@ void backward_weight_packed(float* gw, const float* gout, const float* x, const 
 // The input gradient of a stride-1, single-group convolution is a stride-1 convolution of the output gradient
 // with the kernels transposed (C <-> O) and rotated by 180 degrees, padded by d * (k - 1) - p on each side
 // (which must not be negative): the geometry of that convolution.
+// The fixed rule runs it where it measured faster on a Zen 4 (1.1-1.4x on ResNet18's stride-1 layers): 64+
+// input channels (the forward's output rows) and planes 4+ wide; with fewer channels, or the scratch CNN's 3x3
+// planes, it ran 0.85-0.9x of im2col + GEMM + col2im, and with one channel 8x slower.
 bool input_as_forward_applies(const Conv2dParams& g) {
   return g.stride[0] == 1 && g.stride[1] == 1 && g.groups == 1 && g.padding[0] <= g.dilation[0] * (g.kh - 1) &&
          g.padding[1] <= g.dilation[1] * (g.kw - 1);
@@ -703,9 +721,14 @@ Conv2dParams input_as_forward_params(const Conv2dParams& g) {
 void backward_input_packed(float* gx, const float* gout, const float* w, const Conv2dParams& g, int64_t columns) {
   const int64_t taps = g.kh * g.kw;
   float* wf = thread_scratch<float>(kFlipped, static_cast<size_t>(g.O * g.C * taps));
-  for (int64_t c = 0; c < g.C; ++c)  // written in order, read in runs of `taps`
-    for (int64_t o = 0; o < g.O; ++o)
-      for (int64_t t = 0; t < taps; ++t) wf[(c * g.O + o) * taps + (taps - 1 - t)] = w[(o * g.C + c) * taps + t];
+  // in 16 x 16 blocks of (o, c), so reads and writes both stay within a few kilobytes
+  constexpr int64_t kB = 16;
+#pragma omp parallel for schedule(static) if (g.O * g.C * taps > (int64_t{1} << 16))
+  for (int64_t c0 = 0; c0 < g.C; c0 += kB)
+    for (int64_t o0 = 0; o0 < g.O; o0 += kB)
+      for (int64_t o = o0; o < std::min(o0 + kB, g.O); ++o)
+        for (int64_t c = c0; c < std::min(c0 + kB, g.C); ++c)
+          for (int64_t t = 0; t < taps; ++t) wf[(c * g.O + o) * taps + (taps - 1 - t)] = w[(o * g.C + c) * taps + t];
   forward_packed(gx, gout, wf, nullptr, input_as_forward_params(g), columns);
 }
 
@@ -998,7 +1021,7 @@ Algo heuristic_algo(Pass pass, DType dtype, const Conv2dParams& g, bool low) {
     a.kind = Algo::packed;
   else if (pass == Pass::input && dtype == DType::Float32 && !low && conv_tuning().packed_forward > 0 &&
            !use_winograd(g) && input_as_forward_applies(g) && packed_applies(input_as_forward_params(g), g.N) &&
-           (packed_fast(input_as_forward_params(g)) || conv_tuning().packed_forward == 2))
+           ((g.C >= 64 && g.Wo >= 4 && packed_fast(input_as_forward_params(g))) || conv_tuning().packed_forward == 2))
     a.kind = Algo::packed;
   else if (pass == Pass::weight && dtype == DType::Float32 && !low && conv_tuning().packed_forward > 0 &&
            (packed_weight_fast(g) || conv_tuning().packed_forward == 2) && packed_applies(g, g.N))
