@@ -367,7 +367,7 @@ void for_image_shares(const Conv2dParams& g, F body) {
 // cuDNN and oneDNN). Column j of a chunk (image i, output pixel (oh, ow)) is described once per chunk: the
 // offset of its window's first tap, off = i*C*H*W + ih0*W + iw0, and ih0 = oh*sh - ph, iw0 = ow*sw - pw; row k
 // (channel c, tap (ki, kj)) then reads x[c*H*W + ki*dh*W + kj*dw + off] where ih0 + ki*dh and iw0 + kj*dw lie
-// inside the image, and zero elsewhere: a masked gather per panel row.
+// inside the image, and zero elsewhere: masked loads along output rows, or masked gathers.
 
 #if defined(__x86_64__)
 bool has_avx512f() {  // and BMI2, which every AVX-512 CPU has (the stride-2 packing uses pdep)
@@ -379,10 +379,12 @@ bool has_avx512f() {  // and BMI2, which every AVX-512 CPU has (the stride-2 pac
 }
 #endif
 
-// Offsets are 32-bit (the gathers' index width): the chunk's images must span fewer than 2^31 values.
+// Offsets are 32-bit (the gathers' index width): the chunk's images must span fewer than 2^31 values. A
+// panel's tables are copied to the stack when it is the last (kPad entries at most).
+constexpr int64_t kPad = 64;
 bool packed_applies(const Conv2dParams& g, int64_t images) {
   return !g.pointwise() && g.gemm_dtype == DType::Float32 && images * g.C * g.HW() < (int64_t{1} << 31) &&
-         g.H < (int64_t{1} << 30) && g.W < (int64_t{1} << 30);
+         g.H < (int64_t{1} << 30) && g.W < (int64_t{1} << 30) && sgemm_panel_width() <= kPad;
 }
 
 // Where the fixed rule packs: stride-1 and stride-2 layers (masked loads along output rows) with at least 32
@@ -489,7 +491,6 @@ void pack_im2col_panel(const float* x, const int32_t* off, const int32_t* ih, co
 
 // The per-column tables of a chunk of B images (a shorter last chunk uses their prefix), in the calling
 // thread's kTables slot.
-constexpr int64_t kPad = 64;          // table entries past the last column, and the widest panel
 constexpr int32_t kNowhere = -(1 << 30);  // a row or column offset that lies outside every image
 struct ColumnTables {
   const int32_t *off, *ih, *iw;
@@ -510,8 +511,8 @@ ColumnTables column_tables(const Conv2dParams& g, int64_t B) {
   return {off, ih, iw};
 }
 
-// Copies entries [j, j + nr) of three tables to t (3 x kPad), those from `valid` on (or past `limit`) replaced
-// by entries that read nothing; returns pointers into t.
+// Copies the nr entries at a, b, c to t, those from `valid` on replaced by entries that read nothing, and points
+// a, b, c there.
 inline void last_panel(const int32_t*& a, const int32_t*& b, const int32_t*& c, int64_t nr, int64_t valid,
                        int32_t (&t)[3][kPad]) {
   for (int64_t q = 0; q < nr; ++q) {
