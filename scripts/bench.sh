@@ -13,7 +13,8 @@
 # Every run is written as a benchmark record, bench_records/<UTC date-time>-<host>-<cpu>/:
 #   bench.jsonl  bench's JSON lines (the machine line first: CPU model, measured FP32 peak, kernel, ...)
 #   bench.log    everything printed on stderr (BLAS and threading found, summary, profiles)
-#   meta.json    date, host, command line, git commit (and whether the tree had changes), kernel, CPUs
+#   meta.json    date, host, command line, git commit (and whether the tree had changes), kernel, CPUs,
+#                and the DL_* switches in force (DL_CONV_ALGO, DL_CONV_PACKED, ...)
 #   table.md     the markdown table (tools/bench_table.py), the one the README quotes
 # The README's figures come from a committed record only: regenerate its table with
 #   python3 tools/bench_table.py bench_records/<record>
@@ -82,7 +83,9 @@ meta = {"record": record, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.g
         "kernel": f"{platform.system()} {platform.release()}", "cpu_model": cpu, "cpus": os.cpu_count(),
         "blas_alternative": os.path.realpath("/etc/alternatives/libblas.so.3-x86_64-linux-gnu"),
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
-        "build_dir": os.environ.get("DL_BENCH_BUILD_DIR", "build")}
+        "build_dir": os.environ.get("DL_BENCH_BUILD_DIR", "build"),
+        # the framework's own switches in force (DL_CONV_ALGO, DL_CONV_PACKED, DL_GEMM_KERNEL, ...)
+        "dl_environment": {k: v for k, v in sorted(os.environ.items()) if k.startswith("DL_")}}
 json.dump(meta, open(os.path.join(record, "meta.json"), "w"), indent=1)
 EOF
 set +e

@@ -1079,6 +1079,8 @@ int main(int argc, char** argv) {
       out["fp32_peak_gflop_s"] = peak.gflop_s;
       out["load_average"] = {load_before, load_average()};  // 1-minute, before and after: other jobs
       if (f.contains("profile_ms_per_iter")) out["framework_profile_ms_per_iter"] = f["profile_ms_per_iter"];
+      for (const char* k : {"profile_conv_layers", "profile_conv_algorithms"})
+        if (f.contains(k)) out[std::string("framework_") + k] = f[k];
       std::string alone_note;
       if (alone) {
         json a = json::object();
