@@ -21,6 +21,15 @@
 // (forward_implicit: the GEMM reads shifted rows of a padded input through pointers, no column
 // matrix is written). Winograd is float32 only.
 //
+// Implicit GEMM (float32, Algo::packed): the same GEMMs, but the GEMM asks for its op(B) blocks through a packing
+// function that gathers the im2col values straight from the images (forward_packed; the weight gradient's
+// transposed col likewise, backward_weight_packed; a stride-1 input gradient runs as forward_packed of the
+// output gradient with flipped kernels), so the column matrix is never written and read back.
+//
+// Which algorithm runs for a pass of a layer shape is measured once (choose_and_run; conv.h): the candidates are
+// timed on the first call's data, the fastest kept for the process and in a cache file; DL_CONV_ALGO=heuristic
+// keeps the fixed rules (heuristic_algo).
+//
 // Threads: with at least as many images as threads, each thread takes a contiguous share of the
 // images and runs its chunks with single-threaded GEMMs and its own buffers (thread-local scratch,
 // grown as needed, kept between calls); backward weight accumulates one partial gradient per thread

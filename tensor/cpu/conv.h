@@ -24,9 +24,10 @@ struct ConvTuning {
   int64_t winograd_min_channels = 96;
   int64_t winograd_max_channels = 192;
   int64_t winograd_min_plane = 400;
-  // float32 forwards outside Winograd's window pack the im2col matrix for the GEMM straight from the
-  // images (no column matrix written): 0 never (im2col, then the GEMM packs it), 1 where it measured
-  // faster (stride 1 on a CPU with AVX-512), 2 always (for tests).
+  // The fixed rules' use of the implicit GEMM (float32 passes outside Winograd's window pack the im2col
+  // matrix for the GEMM straight from the images, no column matrix written): 0 never (im2col, then the
+  // GEMM packs it), 1 where it measured faster on an AVX-512 CPU (conv.cpp: packed_fast and its
+  // neighbours), 2 always (for tests).
   int packed_forward = 1;
 };
 
@@ -47,11 +48,13 @@ namespace dl::cpu {
 // Each pass of each layer shape (forward, input gradient, weight gradient; dtype, autocast precision,
 // geometry, batch and thread count) is computed by one of: im2col + GEMM with 256, 512, 1024 or 2048
 // columns per GEMM; the same GEMMs with the im2col matrix packed for the GEMM straight from the images
-// (float32 forwards, and stride-1 input gradients run as the forward of the output gradient with the
-// flipped kernels); Winograd F(2x2, 3x3); or (bfloat16 forward) the implicit im2col. In `search` mode
+// (float32 forwards and weight gradients, and stride-1 input gradients run as the forward of the output
+// gradient with the flipped kernels); Winograd F(2x2, 3x3); or (bfloat16 forward) the implicit im2col. In
+// `search` mode
 // (the default) the first call of a shape times every candidate that applies on the call's own data
 // (each run twice, the faster kept), keeps the fastest (when it beats the fixed rule's choice by 10% or
-// more: timings in isolation flatter small differences) for the rest of the process and appends it to
+// more, confirmed by two more alternating runs of both: timings in isolation flatter small differences,
+// and this VM has slow spells) for the rest of the process and appends it to
 // the cache file, so later processes on the same CPU (model name and GEMM kernel) and thread count
 // reuse it without measuring: same choices, same numerics. `heuristic` mode (DL_CONV_ALGO=heuristic)
 // uses the fixed rules of ConvTuning instead and touches no file; the test suite runs in it so its
