@@ -311,19 +311,19 @@ void gemm_small_m(const Kernel<T>& ker, bool ta, int64_t M, int64_t N, int64_t K
     if constexpr (!std::is_same_v<Src, MatrixB<T>>) {
       return pl;  // a packing function reads what it reads: nothing to prefetch for it
     } else {
-    if (k1 <= k0) return pl;
-    const bool tb = src.tb;
-    const int64_t ldb = src.ldb;
-    const T* p = src.at(t.pc + k0, t.jc);
-    const int64_t rows = tb ? t.nc : k1 - k0;
-    const int64_t bytes = (tb ? k1 - k0 : t.nc) * static_cast<int64_t>(sizeof(T));
-    pl.ld = ldb * static_cast<int64_t>(sizeof(T));
-    // Rows not starting on a line boundary span one more line.
-    const int64_t skew = pl.ld % 64 == 0 ? static_cast<int64_t>(reinterpret_cast<uintptr_t>(p) % 64) : 63;
-    pl.p = static_cast<const char*>(static_cast<const void*>(p)) - (pl.ld % 64 == 0 ? skew : 0);
-    pl.lines = (skew + bytes + 63) / 64;
-    pl.n = rows * pl.lines;
-    return pl;
+      if (k1 <= k0) return pl;
+      const bool tb = src.tb;
+      const int64_t ldb = src.ldb;
+      const T* p = src.at(t.pc + k0, t.jc);
+      const int64_t rows = tb ? t.nc : k1 - k0;
+      const int64_t bytes = (tb ? k1 - k0 : t.nc) * static_cast<int64_t>(sizeof(T));
+      pl.ld = ldb * static_cast<int64_t>(sizeof(T));
+      // Rows not starting on a line boundary span one more line.
+      const int64_t skew = pl.ld % 64 == 0 ? static_cast<int64_t>(reinterpret_cast<uintptr_t>(p) % 64) : 63;
+      pl.p = static_cast<const char*>(static_cast<const void*>(p)) - (pl.ld % 64 == 0 ? skew : 0);
+      pl.lines = (skew + bytes + 63) / 64;
+      pl.n = rows * pl.lines;
+      return pl;
     }
   };
   Stripe cur = stripe(0);

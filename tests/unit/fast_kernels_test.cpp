@@ -1,5 +1,6 @@
 // The fast CPU paths against simple definitions on odd shapes: convolution (one image per GEMM,
-// several images per GEMM, 1x1, groups, strides, dilation, Winograd; one thread and two), the
+// several images per GEMM, 1x1, groups, strides, dilation, Winograd; one thread and two; the
+// implicit GEMM on every GEMM kernel; the per-shape algorithm search and its cache file), the
 // vectorised elementwise loops (in place, broadcast scalars, overlapping views, tails), the fused
 // ReLU backward and batch norm + ReLU, the pooling fast paths (indexed and values only), the caching allocator and the
 // engine's in-place gradient accumulation.
@@ -218,12 +219,15 @@ TEST_CASE("fast conv: Winograd F(2x2, 3x3) against the definition") {
   }
 }
 
-TEST_CASE("fast conv: the im2col packed straight from the images (implicit GEMM) against the definition") {
+TEST_CASE("fast conv: the im2col packed straight from the images (implicit GEMM), all three passes, against the definition") {
   ConvKnobs knobs;
-  cpu::conv_tuning().packed_forward = 2;  // every forward but 1x1 stride 1, on every kernel
+  // every pass of every layer but 1x1 stride 1: the forward, the weight gradient, and the stride-1 single-group
+  // input gradients as forwards of the output gradient
+  cpu::conv_tuning().packed_forward = 2;
   cpu::conv_tuning().winograd_min_channels = 0;
-  // wide planes (runs of 16+ pixels: masked loads, one or two runs per 16 lanes), stride 2 and dilation
-  // (gathers), planes narrower than a panel (several images per panel), tails of panels and chunks
+  // wide planes (runs of 16+ pixels: masked loads, one or two runs per 16 lanes), stride 2 (even elements of
+  // two loads), dilation (gathers), planes narrower than a panel (several images per panel), tails of panels
+  // and chunks
   std::vector<ConvCase> cases = odd_conv_cases();
   cases.push_back(conv_case(3, 5, 19, 37, 6, 3, 3, {1, 1}, {1, 1}));
   cases.push_back(conv_case(2, 4, 17, 33, 5, 3, 3, {2, 2}, {1, 1}));
