@@ -531,47 +531,63 @@ inline void last_panel(const int32_t*& a, const int32_t*& b, const int32_t*& c, 
   a = t[0], b = t[1], c = t[2];
 }
 
-void forward_packed(float* out, const float* x, const float* w, const float* bias, const Conv2dParams& g,
-                    int64_t columns) {
+// The chunk loop of every im2col-style forward: each thread's share of the images in chunks of B images (B from
+// `columns`); make_product(B), called once per share, returns product(xg, wg, b, C, ldc, beta), which writes
+// C = W_g (O/g x K) @ col(b images from xg) (+ beta C) with C's rows ldc apart. The output planes of one image
+// are C itself (bias filled first), those of several are gathered in a buffer and scattered with the bias.
+template <typename T, typename S, typename MakeProduct>
+void forward_chunks(T* out, const S* x, const S* w, const T* bias, const Conv2dParams& g, int64_t columns,
+                    MakeProduct make_product) {
   const int64_t K = g.K(), L = g.L(), Og = g.Og();
   for_image_shares(g, [&](int64_t n0, int64_t n1) {
-    const int64_t B = chunk_images<float>(g, n1 - n0, columns);
-    const ColumnTables tab = column_tables(g, B);
-    const int32_t *off = tab.off, *ih = tab.ih, *iw = tab.iw;
+    const int64_t B = chunk_images<S>(g, n1 - n0, columns);
+    auto product = make_product(B);
     for (int64_t n = n0; n < n1; n += B) {
       const int64_t b = std::min(B, n1 - n), bl = b * L;
       for (int64_t grp = 0; grp < g.groups; ++grp) {
-        const float* xg = x + (n * g.C + grp * g.Cg()) * g.HW();
-        const float* wg = w + grp * Og * K;
-        const float* bg = bias ? bias + grp * Og : nullptr;
-        float* og = out + (n * g.O + grp * Og) * L;
-        const SgemmPackB pack = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, int64_t ps,
-                                    float* dst) {
-          int32_t t[3][kPad];
-          for (int64_t p = 0; p * nr < nc; ++p) {
-            const int64_t j = j0 + p * nr, valid = std::min({nr, nc - p * nr, bl - j});
-            const int32_t *po = off + j, *ph = ih + j, *pw = iw + j;
-            if (valid < nr) last_panel(po, ph, pw, nr, valid, t);  // the columns past nc (or the chunk) read nothing
-#if defined(__x86_64__)
-            if (nr % 16 == 0 && has_avx512f()) {
-              pack_im2col_panel_avx512(xg, po, ph, pw, nr, k0, kc, g, dst + p * nr * ps);
-              continue;
-            }
-#endif
-            pack_im2col_panel(xg, po, ph, pw, nr, k0, kc, g, dst + p * nr * ps);
-          }
-        };
+        const S* xg = x + (n * g.C + grp * g.Cg()) * g.HW();
+        const S* wg = w + grp * Og * K;
+        const T* bg = bias ? bias + grp * Og : nullptr;
+        T* og = out + (n * g.O + grp * Og) * L;
         if (b == 1) {
           if (bg)
             for (int64_t o = 0; o < Og; ++o) std::fill(og + o * L, og + (o + 1) * L, bg[o]);
-          sgemm_packed_b(false, Og, L, K, 1.0f, wg, K, pack, bg ? 1.0f : 0.0f, og, L);
+          product(xg, wg, int64_t{1}, og, L, bg ? T(1) : T(0));
           continue;
         }
-        float* tmp = thread_scratch<float>(kGathered, static_cast<size_t>(Og * bl));
-        sgemm_packed_b(false, Og, bl, K, 1.0f, wg, K, pack, 0.0f, tmp, bl);
+        T* tmp = thread_scratch<T>(kGathered, static_cast<size_t>(Og * bl));
+        product(xg, wg, b, tmp, bl, T(0));
         scatter_planes(tmp, Og, L, b, og, g.O * L, bg);
       }
     }
+  });
+}
+
+void forward_packed(float* out, const float* x, const float* w, const float* bias, const Conv2dParams& g,
+                    int64_t columns) {
+  const int64_t K = g.K(), L = g.L(), Og = g.Og();
+  forward_chunks(out, x, w, bias, g, columns, [&](int64_t B) {
+    const ColumnTables tab = column_tables(g, B);
+    return [&g, K, L, Og, tab](const float* xg, const float* wg, int64_t b, float* c, int64_t ldc, float beta) {
+      const int64_t bl = b * L;
+      const SgemmPackB pack = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, int64_t ps,
+                                  float* dst) {
+        int32_t t[3][kPad];
+        for (int64_t p = 0; p * nr < nc; ++p) {
+          const int64_t j = j0 + p * nr, valid = std::min({nr, nc - p * nr, bl - j});
+          const int32_t *po = tab.off + j, *ph = tab.ih + j, *pw = tab.iw + j;
+          if (valid < nr) last_panel(po, ph, pw, nr, valid, t);  // the columns past nc (or the chunk) read nothing
+#if defined(__x86_64__)
+          if (nr % 16 == 0 && has_avx512f()) {
+            pack_im2col_panel_avx512(xg, po, ph, pw, nr, k0, kc, g, dst + p * nr * ps);
+            continue;
+          }
+#endif
+          pack_im2col_panel(xg, po, ph, pw, nr, k0, kc, g, dst + p * nr * ps);
+        }
+      };
+      sgemm_packed_b(false, Og, bl, K, 1.0f, wg, K, pack, beta, c, ldc);
+    };
   });
 }
 
@@ -757,37 +773,20 @@ void forward_typed(T* out, const S* x, const S* w, const T* bias, const Conv2dPa
     winograd_conv(out, x, U, bias, g.N, g.C, g.H, g.W, g.O, g.padding[0]);
     return;
   }
-  for_image_shares(g, [&](int64_t n0, int64_t n1) {
-    const int64_t B = chunk_images<S>(g, n1 - n0, a.columns);
-    for (int64_t n = n0; n < n1; n += B) {
-      const int64_t b = std::min(B, n1 - n), bl = b * L;
-      for (int64_t grp = 0; grp < g.groups; ++grp) {
-        const S* xg = x + (n * g.C + grp * g.Cg()) * g.HW();
-        const S* wg = w + grp * Og * K;
-        const T* bg = bias ? bias + grp * Og : nullptr;
-        T* og = out + (n * g.O + grp * Og) * L;
-        if (b == 1) {
-          const S* src = xg;
-          if (!g.pointwise()) {
-            S* col = thread_scratch<S>(kCol, static_cast<size_t>(K * L));
-            im2col(xg, col, L, g);
-            src = col;
-          }
-          if (bg)
-            for (int64_t o = 0; o < Og; ++o) std::fill(og + o * L, og + (o + 1) * L, bg[o]);
-          gemm(g, false, false, Og, L, K, wg, K, src, L, bg ? T(1) : T(0), og, L);
-          continue;
-        }
+  forward_chunks(out, x, w, bias, g, a.columns, [&](int64_t) {
+    return [&](const S* xg, const S* wg, int64_t b, T* c, int64_t ldc, T beta) {
+      const int64_t bl = b * L;
+      const S* src = xg;
+      if (b > 1 || !g.pointwise()) {  // one image of a 1x1 stride-1 layer is its own column matrix
         S* col = thread_scratch<S>(kCol, static_cast<size_t>(K * bl));
         if (g.pointwise())
           gather_planes(xg, g.C * g.HW(), K, L, b, col);
         else
           for (int64_t i = 0; i < b; ++i) im2col(xg + i * g.C * g.HW(), col + i * L, bl, g);
-        T* tmp = thread_scratch<T>(kGathered, static_cast<size_t>(Og * bl));
-        gemm(g, false, false, Og, bl, K, wg, K, col, bl, T(0), tmp, bl);
-        scatter_planes(tmp, Og, L, b, og, g.O * L, bg);
+        src = col;
       }
-    }
+      gemm(g, false, false, Og, bl, K, wg, K, src, bl, beta, c, ldc);
+    };
   });
 }
 
