@@ -72,8 +72,10 @@
 //    "pytorch_peak_rss_mb", "rss_growth_mb" / "pytorch_rss_growth_mb" (peak minus the resident size
 //    before the workload was built), "conv_gflop_per_iter" (counted from the convolutions' shapes),
 //    "conv_gflop_s" / "pytorch_conv_gflop_s" (that count over the whole iteration's time), "pytorch_blas",
-//    "pytorch_threading", "torch", "cpu_model", "fp32_peak_gflop_s", "load_average", and with --alone
-//    "alone" and "alone_ok"}
+//    "pytorch_threading", "torch", "cpu_model", "fp32_peak_gflop_s", "load_average", with --alone
+//    "alone" and "alone_ok", and with --profile "framework_profile_ms_per_iter" (per kernel),
+//    "framework_profile_conv_layers" (ms and GFLOP/s per convolution pass and layer shape) and
+//    "framework_profile_conv_algorithms" (the algorithm chosen per shape, under the search)}
 // scripts/bench.sh keeps these lines as a benchmark record (bench_records/), and tools/bench_table.py
 // turns a record into the README's table.
 //
