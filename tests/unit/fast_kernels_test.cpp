@@ -6,11 +6,13 @@
 // engine's in-place gradient accumulation.
 #include <unistd.h>
 
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <limits>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -243,6 +245,46 @@ TEST_CASE("fast conv: the im2col packed straight from the images (implicit GEMM)
       }
     }
   }
+}
+
+TEST_CASE("fast conv: the implicit GEMM computes the same sums as im2col + GEMM on random shapes") {
+  // The same products in the same order: the forward and the weight gradient must match bit for bit; the
+  // input gradient (a forward with flipped kernels instead of GEMM + col2im) sums in another order.
+  ConvKnobs knobs;
+  cpu::conv_tuning().winograd_min_channels = 0;
+  std::mt19937 rng(20261202);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  int checked = 0;
+  for (int it = 0; it < 150; ++it) {
+    const int64_t G = pick(1, 3), N = pick(1, 9), C = G * pick(1, 6), O = G * pick(1, 6), kh = pick(1, 5),
+                  kw = pick(1, 5), H = pick(kh, 20), W = pick(kw, 40);
+    Conv2dParams p;
+    p.stride = {pick(1, 3), pick(1, 3)};
+    p.dilation = {pick(1, 2), pick(1, 2)};
+    p.padding = {pick(0, static_cast<int>(kh)), pick(0, static_cast<int>(kw))};
+    p.groups = G;
+    const int64_t Ho = out_size(H, kh, p.stride[0], p.padding[0], p.dilation[0]),
+                  Wo = out_size(W, kw, p.stride[1], p.padding[1], p.dilation[1]);
+    if (Ho < 1 || Wo < 1) continue;
+    set_threads(pick(1, 2));
+    cpu::conv_tuning().target_columns = std::vector<int64_t>{1, 20, 512, 1 << 20}[static_cast<size_t>(pick(0, 3))];
+    Tensor x = uniform({N, C, H, W}, 100 + it, DType::Float32), w = uniform({O, C / G, kh, kw}, 200 + it, DType::Float32);
+    Tensor b = uniform({O}, 300 + it, DType::Float32), gout = uniform({N, O, Ho, Wo}, 400 + it, DType::Float32);
+    auto passes = [&](int packed) {
+      cpu::conv_tuning().packed_forward = packed;
+      return std::array<Tensor, 3>{ops::conv2d_forward(x, w, b, p), ops::conv2d_backward_input(gout, w, x.sizes(), p),
+                                   ops::conv2d_backward_weight(gout, x, w.sizes(), p)};
+    };
+    const auto im2col = passes(0), packed = passes(2);
+    INFO("N" << N << " C" << C << " O" << O << " groups " << G << " k" << kh << "x" << kw << " " << H << "x" << W
+              << " stride " << p.stride[0] << "," << p.stride[1] << " dilation " << p.dilation[0] << ","
+              << p.dilation[1] << " padding " << p.padding[0] << "," << p.padding[1]);
+    CHECK(packed[0].to_vector<float>() == im2col[0].to_vector<float>());
+    CHECK_CLOSE(packed[1], im2col[1], 1e-5, 1e-5);
+    CHECK(packed[2].to_vector<float>() == im2col[2].to_vector<float>());
+    ++checked;
+  }
+  CHECK(checked > 100);
 }
 
 TEST_CASE("fast conv: the default tuning on ResNet-like layers matches the definition") {
