@@ -1046,24 +1046,27 @@ std::vector<Algo> candidates(Pass pass, DType dtype, const Conv2dParams& g, bool
   auto add = [&](const Algo& a) {
     if (std::find(c.begin(), c.end(), a) == c.end()) c.push_back(a);
   };
+  // column targets that give a thread's share the same number of images per GEMM are the same algorithm
   const int nt = max_threads();
   const int64_t avail = g.N >= nt ? (g.N + nt - 1) / nt : g.N;
-  std::vector<int64_t> seen;
-  for (const Algo& a : c)
-    if (a.kind == Algo::gemm) seen.push_back(chunk_images_bytes(g, avail, a.columns, operand_bytes));
-  for (int64_t cols : {256, 512, 1024, 2048}) {
-    const int64_t b = chunk_images_bytes(g, avail, cols, operand_bytes);
-    if (std::find(seen.begin(), seen.end(), b) != seen.end()) continue;
-    seen.push_back(b);
-    add(Algo{Algo::gemm, cols});
-  }
-  if (pass == Pass::forward && dtype == DType::Float32 && !low && packed_applies(g, g.N))
-    for (int64_t cols : {256, 512, 1024, 2048}) add(Algo{Algo::packed, cols});
-  if (pass == Pass::input && dtype == DType::Float32 && !low && input_as_forward_applies(g) &&
-      packed_applies(input_as_forward_params(g), g.N))
-    for (int64_t cols : {256, 512, 1024, 2048}) add(Algo{Algo::packed, cols});
-  if (pass == Pass::weight && dtype == DType::Float32 && !low && packed_applies(g, g.N))
-    for (int64_t cols : {256, 512, 1024, 2048}) add(Algo{Algo::packed, cols});
+  // (gc: the geometry that is chunked; for the packed input gradient, that of the forward it runs as)
+  auto add_columns = [&](Algo::Kind kind, const Conv2dParams& gc) {
+    std::vector<int64_t> seen;
+    for (const Algo& a : c)
+      if (a.kind == kind) seen.push_back(chunk_images_bytes(gc, avail, a.columns, operand_bytes));
+    for (int64_t cols : {256, 512, 1024, 2048}) {
+      const int64_t b = chunk_images_bytes(gc, avail, cols, operand_bytes);
+      if (std::find(seen.begin(), seen.end(), b) != seen.end()) continue;
+      seen.push_back(b);
+      add(Algo{kind, cols});
+    }
+  };
+  add_columns(Algo::gemm, g);
+  const bool fp32 = dtype == DType::Float32 && !low;
+  if (fp32 && ((pass == Pass::forward || pass == Pass::weight) && packed_applies(g, g.N)))
+    add_columns(Algo::packed, g);
+  if (fp32 && pass == Pass::input && input_as_forward_applies(g) && packed_applies(input_as_forward_params(g), g.N))
+    add_columns(Algo::packed, input_as_forward_params(g));
   if (pass != Pass::weight && !low && winograd_applies(g)) add(Algo{Algo::winograd, 0});
   if (pass == Pass::forward && low && g.stride[0] == 1 && g.stride[1] == 1 && g.groups == 1 && !g.pointwise())
     add(Algo{Algo::implicit, 0});
