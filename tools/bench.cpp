@@ -118,6 +118,7 @@
 #include "autograd/node.h"
 #include "models/resnet.h"
 #include "tensor/cpu/conv.h"
+#include "tensor/cpu/cpu_info.h"
 #include "tensor/cpu/gemm_bf16.h"
 #include "models/scratch_cnn.h"
 #include "nn/loss.h"
@@ -182,15 +183,8 @@ double current_rss_mb() {
 // ---- the machine: CPU model and a measured FP32 FMA peak -----------------------------------------
 
 std::string cpu_model() {
-  std::ifstream f("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      const auto colon = line.find(':');
-      if (colon != std::string::npos) return line.substr(line.find_first_not_of(" \t", colon + 1));
-    }
-  }
-  return "unknown";
+  const std::string model = dl::cpu::cpu_model_name();
+  return model.empty() ? "unknown" : model;
 }
 
 // Independent FMA chains on registers only: enough of them to cover the FMA latency (4 cycles) times

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <thread>
 
+#include "tensor/cpu/cpu_info.h"
 #include "tensor/error.h"
 
 #ifndef DL_SOURCE_DIR
@@ -178,14 +179,8 @@ std::string git_commit() {
 std::string machine_description() {
   utsname u{};
   uname(&u);
-  std::string cpu = "unknown CPU";
-  std::ifstream f("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("model name", 0) == 0) {
-      cpu = line.substr(line.find(':') + 2);
-      break;
-    }
+  std::string cpu = dl::cpu::cpu_model_name();
+  if (cpu.empty()) cpu = "unknown CPU";
   return fmt::format("{} {} {}, {} ({} hardware threads)", u.sysname, u.release, u.machine, cpu,
                      std::thread::hardware_concurrency());
 }

@@ -54,6 +54,7 @@
 #endif
 
 #include "tensor/cpu/conv_algo_cache.h"
+#include "tensor/cpu/cpu_info.h"
 #include "tensor/cpu/gemm.h"
 #include "tensor/cpu/gemm_bf16.h"
 #include "tensor/cpu/loops.h"
@@ -378,16 +379,6 @@ void for_image_shares(const Conv2dParams& g, F body) {
 // (channel c, tap (ki, kj)) then reads x[c*H*W + ki*dh*W + kj*dw + off] where ih0 + ki*dh and iw0 + kj*dw lie
 // inside the image, and zero elsewhere: masked loads along output rows, or masked gathers.
 
-#if defined(__x86_64__)
-bool has_avx512f() {  // and BMI2, which every AVX-512 CPU has (the stride-2 packing uses pdep)
-  static const bool yes = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("bmi2");
-  }();
-  return yes;
-}
-#endif
-
 // Offsets are 32-bit (the gathers' index width): the chunk's images must span fewer than 2^31 values. A
 // panel's tables are copied to the stack when it is the last (kPad entries at most).
 constexpr int64_t kPad = 64;
@@ -403,7 +394,7 @@ bool packed_applies(const Conv2dParams& g, int64_t images) {
 // as was the portable packer everywhere.
 bool packed_fast(const Conv2dParams& g) {
 #if defined(__x86_64__)
-  return g.stride[0] <= 2 && g.stride[1] <= 2 && g.K() >= 32 && has_avx512f() && sgemm_panel_width() % 16 == 0;
+  return g.stride[0] <= 2 && g.stride[1] <= 2 && g.K() >= 32 && cpu_has_avx512f() && sgemm_panel_width() % 16 == 0;
 #else
   (void)g;
   return false;
@@ -415,7 +406,7 @@ bool packed_fast(const Conv2dParams& g) {
 // 256 and 512 channels, level at 128, 1.5x slower at 64.
 bool packed_weight_fast(const Conv2dParams& g) {
 #if defined(__x86_64__)
-  return g.Og() >= 256 && has_avx512f() && sgemm_panel_width() % 16 == 0;
+  return g.Og() >= 256 && cpu_has_avx512f() && sgemm_panel_width() % 16 == 0;
 #else
   (void)g;
   return false;
@@ -578,7 +569,7 @@ void forward_packed(float* out, const float* x, const float* w, const float* bia
           const int32_t *po = tab.off + j, *ph = tab.ih + j, *pw = tab.iw + j;
           if (valid < nr) last_panel(po, ph, pw, nr, valid, t);  // the columns past nc (or the chunk) read nothing
 #if defined(__x86_64__)
-          if (nr % 16 == 0 && has_avx512f()) {
+          if (nr % 16 == 0 && cpu_has_avx512f()) {
             pack_im2col_panel_avx512(xg, po, ph, pw, nr, k0, kc, g, dst + p * nr * ps);
             continue;
           }
@@ -702,7 +693,7 @@ void backward_weight_packed(float* gw, const float* gout, const float* x, const 
             const int32_t *po = tap.off + j, *ph = tap.ih + j, *pw = tap.iw + j;
             if (valid < nr) last_panel(po, ph, pw, nr, valid, t);
 #if defined(__x86_64__)
-            if (nr % 16 == 0 && has_avx512f()) {
+            if (nr % 16 == 0 && cpu_has_avx512f()) {
               pack_im2col_t_panel_avx512(xg, po, ph, pw, nr, col, k0, kc, g, dst + p * nr * ps);
               continue;
             }
@@ -1021,21 +1012,37 @@ std::string algo_key(Pass pass, DType dtype, const Conv2dParams& g) {
 }
 
 // What the fixed rules pick (DL_CONV_ALGO=heuristic, and the search's first candidate).
+// The implicit GEMM can run the pass (float32 only; the input gradient as a forward of the output gradient).
+bool packed_possible(Pass pass, DType dtype, const Conv2dParams& g, bool low) {
+  if (dtype != DType::Float32 || low) return false;
+  if (pass == Pass::input) return input_as_forward_applies(g) && packed_applies(input_as_forward_params(g), g.N);
+  return packed_applies(g, g.N);
+}
+
+// ... and where the fixed rule takes it (measured per pass: packed_fast, input_as_forward_applies'
+// comment, packed_weight_fast).
+bool packed_fast_for(Pass pass, const Conv2dParams& g) {
+  switch (pass) {
+    case Pass::forward:
+      return packed_fast(g);
+    case Pass::input:
+      return g.C >= 64 && g.Wo >= 4 && packed_fast(input_as_forward_params(g));
+    default:
+      return packed_weight_fast(g);
+  }
+}
+
 Algo heuristic_algo(Pass pass, DType dtype, const Conv2dParams& g, bool low) {
   Algo a;
   a.columns = conv_tuning().target_columns;
-  if (pass == Pass::forward && low && use_implicit(g)) a.kind = Algo::implicit;
-  else if (pass == Pass::forward && dtype == DType::Float32 && !low && conv_tuning().packed_forward > 0 &&
-           !use_winograd(g) && (packed_fast(g) || conv_tuning().packed_forward == 2) && packed_applies(g, g.N))
+  const int packed = conv_tuning().packed_forward;  // 0 never, 1 where measured faster, 2 always
+  const bool winograd = pass != Pass::weight && !low && use_winograd(g);
+  if (pass == Pass::forward && low && use_implicit(g))
+    a.kind = Algo::implicit;
+  else if (!winograd && packed > 0 && packed_possible(pass, dtype, g, low) && (packed == 2 || packed_fast_for(pass, g)))
     a.kind = Algo::packed;
-  else if (pass == Pass::input && dtype == DType::Float32 && !low && conv_tuning().packed_forward > 0 &&
-           !use_winograd(g) && input_as_forward_applies(g) && packed_applies(input_as_forward_params(g), g.N) &&
-           ((g.C >= 64 && g.Wo >= 4 && packed_fast(input_as_forward_params(g))) || conv_tuning().packed_forward == 2))
-    a.kind = Algo::packed;
-  else if (pass == Pass::weight && dtype == DType::Float32 && !low && conv_tuning().packed_forward > 0 &&
-           (packed_weight_fast(g) || conv_tuning().packed_forward == 2) && packed_applies(g, g.N))
-    a.kind = Algo::packed;
-  else if (pass != Pass::weight && !low && use_winograd(g)) a.kind = Algo::winograd;
+  else if (winograd)
+    a.kind = Algo::winograd;
   return a;
 }
 
@@ -1062,11 +1069,8 @@ std::vector<Algo> candidates(Pass pass, DType dtype, const Conv2dParams& g, bool
     }
   };
   add_columns(Algo::gemm, g);
-  const bool fp32 = dtype == DType::Float32 && !low;
-  if (fp32 && ((pass == Pass::forward || pass == Pass::weight) && packed_applies(g, g.N)))
-    add_columns(Algo::packed, g);
-  if (fp32 && pass == Pass::input && input_as_forward_applies(g) && packed_applies(input_as_forward_params(g), g.N))
-    add_columns(Algo::packed, input_as_forward_params(g));
+  if (packed_possible(pass, dtype, g, low))
+    add_columns(Algo::packed, pass == Pass::input ? input_as_forward_params(g) : g);
   if (pass != Pass::weight && !low && winograd_applies(g)) add(Algo{Algo::winograd, 0});
   if (pass == Pass::forward && low && g.stride[0] == 1 && g.stride[1] == 1 && g.groups == 1 && !g.pointwise())
     add(Algo{Algo::implicit, 0});

@@ -11,10 +11,10 @@
 #include <map>
 #include <mutex>
 #include <optional>
-#include <sstream>
 
 #include "tensor/cpu/conv.h"
 #include "tensor/cpu/conv_algo_cache.h"
+#include "tensor/cpu/cpu_info.h"
 #include "tensor/cpu/gemm.h"
 
 namespace dl::cpu {
@@ -40,15 +40,8 @@ Table& table() {
 // never decide for another.
 const std::string& machine_tag() {
   static const std::string tag = [] {
-    std::string model = "unknown CPU";
-    std::ifstream in("/proc/cpuinfo");
-    for (std::string line; std::getline(in, line);) {
-      if (line.rfind("model name", 0) == 0) {
-        const size_t colon = line.find(':');
-        if (colon != std::string::npos) model = line.substr(line.find_first_not_of(" \t", colon + 1));
-        break;
-      }
-    }
+    std::string model = cpu_model_name();
+    if (model.empty()) model = "unknown CPU";
     for (char& c : model)
       if (c == '\t' || c == '\n') c = ' ';
     return model + "\t" + sgemm_kernel_name();

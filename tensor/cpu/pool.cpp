@@ -12,6 +12,7 @@
 #include <immintrin.h>
 #endif
 
+#include "tensor/cpu/cpu_info.h"
 #include "tensor/cpu/loops.h"
 #include "tensor/cpu/register.h"
 #include "tensor/cpu/scratch.h"
@@ -135,14 +136,6 @@ DL_VECTOR_CLONES void max3x3_rows(T* op, const T* pad, int64_t Wq, int64_t Ho, i
 }
 
 #if defined(__x86_64__)
-bool has_avx512f() {
-  static const bool yes = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f");
-  }();
-  return yes;
-}
-
 // max(a, b) where a NaN in either wins (MAXPS alone returns b when either is NaN).
 __attribute__((target("avx512f"))) inline __m512 nan_max(__m512 a, __m512 b) {
   return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), _mm512_max_ps(a, b), a);
@@ -204,7 +197,7 @@ void max_pool_3x3_values_plane(const T* xp, T* op, const Pool2dParams& p) {
   std::fill(pad + (p.H + ph) * Wq, pad + Hq * Wq, ninf);
 #if defined(__x86_64__)
   if constexpr (std::is_same_v<T, float>) {
-    if (p.stride[1] == 2 && has_avx512f()) {
+    if (p.stride[1] == 2 && cpu_has_avx512f()) {
       max3x3_s2_rows_avx512(op, pad, Wq, p.Ho, p.Wo, p.stride[0]);
       return;
     }
