@@ -29,10 +29,11 @@ BasicBlock::BasicBlock(int64_t in_planes, int64_t planes, int64_t stride) : nn::
 }
 
 Tensor BasicBlock::forward(const Tensor& x) {
-  // bn + relu fused, and bn2 + the residual add + relu fused (the relu module holds nothing)
-  Tensor out = bn1->forward_relu((*conv1)(x));
+  // bn + relu fused, and bn2 + the residual add + relu fused (the relu module holds nothing); for inference
+  // both fold into the convolutions' output writes (nn::BatchNorm2d::forward_conv)
+  Tensor out = bn1->forward_conv(*conv1, x, true);
   Tensor identity = downsample ? (*downsample)(x) : x;
-  return bn2->forward_relu((*conv2)(out), identity);
+  return bn2->forward_conv(*conv2, out, true, identity);
 }
 
 ResNet18::ResNet18(int64_t num_classes) : Classifier("ResNet") {
@@ -69,7 +70,7 @@ Tensor ResNet18::forward_to_cam_layer(const Tensor& x) {
     fail("ResNet18 expects input of shape (N, 3, H, W), got {}", shape_str(x.sizes()));
   if (x.size(2) < 32 || x.size(3) < 32)
     fail("ResNet18 needs images of at least 32x32 pixels (it downsamples 32 times), got {}x{}", x.size(2), x.size(3));
-  Tensor h = (*maxpool)(bn1->forward_relu((*conv1)(x)));  // bn1 + relu fused
+  Tensor h = (*maxpool)(bn1->forward_conv(*conv1, x, true));  // bn1 + relu fused (into conv1 for inference)
   return (*layer4)((*layer3)((*layer2)((*layer1)(h))));
 }
 

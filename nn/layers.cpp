@@ -5,6 +5,8 @@
 
 #include "autograd/node.h"
 #include "nn/init.h"
+#include "tensor/autocast.h"
+#include "tensor/nn_ops.h"
 #include "tensor/ops.h"
 
 namespace dl::nn {
@@ -77,12 +79,16 @@ void Conv2d::reset_parameters(Generator* gen) { reset_weight_and_bias(weight, bi
 Tensor Conv2d::forward(const Tensor& x) {
   if (x.dim() != 4 || x.size(1) != cfg.in_channels)
     fail("{}: expected an input of shape (N, {}, H, W), got {}", repr(), cfg.in_channels, shape_str(x.sizes()));
+  return conv2d(x, weight, bias, params());
+}
+
+Conv2dParams Conv2d::params() const {
   Conv2dParams opt;
   opt.stride = cfg.stride.arr();
   opt.padding = cfg.padding.arr();
   opt.dilation = cfg.dilation.arr();
   opt.groups = cfg.groups;
-  return conv2d(x, weight, bias, opt);
+  return opt;
 }
 
 std::string Conv2d::extra_repr() const {
@@ -147,6 +153,25 @@ Tensor BatchNorm2d::forward_impl(const Tensor& x, bool relu, const Tensor& resid
   bool use_batch_stats = is_training() || !running_mean.defined();
   if (relu) return batch_norm_relu(x, running_mean, running_var, weight, bias, use_batch_stats, factor, eps, residual);
   return batch_norm(x, running_mean, running_var, weight, bias, use_batch_stats, factor, eps);
+}
+
+Tensor BatchNorm2d::forward_conv(Conv2d& conv, const Tensor& x, bool relu, const Tensor& residual) {
+  const bool fold = typeid(conv) == typeid(Conv2d) && typeid(*this) == typeid(BatchNorm2d) && !is_training() &&
+                    running_mean.defined() && autograd::tracer() == nullptr &&
+                    !autograd::needs_graph(x, conv.weight, conv.bias, weight, bias, residual) && x.defined() &&
+                    x.dim() == 4 && x.size(1) == conv.cfg.in_channels && conv.cfg.out_channels == num_features &&
+                    running_mean.dtype() == x.dtype() && conv.weight.dtype() == x.dtype() &&
+                    (!weight.defined() || weight.dtype() == x.dtype());
+  if (!fold) return forward_impl(conv(x), relu, residual);
+  NoGradGuard no_grad;
+  Tensor s = 1.0 / (running_var + eps).sqrt();
+  if (weight.defined()) s = s * weight;
+  Tensor shift = -(running_mean * s);
+  if (bias.defined()) shift = shift + bias;
+  if (conv.bias.defined()) shift = shift + conv.bias * s;
+  Conv2dParams p = conv.params();
+  p.gemm_dtype = gemm_dtype_for(x.dtype(), x.device());
+  return ops::conv2d_forward_affine(x, conv.weight, s, shift, residual, relu, p);
 }
 
 std::string BatchNorm2d::extra_repr() const {
@@ -250,6 +275,12 @@ Tensor Sequential::forward(const Tensor& x) {
   for (size_t i = 0; i < n; ++i) {
     Module& m = *modules_[i];
     // exact types: a subclass may compute something else in its forward
+    if (fusion && i + 1 < n && typeid(m) == typeid(Conv2d) && typeid(*modules_[i + 1]) == typeid(BatchNorm2d)) {
+      const bool relu = i + 2 < n && typeid(*modules_[i + 2]) == typeid(ReLU);
+      y = static_cast<BatchNorm2d&>(*modules_[i + 1]).forward_conv(static_cast<Conv2d&>(m), y, relu);
+      i += relu ? 2 : 1;  // the batch norm (and ReLU) ran with the convolution
+      continue;
+    }
     if (fusion && i + 1 < n && typeid(m) == typeid(BatchNorm2d) && typeid(*modules_[i + 1]) == typeid(ReLU)) {
       y = static_cast<BatchNorm2d&>(m).forward_relu(y);
       ++i;  // the ReLU ran inside the fused pass

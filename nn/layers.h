@@ -57,6 +57,7 @@ class Conv2d : public Module {
   Tensor forward(const Tensor& x) override;
   std::string extra_repr() const override;
   void reset_parameters(Generator* gen = nullptr);
+  Conv2dParams params() const;  // cfg's stride, padding, dilation and groups, for the ops
 
   Conv2dConfig cfg;
   Tensor weight, bias;
@@ -76,6 +77,15 @@ class BatchNorm2d : public Module {
   // residual optional: for a BatchNorm2d that a ReLU follows, as in ResNet's blocks (where the
   // shortcut is added in between) and the scratch CNN.
   Tensor forward_relu(const Tensor& x, const Tensor& residual = Tensor());
+  // This batch norm of conv(x) (then + residual and ReLU when relu; Conv2d then BatchNorm2d is how ResNet and
+  // the scratch CNN are built). For inference (eval mode with running statistics, nothing that records a
+  // graph: grad mode off or no input or parameter requiring grad, no tracer; exactly these two types) the
+  // normalisation is folded into the convolution's output write: conv(x) * s + (bias - mean * s) with
+  // s = weight / sqrt(var + eps), computed per channel at each call (nothing cached that a changed parameter
+  // could make stale), residual and ReLU in the same pass (ops::conv2d_forward_affine), as PyTorch's
+  // optimize_for_inference / oneDNN's post-ops do; the results differ from the separate passes by rounding
+  // only. Otherwise it is exactly forward / forward_relu applied to conv(x).
+  Tensor forward_conv(Conv2d& conv, const Tensor& x, bool relu, const Tensor& residual = Tensor());
   std::string extra_repr() const override;
   void reset_running_stats();
   void reset_parameters();
@@ -178,7 +188,9 @@ class Flatten : public Module {
 // ---- Sequential ------------------------------------------------------------------------------------
 // Runs its children in order; they are named "0", "1", ... as in PyTorch.
 //
-// Fusion is the framework's business, not a model's: a BatchNorm2d directly followed by a ReLU
+// Fusion is the framework's business, not a model's: a Conv2d directly followed by a BatchNorm2d (and a
+// ReLU) runs as BatchNorm2d::forward_conv, which folds the batch norm and ReLU into the convolution for
+// inference (and is the pairs below otherwise); a BatchNorm2d directly followed by a ReLU
 // (exactly those two types; a subclass may override forward) runs as one fused pass,
 // BatchNorm2d::forward_relu: the same numbers as running the two in turn (the same kernel
 // arithmetic; see tests/unit/fusion_test.cpp), one pass over memory and one activation tensor
@@ -218,7 +230,7 @@ class Sequential : public Module {
   auto end() const { return modules_.end(); }
   Tensor forward(const Tensor& x) override;
 
-  bool fusion = true;  // run BatchNorm2d + ReLU pairs fused (see above)
+  bool fusion = true;  // run Conv2d + BatchNorm2d (+ ReLU) and BatchNorm2d + ReLU fused (see above)
 
  protected:
   void child_replaced(const Module* old, const std::shared_ptr<Module>& m) override;

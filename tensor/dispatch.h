@@ -46,6 +46,12 @@ struct KernelTable {
   // out (N, O, Ho, Wo) = conv(x (N, C, H, W), w (O, C/g, kh, kw)) + bias (O); p's geometry filled in.
   void (*conv2d_forward)(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
                          const Conv2dParams& p) = nullptr;
+  // out = act(conv(x, w) * scale (O) + shift (O) + residual (out's shape)), act = ReLU or identity; scale,
+  // shift and residual each undefined when absent (conv2d_forward is this with the bias as shift). Optional:
+  // ops::conv2d_forward_affine composes it from other kernels where a device leaves it null.
+  void (*conv2d_forward_affine)(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& scale,
+                                const Tensor& shift, const Tensor& residual, bool relu,
+                                const Conv2dParams& p) = nullptr;
   void (*conv2d_backward_input)(const Tensor& grad_x, const Tensor& grad_out, const Tensor& w,
                                 const Conv2dParams& p) = nullptr;
   void (*conv2d_backward_weight)(const Tensor& grad_w, const Tensor& grad_out, const Tensor& x,

@@ -112,6 +112,41 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
   return out;
 }
 
+Tensor conv2d_forward_affine(const Tensor& x, const Tensor& weight, const Tensor& scale, const Tensor& shift,
+                             const Tensor& residual, bool relu, const Conv2dParams& p) {
+  check_floating(x, "conv2d", "input");
+  check_like(weight, x, "conv2d", "weight");
+  check_like(scale, x, "conv2d", "scale");
+  check_like(shift, x, "conv2d", "shift");
+  check_like(residual, x, "conv2d", "residual");
+  auto [Ho, Wo] = conv2d_output_size(x.sizes(), weight.sizes(), p);
+  const int64_t O = weight.sizes()[0];
+  for (const Tensor* t : {&scale, &shift})
+    if (t->defined() && (t->dim() != 1 || t->numel() != O))
+      fail("conv2d: {} has shape {} but the weight has {} output channels; expected shape [{}]",
+           t == &scale ? "the scale" : "the shift", shape_str(t->sizes()), O, O);
+  const Shape out_shape{x.sizes()[0], O, Ho, Wo};
+  if (residual.defined() && residual.sizes() != out_shape)
+    fail("conv2d: the residual has shape {} but the output has shape {}; expected the same shape",
+         shape_str(residual.sizes()), shape_str(out_shape));
+  auto fused = kernels(x.device()).conv2d_forward_affine;
+  if (!fused) {
+    Tensor out = conv2d_forward(x, weight, Tensor(), p);
+    if (out.numel() == 0) return out;
+    const Shape per_channel{1, O, 1, 1};
+    if (scale.defined()) KERNEL(x.device(), binary)(BinaryOp::Mul, out, out, scale.view(per_channel).expand(out.sizes()));
+    if (shift.defined()) KERNEL(x.device(), binary)(BinaryOp::Add, out, out, shift.view(per_channel).expand(out.sizes()));
+    if (residual.defined()) KERNEL(x.device(), binary)(BinaryOp::Add, out, out, residual);
+    if (relu) KERNEL(x.device(), unary)(UnaryOp::Relu, out, out, {});
+    return out;
+  }
+  Tensor out = empty(out_shape, {x.dtype(), x.device()});
+  if (out.numel() == 0) return out;
+  fused(out, contiguous(x), contiguous(weight), contiguous_or_undefined(scale), contiguous_or_undefined(shift),
+        contiguous_or_undefined(residual), relu, with_geometry(p, x.sizes(), weight.sizes(), out.sizes()));
+  return out;
+}
+
 Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& weight, const Shape& input_shape,
                              const Conv2dParams& p) {
   auto [Ho, Wo] = conv2d_output_size(input_shape, weight.sizes(), p);

@@ -20,6 +20,12 @@ namespace dl::ops {
 // ---- conv2d ------------------------------------------------------------------------------------
 // x (N, C, H, W), weight (O, C/groups, kh, kw), bias (O) or undefined -> (N, O, Ho, Wo).
 Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p);
+// Inference: act(conv2d_forward(x, weight, no bias) * scale + shift + residual), act = ReLU when relu, else none;
+// scale and shift (O), residual (N, O, Ho, Wo), each undefined when absent. One pass over the output where the
+// device has a fused kernel (the CPU applies it as each block of the output is written); the composition of the
+// separate kernels elsewhere. Not differentiable: BatchNorm2d::forward_conv uses it outside autograd only.
+Tensor conv2d_forward_affine(const Tensor& x, const Tensor& weight, const Tensor& scale, const Tensor& shift,
+                             const Tensor& residual, bool relu, const Conv2dParams& p);
 // grad_out (N, O, Ho, Wo) -> gradient for an input of shape `input_shape`.
 Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& weight, const Shape& input_shape,
                              const Conv2dParams& p);

@@ -45,6 +45,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -345,22 +346,63 @@ void gather_planes(const T* src, int64_t image_stride, int64_t rows, int64_t L, 
       std::memcpy(dst + (r * B + b) * L, src + b * image_stride + r * L, static_cast<size_t>(L) * sizeof(T));
 }
 
-// The inverse of gather_planes, adding a per-row bias when given.
+// What the forward does to each value v of output channel o as it is written: v * scale[o] + shift[o], plus the
+// residual's value at the same place, then max(., 0) when relu (scale, shift and residual each optional). A plain
+// bias is shift alone; conv2d_forward_affine (BatchNorm2d::forward_conv) folds an inference batch norm, the
+// shortcut of a residual block and its ReLU into it, so they cost no pass of their own over memory.
 template <typename T>
-void scatter_planes(const T* src, int64_t rows, int64_t L, int64_t B, T* dst, int64_t image_stride, const T* bias) {
+struct Epilogue {
+  const T* scale = nullptr;
+  const T* shift = nullptr;
+  const T* residual = nullptr;  // laid out as the output (N, O, Ho, Wo)
+  bool relu = false;
+  bool bias_only() const { return scale == nullptr && residual == nullptr && !relu; }
+  // The same for output channels [o0, ...) of image n, whose planes are L apart and images O * L apart.
+  Epilogue at(int64_t n, int64_t o0, int64_t O, int64_t L) const {
+    return {scale ? scale + o0 : nullptr, shift ? shift + o0 : nullptr,
+            residual ? residual + (n * O + o0) * L : nullptr, relu};
+  }
+};
+
+// d[0, L) = the epilogue of channel r applied to s[0, L) (d may be s); res is this row's residual or null.
+template <typename T>
+inline void epilogue_row(const T* s, T* d, int64_t L, const Epilogue<T>& ep, int64_t r, const T* res) {
+  const T a = ep.scale ? ep.scale[r] : T(1), c = ep.shift ? ep.shift[r] : T(0);
+  const T lo = ep.relu ? T(0) : -std::numeric_limits<T>::infinity();
+  if (res) {
+#pragma omp simd
+    for (int64_t l = 0; l < L; ++l) d[l] = std::max(s[l] * a + c + res[l], lo);
+  } else {
+#pragma omp simd
+    for (int64_t l = 0; l < L; ++l) d[l] = std::max(s[l] * a + c, lo);
+  }
+}
+
+// The inverse of gather_planes, applying the epilogue (ep at the chunk's first image) when given.
+template <typename T>
+void scatter_planes(const T* src, int64_t rows, int64_t L, int64_t B, T* dst, int64_t image_stride,
+                    const Epilogue<T>& ep = {}) {
+  const bool copy = ep.bias_only() && ep.shift == nullptr;
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t b = 0; b < B; ++b) {
       const T* s = src + (r * B + b) * L;
       T* d = dst + b * image_stride + r * L;
-      if (bias) {
-        const T v = bias[r];
-#pragma omp simd
-        for (int64_t l = 0; l < L; ++l) d[l] = s[l] + v;
-      } else {
+      if (copy)
         std::memcpy(d, s, static_cast<size_t>(L) * sizeof(T));
-      }
+      else
+        epilogue_row(s, d, L, ep, r, ep.residual ? ep.residual + b * image_stride + r * L : nullptr);
     }
   }
+}
+
+// Applies the epilogue in place to every plane of out (for the algorithms that write out without it).
+template <typename T>
+void epilogue_in_place(T* out, const Conv2dParams& g, const Epilogue<T>& ep) {
+  const int64_t L = g.L(), planes = g.N * g.O;
+  parallel_shares(planes, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p)
+      epilogue_row(out + p * L, out + p * L, L, ep, p % g.O, ep.residual ? ep.residual + p * L : nullptr);
+  });
 }
 
 // Runs body(n_begin, n_end) over the images: one contiguous share per thread when there are enough
@@ -527,7 +569,7 @@ inline void last_panel(const int32_t*& a, const int32_t*& b, const int32_t*& c, 
 // C = W_g (O/g x K) @ col(b images from xg) (+ beta C) with C's rows ldc apart. The output planes of one image
 // are C itself (bias filled first), those of several are gathered in a buffer and scattered with the bias.
 template <typename T, typename S, typename MakeProduct>
-void forward_chunks(T* out, const S* x, const S* w, const T* bias, const Conv2dParams& g, int64_t columns,
+void forward_chunks(T* out, const S* x, const S* w, const Epilogue<T>& ep, const Conv2dParams& g, int64_t columns,
                     MakeProduct make_product) {
   const int64_t K = g.K(), L = g.L(), Og = g.Og();
   for_image_shares(g, [&](int64_t n0, int64_t n1) {
@@ -538,26 +580,32 @@ void forward_chunks(T* out, const S* x, const S* w, const T* bias, const Conv2dP
       for (int64_t grp = 0; grp < g.groups; ++grp) {
         const S* xg = x + (n * g.C + grp * g.Cg()) * g.HW();
         const S* wg = w + grp * Og * K;
-        const T* bg = bias ? bias + grp * Og : nullptr;
+        const Epilogue<T> eg = ep.at(n, grp * Og, g.O, L);
         T* og = out + (n * g.O + grp * Og) * L;
         if (b == 1) {
-          if (bg)
-            for (int64_t o = 0; o < Og; ++o) std::fill(og + o * L, og + (o + 1) * L, bg[o]);
-          product(xg, wg, int64_t{1}, og, L, bg ? T(1) : T(0));
+          if (eg.bias_only()) {
+            if (eg.shift)
+              for (int64_t o = 0; o < Og; ++o) std::fill(og + o * L, og + (o + 1) * L, eg.shift[o]);
+            product(xg, wg, int64_t{1}, og, L, eg.shift ? T(1) : T(0));
+          } else {
+            product(xg, wg, int64_t{1}, og, L, T(0));
+            for (int64_t o = 0; o < Og; ++o)
+              epilogue_row(og + o * L, og + o * L, L, eg, o, eg.residual ? eg.residual + o * L : nullptr);
+          }
           continue;
         }
         T* tmp = thread_scratch<T>(kGathered, static_cast<size_t>(Og * bl));
         product(xg, wg, b, tmp, bl, T(0));
-        scatter_planes(tmp, Og, L, b, og, g.O * L, bg);
+        scatter_planes(tmp, Og, L, b, og, g.O * L, eg);
       }
     }
   });
 }
 
-void forward_packed(float* out, const float* x, const float* w, const float* bias, const Conv2dParams& g,
+void forward_packed(float* out, const float* x, const float* w, const Epilogue<float>& ep, const Conv2dParams& g,
                     int64_t columns) {
   const int64_t K = g.K(), L = g.L(), Og = g.Og();
-  forward_chunks(out, x, w, bias, g, columns, [&](int64_t B) {
+  forward_chunks(out, x, w, ep, g, columns, [&](int64_t B) {
     const ColumnTables tab = column_tables(g, B);
     return [&g, K, L, Og, tab](const float* xg, const float* wg, int64_t b, float* c, int64_t ldc, float beta) {
       const int64_t bl = b * L;
@@ -746,25 +794,26 @@ void backward_input_packed(float* gx, const float* gout, const float* w, const C
       for (int64_t o = o0; o < std::min(o0 + kB, g.O); ++o)
         for (int64_t c = c0; c < std::min(c0 + kB, g.C); ++c)
           for (int64_t t = 0; t < taps; ++t) wf[(c * g.O + o) * taps + (taps - 1 - t)] = w[(o * g.C + c) * taps + t];
-  forward_packed(gx, gout, wf, nullptr, input_as_forward_params(g), columns);
+  forward_packed(gx, gout, wf, {}, input_as_forward_params(g), columns);
 }
 
 // T: the output's type; S: the GEMM operands' (T itself, or uint16_t bfloat16 bits under autocast,
 // whose x and w the caller has rounded once, so im2col moves half the bytes).
 template <typename T, typename S = T>
-void forward_typed(T* out, const S* x, const S* w, const T* bias, const Conv2dParams& g, const Algo& a) {
+void forward_typed(T* out, const S* x, const S* w, const Epilogue<T>& ep, const Conv2dParams& g, const Algo& a) {
   const int64_t K = g.K(), L = g.L(), Og = g.Og();
   if constexpr (std::is_same_v<S, float> && std::is_same_v<T, float>) if (a.kind == Algo::packed) {
-    forward_packed(out, x, w, bias, g, a.columns);
+    forward_packed(out, x, w, ep, g, a.columns);
     return;
   }
   if constexpr (std::is_same_v<S, T>) if (a.kind == Algo::winograd) {
     T* U = thread_scratch<T>(kWinogradWeights, static_cast<size_t>(16 * g.O * g.C));
     winograd_transform_weights(w, g.O, g.C, false, U);
-    winograd_conv(out, x, U, bias, g.N, g.C, g.H, g.W, g.O, g.padding[0]);
+    winograd_conv(out, x, U, ep.bias_only() ? ep.shift : nullptr, g.N, g.C, g.H, g.W, g.O, g.padding[0]);
+    if (!ep.bias_only()) epilogue_in_place(out, g, ep);
     return;
   }
-  forward_chunks(out, x, w, bias, g, a.columns, [&](int64_t) {
+  forward_chunks(out, x, w, ep, g, a.columns, [&](int64_t) {
     return [&](const S* xg, const S* wg, int64_t b, T* c, int64_t ldc, T beta) {
       const int64_t bl = b * L;
       const S* src = xg;
@@ -820,7 +869,7 @@ void backward_input_typed(T* gx, const S* gout, const S* w, const Conv2dParams& 
         T* col = thread_scratch<T>(kCol, static_cast<size_t>(K * bl));
         gemm(g, true, false, K, bl, Og, wg, K, gathered, bl, T(0), col, bl);
         if (g.pointwise()) {
-          scatter_planes(col, K, L, b, gxg, g.C * g.HW(), static_cast<const T*>(nullptr));
+          scatter_planes(col, K, L, b, gxg, g.C * g.HW());
         } else {
           for (int64_t i = 0; i < b; ++i) {
             T* gxi = gxg + i * g.C * g.HW();
@@ -1141,25 +1190,36 @@ void choose_and_run(Pass pass, DType dtype, const Conv2dParams& g, bool low, siz
   if (last != best) run(cands[best]);
 }
 
-void conv2d_forward_kernel(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
-                           const Conv2dParams& g) {
+// out = the epilogue (scale, shift, residual, relu; see Epilogue) of conv(x, w), in float32 or float64.
+void conv2d_forward_affine_kernel(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& scale,
+                                  const Tensor& shift, const Tensor& residual, bool relu, const Conv2dParams& g) {
   const bool low = low_precision(x, g);
+  auto epilogue = [&]<typename T>(T*) {
+    return Epilogue<T>{scale.defined() ? scale.data_ptr<T>() : nullptr, shift.defined() ? shift.data_ptr<T>() : nullptr,
+                       residual.defined() ? residual.data_ptr<T>() : nullptr, relu};
+  };
   choose_and_run(Pass::forward, x.dtype(), g, low, low ? 2 : x.element_size(), [&](const Algo& a) {
     if (a.kind == Algo::implicit) {
+      const Epilogue<float> ep = epilogue(static_cast<float*>(nullptr));
       // the last wide row of the last plane reads up to (kw - 1) * dw values past it
       const uint16_t* xpad = rounded_bf16_padded(x, g, (g.kw - 1) * g.dilation[1] + 64, kLowX);
-      forward_implicit(out.data_ptr<float>(), xpad, rounded_bf16(w, kLowW),
-                       bias.defined() ? bias.data_ptr<float>() : nullptr, g);
+      forward_implicit(out.data_ptr<float>(), xpad, rounded_bf16(w, kLowW), ep.bias_only() ? ep.shift : nullptr, g);
+      if (!ep.bias_only()) epilogue_in_place(out.data_ptr<float>(), g, ep);
     } else if (low) {
       forward_typed<float, uint16_t>(out.data_ptr<float>(), rounded_bf16(x, kLowX), rounded_bf16(w, kLowW),
-                                     bias.defined() ? bias.data_ptr<float>() : nullptr, g, a);
+                                     epilogue(static_cast<float*>(nullptr)), g, a);
     } else {
       DL_DISPATCH_FLOATING(x.dtype(), "conv2d", [&] {
         forward_typed<scalar_t>(out.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
-                                bias.defined() ? bias.data_ptr<scalar_t>() : nullptr, g, a);
+                                epilogue(static_cast<scalar_t*>(nullptr)), g, a);
       });
     }
   });
+}
+
+void conv2d_forward_kernel(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
+                           const Conv2dParams& g) {
+  conv2d_forward_affine_kernel(out, x, w, Tensor(), bias, Tensor(), false, g);
 }
 
 void conv2d_backward_input_kernel(const Tensor& gx, const Tensor& gout, const Tensor& w, const Conv2dParams& g) {
@@ -1201,6 +1261,7 @@ void conv2d_backward_bias_kernel(const Tensor& gb, const Tensor& gout) {
 
 void register_conv_kernels(KernelTable& t) {
   t.conv2d_forward = conv2d_forward_kernel;
+  t.conv2d_forward_affine = conv2d_forward_affine_kernel;
   t.conv2d_backward_input = conv2d_backward_input_kernel;
   t.conv2d_backward_weight = conv2d_backward_weight_kernel;
   t.conv2d_backward_bias = conv2d_backward_bias_kernel;

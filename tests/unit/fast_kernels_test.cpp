@@ -1,4 +1,5 @@
-// The fast CPU paths against simple definitions on odd shapes: convolution (one image per GEMM,
+// The fast CPU paths against simple definitions on odd shapes: convolution (one image per GEMM, with and without
+// the inference epilogue of scale, shift, residual and ReLU,
 // several images per GEMM, 1x1, groups, strides, dilation, Winograd; one thread and two; the
 // implicit GEMM on every GEMM kernel; the per-shape algorithm search and its cache file), the
 // vectorised elementwise loops (in place, broadcast scalars, overlapping views, tails), the fused
@@ -19,6 +20,7 @@
 #include "autograd/functional.h"
 #include "autograd/node.h"
 #include "tensor/cpu/conv.h"
+#include "tensor/dispatch.h"
 #include "tensor/nn_ops.h"
 #include "tensor/ops.h"
 #include "test_util.h"
@@ -148,6 +150,23 @@ void check_conv_case(const ConvCase& cc, const char* what) {
     CHECK_CLOSE(ops::to_dtype(y, DType::Float64), d.forward(x, w, b), tol, tol);
     Tensor y_nobias = ops::conv2d_forward(x, w, Tensor(), cc.p);
     CHECK_CLOSE(ops::to_dtype(y_nobias, DType::Float64), d.forward(x, w, Tensor()), tol, tol);
+    // the inference epilogue (BatchNorm2d::forward_conv): scale, shift, residual and ReLU, each on or off
+    Tensor scale = uniform({cc.O}, 5, dt, 0.5, 2.0), shift = uniform({cc.O}, 6, dt), res = uniform(y.sizes(), 7, dt);
+    const Tensor plain = d.forward(x, w, Tensor());
+    for (int mask = 1; mask < 16; ++mask) {
+      const bool with_scale = mask & 1, with_shift = mask & 2, with_res = mask & 4, relu = mask & 8;
+      INFO("epilogue: scale " << with_scale << " shift " << with_shift << " residual " << with_res << " relu " << relu);
+      Tensor expect = plain;
+      const Shape per_channel{1, cc.O, 1, 1};
+      if (with_scale) expect = expect * ops::to_dtype(scale, DType::Float64).view(per_channel);
+      if (with_shift) expect = expect + ops::to_dtype(shift, DType::Float64).view(per_channel);
+      if (with_res) expect = expect + ops::to_dtype(res, DType::Float64);
+      if (relu) expect = expect.relu();
+      Tensor got = ops::conv2d_forward_affine(x, w, with_scale ? scale : Tensor(), with_shift ? shift : Tensor(),
+                                              with_res ? res : Tensor(), relu, cc.p);
+      // the scale (up to 2) multiplies the convolution's own error
+      CHECK_CLOSE(ops::to_dtype(got, DType::Float64), expect, 2 * tol, 2 * tol);
+    }
     CHECK_CLOSE(ops::to_dtype(ops::conv2d_backward_input(gout, w, x.sizes(), cc.p), DType::Float64),
                 d.grad_input(gout, w), tol, tol);
     CHECK_CLOSE(ops::to_dtype(ops::conv2d_backward_weight(gout, x, w.sizes(), cc.p), DType::Float64),
@@ -245,6 +264,31 @@ TEST_CASE("fast conv: the im2col packed straight from the images (implicit GEMM)
       }
     }
   }
+}
+
+TEST_CASE("conv2d_forward_affine: the composition where a device has no fused kernel, and bad shapes named") {
+  Conv2dParams p;
+  p.padding = {1, 1};
+  Tensor x = uniform({2, 3, 6, 6}, 1, DType::Float32), w = uniform({4, 3, 3, 3}, 2, DType::Float32);
+  Tensor sc = uniform({4}, 3, DType::Float32, 0.5, 2.0), sh = uniform({4}, 4, DType::Float32);
+  Tensor r = uniform({2, 4, 6, 6}, 5, DType::Float32);
+  Tensor fused = ops::conv2d_forward_affine(x, w, sc, sh, r, true, p);
+  {
+    auto& entry = kernels(DeviceType::CPU).conv2d_forward_affine;
+    auto saved = entry;
+    entry = nullptr;  // as on a device without the fused kernel
+    Tensor composed = ops::conv2d_forward_affine(x, w, sc, sh, r, true, p);
+    entry = saved;
+    CHECK_CLOSE(fused, composed, 1e-6, 1e-6);
+  }
+  CHECK_THROWS_WITH_AS(ops::conv2d_forward_affine(x, w, ones({3}), sh, r, true, p),
+                       doctest::Contains("the scale has shape [3]"), Error);
+  CHECK_THROWS_WITH_AS(ops::conv2d_forward_affine(x, w, sc, ones({4, 1}), r, true, p),
+                       doctest::Contains("the shift has shape [4, 1]"), Error);
+  CHECK_THROWS_WITH_AS(ops::conv2d_forward_affine(x, w, sc, sh, ones({2, 4, 6, 5}), true, p),
+                       doctest::Contains("the residual has shape [2, 4, 6, 5]"), Error);
+  CHECK_THROWS_WITH_AS(ops::conv2d_forward_affine(x, w, ops::to_dtype(sc, DType::Float64), sh, r, true, p),
+                       doctest::Contains("scale"), Error);
 }
 
 TEST_CASE("fast conv: the implicit GEMM computes the same sums as im2col + GEMM on random shapes") {

@@ -1,5 +1,6 @@
 // Fusion as a framework feature (nn::Sequential, nn/layers.h): a BatchNorm2d followed by a ReLU
-// runs as one fused pass. Fused and unfused runs of the same model must give the same numbers
+// runs as one fused pass, and for inference a Conv2d, its BatchNorm2d, a shortcut and a ReLU run as one
+// convolution (BatchNorm2d::forward_conv). Fused and unfused runs of the same model must give the same numbers
 // (forward, every gradient, running statistics) and the same state_dict keys; a model edited so
 // that the pair is no longer adjacent, or whose ReLU is replaced, must still compute its own math.
 #include <functional>
@@ -8,8 +9,10 @@
 #include <vector>
 
 #include "autograd/node.h"
+#include "models/resnet.h"
 #include "models/scratch_cnn.h"
 #include "nn/layers.h"
+#include "tensor/dispatch.h"
 #include "test_util.h"
 
 using namespace dl;
@@ -177,4 +180,94 @@ TEST_CASE("set_fusion reaches every Sequential below a module") {
   nn::set_fusion(*m.block2, true);
   CHECK(m.block2->fusion);
   CHECK_FALSE(m.block3->fusion);
+}
+
+namespace {
+// Counts the calls of the CPU's fused convolution + epilogue kernel while it lives (the inference path of
+// BatchNorm2d::forward_conv), passing them on.
+struct AffineCalls {
+  using Fn = decltype(KernelTable::conv2d_forward_affine);
+  static inline Fn original = nullptr;
+  static inline int calls = 0;
+  AffineCalls() {
+    original = kernels(DeviceType::CPU).conv2d_forward_affine;
+    calls = 0;
+    kernels(DeviceType::CPU).conv2d_forward_affine = [](const Tensor& out, const Tensor& x, const Tensor& w,
+                                                        const Tensor& scale, const Tensor& shift, const Tensor& res,
+                                                        bool relu, const Conv2dParams& p) {
+      ++calls;
+      original(out, x, w, scale, shift, res, relu, p);
+    };
+  }
+  ~AffineCalls() { kernels(DeviceType::CPU).conv2d_forward_affine = original; }
+};
+
+// Batch norms with running statistics, scales and offsets away from the identity, so a fold that dropped any of
+// them would show.
+void randomise_batch_norms(nn::Module& m) {
+  NoGradGuard ng;
+  for (const auto& [name, sub] : m.named_modules())
+    if (auto bn = std::dynamic_pointer_cast<nn::BatchNorm2d>(sub)) {
+      const int64_t C = bn->num_features;
+      bn->running_mean.copy_(randn({C}, bn->running_mean.dtype()) * 0.5);
+      bn->running_var.copy_(rand({C}, bn->running_var.dtype()) + 0.5);
+      bn->weight.copy_(rand({C}, bn->weight.dtype()) + 0.5);
+      bn->bias.copy_(randn({C}, bn->bias.dtype()) * 0.3);
+    }
+}
+}  // namespace
+
+TEST_CASE("inference folds batch norm, the shortcut and ReLU into the convolution: ResNet's block and Sequential") {
+  for (DType dt : {DType::Float64, DType::Float32}) {
+    INFO("dtype ", dtype_name(dt));
+    const Tol tol = tolerance(dt);
+    manual_seed(11);
+    models::BasicBlock block(4, 8, 2);  // with the 1x1 downsample (a Sequential of conv and batch norm)
+    block.to(dt);
+    randomise_batch_norms(block);
+    block.eval();
+    Tensor x = randn({3, 4, 9, 9}, dt);
+    AffineCalls counter;
+    // the graph-recording path: separate convolution and batch norm + ReLU nodes
+    Tensor xr = x.detach().requires_grad_(true);
+    Tensor unfused = block(xr);
+    CHECK(AffineCalls::calls == 0);
+    auto names = node_names(unfused);
+    CHECK(names.count("Conv2dBackward") == 3);
+    CHECK(names.count("BatchNormReluBackward") == 2);
+    CHECK(names.count("BatchNormBackward") == 1);
+    Tensor folded;
+    {
+      NoGradGuard ng;
+      folded = block(x);
+    }
+    CHECK(AffineCalls::calls == 3);  // conv1 + bn1 + ReLU, the downsample, conv2 + bn2 + shortcut + ReLU
+    CHECK_FALSE(folded.requires_grad());
+    CHECK_CLOSE(folded, unfused.detach(), tol.rtol, tol.atol);
+    // frozen parameters and an input without gradient: nothing records a graph, so it folds with grad mode on
+    block.requires_grad_(false);
+    CHECK_CLOSE(block(x), folded, 0.0, 0.0);
+    CHECK(AffineCalls::calls == 6);
+    // training normalises with the batch's statistics: never folded
+    block.train();
+    {
+      NoGradGuard ng;
+      block(x);
+    }
+    CHECK(AffineCalls::calls == 6);
+  }
+  // a Sequential of Conv2d, BatchNorm2d, ReLU (the scratch CNN's blocks), against fusion off
+  manual_seed(12);
+  models::ScratchCnn m({.channels = {4, 6, 8, 8}, .dropout = 0.0});
+  randomise_batch_norms(m);
+  m.eval();
+  NoGradGuard ng;
+  Tensor x = randn({5, 1, 28, 28});
+  AffineCalls counter;
+  Tensor folded = m(x);
+  CHECK(AffineCalls::calls == 4);
+  nn::set_fusion(m, false);
+  Tensor plain = m(x);
+  CHECK(AffineCalls::calls == 4);
+  CHECK_CLOSE(folded, plain, 1e-5, 1e-5);
 }
