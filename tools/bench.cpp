@@ -72,7 +72,8 @@
 //    "pytorch_peak_rss_mb", "rss_growth_mb" / "pytorch_rss_growth_mb" (peak minus the resident size
 //    before the workload was built), "conv_gflop_per_iter" (counted from the convolutions' shapes),
 //    "conv_gflop_s" / "pytorch_conv_gflop_s" (that count over the whole iteration's time), "pytorch_blas",
-//    "pytorch_threading", "torch", "cpu_model", "fp32_peak_gflop_s", "load_average", with --alone
+//    "pytorch_threading", "torch", "cpu_model", "cpu_caches" (as Linux reports them), "sgemm_blocks" (the micro-kernel
+//    and the cache blocks derived from them), "fp32_peak_gflop_s", "load_average", with --alone
 //    "alone" and "alone_ok", and with --profile "framework_profile_ms_per_iter" (per kernel),
 //    "framework_profile_conv_layers" (ms and GFLOP/s per convolution pass and layer shape) and
 //    "framework_profile_conv_algorithms" (the algorithm chosen per shape, under the search)}
@@ -119,6 +120,7 @@
 #include "models/resnet.h"
 #include "tensor/cpu/conv.h"
 #include "tensor/cpu/cpu_info.h"
+#include "tensor/cpu/gemm.h"
 #include "tensor/cpu/gemm_bf16.h"
 #include "models/scratch_cnn.h"
 #include "nn/loss.h"
@@ -413,6 +415,13 @@ void install_kernel_timers() {
       [](const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Conv2dParams& p) {
         return conv_layer_key("fwd", p);
       });
+  // the inference path of Conv2d + BatchNorm2d (+ ReLU): BatchNorm2d::forward_conv
+  Timed<&KernelTable::conv2d_forward_affine>::install(
+      t, "conv2d_forward_affine",
+      [](const Tensor& out, const Tensor&, const Tensor& w, const Tensor&, const Tensor&, const Tensor&, bool,
+         const Conv2dParams&) { return conv_flops(out, w); },
+      [](const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, bool,
+         const Conv2dParams& p) { return conv_layer_key("fwd", p); });
   Timed<&KernelTable::conv2d_backward_input>::install(
       t, "conv2d_backward_input",
       [](const Tensor&, const Tensor& gout, const Tensor& w, const Conv2dParams&) { return conv_flops(gout, w); },
@@ -1072,6 +1081,8 @@ int main(int argc, char** argv) {
         }
       }
       out["cpu_model"] = model;
+      out["cpu_caches"] = cpu::cpu_caches().str();
+      out["sgemm_blocks"] = cpu::sgemm_blocks().str();
       out["fp32_peak_gflop_s"] = peak.gflop_s;
       out["load_average"] = {load_before, load_average()};  // 1-minute, before and after: other jobs
       if (f.contains("profile_ms_per_iter")) out["framework_profile_ms_per_iter"] = f["profile_ms_per_iter"];

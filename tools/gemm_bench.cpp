@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "tensor/cpu/cpu_info.h"
 #include "tensor/cpu/gemm.h"
 #include "tensor/cpu/gemm_bf16.h"
 
@@ -82,6 +83,7 @@ int main(int argc, char** argv) {
   };
   std::printf("kernel: %s, max threads %d, median of %d runs\n", dl::cpu::sgemm_kernel_name(), omp_get_max_threads(),
               runs);
+  std::printf("blocks: %s; caches: %s\n", dl::cpu::sgemm_blocks().str().c_str(), dl::cpu::cpu_caches().str().c_str());
   std::printf("%-34s %12s %12s\n", "case", "1 thread", "2 threads");
   for (const Case& c : cases) {
     if (bf16_only) break;

@@ -14,13 +14,16 @@
 // gemm_avx2.cpp / gemm_avx512.cpp, compiled with those ISA flags and chosen at run time.
 #include "tensor/cpu/gemm.h"
 #include "tensor/cpu/gemm_common.h"
+#include "tensor/cpu/cpu_info.h"
 
 #include <omp.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
+#include <string>
 #include <new>
 #include <type_traits>
 
@@ -73,6 +76,7 @@ template <typename T>
 struct Kernel {
   int mr = 0, nr = 0;
   int64_t kc = 0, mc = 0, nc = 0;  // cache blocks; mc is a multiple of mr, nc of nr
+  int64_t a_resident = 0;          // bytes of op(A) gemm_small_m keeps packed whole (in L2)
   Ukr<T> ukr = nullptr;
   PackA<T> pack_a = nullptr;
   PackB<T> pack_b = nullptr;
@@ -157,20 +161,54 @@ struct KernelSet {
   Kernel<double> d[3];
 };
 
+// Cache blocking from the cache sizes (gemm.h: sgemm_blocks), for a kernel of mr x nr and elements of s bytes:
+//   kc: the B micro-panel (kc x nr), which every A micro-panel of a block multiplies, fills L1d; the A
+//       micro-panels and C's rows stream past it from L2 (kc * nr * s = L1d). Leaving two ways of L1 free for
+//       them (kc 192 on a Zen 4) measured no faster than filling it (kc 256): the micro-kernel reads 128 bytes
+//       of B per 28 FMAs, which L2 supplies easily, while a shorter kc costs more passes over C;
+//   mc: the packed A block (mc x kc), re-read for every B micro-panel, takes a quarter of L2 (the B panels
+//       streaming through, C's tiles and the next block's packing share the rest);
+//   nc: the packed B block (kc x nc) takes a quarter of this CPU's share of L3;
+//   a_resident: gemm_small_m keeps all of op(A) packed when it fits in 3/8 of L2.
+// Multiples of 16 (kc), mr (mc) and nr (nc); clamped to kc in [64, 512], mc in [mr, 1024], nc in [nr, 8192].
+// On the Zen 4 guest (32 KiB L1d, 1 MiB L2, 16 MiB of L3 per CPU) this gives 256, 252, 4096 for the 14 x 32
+// AVX-512 kernel, where the constants tuned by hand on it were 256, 280, 4096; a CPU with larger caches (a
+// Sapphire Rapids: 48 KiB, 2 MiB) gets larger blocks (384, 336). A level the machine does not describe counts
+// as small (32 KiB L1d, 512 KiB L2, 4 MiB of L3 per CPU).
 template <typename T>
-void set_blocks(Kernel<T>& k, int64_t kc, int64_t mc, int64_t nc) {
+void set_blocks(Kernel<T>& k, const CacheInfo& c) {
+  const int64_t s = sizeof(T);
+  const int64_t l1 = c.l1d.bytes > 0 ? c.l1d.bytes : 32 << 10;
+  const int64_t l2 = c.l2.bytes > 0 ? c.l2.bytes : 512 << 10, l3 = c.l3.bytes > 0 ? c.l3.per_cpu() : 4 << 20;
+  k.kc = std::clamp<int64_t>(l1 / (k.nr * s) / 16 * 16, 64, 512);
+  k.mc = std::clamp<int64_t>(l2 / 4 / (k.kc * s) / k.mr * k.mr, k.mr, 1024 / k.mr * k.mr);
+  k.nc = std::clamp<int64_t>(l3 / 4 / (k.kc * s) / k.nr * k.nr, k.nr, 8192 / k.nr * k.nr);
+  k.a_resident = l2 * 3 / 8;
+}
+
+// DL_GEMM_BLOCKS=kc,mc,nc overrides the derived blocks (for measuring other choices, and for tests); read on
+// every call like DL_GEMM_KERNEL. A malformed value is ignored.
+template <typename T>
+Kernel<T> with_env_blocks(Kernel<T> k) {
+  const char* e = std::getenv("DL_GEMM_BLOCKS");
+  if (e == nullptr || *e == '\0') return k;
+  long long kc = 0, mc = 0, nc = 0;
+  char tail = 0;
+  if (std::sscanf(e, "%lld,%lld,%lld%c", &kc, &mc, &nc, &tail) != 3 || kc <= 0 || mc <= 0 || nc <= 0) return k;
   k.kc = kc;
   k.mc = std::max<int64_t>(k.mr, mc / k.mr * k.mr);
   k.nc = std::max<int64_t>(k.nr, nc / k.nr * k.nr);
+  return k;
 }
 
 const KernelSet& kernels() {
   static const KernelSet ks = [] {
     KernelSet r;
-    r.s[0] = {4, 8, 0, 0, 0, &portable_ukr<float, 4, 8>, &pack_a_generic<float, 4>, &pack_b_generic<float, 8>};
-    set_blocks(r.s[0], 256, 96, 4096);
-    r.d[0] = {4, 4, 0, 0, 0, &portable_ukr<double, 4, 4>, &pack_a_generic<double, 4>, &pack_b_generic<double, 4>};
-    set_blocks(r.d[0], 256, 96, 4096);
+    const CacheInfo& caches = cpu_caches();
+    r.s[0] = {4, 8, 0, 0, 0, 0, &portable_ukr<float, 4, 8>, &pack_a_generic<float, 4>, &pack_b_generic<float, 8>};
+    set_blocks(r.s[0], caches);
+    r.d[0] = {4, 4, 0, 0, 0, 0, &portable_ukr<double, 4, 4>, &pack_a_generic<double, 4>, &pack_b_generic<double, 4>};
+    set_blocks(r.d[0], caches);
     r.s[1] = r.s[0], r.s[2] = r.s[0];
     r.d[1] = r.d[0], r.d[2] = r.d[0];
 #if DL_GEMM_X86
@@ -178,14 +216,14 @@ const KernelSet& kernels() {
     if (best >= Isa::avx2) {
       detail::gemm_avx2_sgemm(&r.s[1].mr, &r.s[1].nr, &r.s[1].ukr, &r.s[1].pack_a, &r.s[1].pack_b);
       detail::gemm_avx2_dgemm(&r.d[1].mr, &r.d[1].nr, &r.d[1].ukr, &r.d[1].pack_a, &r.d[1].pack_b);
-      set_blocks(r.s[1], 256, 144, 4080);
-      set_blocks(r.d[1], 256, 72, 4080);
+      set_blocks(r.s[1], caches);
+      set_blocks(r.d[1], caches);
     }
     if (best >= Isa::avx512) {
       detail::gemm_avx512_sgemm(&r.s[2].mr, &r.s[2].nr, &r.s[2].ukr, &r.s[2].pack_a, &r.s[2].pack_b);
       detail::gemm_avx512_dgemm(&r.d[2].mr, &r.d[2].nr, &r.d[2].ukr, &r.d[2].pack_a, &r.d[2].pack_b);
-      set_blocks(r.s[2], 256, 280, 4096);
-      set_blocks(r.d[2], 256, 140, 2048);
+      set_blocks(r.s[2], caches);
+      set_blocks(r.d[2], caches);
     }
 #endif
     return r;
@@ -272,7 +310,7 @@ void gemm_small_m(const Kernel<T>& ker, bool ta, int64_t M, int64_t N, int64_t K
                   const Src& src, T beta, T* C, int64_t ldc) {
   const int MR = ker.mr, NR = ker.nr;
   const int64_t Mr = (M + MR - 1) / MR * MR;
-  const bool whole = Mr * K * static_cast<int64_t>(sizeof(T)) <= (384 << 10);
+  const bool whole = Mr * K * static_cast<int64_t>(sizeof(T)) <= ker.a_resident;
   // With op(A) resident, K blocks can be longer (fewer passes over C's stripe); the B panels then stream from L2.
   const int64_t KC = balanced_block(K, whole ? 2 * ker.kc : ker.kc);
   // Stripe width: at least 4 panels and 512 bytes per source row, so the packing reads long runs.
@@ -369,7 +407,9 @@ void gemm_serial(const Kernel<T>& ker, bool ta, int64_t M, int64_t N, int64_t K,
   const int MR = ker.mr, NR = ker.nr;
   // K blocks of equal size (a short last block would pay the per-tile overhead for little work).
   const int64_t KC = balanced_block(K, ker.kc);
-  const int64_t MC = std::min<int64_t>(ker.mc, (M + MR - 1) / MR * MR);
+  // row blocks of (nearly) equal size, so the last is not a sliver: 1024 rows in blocks of at most 252 are 5 of
+  // 210 or less rather than 4 of 252 and one of 16
+  const int64_t MC = (balanced_block(M, ker.mc) + MR - 1) / MR * MR;
   const int64_t NC = std::min<int64_t>(ker.nc, (N + NR - 1) / NR * NR);
 
   if (M <= MC) {
@@ -408,7 +448,7 @@ template <typename T>
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
           int64_t ldb, T beta, T* C, int64_t ldc) {
   if (detail::empty_product(M, N, K, alpha, beta, C, ldc)) return;
-  const Kernel<T>& ker = kernel_for<T>(current_isa());
+  const Kernel<T> ker = with_env_blocks(kernel_for<T>(current_isa()));
   // Below ~1 MFLOP per thread the fork/join costs more than it saves; the transposing packs cost more per value.
   detail::split_over_threads(M, N, K, ker.mr, ker.nr, 1.0e6, ta ? 1.0 : 3.0, tb ? 3.0 : 1.0,
                              [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
@@ -429,7 +469,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
 void sgemm_packed_b(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                     const SgemmPackB& pack_b, float beta, float* C, int64_t ldc) {
   if (detail::empty_product(M, N, K, alpha, beta, C, ldc)) return;
-  const Kernel<float>& ker = kernel_for<float>(current_isa());
+  const Kernel<float> ker = with_env_blocks(kernel_for<float>(current_isa()));
   detail::split_over_threads(M, N, K, ker.mr, ker.nr, 1.0e6, trans_a ? 1.0 : 3.0, 1.0,
                              [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
                                const float* a = trans_a ? A + m0 : A + m0 * lda;
@@ -444,6 +484,23 @@ int sgemm_panel_width() { return kernel_for<float>(current_isa()).nr; }
 void dgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
            const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
   gemm<double>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+SgemmBlocks sgemm_blocks() {
+  const Kernel<float> k = with_env_blocks(kernel_for<float>(current_isa()));
+  return {k.mr, k.nr, k.kc, k.mc, k.nc};
+}
+
+SgemmBlocks sgemm_blocks_for(int mr, int nr, const CacheInfo& caches) {
+  Kernel<float> k;
+  k.mr = mr, k.nr = nr;
+  set_blocks(k, caches);
+  return {k.mr, k.nr, k.kc, k.mc, k.nc};
+}
+
+std::string SgemmBlocks::str() const {
+  return std::to_string(mr) + "x" + std::to_string(nr) + " kernel, kc " + std::to_string(kc) + ", mc " +
+         std::to_string(mc) + ", nc " + std::to_string(nc);
 }
 
 const char* sgemm_kernel_name() {

@@ -1,7 +1,9 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <string>
 namespace dl::cpu {
+struct CacheInfo;
 // Row-major GEMM: C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C.
 // op(A) = A (M x K, row stride lda) or, when trans_a, A^T where A is stored K x M with row stride lda.
 // Same for B. ldc is C's row stride. beta == 0 means C is not read (may hold NaN).
@@ -22,6 +24,16 @@ void sgemm_packed_b(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, 
 int sgemm_panel_width();
 // Which micro-kernel sgemm uses on this CPU: "avx512", "avx2" or "portable". Env DL_GEMM_KERNEL=portable|avx2|avx512 forces one (never one the CPU lacks).
 const char* sgemm_kernel_name();
+// The micro-kernel's shape and the cache blocks sgemm uses on this CPU: derived from the cache sizes Linux
+// reports (cpu_info.h; the formulas are at set_blocks in gemm.cpp), unless DL_GEMM_BLOCKS=kc,mc,nc overrides
+// them. sgemm_blocks_for: what the formulas give for another kernel shape and other caches (for tests).
+struct SgemmBlocks {
+  int mr = 0, nr = 0;
+  int64_t kc = 0, mc = 0, nc = 0;
+  std::string str() const;  // "14x32 kernel, kc 192, mc 672, nc 4096"
+};
+SgemmBlocks sgemm_blocks();
+SgemmBlocks sgemm_blocks_for(int mr, int nr, const CacheInfo& caches);
 // The simple reference (triple loop, blocked for cache, no SIMD), kept for tests.
 void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);

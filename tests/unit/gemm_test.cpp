@@ -1,14 +1,18 @@
 // dl::cpu::sgemm / dgemm against references: every transpose combination, alpha/beta values (beta = 0 with a
 // NaN-filled C), odd shapes (1 .. 257, K = 0), padded strides, each micro-kernel this CPU supports (forced with
-// DL_GEMM_KERNEL), 1 and 2 threads and calls from inside a parallel region.
+// DL_GEMM_KERNEL), 1 and 2 threads and calls from inside a parallel region; the cache blocks derived from the
+// cache sizes, and correctness under other blocks (DL_GEMM_BLOCKS).
 #include <doctest/doctest.h>
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <random>
 #include <sstream>
@@ -16,6 +20,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "tensor/cpu/cpu_info.h"
 #include "tensor/cpu/gemm.h"
 #include "test_util.h"
 
@@ -354,6 +359,115 @@ TEST_CASE("dgemm matches a long double reference: transposes x alpha/beta x odd 
         Case c{true, false, s[0], s[1], s[2], 1.0, 0.0, 1, kern, threads};
         const Worst w = run_case<double>(c, seed++);
         CHECK_MESSAGE(w.ok, w.what);
+      }
+  }
+}
+
+namespace {
+// A directory laid out as /sys/devices/system/cpu/cpu0/cache: one index per (level, type, size, ways, sharing).
+struct FakeCacheDir {
+  std::filesystem::path dir;
+  explicit FakeCacheDir(const std::vector<std::array<std::string, 5>>& levels) {
+    dir = std::filesystem::temp_directory_path() / ("dl-cache-" + std::to_string(::getpid()) + "-" +
+                                                    std::to_string(counter()++));
+    std::filesystem::create_directories(dir);
+    for (size_t i = 0; i < levels.size(); ++i) {
+      const auto d = dir / ("index" + std::to_string(i));
+      std::filesystem::create_directories(d);
+      const char* names[] = {"level", "type", "size", "ways_of_associativity", "shared_cpu_list"};
+      for (int f = 0; f < 5; ++f) std::ofstream(d / names[f]) << levels[i][static_cast<size_t>(f)] << "\n";
+    }
+  }
+  ~FakeCacheDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+  static int& counter() {
+    static int n = 0;
+    return n;
+  }
+};
+}  // namespace
+
+TEST_CASE("sgemm's cache blocks are derived from the cache sizes Linux reports") {
+  using dl::cpu::CacheInfo;
+  // a Zen 4 guest (what this project met as "AMD EPYC") and a Sapphire Rapids one
+  FakeCacheDir zen4({{"1", "Data", "32K", "8", "0"},
+                     {"1", "Instruction", "32K", "8", "0"},
+                     {"2", "Unified", "1024K", "8", "0"},
+                     {"3", "Unified", "32768K", "16", "0-1"}});
+  FakeCacheDir spr({{"1", "Data", "48K", "12", "0"},
+                    {"1", "Instruction", "32K", "8", "0"},
+                    {"2", "Unified", "2048K", "16", "0"},
+                    {"3", "Unified", "107520K", "15", "0-1,4,6-7"}});
+  const CacheInfo a = dl::cpu::read_cache_info(zen4.dir.string()), b = dl::cpu::read_cache_info(spr.dir.string());
+  CHECK(a.l1d.bytes == 32 << 10);
+  CHECK(a.l1d.ways == 8);
+  CHECK(a.l2.bytes == 1 << 20);
+  CHECK(a.l3.sharing == 2);
+  CHECK(a.l3.per_cpu() == 16 << 20);
+  CHECK(b.l1d.bytes == 48 << 10);
+  CHECK(b.l3.sharing == 5);
+  CHECK(a.str().find("L1d 32 KiB 8-way") != std::string::npos);
+  // the formulas (gemm.cpp, set_blocks) on the AVX-512 kernel's 14 x 32
+  const auto za = dl::cpu::sgemm_blocks_for(14, 32, a), sb = dl::cpu::sgemm_blocks_for(14, 32, b);
+  CHECK(za.kc == 256);   // 32 KiB / (32 * 4 B)
+  CHECK(za.mc == 252);   // 256 KiB / (256 * 4 B) = 256, down to a multiple of 14
+  CHECK(za.nc == 4096);  // 4 MiB / (256 * 4 B)
+  CHECK(sb.kc == 384);   // 48 KiB / 128 B
+  CHECK(sb.mc == 336);   // 512 KiB / 1536 B = 341 -> 336
+  CHECK(sb.nc == 3584);  // 105 MiB shared by 5 CPUs, a quarter of that over 1536 B
+  for (const auto& [blocks, caches] : {std::pair{za, a}, std::pair{sb, b}}) {
+    CHECK(blocks.kc * blocks.nr * 4 <= caches.l1d.bytes);      // the B micro-panel fits L1
+    CHECK(blocks.mc * blocks.kc * 4 <= caches.l2.bytes / 4);   // the A block, a quarter of L2
+    CHECK(blocks.kc * blocks.nc * 4 <= caches.l3.per_cpu() / 4);
+    CHECK(blocks.mc % blocks.mr == 0);
+    CHECK(blocks.nc % blocks.nr == 0);
+  }
+  // nothing readable (no such directory, or malformed sizes): the smallest current caches, within the clamps
+  FakeCacheDir broken({{"1", "Data", "lots", "8", "0"}, {"2", "Unified", "-5K", "8", "0"}});
+  for (const std::string& dir : {std::string("/nonexistent/dl-cache"), broken.dir.string()}) {
+    INFO(dir);
+    const CacheInfo none = dl::cpu::read_cache_info(dir);
+    CHECK(none.l1d.bytes == 0);
+    CHECK(none.source == "none");
+    const auto d = dl::cpu::sgemm_blocks_for(14, 32, none);
+    CHECK(d.kc == 256);  // 32 KiB L1d, 512 KiB L2, 4 MiB of L3
+    CHECK(d.mc == 126);
+    CHECK(d.nc == 1024);
+  }
+  // this machine's: what sgemm uses, and DL_GEMM_BLOCKS overrides it (a malformed value is ignored)
+  const auto mine = dl::cpu::sgemm_blocks();
+  CHECK(mine.kc >= 64);
+  CHECK(mine.kc <= 512);
+  {
+    dl::test::ScopedEnv e("DL_GEMM_BLOCKS", "48,30,100");
+    const auto o = dl::cpu::sgemm_blocks();
+    CHECK(o.kc == 48);
+    CHECK(o.mc == std::max<int64_t>(o.mr, 30 / o.mr * o.mr));
+    CHECK(o.nc == std::max<int64_t>(o.nr, 100 / o.nr * o.nr));
+  }
+  {
+    dl::test::ScopedEnv e("DL_GEMM_BLOCKS", "48,30");
+    CHECK(dl::cpu::sgemm_blocks().kc == mine.kc);
+  }
+}
+
+TEST_CASE("sgemm stays correct with other cache blocks (DL_GEMM_BLOCKS): tiny, uneven and huge") {
+  const std::array<int64_t, 3> shapes[] = {{65, 129, 600}, {300, 70, 300}, {33, 700, 1500}, {600, 37, 33}, {1, 513, 300}};
+  for (const char* blocks : {"16,14,32", "100,50,70", "512,1024,8192"}) {
+    dl::test::ScopedEnv e("DL_GEMM_BLOCKS", blocks);
+    for (const std::string& kern : supported_kernels())
+      for (int threads : {1, 2}) {
+        uint32_t seed = 5;
+        for (const auto& s : shapes)
+          for (int t = 0; t < 4; ++t) {
+            Case c{(t & 1) != 0, (t & 2) != 0, s[0], s[1], s[2], 1.0, (seed % 2) ? 0.0 : 0.5, int64_t(seed % 3), kern,
+                   threads};
+            const Worst w = run_case<float>(c, seed++);
+            INFO("blocks ", blocks);
+            CHECK_MESSAGE(w.ok, w.what);
+          }
       }
   }
 }
