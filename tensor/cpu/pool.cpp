@@ -180,11 +180,13 @@ __attribute__((target("avx512f"))) void max3x3_s2_rows_avx512(float* op, const f
 }
 #endif
 
+// The plane copied into a scratch plane with -inf borders wide enough for every window of a K x K pool (padding
+// and ceil_mode's overhang); returns it, with its row length in Wq.
 template <typename T>
-void max_pool_3x3_values_plane(const T* xp, T* op, const Pool2dParams& p) {
+T* padded_plane(const T* xp, const Pool2dParams& p, int64_t K, int64_t& Wq) {
   const int64_t ph = p.padding[0], pw = p.padding[1];
-  const int64_t Wq = std::max(p.W + 2 * pw, (p.Wo - 1) * p.stride[1] + 3);
-  const int64_t Hq = std::max(p.H + 2 * ph, (p.Ho - 1) * p.stride[0] + 3);
+  Wq = std::max(p.W + 2 * pw, (p.Wo - 1) * p.stride[1] + K);
+  const int64_t Hq = std::max(p.H + 2 * ph, (p.Ho - 1) * p.stride[0] + K);
   T* pad = thread_scratch<T>(1, static_cast<size_t>(Hq * Wq));
   const T ninf = -std::numeric_limits<T>::infinity();
   std::fill(pad, pad + ph * Wq, ninf);
@@ -195,6 +197,87 @@ void max_pool_3x3_values_plane(const T* xp, T* op, const Pool2dParams& p) {
     std::fill(row + pw + p.W, row + Wq, ninf);
   }
   std::fill(pad + (p.H + ph) * Wq, pad + Hq * Wq, ninf);
+  return pad;
+}
+
+#if defined(__x86_64__)
+// Indexed K x K max pool (K = 2 or 3) at horizontal stride 2, AVX-512, 16 outputs at a time, from the -inf
+// bordered copy of the plane (padded_plane): for each tap in the window's row-major order, the 16 values
+// (even lanes of 32 contiguous ones: one permute, no gather) compete under take_if_better's rule (larger, or
+// NaN), and the winner's offset in the image is kept per lane. The running best starts at -inf on the window's
+// first real tap, so border -inf never wins and a window of -inf values points at its first real element, as
+// in the scalar rule. Indices are int32 inside a plane (planes of under 2^31 values), widened when stored.
+template <int K>
+__attribute__((target("avx512f"))) void max_pool_s2_indexed_avx512(float* op, int64_t* ip, const float* pad,
+                                                                   int64_t Wq, const Pool2dParams& p) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i lane2 = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  const int64_t W = p.W, sh = p.stride[0], ph = p.padding[0], pw = p.padding[1];
+  auto row_mask = [&](int64_t x) {  // the loadable part of 16 values from column x of a padded row
+    const int64_t n = std::clamp<int64_t>(Wq - x, 0, 16);
+    return static_cast<__mmask16>(n == 16 ? 0xFFFF : (1u << n) - 1);
+  };
+  for (int64_t oh = 0; oh < p.Ho; ++oh) {
+    const int64_t dh0 = std::max<int64_t>(0, ph - oh * sh);  // the window's first real row
+    const float* r = pad + oh * sh * Wq;
+    for (int64_t ow = 0; ow < p.Wo; ow += 16) {
+      __m512 best = ninf;
+      // the first real tap: row dh0, column 0 but for a left-padded first window
+      __m512i off = _mm512_set1_epi32(static_cast<int32_t>(dh0 * W));
+      if (ow == 0 && pw > 0) off = _mm512_mask_set1_epi32(off, 1, static_cast<int32_t>(dh0 * W + pw));
+      for (int dh = 0; dh < K; ++dh)
+        for (int dw = 0; dw < K; ++dw) {
+          const float* t = r + dh * Wq + 2 * ow + dw;
+          const int64_t x = 2 * ow + dw;
+          const __m512 lo = _mm512_mask_loadu_ps(ninf, row_mask(x), t), hi = _mm512_mask_loadu_ps(ninf, row_mask(x + 16), t + 16);
+          const __m512 v = _mm512_permutex2var_ps(lo, even, hi);
+          const __mmask16 take = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+          best = _mm512_mask_mov_ps(best, take, v);
+          off = _mm512_mask_mov_epi32(off, take, _mm512_set1_epi32(static_cast<int32_t>(dh * W + dw)));
+        }
+      const int64_t n = std::min<int64_t>(16, p.Wo - ow);
+      const __mmask16 m = static_cast<__mmask16>(n == 16 ? 0xFFFF : (1u << n) - 1);
+      _mm512_mask_storeu_ps(op + oh * p.Wo + ow, m, best);
+      // index = (oh sh - ph) W + 2 ow - pw + off
+      const __m512i base = _mm512_add_epi64(_mm512_set1_epi64((oh * sh - ph) * W + 2 * ow - pw), lane2);
+      const __m512i i0 = _mm512_add_epi64(base, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(off)));
+      const __m512i i1 = _mm512_add_epi64(_mm512_add_epi64(base, _mm512_set1_epi64(16)),
+                                          _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(off, 1)));
+      _mm512_mask_storeu_epi64(ip + oh * p.Wo + ow, static_cast<__mmask8>(m & 0xFF), i0);
+      _mm512_mask_storeu_epi64(ip + oh * p.Wo + ow + 8, static_cast<__mmask8>(m >> 8), i1);
+    }
+  }
+}
+#endif
+
+// Indexed max pool of one plane on the AVX-512 path above when it applies (float32, K x K windows with K = 2 or
+// 3, horizontal stride 2, planes of under 2^31 values); false when it does not.
+template <typename T>
+bool max_pool_indexed_fast_plane(const T* xp, T* op, int64_t* ip, const Pool2dParams& p) {
+#if defined(__x86_64__)
+  if constexpr (std::is_same_v<T, float>) {
+    const int64_t K = p.kernel[0];
+    if (!(K == p.kernel[1] && (K == 2 || K == 3) && p.stride[1] == 2 && p.H * p.W < (int64_t{1} << 31) &&
+          cpu_has_avx512f()))
+      return false;
+    int64_t Wq = 0;
+    const float* pad = padded_plane(xp, p, K, Wq);
+    if (K == 2)
+      max_pool_s2_indexed_avx512<2>(op, ip, pad, Wq, p);
+    else
+      max_pool_s2_indexed_avx512<3>(op, ip, pad, Wq, p);
+    return true;
+  }
+#endif
+  (void)xp, (void)op, (void)ip, (void)p;
+  return false;
+}
+
+template <typename T>
+void max_pool_3x3_values_plane(const T* xp, T* op, const Pool2dParams& p) {
+  int64_t Wq = 0;
+  const T* pad = padded_plane(xp, p, 3, Wq);
 #if defined(__x86_64__)
   if constexpr (std::is_same_v<T, float>) {
     if (p.stride[1] == 2 && cpu_has_avx512f()) {
@@ -252,6 +335,7 @@ void max_pool_forward_typed(T* out, int64_t* idx, const T* x, const Pool2dParams
       max_pool_3x3_values_plane(xp, op, p);
       continue;
     }
+    if (idx != nullptr && max_pool_indexed_fast_plane(xp, op, idx + pl * p.Ho * p.Wo, p)) continue;
     int64_t* ip = idx ? idx + pl * p.Ho * p.Wo : thread_scratch<int64_t>(0, static_cast<size_t>(p.Wo));
     for (int64_t oh = 0; oh < p.Ho; ++oh) {
       int64_t* irow = idx ? ip + oh * p.Wo : ip;

@@ -610,22 +610,23 @@ TEST_CASE("fast batch norm + relu: equals batch_norm (+ residual) then relu, for
 
 // ---- pooling -------------------------------------------------------------------------------------------
 
-TEST_CASE("fast max pool 2x2: equals the window rule (ties, NaN, odd sizes, ceil mode)") {
-  // brute force: first maximum in row-major order, the last NaN wins
-  auto brute = [](const Tensor& x, int64_t Ho, int64_t Wo) {
+TEST_CASE("fast max pool with indices (2x2 and 3x3, AVX-512 stride 2): equals the window rule (ties, NaN, -inf, ceil mode)") {
+  // brute force: first maximum in row-major order over the window's real elements, the last NaN wins
+  auto brute = [](const Tensor& x, const Pool2dParams& p, int64_t Ho, int64_t Wo) {
     auto v = x.to_vector<float>();
     const int64_t P = x.size(0) * x.size(1), H = x.size(2), W = x.size(3);
     std::vector<float> out;
     std::vector<int64_t> idx;
-    for (int64_t p = 0; p < P; ++p)
+    for (int64_t pl = 0; pl < P; ++pl)
       for (int64_t oh = 0; oh < Ho; ++oh)
         for (int64_t ow = 0; ow < Wo; ++ow) {
           float best = -std::numeric_limits<float>::infinity();
           int64_t bi = -1;
           bool nan = false;
-          for (int64_t h = 2 * oh; h < std::min(2 * oh + 2, H); ++h)
-            for (int64_t w = 2 * ow; w < std::min(2 * ow + 2, W); ++w) {
-              const float e = v[static_cast<size_t>((p * H + h) * W + w)];
+          const int64_t h0 = oh * p.stride[0] - p.padding[0], w0 = ow * p.stride[1] - p.padding[1];
+          for (int64_t h = std::max<int64_t>(h0, 0); h < std::min(h0 + p.kernel[0], H); ++h)
+            for (int64_t w = std::max<int64_t>(w0, 0); w < std::min(w0 + p.kernel[1], W); ++w) {
+              const float e = v[static_cast<size_t>((pl * H + h) * W + w)];
               if (bi < 0) bi = h * W + w;
               if (std::isnan(e)) {
                 nan = true;
@@ -641,25 +642,46 @@ TEST_CASE("fast max pool 2x2: equals the window rule (ties, NaN, odd sizes, ceil
         }
     return std::make_pair(out, idx);
   };
-  for (bool ceil : {false, true}) {
-    Tensor x = uniform({2, 3, 7, 9}, 41, DType::Float32);
-    // ties (rounded values) and a few NaNs
+  struct Case {
+    Shape x;
+    int64_t k, sh, sw, pad;
+    bool ceil;
+  };
+  const Case cases[] = {
+      {{2, 3, 7, 9}, 2, 2, 2, 0, false},   {{2, 3, 7, 9}, 2, 2, 2, 0, true},    // odd sizes, ceil's overhang
+      {{1, 2, 6, 70}, 2, 2, 2, 0, false},  {{2, 2, 5, 67}, 2, 2, 2, 0, true},   // 16-output blocks and a tail
+      {{1, 2, 28, 28}, 2, 2, 2, 0, false},                                      // the scratch CNN's first pool
+      {{2, 3, 11, 11}, 3, 2, 2, 1, false}, {{1, 2, 9, 70}, 3, 2, 2, 1, false},  // ResNet's stem pool, blocks
+      {{2, 1, 5, 67}, 3, 2, 2, 0, true},   {{1, 2, 12, 33}, 3, 1, 2, 1, false}, // ceil; row stride 1
+      {{1, 2, 13, 40}, 3, 3, 2, 1, true},  {{1, 1, 4, 5}, 2, 1, 1, 0, false},   // row stride 3; the scalar path
+      {{1, 2, 32, 32}, 3, 2, 2, 1, false}};
+  for (const Case& c : cases) {
+    Tensor x = uniform(c.x, 41, DType::Float32);
+    // ties (signs, so most windows hold several maxima), NaNs in every lane position, and a run of -inf
+    // long enough to fill windows
     x = ops::binary_scalar(ops::BinaryOp::Div, ops::unary(ops::UnaryOp::Sign, x), 1.0);
     auto xv = x.to_vector<float>();
-    xv[5] = std::nanf("");
-    xv[40] = std::nanf("");
-    xv[41] = std::nanf("");
-    x = from_vector(xv, {2, 3, 7, 9});
+    for (size_t i = 5; i < xv.size(); i += 37) xv[i] = std::nanf("");
+    // 3 x 3 blocks of -inf at the first plane's top-left corner (the padded first windows) and inside the last
+    // plane: windows with nothing but -inf, whose index must be their first real element
+    const int64_t H = c.x[2], W = c.x[3], last = (c.x[0] * c.x[1] - 1) * H * W;
+    for (int64_t h = 0; h < std::min<int64_t>(3, H); ++h)
+      for (int64_t w = 0; w < std::min<int64_t>(3, W); ++w) {
+        xv[static_cast<size_t>(h * W + w)] = -std::numeric_limits<float>::infinity();
+        xv[static_cast<size_t>(last + (H / 2 + h) % H * W + (W / 2 + w) % W)] = -std::numeric_limits<float>::infinity();
+      }
+    x = from_vector(xv, c.x);
     Pool2dParams p;
-    p.kernel = {2, 2};
-    p.stride = {2, 2};
-    p.ceil_mode = ceil;
+    p.kernel = {c.k, c.k};
+    p.stride = {c.sh, c.sw};
+    p.padding = {c.pad, c.pad};
+    p.ceil_mode = c.ceil;
     auto [out, idx] = ops::max_pool2d_forward(x, p);
-    auto [bo, bi] = brute(x, out.size(2), out.size(3));
+    auto [bo, bi] = brute(x, p, out.size(2), out.size(3));
     auto ov = out.to_vector<float>();
     bool same = ov.size() == bo.size();
     for (size_t i = 0; same && i < ov.size(); ++i) same = (ov[i] == bo[i]) || (std::isnan(ov[i]) && std::isnan(bo[i]));
-    INFO("ceil_mode " << ceil);
+    INFO("x " << shape_str(c.x) << " k " << c.k << " stride " << c.sh << "," << c.sw << " pad " << c.pad << " ceil " << c.ceil);
     CHECK(same);
     CHECK(idx.to_vector<int64_t>() == bi);
   }
