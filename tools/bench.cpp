@@ -75,15 +75,17 @@
 //    "pytorch_threading", "torch", "cpu_model", "cpu_caches" (as Linux reports them), "sgemm_blocks" (the micro-kernel
 //    and the cache blocks derived from them), "fp32_peak_gflop_s", "load_average", with --alone
 //    "alone" and "alone_ok", and with --profile "framework_profile_ms_per_iter" (per kernel),
-//    "framework_profile_conv_layers" (ms and GFLOP/s per convolution pass and layer shape) and
+//    "framework_profile_gb_s" (GB/s of each memory-bound kernel and the optimizer step: the bytes of its tensor
+//    arguments, each read or written once, over its time), "framework_profile_conv_layers" (ms and GFLOP/s per
+//    convolution pass and layer shape) and
 //    "framework_profile_conv_algorithms" (the algorithm chosen per shape, under the search)}
 // scripts/bench.sh keeps these lines as a benchmark record (bench_records/), and tools/bench_table.py
 // turns a record into the README's table.
 //
 // --profile, and only --profile, wraps every kernel of the CPU dispatch table in a timer (without it the
 // table is never touched in a timed process) and prints, to stderr, where the framework's time goes per
-// kernel ("outside kernels" is the rest: autograd, allocation, optimizer, GEMMs of linear layers run
-// through bmm are counted as bmm), "conv_only_gflop_s" (over the time spent in the convolution kernels
+// kernel ("optimizer_step" is the update; "outside kernels" is the rest: autograd, allocation, views; GEMMs of
+// linear layers run through bmm are counted as bmm), "conv_only_gflop_s" (over the time spent in the convolution kernels
 // alone), and PyTorch's own profile of the same workload (torch.autograd.profiler, self CPU time per op).
 // The convolution FLOP count is taken without --profile too, by a separate short-lived process
 // (`--serve --count-flops`) that wraps the table, runs two iterations and exits before any timing.
@@ -107,6 +109,7 @@
 #include <functional>
 #include <iterator>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -240,6 +243,37 @@ constexpr double kFlopsPerIterAvx2 = 12 * 8 * 2;
 #undef DL_FMA16
 #undef DL_FMA12
 
+// Memory bandwidth on `threads` OpenMP threads, STREAM's way: copy (c = a) and triad (a = b + s c) over
+// arrays of 64 Mi floats (256 MiB each, far past any cache), bytes read plus bytes written over the time, best
+// of three. What a memory-bound kernel can reach at most; the profile's GB/s compare with it.
+struct Bandwidth {
+  double copy_gb_s = 0, triad_gb_s = 0;
+};
+Bandwidth measure_memory_bandwidth(int threads) {
+  const int64_t n = int64_t{64} << 20;
+  std::unique_ptr<float[]> a(new float[static_cast<size_t>(n)]), b(new float[static_cast<size_t>(n)]),
+      c(new float[static_cast<size_t>(n)]);
+  float* pa = a.get();
+  float* pb = b.get();
+  float* pc = c.get();
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < n; ++i) pa[i] = 1.0f, pb[i] = 2.0f, pc[i] = 0.5f;  // first touch, same threads
+  Bandwidth bw;
+  const double bytes = static_cast<double>(n) * sizeof(float);
+  for (int rep = 0; rep < 3; ++rep) {
+    double t0 = now_s();
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t i = 0; i < n; ++i) pc[i] = pa[i];
+    bw.copy_gb_s = std::max(bw.copy_gb_s, 2 * bytes / (now_s() - t0) * 1e-9);
+    t0 = now_s();
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t i = 0; i < n; ++i) pa[i] = pb[i] + 3.0f * pc[i];
+    bw.triad_gb_s = std::max(bw.triad_gb_s, 3 * bytes / (now_s() - t0) * 1e-9);
+  }
+  if (pa[n / 2] == 12345.f) std::fprintf(stderr, " ");  // keeps the stores alive
+  return bw;
+}
+
 struct FmaPeak {
   std::string isa;  // "AVX-512", "AVX2+FMA" or "none"
   double gflop_s = 0;
@@ -312,12 +346,14 @@ struct KernelStat {
   double seconds = 0;
   int64_t calls = 0;
   double flops = 0;  // convolutions only, counted from shapes
+  double bytes = 0;  // the others: each tensor argument's memory read or written once (compulsory traffic)
 };
 std::map<std::string, KernelStat>& kernel_stats() {
   static std::map<std::string, KernelStat> s;
   return s;
 }
 bool g_in_kernel = false;  // a kernel that calls another through the table is timed once (outermost)
+bool g_profiling = false;  // install_kernel_timers ran: the optimizer's step is timed too
 // The convolutions again, per pass and layer shape ("fwd 64x56x56 -> 64 3x3/1 bf16"): where the conv
 // time goes, layer by layer.
 std::map<std::string, KernelStat>& conv_layer_stats() {
@@ -334,6 +370,19 @@ double conv_flops(const Tensor& out, const Tensor& w) {
   // 2 * N * O * Ho * Wo * (C/g) * kh * kw: one multiply-add per weight tap per output element
   const auto& ws = w.sizes();
   return 2.0 * static_cast<double>(out.numel()) * static_cast<double>(ws[1] * ws[2] * ws[3]);
+}
+
+// The bytes of memory a tensor argument spans (a broadcast dimension, stride 0, counts once).
+inline double tensor_bytes(const Tensor& t) {
+  if (!t.defined()) return 0;
+  double n = static_cast<double>(t.element_size());
+  for (int64_t d = 0; d < t.dim(); ++d)
+    if (t.strides()[static_cast<size_t>(d)] != 0) n *= static_cast<double>(t.sizes()[static_cast<size_t>(d)]);
+  return n;
+}
+template <typename U>
+inline double tensor_bytes(const U&) {
+  return 0;
 }
 
 template <auto Field, typename F = std::remove_cvref_t<decltype(std::declval<KernelTable>().*Field)>>
@@ -357,7 +406,10 @@ struct Timed<Field, void (*)(A...)> {
     const double dt = now_s() - t0;
     stat->seconds += dt;
     stat->calls++;
-    if (flops) stat->flops += flops(a...);
+    if (flops)
+      stat->flops += flops(a...);
+    else
+      stat->bytes += (tensor_bytes(a) + ...);
     if (layer) {
       KernelStat& ls = conv_layer_stats()[layer(a...)];
       ls.seconds += dt;
@@ -378,6 +430,7 @@ struct Timed<Field, void (*)(A...)> {
 };
 
 void install_kernel_timers() {
+  g_profiling = true;
   KernelTable& t = kernels(DeviceType::CPU);
 #define DL_TIME(field) Timed<&KernelTable::field>::install(t, #field)
   DL_TIME(unary);
@@ -453,6 +506,33 @@ Tensor random_targets(int64_t n, int64_t classes) {
   return t;
 }
 
+// opt.step(), timed in profiles as "optimizer_step" (kernels it calls through the table count in it), with its
+// compulsory traffic: bytes_per_element for each of the `elements` parameter values (SGD with momentum reads
+// the parameter, its gradient and the momentum and writes two of them: 20 bytes in float32; Adam reads four
+// and writes three: 28).
+void optimizer_step(optim::Optimizer& opt, double bytes_per_element, int64_t elements) {
+  if (!g_profiling || g_in_kernel) return opt.step();
+  g_in_kernel = true;
+  const double t0 = now_s();
+  try {
+    opt.step();
+  } catch (...) {
+    g_in_kernel = false;
+    throw;
+  }
+  KernelStat& st = kernel_stats()["optimizer_step"];
+  st.seconds += now_s() - t0;
+  st.calls++;
+  st.bytes += bytes_per_element * static_cast<double>(elements);
+  g_in_kernel = false;
+}
+
+int64_t parameter_elements(nn::Module& m) {
+  int64_t n = 0;
+  for (const Tensor& p : m.parameters()) n += p.numel();
+  return n;
+}
+
 // Holds whatever a workload's iteration needs alive.
 struct State {
   std::shared_ptr<nn::Module> model;
@@ -485,11 +565,11 @@ Workload make_workload(const std::string& name, State& s) {
     s.model = m;
     s.x = randn({64, 1, 28, 28});
     s.y = random_targets(64, 10);
-    return {"images/s", 64, 64.0, [&s, m] {
+    return {"images/s", 64, 64.0, [&s, m, n = parameter_elements(*m)] {
               s.opt->zero_grad();
               Tensor loss = cross_entropy((*m)(s.x), s.y);
               loss.backward();
-              s.opt->step();
+              optimizer_step(*s.opt, 28.0, n);
             }};
   }
   if (name == "resnet18_fwd_224_b32" || name == "resnet18_fwd_64_b128") {
@@ -514,11 +594,11 @@ Workload make_workload(const std::string& name, State& s) {
     s.model = m;
     s.x = randn({64, 3, 64, 64});
     s.y = random_targets(64, 10);
-    return {"images/s", 64, 64.0, [&s, m] {
+    return {"images/s", 64, 64.0, [&s, m, n = parameter_elements(*m)] {
               s.opt->zero_grad();
               Tensor loss = cross_entropy((*m)(s.x), s.y);
               loss.backward();
-              s.opt->step();
+              optimizer_step(*s.opt, 20.0, n);
             }};
   }
   fail("unknown workload '{}'; expected one of: {}", name, fmt::join(kWorkloads, ", "));
@@ -587,19 +667,27 @@ int serve_framework(const std::string& name, int threads, double run_seconds, do
     std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.seconds > b.second.seconds; });
     std::fprintf(stderr, "\n[profile] %s, framework: %.2f ms per iteration (mean of %ld timed iterations)\n",
                  name.c_str(), total_ms, static_cast<long>(timed_iters));
-    std::fprintf(stderr, "  %-30s %10s %7s %8s %10s\n", "kernel", "ms/iter", "share", "calls", "GFLOP/s");
-    json prof = json::object();
+    std::fprintf(stderr, "  %-30s %10s %7s %8s %18s\n", "kernel", "ms/iter", "share", "calls", "GFLOP/s or GB/s");
+    json prof = json::object(), bandwidth = json::object();
     for (const auto& [k, st] : rows) {
       if (st.calls == 0) continue;
       const double ms = st.seconds * 1e3 / static_cast<double>(timed_iters);
       std::fprintf(stderr, "  %-30s %10.2f %6.1f%% %8.1f", k.c_str(), ms, 100.0 * ms / total_ms,
                    static_cast<double>(st.calls) / static_cast<double>(timed_iters));
-      if (st.flops > 0) std::fprintf(stderr, " %10.1f", st.flops * 1e-9 / st.seconds);
+      if (st.flops > 0) std::fprintf(stderr, " %10.1f GFLOP/s", st.flops * 1e-9 / st.seconds);
+      if (st.bytes > 0 && st.seconds > 0) {
+        std::fprintf(stderr, " %10.1f GB/s", st.bytes * 1e-9 / st.seconds);
+        bandwidth[k] = st.bytes * 1e-9 / st.seconds;
+      }
       std::fprintf(stderr, "\n");
       prof[k] = ms;
     }
+    // the memory-bound kernels' compulsory traffic (each tensor argument once) over their time: compare with
+    // the record's measured copy bandwidth (a kernel that reads its input twice, as training batch norm
+    // does, shows less than it moves)
+    j["profile_gb_s"] = bandwidth;
     const double outside = total_ms - kernel_seconds * 1e3 / static_cast<double>(timed_iters);
-    std::fprintf(stderr, "  %-30s %10.2f %6.1f%%  (autograd engine, allocation, optimizer update, views)\n",
+    std::fprintf(stderr, "  %-30s %10.2f %6.1f%%  (autograd engine, allocation, views)\n",
                  "outside kernels", outside, 100.0 * outside / total_ms);
     prof["outside_kernels"] = outside;
     j["profile_ms_per_iter"] = prof;
@@ -912,6 +1000,9 @@ int main(int argc, char** argv) {
     // portable one), measured the same way: a tile/register-only loop on --threads threads
     const std::string bf16_kernel = cpu::gemm_bf16_kernel_name();
     const double bf16_peak = cpu::measure_bf16_peak_gflops(bf16_kernel.c_str(), threads, 0.5);
+    const Bandwidth bw = measure_memory_bandwidth(threads);
+    machine["memory_copy_gb_s"] = bw.copy_gb_s;
+    machine["memory_triad_gb_s"] = bw.triad_gb_s;
     machine["bf16_kernel"] = bf16_kernel;
     if (bf16_peak > 0) machine["bf16_peak_gflop_s"] = bf16_peak;
     machine["kernel"] = std::string(un.sysname) + " " + un.release;
@@ -923,8 +1014,9 @@ int main(int argc, char** argv) {
     std::printf("%s\n", json{{"machine", machine}}.dump().c_str());
     std::fflush(stdout);
     std::fprintf(stderr, "bench: %s, %ld CPUs online; FP32 FMA peak %.1f GFLOP/s (%s, %d threads, measured); "
-                 "bf16 peak %.0f GFLOP/s (%s)\n", model.c_str(), sysconf(_SC_NPROCESSORS_ONLN), peak.gflop_s,
-                 peak.isa.c_str(), threads, bf16_peak, bf16_kernel.c_str());
+                 "bf16 peak %.0f GFLOP/s (%s); memory bandwidth %.1f GB/s copy, %.1f GB/s triad\n", model.c_str(),
+                 sysconf(_SC_NPROCESSORS_ONLN), peak.gflop_s, peak.isa.c_str(), threads, bf16_peak,
+                 bf16_kernel.c_str(), bw.copy_gb_s, bw.triad_gb_s);
     std::fprintf(stderr, "bench: protocol: the idle sides are %s while one side is timed; blocks of %d run(s) per side; "
                  "%d runs each%s\n", idle == "stop" ? "stopped (SIGSTOP)" : "left alive (--idle alive: NOT clean)",
                  block, runs, alone ? "; then each side alone" : "");
@@ -1086,7 +1178,7 @@ int main(int argc, char** argv) {
       out["fp32_peak_gflop_s"] = peak.gflop_s;
       out["load_average"] = {load_before, load_average()};  // 1-minute, before and after: other jobs
       if (f.contains("profile_ms_per_iter")) out["framework_profile_ms_per_iter"] = f["profile_ms_per_iter"];
-      for (const char* k : {"profile_conv_layers", "profile_conv_algorithms"})
+      for (const char* k : {"profile_conv_layers", "profile_conv_algorithms", "profile_gb_s"})
         if (f.contains(k)) out[std::string("framework_") + k] = f[k];
       std::string alone_note;
       if (alone) {

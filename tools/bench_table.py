@@ -65,7 +65,7 @@ def table(meta, machine, rows):
         f"{machine.get('cpus_online', meta.get('cpus', '?'))} CPUs, measured FP32 FMA peak "
         f"{num(machine.get('fp32_peak_gflop_s'))} GFLOP/s ({machine.get('fp32_peak_isa', '?')}, "
         f"{machine.get('fp32_peak_threads', '?')} threads)"
-        f"{bf16_peak_text(machine)}, {machine.get('kernel', meta.get('kernel', '?'))}; "
+        f"{bf16_peak_text(machine)}{bandwidth_text(machine)}, {machine.get('kernel', meta.get('kernel', '?'))}; "
         f"torch {first.get('torch', '—')} with {blas_text}, ATen backend {th.get('backend', '—')}, "
         f"{th.get('torch_threads', '—')} threads; bench threads {machine.get('threads', '?')}, "
         f"git {meta.get('git_commit', '?')[:10]}{' (uncommitted changes)' if meta.get('git_dirty') else ''}; "
@@ -96,6 +96,14 @@ def table(meta, machine, rows):
     if best:
         out.append("PyTorch best, per workload: " + "; ".join(f"{w}: {c}" for w, c in best) + ".")
     return "\n".join(out) + "\n"
+
+
+def bandwidth_text(machine):
+    """The measured memory bandwidth (records from before it was measured have none)."""
+    if "memory_copy_gb_s" not in machine:
+        return ""
+    return (f", measured memory bandwidth {num(machine['memory_copy_gb_s'])} GB/s copy, "
+            f"{num(machine.get('memory_triad_gb_s'))} GB/s triad (STREAM-style, 256 MiB arrays)")
 
 
 def bf16_peak_text(machine):

@@ -18,29 +18,64 @@ ParamGroup sgd_defaults(const SGDOptions& o) {
 // The fused CPU update; the operation order (and rounding of each scalar to scalar_t) is
 // PyTorch's, so float32 runs agree with torch to rounding.
 template <typename T>
+struct SgdScalars {
+  T wd, mom, keep, neg_lr;
+  bool use_wd, use_mom, nesterov, first;
+};
+
+template <typename T>
+inline void sgd_element(T* pp, const T* gp, T* bp, const SgdScalars<T>& c) {
+  T d = *gp;
+  if (c.use_wd) d = d + c.wd * *pp;
+  if (c.use_mom) {
+    *bp = c.first ? d : *bp * c.mom + c.keep * d;
+    d = c.nesterov ? d + c.mom * *bp : *bp;
+  }
+  *pp = *pp + c.neg_lr * d;
+}
+
+// Parameter, gradient and momentum dense (the usual case): the same arithmetic as one vectorised loop, so the
+// step runs at memory speed rather than one strided element at a time.
+template <typename T>
+DL_VECTOR_CLONES DL_NO_FP_CONTRACT void sgd_dense(T* __restrict p, const T* __restrict g, T* __restrict b, int64_t n, SgdScalars<T> c) {
+  if (!c.use_mom) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) p[i] = p[i] + c.neg_lr * (c.use_wd ? g[i] + c.wd * p[i] : g[i]);
+    return;
+  }
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    T d = g[i];
+    if (c.use_wd) d = d + c.wd * p[i];
+    const T nb = c.first ? d : b[i] * c.mom + c.keep * d;
+    b[i] = nb;
+    d = c.nesterov ? d + c.mom * nb : nb;
+    p[i] = p[i] + c.neg_lr * d;
+  }
+}
+
+template <typename T>
 void sgd_update(const Tensor& p, const Tensor& grad, const Tensor& buf, bool first, const ParamGroup& g) {
-  const T wd = static_cast<T>(g.weight_decay), mom = static_cast<T>(g.momentum);
-  const T keep = static_cast<T>(1.0 - g.dampening), neg_lr = static_cast<T>(-g.lr);
-  const bool use_wd = g.weight_decay != 0, use_mom = g.momentum != 0, nesterov = g.nesterov;
-  auto body = [&](T* pp, const T* gp, T* bp) {
-    T d = *gp;
-    if (use_wd) d = d + wd * *pp;
-    if (use_mom) {
-      *bp = first ? d : *bp * mom + keep * d;
-      d = nesterov ? d + mom * *bp : *bp;
-    }
-    *pp = *pp + neg_lr * d;
-  };
-  if (use_mom) {
+  const SgdScalars<T> c{static_cast<T>(g.weight_decay), static_cast<T>(g.momentum), static_cast<T>(1.0 - g.dampening),
+                        static_cast<T>(-g.lr), g.weight_decay != 0, g.momentum != 0, g.nesterov, first};
+  constexpr int64_t S = sizeof(T);
+  if (c.use_mom) {
     cpu::for_each_run<3>({&p, &grad, &buf}, [&](std::array<char*, 3> ptr, std::array<int64_t, 3> st, int64_t n) {
+      if (st[0] == S && st[1] == S && st[2] == S)
+        return sgd_dense(reinterpret_cast<T*>(ptr[0]), reinterpret_cast<const T*>(ptr[1]),
+                         reinterpret_cast<T*>(ptr[2]), n, c);
       for (int64_t i = 0; i < n; ++i)
-        body(reinterpret_cast<T*>(ptr[0] + i * st[0]), reinterpret_cast<const T*>(ptr[1] + i * st[1]),
-             reinterpret_cast<T*>(ptr[2] + i * st[2]));
+        sgd_element(reinterpret_cast<T*>(ptr[0] + i * st[0]), reinterpret_cast<const T*>(ptr[1] + i * st[1]),
+                    reinterpret_cast<T*>(ptr[2] + i * st[2]), c);
     });
   } else {
     cpu::for_each_run<2>({&p, &grad}, [&](std::array<char*, 2> ptr, std::array<int64_t, 2> st, int64_t n) {
+      if (st[0] == S && st[1] == S)
+        return sgd_dense(reinterpret_cast<T*>(ptr[0]), reinterpret_cast<const T*>(ptr[1]), static_cast<T*>(nullptr),
+                         n, c);
       for (int64_t i = 0; i < n; ++i)
-        body(reinterpret_cast<T*>(ptr[0] + i * st[0]), reinterpret_cast<const T*>(ptr[1] + i * st[1]), nullptr);
+        sgd_element(reinterpret_cast<T*>(ptr[0] + i * st[0]), reinterpret_cast<const T*>(ptr[1] + i * st[1]),
+                    static_cast<T*>(nullptr), c);
     });
   }
 }

@@ -28,6 +28,14 @@ constexpr int64_t kParallelGrain = 32768;
 #else
 #define DL_VECTOR_CLONES
 #endif
+// With the clones, a*b + c may become one fused multiply-add (GCC contracts by default), which rounds once
+// instead of twice. Loops whose results must equal another path's bit for bit (the optimizers' fused
+// updates against their op-by-op form) say DL_NO_FP_CONTRACT.
+#if defined(__GNUC__) && !defined(__clang__)
+#define DL_NO_FP_CONTRACT __attribute__((optimize("fp-contract=off")))
+#else
+#define DL_NO_FP_CONTRACT
+#endif
 
 template <int N, typename F>
 void for_each_run(const std::array<const Tensor*, N>& ts, F&& loop) {
