@@ -134,8 +134,9 @@ Tensor conv2d_forward_affine(const Tensor& x, const Tensor& weight, const Tensor
     Tensor out = conv2d_forward(x, weight, Tensor(), p);
     if (out.numel() == 0) return out;
     const Shape per_channel{1, O, 1, 1};
-    if (scale.defined()) KERNEL(x.device(), binary)(BinaryOp::Mul, out, out, scale.view(per_channel).expand(out.sizes()));
-    if (shift.defined()) KERNEL(x.device(), binary)(BinaryOp::Add, out, out, shift.view(per_channel).expand(out.sizes()));
+    auto per_channel_of = [&](const Tensor& t) { return expand(view(contiguous(t), per_channel), out.sizes()); };
+    if (scale.defined()) KERNEL(x.device(), binary)(BinaryOp::Mul, out, out, per_channel_of(scale));
+    if (shift.defined()) KERNEL(x.device(), binary)(BinaryOp::Add, out, out, per_channel_of(shift));
     if (residual.defined()) KERNEL(x.device(), binary)(BinaryOp::Add, out, out, residual);
     if (relu) KERNEL(x.device(), unary)(UnaryOp::Relu, out, out, {});
     return out;
