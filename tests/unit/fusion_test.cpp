@@ -12,6 +12,7 @@
 #include "models/resnet.h"
 #include "models/scratch_cnn.h"
 #include "nn/layers.h"
+#include "tensor/autocast.h"
 #include "tensor/dispatch.h"
 #include "test_util.h"
 
@@ -255,6 +256,25 @@ TEST_CASE("inference folds batch norm, the shortcut and ReLU into the convolutio
       block(x);
     }
     CHECK(AffineCalls::calls == 6);
+  }
+  // under bfloat16 autocast the folded convolution rounds the same operands (products in bf16, sums and the
+  // folded batch norm in float32): it agrees with the graph-recording path to float32 rounding of the fold
+  {
+    manual_seed(13);
+    models::BasicBlock block(8, 8, 1);
+    randomise_batch_norms(block);
+    block.eval();
+    Tensor x = randn({2, 8, 12, 12});
+    AffineCalls counter;
+    auto scope = autocast(kCPU, DType::BFloat16);
+    Tensor unfused = block(x.detach().requires_grad_(true)).detach();
+    Tensor folded;
+    {
+      NoGradGuard ng;
+      folded = block(x);
+    }
+    CHECK(AffineCalls::calls == 2);
+    CHECK_CLOSE(folded, unfused, 1e-4, 1e-4);
   }
   // a Sequential of Conv2d, BatchNorm2d, ReLU (the scratch CNN's blocks), against fusion off
   manual_seed(12);
