@@ -156,13 +156,18 @@ Tensor BatchNorm2d::forward_impl(const Tensor& x, bool relu, const Tensor& resid
 }
 
 Tensor BatchNorm2d::forward_conv(Conv2d& conv, const Tensor& x, bool relu, const Tensor& residual) {
+  auto same_dtype = [&](const Tensor& t) { return !t.defined() || t.dtype() == x.dtype(); };
   const bool fold = typeid(conv) == typeid(Conv2d) && typeid(*this) == typeid(BatchNorm2d) && !is_training() &&
                     running_mean.defined() && autograd::tracer() == nullptr &&
                     !autograd::needs_graph(x, conv.weight, conv.bias, weight, bias, residual) && x.defined() &&
                     x.dim() == 4 && x.size(1) == conv.cfg.in_channels && conv.cfg.out_channels == num_features &&
-                    running_mean.dtype() == x.dtype() && conv.weight.dtype() == x.dtype() &&
-                    (!weight.defined() || weight.dtype() == x.dtype());
-  if (!fold) return forward_impl(conv(x), relu, residual);
+                    same_dtype(conv.weight) && same_dtype(conv.bias) && same_dtype(running_mean) &&
+                    same_dtype(running_var) && same_dtype(weight) && same_dtype(bias) && same_dtype(residual);
+  if (!fold) {
+    if (relu) return forward_impl(conv(x), true, residual);
+    Tensor y = forward_impl(conv(x), false, Tensor());
+    return residual.defined() ? y + residual : y;
+  }
   NoGradGuard no_grad;
   Tensor s = 1.0 / (running_var + eps).sqrt();
   if (weight.defined()) s = s * weight;

@@ -77,14 +77,17 @@ class BatchNorm2d : public Module {
   // residual optional: for a BatchNorm2d that a ReLU follows, as in ResNet's blocks (where the
   // shortcut is added in between) and the scratch CNN.
   Tensor forward_relu(const Tensor& x, const Tensor& residual = Tensor());
-  // This batch norm of conv(x) (then + residual and ReLU when relu; Conv2d then BatchNorm2d is how ResNet and
+  // This batch norm of conv(x), + residual, then ReLU when relu (Conv2d then BatchNorm2d is how ResNet and
   // the scratch CNN are built). For inference (eval mode with running statistics, nothing that records a
-  // graph: grad mode off or no input or parameter requiring grad, no tracer; exactly these two types) the
-  // normalisation is folded into the convolution's output write: conv(x) * s + (bias - mean * s) with
-  // s = weight / sqrt(var + eps), computed per channel at each call (nothing cached that a changed parameter
-  // could make stale), residual and ReLU in the same pass (ops::conv2d_forward_affine), as PyTorch's
-  // optimize_for_inference / oneDNN's post-ops do; the results differ from the separate passes by rounding
-  // only. Otherwise it is exactly forward / forward_relu applied to conv(x).
+  // graph: grad mode off or no input or parameter requiring grad, no tracer; exactly these two types; one
+  // dtype throughout) the normalisation is folded into the convolution's output write:
+  // conv(x) * s + (bias - mean * s) with s = weight / sqrt(var + eps), computed per channel at each call
+  // (nothing cached that a changed parameter could make stale), residual and ReLU in the same pass
+  // (ops::conv2d_forward_affine), as PyTorch's optimize_for_inference / oneDNN's post-ops do. The results
+  // differ from the separate passes by the fold's float rounding: the batch-norm kernel centres (x - mean)
+  // before scaling, the fold does not, so where |mean| is large against the standard deviation float32 loses
+  // more than the last bits. Otherwise it is exactly forward_relu(conv(x), residual), or forward(conv(x)) +
+  // residual without relu.
   Tensor forward_conv(Conv2d& conv, const Tensor& x, bool relu, const Tensor& residual = Tensor());
   std::string extra_repr() const override;
   void reset_running_stats();

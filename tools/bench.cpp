@@ -393,6 +393,7 @@ struct Timed<Field, void (*)(A...)> {
   static inline KernelStat* stat = nullptr;
   static inline double (*flops)(A...) = nullptr;
   static inline std::string (*layer)(A...) = nullptr;  // conv_layer_stats' key, for the convolutions
+  static inline bool memory_bound = true;                 // count bytes (GB/s) when there is no FLOP count
   static void call(A... a) {
     if (g_in_kernel) return original(a...);
     g_in_kernel = true;
@@ -408,7 +409,7 @@ struct Timed<Field, void (*)(A...)> {
     stat->calls++;
     if (flops)
       stat->flops += flops(a...);
-    else
+    else if (memory_bound)
       stat->bytes += (tensor_bytes(a) + ...);
     if (layer) {
       KernelStat& ls = conv_layer_stats()[layer(a...)];
@@ -419,8 +420,9 @@ struct Timed<Field, void (*)(A...)> {
     g_in_kernel = false;
   }
   static void install(KernelTable& t, const char* name, double (*f)(A...) = nullptr,
-                      std::string (*layer_key)(A...) = nullptr) {
+                      std::string (*layer_key)(A...) = nullptr, bool bytes = true) {
     original = t.*Field;
+    memory_bound = bytes;
     if (!original) return;
     stat = &kernel_stats()[name];
     flops = f;
@@ -441,7 +443,7 @@ void install_kernel_timers() {
   DL_TIME(fill);
   DL_TIME(reduce_rows);
   DL_TIME(max_rows);
-  DL_TIME(bmm);
+  Timed<&KernelTable::bmm>::install(t, "bmm", nullptr, nullptr, false);  // compute-bound: no GB/s
   DL_TIME(softmax);
   DL_TIME(softmax_backward);
   DL_TIME(gather);

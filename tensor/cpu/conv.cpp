@@ -45,7 +45,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
-#include <limits>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -364,17 +363,31 @@ struct Epilogue {
   }
 };
 
-// d[0, L) = the epilogue of channel r applied to s[0, L) (d may be s); res is this row's residual or null.
+// d[0, L) = the epilogue of channel r applied to s[0, L) (d may be s); res is this row's residual or null. The
+// ReLU is the framework's (x > 0 ? x : 0: NaN becomes 0, as in every other ReLU kernel).
 template <typename T>
 inline void epilogue_row(const T* s, T* d, int64_t L, const Epilogue<T>& ep, int64_t r, const T* res) {
   const T a = ep.scale ? ep.scale[r] : T(1), c = ep.shift ? ep.shift[r] : T(0);
-  const T lo = ep.relu ? T(0) : -std::numeric_limits<T>::infinity();
-  if (res) {
+  if (ep.relu) {
+    if (res) {
 #pragma omp simd
-    for (int64_t l = 0; l < L; ++l) d[l] = std::max(s[l] * a + c + res[l], lo);
+      for (int64_t l = 0; l < L; ++l) {
+        const T v = s[l] * a + c + res[l];
+        d[l] = v > T(0) ? v : T(0);
+      }
+    } else {
+#pragma omp simd
+      for (int64_t l = 0; l < L; ++l) {
+        const T v = s[l] * a + c;
+        d[l] = v > T(0) ? v : T(0);
+      }
+    }
+  } else if (res) {
+#pragma omp simd
+    for (int64_t l = 0; l < L; ++l) d[l] = s[l] * a + c + res[l];
   } else {
 #pragma omp simd
-    for (int64_t l = 0; l < L; ++l) d[l] = std::max(s[l] * a + c, lo);
+    for (int64_t l = 0; l < L; ++l) d[l] = s[l] * a + c;
   }
 }
 
@@ -567,7 +580,8 @@ inline void last_panel(const int32_t*& a, const int32_t*& b, const int32_t*& c, 
 // The chunk loop of every im2col-style forward: each thread's share of the images in chunks of B images (B from
 // `columns`); make_product(B), called once per share, returns product(xg, wg, b, C, ldc, beta), which writes
 // C = W_g (O/g x K) @ col(b images from xg) (+ beta C) with C's rows ldc apart. The output planes of one image
-// are C itself (bias filled first), those of several are gathered in a buffer and scattered with the bias.
+// are C itself (a plain bias filled first; any other epilogue applied in place after), those of several are
+// gathered in a buffer and scattered with the epilogue.
 template <typename T, typename S, typename MakeProduct>
 void forward_chunks(T* out, const S* x, const S* w, const Epilogue<T>& ep, const Conv2dParams& g, int64_t columns,
                     MakeProduct make_product) {

@@ -187,7 +187,8 @@ void set_blocks(Kernel<T>& k, const CacheInfo& c) {
 }
 
 // DL_GEMM_BLOCKS=kc,mc,nc overrides the derived blocks (for measuring other choices, and for tests); read on
-// every call like DL_GEMM_KERNEL. A malformed value is ignored.
+// every call like DL_GEMM_KERNEL. A malformed value is ignored; kc is kept in [1, 4096], mc in [mr, 8192], nc in
+// [nr, 65536].
 template <typename T>
 Kernel<T> with_env_blocks(Kernel<T> k) {
   const char* e = std::getenv("DL_GEMM_BLOCKS");
@@ -195,9 +196,10 @@ Kernel<T> with_env_blocks(Kernel<T> k) {
   long long kc = 0, mc = 0, nc = 0;
   char tail = 0;
   if (std::sscanf(e, "%lld,%lld,%lld%c", &kc, &mc, &nc, &tail) != 3 || kc <= 0 || mc <= 0 || nc <= 0) return k;
-  k.kc = kc;
-  k.mc = std::max<int64_t>(k.mr, mc / k.mr * k.mr);
-  k.nc = std::max<int64_t>(k.nr, nc / k.nr * k.nr);
+  // bounded like the derived blocks (a typo must not ask for gigabytes of packing buffer)
+  k.kc = std::clamp<int64_t>(kc, 1, 4096);
+  k.mc = std::clamp<int64_t>(mc / k.mr * k.mr, k.mr, 8192 / k.mr * k.mr);
+  k.nc = std::clamp<int64_t>(nc / k.nr * k.nr, k.nr, 65536 / k.nr * k.nr);
   return k;
 }
 

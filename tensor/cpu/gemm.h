@@ -30,7 +30,7 @@ const char* sgemm_kernel_name();
 struct SgemmBlocks {
   int mr = 0, nr = 0;
   int64_t kc = 0, mc = 0, nc = 0;
-  std::string str() const;  // "14x32 kernel, kc 192, mc 672, nc 4096"
+  std::string str() const;  // "14x32 kernel, kc 256, mc 252, nc 4096"
 };
 SgemmBlocks sgemm_blocks();
 SgemmBlocks sgemm_blocks_for(int mr, int nr, const CacheInfo& caches);

@@ -152,6 +152,11 @@ void check_conv_case(const ConvCase& cc, const char* what) {
     CHECK_CLOSE(ops::to_dtype(y_nobias, DType::Float64), d.forward(x, w, Tensor()), tol, tol);
     // the inference epilogue (BatchNorm2d::forward_conv): scale, shift, residual and ReLU, each on or off
     Tensor scale = uniform({cc.O}, 5, dt, 0.5, 2.0), shift = uniform({cc.O}, 6, dt), res = uniform(y.sizes(), 7, dt);
+    {  // a NaN in the residual: the ReLU makes it 0, as the framework's ReLU does; without ReLU it stays NaN
+      auto rv = res.to_vector<double>();
+      rv[rv.size() / 3] = std::nan("");
+      res = ops::to_dtype(from_vector(rv, res.sizes()), dt);
+    }
     const Tensor plain = d.forward(x, w, Tensor());
     for (int mask = 1; mask < 16; ++mask) {
       const bool with_scale = mask & 1, with_shift = mask & 2, with_res = mask & 4, relu = mask & 8;
@@ -164,8 +169,20 @@ void check_conv_case(const ConvCase& cc, const char* what) {
       if (relu) expect = expect.relu();
       Tensor got = ops::conv2d_forward_affine(x, w, with_scale ? scale : Tensor(), with_shift ? shift : Tensor(),
                                               with_res ? res : Tensor(), relu, cc.p);
+      Tensor got64 = ops::to_dtype(got, DType::Float64);
+      const size_t nan_at = static_cast<size_t>(res.numel() / 3);
+      if (with_res) {
+        const double v = got64.to_vector<double>()[nan_at], e = expect.to_vector<double>()[nan_at];
+        CHECK((relu ? v == 0.0 : std::isnan(v)));
+        CHECK((std::isnan(v) == std::isnan(e)));
+        // compare the rest: put the same finite value at the NaN's place on both sides
+        auto gv = got64.to_vector<double>(), ev = expect.to_vector<double>();
+        gv[nan_at] = ev[nan_at] = 0.0;
+        got64 = from_vector(gv, got64.sizes());
+        expect = from_vector(ev, expect.sizes());
+      }
       // the scale (up to 2) multiplies the convolution's own error
-      CHECK_CLOSE(ops::to_dtype(got, DType::Float64), expect, 2 * tol, 2 * tol);
+      CHECK_CLOSE(got64, expect, 2 * tol, 2 * tol);
     }
     CHECK_CLOSE(ops::to_dtype(ops::conv2d_backward_input(gout, w, x.sizes(), cc.p), DType::Float64),
                 d.grad_input(gout, w), tol, tol);
@@ -274,11 +291,13 @@ TEST_CASE("conv2d_forward_affine: the composition where a device has no fused ke
   Tensor r = uniform({2, 4, 6, 6}, 5, DType::Float32);
   Tensor fused = ops::conv2d_forward_affine(x, w, sc, sh, r, true, p);
   {
-    auto& entry = kernels(DeviceType::CPU).conv2d_forward_affine;
-    auto saved = entry;
-    entry = nullptr;  // as on a device without the fused kernel
+    struct NoFusedKernel {  // as on a device without the fused kernel; restored however the scope ends
+      decltype(KernelTable::conv2d_forward_affine)& entry = kernels(DeviceType::CPU).conv2d_forward_affine;
+      decltype(KernelTable::conv2d_forward_affine) saved = entry;
+      NoFusedKernel() { entry = nullptr; }
+      ~NoFusedKernel() { entry = saved; }
+    } none;
     Tensor composed = ops::conv2d_forward_affine(x, w, sc, sh, r, true, p);
-    entry = saved;
     CHECK_CLOSE(fused, composed, 1e-6, 1e-6);
   }
   CHECK_THROWS_WITH_AS(ops::conv2d_forward_affine(x, w, ones({3}), sh, r, true, p),
@@ -654,7 +673,8 @@ TEST_CASE("fast max pool with indices (2x2 and 3x3, AVX-512 stride 2): equals th
       {{2, 3, 11, 11}, 3, 2, 2, 1, false}, {{1, 2, 9, 70}, 3, 2, 2, 1, false},  // ResNet's stem pool, blocks
       {{2, 1, 5, 67}, 3, 2, 2, 0, true},   {{1, 2, 12, 33}, 3, 1, 2, 1, false}, // ceil; row stride 1
       {{1, 2, 13, 40}, 3, 3, 2, 1, true},  {{1, 1, 4, 5}, 2, 1, 1, 0, false},   // row stride 3; the scalar path
-      {{1, 2, 32, 32}, 3, 2, 2, 1, false}};
+      {{1, 2, 32, 32}, 3, 2, 2, 1, false}, {{2, 1, 9, 37}, 2, 2, 2, 1, false},  // 2x2 with padding
+      {{1, 2, 8, 35}, 2, 2, 2, 1, true}};
   for (const Case& c : cases) {
     Tensor x = uniform(c.x, 41, DType::Float32);
     // ties (signs, so most windows hold several maxima), NaNs in every lane position, and a run of -inf

@@ -205,16 +205,19 @@ struct AffineCalls {
 
 // Batch norms with running statistics, scales and offsets away from the identity, so a fold that dropped any of
 // them would show.
-void randomise_batch_norms(nn::Module& m) {
+void randomise(nn::BatchNorm2d& bn) {
   NoGradGuard ng;
+  const int64_t C = bn.num_features;
+  bn.running_mean.copy_(randn({C}, bn.running_mean.dtype()) * 0.5);
+  bn.running_var.copy_(rand({C}, bn.running_var.dtype()) + 0.5);
+  bn.weight.copy_(rand({C}, bn.weight.dtype()) + 0.5);
+  bn.bias.copy_(randn({C}, bn.bias.dtype()) * 0.3);
+}
+// m itself when it is one, and every batch norm below it
+void randomise_batch_norms(nn::Module& m) {
+  if (auto* self = dynamic_cast<nn::BatchNorm2d*>(&m)) randomise(*self);
   for (const auto& [name, sub] : m.named_modules())
-    if (auto bn = std::dynamic_pointer_cast<nn::BatchNorm2d>(sub)) {
-      const int64_t C = bn->num_features;
-      bn->running_mean.copy_(randn({C}, bn->running_mean.dtype()) * 0.5);
-      bn->running_var.copy_(rand({C}, bn->running_var.dtype()) + 0.5);
-      bn->weight.copy_(rand({C}, bn->weight.dtype()) + 0.5);
-      bn->bias.copy_(randn({C}, bn->bias.dtype()) * 0.3);
-    }
+    if (auto bn = std::dynamic_pointer_cast<nn::BatchNorm2d>(sub); bn && bn.get() != &m) randomise(*bn);
 }
 }  // namespace
 
@@ -275,6 +278,34 @@ TEST_CASE("inference folds batch norm, the shortcut and ReLU into the convolutio
     }
     CHECK(AffineCalls::calls == 2);
     CHECK_CLOSE(folded, unfused, 1e-4, 1e-4);
+  }
+  // a Conv2d subclass may compute something else: never folded; a residual without ReLU is added either way
+  {
+    struct ScaledConv : nn::Conv2d {
+      using nn::Conv2d::Conv2d;
+      Tensor forward(const Tensor& x) override { return nn::Conv2d::forward(x) * 2.0; }
+    };
+    manual_seed(14);
+    auto c = std::make_shared<ScaledConv>(nn::Conv2dConfig{.in_channels = 2, .out_channels = 3, .kernel_size = 3, .padding = 1});
+    auto bn = std::make_shared<nn::BatchNorm2d>(3);
+    randomise_batch_norms(*bn);
+    bn->eval();
+    NoGradGuard ng;
+    Tensor x = randn({2, 2, 6, 6});
+    AffineCalls counter;
+    nn::Sequential s{c, bn, std::make_shared<nn::ReLU>()};
+    CHECK_CLOSE(s(x), bn->forward_relu((*c)(x)), 0.0, 0.0);
+    CHECK(AffineCalls::calls == 0);
+    auto plain_conv = std::make_shared<nn::Conv2d>(c->cfg);
+    plain_conv->load_state_dict(c->state_dict());
+    Tensor r = randn({2, 3, 6, 6});
+    Tensor folded = bn->forward_conv(*plain_conv, x, false, r);
+    CHECK(AffineCalls::calls == 1);
+    CHECK_CLOSE(folded, bn->forward((*plain_conv)(x)) + r, 1e-5, 1e-5);
+    bn->train();  // batch statistics (the output does not depend on the running ones): not folded, r still added
+    Tensor with_r = bn->forward_conv(*plain_conv, x, false, r), without = bn->forward_conv(*plain_conv, x, false);
+    CHECK(AffineCalls::calls == 1);
+    CHECK_CLOSE(with_r - without, r, 1e-6, 1e-6);
   }
   // a Sequential of Conv2d, BatchNorm2d, ReLU (the scratch CNN's blocks), against fusion off
   manual_seed(12);
