@@ -56,26 +56,37 @@ inline void adam_element(T* pp, T g, T* mp, T* vp, T* xp, const AdamScalars<T>& 
   *pp = *pp + c.neg_step * *mp / denom;
 }
 
-// Every operand dense (the usual case): the same arithmetic as one vectorised loop, at memory speed.
+// Every operand dense (the usual case): the same arithmetic as one vectorised loop, at memory speed. The
+// options are selects (no branch in the loop) and AMSGrad, which writes one more array, is a loop of its own:
+// a conditional store would keep the loop scalar.
+template <typename T, bool AMSGrad>
+inline void adam_dense_element(T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v,
+                               T* __restrict x, int64_t i, const AdamScalars<T>& c) {
+  T pi = p[i], gi = g[i];
+  pi = c.decoupled ? pi * c.decay : pi;
+  gi = c.coupled_wd ? gi + c.wd * pi : gi;
+  const T mi = m[i] * c.b1 + c.omb1 * gi;
+  const T vi = v[i] * c.b2 + c.omb2 * gi * gi;
+  m[i] = mi;
+  v[i] = vi;
+  T second = vi;
+  if constexpr (AMSGrad) {
+    second = std::max(x[i], vi);
+    x[i] = second;
+  }
+  const T denom = std::sqrt(second) / c.bc2_sqrt + c.eps;
+  p[i] = pi + c.neg_step * mi / denom;
+}
+
 template <typename T>
-DL_VECTOR_CLONES DL_NO_FP_CONTRACT void adam_dense(T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v,
-                                 T* __restrict x, int64_t n, AdamScalars<T> c) {
+DL_VECTOR_CLONES DL_NO_FP_CONTRACT void adam_dense(T* __restrict p, const T* __restrict g, T* __restrict m,
+                                                   T* __restrict v, T* __restrict x, int64_t n, AdamScalars<T> c) {
+  if (c.amsgrad) {
 #pragma omp simd
-  for (int64_t i = 0; i < n; ++i) {
-    T pi = p[i], gi = g[i];
-    if (c.decoupled) pi = pi * c.decay;
-    if (c.coupled_wd) gi = gi + c.wd * pi;
-    const T mi = m[i] * c.b1 + c.omb1 * gi;
-    const T vi = v[i] * c.b2 + c.omb2 * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    T second = vi;
-    if (c.amsgrad) {
-      second = std::max(x[i], vi);
-      x[i] = second;
-    }
-    const T denom = std::sqrt(second) / c.bc2_sqrt + c.eps;
-    p[i] = pi + c.neg_step * mi / denom;
+    for (int64_t i = 0; i < n; ++i) adam_dense_element<T, true>(p, g, m, v, x, i, c);
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) adam_dense_element<T, false>(p, g, m, v, x, i, c);
   }
 }
 
