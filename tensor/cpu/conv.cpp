@@ -346,7 +346,7 @@ void gather_planes(const T* src, int64_t image_stride, int64_t rows, int64_t L, 
 }
 
 // What the forward does to each value v of output channel o as it is written: v * scale[o] + shift[o], plus the
-// residual's value at the same place, then max(., 0) when relu (scale, shift and residual each optional). A plain
+// residual's value at the same place, then the ReLU when relu (scale, shift and residual each optional). A plain
 // bias is shift alone; conv2d_forward_affine (BatchNorm2d::forward_conv) folds an inference batch norm, the
 // shortcut of a residual block and its ReLU into it, so they cost no pass of their own over memory.
 template <typename T>
