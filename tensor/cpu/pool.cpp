@@ -261,8 +261,12 @@ bool max_pool_indexed_fast_plane(const T* xp, T* op, int64_t* ip, const Pool2dPa
     if (!(K == p.kernel[1] && (K == 2 || K == 3) && p.stride[1] == 2 && p.H * p.W < (int64_t{1} << 31) &&
           cpu_has_avx512f()))
       return false;
-    int64_t Wq = 0;
-    const float* pad = padded_plane(xp, p, K, Wq);
+    // windows that all lie inside the plane (no padding, no ceil_mode overhang: ResNet's and the scratch CNN's
+    // 2x2 pools) read the plane itself; the others its -inf bordered copy
+    const bool inside = p.padding[0] == 0 && p.padding[1] == 0 && (p.Ho - 1) * p.stride[0] + K <= p.H &&
+                        (p.Wo - 1) * p.stride[1] + K <= p.W;
+    int64_t Wq = p.W;
+    const float* pad = inside ? xp : padded_plane(xp, p, K, Wq);
     if (K == 2)
       max_pool_s2_indexed_avx512<2>(op, ip, pad, Wq, p);
     else
@@ -486,8 +490,16 @@ void adaptive_forward_typed(T* out, const T* x, const Pool2dParams& p) {
   if (p.Ho == 1 && p.Wo == 1) {  // global average pooling
     const int64_t hw = p.H * p.W;
 #pragma omp parallel for schedule(static) if (p.planes > 1 && p.planes * hw > kParallelGrain)
-    for (int64_t pl = 0; pl < p.planes; ++pl)
-      out[pl] = static_cast<T>(plane_sum(x + pl * hw, hw) / static_cast<double>(hw));
+    for (int64_t pl = 0; pl < p.planes; ++pl) {
+      const T* xp = x + pl * hw;
+      double s = 0;
+      if (hw >= 16) {
+        s = plane_sum(xp, hw);
+      } else {  // tiny planes (ResNet18's 2x2 at 64x64 inputs): a call per plane would cost more than the sum
+        for (int64_t i = 0; i < hw; ++i) s += static_cast<double>(xp[i]);
+      }
+      out[pl] = static_cast<T>(s / static_cast<double>(hw));
+    }
     return;
   }
   // each output averages about (H / Ho) * (W / Wo) inputs
