@@ -1,6 +1,6 @@
 #pragma once
 // Facts about the CPU that several places need: its model name (records, benchmark lines, the convolution
-// algorithm cache's key) and whether hand-written AVX-512 paths may run.
+// algorithm cache's key), whether hand-written AVX-512 paths may run, and its cache sizes (the GEMM's blocks).
 #include <cstdint>
 #include <string>
 
