@@ -65,13 +65,14 @@
 namespace dl::cpu {
 
 namespace {
-// DL_CONV_COLUMNS=n, DL_CONV_WINOGRAD=0|1 and DL_CONV_PACKED=0|1|2 override the defaults (for measuring what each path
+// DL_CONV_COLUMNS=n, DL_CONV_WINOGRAD=0|1, DL_CONV_PACKED=0|1|2 and DL_CONV_IM2COL=scalar override the defaults (for measuring what each path
 // buys; `bench --profile` shows the effect per kernel).
 ConvTuning tuning_from_env() {
   ConvTuning t;
   if (const char* v = std::getenv("DL_CONV_COLUMNS"); v && std::atoll(v) > 0) t.target_columns = std::atoll(v);
   if (const char* v = std::getenv("DL_CONV_WINOGRAD"); v && std::string(v) == "0") t.winograd_min_channels = 0;
   if (const char* v = std::getenv("DL_CONV_PACKED"); v && *v) t.packed_forward = std::atoi(v);
+  if (const char* v = std::getenv("DL_CONV_IM2COL"); v && std::string(v) == "scalar") t.vector_im2col = false;
   return t;
 }
 }  // namespace
@@ -221,10 +222,73 @@ inline void every_other(const uint16_t* src, uint16_t* dst, int64_t n) {
   dst[pairs] = src[2 * pairs];
 }
 
+// A stride-1 layer whose output is as wide as its input (Wo == W: "same" padding, any plane size) on
+// AVX-512: row (c, ki, kj) of col is the plane c read at offset delta = (ki dh - ph) W + (kj dw - pw),
+// with zeros where the tap falls outside the image. Which of a block of V lanes are inside depends
+// only on the tap, so the masks are computed once per call (taps x L / V of them) and every row is
+// one masked load and one store per V values, a plane of any width (the 4x4 and 2x2 planes of
+// ResNet18 at 64x64 too, where the scalar loop below tests each value). Masked-off lanes are not
+// read, so the offsets may point before or past the plane. T: float (V = 16) or bfloat16 bits (32).
+#if defined(__x86_64__)
+bool im2col_shifted_vector_applies(const Conv2dParams& g, size_t value_bytes) {
+  if (!conv_tuning().vector_im2col || g.stride[0] != 1 || g.stride[1] != 1 || g.Wo != g.W || g.L() == 0) return false;
+  return value_bytes == 4 ? cpu_has_avx512f() : value_bytes == 2 && cpu_has_avx512bw();
+}
+
+template <typename T>
+__attribute__((target("avx512f,avx512bw"))) void im2col_shifted_avx512(const T* x, T* col, int64_t ld,
+                                                                        const Conv2dParams& g) {
+  constexpr int64_t V = 64 / sizeof(T);
+  const int64_t L = g.L(), W = g.W, taps = g.kh * g.kw, blocks = (L + V - 1) / V;
+  thread_local std::vector<uint32_t> masks;
+  thread_local std::vector<int64_t> delta;
+  masks.assign(static_cast<size_t>(taps * blocks), 0);
+  delta.resize(static_cast<size_t>(taps));
+  for (int64_t ki = 0; ki < g.kh; ++ki)
+    for (int64_t kj = 0; kj < g.kw; ++kj) {
+      const int64_t t = ki * g.kw + kj, dh = ki * g.dilation[0] - g.padding[0], dw = kj * g.dilation[1] - g.padding[1];
+      delta[static_cast<size_t>(t)] = dh * W + dw;
+      for (int64_t l = 0; l < L; ++l) {
+        const int64_t ih = l / W + dh, iw = l % W + dw;
+        if (ih >= 0 && ih < g.H && iw >= 0 && iw < W) masks[static_cast<size_t>(t * blocks + l / V)] |= 1u << (l % V);
+      }
+    }
+  const uint32_t tail = L % V == 0 ? ~0u : (1u << (L % V)) - 1;
+  for (int64_t c = 0; c < g.Cg(); ++c) {
+    // addresses as integers: an offset may point outside the plane (only masked-off lanes go there)
+    const uintptr_t xc = reinterpret_cast<uintptr_t>(x + c * g.HW());
+    for (int64_t t = 0; t < taps; ++t) {
+      T* row = col + (c * taps + t) * ld;
+      const uint32_t* m = masks.data() + t * blocks;
+      const uintptr_t src = xc + static_cast<uintptr_t>(delta[static_cast<size_t>(t)] * static_cast<int64_t>(sizeof(T)));
+      for (int64_t b = 0; b < blocks; ++b) {
+        const void* p = reinterpret_cast<const void*>(src + static_cast<uintptr_t>(b * 64));
+        const uint32_t store = b + 1 < blocks ? ~0u : tail;
+        if constexpr (sizeof(T) == 4) {
+          const __m512 v = _mm512_maskz_loadu_ps(static_cast<__mmask16>(m[b]), p);
+          _mm512_mask_storeu_ps(row + b * V, static_cast<__mmask16>(store), v);
+        } else {
+          const __m512i v = _mm512_maskz_loadu_epi16(m[b], p);
+          _mm512_mask_storeu_epi16(row + b * V, store, v);
+        }
+      }
+    }
+  }
+}
+#endif
+
 // col (K rows of L values, row stride ld) from one group's input planes x (C/G, H, W); taps outside
 // the image read as zero.
 template <typename T>
 void im2col(const T* x, T* col, int64_t ld, const Conv2dParams& g) {
+#if defined(__x86_64__)
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, uint16_t>) {
+    if (im2col_shifted_vector_applies(g, sizeof(T))) {
+      im2col_shifted_avx512(x, col, ld, g);
+      return;
+    }
+  }
+#endif
   if (g.Wo < 8) {
     // narrow planes (ResNet's 2x2 to 7x7 layers): rows of a few values, where a memcpy and two fills
     // per row cost more than a plain loop with the bounds test inline
@@ -1153,8 +1217,11 @@ void choose_and_run(Pass pass, DType dtype, const Conv2dParams& g, bool low, siz
   }
   const std::vector<Algo> cands = candidates(pass, dtype, g, low, operand_bytes);
   // the candidates' names are part of the key (as a hash), so a choice made among other candidates (an
-  // older build, another DL_CONV_* setting) is not reused: it is measured again
+  // older build, another DL_CONV_* setting) is not reused: it is measured again; so is the revision of the
+  // kernels below, raised when a change makes an old timing stale (2: the vector im2col)
+  constexpr const char* kKernelsRevision = "kernels-2,";
   uint32_t h = 2166136261u;  // FNV-1a
+  for (const char ch : std::string(kKernelsRevision)) h = (h ^ static_cast<uint8_t>(ch)) * 16777619u;
   for (const Algo& a : cands)
     for (const char ch : algo_name(a) + ",") h = (h ^ static_cast<uint8_t>(ch)) * 16777619u;
   char tag[16];

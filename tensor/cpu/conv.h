@@ -29,11 +29,15 @@ struct ConvTuning {
   // GEMM packs it), 1 where it measured faster on an AVX-512 CPU (conv.cpp: packed_fast and its
   // neighbours), 2 always (for tests).
   int packed_forward = 1;
+  // im2col of stride-1 layers with Wo == W runs as masked AVX-512 loads of shifted planes (conv.cpp,
+  // im2col_shifted_avx512) where the CPU has them; false: the scalar loops (for tests and measuring).
+  bool vector_im2col = true;
 };
 
 // The settings in force (process-wide; change them only while no convolution runs). The
-// environment can override three at start-up: DL_CONV_COLUMNS=n (target_columns; 1 = one image per
-// GEMM), DL_CONV_WINOGRAD=0 (no Winograd) and DL_CONV_PACKED=0|1|2 (packed_forward).
+// environment can override four at start-up: DL_CONV_COLUMNS=n (target_columns; 1 = one image per
+// GEMM), DL_CONV_WINOGRAD=0 (no Winograd), DL_CONV_PACKED=0|1|2 (packed_forward) and DL_CONV_IM2COL=scalar
+// (vector_im2col false).
 ConvTuning& conv_tuning();
 
 }  // namespace dl::cpu
@@ -63,8 +67,8 @@ namespace dl::cpu {
 //   DL_CONV_ALGO_CACHE=FILE            the cache file; empty: none. Default:
 //                                      $XDG_CACHE_HOME/dl/conv_algos.tsv, else ~/.cache/dl/conv_algos.tsv
 // The file holds one choice per line (format version, CPU, GEMM kernel, shape key, algorithm, separated by
-// tabs; the key ends with a hash of the candidates' names, so a choice made among other candidates, by an
-// older build or under other DL_CONV_* settings, is measured again). Lines for another CPU are kept but
+// tabs; the key ends with a hash of the candidates' names and of a kernel revision, so a choice made among
+// other candidates, by an older build or under other DL_CONV_* settings, is measured again). Lines for another CPU are kept but
 // unused; malformed lines are ignored with one warning; a choice that does not apply to its shape is
 // measured again. Delete the file to measure everything anew.
 bool conv_algo_search_enabled();

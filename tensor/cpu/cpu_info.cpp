@@ -108,4 +108,16 @@ bool cpu_has_avx512f() {
 #endif
 }
 
+bool cpu_has_avx512bw() {
+#if defined(__x86_64__)
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return cpu_has_avx512f() && __builtin_cpu_supports("avx512bw");
+  }();
+  return yes;
+#else
+  return false;
+#endif
+}
+
 }  // namespace dl::cpu

@@ -31,5 +31,7 @@ std::string cpu_model_name();
 // Whether this CPU runs hand-written AVX-512F code: x86-64 with AVX-512F and BMI2 (every AVX-512 CPU has
 // BMI2; the convolution's stride-2 packing uses pdep). False elsewhere.
 bool cpu_has_avx512f();
+// The same plus AVX-512BW (16-bit lanes: masked loads of bfloat16 values).
+bool cpu_has_avx512bw();
 
 }  // namespace dl::cpu

@@ -20,6 +20,7 @@
 #include "autograd/functional.h"
 #include "autograd/node.h"
 #include "tensor/cpu/conv.h"
+#include "tensor/cpu/cpu_info.h"
 #include "tensor/dispatch.h"
 #include "tensor/nn_ops.h"
 #include "tensor/ops.h"
@@ -348,6 +349,48 @@ TEST_CASE("fast conv: the implicit GEMM computes the same sums as im2col + GEMM 
     ++checked;
   }
   CHECK(checked > 100);
+}
+
+TEST_CASE("fast conv: the vector im2col of stride-1 same-width layers copies what the scalar loops copy") {
+  // im2col is a copy: the forward and the weight gradient (the passes that read the column matrix) must match the
+  // scalar loops bit for bit, in float32 and with bfloat16 operands, on planes from 1 wide to several vectors long.
+  if (!cpu::cpu_has_avx512bw()) DL_SKIP("the vector im2col needs AVX-512BW, which this CPU lacks");
+  ConvKnobs knobs;
+  cpu::conv_tuning().winograd_min_channels = 0;
+  cpu::conv_tuning().packed_forward = 0;  // the float32 forward through im2col too
+  std::mt19937 rng(20261203);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  int checked = 0;
+  for (int it = 0; it < 120; ++it) {
+    const int64_t G = pick(1, 2), N = pick(1, 5), C = G * pick(1, 5), O = G * pick(1, 4);
+    Conv2dParams p;
+    p.dilation = {pick(1, 2), pick(1, 2)};
+    const int64_t kh = pick(1, 5), kw = 2 * pick(0, 2) + 1;  // odd kw: some padding keeps Wo == W
+    p.padding = {pick(0, static_cast<int>(kh)), static_cast<int>(p.dilation[1] * (kw - 1) / 2)};
+    if (it % 10 == 9) p.padding[1] += 1;  // Wo != W: the scalar loops on both sides
+    p.groups = G;
+    const int64_t H = pick(1, 12), W = pick(1, 40);
+    const int64_t Ho = out_size(H, kh, 1, p.padding[0], p.dilation[0]), Wo = out_size(W, kw, 1, p.padding[1], p.dilation[1]);
+    if (Ho < 1 || Wo < 1) continue;
+    p.gemm_dtype = it % 2 ? DType::BFloat16 : DType::Float32;
+    set_threads(pick(1, 2));
+    cpu::conv_tuning().target_columns = std::vector<int64_t>{1, 20, 512}[static_cast<size_t>(pick(0, 2))];
+    Tensor x = uniform({N, C, H, W}, 500 + it, DType::Float32), w = uniform({O, C / G, kh, kw}, 600 + it, DType::Float32);
+    Tensor gout = uniform({N, O, Ho, Wo}, 700 + it, DType::Float32);
+    auto passes = [&](bool vector) {
+      cpu::conv_tuning().vector_im2col = vector;
+      return std::array<Tensor, 2>{ops::conv2d_forward(x, w, Tensor(), p),
+                                   ops::conv2d_backward_weight(gout, x, w.sizes(), p)};
+    };
+    const auto scalar = passes(false), vector = passes(true);
+    INFO("N" << N << " C" << C << " O" << O << " groups " << G << " k" << kh << "x" << kw << " " << H << "x" << W
+              << " dilation " << p.dilation[0] << "," << p.dilation[1] << " padding " << p.padding[0] << ","
+              << p.padding[1] << (p.gemm_dtype == DType::BFloat16 ? " bf16" : " fp32"));
+    CHECK(vector[0].to_vector<float>() == scalar[0].to_vector<float>());
+    CHECK(vector[1].to_vector<float>() == scalar[1].to_vector<float>());
+    ++checked;
+  }
+  CHECK(checked > 80);
 }
 
 TEST_CASE("fast conv: the default tuning on ResNet-like layers matches the definition") {
