@@ -351,9 +351,10 @@ TEST_CASE("fast conv: the implicit GEMM computes the same sums as im2col + GEMM 
   CHECK(checked > 100);
 }
 
-TEST_CASE("fast conv: the vector im2col of stride-1 same-width layers copies what the scalar loops copy") {
+TEST_CASE("fast conv: the vector im2col (shifted planes, gathered narrow planes) copies what the scalar loops copy") {
   // im2col is a copy: the forward and the weight gradient (the passes that read the column matrix) must match the
-  // scalar loops bit for bit, in float32 and with bfloat16 operands, on planes from 1 wide to several vectors long.
+  // scalar loops bit for bit, in float32 and with bfloat16 operands: stride-1 same-width layers on planes from 1
+  // wide to several vectors long (shifted), and strided layers with narrow outputs (gathered).
   if (!cpu::cpu_has_avx512bw()) DL_SKIP("the vector im2col needs AVX-512BW, which this CPU lacks");
   ConvKnobs knobs;
   cpu::conv_tuning().winograd_min_channels = 0;
@@ -361,7 +362,7 @@ TEST_CASE("fast conv: the vector im2col of stride-1 same-width layers copies wha
   std::mt19937 rng(20261203);
   auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
   int checked = 0;
-  for (int it = 0; it < 120; ++it) {
+  for (int it = 0; it < 180; ++it) {
     const int64_t G = pick(1, 2), N = pick(1, 5), C = G * pick(1, 5), O = G * pick(1, 4);
     Conv2dParams p;
     p.dilation = {pick(1, 2), pick(1, 2)};
@@ -369,9 +370,16 @@ TEST_CASE("fast conv: the vector im2col of stride-1 same-width layers copies wha
     p.padding = {pick(0, static_cast<int>(kh)), static_cast<int>(p.dilation[1] * (kw - 1) / 2)};
     if (it % 10 == 9) p.padding[1] += 1;  // Wo != W: the scalar loops on both sides
     p.groups = G;
-    const int64_t H = pick(1, 12), W = pick(1, 40);
-    const int64_t Ho = out_size(H, kh, 1, p.padding[0], p.dilation[0]), Wo = out_size(W, kw, 1, p.padding[1], p.dilation[1]);
-    if (Ho < 1 || Wo < 1) continue;
+    const bool strided = it % 3 == 2;
+    if (strided) {
+      p.stride = {pick(1, 3), pick(2, 3)};
+      p.padding = {pick(0, static_cast<int>(kh)), pick(0, static_cast<int>(kw))};
+    }
+    const int64_t H = pick(1, 12), W = strided ? pick(1, 20) : pick(1, 40);
+    const int64_t Ho = out_size(H, kh, p.stride[0], p.padding[0], p.dilation[0]),
+                  Wo = out_size(W, kw, p.stride[1], p.padding[1], p.dilation[1]);
+    if (H + 2 * p.padding[0] < p.dilation[0] * (kh - 1) + 1 || W + 2 * p.padding[1] < p.dilation[1] * (kw - 1) + 1)
+      continue;  // the kernel does not fit (out_size's division truncates toward zero)
     p.gemm_dtype = it % 2 ? DType::BFloat16 : DType::Float32;
     set_threads(pick(1, 2));
     cpu::conv_tuning().target_columns = std::vector<int64_t>{1, 20, 512}[static_cast<size_t>(pick(0, 2))];
@@ -384,13 +392,14 @@ TEST_CASE("fast conv: the vector im2col of stride-1 same-width layers copies wha
     };
     const auto scalar = passes(false), vector = passes(true);
     INFO("N" << N << " C" << C << " O" << O << " groups " << G << " k" << kh << "x" << kw << " " << H << "x" << W
-              << " dilation " << p.dilation[0] << "," << p.dilation[1] << " padding " << p.padding[0] << ","
-              << p.padding[1] << (p.gemm_dtype == DType::BFloat16 ? " bf16" : " fp32"));
+              << " stride " << p.stride[0] << "," << p.stride[1] << " dilation " << p.dilation[0] << ","
+              << p.dilation[1] << " padding " << p.padding[0] << "," << p.padding[1]
+              << (p.gemm_dtype == DType::BFloat16 ? " bf16" : " fp32"));
     CHECK(vector[0].to_vector<float>() == scalar[0].to_vector<float>());
     CHECK(vector[1].to_vector<float>() == scalar[1].to_vector<float>());
     ++checked;
   }
-  CHECK(checked > 80);
+  CHECK(checked > 120);
 }
 
 TEST_CASE("fast conv: the default tuning on ResNet-like layers matches the definition") {
