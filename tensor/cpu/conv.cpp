@@ -336,6 +336,46 @@ __attribute__((target("avx512f,avx512bw"))) void im2col_gathered_avx512(const T*
     }
   }
 }
+
+// The adjoint, x += col2im(col), for float32 on the same tables: shifted planes take a masked load of x, an add
+// of the row and a masked store per 16 values; narrow planes a gather, an add and a scatter (for one tap no two
+// output positions read the same input value, so the lanes of a scatter never collide). Each value of x gets
+// its taps' terms added in the same order as in the scalar loops, so the sums are bit for bit the same.
+__attribute__((target("avx512f"))) void col2im_add_avx512(const float* col, int64_t ld, float* x, const Conv2dParams& g,
+                                                          VectorIm2col kind) {
+  const int64_t L = g.L(), taps = g.kh * g.kw;
+  const Im2colTables& tab = im2col_tables(g, kind, 16);
+  const int64_t blocks = (L + 15) / 16;
+  for (int64_t c = 0; c < g.Cg(); ++c) {
+    float* xc = x + c * g.HW();
+    for (int64_t t = 0; t < taps; ++t) {
+      const float* row = col + (c * taps + t) * ld;
+      if (kind == VectorIm2col::shifted) {
+        const uint32_t* m = tab.masks.data() + t * blocks;
+        const uintptr_t dst = reinterpret_cast<uintptr_t>(xc) +
+                              static_cast<uintptr_t>(tab.delta[static_cast<size_t>(t)] * static_cast<int64_t>(sizeof(float)));
+        for (int64_t b = 0; b < blocks; ++b) {
+          const __mmask16 in = static_cast<__mmask16>(m[b]);
+          if (in == 0) continue;
+          float* p = reinterpret_cast<float*>(dst + static_cast<uintptr_t>(b * 64));
+          const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(in, p), _mm512_maskz_loadu_ps(in, row + b * 16));
+          _mm512_mask_storeu_ps(p, in, v);
+        }
+      } else {
+        const int32_t* off = tab.offset.data() + t * L;
+        for (int64_t l = 0; l < L; l += 16) {
+          const __mmask16 lanes = L - l >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (L - l)) - 1);
+          const __m512i idx = _mm512_maskz_loadu_epi32(lanes, off + l);
+          const __mmask16 in = _mm512_mask_cmpge_epi32_mask(lanes, idx, _mm512_setzero_si512());
+          if (in == 0) continue;
+          const __m512 v = _mm512_add_ps(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), in, idx, xc, 4),
+                                         _mm512_maskz_loadu_ps(in, row + l));
+          _mm512_mask_i32scatter_ps(xc, in, idx, v, 4);
+        }
+      }
+    }
+  }
+}
 #endif
 
 // col (K rows of L values, row stride ld) from one group's input planes x (C/G, H, W); taps outside
@@ -422,6 +462,14 @@ void im2col(const T* x, T* col, int64_t ld, const Conv2dParams& g) {
 // x (C/G, H, W) += col2im(col) (row stride ld); the adjoint of im2col.
 template <typename T>
 void col2im_add(const T* col, int64_t ld, T* x, const Conv2dParams& g) {
+#if defined(__x86_64__)
+  if constexpr (std::is_same_v<T, float>) {
+    if (const VectorIm2col kind = vector_im2col_kind(g, sizeof(T)); kind != VectorIm2col::none) {
+      col2im_add_avx512(col, ld, x, g, kind);
+      return;
+    }
+  }
+#endif
   if (g.Wo < 8) {  // narrow planes: plain loops (see im2col)
     for (int64_t c = 0; c < g.Cg(); ++c) {
       T* xc = x + c * g.HW();

@@ -351,8 +351,8 @@ TEST_CASE("fast conv: the implicit GEMM computes the same sums as im2col + GEMM 
   CHECK(checked > 100);
 }
 
-TEST_CASE("fast conv: the vector im2col (shifted planes, gathered narrow planes) copies what the scalar loops copy") {
-  // im2col is a copy: the forward and the weight gradient (the passes that read the column matrix) must match the
+TEST_CASE("fast conv: the vector im2col and col2im (shifted planes, gathered narrow planes) match the scalar loops") {
+  // im2col is a copy and col2im adds each value's terms in the same order: all three passes must match the
   // scalar loops bit for bit, in float32 and with bfloat16 operands: stride-1 same-width layers on planes from 1
   // wide to several vectors long (shifted), and strided layers with narrow outputs (gathered).
   if (!cpu::cpu_has_avx512bw()) DL_SKIP("the vector im2col needs AVX-512BW, which this CPU lacks");
@@ -387,8 +387,9 @@ TEST_CASE("fast conv: the vector im2col (shifted planes, gathered narrow planes)
     Tensor gout = uniform({N, O, Ho, Wo}, 700 + it, DType::Float32);
     auto passes = [&](bool vector) {
       cpu::conv_tuning().vector_im2col = vector;
-      return std::array<Tensor, 2>{ops::conv2d_forward(x, w, Tensor(), p),
-                                   ops::conv2d_backward_weight(gout, x, w.sizes(), p)};
+      return std::array<Tensor, 3>{ops::conv2d_forward(x, w, Tensor(), p),
+                                   ops::conv2d_backward_weight(gout, x, w.sizes(), p),
+                                   ops::conv2d_backward_input(gout, w, x.sizes(), p)};
     };
     const auto scalar = passes(false), vector = passes(true);
     INFO("N" << N << " C" << C << " O" << O << " groups " << G << " k" << kh << "x" << kw << " " << H << "x" << W
@@ -397,6 +398,7 @@ TEST_CASE("fast conv: the vector im2col (shifted planes, gathered narrow planes)
               << (p.gemm_dtype == DType::BFloat16 ? " bf16" : " fp32"));
     CHECK(vector[0].to_vector<float>() == scalar[0].to_vector<float>());
     CHECK(vector[1].to_vector<float>() == scalar[1].to_vector<float>());
+    CHECK(vector[2].to_vector<float>() == scalar[2].to_vector<float>());  // col2im: the same sums in the same order
     ++checked;
   }
   CHECK(checked > 120);
