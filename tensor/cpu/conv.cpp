@@ -251,6 +251,8 @@ VectorIm2col vector_im2col_kind(const Conv2dParams& g, size_t value_bytes) {
 struct Im2colTables {
   std::array<int64_t, 12> key{};
   std::vector<uint32_t> masks;  // shifted: taps x blocks of V lanes, bit l: lane l inside the image
+  std::vector<uint32_t> input_masks;  // shifted, V = 16: taps x blocks of 16 input positions, bit p: an output
+                                      // position takes this tap from input position p (col2im)
   std::vector<int64_t> delta;   // shifted: per tap, the plane offset of output position 0
   std::vector<int32_t> offset;  // gathered: taps x L input offsets, -1 outside the image
 };
@@ -264,6 +266,8 @@ const Im2colTables& im2col_tables(const Conv2dParams& g, VectorIm2col kind, int6
   const int64_t L = g.L(), taps = g.kh * g.kw, blocks = (L + V - 1) / V;
   t.masks.assign(kind == VectorIm2col::shifted ? static_cast<size_t>(taps * blocks) : 0, 0);
   t.delta.assign(kind == VectorIm2col::shifted ? static_cast<size_t>(taps) : 0, 0);
+  const int64_t in_blocks = (g.HW() + 15) / 16;
+  t.input_masks.assign(kind == VectorIm2col::shifted && V == 16 ? static_cast<size_t>(taps * in_blocks) : 0, 0);
   t.offset.assign(kind == VectorIm2col::gathered ? static_cast<size_t>(taps * L) : 0, -1);
   for (int64_t ki = 0; ki < g.kh; ++ki)
     for (int64_t kj = 0; kj < g.kw; ++kj) {
@@ -276,6 +280,10 @@ const Im2colTables& im2col_tables(const Conv2dParams& g, VectorIm2col kind, int6
           t.masks[static_cast<size_t>(tap * blocks + l / V)] |= 1u << (l % V);
         else
           t.offset[static_cast<size_t>(tap * L + l)] = static_cast<int32_t>(ih * g.W + iw);
+        if (!t.input_masks.empty()) {
+          const int64_t p = ih * g.W + iw;
+          t.input_masks[static_cast<size_t>(tap * in_blocks + p / 16)] |= 1u << (p % 16);
+        }
       }
     }
   return t;
@@ -337,41 +345,51 @@ __attribute__((target("avx512f,avx512bw"))) void im2col_gathered_avx512(const T*
   }
 }
 
-// The adjoint, x += col2im(col), for float32 on the same tables: shifted planes take a masked load of x, an add
-// of the row and a masked store per 16 values; narrow planes a gather, an add and a scatter (for one tap no two
-// output positions read the same input value, so the lanes of a scatter never collide). Each value of x gets
-// its taps' terms added in the same order as in the scalar loops, so the sums are bit for bit the same.
+// The adjoint, x += col2im(col), for float32 on the same tables. Shifted planes: each block of 16 input
+// positions is loaded once, takes every tap's terms in registers (a masked load of the row at the block's
+// position minus the tap's offset, a masked add: lanes no output position reaches keep their value), and is
+// stored once; tap by tap with a store per tap, each load waited for the previous tap's overlapping store.
+// Narrow planes: per tap, a gather, an add and a scatter (for one tap no two output positions read the same
+// input value, so the lanes of a scatter never collide). Each value of x gets its taps' terms added in the same
+// order as in the scalar loops, so the sums are bit for bit the same.
 __attribute__((target("avx512f"))) void col2im_add_avx512(const float* col, int64_t ld, float* x, const Conv2dParams& g,
                                                           VectorIm2col kind) {
   const int64_t L = g.L(), taps = g.kh * g.kw;
   const Im2colTables& tab = im2col_tables(g, kind, 16);
-  const int64_t blocks = (L + 15) / 16;
+  if (kind == VectorIm2col::shifted) {
+    const int64_t in_blocks = (g.HW() + 15) / 16;
+    const uint32_t tail = g.HW() % 16 == 0 ? 0xFFFFu : (1u << (g.HW() % 16)) - 1;
+    for (int64_t c = 0; c < g.Cg(); ++c) {
+      float* xc = x + c * g.HW();
+      const float* rows = col + c * taps * ld;
+      for (int64_t b = 0; b < in_blocks; ++b) {
+        const __mmask16 lanes = static_cast<__mmask16>(b + 1 < in_blocks ? 0xFFFFu : tail);
+        __m512 acc = _mm512_maskz_loadu_ps(lanes, xc + b * 16);
+        for (int64_t t = 0; t < taps; ++t) {
+          const __mmask16 in = static_cast<__mmask16>(tab.input_masks[static_cast<size_t>(t * in_blocks + b)]);
+          // row position of input position p: p - delta (masked-off lanes are not read, so it may lie outside)
+          const uintptr_t src = reinterpret_cast<uintptr_t>(rows + t * ld + b * 16) -
+                                static_cast<uintptr_t>(tab.delta[static_cast<size_t>(t)] * static_cast<int64_t>(sizeof(float)));
+          acc = _mm512_mask_add_ps(acc, in, acc, _mm512_maskz_loadu_ps(in, reinterpret_cast<const void*>(src)));
+        }
+        _mm512_mask_storeu_ps(xc + b * 16, lanes, acc);
+      }
+    }
+    return;
+  }
   for (int64_t c = 0; c < g.Cg(); ++c) {
     float* xc = x + c * g.HW();
     for (int64_t t = 0; t < taps; ++t) {
       const float* row = col + (c * taps + t) * ld;
-      if (kind == VectorIm2col::shifted) {
-        const uint32_t* m = tab.masks.data() + t * blocks;
-        const uintptr_t dst = reinterpret_cast<uintptr_t>(xc) +
-                              static_cast<uintptr_t>(tab.delta[static_cast<size_t>(t)] * static_cast<int64_t>(sizeof(float)));
-        for (int64_t b = 0; b < blocks; ++b) {
-          const __mmask16 in = static_cast<__mmask16>(m[b]);
-          if (in == 0) continue;
-          float* p = reinterpret_cast<float*>(dst + static_cast<uintptr_t>(b * 64));
-          const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(in, p), _mm512_maskz_loadu_ps(in, row + b * 16));
-          _mm512_mask_storeu_ps(p, in, v);
-        }
-      } else {
-        const int32_t* off = tab.offset.data() + t * L;
-        for (int64_t l = 0; l < L; l += 16) {
-          const __mmask16 lanes = L - l >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (L - l)) - 1);
-          const __m512i idx = _mm512_maskz_loadu_epi32(lanes, off + l);
-          const __mmask16 in = _mm512_mask_cmpge_epi32_mask(lanes, idx, _mm512_setzero_si512());
-          if (in == 0) continue;
-          const __m512 v = _mm512_add_ps(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), in, idx, xc, 4),
-                                         _mm512_maskz_loadu_ps(in, row + l));
-          _mm512_mask_i32scatter_ps(xc, in, idx, v, 4);
-        }
+      const int32_t* off = tab.offset.data() + t * L;
+      for (int64_t l = 0; l < L; l += 16) {
+        const __mmask16 lanes = L - l >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (L - l)) - 1);
+        const __m512i idx = _mm512_maskz_loadu_epi32(lanes, off + l);
+        const __mmask16 in = _mm512_mask_cmpge_epi32_mask(lanes, idx, _mm512_setzero_si512());
+        if (in == 0) continue;
+        const __m512 v = _mm512_add_ps(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), in, idx, xc, 4),
+                                       _mm512_maskz_loadu_ps(in, row + l));
+        _mm512_mask_i32scatter_ps(xc, in, idx, v, 4);
       }
     }
   }
