@@ -183,12 +183,12 @@ void pack_b_avx(bool trans, const S* B, int64_t ldb, int64_t nc, int64_t kc, uin
 }
 
 // C rows [0, mr) x columns [0, nr) of the register block = alpha * acc + beta * C.
-template <int NV>
-inline void store_rows(const __m512 (&acc)[kMR][2], int64_t mr, int64_t nr, float* c, int64_t ldc, float alpha,
+template <int NV, int R>
+inline void store_rows(const __m512 (&acc)[R][2], int64_t mr, int64_t nr, float* c, int64_t ldc, float alpha,
                        float beta) {
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 14
-  for (int i = 0; i < kMR; ++i) {
+  for (int i = 0; i < R; ++i) {
     if (i >= mr) break;
     float* cr = c + i * ldc;
 #pragma GCC unroll 2
@@ -201,12 +201,14 @@ inline void store_rows(const __m512 (&acc)[kMR][2], int64_t mr, int64_t nr, floa
   }
 }
 
-template <int NV>
+// R: the rows computed, of the kMR-row panel (the last panel of a product whose M is not a multiple of kMR holds
+// fewer: ResNet's 64-row layers end in a panel of 8, which at R = kMR cost as much as a full one).
+template <int NV, int R>
 void ukr_avx_nv(int64_t mr, int64_t nr, int64_t kcp, const uint16_t* __restrict a, const uint16_t* __restrict b,
                 float* c, int64_t ldc, float alpha, float beta) {
-  __m512 acc[kMR][2];
+  __m512 acc[R][2];
 #pragma GCC unroll 14
-  for (int i = 0; i < kMR; ++i)
+  for (int i = 0; i < R; ++i)
 #pragma GCC unroll 2
     for (int v = 0; v < 2; ++v) acc[i][v] = _mm512_setzero_ps();
   const int64_t np = kcp / 2;
@@ -216,7 +218,7 @@ void ukr_avx_nv(int64_t mr, int64_t nr, int64_t kcp, const uint16_t* __restrict 
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) bv[v] = reinterpret_cast<__m512bh>(_mm512_load_si512(b + 16 * 2 * v));
 #pragma GCC unroll 14
-    for (int i = 0; i < kMR; ++i) {
+    for (int i = 0; i < R; ++i) {
       int32_t pair;
       std::memcpy(&pair, a + 2 * i, 4);
       const __m512bh av = reinterpret_cast<__m512bh>(_mm512_set1_epi32(pair));
@@ -226,16 +228,27 @@ void ukr_avx_nv(int64_t mr, int64_t nr, int64_t kcp, const uint16_t* __restrict 
     a += 2 * kMR;
     b += 2 * kNR;
   }
-  store_rows<NV>(acc, mr, nr, c, ldc, alpha, beta);
+  store_rows<NV, R>(acc, mr, nr, c, ldc, alpha, beta);
+}
+
+template <int NV>
+void ukr_avx_rows(int64_t mr, int64_t nr, int64_t kcp, const uint16_t* a, const uint16_t* b, float* c, int64_t ldc,
+                  float alpha, float beta) {
+  if (mr <= 4)
+    ukr_avx_nv<NV, 4>(mr, nr, kcp, a, b, c, ldc, alpha, beta);
+  else if (mr <= 8)
+    ukr_avx_nv<NV, 8>(mr, nr, kcp, a, b, c, ldc, alpha, beta);
+  else
+    ukr_avx_nv<NV, kMR>(mr, nr, kcp, a, b, c, ldc, alpha, beta);
 }
 
 void ukr_avx(int64_t mr, int64_t nr, int64_t kcp, const uint16_t* a, const uint16_t* b, float* c, int64_t ldc,
              float alpha, float beta, float* /*acc*/, bool first, bool /*last*/) {
   if (!first) beta = 1.0f;
   if (nr <= 16)
-    ukr_avx_nv<1>(mr, nr, kcp, a, b, c, ldc, alpha, beta);
+    ukr_avx_rows<1>(mr, nr, kcp, a, b, c, ldc, alpha, beta);
   else
-    ukr_avx_nv<2>(mr, nr, kcp, a, b, c, ldc, alpha, beta);
+    ukr_avx_rows<2>(mr, nr, kcp, a, b, c, ldc, alpha, beta);
 }
 
 // ---------------------------------------------------------------- AMX layout (MR = NR = 32, ku = 32)
