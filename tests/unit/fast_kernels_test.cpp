@@ -351,10 +351,11 @@ TEST_CASE("fast conv: the implicit GEMM computes the same sums as im2col + GEMM 
   CHECK(checked > 100);
 }
 
-TEST_CASE("fast conv: the vector im2col and col2im (shifted planes, gathered narrow planes) match the scalar loops") {
+TEST_CASE("fast conv: the vector im2col and col2im (shifted planes, phase planes, gathered narrow planes) match the scalar loops") {
   // im2col is a copy and col2im adds each value's terms in the same order: all three passes must match the
   // scalar loops bit for bit, in float32 and with bfloat16 operands: stride-1 same-width layers on planes from 1
-  // wide to several vectors long (shifted), and strided layers with narrow outputs (gathered).
+  // wide to several vectors long (shifted), strided layers as wide as their phase planes (shifted) or with
+  // narrow outputs (gathered).
   if (!cpu::cpu_has_avx512bw()) DL_SKIP("the vector im2col needs AVX-512BW, which this CPU lacks");
   ConvKnobs knobs;
   cpu::conv_tuning().winograd_min_channels = 0;
@@ -371,9 +372,10 @@ TEST_CASE("fast conv: the vector im2col and col2im (shifted planes, gathered nar
     if (it % 10 == 9) p.padding[1] += 1;  // Wo != W: the scalar loops on both sides
     p.groups = G;
     const bool strided = it % 3 == 2;
-    if (strided) {
+    if (strided) {  // half keep "same" padding in width, so Wo = ceil(W / sw): the phase planes of the shifted form
       p.stride = {pick(1, 3), pick(2, 3)};
-      p.padding = {pick(0, static_cast<int>(kh)), pick(0, static_cast<int>(kw))};
+      p.padding[0] = pick(0, static_cast<int>(kh));
+      if (it % 6 == 5) p.padding[1] = pick(0, static_cast<int>(kw));
     }
     const int64_t H = pick(1, 12), W = strided ? pick(1, 20) : pick(1, 40);
     const int64_t Ho = out_size(H, kh, p.stride[0], p.padding[0], p.dilation[0]),
