@@ -307,51 +307,58 @@ const Im2colTables& im2col_tables(const Conv2dParams& g, VectorIm2col kind, int6
   return t;
 }
 
+// The planes the shifted rows read: x itself (stride 1), or its phase planes (in a thread-local buffer, valid
+// until the next call on this thread); *plane: the values of one channel's (phase) planes.
 template <typename T>
-__attribute__((target("avx512f,avx512bw"))) void im2col_shifted_avx512(const T* x, T* col, int64_t ld,
-                                                                        const Conv2dParams& g) {
-  constexpr int64_t V = 64 / sizeof(T);
-  const Im2colTables& tab = im2col_tables(g, VectorIm2col::shifted, V);
-  const int64_t L = g.L(), taps = g.kh * g.kw, blocks = (L + V - 1) / V;
-  const uint32_t tail = L % V == 0 ? ~0u : (1u << (L % V)) - 1;
+const T* shifted_source(const T* x, const Conv2dParams& g, const Im2colTables& tab, int64_t* plane) {
   const int64_t sh = g.stride[0], sw = g.stride[1];
-  int64_t plane = g.HW();  // the (phase) planes of one channel
-  if (sh != 1 || sw != 1) {
-    const int64_t Hq = ceil_div(g.H, sh), Wq = ceil_div(g.W, sw);
-    plane = sh * sw * Hq * Wq;
-    thread_local std::vector<T> phases;
-    phases.resize(static_cast<size_t>(g.Cg() * plane));
-    for (int64_t c = 0; c < g.Cg(); ++c)
-      for (int64_t a = 0; a < sh; ++a)
-        for (int64_t b = 0; b < sw; ++b) {
-          if (!tab.phase_used[static_cast<size_t>(a * sw + b)]) continue;  // never read (a 1x1 layer reads one)
-          T* P = phases.data() + c * plane + (a * sw + b) * Hq * Wq;
-          for (int64_t i = 0; i < Hq; ++i) {
-            const int64_t ih = sh * i + a;
-            T* pr = P + i * Wq;
-            if (ih >= g.H) {
-              std::fill(pr, pr + Wq, T(0));
-              continue;
-            }
-            const T* xr = x + c * g.HW() + ih * g.W + b;
-            const int64_t n = ceil_div(g.W - b, sw);  // columns b, b + sw, ... inside the row
-#pragma omp simd
-            for (int64_t j = 0; j < n; ++j) pr[j] = xr[j * sw];
-            std::fill(pr + n, pr + Wq, T(0));
+  *plane = g.HW();
+  if (sh == 1 && sw == 1) return x;
+  const int64_t Hq = ceil_div(g.H, sh), Wq = ceil_div(g.W, sw);
+  *plane = sh * sw * Hq * Wq;
+  thread_local std::vector<T> phases;
+  phases.resize(static_cast<size_t>(g.Cg() * *plane));
+  for (int64_t c = 0; c < g.Cg(); ++c)
+    for (int64_t a = 0; a < sh; ++a)
+      for (int64_t b = 0; b < sw; ++b) {
+        if (!tab.phase_used[static_cast<size_t>(a * sw + b)]) continue;  // never read (a 1x1 layer reads one)
+        T* P = phases.data() + c * *plane + (a * sw + b) * Hq * Wq;
+        for (int64_t i = 0; i < Hq; ++i) {
+          const int64_t ih = sh * i + a;
+          T* pr = P + i * Wq;
+          if (ih >= g.H) {
+            std::fill(pr, pr + Wq, T(0));
+            continue;
           }
+          const T* xr = x + c * g.HW() + ih * g.W + b;
+          const int64_t n = ceil_div(g.W - b, sw);  // columns b, b + sw, ... inside the row
+#pragma omp simd
+          for (int64_t j = 0; j < n; ++j) pr[j] = xr[j * sw];
+          std::fill(pr + n, pr + Wq, T(0));
         }
-    x = phases.data();
-  }
+      }
+  return phases.data();
+}
+
+// Columns [l0, l1) of every row of col (l0 a multiple of V), written from col's column 0, reading src's planes.
+template <typename T>
+__attribute__((target("avx512f,avx512bw"))) void im2col_shifted_columns(const T* src, int64_t plane, T* col,
+                                                                         int64_t ld, const Conv2dParams& g,
+                                                                         const Im2colTables& tab, int64_t l0,
+                                                                         int64_t l1) {
+  constexpr int64_t V = 64 / sizeof(T);
+  const int64_t taps = g.kh * g.kw, blocks = (g.L() + V - 1) / V, b0 = l0 / V, b1 = (l1 + V - 1) / V;
+  const uint32_t tail = (l1 - l0) % V == 0 ? ~0u : (1u << ((l1 - l0) % V)) - 1;
   for (int64_t c = 0; c < g.Cg(); ++c) {
     // addresses as integers: an offset may point outside the plane (only masked-off lanes go there)
-    const uintptr_t xc = reinterpret_cast<uintptr_t>(x + c * plane);
+    const uintptr_t xc = reinterpret_cast<uintptr_t>(src + c * plane);
     for (int64_t t = 0; t < taps; ++t) {
-      T* row = col + (c * taps + t) * ld;
+      T* row = col + (c * taps + t) * ld - l0;
       const uint32_t* m = tab.masks.data() + t * blocks;
-      const uintptr_t src = xc + static_cast<uintptr_t>(tab.delta[static_cast<size_t>(t)] * static_cast<int64_t>(sizeof(T)));
-      for (int64_t b = 0; b < blocks; ++b) {
-        const void* p = reinterpret_cast<const void*>(src + static_cast<uintptr_t>(b * 64));
-        const uint32_t store = b + 1 < blocks ? ~0u : tail;
+      const uintptr_t base = xc + static_cast<uintptr_t>(tab.delta[static_cast<size_t>(t)] * static_cast<int64_t>(sizeof(T)));
+      for (int64_t b = b0; b < b1; ++b) {
+        const void* p = reinterpret_cast<const void*>(base + static_cast<uintptr_t>(b * 64));
+        const uint32_t store = b + 1 < b1 ? ~0u : tail;
         if constexpr (sizeof(T) == 4) {
           const __m512 v = _mm512_maskz_loadu_ps(static_cast<__mmask16>(m[b]), p);
           _mm512_mask_storeu_ps(row + b * V, static_cast<__mmask16>(store), v);
@@ -362,6 +369,14 @@ __attribute__((target("avx512f,avx512bw"))) void im2col_shifted_avx512(const T* 
       }
     }
   }
+}
+
+template <typename T>
+void im2col_shifted_avx512(const T* x, T* col, int64_t ld, const Conv2dParams& g) {
+  const Im2colTables& tab = im2col_tables(g, VectorIm2col::shifted, 64 / sizeof(T));
+  int64_t plane = 0;
+  const T* src = shifted_source(x, g, tab, &plane);
+  im2col_shifted_columns(src, plane, col, ld, g, tab, 0, g.L());
 }
 
 template <typename T>
@@ -1054,6 +1069,34 @@ void backward_input_packed(float* gx, const float* gout, const float* w, const C
   forward_packed(gx, gout, wf, {}, input_as_forward_params(g), columns);
 }
 
+// One image whose column matrix would overflow L2 (the 7x7 stem at 224x224: 147 x 12544 values) is convolved in
+// bands of output columns, each band's rows written by the shifted im2col into half of L2 and multiplied while
+// they are there; the GEMM then packs from L2, not from memory. Each output value's sum runs over K in the same
+// order as in one GEMM, so the result is the same. False where the shifted form does not apply or the matrix fits.
+template <typename S, typename T>
+bool forward_banded(const S* x, const S* w, T* c, int64_t ldc, T beta, const Conv2dParams& g) {
+#if defined(__x86_64__)
+  if constexpr (std::is_same_v<T, float> && (std::is_same_v<S, float> || std::is_same_v<S, uint16_t>)) {
+    const int64_t K = g.K(), L = g.L(), bytes = static_cast<int64_t>(sizeof(S));
+    const int64_t l2 = std::max<int64_t>(cpu_caches().l2.per_cpu(), int64_t{256} << 10);
+    if (K * L * bytes <= l2 || vector_im2col_kind(g, sizeof(S)) != VectorIm2col::shifted) return false;
+    const int64_t band = std::max<int64_t>(64, l2 / 2 / (K * bytes) / 64 * 64);
+    const Im2colTables& tab = im2col_tables(g, VectorIm2col::shifted, 64 / bytes);
+    int64_t plane = 0;
+    const S* src = shifted_source(x, g, tab, &plane);
+    S* col = thread_scratch<S>(kCol, static_cast<size_t>(K * band));
+    for (int64_t l0 = 0; l0 < L; l0 += band) {
+      const int64_t nb = std::min(band, L - l0);
+      im2col_shifted_columns(src, plane, col, nb, g, tab, l0, l0 + nb);
+      gemm(g, false, false, g.Og(), nb, K, w, K, col, nb, beta, c + l0, ldc);
+    }
+    return true;
+  }
+#endif
+  (void)x, (void)w, (void)c, (void)ldc, (void)beta, (void)g;
+  return false;
+}
+
 // T: the output's type; S: the GEMM operands' (T itself, or uint16_t bfloat16 bits under autocast,
 // whose x and w the caller has rounded once, so im2col moves half the bytes).
 template <typename T, typename S = T>
@@ -1073,6 +1116,7 @@ void forward_typed(T* out, const S* x, const S* w, const Epilogue<T>& ep, const 
   forward_chunks(out, x, w, ep, g, a.columns, [&](int64_t) {
     return [&](const S* xg, const S* wg, int64_t b, T* c, int64_t ldc, T beta) {
       const int64_t bl = b * L;
+      if (b == 1 && !g.pointwise() && forward_banded(xg, wg, c, ldc, beta, g)) return;
       const S* src = xg;
       if (b > 1 || !g.pointwise()) {  // one image of a 1x1 stride-1 layer is its own column matrix
         S* col = thread_scratch<S>(kCol, static_cast<size_t>(K * bl));

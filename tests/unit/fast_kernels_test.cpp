@@ -404,6 +404,20 @@ TEST_CASE("fast conv: the vector im2col and col2im (shifted planes, phase planes
     ++checked;
   }
   CHECK(checked > 120);
+  // A column matrix larger than L2 (a stem-like 7x7 stride-2 layer): the forward runs in bands of columns.
+  for (const DType gemm : {DType::Float32, DType::BFloat16}) {
+    Conv2dParams p;
+    p.stride = {2, 2};
+    p.padding = {3, 3};
+    p.gemm_dtype = gemm;
+    set_threads(2);
+    Tensor x = uniform({2, 3, 240, 230}, 900, DType::Float32), w = uniform({5, 3, 7, 7}, 901, DType::Float32);
+    cpu::conv_tuning().vector_im2col = false;
+    const Tensor scalar = ops::conv2d_forward(x, w, Tensor(), p);
+    cpu::conv_tuning().vector_im2col = true;
+    const Tensor banded = ops::conv2d_forward(x, w, Tensor(), p);
+    CHECK_MESSAGE(banded.to_vector<float>() == scalar.to_vector<float>(), "stem-like layer, " << dtype_name(gemm));
+  }
 }
 
 TEST_CASE("fast conv: the default tuning on ResNet-like layers matches the definition") {
