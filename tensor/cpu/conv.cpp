@@ -10,8 +10,9 @@
 // im2col: x_g (C/g, H*W) is already the col.
 // B (see ConvTuning in conv.h) grows until the GEMM has about 512 columns: ResNet's 7x7 and 4x4 layers
 // and the scratch CNN's 7x7 and 3x3 layers would otherwise run 49-, 16- and 9-column GEMMs, where the
-// packing and the C updates cost more than the multiply-adds. Planes narrower than 8 columns take
-// im2col/col2im loops without a memcpy per row. 3x3 stride-1 layers inside ConvTuning's Winograd
+// packing and the C updates cost more than the multiply-adds. On AVX-512, im2col and col2im take vector forms
+// driven by per-tap tables (shifted planes, phase planes of strided layers, gathers; see im2col_tables);
+// elsewhere planes narrower than 8 columns take im2col/col2im loops without a memcpy per row. 3x3 stride-1 layers inside ConvTuning's Winograd
 // window run forward and input gradient through Winograd F(2x2, 3x3) (winograd.cpp) instead.
 // Measured on one Zen 5 core, ResNet18's layers reach 160-270 GFLOP/s in all three passes.
 //
@@ -225,6 +226,8 @@ inline void every_other(const uint16_t* src, uint16_t* dst, int64_t n) {
 
 // im2col on AVX-512, two ways, both driven by per-tap tables that depend only on the layer's geometry (computed
 // once per thread and geometry, not per image):
+// The tables live in a thread-local cache: a reference to them is valid until the next im2col_tables call on the
+// same thread.
 // - shifted: layers whose output is as wide as the input's phase planes, Wo == ceil(W / sw) (stride 1 with "same"
 //   padding; ResNet's stride-2 layers and stem), any plane size. With stride 1, row (c, ki, kj) of col is plane
 //   c read at offset delta = (ki dh - ph) W + (kj dw - pw), with zeros where the tap falls outside the image;
@@ -249,7 +252,8 @@ inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a +
 // adjoint: for col2im, whose shifted form is stride-1 only.
 VectorIm2col vector_im2col_kind(const Conv2dParams& g, size_t value_bytes, bool adjoint = false) {
   if (!conv_tuning().vector_im2col || g.L() == 0) return VectorIm2col::none;
-  if (!(value_bytes == 4 ? cpu_has_avx512f() : value_bytes == 2 && cpu_has_avx512bw())) return VectorIm2col::none;
+  // the functions are compiled for AVX-512F + BW (every AVX-512 CPU since Skylake-X has both)
+  if ((value_bytes != 4 && value_bytes != 2) || !cpu_has_avx512bw()) return VectorIm2col::none;
   const bool unit = g.stride[0] == 1 && g.stride[1] == 1;
   if ((unit || (!adjoint && g.stride[0] <= 4 && g.stride[1] <= 4)) && g.Wo == ceil_div(g.W, g.stride[1]))
     return VectorIm2col::shifted;
@@ -271,8 +275,8 @@ const Im2colTables& im2col_tables(const Conv2dParams& g, VectorIm2col kind, int6
   thread_local Im2colTables t;
   const std::array<int64_t, 12> key{static_cast<int64_t>(kind), V, g.H, g.W, g.kh, g.kw, g.stride[0], g.stride[1],
                                     g.padding[0], g.padding[1], g.dilation[0], g.dilation[1]};
-  if (t.key == key && !(t.masks.empty() && t.offset.empty())) return t;
-  t.key = key;
+  if (t.key == key) return t;
+  t.key = {};  // set again once the tables are built (an allocation that throws leaves no stale match)
   const int64_t L = g.L(), taps = g.kh * g.kw, blocks = (L + V - 1) / V;
   t.masks.assign(kind == VectorIm2col::shifted ? static_cast<size_t>(taps * blocks) : 0, 0);
   t.delta.assign(kind == VectorIm2col::shifted ? static_cast<size_t>(taps) : 0, 0);
@@ -304,6 +308,7 @@ const Im2colTables& im2col_tables(const Conv2dParams& g, VectorIm2col kind, int6
         }
       }
     }
+  t.key = key;
   return t;
 }
 
@@ -353,18 +358,20 @@ __attribute__((target("avx512f,avx512bw"))) void im2col_shifted_columns(const T*
     // addresses as integers: an offset may point outside the plane (only masked-off lanes go there)
     const uintptr_t xc = reinterpret_cast<uintptr_t>(src + c * plane);
     for (int64_t t = 0; t < taps; ++t) {
-      T* row = col + (c * taps + t) * ld - l0;
+      T* row = col + (c * taps + t) * ld;
       const uint32_t* m = tab.masks.data() + t * blocks;
       const uintptr_t base = xc + static_cast<uintptr_t>(tab.delta[static_cast<size_t>(t)] * static_cast<int64_t>(sizeof(T)));
       for (int64_t b = b0; b < b1; ++b) {
         const void* p = reinterpret_cast<const void*>(base + static_cast<uintptr_t>(b * 64));
         const uint32_t store = b + 1 < b1 ? ~0u : tail;
+        T* dst = row + (b - b0) * V;
+        // a block with no tap inside stores zeros without a load (its address may lie on an unmapped page)
         if constexpr (sizeof(T) == 4) {
-          const __m512 v = _mm512_maskz_loadu_ps(static_cast<__mmask16>(m[b]), p);
-          _mm512_mask_storeu_ps(row + b * V, static_cast<__mmask16>(store), v);
+          const __m512 v = m[b] ? _mm512_maskz_loadu_ps(static_cast<__mmask16>(m[b]), p) : _mm512_setzero_ps();
+          _mm512_mask_storeu_ps(dst, static_cast<__mmask16>(store), v);
         } else {
-          const __m512i v = _mm512_maskz_loadu_epi16(m[b], p);
-          _mm512_mask_storeu_epi16(row + b * V, store, v);
+          const __m512i v = m[b] ? _mm512_maskz_loadu_epi16(m[b], p) : _mm512_setzero_si512();
+          _mm512_mask_storeu_epi16(dst, store, v);
         }
       }
     }
@@ -428,6 +435,7 @@ __attribute__((target("avx512f"))) void col2im_add_avx512(const float* col, int6
         __m512 acc = _mm512_maskz_loadu_ps(lanes, xc + b * 16);
         for (int64_t t = 0; t < taps; ++t) {
           const __mmask16 in = static_cast<__mmask16>(tab.input_masks[static_cast<size_t>(t * in_blocks + b)]);
+          if (in == 0) continue;
           // row position of input position p: p - delta (masked-off lanes are not read, so it may lie outside)
           const uintptr_t src = reinterpret_cast<uintptr_t>(rows + t * ld + b * 16) -
                                 static_cast<uintptr_t>(tab.delta[static_cast<size_t>(t)] * static_cast<int64_t>(sizeof(float)));
@@ -458,7 +466,8 @@ __attribute__((target("avx512f"))) void col2im_add_avx512(const float* col, int6
 #endif
 
 // col (K rows of L values, row stride ld) from one group's input planes x (C/G, H, W); taps outside
-// the image read as zero.
+// the image read as zero. bfloat16 bits (T = uint16_t): x must be readable one value past the end of the
+// batch's planes (the gathered form reads 4-byte words; every caller passes rounded_bf16's buffer).
 template <typename T>
 void im2col(const T* x, T* col, int64_t ld, const Conv2dParams& g) {
 #if defined(__x86_64__)
@@ -1071,16 +1080,19 @@ void backward_input_packed(float* gx, const float* gout, const float* w, const C
 
 // One image whose column matrix would overflow L2 (the 7x7 stem at 224x224: 147 x 12544 values) is convolved in
 // bands of output columns, each band's rows written by the shifted im2col into half of L2 and multiplied while
-// they are there; the GEMM then packs from L2, not from memory. Each output value's sum runs over K in the same
-// order as in one GEMM, so the result is the same. False where the shifted form does not apply or the matrix fits.
+// they are there; the GEMM then packs from L2, not from memory. Only where a band still holds 512 columns (the
+// GEMM's usual width; short K, as in a stem): deeper layers would cut into narrow GEMMs, unmeasured. The bf16
+// GEMM and a single-threaded float32 GEMM (an image per thread) sum each output over K in the same order as one
+// GEMM would, so the result is the same; with fewer images than threads the float32 GEMM may split its threads
+// differently and round differently. False where the shifted form does not apply or the matrix fits.
 template <typename S, typename T>
 bool forward_banded(const S* x, const S* w, T* c, int64_t ldc, T beta, const Conv2dParams& g) {
 #if defined(__x86_64__)
   if constexpr (std::is_same_v<T, float> && (std::is_same_v<S, float> || std::is_same_v<S, uint16_t>)) {
     const int64_t K = g.K(), L = g.L(), bytes = static_cast<int64_t>(sizeof(S));
     const int64_t l2 = std::max<int64_t>(cpu_caches().l2.per_cpu(), int64_t{256} << 10);
-    if (K * L * bytes <= l2 || vector_im2col_kind(g, sizeof(S)) != VectorIm2col::shifted) return false;
-    const int64_t band = std::max<int64_t>(64, l2 / 2 / (K * bytes) / 64 * 64);
+    const int64_t band = l2 / 2 / (K * bytes) / 64 * 64;
+    if (K * L * bytes <= l2 || band < 512 || vector_im2col_kind(g, sizeof(S)) != VectorIm2col::shifted) return false;
     const Im2colTables& tab = im2col_tables(g, VectorIm2col::shifted, 64 / bytes);
     int64_t plane = 0;
     const S* src = shifted_source(x, g, tab, &plane);
@@ -1446,7 +1458,8 @@ void choose_and_run(Pass pass, DType dtype, const Conv2dParams& g, bool low, siz
   // kernels below, raised when a change makes an old timing stale (2: the vector im2col)
   constexpr const char* kKernelsRevision = "kernels-2,";
   uint32_t h = 2166136261u;  // FNV-1a
-  for (const char ch : std::string(kKernelsRevision)) h = (h ^ static_cast<uint8_t>(ch)) * 16777619u;
+  const std::string revision = std::string(kKernelsRevision) + (conv_tuning().vector_im2col ? "" : "im2col-scalar,");
+  for (const char ch : revision) h = (h ^ static_cast<uint8_t>(ch)) * 16777619u;
   for (const Algo& a : cands)
     for (const char ch : algo_name(a) + ",") h = (h ^ static_cast<uint8_t>(ch)) * 16777619u;
   char tag[16];

@@ -29,8 +29,9 @@ struct ConvTuning {
   // GEMM packs it), 1 where it measured faster on an AVX-512 CPU (conv.cpp: packed_fast and its
   // neighbours), 2 always (for tests).
   int packed_forward = 1;
-  // im2col of stride-1 layers with Wo == W runs as masked AVX-512 loads of shifted planes (conv.cpp,
-  // im2col_shifted_avx512) where the CPU has them; false: the scalar loops (for tests and measuring).
+  // im2col and col2im run in their AVX-512 forms where the CPU has AVX-512F and BW (conv.cpp: shifted and
+  // phase planes, gathers, bands of columns); false: the scalar loops (for tests and measuring; the results
+  // are the same).
   bool vector_im2col = true;
 };
 

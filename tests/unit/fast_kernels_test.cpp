@@ -644,6 +644,74 @@ TEST_CASE("fast relu backward: equals where(y > 0, g, 0), NaN included") {
   CHECK_THROWS_WITH_AS(ops::relu_backward(g, zeros({5})), doctest::Contains("relu backward"), Error);
 }
 
+TEST_CASE("fast batch norm: small planes (position-major path) on two threads against double loops") {
+  // S = 9 values per plane, C * S = 630 positions (not a multiple of 16), N * C * S above the parallel grain:
+  // the positions are split over two threads and blocked; train and eval, with and without residual + ReLU.
+  ConvKnobs knobs;  // restores the thread count
+  set_threads(2);
+  const int64_t N = 64, C = 70, S = 9;
+  Tensor x = uniform({N, C, 3, 3}, 41, DType::Float32, 5.0, 7.0);
+  Tensor r = uniform({N, C, 3, 3}, 42, DType::Float32), g = uniform({N, C, 3, 3}, 43, DType::Float32);
+  Tensor w = uniform({C}, 44, DType::Float32), b = uniform({C}, 45, DType::Float32);
+  const auto xv = x.to_vector<double>(), rv = r.to_vector<double>(), gv = g.to_vector<double>(),
+             wv = w.to_vector<double>(), bv = b.to_vector<double>();
+  auto at = [&](int64_t n, int64_t c, int64_t i) { return static_cast<size_t>((n * C + c) * S + i); };
+  for (bool training : {true, false}) {
+    for (bool fused : {false, true}) {
+      Tensor rm = uniform({C}, 46, DType::Float32), rvar = uniform({C}, 47, DType::Float32, 0.5, 2.0);
+      const auto rm0 = rm.to_vector<double>(), rv0 = rvar.to_vector<double>();
+      Tensor xg = ops::clone(x).requires_grad_(), wg = ops::clone(w).requires_grad_(), bg = ops::clone(b).requires_grad_();
+      Tensor y = fused ? batch_norm_relu(xg, rm, rvar, wg, bg, training, 0.1, 1e-5, r)
+                       : batch_norm(xg, rm, rvar, wg, bg, training, 0.1, 1e-5);
+      y.backward(g);
+      std::vector<double> ey(xv.size()), egx(xv.size()), egw(static_cast<size_t>(C)), egb(static_cast<size_t>(C)),
+          erm(static_cast<size_t>(C)), erv(static_cast<size_t>(C));
+      for (int64_t c = 0; c < C; ++c) {
+        double mean = 0, var = 0;
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t i = 0; i < S; ++i) mean += xv[at(n, c, i)];
+        mean /= static_cast<double>(N * S);
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t i = 0; i < S; ++i) var += (xv[at(n, c, i)] - mean) * (xv[at(n, c, i)] - mean);
+        var /= static_cast<double>(N * S);
+        const size_t cc = static_cast<size_t>(c);
+        erm[cc] = training ? 0.9 * rm0[cc] + 0.1 * mean : rm0[cc];
+        erv[cc] = training ? 0.9 * rv0[cc] + 0.1 * var * static_cast<double>(N * S) / static_cast<double>(N * S - 1) : rv0[cc];
+        if (!training) mean = rm0[cc], var = rv0[cc];
+        const double invstd = 1.0 / std::sqrt(var + 1e-5);
+        // the gradient reaching batch norm: g, masked by the ReLU when fused
+        std::vector<double> gin(static_cast<size_t>(N * S));
+        double sg = 0, sgx = 0;
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t i = 0; i < S; ++i) {
+            const double xhat = (xv[at(n, c, i)] - mean) * invstd, v = xhat * wv[cc] + bv[cc];
+            const double out = fused ? std::max(v + rv[at(n, c, i)], 0.0) : v;
+            ey[at(n, c, i)] = out;
+            const double gi = fused && out <= 0.0 ? 0.0 : gv[at(n, c, i)];
+            gin[static_cast<size_t>(n * S + i)] = gi;
+            sg += gi;
+            sgx += gi * xhat;
+          }
+        egw[cc] = sgx, egb[cc] = sg;
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t i = 0; i < S; ++i) {
+            const double xhat = (xv[at(n, c, i)] - mean) * invstd, gi = gin[static_cast<size_t>(n * S + i)];
+            egx[at(n, c, i)] = training ? wv[cc] * invstd * (gi - sg / static_cast<double>(N * S) -
+                                                             xhat * sgx / static_cast<double>(N * S))
+                                        : wv[cc] * invstd * gi;
+          }
+      }
+      INFO("training " << training << ", fused residual + relu " << fused);
+      CHECK_CLOSE(y, from_vector(ey, {N, C, 3, 3}), 2e-5, 2e-5);
+      CHECK_CLOSE(rm, from_vector(erm, {C}), 1e-5, 1e-5);
+      CHECK_CLOSE(rvar, from_vector(erv, {C}), 1e-5, 1e-5);
+      CHECK_CLOSE(xg.grad(), from_vector(egx, {N, C, 3, 3}), 1e-4, 1e-4);
+      CHECK_CLOSE(wg.grad(), from_vector(egw, {C}), 1e-4, 1e-4);
+      CHECK_CLOSE(bg.grad(), from_vector(egb, {C}), 1e-4, 1e-4);
+    }
+  }
+}
+
 TEST_CASE("fast batch norm + relu: equals batch_norm (+ residual) then relu, forward and backward, train and eval") {
   for (bool training : {true, false}) {
     for (bool with_residual : {false, true}) {
