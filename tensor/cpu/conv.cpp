@@ -236,20 +236,22 @@ inline void every_other(const uint16_t* src, uint16_t* dst, int64_t n) {
 //   sh x sw phase planes, P(a, b)[i][j] = x[sh i + a][sw j + b], ceil(H / sh) x ceil(W / sw) each: tap (ki, kj)
 //   then reads phase plane ((ki dh - ph) mod sh, (kj dw - pw) mod sw) at a constant offset, as with stride 1.
 //   Masked-off lanes are not read, so the offsets may point before or past the plane.
-// - gathered: other narrow output planes (Wo < 8, or Wo < 16 when strided), where the row loops below pay their
-//   per-row work for a few values. Each tap has the input offset of every output position (-1 outside the
+// - gathered: other narrow output planes (Wo < 8, or Wo < 16 when strided; 16 outputs or more), where the row
+//   loops below pay their per-row work for a few values. Each tap has the input offset of every output position (-1 outside the
 //   image), and each row is 16-lane masked gathers.
 //   A bfloat16 value is gathered as the 4-byte word that starts at it, so the plane must be readable 2 bytes past
 //   its last value (rounded_bf16 leaves that room; the scalar loops take any other 2-byte input).
-// Measured on a Zen 4 (bf16 ResNet18 at 64x64, batch 128), against the row loops below: 3x3 stride-1 layers
-// 141-190 -> 250-261 GFLOP/s; gathered 3x3 stride-2 layers at 8x8 1.4x faster.
+// Measured on a Zen 4 against the row loops below: bf16 ResNet18 at 64x64, batch 128, 3x3 stride-1 layers
+// 141-190 -> 250-261 GFLOP/s and the stem 15 -> 10-11 ms (phase planes); gathered, unpadded 3x3 layers on 5x5 to
+// 9x9 planes (batch 64) 1.0-1.2x faster in float32 and 1.0-1.6x in bf16.
 #if defined(__x86_64__)
 enum class VectorIm2col { none, shifted, gathered };
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
-// adjoint: for col2im, whose shifted form is stride-1 only.
+// adjoint: for col2im, which has only the stride-1 shifted form (a gather-add-scatter form for narrow planes
+// measured 5-40% slower than the scalar loops on a Zen 4's input gradients of stride-2 layers, and was removed).
 VectorIm2col vector_im2col_kind(const Conv2dParams& g, size_t value_bytes, bool adjoint = false) {
   if (!conv_tuning().vector_im2col || g.L() == 0) return VectorIm2col::none;
   // the functions are compiled for AVX-512F + BW (every AVX-512 CPU since Skylake-X has both)
@@ -257,7 +259,10 @@ VectorIm2col vector_im2col_kind(const Conv2dParams& g, size_t value_bytes, bool 
   const bool unit = g.stride[0] == 1 && g.stride[1] == 1;
   if ((unit || (!adjoint && g.stride[0] <= 4 && g.stride[1] <= 4)) && g.Wo == ceil_div(g.W, g.stride[1]))
     return VectorIm2col::shifted;
-  if ((g.Wo < 8 || (g.stride[1] != 1 && g.Wo < 16)) && g.HW() < (int64_t{1} << 30)) return VectorIm2col::gathered;
+  if (adjoint) return VectorIm2col::none;
+  // at least a vector's worth of outputs: with 4 (2x2), a gather of 4 lanes ran slower than the loops
+  if ((g.Wo < 8 || (g.stride[1] != 1 && g.Wo < 16)) && g.L() >= 16 && g.HW() < (int64_t{1} << 30))
+    return VectorIm2col::gathered;
   return VectorIm2col::none;
 }
 
@@ -413,53 +418,34 @@ __attribute__((target("avx512f,avx512bw"))) void im2col_gathered_avx512(const T*
   }
 }
 
-// The adjoint, x += col2im(col), for float32 on the same tables. Shifted planes: each block of 16 input
+// The adjoint, x += col2im(col), for float32 stride-1 layers on the same tables: each block of 16 input
 // positions is loaded once, takes every tap's terms in registers (a masked load of the row at the block's
 // position minus the tap's offset, a masked add: lanes no output position reaches keep their value), and is
-// stored once; tap by tap with a store per tap, each load waited for the previous tap's overlapping store.
-// Narrow planes: per tap, a gather, an add and a scatter (for one tap no two output positions read the same
-// input value, so the lanes of a scatter never collide). Each value of x gets its taps' terms added in the same
-// order as in the scalar loops, so the sums are bit for bit the same.
-__attribute__((target("avx512f"))) void col2im_add_avx512(const float* col, int64_t ld, float* x, const Conv2dParams& g,
-                                                          VectorIm2col kind) {
-  const int64_t L = g.L(), taps = g.kh * g.kw;
-  const Im2colTables& tab = im2col_tables(g, kind, 16);
-  if (kind == VectorIm2col::shifted) {
-    const int64_t in_blocks = (g.HW() + 15) / 16;
-    const uint32_t tail = g.HW() % 16 == 0 ? 0xFFFFu : (1u << (g.HW() % 16)) - 1;
-    for (int64_t c = 0; c < g.Cg(); ++c) {
-      float* xc = x + c * g.HW();
-      const float* rows = col + c * taps * ld;
-      for (int64_t b = 0; b < in_blocks; ++b) {
-        const __mmask16 lanes = static_cast<__mmask16>(b + 1 < in_blocks ? 0xFFFFu : tail);
-        __m512 acc = _mm512_maskz_loadu_ps(lanes, xc + b * 16);
-        for (int64_t t = 0; t < taps; ++t) {
-          const __mmask16 in = static_cast<__mmask16>(tab.input_masks[static_cast<size_t>(t * in_blocks + b)]);
-          if (in == 0) continue;
-          // row position of input position p: p - delta (masked-off lanes are not read, so it may lie outside)
-          const uintptr_t src = reinterpret_cast<uintptr_t>(rows + t * ld + b * 16) -
-                                static_cast<uintptr_t>(tab.delta[static_cast<size_t>(t)] * static_cast<int64_t>(sizeof(float)));
-          acc = _mm512_mask_add_ps(acc, in, acc, _mm512_maskz_loadu_ps(in, reinterpret_cast<const void*>(src)));
-        }
-        _mm512_mask_storeu_ps(xc + b * 16, lanes, acc);
-      }
-    }
-    return;
-  }
+// stored once; tap by tap with a store per tap, each load waited for the previous tap's overlapping store. Each
+// value of x gets its taps' terms added in the same order as in the scalar loops, so the sums are bit for bit
+// the same. Measured on a Zen 4 (input gradients through GEMM + col2im, batch 64, 2 threads): bf16 3x3 layers
+// at 16x16 to 2x2 1.2-1.4x faster, float32 at 2x2 1.2x, the others level.
+__attribute__((target("avx512f,avx512bw"))) void col2im_add_avx512(const float* col, int64_t ld, float* x,
+                                                                    const Conv2dParams& g) {
+  const int64_t taps = g.kh * g.kw;
+  const Im2colTables& tab = im2col_tables(g, VectorIm2col::shifted, 16);
+  const int64_t in_blocks = (g.HW() + 15) / 16;
+  const uint32_t tail = g.HW() % 16 == 0 ? 0xFFFFu : (1u << (g.HW() % 16)) - 1;
   for (int64_t c = 0; c < g.Cg(); ++c) {
     float* xc = x + c * g.HW();
-    for (int64_t t = 0; t < taps; ++t) {
-      const float* row = col + (c * taps + t) * ld;
-      const int32_t* off = tab.offset.data() + t * L;
-      for (int64_t l = 0; l < L; l += 16) {
-        const __mmask16 lanes = L - l >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (L - l)) - 1);
-        const __m512i idx = _mm512_maskz_loadu_epi32(lanes, off + l);
-        const __mmask16 in = _mm512_mask_cmpge_epi32_mask(lanes, idx, _mm512_setzero_si512());
+    const float* rows = col + c * taps * ld;
+    for (int64_t b = 0; b < in_blocks; ++b) {
+      const __mmask16 lanes = static_cast<__mmask16>(b + 1 < in_blocks ? 0xFFFFu : tail);
+      __m512 acc = _mm512_maskz_loadu_ps(lanes, xc + b * 16);
+      for (int64_t t = 0; t < taps; ++t) {
+        const __mmask16 in = static_cast<__mmask16>(tab.input_masks[static_cast<size_t>(t * in_blocks + b)]);
         if (in == 0) continue;
-        const __m512 v = _mm512_add_ps(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), in, idx, xc, 4),
-                                       _mm512_maskz_loadu_ps(in, row + l));
-        _mm512_mask_i32scatter_ps(xc, in, idx, v, 4);
+        // row position of input position p: p - delta (masked-off lanes are not read, so it may lie outside)
+        const uintptr_t src = reinterpret_cast<uintptr_t>(rows + t * ld + b * 16) -
+                              static_cast<uintptr_t>(tab.delta[static_cast<size_t>(t)] * static_cast<int64_t>(sizeof(float)));
+        acc = _mm512_mask_add_ps(acc, in, acc, _mm512_maskz_loadu_ps(in, reinterpret_cast<const void*>(src)));
       }
+      _mm512_mask_storeu_ps(xc + b * 16, lanes, acc);
     }
   }
 }
@@ -552,8 +538,8 @@ template <typename T>
 void col2im_add(const T* col, int64_t ld, T* x, const Conv2dParams& g) {
 #if defined(__x86_64__)
   if constexpr (std::is_same_v<T, float>) {
-    if (const VectorIm2col kind = vector_im2col_kind(g, sizeof(T), /*adjoint=*/true); kind != VectorIm2col::none) {
-      col2im_add_avx512(col, ld, x, g, kind);
+    if (vector_im2col_kind(g, sizeof(T), /*adjoint=*/true) == VectorIm2col::shifted) {
+      col2im_add_avx512(col, ld, x, g);
       return;
     }
   }

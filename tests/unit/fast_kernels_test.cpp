@@ -352,7 +352,7 @@ TEST_CASE("fast conv: the implicit GEMM computes the same sums as im2col + GEMM 
 }
 
 TEST_CASE("fast conv: the vector im2col and col2im (shifted planes, phase planes, gathered narrow planes) match the scalar loops") {
-  // im2col is a copy and col2im adds each value's terms in the same order: all three passes must match the
+  // im2col is a copy and col2im (vector form: stride 1) adds each value's terms in the same order: all three passes must match the
   // scalar loops bit for bit, in float32 and with bfloat16 operands: stride-1 same-width layers on planes from 1
   // wide to several vectors long (shifted), strided layers as wide as their phase planes (shifted) or with
   // narrow outputs (gathered).
