@@ -197,7 +197,8 @@ void forward_small(T* out, T* mean_out, T* invstd_out, const T* x, const T* res,
     const std::vector<double> shift = per_position<double>(shift_c.data(), d);
     std::vector<double> s(static_cast<size_t>(P), 0.0), ss(static_cast<size_t>(P), 0.0);
     split_positions(P, d.N * P, [&](int64_t j0, int64_t j1) {
-      for (int64_t n = 0; n < d.N; ++n) accumulate_shifted(x + n * P + j0, shift.data() + j0, j1 - j0, s.data() + j0, ss.data() + j0);
+      for (int64_t n = 0; n < d.N; ++n)
+        accumulate_shifted(x + n * P + j0, shift.data() + j0, j1 - j0, s.data() + j0, ss.data() + j0);
     });
     for (int64_t c = 0; c < d.C; ++c) {
       double sc = 0, ssc = 0;

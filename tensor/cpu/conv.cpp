@@ -12,8 +12,9 @@
 // and the scratch CNN's 7x7 and 3x3 layers would otherwise run 49-, 16- and 9-column GEMMs, where the
 // packing and the C updates cost more than the multiply-adds. On AVX-512, im2col and col2im take vector forms
 // driven by per-tap tables (shifted planes, phase planes of strided layers, gathers; see im2col_tables);
-// elsewhere planes narrower than 8 columns take im2col/col2im loops without a memcpy per row. 3x3 stride-1 layers inside ConvTuning's Winograd
-// window run forward and input gradient through Winograd F(2x2, 3x3) (winograd.cpp) instead.
+// elsewhere planes narrower than 8 columns take im2col/col2im loops without a memcpy per row. 3x3 stride-1
+// layers inside ConvTuning's Winograd window run forward and input gradient through Winograd F(2x2, 3x3)
+// (winograd.cpp) instead.
 // Measured on one Zen 5 core, ResNet18's layers reach 160-270 GFLOP/s in all three passes.
 //
 // bfloat16 autocast (g.gemm_dtype, tensor/autocast.h): x, w and the output gradient are rounded to
@@ -67,8 +68,8 @@
 namespace dl::cpu {
 
 namespace {
-// DL_CONV_COLUMNS=n, DL_CONV_WINOGRAD=0|1, DL_CONV_PACKED=0|1|2 and DL_CONV_IM2COL=scalar override the defaults (for measuring what each path
-// buys; `bench --profile` shows the effect per kernel).
+// DL_CONV_COLUMNS=n, DL_CONV_WINOGRAD=0|1, DL_CONV_PACKED=0|1|2 and DL_CONV_IM2COL=scalar override the defaults (for
+// measuring what each path buys; `bench --profile` shows the effect per kernel).
 ConvTuning tuning_from_env() {
   ConvTuning t;
   if (const char* v = std::getenv("DL_CONV_COLUMNS"); v && std::atoll(v) > 0) t.target_columns = std::atoll(v);
@@ -225,9 +226,8 @@ inline void every_other(const uint16_t* src, uint16_t* dst, int64_t n) {
 }
 
 // im2col on AVX-512, two ways, both driven by per-tap tables that depend only on the layer's geometry (computed
-// once per thread and geometry, not per image):
-// The tables live in a thread-local cache: a reference to them is valid until the next im2col_tables call on the
-// same thread.
+// once per thread and geometry, not per image; they live in a thread-local cache, so a reference to them is
+// valid until the next im2col_tables call on the same thread):
 // - shifted: layers whose output is as wide as the input's phase planes, Wo == ceil(W / sw) (stride 1 with "same"
 //   padding; ResNet's stride-2 layers and stem), any plane size. With stride 1, row (c, ki, kj) of col is plane
 //   c read at offset delta = (ki dh - ph) W + (kj dw - pw), with zeros where the tap falls outside the image;
@@ -237,10 +237,10 @@ inline void every_other(const uint16_t* src, uint16_t* dst, int64_t n) {
 //   then reads phase plane ((ki dh - ph) mod sh, (kj dw - pw) mod sw) at a constant offset, as with stride 1.
 //   Masked-off lanes are not read, so the offsets may point before or past the plane.
 // - gathered: other narrow output planes (Wo < 8, or Wo < 16 when strided; 16 outputs or more), where the row
-//   loops below pay their per-row work for a few values. Each tap has the input offset of every output position (-1 outside the
-//   image), and each row is 16-lane masked gathers.
-//   A bfloat16 value is gathered as the 4-byte word that starts at it, so the plane must be readable 2 bytes past
-//   its last value (rounded_bf16 leaves that room; the scalar loops take any other 2-byte input).
+//   loops below pay their per-row work for a few values. Each tap has the input offset of every output position
+//   (-1 outside the image), and each row is 16-lane masked gathers. A bfloat16 value is gathered as the 4-byte
+//   word that starts at it, so the planes must be readable 2 bytes past their last value (rounded_bf16 leaves
+//   that room, and im2col's 2-byte inputs are always its buffers).
 // Measured on a Zen 4 against the row loops below: bf16 ResNet18 at 64x64, batch 128, 3x3 stride-1 layers
 // 141-190 -> 250-261 GFLOP/s and the stem 15 -> 10-11 ms (phase planes); gathered, unpadded 3x3 layers on 5x5 to
 // 9x9 planes (batch 64) 1.0-1.2x faster in float32 and 1.0-1.6x in bf16.
