@@ -33,6 +33,9 @@ struct ConvTuning {
   // phase planes, gathers, bands of columns); false: the scalar loops (for tests and measuring; the results
   // are the same).
   bool vector_im2col = true;
+  // The direct convolution on channels-last copies (conv_direct.h; float32 forwards and stride-1 input
+  // gradients, AVX-512F): 0 never, 1 a candidate of the algorithm search, 2 always where it applies (for tests).
+  int direct = 1;
 };
 
 // The settings in force (process-wide; change them only while no convolution runs). The

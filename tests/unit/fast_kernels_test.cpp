@@ -51,13 +51,15 @@ void set_threads(int n) {
 }
 
 // Restores the convolution knobs and the thread count when a test case ends. The knobs steer the fixed rules,
-// so the case runs them (DL_CONV_ALGO=heuristic) rather than the per-shape search.
+// so the case runs them (DL_CONV_ALGO=heuristic) rather than the per-shape search. The direct convolution is
+// off unless a case turns it on: the fixed rule would take it before the paths the other cases aim at.
 struct ConvKnobs {
   ScopedEnv heuristic{"DL_CONV_ALGO", "heuristic"};
   cpu::ConvTuning saved = cpu::conv_tuning();
 #ifdef _OPENMP
   int threads = omp_get_max_threads();
 #endif
+  ConvKnobs() { cpu::conv_tuning().direct = 0; }
   ~ConvKnobs() {
     cpu::conv_tuning() = saved;
 #ifdef _OPENMP
@@ -420,10 +422,32 @@ TEST_CASE("fast conv: the vector im2col and col2im (shifted planes, phase planes
   }
 }
 
+TEST_CASE("fast conv: the direct convolution on channels-last copies (forwards, stride-1 input gradients) against the definition") {
+  if (!cpu::cpu_has_avx512f()) DL_SKIP("the direct convolution needs AVX-512F, which this CPU lacks");
+  ConvKnobs knobs;
+  cpu::conv_tuning().direct = 2;
+  cpu::conv_tuning().winograd_min_channels = 0;
+  std::vector<ConvCase> cases = odd_conv_cases();
+  cases.push_back(conv_case(3, 16, 5, 18, 33, 3, 3, {1, 1}, {1, 1}));   // 3 vectors, the last 1/16 full; W >= 16
+  cases.push_back(conv_case(2, 35, 4, 4, 70, 3, 3, {1, 1}, {1, 1}));    // blocks of 3 + 2 vectors; 35 = 2 x 16 + 3
+  cases.push_back(conv_case(2, 160, 3, 5, 40, 3, 3, {1, 1}, {1, 1}));   // two channel passes (128 + 32)
+  cases.push_back(conv_case(1, 17, 26, 25, 20, 3, 3, {1, 1}, {1, 1}));  // 650 positions: chunks inside an image
+  cases.push_back(conv_case(140, 16, 2, 2, 24, 3, 3, {1, 1}, {1, 1}));  // 4-position planes: 128 images a chunk
+  cases.push_back(conv_case(3, 32, 9, 20, 200, 3, 3, {2, 2}, {1, 1}));  // stride 2; four blocks, a partial vector
+  cases.push_back(conv_case(2, 3, 23, 21, 64, 7, 7, {2, 2}, {3, 3}));   // the stem's 7x7 / 2
+  cases.push_back(conv_case(3, 32, 9, 8, 48, 1, 1, {2, 2}, {0, 0}));    // 1x1 / 2
+  cases.push_back(conv_case(2, 20, 6, 7, 36, 2, 3, {1, 2}, {0, 2}));    // kh != kw, unequal strides and padding
+  for (int threads : {1, 2}) {
+    set_threads(threads);
+    for (const ConvCase& c : cases) check_conv_case(c, threads == 1 ? "direct, 1 thread" : "direct, 2 threads");
+  }
+}
+
 TEST_CASE("fast conv: the default tuning on ResNet-like layers matches the definition") {
   ConvKnobs knobs;
+  cpu::conv_tuning() = knobs.saved;  // the direct convolution too, where the CPU has it
   set_threads(2);
-  check_conv_case(conv_case(4, 64, 8, 8, 64, 3, 3, {1, 1}, {1, 1}), "defaults, im2col");
+  check_conv_case(conv_case(4, 64, 8, 8, 64, 3, 3, {1, 1}, {1, 1}), "defaults, direct or im2col");
   check_conv_case(conv_case(2, 96, 20, 21, 100, 3, 3, {1, 1}, {1, 1}), "defaults, Winograd");
 }
 

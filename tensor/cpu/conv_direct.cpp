@@ -1,0 +1,229 @@
+// Direct float32 convolution on zero-padded channels-last copies (conv_direct.h). Compiled with -mavx512f;
+// conv.cpp calls it only where cpu_has_avx512f().
+#include "tensor/cpu/conv_direct.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include <immintrin.h>
+
+#include "tensor/cpu/avx512_transpose.h"
+#include "tensor/cpu/scratch.h"
+
+namespace dl::cpu {
+
+namespace {
+
+enum Slot { kPadded = 10, kAcc = 11, kRows = 12 };
+
+// Blocks of output channels: ceil(O / 16) vectors dealt into blocks of at most 4 (a tile's width), as evenly
+// as they go (6 vectors: 3 + 3, not 4 + 2).
+struct Blocks {
+  int n = 0;
+  int nv[64];  // vectors per block (O up to 4096 channels)
+  int64_t o0[64];
+};
+Blocks blocks_of(int64_t O) {
+  const int64_t vecs = (O + 15) / 16;
+  Blocks b;
+  b.n = static_cast<int>((vecs + 3) / 4);
+  int64_t o = 0;
+  for (int j = 0; j < b.n; ++j) {
+    b.nv[j] = static_cast<int>(vecs / b.n + (j < vecs % b.n ? 1 : 0));
+    b.o0[j] = o;
+    o += 16 * b.nv[j];
+  }
+  return b;
+}
+
+// Output positions per register tile for a tile NV vectors wide: 24 accumulators where they fit, and never
+// more than 8 pointers (with the weights' pointer and the loop counters they stay in registers).
+constexpr int mr_for(int nv) { return nv == 4 ? 6 : 8; }
+constexpr int kMaxMr = 8;
+
+// c[m][0, 16 NV) (+)= sum over taps t < nt, k < seg of a[m][off[t] + k] * b[(t * seg + k) * 16 NV + ...].
+template <int MR, int NV>
+void tile(const float* const* a, int64_t nt, const int64_t* off, int64_t seg, const float* b, float* c,
+          int64_t ldc, bool accumulate) {
+  __m512 s[MR][NV];
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) s[m][v] = accumulate ? _mm512_loadu_ps(c + m * ldc + 16 * v) : _mm512_setzero_ps();
+  const float* bp = b;
+  for (int64_t t = 0; t < nt; ++t) {
+    const float* ap[MR];
+    for (int m = 0; m < MR; ++m) ap[m] = a[m] + off[t];
+    for (int64_t k = 0; k < seg; ++k, bp += 16 * NV) {
+      __m512 bv[NV];
+      for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(bp + 16 * v);
+      for (int m = 0; m < MR; ++m) {
+        const __m512 av = _mm512_set1_ps(ap[m][k]);
+        for (int v = 0; v < NV; ++v) s[m][v] = _mm512_fmadd_ps(av, bv[v], s[m][v]);
+      }
+    }
+  }
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + m * ldc + 16 * v, s[m][v]);
+}
+
+using TileFn = void (*)(const float* const*, int64_t, const int64_t*, int64_t, const float*, float*, int64_t, bool);
+TileFn tile_for(int nv) {
+  switch (nv) {
+    case 1: return tile<mr_for(1), 1>;
+    case 2: return tile<mr_for(2), 2>;
+    case 3: return tile<mr_for(3), 3>;
+    default: return tile<mr_for(4), 4>;
+  }
+}
+
+// The b images at x (NCHW) -> xp (b, H + 2 ph, W + 2 pw, C), zero borders.
+void to_padded_nhwc(const float* x, int64_t b, const DirectConvShape& s, float* xp) {
+  const int64_t C = s.C, H = s.H, W = s.W, HW = H * W, Hp = H + 2 * s.ph, Wp = W + 2 * s.pw;
+  for (int64_t i = 0; i < b; ++i) {
+    float* d = xp + i * Hp * Wp * C;
+    const float* src = x + i * C * HW;
+    std::memset(d, 0, sizeof(float) * static_cast<size_t>(s.ph * Wp * C));
+    std::memset(d + (s.ph + H) * Wp * C, 0, sizeof(float) * static_cast<size_t>(s.ph * Wp * C));
+    for (int64_t h = 0; h < H; ++h) {
+      float* row = d + (h + s.ph) * Wp * C;
+      std::memset(row, 0, sizeof(float) * static_cast<size_t>(s.pw * C));
+      std::memset(row + (s.pw + W) * C, 0, sizeof(float) * static_cast<size_t>(s.pw * C));
+      row += s.pw * C;
+      const float* sr = src + h * W;
+      int64_t c0 = 0;
+      for (; c0 + 16 <= C; c0 += 16) {
+        for (int64_t w0 = 0; w0 < W; w0 += 16) {
+          const int64_t wn = std::min<int64_t>(16, W - w0);
+          const __mmask16 m = static_cast<__mmask16>((1u << wn) - 1);
+          __m512 r[16];
+          for (int j = 0; j < 16; ++j) r[j] = _mm512_maskz_loadu_ps(m, sr + (c0 + j) * HW + w0);
+          detail::transpose16(r);
+          for (int64_t j = 0; j < wn; ++j) _mm512_storeu_ps(row + (w0 + j) * C + c0, r[j]);
+        }
+      }
+      for (; c0 < C; ++c0)
+        for (int64_t w = 0; w < W; ++w) row[w * C + c0] = sr[c0 * HW + w];
+    }
+  }
+}
+
+// rows[o * ld + l] = acc[l * lda + o] for o < on, l < len.
+void transpose_out(const float* acc, int64_t lda, int64_t len, int64_t on, float* rows, int64_t ld) {
+  int64_t l0 = 0;
+  for (; l0 + 16 <= len; l0 += 16) {
+    for (int64_t o0 = 0; o0 < on; o0 += 16) {
+      __m512 r[16];
+      for (int j = 0; j < 16; ++j) r[j] = _mm512_loadu_ps(acc + (l0 + j) * lda + o0);
+      detail::transpose16(r);
+      const int64_t n = std::min<int64_t>(16, on - o0);
+      for (int64_t j = 0; j < n; ++j) _mm512_storeu_ps(rows + (o0 + j) * ld + l0, r[j]);
+    }
+  }
+  for (int64_t o = 0; o < on; ++o)
+    for (int64_t l = l0; l < len; ++l) rows[o * ld + l] = acc[l * lda + o];
+}
+
+// Input channels per pass: all of them while a block's weights for the pass take at most ~320 KB (a third of
+// a Zen 4 L2); else passes of 16k channels under that. A pass over all channels runs each kernel row as one
+// run of kw * C consecutive values; a pass over some channels runs each tap as a run of its channels.
+int64_t channels_per_pass(const DirectConvShape& s) {
+  const int64_t budget = int64_t{320} << 10, per_channel = s.kh * s.kw * 64 * static_cast<int64_t>(sizeof(float));
+  if (s.C * per_channel <= budget) return s.C;
+  return std::max<int64_t>(16, budget / per_channel / 16 * 16);
+}
+
+}  // namespace
+
+size_t direct_packed_weights_size(const DirectConvShape& s) {
+  return static_cast<size_t>((s.O + 15) / 16 * 16 * s.C * s.kh * s.kw);
+}
+
+void direct_pack_weights(const float* w, const DirectConvShape& s, float* wp) {
+  const Blocks bl = blocks_of(s.O);
+  const int64_t K = s.C * s.kh * s.kw, taps = s.kh * s.kw, cp = channels_per_pass(s);
+  // w is the matrix (O, K) with k = c * taps + t; a pass's k form one range. Blocks of 16 output channels x 16 k
+  // are transposed in registers, each resulting vector (one k, 16 channels) stored where its (tap, channel) goes.
+#pragma omp parallel for schedule(static) if (s.O * K > (int64_t{1} << 16))
+  for (int j = 0; j < bl.n; ++j) {
+    const int64_t nb = 16 * bl.nv[j];
+    for (int64_t c0 = 0; c0 < s.C; c0 += cp) {
+      const int64_t cc = std::min(cp, s.C - c0), kb = c0 * taps, ke = (c0 + cc) * taps;
+      float* d = wp + bl.o0[j] * K + c0 * taps * nb;
+      for (int64_t q0 = 0; q0 < nb; q0 += 16)
+        for (int64_t k0 = kb; k0 < ke; k0 += 16) {
+          const int64_t kn = std::min<int64_t>(16, ke - k0);
+          const __mmask16 m = static_cast<__mmask16>((1u << kn) - 1);
+          __m512 r[16];
+          for (int i = 0; i < 16; ++i) {
+            const int64_t o = bl.o0[j] + q0 + i;
+            r[i] = o < s.O ? _mm512_maskz_loadu_ps(m, w + o * K + k0) : _mm512_setzero_ps();
+          }
+          detail::transpose16(r);
+          for (int64_t i = 0; i < kn; ++i) {
+            const int64_t k = k0 + i - kb, c = k / taps, t = k % taps;
+            _mm512_storeu_ps(d + (t * cc + c) * nb + q0, r[i]);
+          }
+        }
+    }
+  }
+}
+
+void direct_conv_images(const float* x, int64_t n, const float* wp, const DirectConvShape& s,
+                        const DirectStore& store) {
+  const int64_t C = s.C, L = s.Ho * s.Wo, Hp = s.H + 2 * s.ph, Wp = s.W + 2 * s.pw, image = Hp * Wp * C;
+  const int64_t rs = Wp * C, K = s.kh * s.kw * C, cp = channels_per_pass(s);
+  std::vector<int64_t> off_(static_cast<size_t>(s.kh * s.kw));  // a pass's offsets of its runs
+  int64_t* off = off_.data();
+  const Blocks bl = blocks_of(s.O);
+  // positions per chunk: the accumulators of a block (chunk x 64 floats) stay in L2
+  constexpr int64_t kChunk = 512;
+  // images per group: enough for a chunk when the planes are small
+  const int64_t group = std::max<int64_t>(1, std::min<int64_t>(n, kChunk / std::max<int64_t>(L, 1)));
+  float* xp = thread_scratch<float>(kPadded, static_cast<size_t>(group * image));
+  float* acc = thread_scratch<float>(kAcc, static_cast<size_t>((kChunk + kMaxMr) * 64));
+  float* rows = thread_scratch<float>(kRows, static_cast<size_t>(64 * kChunk + kChunk * sizeof(void*) / sizeof(float) + 64));
+  const float** base = reinterpret_cast<const float**>(rows + 64 * kChunk);
+  for (int64_t n0 = 0; n0 < n; n0 += group) {
+    const int64_t b = std::min(group, n - n0), P = b * L;
+    to_padded_nhwc(x + n0 * C * s.H * s.W, b, s, xp);
+    for (int64_t p0 = 0; p0 < P; p0 += kChunk) {
+      const int64_t pn = std::min(kChunk, P - p0);
+      for (int64_t p = 0; p < pn; ++p) {
+        const int64_t q = p0 + p, i = q / L, l = q % L, oh = l / s.Wo, ow = l % s.Wo;
+        base[p] = xp + i * image + (oh * s.sh * Wp + ow * s.sw) * C;
+      }
+      for (int j = 0; j < bl.n; ++j) {
+        const int nv = bl.nv[j], mr = mr_for(nv);
+        const int64_t ldc = 16 * nv;
+        const TileFn fn = tile_for(nv);
+        const float* wb = wp + bl.o0[j] * K;
+        for (int64_t c0 = 0; c0 < C; c0 += cp) {
+          const int64_t cc = std::min(cp, C - c0);
+          int64_t nt, seg;
+          if (cc == C) {  // each kernel row: kw * C consecutive values
+            nt = s.kh, seg = s.kw * C;
+            for (int64_t r = 0; r < s.kh; ++r) off[r] = r * rs;
+          } else {  // each tap: the pass's channels
+            nt = s.kh * s.kw, seg = cc;
+            for (int64_t t = 0; t < nt; ++t) off[t] = t / s.kw * rs + t % s.kw * C + c0;
+          }
+          for (int64_t p = 0; p < pn; p += mr) {
+            const float* a[kMaxMr];
+            for (int m = 0; m < mr; ++m) a[m] = base[std::min(p + m, pn - 1)];
+            fn(a, nt, off, seg, wb + c0 * s.kh * s.kw * ldc, acc + p * ldc, ldc, c0 > 0);
+          }
+        }
+        // hand the block over image by image
+        const int64_t on = std::min<int64_t>(ldc, s.O - bl.o0[j]);
+        for (int64_t p = 0; p < pn;) {
+          const int64_t q = p0 + p, i = q / L, l = q % L, len = std::min(pn - p, L - l);
+          transpose_out(acc + p * ldc, ldc, len, on, rows, len);
+          store(n0 + i, l, len, bl.o0[j], on, rows, len);
+          p += len;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace dl::cpu

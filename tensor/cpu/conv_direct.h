@@ -1,0 +1,36 @@
+#pragma once
+// Internal: direct float32 convolution on channels-last copies of the input (AVX-512F), the oneDNN way:
+// no im2col and no packing of the input at all. The images are copied once into a zero-padded NHWC buffer;
+// a register tile of MR output positions x NV*16 output channels then accumulates, for each kernel row,
+// the products of the KW * C consecutive input values under each position (broadcast straight from the
+// copy) with the same KW * C rows of the weights, packed once per call as [block][kh][kw][c][NV*16].
+// The positions of a tile may lie in different rows and images (each has its own pointer), so small
+// planes (ResNet18's 4x4 and 2x2 layers) lose nothing to row ends. conv.cpp owns the threads, the
+// epilogue and the choice of algorithm (Algo::direct).
+#include <cstddef>
+#include <cstdint>
+
+namespace dl::cpu {
+
+struct DirectConvShape {
+  int64_t C, H, W, O, kh, kw, sh, sw, ph, pw, Ho, Wo;  // dilation 1, one group
+};
+
+// Floats of the packed weights of a shape (O rounded up to 16).
+size_t direct_packed_weights_size(const DirectConvShape& s);
+// w (O, C, kh, kw) -> the packed layout above; zeros for the channels past O.
+void direct_pack_weights(const float* w, const DirectConvShape& s, float* wp);
+
+// Receives the results of a block of output channels for one image: rows[o * ld + l] (o < on, l < len) is
+// output channel o0 + o at plane position l0 + l of image `image` (counted from the x given).
+struct DirectStore {
+  virtual void operator()(int64_t image, int64_t l0, int64_t len, int64_t o0, int64_t on, const float* rows,
+                          int64_t ld) const = 0;
+};
+
+// Convolves the n images at x (NCHW) with the packed weights, on the calling thread (its scratch slots
+// 10-12), handing every output value to store exactly once. Needs AVX-512F (cpu_has_avx512f()).
+void direct_conv_images(const float* x, int64_t n, const float* wp, const DirectConvShape& s,
+                        const DirectStore& store);
+
+}  // namespace dl::cpu
