@@ -58,6 +58,7 @@
 
 #include "tensor/cpu/conv_algo_cache.h"
 #include "tensor/cpu/conv_direct.h"
+#include "tensor/cpu/convert16.h"
 #include "tensor/cpu/cpu_info.h"
 #include "tensor/cpu/gemm.h"
 #include "tensor/cpu/gemm_bf16.h"
@@ -1078,12 +1079,14 @@ void backward_input_packed(float* gx, const float* gout, const float* w, const C
 // Any one-group, dilation-1 layer on a CPU with AVX-512F; each thread convolves its share of the images (one
 // thread when there are fewer images than threads), the packed weights shared.
 bool direct_applies(const Conv2dParams& g) {
-  return g.gemm_dtype == DType::Float32 && g.groups == 1 && g.dilation[0] == 1 && g.dilation[1] == 1 &&
-         g.O <= 4096 && g.Ho > 0 && g.Wo > 0 && cpu_has_avx512f();
+  return (g.gemm_dtype == DType::Float32 || (g.gemm_dtype == DType::BFloat16 && has_avx512_bf16())) &&
+         g.groups == 1 && g.dilation[0] == 1 && g.dilation[1] == 1 && g.O <= 4096 && g.Ho > 0 && g.Wo > 0 &&
+         cpu_has_avx512f() && cpu_has_avx512bw();
 }
 
 DirectConvShape direct_shape(const Conv2dParams& g) {
-  return {g.C, g.H, g.W, g.O, g.kh, g.kw, g.stride[0], g.stride[1], g.padding[0], g.padding[1], g.Ho, g.Wo};
+  return {g.C, g.H, g.W, g.O, g.kh, g.kw, g.stride[0], g.stride[1], g.padding[0], g.padding[1], g.Ho, g.Wo,
+          g.gemm_dtype == DType::BFloat16};
 }
 
 // Writes the rows a thread hands over into out, through the epilogue.
@@ -1108,7 +1111,7 @@ struct EpilogueStore final : DirectStore {
 
 void forward_direct(float* out, const float* x, const float* w, const Epilogue<float>& ep, const Conv2dParams& g) {
   const DirectConvShape s = direct_shape(g);
-  float* wp = thread_scratch<float>(kDirectWeights, direct_packed_weights_size(s));
+  void* wp = thread_scratch_bytes(kDirectWeights, direct_packed_weights_bytes(s));
   direct_pack_weights(w, s, wp);
   for_image_shares(g, [&](int64_t n0, int64_t n1) {
     direct_conv_images(x + n0 * g.C * g.HW(), n1 - n0, wp, s, EpilogueStore(out, ep, g, n0));
@@ -1155,10 +1158,6 @@ void forward_typed(T* out, const S* x, const S* w, const Epilogue<T>& ep, const 
     forward_packed(out, x, w, ep, g, a.columns);
     return;
   }
-  if constexpr (std::is_same_v<S, float> && std::is_same_v<T, float>) if (a.kind == Algo::direct) {
-    forward_direct(out, x, w, ep, g);
-    return;
-  }
   if constexpr (std::is_same_v<S, T>) if (a.kind == Algo::winograd) {
     T* U = thread_scratch<T>(kWinogradWeights, static_cast<size_t>(16 * g.O * g.C));
     winograd_transform_weights(w, g.O, g.C, false, U);
@@ -1189,10 +1188,6 @@ void backward_input_typed(T* gx, const S* gout, const S* w, const Conv2dParams& 
   const int64_t K = g.K(), L = g.L(), Og = g.Og();
   if constexpr (std::is_same_v<S, float> && std::is_same_v<T, float>) if (a.kind == Algo::packed) {
     backward_input_packed(gx, gout, w, g, a.columns);
-    return;
-  }
-  if constexpr (std::is_same_v<S, float> && std::is_same_v<T, float>) if (a.kind == Algo::direct) {
-    forward_direct(gx, gout, flipped_weights(w, g), {}, input_as_forward_params(g));
     return;
   }
   if constexpr (std::is_same_v<S, T>) if (a.kind == Algo::winograd) {
@@ -1431,19 +1426,22 @@ bool packed_possible(Pass pass, DType dtype, const Conv2dParams& g, bool low) {
 }
 
 // The direct convolution can run the pass (float32 forwards, stride-1 input gradients as forwards).
-bool direct_possible(Pass pass, DType dtype, const Conv2dParams& g, bool low) {
-  if (dtype != DType::Float32 || low) return false;
+// Float32 tensors, multiplied in float32 or (autocast) in bfloat16: g.gemm_dtype, direct_applies.
+bool direct_possible(Pass pass, DType dtype, const Conv2dParams& g) {
+  if (dtype != DType::Float32) return false;
   if (pass == Pass::input) return input_as_forward_applies(g) && direct_applies(input_as_forward_params(g));
   return pass == Pass::forward && direct_applies(g);
 }
 
-// ... and where the fixed rule takes it: measured on a Zen 4 (2 threads) against the implicit GEMM, ResNet18's
-// and the scratch CNN's 3x3 forwards ran 1.0-1.2x faster (Winograd's window excepted: there Winograd stays
-// ahead), their stride-1 input gradients 1.0-1.2x, the 7x7 stem 0.9-1.15x; 1x1 stride-2 layers ran 0.9x, one
-// input channel 0.75x, and an input gradient to one channel 0.14x (a vector of 16 output channels holding 1).
-bool direct_fast_for(Pass pass, const Conv2dParams& g) {
+// ... and where the fixed rule takes it: measured on a Zen 4 (2 threads) against the implicit GEMM (float32) and
+// the bfloat16 GEMM or implicit im2col, ResNet18's and the scratch CNN's 3x3 forwards ran 1.0-1.2x faster in
+// float32 (Winograd's window excepted: there Winograd stays ahead) and 1.1-1.4x in bfloat16 (400+ GFLOP/s), their
+// stride-1 input gradients 1.0-1.2x and 1.0-1.3x; the 7x7 stem 0.9-1.15x in float32 but 0.85-0.97x in bfloat16
+// (3 channels padded to 4); 1x1 stride-2 layers 0.9x, one input channel 0.6-0.75x, and an input gradient to one
+// channel 0.14-0.24x (a vector of 16 output channels holding 1).
+bool direct_fast_for(Pass pass, const Conv2dParams& g, bool low) {
   const Conv2dParams f = pass == Pass::input ? input_as_forward_params(g) : g;
-  return f.kh * f.kw > 1 && f.C * f.kw >= 16 && f.O >= 32;
+  return f.kh * f.kw > 1 && f.O >= 32 && (low ? f.C >= 16 : f.C * f.kw >= 16);
 }
 
 // ... and where the fixed rule takes it (measured per pass: packed_fast, input_as_forward_applies'
@@ -1465,11 +1463,11 @@ Algo heuristic_algo(Pass pass, DType dtype, const Conv2dParams& g, bool low) {
   const int packed = conv_tuning().packed_forward;  // 0 never, 1 where measured faster, 2 always
   const bool winograd = pass != Pass::weight && !low && use_winograd(g);
   const int direct = conv_tuning().direct;  // likewise
-  const bool direct_ok = direct > 0 && direct_possible(pass, dtype, g, low);
-  if (pass == Pass::forward && low && use_implicit(g))
-    a.kind = Algo::implicit;
-  else if (direct_ok && (direct == 2 || (!winograd && direct_fast_for(pass, g))))
+  const bool direct_ok = direct > 0 && direct_possible(pass, dtype, g);
+  if (direct_ok && (direct == 2 || (!winograd && direct_fast_for(pass, g, low))))
     a.kind = Algo::direct;
+  else if (pass == Pass::forward && low && use_implicit(g))
+    a.kind = Algo::implicit;
   else if (!winograd && packed > 0 && packed_possible(pass, dtype, g, low) && (packed == 2 || packed_fast_for(pass, g)))
     a.kind = Algo::packed;
   else if (winograd)
@@ -1503,7 +1501,7 @@ std::vector<Algo> candidates(Pass pass, DType dtype, const Conv2dParams& g, bool
   if (packed_possible(pass, dtype, g, low))
     add_columns(Algo::packed, pass == Pass::input ? input_as_forward_params(g) : g);
   if (pass != Pass::weight && !low && winograd_applies(g)) add(Algo{Algo::winograd, 0});
-  if (direct_possible(pass, dtype, g, low) && conv_tuning().direct > 0) add(Algo{Algo::direct, 0});
+  if (direct_possible(pass, dtype, g) && conv_tuning().direct > 0) add(Algo{Algo::direct, 0});
   if (pass == Pass::forward && low && g.stride[0] == 1 && g.stride[1] == 1 && g.groups == 1 && !g.pointwise())
     add(Algo{Algo::implicit, 0});
   return c;
@@ -1586,7 +1584,10 @@ void conv2d_forward_affine_kernel(const Tensor& out, const Tensor& x, const Tens
                        residual.defined() ? residual.data_ptr<T>() : nullptr, relu};
   };
   choose_and_run(Pass::forward, x.dtype(), g, low, low ? 2 : x.element_size(), [&](const Algo& a) {
-    if (a.kind == Algo::implicit) {
+    if (a.kind == Algo::direct) {  // float32 tensors (direct_possible); g.gemm_dtype says how they multiply
+      forward_direct(out.data_ptr<float>(), x.data_ptr<float>(), w.data_ptr<float>(),
+                     epilogue(static_cast<float*>(nullptr)), g);
+    } else if (a.kind == Algo::implicit) {
       const Epilogue<float> ep = epilogue(static_cast<float*>(nullptr));
       // the last wide row of the last plane reads up to (kw - 1) * dw values past it
       const uint16_t* xpad = rounded_bf16_padded(x, g, (g.kw - 1) * g.dilation[1] + 64, kLowX);
@@ -1612,6 +1613,11 @@ void conv2d_forward_kernel(const Tensor& out, const Tensor& x, const Tensor& w, 
 void conv2d_backward_input_kernel(const Tensor& gx, const Tensor& gout, const Tensor& w, const Conv2dParams& g) {
   const bool low = low_precision(gx, g);
   choose_and_run(Pass::input, gx.dtype(), g, low, gx.element_size(), [&](const Algo& a) {
+    if (a.kind == Algo::direct) {  // as for the forward
+      const float* wf = flipped_weights(w.data_ptr<float>(), g);
+      forward_direct(gx.data_ptr<float>(), gout.data_ptr<float>(), wf, {}, input_as_forward_params(g));
+      return;
+    }
     if (low) {
       backward_input_typed<float, uint16_t>(gx.data_ptr<float>(), rounded_bf16(gout, kLowX), rounded_bf16(w, kLowW),
                                             g, a);

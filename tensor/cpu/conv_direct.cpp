@@ -10,12 +10,13 @@
 
 #include "tensor/cpu/avx512_transpose.h"
 #include "tensor/cpu/scratch.h"
+#include "tensor/half.h"
 
 namespace dl::cpu {
 
 namespace {
 
-enum Slot { kPadded = 10, kAcc = 11, kRows = 12 };
+enum Slot { kPadded = 10, kAcc = 11, kRows = 12, kPackF32 = 14 };
 
 // Blocks of output channels: ceil(O / 16) vectors dealt into blocks of at most 4 (a tile's width), as evenly
 // as they go (6 vectors: 3 + 3, not 4 + 2).
@@ -66,8 +67,37 @@ void tile(const float* const* a, int64_t nt, const int64_t* off, int64_t seg, co
     for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + m * ldc + 16 * v, s[m][v]);
 }
 
-using TileFn = void (*)(const float* const*, int64_t, const int64_t*, int64_t, const float*, float*, int64_t, bool);
-TileFn tile_for(int nv) {
+// The same on bfloat16 operands with vdpbf16ps: k runs in pairs (seg even), a pair of a broadcast as one 32-bit
+// value, b holding for each pair and output channel the two values side by side.
+template <int MR, int NV>
+void tile(const uint16_t* const* a, int64_t nt, const int64_t* off, int64_t seg, const uint16_t* b, float* c,
+          int64_t ldc, bool accumulate) {
+  __m512 s[MR][NV];
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) s[m][v] = accumulate ? _mm512_loadu_ps(c + m * ldc + 16 * v) : _mm512_setzero_ps();
+  const uint16_t* bp = b;
+  for (int64_t t = 0; t < nt; ++t) {
+    const uint16_t* ap[MR];
+    for (int m = 0; m < MR; ++m) ap[m] = a[m] + off[t];
+    for (int64_t k = 0; k < seg; k += 2, bp += 32 * NV) {
+      __m512bh bv[NV];
+      for (int v = 0; v < NV; ++v) bv[v] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(bp + 32 * v));
+      for (int m = 0; m < MR; ++m) {
+        int32_t pair;
+        std::memcpy(&pair, ap[m] + k, sizeof pair);
+        const __m512bh av = reinterpret_cast<__m512bh>(_mm512_set1_epi32(pair));
+        for (int v = 0; v < NV; ++v) s[m][v] = _mm512_dpbf16_ps(s[m][v], av, bv[v]);
+      }
+    }
+  }
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + m * ldc + 16 * v, s[m][v]);
+}
+
+template <typename E>
+using TileFn = void (*)(const E* const*, int64_t, const int64_t*, int64_t, const E*, float*, int64_t, bool);
+template <typename E>
+TileFn<E> tile_for(int nv) {
   switch (nv) {
     case 1: return tile<mr_for(1), 1>;
     case 2: return tile<mr_for(2), 2>;
@@ -76,19 +106,33 @@ TileFn tile_for(int nv) {
   }
 }
 
-// The b images at x (NCHW) -> xp (b, H + 2 ph, W + 2 pw, C), zero borders.
-void to_padded_nhwc(const float* x, int64_t b, const DirectConvShape& s, float* xp) {
-  const int64_t C = s.C, H = s.H, W = s.W, HW = H * W, Hp = H + 2 * s.ph, Wp = W + 2 * s.pw;
+// Channels of the channels-last copy: C, rounded up to even for bfloat16 (a zero channel), so that pairs of k
+// never straddle two taps.
+int64_t copy_channels(const DirectConvShape& s) { return s.bf16 ? (s.C + 1) / 2 * 2 : s.C; }
+
+// 16 floats -> 16 bfloat16 (round to nearest even, as float_to_bfloat16).
+inline void store_row(float* d, __m512 v) { _mm512_storeu_ps(d, v); }
+inline void store_row(uint16_t* d, __m512 v) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(d), reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v)));
+}
+inline void store_one(float* d, float v) { *d = v; }
+inline void store_one(uint16_t* d, float v) { *d = half_detail::float_to_bf16_bits(v); }
+
+// The b images at x (NCHW) -> xp (b, H + 2 ph, W + 2 pw, Cp), zero borders (and zero channels past C).
+template <typename E>
+void to_padded_nhwc(const float* x, int64_t b, const DirectConvShape& s, E* xp) {
+  const int64_t C = s.C, Cp = copy_channels(s), H = s.H, W = s.W, HW = H * W, Hp = H + 2 * s.ph,
+                Wp = W + 2 * s.pw;
   for (int64_t i = 0; i < b; ++i) {
-    float* d = xp + i * Hp * Wp * C;
+    E* d = xp + i * Hp * Wp * Cp;
     const float* src = x + i * C * HW;
-    std::memset(d, 0, sizeof(float) * static_cast<size_t>(s.ph * Wp * C));
-    std::memset(d + (s.ph + H) * Wp * C, 0, sizeof(float) * static_cast<size_t>(s.ph * Wp * C));
+    std::memset(d, 0, sizeof(E) * static_cast<size_t>(s.ph * Wp * Cp));
+    std::memset(d + (s.ph + H) * Wp * Cp, 0, sizeof(E) * static_cast<size_t>(s.ph * Wp * Cp));
     for (int64_t h = 0; h < H; ++h) {
-      float* row = d + (h + s.ph) * Wp * C;
-      std::memset(row, 0, sizeof(float) * static_cast<size_t>(s.pw * C));
-      std::memset(row + (s.pw + W) * C, 0, sizeof(float) * static_cast<size_t>(s.pw * C));
-      row += s.pw * C;
+      E* row = d + (h + s.ph) * Wp * Cp;
+      std::memset(row, 0, sizeof(E) * static_cast<size_t>(s.pw * Cp));
+      std::memset(row + (s.pw + W) * Cp, 0, sizeof(E) * static_cast<size_t>(s.pw * Cp));
+      row += s.pw * Cp;
       const float* sr = src + h * W;
       int64_t c0 = 0;
       for (; c0 + 16 <= C; c0 += 16) {
@@ -98,11 +142,11 @@ void to_padded_nhwc(const float* x, int64_t b, const DirectConvShape& s, float* 
           __m512 r[16];
           for (int j = 0; j < 16; ++j) r[j] = _mm512_maskz_loadu_ps(m, sr + (c0 + j) * HW + w0);
           detail::transpose16(r);
-          for (int64_t j = 0; j < wn; ++j) _mm512_storeu_ps(row + (w0 + j) * C + c0, r[j]);
+          for (int64_t j = 0; j < wn; ++j) store_row(row + (w0 + j) * Cp + c0, r[j]);
         }
       }
-      for (; c0 < C; ++c0)
-        for (int64_t w = 0; w < W; ++w) row[w * C + c0] = sr[c0 * HW + w];
+      for (; c0 < Cp; ++c0)
+        for (int64_t w = 0; w < W; ++w) store_one(row + w * Cp + c0, c0 < C ? sr[c0 * HW + w] : 0.0f);
     }
   }
 }
@@ -125,53 +169,55 @@ void transpose_out(const float* acc, int64_t lda, int64_t len, int64_t on, float
 
 // Input channels per pass: all of them while a block's weights for the pass take at most ~320 KB (a third of
 // a Zen 4 L2); else passes of 16k channels under that. A pass over all channels runs each kernel row as one
-// run of kw * C consecutive values; a pass over some channels runs each tap as a run of its channels.
+// run of kw * Cp consecutive values; a pass over some channels runs each tap as a run of its channels.
 int64_t channels_per_pass(const DirectConvShape& s) {
-  const int64_t budget = int64_t{320} << 10, per_channel = s.kh * s.kw * 64 * static_cast<int64_t>(sizeof(float));
-  if (s.C * per_channel <= budget) return s.C;
+  const int64_t budget = int64_t{320} << 10, per_channel = s.kh * s.kw * 64 * (s.bf16 ? 2 : 4);
+  const int64_t Cp = copy_channels(s);
+  if (Cp * per_channel <= budget) return Cp;
   return std::max<int64_t>(16, budget / per_channel / 16 * 16);
 }
 
-}  // namespace
-
-size_t direct_packed_weights_size(const DirectConvShape& s) {
-  return static_cast<size_t>((s.O + 15) / 16 * 16 * s.C * s.kh * s.kw);
-}
-
-void direct_pack_weights(const float* w, const DirectConvShape& s, float* wp) {
-  const Blocks bl = blocks_of(s.O);
-  const int64_t K = s.C * s.kh * s.kw, taps = s.kh * s.kw, cp = channels_per_pass(s);
-  // w is the matrix (O, K) with k = c * taps + t; a pass's k form one range. Blocks of 16 output channels x 16 k
-  // are transposed in registers, each resulting vector (one k, 16 channels) stored where its (tap, channel) goes.
-#pragma omp parallel for schedule(static) if (s.O * K > (int64_t{1} << 16))
-  for (int j = 0; j < bl.n; ++j) {
-    const int64_t nb = 16 * bl.nv[j];
-    for (int64_t c0 = 0; c0 < s.C; c0 += cp) {
-      const int64_t cc = std::min(cp, s.C - c0), kb = c0 * taps, ke = (c0 + cc) * taps;
-      float* d = wp + bl.o0[j] * K + c0 * taps * nb;
-      for (int64_t q0 = 0; q0 < nb; q0 += 16)
-        for (int64_t k0 = kb; k0 < ke; k0 += 16) {
-          const int64_t kn = std::min<int64_t>(16, ke - k0);
-          const __mmask16 m = static_cast<__mmask16>((1u << kn) - 1);
-          __m512 r[16];
-          for (int i = 0; i < 16; ++i) {
-            const int64_t o = bl.o0[j] + q0 + i;
-            r[i] = o < s.O ? _mm512_maskz_loadu_ps(m, w + o * K + k0) : _mm512_setzero_ps();
-          }
-          detail::transpose16(r);
-          for (int64_t i = 0; i < kn; ++i) {
-            const int64_t k = k0 + i - kb, c = k / taps, t = k % taps;
-            _mm512_storeu_ps(d + (t * cc + c) * nb + q0, r[i]);
-          }
-        }
+// The float32 packing of one block's pass (see direct_pack_weights) into d: d[(t * cc + c) * nb + q] = w of output
+// channel o0 + q, input channel c0 + c, tap t; zero past O (and past C: the bfloat16 copy's even channel count).
+// w is the matrix (O, K) with k = c * taps + t, so a pass's k form one range: blocks of 16 output channels x 16 k
+// are transposed in registers, each resulting vector (one k, 16 channels) stored where its (tap, channel) goes.
+void pack_pass(const float* w, const DirectConvShape& s, int64_t o0, int64_t nb, int64_t c0, int64_t cc, float* d) {
+  const int64_t taps = s.kh * s.kw, K = s.C * taps, kb = c0 * taps, ke = std::min(c0 + cc, s.C) * taps;
+  if (c0 + cc > s.C) std::fill(d, d + taps * cc * nb, 0.0f);  // the zero channel
+  for (int64_t q0 = 0; q0 < nb; q0 += 16)
+    for (int64_t k0 = kb; k0 < ke; k0 += 16) {
+      const int64_t kn = std::min<int64_t>(16, ke - k0);
+      const __mmask16 m = static_cast<__mmask16>((1u << kn) - 1);
+      __m512 r[16];
+      for (int i = 0; i < 16; ++i) {
+        const int64_t o = o0 + q0 + i;
+        r[i] = o < s.O ? _mm512_maskz_loadu_ps(m, w + o * K + k0) : _mm512_setzero_ps();
+      }
+      detail::transpose16(r);
+      for (int64_t i = 0; i < kn; ++i) {
+        const int64_t k = k0 + i - kb, c = k / taps, t = k % taps;
+        _mm512_storeu_ps(d + (t * cc + c) * nb + q0, r[i]);
+      }
     }
-  }
 }
 
-void direct_conv_images(const float* x, int64_t n, const float* wp, const DirectConvShape& s,
-                        const DirectStore& store) {
-  const int64_t C = s.C, L = s.Ho * s.Wo, Hp = s.H + 2 * s.ph, Wp = s.W + 2 * s.pw, image = Hp * Wp * C;
-  const int64_t rs = Wp * C, K = s.kh * s.kw * C, cp = channels_per_pass(s);
+// Rows 2p and 2p + 1 of the float32 pass (nb wide) -> bfloat16 pairs: d[(p * nb + q) * 2 + {0, 1}].
+void pair_rows(const float* f, int64_t rows, int64_t nb, uint16_t* d) {
+  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                                       21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  for (int64_t p = 0; p < rows / 2; ++p)
+    for (int64_t q = 0; q < nb; q += 16) {
+      const __m512 lo = _mm512_loadu_ps(f + 2 * p * nb + q), hi = _mm512_loadu_ps(f + (2 * p + 1) * nb + q);
+      const __m512i z = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));  // words 0-15 lo, 16-31 hi
+      _mm512_storeu_si512(d + (p * nb + q) * 2, _mm512_permutexvar_epi16(idx, z));
+    }
+}
+
+template <typename E>
+void conv_images(const float* x, int64_t n, const E* wp, const DirectConvShape& s, const DirectStore& store) {
+  const int64_t Cp = copy_channels(s), L = s.Ho * s.Wo, Hp = s.H + 2 * s.ph, Wp = s.W + 2 * s.pw,
+                image = Hp * Wp * Cp;
+  const int64_t rs = Wp * Cp, K = s.kh * s.kw * Cp, cp = channels_per_pass(s);
   std::vector<int64_t> off_(static_cast<size_t>(s.kh * s.kw));  // a pass's offsets of its runs
   int64_t* off = off_.data();
   const Blocks bl = blocks_of(s.O);
@@ -179,36 +225,36 @@ void direct_conv_images(const float* x, int64_t n, const float* wp, const Direct
   constexpr int64_t kChunk = 512;
   // images per group: enough for a chunk when the planes are small
   const int64_t group = std::max<int64_t>(1, std::min<int64_t>(n, kChunk / std::max<int64_t>(L, 1)));
-  float* xp = thread_scratch<float>(kPadded, static_cast<size_t>(group * image));
+  E* xp = thread_scratch<E>(kPadded, static_cast<size_t>(group * image));
   float* acc = thread_scratch<float>(kAcc, static_cast<size_t>((kChunk + kMaxMr) * 64));
   float* rows = thread_scratch<float>(kRows, static_cast<size_t>(64 * kChunk + kChunk * sizeof(void*) / sizeof(float) + 64));
-  const float** base = reinterpret_cast<const float**>(rows + 64 * kChunk);
+  const E** base = reinterpret_cast<const E**>(rows + 64 * kChunk);
   for (int64_t n0 = 0; n0 < n; n0 += group) {
     const int64_t b = std::min(group, n - n0), P = b * L;
-    to_padded_nhwc(x + n0 * C * s.H * s.W, b, s, xp);
+    to_padded_nhwc(x + n0 * s.C * s.H * s.W, b, s, xp);
     for (int64_t p0 = 0; p0 < P; p0 += kChunk) {
       const int64_t pn = std::min(kChunk, P - p0);
       for (int64_t p = 0; p < pn; ++p) {
         const int64_t q = p0 + p, i = q / L, l = q % L, oh = l / s.Wo, ow = l % s.Wo;
-        base[p] = xp + i * image + (oh * s.sh * Wp + ow * s.sw) * C;
+        base[p] = xp + i * image + (oh * s.sh * Wp + ow * s.sw) * Cp;
       }
       for (int j = 0; j < bl.n; ++j) {
         const int nv = bl.nv[j], mr = mr_for(nv);
         const int64_t ldc = 16 * nv;
-        const TileFn fn = tile_for(nv);
-        const float* wb = wp + bl.o0[j] * K;
-        for (int64_t c0 = 0; c0 < C; c0 += cp) {
-          const int64_t cc = std::min(cp, C - c0);
+        const TileFn<E> fn = tile_for<E>(nv);
+        const E* wb = wp + bl.o0[j] * K;
+        for (int64_t c0 = 0; c0 < Cp; c0 += cp) {
+          const int64_t cc = std::min(cp, Cp - c0);
           int64_t nt, seg;
-          if (cc == C) {  // each kernel row: kw * C consecutive values
-            nt = s.kh, seg = s.kw * C;
+          if (cc == Cp) {  // each kernel row: kw * Cp consecutive values
+            nt = s.kh, seg = s.kw * Cp;
             for (int64_t r = 0; r < s.kh; ++r) off[r] = r * rs;
           } else {  // each tap: the pass's channels
             nt = s.kh * s.kw, seg = cc;
-            for (int64_t t = 0; t < nt; ++t) off[t] = t / s.kw * rs + t % s.kw * C + c0;
+            for (int64_t t = 0; t < nt; ++t) off[t] = t / s.kw * rs + t % s.kw * Cp + c0;
           }
           for (int64_t p = 0; p < pn; p += mr) {
-            const float* a[kMaxMr];
+            const E* a[kMaxMr];
             for (int m = 0; m < mr; ++m) a[m] = base[std::min(p + m, pn - 1)];
             fn(a, nt, off, seg, wb + c0 * s.kh * s.kw * ldc, acc + p * ldc, ldc, c0 > 0);
           }
@@ -224,6 +270,40 @@ void direct_conv_images(const float* x, int64_t n, const float* wp, const Direct
       }
     }
   }
+}
+
+}  // namespace
+
+size_t direct_packed_weights_bytes(const DirectConvShape& s) {
+  return static_cast<size_t>((s.O + 15) / 16 * 16 * copy_channels(s) * s.kh * s.kw) * (s.bf16 ? 2 : 4);
+}
+
+void direct_pack_weights(const float* w, const DirectConvShape& s, void* wp) {
+  const Blocks bl = blocks_of(s.O);
+  const int64_t taps = s.kh * s.kw, Cp = copy_channels(s), K = Cp * taps, cp = channels_per_pass(s);
+#pragma omp parallel for schedule(static) if (s.O * K > (int64_t{1} << 16))
+  for (int j = 0; j < bl.n; ++j) {
+    const int64_t nb = 16 * bl.nv[j];
+    for (int64_t c0 = 0; c0 < Cp; c0 += cp) {
+      const int64_t cc = std::min(cp, Cp - c0), at = bl.o0[j] * K + c0 * taps * nb;
+      if (!s.bf16) {
+        pack_pass(w, s, bl.o0[j], nb, c0, cc, static_cast<float*>(wp) + at);
+        continue;
+      }
+      // a pass in float32 on this thread's scratch, then its rows in pairs (cc is even, so pairs stay in a tap)
+      float* f = thread_scratch<float>(kPackF32, static_cast<size_t>(taps * cc * nb));
+      pack_pass(w, s, bl.o0[j], nb, c0, cc, f);
+      pair_rows(f, taps * cc, nb, static_cast<uint16_t*>(wp) + at);
+    }
+  }
+}
+
+void direct_conv_images(const float* x, int64_t n, const void* wp, const DirectConvShape& s,
+                        const DirectStore& store) {
+  if (s.bf16)
+    conv_images(x, n, static_cast<const uint16_t*>(wp), s, store);
+  else
+    conv_images(x, n, static_cast<const float*>(wp), s, store);
 }
 
 }  // namespace dl::cpu

@@ -14,12 +14,16 @@ namespace dl::cpu {
 
 struct DirectConvShape {
   int64_t C, H, W, O, kh, kw, sh, sw, ph, pw, Ho, Wo;  // dilation 1, one group
+  // bfloat16 operands (autocast): the copy and the weights rounded to nearest even, products summed in float32
+  // by vdpbf16ps (needs AVX512_BF16); pairs of values per k step, so the copy's channels are rounded up to even.
+  bool bf16 = false;
 };
 
-// Floats of the packed weights of a shape (O rounded up to 16).
-size_t direct_packed_weights_size(const DirectConvShape& s);
-// w (O, C, kh, kw) -> the packed layout above; zeros for the channels past O.
-void direct_pack_weights(const float* w, const DirectConvShape& s, float* wp);
+// Bytes of the packed weights of a shape (O rounded up to 16).
+size_t direct_packed_weights_bytes(const DirectConvShape& s);
+// w (O, C, kh, kw), float32 -> the packed layout above (bfloat16 pairs when s.bf16); zeros for the channels
+// past O (and past C). Uses the threads.
+void direct_pack_weights(const float* w, const DirectConvShape& s, void* wp);
 
 // Receives the results of a block of output channels for one image: rows[o * ld + l] (o < on, l < len) is
 // output channel o0 + o at plane position l0 + l of image `image` (counted from the x given).
@@ -28,9 +32,9 @@ struct DirectStore {
                           int64_t ld) const = 0;
 };
 
-// Convolves the n images at x (NCHW) with the packed weights, on the calling thread (its scratch slots
-// 10-12), handing every output value to store exactly once. Needs AVX-512F (cpu_has_avx512f()).
-void direct_conv_images(const float* x, int64_t n, const float* wp, const DirectConvShape& s,
+// Convolves the n images at x (NCHW, float32) with the packed weights, on the calling thread (its scratch
+// slots 10-12; the packing uses slot 14 of each thread), handing every output value to store exactly once. Needs AVX-512F (cpu_has_avx512f()).
+void direct_conv_images(const float* x, int64_t n, const void* wp, const DirectConvShape& s,
                         const DirectStore& store);
 
 }  // namespace dl::cpu

@@ -20,6 +20,7 @@
 #include "autograd/functional.h"
 #include "autograd/node.h"
 #include "tensor/cpu/conv.h"
+#include "tensor/cpu/convert16.h"
 #include "tensor/cpu/cpu_info.h"
 #include "tensor/dispatch.h"
 #include "tensor/nn_ops.h"
@@ -440,6 +441,42 @@ TEST_CASE("fast conv: the direct convolution on channels-last copies (forwards, 
   for (int threads : {1, 2}) {
     set_threads(threads);
     for (const ConvCase& c : cases) check_conv_case(c, threads == 1 ? "direct, 1 thread" : "direct, 2 threads");
+  }
+}
+
+TEST_CASE("fast conv: the bfloat16 direct convolution (vdpbf16ps) against the definition on bfloat16-rounded operands") {
+  // Autocast rounds x, w (and the output gradient) to bfloat16 and sums the products in float32: the float64
+  // definition on the rounded operands differs only by float32 sums of up to ~600 terms of O(1).
+  if (!cpu::cpu_has_avx512f() || !cpu::cpu_has_avx512bw() || !cpu::has_avx512_bf16())
+    DL_SKIP("the bfloat16 direct convolution needs AVX-512F, BW and AVX512_BF16, which this CPU lacks");
+  ConvKnobs knobs;
+  cpu::conv_tuning().direct = 2;
+  auto round = [](const Tensor& t) { return ops::to_dtype(ops::to_dtype(t, DType::BFloat16), DType::Float64); };
+  std::vector<ConvCase> cases = {
+      conv_case(5, 3, 7, 9, 4, 3, 3, {1, 1}, {1, 1}),       // 3 channels: a zero channel makes pairs
+      conv_case(4, 5, 9, 7, 3, 1, 1, {2, 2}, {0, 0}),       // 1x1 / 2
+      conv_case(3, 16, 5, 18, 33, 3, 3, {1, 1}, {1, 1}),    // W >= 16, a partial vector of outputs
+      conv_case(2, 35, 4, 4, 70, 3, 3, {1, 1}, {1, 1}),     // odd channels, blocks of 3 + 2 vectors
+      conv_case(2, 290, 3, 5, 40, 3, 3, {1, 1}, {1, 1}),    // channel passes (272 + 18)
+      conv_case(1, 17, 26, 25, 20, 3, 3, {1, 1}, {1, 1}),   // chunks inside an image
+      conv_case(3, 32, 9, 20, 200, 3, 3, {2, 2}, {1, 1}),   // stride 2
+      conv_case(2, 3, 23, 21, 64, 7, 7, {2, 2}, {3, 3}),    // the stem
+      conv_case(2, 20, 6, 7, 36, 2, 3, {1, 2}, {0, 2}),     // kh != kw, unequal strides and padding
+  };
+  for (int threads : {1, 2}) {
+    set_threads(threads);
+    for (ConvCase c : cases) {
+      c.p.gemm_dtype = DType::BFloat16;
+      DirectConv d(c);
+      INFO("N" << c.N << " C" << c.C << " " << c.H << "x" << c.W << " O" << c.O << " k" << c.kh << "x" << c.kw
+                << " threads " << threads);
+      Tensor x = uniform({c.N, c.C, c.H, c.W}, 11, DType::Float32), w = uniform({c.O, c.C, c.kh, c.kw}, 12, DType::Float32);
+      Tensor gout = uniform({c.N, c.O, d.Ho, d.Wo}, 13, DType::Float32);
+      CHECK_CLOSE(ops::to_dtype(ops::conv2d_forward(x, w, Tensor(), c.p), DType::Float64),
+                  d.forward(round(x), round(w), Tensor()), 2e-5, 2e-5);
+      CHECK_CLOSE(ops::to_dtype(ops::conv2d_backward_input(gout, w, x.sizes(), c.p), DType::Float64),
+                  d.grad_input(round(gout), round(w)), 2e-5, 2e-5);
+    }
   }
 }
 
