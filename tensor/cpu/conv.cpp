@@ -1430,7 +1430,10 @@ bool packed_possible(Pass pass, DType dtype, const Conv2dParams& g, bool low) {
 bool direct_possible(Pass pass, DType dtype, const Conv2dParams& g) {
   if (dtype != DType::Float32) return false;
   if (pass == Pass::input) return input_as_forward_applies(g) && direct_applies(input_as_forward_params(g));
-  return pass == Pass::forward && direct_applies(g);
+  if (pass == Pass::weight)  // float32 products only; the channels-last copies of the whole batch under 1 GiB
+    return g.gemm_dtype == DType::Float32 && direct_applies(g) &&
+           direct_weight_grad_bytes(direct_shape(g), g.N) <= (size_t{1} << 30);
+  return direct_applies(g);
 }
 
 // ... and where the fixed rule takes it: measured on a Zen 4 (2 threads) against the implicit GEMM (float32) and
@@ -1632,6 +1635,10 @@ void conv2d_backward_input_kernel(const Tensor& gx, const Tensor& gout, const Te
 void conv2d_backward_weight_kernel(const Tensor& gw, const Tensor& gout, const Tensor& x, const Conv2dParams& g) {
   const bool low = low_precision(gw, g);
   choose_and_run(Pass::weight, gw.dtype(), g, low, low ? 2 : gw.element_size(), [&](const Algo& a) {
+    if (a.kind == Algo::direct) {  // float32 (direct_possible)
+      direct_weight_grad(x.data_ptr<float>(), gout.data_ptr<float>(), g.N, direct_shape(g), gw.data_ptr<float>());
+      return;
+    }
     if (low) {
       backward_weight_typed<float, uint16_t>(gw.data_ptr<float>(), rounded_bf16(gout, kLowX), rounded_bf16(x, kLowW),
                                              g, a);

@@ -37,4 +37,12 @@ struct DirectStore {
 void direct_conv_images(const float* x, int64_t n, const void* wp, const DirectConvShape& s,
                         const DirectStore& store);
 
+// The weight gradient, float32: gw (O, C, kh, kw) = the sum over the n images at x (NCHW) and their output
+// gradients gout (n, O, Ho, Wo). Channels-last copies of both are made once (direct_weight_grad_bytes of memory,
+// on the calling thread's scratch); the threads then split the gradient's tiles (MR consecutive values of a
+// kernel row's run x 16-64 output channels), each summed over every position in a register tile: no partial
+// gradients to add up.
+size_t direct_weight_grad_bytes(const DirectConvShape& s, int64_t n);
+void direct_weight_grad(const float* x, const float* gout, int64_t n, const DirectConvShape& s, float* gw);
+
 }  // namespace dl::cpu

@@ -7,7 +7,7 @@
 
 namespace dl::cpu {
 
-constexpr int kScratchSlots = 15;
+constexpr int kScratchSlots = 18;
 
 void* thread_scratch_bytes(int slot, size_t bytes);
 
