@@ -23,6 +23,12 @@
 // (forward_implicit: the GEMM reads shifted rows of a padded input through pointers, no column
 // matrix is written). Winograd is float32 only.
 //
+// Direct convolution (Algo::direct, conv_direct.h; AVX-512): no im2col and no GEMM. Each thread copies its images
+// into a zero-padded channels-last buffer and register tiles of output positions x output channels sum
+// broadcasts from the copy against packed weights; float32 and bfloat16 forwards and stride-1 input gradients
+// (as forwards), and float32 weight gradients. The fixed rule takes it for most 3x3 and 7x7 layers
+// (direct_fast_for).
+//
 // Implicit GEMM (float32, Algo::packed): the same GEMMs, but the GEMM asks for its op(B) blocks through a packing
 // function that gathers the im2col values straight from the images (forward_packed; the weight gradient's
 // transposed col likewise, backward_weight_packed; a stride-1 input gradient runs as forward_packed of the
@@ -70,8 +76,8 @@
 namespace dl::cpu {
 
 namespace {
-// DL_CONV_COLUMNS=n, DL_CONV_WINOGRAD=0|1, DL_CONV_PACKED=0|1|2 and DL_CONV_IM2COL=scalar override the defaults (for
-// measuring what each path buys; `bench --profile` shows the effect per kernel).
+// DL_CONV_COLUMNS=n, DL_CONV_WINOGRAD=0|1, DL_CONV_PACKED=0|1|2, DL_CONV_IM2COL=scalar and DL_CONV_DIRECT=0|1|2
+// override the defaults (for measuring what each path buys; `bench --profile` shows the effect per kernel).
 ConvTuning tuning_from_env() {
   ConvTuning t;
   if (const char* v = std::getenv("DL_CONV_COLUMNS"); v && std::atoll(v) > 0) t.target_columns = std::atoll(v);

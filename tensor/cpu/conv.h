@@ -39,9 +39,9 @@ struct ConvTuning {
 };
 
 // The settings in force (process-wide; change them only while no convolution runs). The
-// environment can override four at start-up: DL_CONV_COLUMNS=n (target_columns; 1 = one image per
-// GEMM), DL_CONV_WINOGRAD=0 (no Winograd), DL_CONV_PACKED=0|1|2 (packed_forward) and DL_CONV_IM2COL=scalar
-// (vector_im2col false).
+// environment can override five at start-up: DL_CONV_COLUMNS=n (target_columns; 1 = one image per
+// GEMM), DL_CONV_WINOGRAD=0 (no Winograd), DL_CONV_PACKED=0|1|2 (packed_forward), DL_CONV_IM2COL=scalar
+// (vector_im2col false) and DL_CONV_DIRECT=0|1|2 (direct).
 ConvTuning& conv_tuning();
 
 }  // namespace dl::cpu
@@ -57,8 +57,9 @@ namespace dl::cpu {
 // geometry, batch and thread count) is computed by one of: im2col + GEMM with 256, 512, 1024 or 2048
 // columns per GEMM; the same GEMMs with the im2col matrix packed for the GEMM straight from the images
 // (float32 forwards and weight gradients, and stride-1 input gradients run as the forward of the output
-// gradient with the flipped kernels); Winograd F(2x2, 3x3); or (bfloat16 forward) the implicit im2col. In
-// `search` mode
+// gradient with the flipped kernels); the direct convolution on channels-last copies (AVX-512: float32 and
+// bfloat16 forwards and stride-1 input gradients, float32 weight gradients; conv_direct.h); Winograd
+// F(2x2, 3x3); or (bfloat16 forward) the implicit im2col. In `search` mode
 // (the default) the first call of a shape times every candidate that applies on the call's own data
 // (each run twice, the faster kept), keeps the fastest (when it beats the fixed rule's choice by 10% or
 // more, confirmed by two more alternating runs of both: timings in isolation flatter small differences,
