@@ -1119,9 +1119,16 @@ void forward_direct(float* out, const float* x, const float* w, const Epilogue<f
   const DirectConvShape s = direct_shape(g);
   void* wp = thread_scratch_bytes(kDirectWeights, direct_packed_weights_bytes(s));
   direct_pack_weights(w, s, wp);
-  for_image_shares(g, [&](int64_t n0, int64_t n1) {
-    direct_conv_images(x + n0 * g.C * g.HW(), n1 - n0, wp, s, EpilogueStore(out, ep, g, n0));
-  });
+  const int nt = max_threads();
+  if (g.N >= nt) {
+    for_image_shares(g, [&](int64_t n0, int64_t n1) {
+      direct_conv_images(x + n0 * g.C * g.HW(), n1 - n0, wp, s, EpilogueStore(out, ep, g, n0));
+    });
+    return;
+  }
+  // fewer images than threads (batch-1 inference): the threads split the output positions
+#pragma omp parallel num_threads(nt)
+  direct_conv_images(x, g.N, wp, s, EpilogueStore(out, ep, g, 0), thread_id(), num_threads());
 }
 
 // One image whose column matrix would overflow L2 (the 7x7 stem at 224x224: 147 x 12544 values) is convolved in

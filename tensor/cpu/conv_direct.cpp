@@ -217,7 +217,8 @@ void pair_rows(const float* f, int64_t rows, int64_t nb, uint16_t* d) {
 }
 
 template <typename E>
-void conv_images(const float* x, int64_t n, const E* wp, const DirectConvShape& s, const DirectStore& store) {
+void conv_images(const float* x, int64_t n, const E* wp, const DirectConvShape& s, const DirectStore& store,
+                 int part, int parts) {
   const int64_t Cp = copy_channels(s), L = s.Ho * s.Wo, Hp = s.H + 2 * s.ph, Wp = s.W + 2 * s.pw,
                 image = Hp * Wp * Cp;
   const int64_t rs = Wp * Cp, K = s.kh * s.kw * Cp, cp = channels_per_pass(s);
@@ -232,10 +233,12 @@ void conv_images(const float* x, int64_t n, const E* wp, const DirectConvShape& 
   float* acc = thread_scratch<float>(kAcc, static_cast<size_t>((kChunk + kMaxMr) * 64));
   float* rows = thread_scratch<float>(kRows, static_cast<size_t>(64 * kChunk + kChunk * sizeof(void*) / sizeof(float) + 64));
   const E** base = reinterpret_cast<const E**>(rows + 64 * kChunk);
-  for (int64_t n0 = 0; n0 < n; n0 += group) {
-    const int64_t b = std::min(group, n - n0), P = b * L;
+  // this part's positions [q0, q1) of all n * L; the images it touches are copied (by every part touching them)
+  const int64_t q0 = n * L * part / parts, q1 = n * L * (part + 1) / parts;
+  for (int64_t n0 = q0 / L / group * group; n0 * L < q1; n0 += group) {
+    const int64_t b = std::min(group, n - n0), P = std::min(b * L, q1 - n0 * L);
     to_padded_nhwc(x + n0 * s.C * s.H * s.W, b, s, xp);
-    for (int64_t p0 = 0; p0 < P; p0 += kChunk) {
+    for (int64_t p0 = std::max<int64_t>(0, q0 - n0 * L); p0 < P; p0 += kChunk) {
       const int64_t pn = std::min(kChunk, P - p0);
       for (int64_t p = 0; p < pn; ++p) {
         const int64_t q = p0 + p, i = q / L, l = q % L, oh = l / s.Wo, ow = l % s.Wo;
@@ -333,11 +336,11 @@ void direct_pack_weights(const float* w, const DirectConvShape& s, void* wp) {
 }
 
 void direct_conv_images(const float* x, int64_t n, const void* wp, const DirectConvShape& s,
-                        const DirectStore& store) {
+                        const DirectStore& store, int part, int parts) {
   if (s.bf16)
-    conv_images(x, n, static_cast<const uint16_t*>(wp), s, store);
+    conv_images(x, n, static_cast<const uint16_t*>(wp), s, store, part, parts);
   else
-    conv_images(x, n, static_cast<const float*>(wp), s, store);
+    conv_images(x, n, static_cast<const float*>(wp), s, store, part, parts);
 }
 
 size_t direct_weight_grad_bytes(const DirectConvShape& s, int64_t n) {

@@ -33,9 +33,11 @@ struct DirectStore {
 };
 
 // Convolves the n images at x (NCHW, float32) with the packed weights, on the calling thread (its scratch
-// slots 10-12; the packing uses slot 14 of each thread), handing every output value to store exactly once. Needs AVX-512F (cpu_has_avx512f()).
+// slots 10-12; the packing uses slot 14 of each thread), handing every output value to store exactly once;
+// or, with parts > 1, part `part` of the n * Ho * Wo output positions cut into `parts` equal ranges (for
+// threads that share fewer images than there are threads). Needs AVX-512F and BW.
 void direct_conv_images(const float* x, int64_t n, const void* wp, const DirectConvShape& s,
-                        const DirectStore& store);
+                        const DirectStore& store, int part = 0, int parts = 1);
 
 // The weight gradient, float32: gw (O, C, kh, kw) = the sum over the n images at x (NCHW) and their output
 // gradients gout (n, O, Ho, Wo). Channels-last copies of both are made once (direct_weight_grad_bytes of memory,
