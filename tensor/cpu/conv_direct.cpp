@@ -1,5 +1,6 @@
-// Direct float32 convolution on zero-padded channels-last copies (conv_direct.h). Compiled with -mavx512f;
-// conv.cpp calls it only where cpu_has_avx512f().
+// Direct convolution on zero-padded channels-last copies (conv_direct.h): float32 FMAs, bfloat16 vdpbf16ps, and the
+// float32 weight gradient. Compiled with -mavx512f -mavx512bw -mavx512bf16; conv.cpp calls it only where CPUID has
+// AVX-512F and BW, and the bfloat16 form only where it has AVX512_BF16.
 #include "tensor/cpu/conv_direct.h"
 
 #include <algorithm>
@@ -19,6 +20,7 @@ namespace dl::cpu {
 
 namespace {
 
+// Scratch slots (tensor/cpu/scratch.h) of this file; conv.cpp uses 0-9 and 13 (the packed weights).
 enum Slot { kPadded = 10, kAcc = 11, kRows = 12, kPackF32 = 14, kGradX = 15, kGradOut = 16, kGradAcc = 17 };
 
 // Blocks of output channels: ceil(O / 16) vectors dealt into blocks of at most 4 (a tile's width), as evenly

@@ -1,12 +1,14 @@
 #pragma once
-// Internal: direct float32 convolution on channels-last copies of the input (AVX-512F), the oneDNN way:
-// no im2col and no packing of the input at all. The images are copied once into a zero-padded NHWC buffer;
-// a register tile of MR output positions x NV*16 output channels then accumulates, for each kernel row,
-// the products of the KW * C consecutive input values under each position (broadcast straight from the
-// copy) with the same KW * C rows of the weights, packed once per call as [block][kh][kw][c][NV*16].
-// The positions of a tile may lie in different rows and images (each has its own pointer), so small
-// planes (ResNet18's 4x4 and 2x2 layers) lose nothing to row ends. conv.cpp owns the threads, the
-// epilogue and the choice of algorithm (Algo::direct).
+// Internal: direct convolution on channels-last copies of the input (AVX-512F and BW), the oneDNN way: no
+// im2col and no packing of the input at all. The images are copied once into a zero-padded NHWC buffer; a
+// register tile of MR output positions x NV*16 output channels then accumulates, for each kernel row, the
+// products of the KW * C consecutive input values under each position (broadcast straight from the copy)
+// with the same KW * C rows of the weights, packed once per call as [block][kh][kw][c][NV*16] (a block's
+// weights larger than ~320 KB: passes of 16k input channels, each tap a run of the pass's channels). The
+// positions of a tile may lie in different rows and images (each has its own pointer), so small planes
+// (ResNet18's 4x4 and 2x2 layers) lose nothing to row ends. Float32 (FMA) or bfloat16 (vdpbf16ps, float32
+// sums); the float32 weight gradient below. conv.cpp owns the epilogue and the choice of algorithm
+// (Algo::direct).
 #include <cstddef>
 #include <cstdint>
 
