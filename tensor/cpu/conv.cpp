@@ -26,8 +26,8 @@
 // Direct convolution (Algo::direct, conv_direct.h; AVX-512): no im2col and no GEMM. Each thread copies its images
 // into a zero-padded channels-last buffer and register tiles of output positions x output channels sum
 // broadcasts from the copy against packed weights; float32 and bfloat16 forwards and stride-1 input gradients
-// (as forwards), and float32 weight gradients. The fixed rule takes it for most 3x3 and 7x7 layers
-// (direct_fast_for).
+// (as forwards), and weight gradients. The fixed rule takes it for most 3x3 and 7x7 forwards and stride-1 input
+// gradients (direct_fast_for); the weight gradient only when the search measures it faster.
 //
 // Implicit GEMM (float32, Algo::packed): the same GEMMs, but the GEMM asks for its op(B) blocks through a packing
 // function that gathers the im2col values straight from the images (forward_packed; the weight gradient's
@@ -153,8 +153,8 @@ enum Slot {
 //   packed    the float32 forward with the im2col matrix packed for the GEMM straight from the images
 //             (forward_packed), `columns` as for gemm; for the input gradient of a stride-1 layer, the same
 //             forward run on the output gradient with the flipped, transposed kernels (input_as_forward)
-//   direct    the float32 forward as a direct convolution on a channels-last copy (conv_direct.h); the
-//             stride-1 input gradient likewise as a forward
+//   direct    the forward as a direct convolution on a channels-last copy (conv_direct.h; float32 or bfloat16
+//             products); the stride-1 input gradient likewise as a forward; the weight gradient
 struct Algo {
   enum Kind : uint8_t { gemm, winograd, implicit, packed, direct } kind = gemm;
   int64_t columns = 512;
@@ -1081,9 +1081,10 @@ void backward_input_packed(float* gx, const float* gout, const float* w, const C
   forward_packed(gx, gout, flipped_weights(w, g), {}, input_as_forward_params(g), columns);
 }
 
-// ---- float32 direct convolution on channels-last copies (conv_direct.h) -------------------------------------
-// Any one-group, dilation-1 layer on a CPU with AVX-512F; each thread convolves its share of the images (one
-// thread when there are fewer images than threads), the packed weights shared.
+// ---- direct convolution on channels-last copies (conv_direct.h) ---------------------------------------------
+// Any one-group, dilation-1 layer on a CPU with AVX-512F and BW (bfloat16 products: and AVX512_BF16); each thread
+// convolves its share of the images (with fewer images than threads, its share of the output positions), the
+// packed weights shared.
 bool direct_applies(const Conv2dParams& g) {
   return (g.gemm_dtype == DType::Float32 || (g.gemm_dtype == DType::BFloat16 && has_avx512_bf16())) &&
          g.groups == 1 && g.dilation[0] == 1 && g.dilation[1] == 1 && g.O <= 4096 && g.Ho > 0 && g.Wo > 0 &&
@@ -1438,14 +1439,13 @@ bool packed_possible(Pass pass, DType dtype, const Conv2dParams& g, bool low) {
   return packed_applies(g, g.N);
 }
 
-// The direct convolution can run the pass (float32 forwards, stride-1 input gradients as forwards).
-// Float32 tensors, multiplied in float32 or (autocast) in bfloat16: g.gemm_dtype, direct_applies.
+// The direct convolution can run the pass (forwards, stride-1 input gradients as forwards, weight gradients):
+// float32 tensors, multiplied in float32 or (autocast) in bfloat16 (g.gemm_dtype, direct_applies).
 bool direct_possible(Pass pass, DType dtype, const Conv2dParams& g) {
   if (dtype != DType::Float32) return false;
   if (pass == Pass::input) return input_as_forward_applies(g) && direct_applies(input_as_forward_params(g));
-  if (pass == Pass::weight)  // float32 products only; the channels-last copies of the whole batch under 1 GiB
-    return g.gemm_dtype == DType::Float32 && direct_applies(g) &&
-           direct_weight_grad_bytes(direct_shape(g), g.N) <= (size_t{1} << 30);
+  if (pass == Pass::weight)  // the channels-last copies of the whole batch under 1 GiB
+    return direct_applies(g) && direct_weight_grad_bytes(direct_shape(g), g.N) <= (size_t{1} << 30);
   return direct_applies(g);
 }
 
@@ -1455,7 +1455,10 @@ bool direct_possible(Pass pass, DType dtype, const Conv2dParams& g) {
 // stride-1 input gradients 1.0-1.2x and 1.0-1.3x; the 7x7 stem 0.9-1.15x in float32 but 0.85-0.97x in bfloat16
 // (3 channels padded to 4); 1x1 stride-2 layers 0.9x, one input channel 0.6-0.75x, and an input gradient to one
 // channel 0.14-0.24x (a vector of 16 output channels holding 1).
+// The weight gradient: a search candidate only (measured 0.85-1.25x the other paths in float32, 0.83-1.23x in
+// bfloat16, on ResNet18's and the scratch CNN's layers).
 bool direct_fast_for(Pass pass, const Conv2dParams& g, bool low) {
+  if (pass == Pass::weight) return false;
   const Conv2dParams f = pass == Pass::input ? input_as_forward_params(g) : g;
   return f.kh * f.kw > 1 && f.O >= 32 && (low ? f.C >= 16 : f.C * f.kw >= 16);
 }
@@ -1648,7 +1651,7 @@ void conv2d_backward_input_kernel(const Tensor& gx, const Tensor& gout, const Te
 void conv2d_backward_weight_kernel(const Tensor& gw, const Tensor& gout, const Tensor& x, const Conv2dParams& g) {
   const bool low = low_precision(gw, g);
   choose_and_run(Pass::weight, gw.dtype(), g, low, low ? 2 : gw.element_size(), [&](const Algo& a) {
-    if (a.kind == Algo::direct) {  // float32 (direct_possible)
+    if (a.kind == Algo::direct) {  // float32 tensors (direct_possible), float32 or bfloat16 products
       direct_weight_grad(x.data_ptr<float>(), gout.data_ptr<float>(), g.N, direct_shape(g), gw.data_ptr<float>());
       return;
     }

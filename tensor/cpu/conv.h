@@ -58,7 +58,7 @@ namespace dl::cpu {
 // columns per GEMM; the same GEMMs with the im2col matrix packed for the GEMM straight from the images
 // (float32 forwards and weight gradients, and stride-1 input gradients run as the forward of the output
 // gradient with the flipped kernels); the direct convolution on channels-last copies (AVX-512: float32 and
-// bfloat16 forwards and stride-1 input gradients, float32 weight gradients; conv_direct.h); Winograd
+// bfloat16 forwards, stride-1 input gradients and weight gradients; conv_direct.h); Winograd
 // F(2x2, 3x3); or (bfloat16 forward) the implicit im2col. In `search` mode
 // (the default) the first call of a shape times every candidate that applies on the call's own data
 // (each run twice, the faster kept), keeps the fastest (when it beats the fixed rule's choice by 10% or

@@ -1,10 +1,11 @@
-// Direct convolution on zero-padded channels-last copies (conv_direct.h): float32 FMAs, bfloat16 vdpbf16ps, and the
-// float32 weight gradient. Compiled with -mavx512f -mavx512bw -mavx512bf16; conv.cpp calls it only where CPUID has
+// Direct convolution on zero-padded channels-last copies (conv_direct.h): float32 FMAs or bfloat16 vdpbf16ps, and
+// the weight gradient in both. Compiled with -mavx512f -mavx512bw -mavx512bf16; conv.cpp calls it only where CPUID has
 // AVX-512F and BW, and the bfloat16 form only where it has AVX512_BF16.
 #include "tensor/cpu/conv_direct.h"
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include <immintrin.h>
@@ -301,14 +302,88 @@ void grad_tile(const float* const* a, int64_t np, int64_t off, const float* d, i
     for (int v = 0; v < NV; ++v) _mm512_storeu_ps(acc + (m * NV + v) * 16, s[m][v]);
 }
 
-using GradTileFn = void (*)(const float* const*, int64_t, int64_t, const float*, int64_t, float*, bool);
-GradTileFn grad_tile_for(int nv) {
+// The same in bfloat16 (vdpbf16ps): the reduction runs over pairs of positions, a[p] and d hold 32-bit words, each
+// the two positions' values (a[p][off + m]: input value m of the run under both; d: the output gradient's).
+template <int MR, int NV>
+void grad_tile(const uint32_t* const* a, int64_t np, int64_t off, const uint32_t* d, int64_t ldd, float* acc,
+               bool first) {
+  __m512 s[MR][NV];
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) s[m][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(acc + (m * NV + v) * 16);
+  for (int64_t p = 0; p < np; ++p, d += ldd) {
+    const uint32_t* ap = a[p] + off;
+    __m512bh dv[NV];
+    for (int v = 0; v < NV; ++v) dv[v] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(d + 16 * v));
+    for (int m = 0; m < MR; ++m) {
+      const __m512bh av = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(ap[m])));
+      for (int v = 0; v < NV; ++v) s[m][v] = _mm512_dpbf16_ps(s[m][v], av, dv[v]);
+    }
+  }
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(acc + (m * NV + v) * 16, s[m][v]);
+}
+
+template <typename W>
+using GradTileFn = void (*)(const W* const*, int64_t, int64_t, const W*, int64_t, float*, bool);
+template <typename W>
+GradTileFn<W> grad_tile_for(int nv) {
   switch (nv) {
     case 1: return grad_tile<mr_for(1), 1>;
     case 2: return grad_tile<mr_for(2), 2>;
     case 3: return grad_tile<mr_for(3), 3>;
     default: return grad_tile<mr_for(4), 4>;
   }
+}
+
+// Word j of 32 bfloat16 values made from lo and hi: (lo[j], hi[j]) (vdpbf16ps's pairs).
+inline __m512i interleave_bf16(__m512 lo, __m512 hi) {
+  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                                       21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(idx, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
+}
+
+// bfloat16 weight gradient: the padded channels-last copy xp of one image -> y[h][w][c] = the word
+// (xp[h][w][c], xp[h][w + sw][c]) (0 past the row): the input under two neighbouring output positions of a row.
+void pair_columns(const float* xp, const DirectConvShape& s, uint32_t* y) {
+  const int64_t C = s.C, Hp = s.H + 2 * s.ph, Wp = s.W + 2 * s.pw;
+  for (int64_t h = 0; h < Hp; ++h)
+    for (int64_t w = 0; w < Wp; ++w) {
+      const float* a = xp + (h * Wp + w) * C;
+      const bool second = w + s.sw < Wp;
+      for (int64_t c0 = 0; c0 < C; c0 += 16) {
+        const __mmask16 m = static_cast<__mmask16>((1u << std::min<int64_t>(16, C - c0)) - 1);
+        const __m512 lo = _mm512_maskz_loadu_ps(m, a + c0);
+        const __m512 hi = second ? _mm512_maskz_loadu_ps(m, a + s.sw * C + c0) : _mm512_setzero_ps();
+        _mm512_mask_storeu_epi32(y + (h * Wp + w) * C + c0, m, interleave_bf16(lo, hi));
+      }
+    }
+}
+
+// ... and the output gradient of one image (O, Ho, Wo) -> d[u * O + o] = the word (g[o][oh][2j], g[o][oh][2j + 1])
+// (0 past the row) for the pairs u = oh * ceil(Wo / 2) + j: 16 x 16 blocks of words transposed in registers.
+void pair_positions(const float* g, const DirectConvShape& s, uint32_t* d) {
+  const int64_t O = s.O, Wo = s.Wo, U = (Wo + 1) / 2;
+  for (int64_t oh = 0; oh < s.Ho; ++oh)
+    for (int64_t o0 = 0; o0 < O; o0 += 16) {
+      const int64_t on = std::min<int64_t>(16, O - o0);
+      for (int64_t j0 = 0; j0 < U; j0 += 16) {
+        const int64_t w0 = 2 * j0, n0 = std::clamp<int64_t>(Wo - w0, 0, 16), n1 = std::clamp<int64_t>(Wo - w0 - 16, 0, 16);
+        __m512i r[16];
+        for (int i = 0; i < 16; ++i) {
+          if (i >= on) {
+            r[i] = _mm512_setzero_si512();
+            continue;
+          }
+          const float* row = g + ((o0 + i) * s.Ho + oh) * Wo + w0;
+          const __m512 lo = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n0) - 1), row);
+          const __m512 hi = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n1) - 1), row + 16);
+          r[i] = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));  // word j: positions w0 + 2j, + 1
+        }
+        detail::transpose16(r);
+        for (int64_t j = 0; j < std::min<int64_t>(16, U - j0); ++j)
+          _mm512_mask_storeu_epi32(d + (oh * U + j0 + j) * O + o0, static_cast<__mmask16>((1u << on) - 1), r[j]);
+      }
+    }
 }
 
 }  // namespace
@@ -345,24 +420,26 @@ void direct_conv_images(const float* x, int64_t n, const void* wp, const DirectC
     conv_images(x, n, static_cast<const float*>(wp), s, store, part, parts);
 }
 
-size_t direct_weight_grad_bytes(const DirectConvShape& s, int64_t n) {
-  const int64_t Hp = s.H + 2 * s.ph, Wp = s.W + 2 * s.pw;
-  return static_cast<size_t>(n * (Hp * Wp * s.C + s.Ho * s.Wo * s.O)) * sizeof(float);
-}
+namespace {
 
-void direct_weight_grad(const float* x, const float* gout, int64_t n, const DirectConvShape& s, float* gw) {
+// The weight gradient over reduction units: float32, every output position; bfloat16, pairs of neighbouring
+// positions of a row (ceil(Wo / 2) a row; an odd row's last pairs with zeros). W: float, or the pairs' words.
+template <typename W>
+void weight_grad(const float* x, const float* gout, int64_t n, const DirectConvShape& s, float* gw) {
+  constexpr bool kPairs = std::is_same_v<W, uint32_t>;
   const int64_t C = s.C, L = s.Ho * s.Wo, Hp = s.H + 2 * s.ph, Wp = s.W + 2 * s.pw, image = Hp * Wp * C;
-  const int64_t seg = s.kw * C, rs = Wp * C, taps = s.kh * s.kw, P = n * L;
-  // channels-last copies of all images, made once and shared: x zero-padded (a few values of slack: the last
-  // tile of a kernel row reads up to 7 values past its run), the output gradient (positions, O16 channels)
-  float* xp = thread_scratch<float>(kGradX, static_cast<size_t>(n * image + kMaxMr));
-  // (the last block's vectors may read up to 15 values past the last position's channels: slack, never used)
-  float* dp = thread_scratch<float>(kGradOut, static_cast<size_t>(P * s.O + 16));
-  const DirectConvShape ds{s.O, s.Ho, s.Wo, s.O, 1, 1, 1, 1, 0, 0, s.Ho, s.Wo, false};  // gout as an image
-  if (P == 0) {
+  const int64_t seg = s.kw * C, rs = Wp * C, taps = s.kh * s.kw;
+  const int64_t row_units = kPairs ? (s.Wo + 1) / 2 : s.Wo, units = row_units * s.Ho, U = n * units;
+  if (U == 0) {
     std::fill(gw, gw + s.O * C * taps, 0.0f);
     return;
   }
+  // copies of all images, made once and shared: the input channels-last and zero-padded (bfloat16: its column
+  // pairs; a few values of slack: the last tile of a kernel row reads up to 7 values past its run), the output
+  // gradient as (unit, O) (the last block's vectors may read up to 15 values past the last unit: slack, unused)
+  W* xw = thread_scratch<W>(kGradX, static_cast<size_t>(n * image + kMaxMr));
+  W* dw = thread_scratch<W>(kGradOut, static_cast<size_t>(U * s.O + 16));
+  const DirectConvShape ds{s.O, s.Ho, s.Wo, s.O, 1, 1, 1, 1, 0, 0, s.Ho, s.Wo, false};  // gout as an image
   const Blocks bl = blocks_of(s.O);
   struct Item {
     int j;
@@ -373,15 +450,24 @@ void direct_weight_grad(const float* x, const float* gout, int64_t n, const Dire
     for (int64_t r = 0; r < s.kh; ++r)
       for (int64_t k0 = 0; k0 < seg; k0 += mr_for(bl.nv[j])) items.push_back({j, r, k0});
   const int64_t n_items = static_cast<int64_t>(items.size());
-  // positions per chunk: the chunk's output gradient and input rows stay in L2 (measured on a Zen 4: 64-1024
+  // units per chunk: the chunk's output gradient and input rows stay in L2 (measured on a Zen 4: 64-1024
   // positions ran within the noise of each other, 32 slower)
   const int64_t chunk = std::clamp<int64_t>((int64_t{512} << 10) / ((C * s.sh * s.sw + s.O) * 4), 32, 256);
 #pragma omp parallel
   {
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
-      to_padded_nhwc(x + i * C * s.H * s.W, 1, s, xp + i * image);
-      to_padded_nhwc(gout + i * s.O * L, 1, ds, dp + i * L * s.O);
+      if constexpr (kPairs) {
+        float* xp = thread_scratch<float>(kPadded, static_cast<size_t>(image));
+        DirectConvShape f = s;
+        f.bf16 = false;  // a float32 copy of C channels (the words hold pairs of positions, not of channels)
+        to_padded_nhwc(x + i * C * s.H * s.W, 1, f, xp);
+        pair_columns(xp, s, xw + i * image);
+        pair_positions(gout + i * s.O * L, s, dw + i * units * s.O);
+      } else {
+        to_padded_nhwc(x + i * C * s.H * s.W, 1, s, xw + i * image);
+        to_padded_nhwc(gout + i * s.O * L, 1, ds, dw + i * L * s.O);
+      }
     }
 #ifdef _OPENMP
     const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -390,17 +476,18 @@ void direct_weight_grad(const float* x, const float* gout, int64_t n, const Dire
 #endif
     const int64_t i0 = n_items * tid / nt, i1 = n_items * (tid + 1) / nt;
     float* acc = thread_scratch<float>(kGradAcc, static_cast<size_t>(std::max<int64_t>(1, i1 - i0) * kMaxMr * 64));
-    const float** base = thread_scratch<const float*>(kRows, static_cast<size_t>(chunk));
-    for (int64_t p0 = 0; p0 < P; p0 += chunk) {
-      const int64_t np = std::min(chunk, P - p0);
-      for (int64_t p = 0; p < np; ++p) {
-        const int64_t q = p0 + p, i = q / L, l = q % L, oh = l / s.Wo, ow = l % s.Wo;
-        base[p] = xp + i * image + (oh * s.sh * Wp + ow * s.sw) * C;
+    const W** base = thread_scratch<const W*>(kRows, static_cast<size_t>(chunk));
+    for (int64_t u0 = 0; u0 < U; u0 += chunk) {
+      const int64_t nu = std::min(chunk, U - u0);
+      for (int64_t u = 0; u < nu; ++u) {
+        const int64_t q = u0 + u, i = q / units, oh = q % units / row_units,
+                      ow = q % row_units * (kPairs ? 2 : 1);
+        base[u] = xw + i * image + (oh * s.sh * Wp + ow * s.sw) * C;
       }
       for (int64_t it = i0; it < i1; ++it) {
         const Item& t = items[static_cast<size_t>(it)];
-        grad_tile_for(bl.nv[t.j])(base, np, t.r * rs + t.k0, dp + p0 * s.O + bl.o0[t.j], s.O,
-                                  acc + (it - i0) * kMaxMr * 64, p0 == 0);
+        grad_tile_for<W>(bl.nv[t.j])(base, nu, t.r * rs + t.k0, dw + u0 * s.O + bl.o0[t.j], s.O,
+                                     acc + (it - i0) * kMaxMr * 64, u0 == 0);
       }
     }
     // this thread's tiles -> gw (O, C, kh, kw); run value k = kw_index * C + c
@@ -415,6 +502,20 @@ void direct_weight_grad(const float* x, const float* gout, int64_t n, const Dire
       }
     }
   }
+}
+
+}  // namespace
+
+size_t direct_weight_grad_bytes(const DirectConvShape& s, int64_t n) {
+  const int64_t Hp = s.H + 2 * s.ph, Wp = s.W + 2 * s.pw;
+  return static_cast<size_t>(n * (Hp * Wp * s.C + s.Ho * s.Wo * s.O)) * sizeof(float);
+}
+
+void direct_weight_grad(const float* x, const float* gout, int64_t n, const DirectConvShape& s, float* gw) {
+  if (s.bf16)
+    weight_grad<uint32_t>(x, gout, n, s, gw);
+  else
+    weight_grad<float>(x, gout, n, s, gw);
 }
 
 }  // namespace dl::cpu

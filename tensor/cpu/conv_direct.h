@@ -7,7 +7,7 @@
 // weights larger than ~320 KB: passes of 16k input channels, each tap a run of the pass's channels). The
 // positions of a tile may lie in different rows and images (each has its own pointer), so small planes
 // (ResNet18's 4x4 and 2x2 layers) lose nothing to row ends. Float32 (FMA) or bfloat16 (vdpbf16ps, float32
-// sums); the float32 weight gradient below. conv.cpp owns the epilogue and the choice of algorithm
+// sums); the weight gradient below. conv.cpp owns the epilogue and the choice of algorithm
 // (Algo::direct).
 #include <cstddef>
 #include <cstdint>
@@ -41,11 +41,13 @@ struct DirectStore {
 void direct_conv_images(const float* x, int64_t n, const void* wp, const DirectConvShape& s,
                         const DirectStore& store, int part = 0, int parts = 1);
 
-// The weight gradient, float32: gw (O, C, kh, kw) = the sum over the n images at x (NCHW) and their output
-// gradients gout (n, O, Ho, Wo). Channels-last copies of both are made once (direct_weight_grad_bytes of memory,
-// on the calling thread's scratch); the threads then split the gradient's tiles (MR consecutive values of a
-// kernel row's run x 16-64 output channels), each summed over every position in a register tile: no partial
-// gradients to add up.
+// The weight gradient: gw (O, C, kh, kw) = the sum over the n images at x (NCHW) and their output gradients gout
+// (n, O, Ho, Wo), float32. Channels-last copies of both are made once (direct_weight_grad_bytes of memory, on the
+// calling thread's scratch); the threads then split the gradient's tiles (MR consecutive values of a kernel row's
+// run x 16-64 output channels), each summed over every position in a register tile: no partial gradients to add
+// up. With s.bf16 the operands are rounded to bfloat16 and vdpbf16ps sums pairs of neighbouring output positions
+// of a row (the input copy holds, for each column, the words (x[w], x[w + sw]); the output gradient's words
+// (g[ow], g[ow + 1]); an odd row's last position pairs with a zero).
 size_t direct_weight_grad_bytes(const DirectConvShape& s, int64_t n);
 void direct_weight_grad(const float* x, const float* gout, int64_t n, const DirectConvShape& s, float* gw);
 
