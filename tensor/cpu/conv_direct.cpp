@@ -207,15 +207,19 @@ void pack_pass(const float* w, const DirectConvShape& s, int64_t o0, int64_t nb,
     }
 }
 
-// Rows 2p and 2p + 1 of the float32 pass (nb wide) -> bfloat16 pairs: d[(p * nb + q) * 2 + {0, 1}].
-void pair_rows(const float* f, int64_t rows, int64_t nb, uint16_t* d) {
+// Word j of 32 bfloat16 values made from lo and hi: (lo[j], hi[j]) (vdpbf16ps's pairs).
+inline __m512i interleave_bf16(__m512 lo, __m512 hi) {
   const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
                                        21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(idx, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
+}
+
+// Rows 2p and 2p + 1 of the float32 pass (nb wide) -> bfloat16 pairs: d[(p * nb + q) * 2 + {0, 1}].
+void pair_rows(const float* f, int64_t rows, int64_t nb, uint16_t* d) {
   for (int64_t p = 0; p < rows / 2; ++p)
     for (int64_t q = 0; q < nb; q += 16) {
       const __m512 lo = _mm512_loadu_ps(f + 2 * p * nb + q), hi = _mm512_loadu_ps(f + (2 * p + 1) * nb + q);
-      const __m512i z = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));  // words 0-15 lo, 16-31 hi
-      _mm512_storeu_si512(d + (p * nb + q) * 2, _mm512_permutexvar_epi16(idx, z));
+      _mm512_storeu_si512(d + (p * nb + q) * 2, interleave_bf16(lo, hi));
     }
 }
 
@@ -234,7 +238,9 @@ void conv_images(const float* x, int64_t n, const E* wp, const DirectConvShape& 
   const int64_t group = std::max<int64_t>(1, std::min<int64_t>(n, kChunk / std::max<int64_t>(L, 1)));
   E* xp = thread_scratch<E>(kPadded, static_cast<size_t>(group * image));
   float* acc = thread_scratch<float>(kAcc, static_cast<size_t>((kChunk + kMaxMr) * 64));
-  float* rows = thread_scratch<float>(kRows, static_cast<size_t>(64 * kChunk + kChunk * sizeof(void*) / sizeof(float) + 64));
+  // (the rows handed to store, then the chunk's pointers)
+  float* rows =
+      thread_scratch<float>(kRows, static_cast<size_t>(64 * kChunk + kChunk * sizeof(void*) / sizeof(float) + 64));
   const E** base = reinterpret_cast<const E**>(rows + 64 * kChunk);
   // this part's positions [q0, q1) of all n * L; the images it touches are copied (by every part touching them)
   const int64_t q0 = n * L * part / parts, q1 = n * L * (part + 1) / parts;
@@ -335,13 +341,6 @@ GradTileFn<W> grad_tile_for(int nv) {
   }
 }
 
-// Word j of 32 bfloat16 values made from lo and hi: (lo[j], hi[j]) (vdpbf16ps's pairs).
-inline __m512i interleave_bf16(__m512 lo, __m512 hi) {
-  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
-                                       21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-  return _mm512_permutexvar_epi16(idx, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
-}
-
 // bfloat16 weight gradient: the padded channels-last copy xp of one image -> y[h][w][c] = the word
 // (xp[h][w][c], xp[h][w + sw][c]) (0 past the row): the input under two neighbouring output positions of a row.
 void pair_columns(const float* xp, const DirectConvShape& s, uint32_t* y) {
@@ -367,7 +366,8 @@ void pair_positions(const float* g, const DirectConvShape& s, uint32_t* d) {
     for (int64_t o0 = 0; o0 < O; o0 += 16) {
       const int64_t on = std::min<int64_t>(16, O - o0);
       for (int64_t j0 = 0; j0 < U; j0 += 16) {
-        const int64_t w0 = 2 * j0, n0 = std::clamp<int64_t>(Wo - w0, 0, 16), n1 = std::clamp<int64_t>(Wo - w0 - 16, 0, 16);
+        const int64_t w0 = 2 * j0, n0 = std::clamp<int64_t>(Wo - w0, 0, 16),
+                      n1 = std::clamp<int64_t>(Wo - w0 - 16, 0, 16);
         __m512i r[16];
         for (int i = 0; i < 16; ++i) {
           if (i >= on) {

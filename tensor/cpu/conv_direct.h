@@ -47,7 +47,8 @@ void direct_conv_images(const float* x, int64_t n, const void* wp, const DirectC
 // run x 16-64 output channels), each summed over every position in a register tile: no partial gradients to add
 // up. With s.bf16 the operands are rounded to bfloat16 and vdpbf16ps sums pairs of neighbouring output positions
 // of a row (the input copy holds, for each column, the words (x[w], x[w + sw]); the output gradient's words
-// (g[ow], g[ow + 1]); an odd row's last position pairs with a zero).
+// (g[ow], g[ow + 1]); an odd row's last position pairs with a zero gradient, times the input one column on: an
+// infinite or NaN input there would make that sum NaN where float32's would not see it).
 size_t direct_weight_grad_bytes(const DirectConvShape& s, int64_t n);
 void direct_weight_grad(const float* x, const float* gout, int64_t n, const DirectConvShape& s, float* gw);
 
