@@ -49,13 +49,24 @@ Blocks blocks_of(int64_t O) {
 constexpr int mr_for(int nv) { return nv == 4 ? 6 : 8; }
 constexpr int kMaxMr = 8;
 
+// A register tile's accumulators, row m at c + m * ld: loaded (or zeroed) before the sums, stored after them.
+template <int MR, int NV>
+inline void load_tile(__m512 (&s)[MR][NV], const float* c, int64_t ld, bool load) {
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) s[m][v] = load ? _mm512_loadu_ps(c + m * ld + 16 * v) : _mm512_setzero_ps();
+}
+template <int MR, int NV>
+inline void store_tile(const __m512 (&s)[MR][NV], float* c, int64_t ld) {
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + m * ld + 16 * v, s[m][v]);
+}
+
 // c[m][0, 16 NV) (+)= sum over taps t < nt, k < seg of a[m][off[t] + k] * b[(t * seg + k) * 16 NV + ...].
 template <int MR, int NV>
 void tile(const float* const* a, int64_t nt, const int64_t* off, int64_t seg, const float* b, float* c,
           int64_t ldc, bool accumulate) {
   __m512 s[MR][NV];
-  for (int m = 0; m < MR; ++m)
-    for (int v = 0; v < NV; ++v) s[m][v] = accumulate ? _mm512_loadu_ps(c + m * ldc + 16 * v) : _mm512_setzero_ps();
+  load_tile(s, c, ldc, accumulate);
   const float* bp = b;
   for (int64_t t = 0; t < nt; ++t) {
     const float* ap[MR];
@@ -69,8 +80,7 @@ void tile(const float* const* a, int64_t nt, const int64_t* off, int64_t seg, co
       }
     }
   }
-  for (int m = 0; m < MR; ++m)
-    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + m * ldc + 16 * v, s[m][v]);
+  store_tile(s, c, ldc);
 }
 
 // The same on bfloat16 operands with vdpbf16ps: k runs in pairs (seg even), a pair of a broadcast as one 32-bit
@@ -79,8 +89,7 @@ template <int MR, int NV>
 void tile(const uint16_t* const* a, int64_t nt, const int64_t* off, int64_t seg, const uint16_t* b, float* c,
           int64_t ldc, bool accumulate) {
   __m512 s[MR][NV];
-  for (int m = 0; m < MR; ++m)
-    for (int v = 0; v < NV; ++v) s[m][v] = accumulate ? _mm512_loadu_ps(c + m * ldc + 16 * v) : _mm512_setzero_ps();
+  load_tile(s, c, ldc, accumulate);
   const uint16_t* bp = b;
   for (int64_t t = 0; t < nt; ++t) {
     const uint16_t* ap[MR];
@@ -96,8 +105,7 @@ void tile(const uint16_t* const* a, int64_t nt, const int64_t* off, int64_t seg,
       }
     }
   }
-  for (int m = 0; m < MR; ++m)
-    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + m * ldc + 16 * v, s[m][v]);
+  store_tile(s, c, ldc);
 }
 
 template <typename E>
@@ -293,8 +301,7 @@ void conv_images(const float* x, int64_t n, const E* wp, const DirectConvShape& 
 template <int MR, int NV>
 void grad_tile(const float* const* a, int64_t np, int64_t off, const float* d, int64_t ldd, float* acc, bool first) {
   __m512 s[MR][NV];
-  for (int m = 0; m < MR; ++m)
-    for (int v = 0; v < NV; ++v) s[m][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(acc + (m * NV + v) * 16);
+  load_tile(s, acc, 16 * NV, !first);
   for (int64_t p = 0; p < np; ++p, d += ldd) {
     const float* ap = a[p] + off;
     __m512 dv[NV];
@@ -304,8 +311,7 @@ void grad_tile(const float* const* a, int64_t np, int64_t off, const float* d, i
       for (int v = 0; v < NV; ++v) s[m][v] = _mm512_fmadd_ps(av, dv[v], s[m][v]);
     }
   }
-  for (int m = 0; m < MR; ++m)
-    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(acc + (m * NV + v) * 16, s[m][v]);
+  store_tile(s, acc, 16 * NV);
 }
 
 // The same in bfloat16 (vdpbf16ps): the reduction runs over pairs of positions, a[p] and d hold 32-bit words, each
@@ -314,8 +320,7 @@ template <int MR, int NV>
 void grad_tile(const uint32_t* const* a, int64_t np, int64_t off, const uint32_t* d, int64_t ldd, float* acc,
                bool first) {
   __m512 s[MR][NV];
-  for (int m = 0; m < MR; ++m)
-    for (int v = 0; v < NV; ++v) s[m][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(acc + (m * NV + v) * 16);
+  load_tile(s, acc, 16 * NV, !first);
   for (int64_t p = 0; p < np; ++p, d += ldd) {
     const uint32_t* ap = a[p] + off;
     __m512bh dv[NV];
@@ -325,8 +330,7 @@ void grad_tile(const uint32_t* const* a, int64_t np, int64_t off, const uint32_t
       for (int v = 0; v < NV; ++v) s[m][v] = _mm512_dpbf16_ps(s[m][v], av, dv[v]);
     }
   }
-  for (int m = 0; m < MR; ++m)
-    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(acc + (m * NV + v) * 16, s[m][v]);
+  store_tile(s, acc, 16 * NV);
 }
 
 template <typename W>
