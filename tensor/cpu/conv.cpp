@@ -27,7 +27,7 @@
 // into a zero-padded channels-last buffer and register tiles of output positions x output channels sum
 // broadcasts from the copy against packed weights; float32 and bfloat16 forwards and stride-1 input gradients
 // (as forwards), and weight gradients. The fixed rule takes it for most 3x3 and 7x7 forwards and stride-1 input
-// gradients (direct_fast_for); the weight gradient only when the search measures it faster.
+// gradients, and for the weight gradients of layers up to ~128 channels (direct_fast_for).
 //
 // Implicit GEMM (float32, Algo::packed): the same GEMMs, but the GEMM asks for its op(B) blocks through a packing
 // function that gathers the im2col values straight from the images (forward_packed; the weight gradient's
@@ -69,6 +69,7 @@
 #include "tensor/cpu/gemm.h"
 #include "tensor/cpu/gemm_bf16.h"
 #include "tensor/cpu/loops.h"
+#include "tensor/cpu/omp_threads.h"
 #include "tensor/cpu/scratch.h"
 #include "tensor/cpu/winograd.h"
 #include "tensor/cpu/register.h"
@@ -113,28 +114,6 @@ inline void gemm(const Conv2dParams&, bool ta, bool tb, int64_t M, int64_t N, in
 inline void gemm(const Conv2dParams&, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const uint16_t* a,
                  int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   gemm_bf16(ta, tb, M, N, K, 1.0f, a, lda, b, ldb, beta, c, ldc);
-}
-
-inline int max_threads() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
-inline int thread_id() {
-#ifdef _OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
-inline int num_threads() {
-#ifdef _OPENMP
-  return omp_get_num_threads();
-#else
-  return 1;
-#endif
 }
 
 // Scratch slots (tensor/cpu/scratch.h) used here (winograd.cpp uses 0, 1 and 3).
@@ -1093,7 +1072,7 @@ bool direct_applies(const Conv2dParams& g) {
 
 DirectConvShape direct_shape(const Conv2dParams& g) {
   return {g.C, g.H, g.W, g.O, g.kh, g.kw, g.stride[0], g.stride[1], g.padding[0], g.padding[1], g.Ho, g.Wo,
-          g.gemm_dtype == DType::BFloat16};
+          g.gemm_dtype == DType::BFloat16, conv_tuning().direct_grad_split};
 }
 
 // Writes the rows a thread hands over into out, through the epilogue.
@@ -1455,10 +1434,12 @@ bool direct_possible(Pass pass, DType dtype, const Conv2dParams& g) {
 // stride-1 input gradients 1.0-1.2x and 1.0-1.3x; the 7x7 stem 0.9-1.15x in float32 but 0.85-0.97x in bfloat16
 // (3 channels padded to 4); 1x1 stride-2 layers 0.9x, one input channel 0.6-0.75x, and an input gradient to one
 // channel 0.14-0.24x (a vector of 16 output channels holding 1).
-// The weight gradient: a search candidate only (measured 0.85-1.25x the other paths in float32, 0.83-1.23x in
-// bfloat16, on ResNet18's and the scratch CNN's layers).
+// The weight gradient where its threads split the images (its tiles fit in a core's L2: up to 128 channels in
+// ResNet18): those layers measured 1.03-1.20x the GEMM paths in float32 and bfloat16; layers split by tiles
+// (256 channels and more) 0.77-1.07x, the stem 0.93-1.21x, one input channel 0.64-0.83x, 1x1 0.80-0.91x.
 bool direct_fast_for(Pass pass, const Conv2dParams& g, bool low) {
-  if (pass == Pass::weight) return false;
+  if (pass == Pass::weight)
+    return g.kh * g.kw > 1 && g.O >= 32 && g.C >= 16 && direct_weight_grad_by_images(direct_shape(g), g.N);
   const Conv2dParams f = pass == Pass::input ? input_as_forward_params(g) : g;
   return f.kh * f.kw > 1 && f.O >= 32 && (low ? f.C >= 16 : f.C * f.kw >= 16);
 }
@@ -1540,8 +1521,9 @@ void choose_and_run(Pass pass, DType dtype, const Conv2dParams& g, bool low, siz
   const std::vector<Algo> cands = candidates(pass, dtype, g, low, operand_bytes);
   // the candidates' names are part of the key (as a hash), so a choice made among other candidates (an
   // older build, another DL_CONV_* setting) is not reused: it is measured again; so is the revision of the
-  // kernels below, raised when a change makes an old timing stale (2: the vector im2col)
-  constexpr const char* kKernelsRevision = "kernels-2,";
+  // kernels below, raised when a change makes an old timing stale (2: the vector im2col; 3: the direct weight
+  // gradient split by images)
+  constexpr const char* kKernelsRevision = "kernels-3,";
   uint32_t h = 2166136261u;  // FNV-1a
   const std::string revision = std::string(kKernelsRevision) + (conv_tuning().vector_im2col ? "" : "im2col-scalar,");
   for (const char ch : revision) h = (h ^ static_cast<uint8_t>(ch)) * 16777619u;

@@ -36,6 +36,10 @@ struct ConvTuning {
   // The direct convolution on channels-last copies (conv_direct.h; float32 forwards and stride-1 input
   // gradients, AVX-512F): 0 never, 1 a candidate of the algorithm search, 2 always where it applies (for tests).
   int direct = 1;
+  // How the direct weight gradient splits its work over the threads (conv_direct.cpp, weight_grad): 0 by images
+  // where its register tiles fit in a core's L2 and every thread gets an image, else by tiles; 1 always by tiles;
+  // 2 by images wherever every thread gets an image (for tests).
+  int direct_grad_split = 0;
 };
 
 // The settings in force (process-wide; change them only while no convolution runs). The

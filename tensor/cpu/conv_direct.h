@@ -19,6 +19,9 @@ struct DirectConvShape {
   // bfloat16 operands (autocast): the copy and the weights rounded to nearest even, products summed in float32
   // by vdpbf16ps (needs AVX512_BF16); pairs of values per k step, so the copy's channels are rounded up to even.
   bool bf16 = false;
+  // The weight gradient's split over the threads: ConvTuning::direct_grad_split (0 chosen by size, 1 by tiles,
+  // 2 by images).
+  int grad_split = 0;
 };
 
 // Bytes of the packed weights of a shape (O rounded up to 16).
@@ -42,14 +45,17 @@ void direct_conv_images(const float* x, int64_t n, const void* wp, const DirectC
                         const DirectStore& store, int part = 0, int parts = 1);
 
 // The weight gradient: gw (O, C, kh, kw) = the sum over the n images at x (NCHW) and their output gradients gout
-// (n, O, Ho, Wo), float32. Channels-last copies of both are made once (direct_weight_grad_bytes of memory, on the
-// calling thread's scratch); the threads then split the gradient's tiles (MR consecutive values of a kernel row's
-// run x 16-64 output channels), each summed over every position in a register tile: no partial gradients to add
-// up. With s.bf16 the operands are rounded to bfloat16 and vdpbf16ps sums pairs of neighbouring output positions
+// (n, O, Ho, Wo), float32. Each image is copied once to channels-last; register tiles of the gradient (MR
+// consecutive values of a kernel row's run x 16-64 output channels) sum over the positions. The threads split
+// either the tiles (all copies made first, shared; up to direct_weight_grad_bytes of scratch on the calling
+// thread) or, where direct_weight_grad_by_images says so, the images (each thread copies its own few at a time
+// and sums every tile; the threads' partial gradients are added at the end).
+// With s.bf16 the operands are rounded to bfloat16 and vdpbf16ps sums pairs of neighbouring output positions
 // of a row (the input copy holds, for each column, the words (x[w], x[w + sw]); the output gradient's words
 // (g[ow], g[ow + 1]); an odd row's last position pairs with a zero gradient, times the input one column on: an
 // infinite or NaN input there would make that sum NaN where float32's would not see it).
 size_t direct_weight_grad_bytes(const DirectConvShape& s, int64_t n);
+bool direct_weight_grad_by_images(const DirectConvShape& s, int64_t n);
 void direct_weight_grad(const float* x, const float* gout, int64_t n, const DirectConvShape& s, float* gw);
 
 }  // namespace dl::cpu

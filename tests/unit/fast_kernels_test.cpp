@@ -438,9 +438,16 @@ TEST_CASE("fast conv: the direct convolution on channels-last copies (forwards, 
   cases.push_back(conv_case(2, 3, 23, 21, 64, 7, 7, {2, 2}, {3, 3}));   // the stem's 7x7 / 2
   cases.push_back(conv_case(3, 32, 9, 8, 48, 1, 1, {2, 2}, {0, 0}));    // 1x1 / 2
   cases.push_back(conv_case(2, 20, 6, 7, 36, 2, 3, {1, 2}, {0, 2}));    // kh != kw, unequal strides and padding
+  cases.push_back(conv_case(5, 128, 12, 12, 16, 3, 3, {1, 1}, {1, 1}));  // 110 KB of copies an image: the weight
+                                                                        // gradient runs groups of 4 and 1 images
   for (int threads : {1, 2}) {
     set_threads(threads);
-    for (const ConvCase& c : cases) check_conv_case(c, threads == 1 ? "direct, 1 thread" : "direct, 2 threads");
+    // the weight gradient split by images, then by tiles (the other passes run the same way both times)
+    for (int split : {2, 1}) {
+      cpu::conv_tuning().direct_grad_split = split;
+      INFO("weight gradient split " << (split == 2 ? "by images" : "by tiles"));
+      for (const ConvCase& c : cases) check_conv_case(c, threads == 1 ? "direct, 1 thread" : "direct, 2 threads");
+    }
   }
 }
 
@@ -463,25 +470,29 @@ TEST_CASE("fast conv: the bfloat16 direct convolution (vdpbf16ps) against the de
       conv_case(3, 32, 9, 20, 200, 3, 3, {2, 2}, {1, 1}),   // stride 2
       conv_case(2, 3, 23, 21, 64, 7, 7, {2, 2}, {3, 3}),    // the stem
       conv_case(2, 20, 6, 7, 36, 2, 3, {1, 2}, {0, 2}),     // kh != kw, unequal strides and padding
+      conv_case(5, 128, 12, 12, 16, 3, 3, {1, 1}, {1, 1}),  // weight gradient groups of 4 and 1 images
   };
-  for (int threads : {1, 2}) {
-    set_threads(threads);
-    for (ConvCase c : cases) {
-      c.p.gemm_dtype = DType::BFloat16;
-      DirectConv d(c);
-      INFO("N" << c.N << " C" << c.C << " " << c.H << "x" << c.W << " O" << c.O << " k" << c.kh << "x" << c.kw
-                << " threads " << threads);
-      Tensor x = uniform({c.N, c.C, c.H, c.W}, 11, DType::Float32), w = uniform({c.O, c.C, c.kh, c.kw}, 12, DType::Float32);
-      Tensor gout = uniform({c.N, c.O, d.Ho, d.Wo}, 13, DType::Float32);
-      CHECK_CLOSE(ops::to_dtype(ops::conv2d_forward(x, w, Tensor(), c.p), DType::Float64),
-                  d.forward(round(x), round(w), Tensor()), 2e-5, 2e-5);
-      CHECK_CLOSE(ops::to_dtype(ops::conv2d_backward_input(gout, w, x.sizes(), c.p), DType::Float64),
-                  d.grad_input(round(gout), round(w)), 2e-5, 2e-5);
-      // the weight gradient sums pairs of neighbouring positions of a row (an odd row's last with a zero)
-      CHECK_CLOSE(ops::to_dtype(ops::conv2d_backward_weight(gout, x, w.sizes(), c.p), DType::Float64),
-                  d.grad_weight(round(gout), round(x)), 2e-5, 2e-5);
+  for (int threads : {1, 2})
+    for (int split : {2, 1}) {  // the weight gradient split by images, then by tiles
+      set_threads(threads);
+      cpu::conv_tuning().direct_grad_split = split;
+      for (ConvCase c : cases) {
+        c.p.gemm_dtype = DType::BFloat16;
+        DirectConv d(c);
+        INFO("N" << c.N << " C" << c.C << " " << c.H << "x" << c.W << " O" << c.O << " k" << c.kh << "x" << c.kw
+                  << " threads " << threads << " weight gradient split " << (split == 2 ? "by images" : "by tiles"));
+        Tensor x = uniform({c.N, c.C, c.H, c.W}, 11, DType::Float32);
+        Tensor w = uniform({c.O, c.C, c.kh, c.kw}, 12, DType::Float32);
+        Tensor gout = uniform({c.N, c.O, d.Ho, d.Wo}, 13, DType::Float32);
+        CHECK_CLOSE(ops::to_dtype(ops::conv2d_forward(x, w, Tensor(), c.p), DType::Float64),
+                    d.forward(round(x), round(w), Tensor()), 2e-5, 2e-5);
+        CHECK_CLOSE(ops::to_dtype(ops::conv2d_backward_input(gout, w, x.sizes(), c.p), DType::Float64),
+                    d.grad_input(round(gout), round(w)), 2e-5, 2e-5);
+        // the weight gradient sums pairs of neighbouring positions of a row (an odd row's last with a zero)
+        CHECK_CLOSE(ops::to_dtype(ops::conv2d_backward_weight(gout, x, w.sizes(), c.p), DType::Float64),
+                    d.grad_weight(round(gout), round(x)), 2e-5, 2e-5);
+      }
     }
-  }
 }
 
 TEST_CASE("fast conv: the default tuning on ResNet-like layers matches the definition") {
