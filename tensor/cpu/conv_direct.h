@@ -49,7 +49,8 @@ void direct_conv_images(const float* x, int64_t n, const void* wp, const DirectC
 // consecutive values of a kernel row's run x 16-64 output channels) sum over the positions. The threads split
 // either the tiles (all copies made first, shared; up to direct_weight_grad_bytes of scratch on the calling
 // thread) or, where direct_weight_grad_by_images says so, the images (each thread copies its own few at a time
-// and sums every tile; the threads' partial gradients are added at the end).
+// and sums every tile; the threads' partial gradients are added at the end, so there the order of the sums, and
+// their last bits, depend on the number of threads; for a given number the results repeat exactly).
 // With s.bf16 the operands are rounded to bfloat16 and vdpbf16ps sums pairs of neighbouring output positions
 // of a row (the input copy holds, for each column, the words (x[w], x[w + sw]); the output gradient's words
 // (g[ow], g[ow + 1]); an odd row's last position pairs with a zero gradient, times the input one column on: an
