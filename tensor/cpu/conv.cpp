@@ -77,8 +77,8 @@
 namespace dl::cpu {
 
 namespace {
-// DL_CONV_COLUMNS=n, DL_CONV_WINOGRAD=0|1, DL_CONV_PACKED=0|1|2, DL_CONV_IM2COL=scalar and DL_CONV_DIRECT=0|1|2
-// override the defaults (for measuring what each path buys; `bench --profile` shows the effect per kernel).
+// DL_CONV_COLUMNS=n, DL_CONV_WINOGRAD=0|1, DL_CONV_PACKED=0|1|2, DL_CONV_IM2COL=scalar, DL_CONV_DIRECT=0|1|2 and
+// DL_CONV_DIRECT_SPLIT=0|1|2 override the defaults (for measuring what each path buys; `bench --profile` shows the effect per kernel).
 ConvTuning tuning_from_env() {
   ConvTuning t;
   if (const char* v = std::getenv("DL_CONV_COLUMNS"); v && std::atoll(v) > 0) t.target_columns = std::atoll(v);
@@ -86,6 +86,7 @@ ConvTuning tuning_from_env() {
   if (const char* v = std::getenv("DL_CONV_PACKED"); v && *v) t.packed_forward = std::atoi(v);
   if (const char* v = std::getenv("DL_CONV_IM2COL"); v && std::string(v) == "scalar") t.vector_im2col = false;
   if (const char* v = std::getenv("DL_CONV_DIRECT"); v && *v) t.direct = std::atoi(v);
+  if (const char* v = std::getenv("DL_CONV_DIRECT_SPLIT"); v && *v) t.direct_grad_split = std::atoi(v);
   return t;
 }
 }  // namespace
@@ -1525,7 +1526,10 @@ void choose_and_run(Pass pass, DType dtype, const Conv2dParams& g, bool low, siz
   // gradient split by images)
   constexpr const char* kKernelsRevision = "kernels-3,";
   uint32_t h = 2166136261u;  // FNV-1a
-  const std::string revision = std::string(kKernelsRevision) + (conv_tuning().vector_im2col ? "" : "im2col-scalar,");
+  const std::string revision = std::string(kKernelsRevision) + (conv_tuning().vector_im2col ? "" : "im2col-scalar,") +
+                               (conv_tuning().direct_grad_split == 0
+                                    ? ""
+                                    : "direct-split-" + std::to_string(conv_tuning().direct_grad_split) + ",");
   for (const char ch : revision) h = (h ^ static_cast<uint8_t>(ch)) * 16777619u;
   for (const Algo& a : cands)
     for (const char ch : algo_name(a) + ",") h = (h ^ static_cast<uint8_t>(ch)) * 16777619u;

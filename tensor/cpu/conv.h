@@ -38,14 +38,15 @@ struct ConvTuning {
   int direct = 1;
   // How the direct weight gradient splits its work over the threads (conv_direct.cpp, weight_grad): 0 by images
   // where its register tiles fit in a core's L2 and every thread gets an image, else by tiles; 1 always by tiles;
-  // 2 by images wherever every thread gets an image (for tests).
+  // 2 by images wherever every thread gets an image (for tests). 1 also keeps the fixed rule off the direct
+  // weight gradient, as before the split by images existed (for measuring what it buys).
   int direct_grad_split = 0;
 };
 
 // The settings in force (process-wide; change them only while no convolution runs). The
-// environment can override five at start-up: DL_CONV_COLUMNS=n (target_columns; 1 = one image per
+// environment can override six at start-up: DL_CONV_COLUMNS=n (target_columns; 1 = one image per
 // GEMM), DL_CONV_WINOGRAD=0 (no Winograd), DL_CONV_PACKED=0|1|2 (packed_forward), DL_CONV_IM2COL=scalar
-// (vector_im2col false) and DL_CONV_DIRECT=0|1|2 (direct).
+// (vector_im2col false), DL_CONV_DIRECT=0|1|2 (direct) and DL_CONV_DIRECT_SPLIT=0|1|2 (direct_grad_split).
 ConvTuning& conv_tuning();
 
 }  // namespace dl::cpu
