@@ -347,21 +347,38 @@ GradTileFn<W> grad_tile_for(int nv) {
   }
 }
 
-// bfloat16 weight gradient: the padded channels-last copy xp of one image -> y[h][w][c] = the word
-// (xp[h][w][c], xp[h][w + sw][c]) (0 past the row): the input under two neighbouring output positions of a row.
-void pair_columns(const float* xp, const DirectConvShape& s, uint32_t* y) {
-  const int64_t C = s.C, Hp = s.H + 2 * s.ph, Wp = s.W + 2 * s.pw;
-  for (int64_t h = 0; h < Hp; ++h)
-    for (int64_t w = 0; w < Wp; ++w) {
-      const float* a = xp + (h * Wp + w) * C;
-      const bool second = w + s.sw < Wp;
-      for (int64_t c0 = 0; c0 < C; c0 += 16) {
-        const __mmask16 m = static_cast<__mmask16>((1u << std::min<int64_t>(16, C - c0)) - 1);
-        const __m512 lo = _mm512_maskz_loadu_ps(m, a + c0);
-        const __m512 hi = second ? _mm512_maskz_loadu_ps(m, a + s.sw * C + c0) : _mm512_setzero_ps();
-        _mm512_mask_storeu_epi32(y + (h * Wp + w) * C + c0, m, interleave_bf16(lo, hi));
+// bfloat16 weight gradient: one image x (C, H, W) -> y[h][w][c] = the word (xp[h][w][c], xp[h][w + sw][c]) (0 past
+// the row) of its zero-padded channels-last form xp, rounded to bfloat16: the input under two neighbouring output
+// positions of a row. Straight from x: for each row and 16 channels, the row's columns are transposed into a small
+// buffer (zero borders; the thread's scratch slot 10), then paired.
+void pair_columns(const float* x, const DirectConvShape& s, uint32_t* y) {
+  const int64_t C = s.C, H = s.H, W = s.W, HW = H * W, Wp = W + 2 * s.pw;
+  float* col = thread_scratch<float>(kPadded, static_cast<size_t>(Wp * 16));
+  std::memset(y, 0, sizeof(uint32_t) * static_cast<size_t>(s.ph * Wp * C));
+  std::memset(y + (s.ph + H) * Wp * C, 0, sizeof(uint32_t) * static_cast<size_t>(s.ph * Wp * C));
+  std::memset(col, 0, sizeof(float) * static_cast<size_t>(s.pw * 16));
+  std::memset(col + (s.pw + W) * 16, 0, sizeof(float) * static_cast<size_t>(s.pw * 16));
+  for (int64_t h = 0; h < H; ++h) {
+    uint32_t* yr = y + (h + s.ph) * Wp * C;
+    for (int64_t c0 = 0; c0 < C; c0 += 16) {
+      const int64_t cn = std::min<int64_t>(16, C - c0);
+      for (int64_t w0 = 0; w0 < W; w0 += 16) {
+        const int64_t wn = std::min<int64_t>(16, W - w0);
+        const __mmask16 m = static_cast<__mmask16>((1u << wn) - 1);
+        __m512 r[16];
+        for (int i = 0; i < 16; ++i)
+          r[i] = i < cn ? _mm512_maskz_loadu_ps(m, x + (c0 + i) * HW + h * W + w0) : _mm512_setzero_ps();
+        detail::transpose16(r);
+        for (int64_t j = 0; j < wn; ++j) _mm512_storeu_ps(col + (s.pw + w0 + j) * 16, r[j]);
+      }
+      const __mmask16 cm = static_cast<__mmask16>((1u << cn) - 1);
+      for (int64_t w = 0; w < Wp; ++w) {
+        const __m512 lo = _mm512_loadu_ps(col + w * 16);
+        const __m512 hi = w + s.sw < Wp ? _mm512_loadu_ps(col + (w + s.sw) * 16) : _mm512_setzero_ps();
+        _mm512_mask_storeu_epi32(yr + w * C + c0, cm, interleave_bf16(lo, hi));
       }
     }
+  }
 }
 
 // ... and the output gradient of one image (O, Ho, Wo) -> d[u * O + o] = the word (g[o][oh][2j], g[o][oh][2j + 1])
@@ -474,11 +491,7 @@ void weight_grad(const float* x, const float* gout, int64_t n, const DirectConvS
   // image i of the batch -> xw, dw (the copies described above)
   auto copy = [&](int64_t i, W* xw, W* dw) {
     if constexpr (kPairs) {
-      float* xp = thread_scratch<float>(kPadded, static_cast<size_t>(image));
-      DirectConvShape f = s;
-      f.bf16 = false;  // a float32 copy of C channels (the words hold pairs of positions, not of channels)
-      to_padded_nhwc(x + i * C * s.H * s.W, 1, f, xp);
-      pair_columns(xp, s, xw);
+      pair_columns(x + i * C * s.H * s.W, s, xw);
       pair_positions(gout + i * s.O * L, s, dw);
     } else {
       to_padded_nhwc(x + i * C * s.H * s.W, 1, s, xw);
