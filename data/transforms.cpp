@@ -4,11 +4,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "tensor/cpu/omp_threads.h"
 #include "tensor/ops.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #ifdef __linux__
 #include <sys/mman.h>
 #endif
@@ -17,21 +14,8 @@ namespace dl::data {
 
 namespace {
 
-int max_threads() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
-
-int thread_id() {
-#ifdef _OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
+using cpu::max_threads;
+using cpu::thread_id;
 
 // A new output tensor. Large ones (a 64 x 3 x 224 x 224 batch is 38.5 MB) are advised to use
 // transparent huge pages before they are first written: first-touch page faults otherwise cost

@@ -78,7 +78,8 @@ namespace dl::cpu {
 
 namespace {
 // DL_CONV_COLUMNS=n, DL_CONV_WINOGRAD=0|1, DL_CONV_PACKED=0|1|2, DL_CONV_IM2COL=scalar, DL_CONV_DIRECT=0|1|2 and
-// DL_CONV_DIRECT_SPLIT=0|1|2 override the defaults (for measuring what each path buys; `bench --profile` shows the effect per kernel).
+// DL_CONV_DIRECT_SPLIT=0|1|2 override the defaults (for measuring what each path buys; `bench --profile` shows the
+// effect per kernel).
 ConvTuning tuning_from_env() {
   ConvTuning t;
   if (const char* v = std::getenv("DL_CONV_COLUMNS"); v && std::atoll(v) > 0) t.target_columns = std::atoll(v);
