@@ -1,11 +1,5 @@
 #!/usr/bin/env bash
-# The scratch CNN at full size (the study's recipe: Adam 1e-3, batch 64, 10 epochs, seed 43), float32
-# then bfloat16 autocast, one after the other with nothing else running, 2 threads each.
+# The scratch CNN at full size, float32 then bfloat16 autocast, seed 43, 2 threads each, nothing else running
+# (run as the same loop, written out, before scripts/accuracy_pair.sh existed).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-bin=${BIN:-build/bin}
-for precision in fp32 bf16; do
-  start=$(date +%s)
-  "$bin/scratch_cnn" --precision "$precision" --seed 43 --threads 2 --out "$here/$precision" > "$here/$precision.out" 2>&1
-  echo "$precision: $(( $(date +%s) - start )) s" >> "$here/driver.log"
-done
+scripts/accuracy_pair.sh 43 "$(cd "$(dirname "$0")" && pwd)"
