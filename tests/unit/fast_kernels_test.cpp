@@ -438,8 +438,9 @@ TEST_CASE("fast conv: the direct convolution on channels-last copies (forwards, 
   cases.push_back(conv_case(2, 3, 23, 21, 64, 7, 7, {2, 2}, {3, 3}));   // the stem's 7x7 / 2
   cases.push_back(conv_case(3, 32, 9, 8, 48, 1, 1, {2, 2}, {0, 0}));    // 1x1 / 2
   cases.push_back(conv_case(2, 20, 6, 7, 36, 2, 3, {1, 2}, {0, 2}));    // kh != kw, unequal strides and padding
-  cases.push_back(conv_case(5, 128, 12, 12, 16, 3, 3, {1, 1}, {1, 1}));  // 110 KB of copies an image: the weight
-                                                                        // gradient runs groups of 4 and 1 images
+  cases.push_back(conv_case(5, 128, 12, 12, 16, 3, 3, {1, 1}, {1, 1}));  // 110 KB of copies an image: split by
+                                                                        // images, the weight gradient runs groups
+                                                                        // of 2 (and 1) images on each thread
   for (int threads : {1, 2}) {
     set_threads(threads);
     // the weight gradient split by images, then by tiles (the other passes run the same way both times)
@@ -470,7 +471,7 @@ TEST_CASE("fast conv: the bfloat16 direct convolution (vdpbf16ps) against the de
       conv_case(3, 32, 9, 20, 200, 3, 3, {2, 2}, {1, 1}),   // stride 2
       conv_case(2, 3, 23, 21, 64, 7, 7, {2, 2}, {3, 3}),    // the stem
       conv_case(2, 20, 6, 7, 36, 2, 3, {1, 2}, {0, 2}),     // kh != kw, unequal strides and padding
-      conv_case(5, 128, 12, 12, 16, 3, 3, {1, 1}, {1, 1}),  // weight gradient groups of 4 and 1 images
+      conv_case(5, 128, 12, 12, 16, 3, 3, {1, 1}, {1, 1}),  // weight gradient groups of 2 and 1 images
   };
   for (int threads : {1, 2})
     for (int split : {2, 1}) {  // the weight gradient split by images, then by tiles
