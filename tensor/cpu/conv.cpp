@@ -1524,8 +1524,8 @@ void choose_and_run(Pass pass, DType dtype, const Conv2dParams& g, bool low, siz
   // the candidates' names are part of the key (as a hash), so a choice made among other candidates (an
   // older build, another DL_CONV_* setting) is not reused: it is measured again; so is the revision of the
   // kernels below, raised when a change makes an old timing stale (2: the vector im2col; 3: the direct weight
-  // gradient split by images)
-  constexpr const char* kKernelsRevision = "kernels-3,";
+  // gradient split by images; 4: the direct convolution skips the taps in the zero padding)
+  constexpr const char* kKernelsRevision = "kernels-4,";
   uint32_t h = 2166136261u;  // FNV-1a
   const std::string revision = std::string(kKernelsRevision) + (conv_tuning().vector_im2col ? "" : "im2col-scalar,") +
                                (conv_tuning().direct_grad_split == 0

@@ -62,17 +62,28 @@ inline void store_tile(const __m512 (&s)[MR][NV], float* c, int64_t ld) {
   for (int m = 0; m < MR; ++m)
     for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + m * ld + 16 * v, s[m][v]);
 }
-
-// c[m][0, 16 NV) (+)= sum over taps t < nt, k < seg of a[m][off[t] + k] * b[(t * seg + k) * 16 NV + ...].
+// ... and with row m at c[m] (the rows of a tile whose positions are not consecutive).
 template <int MR, int NV>
-void tile(const float* const* a, int64_t nt, const int64_t* off, int64_t seg, const float* b, float* c,
-          int64_t ldc, bool accumulate) {
+inline void load_tile(__m512 (&s)[MR][NV], float* const* c, bool load) {
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) s[m][v] = load ? _mm512_loadu_ps(c[m] + 16 * v) : _mm512_setzero_ps();
+}
+template <int MR, int NV>
+inline void store_tile(const __m512 (&s)[MR][NV], float* const* c) {
+  for (int m = 0; m < MR; ++m)
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c[m] + 16 * v, s[m][v]);
+}
+
+// c[m][0, 16 NV) (+)= sum over runs t < nt, k < seg of a[m][off[t] + k] * b[woff[t] + k * 16 NV + ...].
+template <int MR, int NV>
+void tile(const float* const* a, int64_t nt, const int64_t* off, const int64_t* woff, int64_t seg, const float* b,
+          float* const* c, bool accumulate) {
   __m512 s[MR][NV];
-  load_tile(s, c, ldc, accumulate);
-  const float* bp = b;
+  load_tile(s, c, accumulate);
   for (int64_t t = 0; t < nt; ++t) {
     const float* ap[MR];
     for (int m = 0; m < MR; ++m) ap[m] = a[m] + off[t];
+    const float* bp = b + woff[t];
     for (int64_t k = 0; k < seg; ++k, bp += 16 * NV) {
       __m512 bv[NV];
       for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(bp + 16 * v);
@@ -82,20 +93,20 @@ void tile(const float* const* a, int64_t nt, const int64_t* off, int64_t seg, co
       }
     }
   }
-  store_tile(s, c, ldc);
+  store_tile(s, c);
 }
 
 // The same on bfloat16 operands with vdpbf16ps: k runs in pairs (seg even), a pair of a broadcast as one 32-bit
 // value, b holding for each pair and output channel the two values side by side.
 template <int MR, int NV>
-void tile(const uint16_t* const* a, int64_t nt, const int64_t* off, int64_t seg, const uint16_t* b, float* c,
-          int64_t ldc, bool accumulate) {
+void tile(const uint16_t* const* a, int64_t nt, const int64_t* off, const int64_t* woff, int64_t seg,
+          const uint16_t* b, float* const* c, bool accumulate) {
   __m512 s[MR][NV];
-  load_tile(s, c, ldc, accumulate);
-  const uint16_t* bp = b;
+  load_tile(s, c, accumulate);
   for (int64_t t = 0; t < nt; ++t) {
     const uint16_t* ap[MR];
     for (int m = 0; m < MR; ++m) ap[m] = a[m] + off[t];
+    const uint16_t* bp = b + woff[t];
     for (int64_t k = 0; k < seg; k += 2, bp += 32 * NV) {
       __m512bh bv[NV];
       for (int v = 0; v < NV; ++v) bv[v] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(bp + 32 * v));
@@ -107,11 +118,12 @@ void tile(const uint16_t* const* a, int64_t nt, const int64_t* off, int64_t seg,
       }
     }
   }
-  store_tile(s, c, ldc);
+  store_tile(s, c);
 }
 
 template <typename E>
-using TileFn = void (*)(const E* const*, int64_t, const int64_t*, int64_t, const E*, float*, int64_t, bool);
+using TileFn = void (*)(const E* const*, int64_t, const int64_t*, const int64_t*, int64_t, const E*, float* const*,
+                        bool);
 template <typename E>
 TileFn<E> tile_for(int nv) {
   switch (nv) {
@@ -233,25 +245,67 @@ void pair_rows(const float* f, int64_t rows, int64_t nb, uint16_t* d) {
     }
 }
 
+// The kernel rows [r0, r1) (or columns) that output row (column) o of a plane of n input rows reads inside the
+// image, not in the zero padding: ih = o * stride - pad + r in [0, n).
+struct TapRange {
+  int64_t lo, hi;
+  bool operator==(const TapRange&) const = default;
+};
+TapRange taps_inside(int64_t o, int64_t stride, int64_t pad, int64_t k, int64_t n) {
+  const int64_t top = o * stride - pad;
+  return {std::clamp<int64_t>(-top, 0, k), std::clamp<int64_t>(n - top, 0, k)};
+}
+
+// Padding classes of the output positions: positions whose kernel windows cover the same rows and columns of the
+// image. conv_images sorts a chunk's positions by class and runs each register tile over the union of its
+// positions' ranges only, so (nearly) all products with the zero padding are skipped; they would add exact zeros.
+// They are 5 of 9 taps on ResNet18's 2x2 planes, 3 of 16 on average on 4x4 planes, under 4% on 56x56 ones.
+// row_class[oh] * ncols + col_class[ow] is a position's class.
+struct PadClasses {
+  std::vector<TapRange> rows, cols;         // the distinct ranges
+  std::vector<int32_t> row_class, col_class;  // per output row / column: its range's index
+};
+PadClasses pad_classes(const DirectConvShape& s) {
+  PadClasses pc;
+  const auto index = [](std::vector<TapRange>& v, TapRange r) {
+    const auto it = std::find(v.begin(), v.end(), r);
+    if (it != v.end()) return static_cast<int32_t>(it - v.begin());
+    v.push_back(r);
+    return static_cast<int32_t>(v.size() - 1);
+  };
+  for (int64_t oh = 0; oh < s.Ho; ++oh) pc.row_class.push_back(index(pc.rows, taps_inside(oh, s.sh, s.ph, s.kh, s.H)));
+  for (int64_t ow = 0; ow < s.Wo; ++ow) pc.col_class.push_back(index(pc.cols, taps_inside(ow, s.sw, s.pw, s.kw, s.W)));
+  return pc;
+}
+
 template <typename E>
 void conv_images(const float* x, int64_t n, const E* wp, const DirectConvShape& s, const DirectStore& store,
                  int part, int parts) {
   const int64_t Cp = copy_channels(s), L = s.Ho * s.Wo, Hp = s.H + 2 * s.ph, Wp = s.W + 2 * s.pw,
                 image = Hp * Wp * Cp;
   const int64_t rs = Wp * Cp, K = s.kh * s.kw * Cp, cp = channels_per_pass(s);
-  std::vector<int64_t> off_(static_cast<size_t>(s.kh * s.kw));  // a pass's offsets of its runs
+  const PadClasses pc = pad_classes(s);
+  const int64_t ncols = static_cast<int64_t>(pc.cols.size()), nclasses = static_cast<int64_t>(pc.rows.size()) * ncols;
+  // a tile's runs in a pass: their offsets in the copy and in the block's weights
+  std::vector<int64_t> off_(static_cast<size_t>(2 * s.kh * s.kw));
   int64_t* off = off_.data();
+  int64_t* woff = off + s.kh * s.kw;
   const Blocks bl = blocks_of(s.O);
   // positions per chunk: the accumulators of a block (chunk x 64 floats) stay in L2
   constexpr int64_t kChunk = 512;
   // images per group: enough for a chunk when the planes are small
   const int64_t group = std::max<int64_t>(1, std::min<int64_t>(n, kChunk / std::max<int64_t>(L, 1)));
   E* xp = thread_scratch<E>(kPadded, static_cast<size_t>(group * image));
-  float* acc = thread_scratch<float>(kAcc, static_cast<size_t>((kChunk + kMaxMr) * 64));
-  // (the rows handed to store, then the chunk's pointers)
-  float* rows =
-      thread_scratch<float>(kRows, static_cast<size_t>(64 * kChunk + kChunk * sizeof(void*) / sizeof(float) + 64));
+  float* acc = thread_scratch<float>(kAcc, static_cast<size_t>(kChunk * 64));  // (p, ldc): a block's sums
+  // the rows handed to store; then the chunk's positions in class order (their copy pointers, indices and
+  // classes), each position's class, and where each class starts
+  float* rows = thread_scratch<float>(
+      kRows, static_cast<size_t>(64 * kChunk + kChunk * sizeof(void*) / sizeof(float) + 3 * kChunk + nclasses + 1));
   const E** base = reinterpret_cast<const E**>(rows + 64 * kChunk);
+  int32_t* index = reinterpret_cast<int32_t*>(base + kChunk);
+  int32_t* sorted = index + kChunk;
+  int32_t* cls = sorted + kChunk;
+  int32_t* start = cls + kChunk;
   // this part's positions [q0, q1) of all n * L; the images it touches are copied (by every part touching them)
   const int64_t q0 = n * L * part / parts, q1 = n * L * (part + 1) / parts;
   for (int64_t n0 = q0 / L / group * group; n0 * L < q1; n0 += group) {
@@ -259,9 +313,20 @@ void conv_images(const float* x, int64_t n, const E* wp, const DirectConvShape& 
     to_padded_nhwc(x + n0 * s.C * s.H * s.W, b, s, xp);
     for (int64_t p0 = std::max<int64_t>(0, q0 - n0 * L); p0 < P; p0 += kChunk) {
       const int64_t pn = std::min(kChunk, P - p0);
+      // the chunk's positions sorted by class (counting sort, stable)
+      std::fill(start, start + nclasses + 1, 0);
       for (int64_t p = 0; p < pn; ++p) {
-        const int64_t q = p0 + p, i = q / L, l = q % L, oh = l / s.Wo, ow = l % s.Wo;
-        base[p] = xp + i * image + (oh * s.sh * Wp + ow * s.sw) * Cp;
+        const int64_t l = (p0 + p) % L;
+        cls[p] = pc.row_class[static_cast<size_t>(l / s.Wo)] * static_cast<int32_t>(ncols) +
+                 pc.col_class[static_cast<size_t>(l % s.Wo)];
+        ++start[cls[p] + 1];
+      }
+      for (int64_t c = 0; c < nclasses; ++c) start[c + 1] += start[c];
+      for (int64_t p = 0; p < pn; ++p) {
+        const int64_t q = p0 + p, i = q / L, l = q % L, oh = l / s.Wo, ow = l % s.Wo, at = start[cls[p]]++;
+        base[at] = xp + i * image + (oh * s.sh * Wp + ow * s.sw) * Cp;
+        index[at] = static_cast<int32_t>(p);
+        sorted[at] = cls[p];
       }
       for (int j = 0; j < bl.n; ++j) {
         const int nv = bl.nv[j], mr = mr_for(nv);
@@ -270,18 +335,40 @@ void conv_images(const float* x, int64_t n, const E* wp, const DirectConvShape& 
         const E* wb = wp + bl.o0[j] * K;
         for (int64_t c0 = 0; c0 < Cp; c0 += cp) {
           const int64_t cc = std::min(cp, Cp - c0);
-          int64_t nt, seg;
-          if (cc == Cp) {  // each kernel row: kw * Cp consecutive values
-            nt = s.kh, seg = s.kw * Cp;
-            for (int64_t r = 0; r < s.kh; ++r) off[r] = r * rs;
-          } else {  // each tap: the pass's channels
-            nt = s.kh * s.kw, seg = cc;
-            for (int64_t t = 0; t < nt; ++t) off[t] = t / s.kw * rs + t % s.kw * Cp + c0;
-          }
+          const E* wc = wb + c0 * s.kh * s.kw * ldc;
+          TapRange rr{-1, -1}, cr{-1, -1};  // the ranges the runs below were made for
+          int64_t nt = 0, seg = 0;
           for (int64_t p = 0; p < pn; p += mr) {
             const E* a[kMaxMr];
-            for (int m = 0; m < mr; ++m) a[m] = base[std::min(p + m, pn - 1)];
-            fn(a, nt, off, seg, wb + c0 * s.kh * s.kw * ldc, acc + p * ldc, ldc, c0 > 0);
+            float* rc[kMaxMr];
+            TapRange tr{s.kh, 0}, tc{s.kw, 0};  // the tile's: the union of its positions' ranges
+            for (int m = 0; m < mr; ++m) {  // a short last tile repeats its last position (same sums, same row)
+              const int64_t at = std::min(p + m, pn - 1);
+              a[m] = base[at];
+              rc[m] = acc + index[at] * ldc;
+              const TapRange pr = pc.rows[static_cast<size_t>(sorted[at] / ncols)],
+                             pw = pc.cols[static_cast<size_t>(sorted[at] % ncols)];
+              tr = {std::min(tr.lo, pr.lo), std::max(tr.hi, pr.hi)};
+              tc = {std::min(tc.lo, pw.lo), std::max(tc.hi, pw.hi)};
+            }
+            if (!(tr == rr && tc == cr)) {
+              rr = tr, cr = tc, nt = 0;
+              if (cc == Cp) {  // each kernel row: its columns inside the image, (hi - lo) * Cp consecutive values
+                seg = (cr.hi - cr.lo) * Cp;
+                for (int64_t r = rr.lo; r < rr.hi && seg > 0; ++r, ++nt) {
+                  off[nt] = r * rs + cr.lo * Cp;
+                  woff[nt] = (r * s.kw + cr.lo) * Cp * ldc;
+                }
+              } else {  // each tap inside the image: the pass's channels
+                seg = cc;
+                for (int64_t r = rr.lo; r < rr.hi; ++r)
+                  for (int64_t t = r * s.kw + cr.lo; t < r * s.kw + cr.hi; ++t, ++nt) {
+                    off[nt] = r * rs + t % s.kw * Cp + c0;
+                    woff[nt] = t * cc * ldc;
+                  }
+              }
+            }
+            fn(a, nt, off, woff, seg, wc, rc, c0 > 0);
           }
         }
         // hand the block over image by image

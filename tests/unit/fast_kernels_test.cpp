@@ -438,6 +438,11 @@ TEST_CASE("fast conv: the direct convolution on channels-last copies (forwards, 
   cases.push_back(conv_case(2, 3, 23, 21, 64, 7, 7, {2, 2}, {3, 3}));   // the stem's 7x7 / 2
   cases.push_back(conv_case(3, 32, 9, 8, 48, 1, 1, {2, 2}, {0, 0}));    // 1x1 / 2
   cases.push_back(conv_case(2, 20, 6, 7, 36, 2, 3, {1, 2}, {0, 2}));    // kh != kw, unequal strides and padding
+  cases.push_back(conv_case(2, 160, 2, 3, 40, 3, 3, {1, 1}, {1, 1}));   // channel passes on a plane whose every
+                                                                        // position skips padded taps
+  cases.push_back(conv_case(2, 16, 3, 4, 20, 1, 1, {1, 1}, {1, 1}));    // padding past the kernel: the border's
+                                                                        // outputs read no tap (zeros)
+  cases.push_back(conv_case(3, 24, 5, 4, 32, 3, 3, {2, 1}, {2, 2}));    // 3x3 with padding 2
   cases.push_back(conv_case(5, 128, 12, 12, 16, 3, 3, {1, 1}, {1, 1}));  // 110 KB of copies an image: split by
                                                                         // images, the weight gradient runs groups
                                                                         // of 2 (and 1) images on each thread
@@ -472,6 +477,9 @@ TEST_CASE("fast conv: the bfloat16 direct convolution (vdpbf16ps) against the de
       conv_case(2, 3, 23, 21, 64, 7, 7, {2, 2}, {3, 3}),    // the stem
       conv_case(2, 20, 6, 7, 36, 2, 3, {1, 2}, {0, 2}),     // kh != kw, unequal strides and padding
       conv_case(5, 128, 12, 12, 16, 3, 3, {1, 1}, {1, 1}),  // weight gradient groups of 2 and 1 images
+      conv_case(2, 290, 2, 3, 40, 3, 3, {1, 1}, {1, 1}),    // channel passes, every position skips padded taps
+      conv_case(2, 16, 3, 4, 20, 1, 1, {1, 1}, {1, 1}),     // padding past the kernel: border outputs read no tap
+      conv_case(3, 24, 5, 4, 32, 3, 3, {2, 1}, {2, 2}),     // 3x3 with padding 2
   };
   for (int threads : {1, 2})
     for (int split : {2, 1}) {  // the weight gradient split by images, then by tiles
