@@ -265,7 +265,9 @@ struct PadClasses {
   std::vector<TapRange> rows, cols;         // the distinct ranges
   std::vector<int32_t> row_class, col_class;  // per output row / column: its range's index
 };
-PadClasses pad_classes(const DirectConvShape& s) {
+// pairs: the classes of the bfloat16 weight gradient's units, pairs of neighbouring positions of a row (column j:
+// positions 2j and 2j + 1, the union of their ranges).
+PadClasses pad_classes(const DirectConvShape& s, bool pairs = false) {
   PadClasses pc;
   const auto index = [](std::vector<TapRange>& v, TapRange r) {
     const auto it = std::find(v.begin(), v.end(), r);
@@ -274,8 +276,35 @@ PadClasses pad_classes(const DirectConvShape& s) {
     return static_cast<int32_t>(v.size() - 1);
   };
   for (int64_t oh = 0; oh < s.Ho; ++oh) pc.row_class.push_back(index(pc.rows, taps_inside(oh, s.sh, s.ph, s.kh, s.H)));
-  for (int64_t ow = 0; ow < s.Wo; ++ow) pc.col_class.push_back(index(pc.cols, taps_inside(ow, s.sw, s.pw, s.kw, s.W)));
+  const int64_t step = pairs ? 2 : 1;
+  for (int64_t ow = 0; ow < s.Wo; ow += step) {
+    TapRange r = taps_inside(ow, s.sw, s.pw, s.kw, s.W);
+    if (pairs && ow + 1 < s.Wo) {
+      const TapRange r1 = taps_inside(ow + 1, s.sw, s.pw, s.kw, s.W);
+      r = {std::min(r.lo, r1.lo), std::max(r.hi, r1.hi)};
+    }
+    pc.col_class.push_back(index(pc.cols, r));
+  }
   return pc;
+}
+
+// All positions in one class (the whole kernel).
+PadClasses one_class(const DirectConvShape& s, bool pairs = false) {
+  PadClasses pc;
+  pc.rows = {{0, s.kh}};
+  pc.cols = {{0, s.kw}};
+  pc.row_class.assign(static_cast<size_t>(s.Ho), 0);
+  pc.col_class.assign(static_cast<size_t>(pairs ? (s.Wo + 1) / 2 : s.Wo), 0);
+  return pc;
+}
+
+// The share of the products that the classes skip (those with the zero padding; for pairs of positions, those
+// where both are in it).
+double skipped_share(const PadClasses& pc, const DirectConvShape& s) {
+  double rows = 0, cols = 0;
+  for (const int32_t c : pc.row_class) rows += static_cast<double>(pc.rows[static_cast<size_t>(c)].hi - pc.rows[static_cast<size_t>(c)].lo);
+  for (const int32_t c : pc.col_class) cols += static_cast<double>(pc.cols[static_cast<size_t>(c)].hi - pc.cols[static_cast<size_t>(c)].lo);
+  return 1.0 - rows / static_cast<double>(pc.row_class.size() * s.kh) * cols / static_cast<double>(pc.col_class.size() * s.kw);
 }
 
 template <typename E>
@@ -548,6 +577,11 @@ namespace {
 // of the time on the 64-channel layers; split by images, those layers ran 1.04-1.37x faster (float32 and
 // bfloat16), the 128-channel ones 1.0-1.08x, while layers of 256 channels and more ran 0.45-0.92x (their tiles
 // no longer fit in L2).
+// Where a tenth or more of the products are with the zero padding (ResNet18's planes of 8x8 and smaller at 64x64,
+// the scratch CNN's 7x7 and 3x3), a chunk's units are sorted by padding class (PadClasses) and each tile sums
+// only the runs of classes whose windows reach its kernel row and columns inside the image. Measured on a Zen 4
+// against summing everything, float32: 512x2x2 1.65x, 256x4x4 1.30x, 256x3x3 1.12x, 96x7x7 1.27x; bfloat16 (whose
+// pairs of positions skip less): 1.05-1.44x on those layers.
 template <typename W>
 void weight_grad(const float* x, const float* gout, int64_t n, const DirectConvShape& s, float* gw) {
   constexpr bool kPairs = std::is_same_v<W, uint32_t>;
@@ -585,19 +619,62 @@ void weight_grad(const float* x, const float* gout, int64_t n, const DirectConvS
       to_padded_nhwc(gout + i * s.O * L, 1, ds, dw);
     }
   };
+  // The units' padding classes (see PadClasses): a chunk's units are sorted by class, and a tile sums only the
+  // classes whose kernel windows reach its kernel row and columns inside the image (the others would add products
+  // with the zero padding).
+  // Where under a tenth of the products are skipped (planes of 16x16 and more), one class: there the sorted order
+  // and the shorter runs cost more than the skipped products (measured on a Zen 4).
+  PadClasses pc = pad_classes(s, kPairs);
+  if (skipped_share(pc, s) < 0.1) pc = one_class(s, kPairs);
+  const int64_t ncols = static_cast<int64_t>(pc.cols.size()), nclasses = static_cast<int64_t>(pc.rows.size()) * ncols;
   // tiles it0..it1 (acc: tile_floats each) += sums over the nu_all units of the images copied at xw, dw
   auto sum = [&](const W* xw, const W* dw, int64_t nu_all, int64_t it0, int64_t it1, float* acc, bool first) {
-    const W** base = thread_scratch<const W*>(kRows, static_cast<size_t>(chunk));
+    // per unit of the chunk in class order: its input pointer; each unit's class; where the classes start; and
+    // (more than one class) the chunk's output gradient rows in class order
+    const W** base = reinterpret_cast<const W**>(
+        thread_scratch<uint8_t>(kRows, static_cast<size_t>(chunk * (sizeof(void*) + 4) + 4 * (nclasses + 2))));
+    int32_t* cls = reinterpret_cast<int32_t*>(base + chunk);
+    int32_t* start = cls + chunk;
+    W* dsorted = nclasses > 1 ? thread_scratch<W>(kAcc, static_cast<size_t>(chunk * s.O + 16)) : nullptr;
     for (int64_t u0 = 0; u0 < nu_all; u0 += chunk) {
       const int64_t nu = std::min(chunk, nu_all - u0);
+      const W* d = nclasses > 1 ? dsorted : dw + u0 * s.O;
+      std::fill(start, start + nclasses + 2, 0);
       for (int64_t u = 0; u < nu; ++u) {
-        const int64_t q = u0 + u, i = q / units, oh = q % units / row_units, ow = q % row_units * (kPairs ? 2 : 1);
-        base[u] = xw + i * image + (oh * s.sh * Wp + ow * s.sw) * C;
+        const int64_t q = (u0 + u) % units;
+        cls[u] = pc.row_class[static_cast<size_t>(q / row_units)] * static_cast<int32_t>(ncols) +
+                 pc.col_class[static_cast<size_t>(q % row_units)];
+        ++start[cls[u] + 2];
       }
+      for (int64_t c = 0; c < nclasses; ++c) start[c + 2] += start[c + 1];
+      for (int64_t u = 0; u < nu; ++u) {  // (start[c + 1] counts class c's units placed so far; then its end)
+        const int64_t q = u0 + u, i = q / units, oh = q % units / row_units, ow = q % row_units * (kPairs ? 2 : 1);
+        const int64_t at = start[cls[u] + 1]++;
+        base[at] = xw + i * image + (oh * s.sh * Wp + ow * s.sw) * C;
+        if (nclasses > 1) std::memcpy(dsorted + at * s.O, dw + q * s.O, sizeof(W) * static_cast<size_t>(s.O));
+      }
+      const bool fresh = first && u0 == 0;
       for (int64_t it = it0; it < it1; ++it) {
         const Item& t = items[static_cast<size_t>(it)];
-        grad_tile_for<W>(bl.nv[t.j])(base, nu, t.r * rs + t.k0, dw + u0 * s.O + bl.o0[t.j], s.O,
-                                     acc + (it - it0) * tile_floats, first && u0 == 0);
+        // the kernel columns of the tile's run values [k0, k0 + mr)
+        const int64_t col0 = t.k0 / C, col1 = (std::min(t.k0 + mr_for(bl.nv[t.j]), seg) - 1) / C;
+        float* a = acc + (it - it0) * tile_floats;
+        bool started = false;
+        for (int64_t c = 0, g0 = 0; c <= nclasses; ++c) {  // each run of consecutive classes that reach the tile
+          const bool reach = c < nclasses && [&] {
+            const TapRange rr = pc.rows[static_cast<size_t>(c / ncols)], cr = pc.cols[static_cast<size_t>(c % ncols)];
+            return t.r >= rr.lo && t.r < rr.hi && col1 >= cr.lo && col0 < cr.hi;
+          }();
+          if (reach) continue;
+          const int64_t g1 = start[c];  // the run [g0, g1) ends before class c
+          if (g1 > g0) {
+            grad_tile_for<W>(bl.nv[t.j])(base + g0, g1 - g0, t.r * rs + t.k0, d + g0 * s.O + bl.o0[t.j], s.O, a,
+                                         fresh && !started);
+            started = true;
+          }
+          g0 = c < nclasses ? start[c + 1] : g1;
+        }
+        if (fresh && !started) std::fill(a, a + tile_floats, 0.0f);
       }
     }
   };

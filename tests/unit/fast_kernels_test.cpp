@@ -443,6 +443,8 @@ TEST_CASE("fast conv: the direct convolution on channels-last copies (forwards, 
   cases.push_back(conv_case(2, 16, 3, 4, 20, 1, 1, {1, 1}, {1, 1}));    // padding past the kernel: the border's
                                                                         // outputs read no tap (zeros)
   cases.push_back(conv_case(3, 24, 5, 4, 32, 3, 3, {2, 1}, {2, 2}));    // 3x3 with padding 2
+  cases.push_back(conv_case(2, 16, 2, 5, 24, 3, 3, {3, 3}, {1, 1}));    // kernel row 0 in the padding for every
+                                                                        // output: its weight gradient is zero
   cases.push_back(conv_case(5, 128, 12, 12, 16, 3, 3, {1, 1}, {1, 1}));  // 110 KB of copies an image: split by
                                                                         // images, the weight gradient runs groups
                                                                         // of 2 (and 1) images on each thread
@@ -480,6 +482,7 @@ TEST_CASE("fast conv: the bfloat16 direct convolution (vdpbf16ps) against the de
       conv_case(2, 290, 2, 3, 40, 3, 3, {1, 1}, {1, 1}),    // channel passes, every position skips padded taps
       conv_case(2, 16, 3, 4, 20, 1, 1, {1, 1}, {1, 1}),     // padding past the kernel: border outputs read no tap
       conv_case(3, 24, 5, 4, 32, 3, 3, {2, 1}, {2, 2}),     // 3x3 with padding 2
+      conv_case(2, 16, 2, 5, 24, 3, 3, {3, 3}, {1, 1}),     // kernel row 0 in the padding for every output
   };
   for (int threads : {1, 2})
     for (int split : {2, 1}) {  // the weight gradient split by images, then by tiles
