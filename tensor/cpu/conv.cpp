@@ -27,7 +27,7 @@
 // into a zero-padded channels-last buffer and register tiles of output positions x output channels sum
 // broadcasts from the copy against packed weights; float32 and bfloat16 forwards and stride-1 input gradients
 // (as forwards), and weight gradients. The fixed rule takes it for most 3x3 and 7x7 forwards and stride-1 input
-// gradients, and for the weight gradients of layers up to ~128 channels (direct_fast_for).
+// gradients, and for the weight gradients of layers up to ~128 channels or on small planes (direct_fast_for).
 //
 // Implicit GEMM (float32, Algo::packed): the same GEMMs, but the GEMM asks for its op(B) blocks through a packing
 // function that gathers the im2col values straight from the images (forward_packed; the weight gradient's
@@ -1438,10 +1438,16 @@ bool direct_possible(Pass pass, DType dtype, const Conv2dParams& g) {
 // channel 0.14-0.24x (a vector of 16 output channels holding 1).
 // The weight gradient where its threads split the images (its tiles fit in a core's L2: up to 128 channels in
 // ResNet18): those layers measured 1.03-1.20x the GEMM paths in float32 and bfloat16; layers split by tiles
-// (256 channels and more) 0.77-1.07x, the stem 0.93-1.21x, one input channel 0.64-0.83x, 1x1 0.80-0.91x.
+// (256 channels and more) 0.77-1.07x, the stem 0.93-1.21x, one input channel 0.64-0.83x, 1x1 0.80-0.91x. Layers
+// split by tiles but on planes where it skips a tenth or more of the products (the zero padding): ResNet18's
+// 256x4x4 and 512x2x2 1.14-1.49x, stride 2 onto them 1.04-1.22x, the scratch CNN's 256x3x3 1.02-1.30x, 512x7x7
+// 0.96-1.08x (float32, bfloat16).
 bool direct_fast_for(Pass pass, const Conv2dParams& g, bool low) {
-  if (pass == Pass::weight)
-    return g.kh * g.kw > 1 && g.O >= 32 && g.C >= 16 && direct_weight_grad_by_images(direct_shape(g), g.N);
+  if (pass == Pass::weight) {  // split by images, or skipping a tenth or more of the products (small planes)
+    const DirectConvShape s = direct_shape(g);
+    return g.kh * g.kw > 1 && g.O >= 32 && g.C >= 16 &&
+           (direct_weight_grad_by_images(s, g.N) || direct_weight_grad_skipped_share(s) >= kMinSkippedShare);
+  }
   const Conv2dParams f = pass == Pass::input ? input_as_forward_params(g) : g;
   return f.kh * f.kw > 1 && f.O >= 32 && (low ? f.C >= 16 : f.C * f.kw >= 16);
 }

@@ -625,7 +625,7 @@ void weight_grad(const float* x, const float* gout, int64_t n, const DirectConvS
   // Where under a tenth of the products are skipped (planes of 16x16 and more), one class: there the sorted order
   // and the shorter runs cost more than the skipped products (measured on a Zen 4).
   PadClasses pc = pad_classes(s, kPairs);
-  if (skipped_share(pc, s) < 0.1) pc = one_class(s, kPairs);
+  if (skipped_share(pc, s) < kMinSkippedShare) pc = one_class(s, kPairs);
   const int64_t ncols = static_cast<int64_t>(pc.cols.size()), nclasses = static_cast<int64_t>(pc.rows.size()) * ncols;
   // tiles it0..it1 (acc: tile_floats each) += sums over the nu_all units of the images copied at xw, dw
   auto sum = [&](const W* xw, const W* dw, int64_t nu_all, int64_t it0, int64_t it1, float* acc, bool first) {
@@ -741,6 +741,10 @@ void weight_grad(const float* x, const float* gout, int64_t n, const DirectConvS
 }
 
 }  // namespace
+
+double direct_weight_grad_skipped_share(const DirectConvShape& s) {
+  return skipped_share(pad_classes(s, s.bf16), s);
+}
 
 bool direct_weight_grad_by_images(const DirectConvShape& s, int64_t n) {
   if (n < max_threads() || s.grad_split == 1) return false;

@@ -56,6 +56,10 @@ void direct_conv_images(const float* x, int64_t n, const void* wp, const DirectC
 // (g[ow], g[ow + 1]); an odd row's last position pairs with a zero gradient, times the input one column on: an
 // infinite or NaN input there would make that sum NaN where float32's would not see it).
 size_t direct_weight_grad_bytes(const DirectConvShape& s, int64_t n);
+// The share of the weight gradient's products with the zero padding, which it skips where the share is at least
+// kMinSkippedShare (positions, or in bfloat16 pairs of positions, sorted by which taps they reach inside the image).
+constexpr double kMinSkippedShare = 0.1;
+double direct_weight_grad_skipped_share(const DirectConvShape& s);
 bool direct_weight_grad_by_images(const DirectConvShape& s, int64_t n);
 void direct_weight_grad(const float* x, const float* gout, int64_t n, const DirectConvShape& s, float* gw);
 
