@@ -1097,10 +1097,12 @@ struct EpilogueStore final : DirectStore {
   }
 };
 
-void forward_direct(float* out, const float* x, const float* w, const Epilogue<float>& ep, const Conv2dParams& g) {
+// flipped: w is the weights of the layer whose input gradient this is (see direct_pack_weights).
+void forward_direct(float* out, const float* x, const float* w, const Epilogue<float>& ep, const Conv2dParams& g,
+                    bool flipped = false) {
   const DirectConvShape s = direct_shape(g);
   void* wp = thread_scratch_bytes(kDirectWeights, direct_packed_weights_bytes(s));
-  direct_pack_weights(w, s, wp);
+  direct_pack_weights(w, s, wp, flipped);
   const int nt = max_threads();
   if (g.N >= nt) {
     for_image_shares(g, [&](int64_t n0, int64_t n1) {
@@ -1625,9 +1627,9 @@ void conv2d_forward_kernel(const Tensor& out, const Tensor& x, const Tensor& w, 
 void conv2d_backward_input_kernel(const Tensor& gx, const Tensor& gout, const Tensor& w, const Conv2dParams& g) {
   const bool low = low_precision(gx, g);
   choose_and_run(Pass::input, gx.dtype(), g, low, gx.element_size(), [&](const Algo& a) {
-    if (a.kind == Algo::direct) {  // as for the forward
-      const float* wf = flipped_weights(w.data_ptr<float>(), g);
-      forward_direct(gx.data_ptr<float>(), gout.data_ptr<float>(), wf, {}, input_as_forward_params(g));
+    if (a.kind == Algo::direct) {  // as for the forward, the weights packed flipped
+      forward_direct(gx.data_ptr<float>(), gout.data_ptr<float>(), w.data_ptr<float>(), {}, input_as_forward_params(g),
+                     true);
       return;
     }
     if (low) {

@@ -229,6 +229,29 @@ void pack_pass(const float* w, const DirectConvShape& s, int64_t o0, int64_t nb,
     }
 }
 
+// The same from the weights of the layer whose input gradient this convolution computes (direct_pack_weights'
+// flipped): output channel o here is that layer's input channel, input channel c its output channel, tap t its
+// tap taps - 1 - t, so w is (C, O, kh, kw) in this shape's names. For each input channel, 16 output channels' taps
+// are 16 consecutive runs of taps values: transposed in registers, 16 taps at a time.
+void pack_pass_flipped(const float* w, const DirectConvShape& s, int64_t o0, int64_t nb, int64_t c0, int64_t cc,
+                       float* d) {
+  const int64_t taps = s.kh * s.kw, ce = std::min(c0 + cc, s.C);
+  if (c0 + cc > s.C) std::fill(d, d + taps * cc * nb, 0.0f);  // the zero channel
+  for (int64_t q0 = 0; q0 < nb; q0 += 16)
+    for (int64_t c = c0; c < ce; ++c)
+      for (int64_t t0 = 0; t0 < taps; t0 += 16) {
+        const int64_t tn = std::min<int64_t>(16, taps - t0);
+        const __mmask16 m = static_cast<__mmask16>((1u << tn) - 1);
+        __m512 r[16];
+        for (int i = 0; i < 16; ++i) {
+          const int64_t o = o0 + q0 + i;
+          r[i] = o < s.O ? _mm512_maskz_loadu_ps(m, w + (c * s.O + o) * taps + t0) : _mm512_setzero_ps();
+        }
+        detail::transpose16(r);
+        for (int64_t i = 0; i < tn; ++i) _mm512_storeu_ps(d + ((taps - 1 - t0 - i) * cc + c - c0) * nb + q0, r[i]);
+      }
+}
+
 // Word j of 32 bfloat16 values made from lo and hi: (lo[j], hi[j]) (vdpbf16ps's pairs).
 inline __m512i interleave_bf16(__m512 lo, __m512 hi) {
   const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
@@ -531,7 +554,7 @@ size_t direct_packed_weights_bytes(const DirectConvShape& s) {
   return static_cast<size_t>((s.O + 15) / 16 * 16 * copy_channels(s) * s.kh * s.kw) * (s.bf16 ? 2 : 4);
 }
 
-void direct_pack_weights(const float* w, const DirectConvShape& s, void* wp) {
+void direct_pack_weights(const float* w, const DirectConvShape& s, void* wp, bool flipped) {
   const Blocks bl = blocks_of(s.O);
   const int64_t taps = s.kh * s.kw, Cp = copy_channels(s), K = Cp * taps, cp = channels_per_pass(s);
 #pragma omp parallel for schedule(static) if (s.O * K > (int64_t{1} << 16))
@@ -539,13 +562,14 @@ void direct_pack_weights(const float* w, const DirectConvShape& s, void* wp) {
     const int64_t nb = 16 * bl.nv[j];
     for (int64_t c0 = 0; c0 < Cp; c0 += cp) {
       const int64_t cc = std::min(cp, Cp - c0), at = bl.o0[j] * K + c0 * taps * nb;
+      const auto pack = flipped ? pack_pass_flipped : pack_pass;
       if (!s.bf16) {
-        pack_pass(w, s, bl.o0[j], nb, c0, cc, static_cast<float*>(wp) + at);
+        pack(w, s, bl.o0[j], nb, c0, cc, static_cast<float*>(wp) + at);
         continue;
       }
       // a pass in float32 on this thread's scratch, then its rows in pairs (cc is even, so pairs stay in a tap)
       float* f = thread_scratch<float>(kPackF32, static_cast<size_t>(taps * cc * nb));
-      pack_pass(w, s, bl.o0[j], nb, c0, cc, f);
+      pack(w, s, bl.o0[j], nb, c0, cc, f);
       pair_rows(f, taps * cc, nb, static_cast<uint16_t*>(wp) + at);
     }
   }

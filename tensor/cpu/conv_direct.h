@@ -27,8 +27,10 @@ struct DirectConvShape {
 // Bytes of the packed weights of a shape (O rounded up to 16).
 size_t direct_packed_weights_bytes(const DirectConvShape& s);
 // w (O, C, kh, kw), float32 -> the packed layout above (bfloat16 pairs when s.bf16); zeros for the channels
-// past O (and past C). Uses the threads.
-void direct_pack_weights(const float* w, const DirectConvShape& s, void* wp);
+// past O (and past C). Uses the threads. flipped: w holds instead the weights (C, O, kh, kw) of the layer whose
+// input gradient this convolution computes (its output gradient convolved with them transposed and flipped);
+// packed straight from them, without a flipped copy.
+void direct_pack_weights(const float* w, const DirectConvShape& s, void* wp, bool flipped = false);
 
 // Receives the results of a block of output channels for one image: rows[o * ld + l] (o < on, l < len) is
 // output channel o0 + o at plane position l0 + l of image `image` (counted from the x given).

@@ -443,6 +443,8 @@ TEST_CASE("fast conv: the direct convolution on channels-last copies (forwards, 
   cases.push_back(conv_case(2, 16, 3, 4, 20, 1, 1, {1, 1}, {1, 1}));    // padding past the kernel: the border's
                                                                         // outputs read no tap (zeros)
   cases.push_back(conv_case(3, 24, 5, 4, 32, 3, 3, {2, 1}, {2, 2}));    // 3x3 with padding 2
+  cases.push_back(conv_case(2, 8, 9, 9, 40, 5, 5, {1, 1}, {2, 2}));     // 25 taps: the input gradient's weights
+                                                                        // packed flipped in two runs of 16 taps
   cases.push_back(conv_case(2, 16, 2, 5, 24, 3, 3, {3, 3}, {1, 1}));    // kernel row 0 in the padding for every
                                                                         // output: its weight gradient is zero
   cases.push_back(conv_case(5, 128, 12, 12, 16, 3, 3, {1, 1}, {1, 1}));  // 110 KB of copies an image: split by
@@ -483,6 +485,7 @@ TEST_CASE("fast conv: the bfloat16 direct convolution (vdpbf16ps) against the de
       conv_case(2, 16, 3, 4, 20, 1, 1, {1, 1}, {1, 1}),     // padding past the kernel: border outputs read no tap
       conv_case(3, 24, 5, 4, 32, 3, 3, {2, 1}, {2, 2}),     // 3x3 with padding 2
       conv_case(2, 16, 2, 5, 24, 3, 3, {3, 3}, {1, 1}),     // kernel row 0 in the padding for every output
+      conv_case(2, 8, 9, 9, 40, 5, 5, {1, 1}, {2, 2}),      // 25 taps, packed flipped in two runs of 16
   };
   for (int threads : {1, 2})
     for (int split : {2, 1}) {  // the weight gradient split by images, then by tiles
