@@ -325,9 +325,11 @@ PadClasses one_class(const DirectConvShape& s, bool pairs = false) {
 // where both are in it).
 double skipped_share(const PadClasses& pc, const DirectConvShape& s) {
   double rows = 0, cols = 0;
-  for (const int32_t c : pc.row_class) rows += static_cast<double>(pc.rows[static_cast<size_t>(c)].hi - pc.rows[static_cast<size_t>(c)].lo);
-  for (const int32_t c : pc.col_class) cols += static_cast<double>(pc.cols[static_cast<size_t>(c)].hi - pc.cols[static_cast<size_t>(c)].lo);
-  return 1.0 - rows / static_cast<double>(pc.row_class.size() * s.kh) * cols / static_cast<double>(pc.col_class.size() * s.kw);
+  const auto size = [](const TapRange& r) { return static_cast<double>(r.hi - r.lo); };
+  for (const int32_t c : pc.row_class) rows += size(pc.rows[static_cast<size_t>(c)]);
+  for (const int32_t c : pc.col_class) cols += size(pc.cols[static_cast<size_t>(c)]);
+  return 1.0 - rows / static_cast<double>(pc.row_class.size() * s.kh) * cols /
+                   static_cast<double>(pc.col_class.size() * s.kw);
 }
 
 template <typename E>
@@ -702,16 +704,37 @@ void weight_grad(const float* x, const float* gout, int64_t n, const DirectConvS
       }
     }
   };
-  // tile it, the sum of the np tiles at part[0..np) -> gw (O, C, kh, kw); run value k = kw_index * C + c
-  auto store = [&](int64_t it, const float* const* part, int np) {
-    const Item& t = items[static_cast<size_t>(it)];
-    const int nv = bl.nv[t.j], mr = mr_for(nv);
-    for (int m = 0; m < mr && t.k0 + m < seg; ++m) {
-      const int64_t k = t.k0 + m, c = k % C, tap = t.r * s.kw + k / C;
-      for (int64_t q = 0; q < 16 * nv && bl.o0[t.j] + q < s.O; ++q) {
-        float v = 0.0f;
-        for (int p = 0; p < np; ++p) v += part[p][m * 16 * nv + q];
-        gw[((bl.o0[t.j] + q) * C + c) * taps + tap] = v;
+  // The sums -> gw (O, C, kh, kw), for the pairs (block j, input channel c) [jc0, jc1) of bl.n * C: for each vector
+  // of the block's output channels, the taps' vectors are summed over the parts (tile_at(it, p): tile it's sums in
+  // part p; run value k = kw_index * C + c sits at row k % mr of tile (j, r, k / mr)), transposed in registers and
+  // stored as 16 runs of taps values.
+  std::vector<int64_t> first_item(static_cast<size_t>(bl.n) + 1, 0);  // block j's tiles start at first_item[j]
+  for (int j = 0; j < bl.n; ++j)
+    first_item[static_cast<size_t>(j) + 1] =
+        first_item[static_cast<size_t>(j)] + s.kh * ((seg + mr_for(bl.nv[j]) - 1) / mr_for(bl.nv[j]));
+  auto store = [&](int64_t jc0, int64_t jc1, int np, auto&& tile_at) {
+    for (int64_t jc = jc0; jc < jc1; ++jc) {
+      const int j = static_cast<int>(jc / C);
+      const int64_t c = jc % C, nv = bl.nv[j], mr = mr_for(bl.nv[j]), per_row = (seg + mr - 1) / mr;
+      for (int64_t v = 0; v < nv; ++v) {
+        const int64_t o0 = bl.o0[j] + 16 * v;
+        if (o0 >= s.O) break;
+        for (int64_t t0 = 0; t0 < taps; t0 += 16) {
+          const int64_t tn = std::min<int64_t>(16, taps - t0);
+          __m512 r[16];
+          for (int64_t i = 0; i < 16; ++i) {
+            r[i] = _mm512_setzero_ps();
+            if (i >= tn) continue;
+            const int64_t t = t0 + i, k = t % s.kw * C + c;
+            const int64_t it = first_item[static_cast<size_t>(j)] + t / s.kw * per_row + k / mr;
+            for (int p = 0; p < np; ++p)
+              r[i] = _mm512_add_ps(r[i], _mm512_loadu_ps(tile_at(it, p) + k % mr * 16 * nv + 16 * v));
+          }
+          detail::transpose16(r);
+          const __mmask16 m = static_cast<__mmask16>((1u << tn) - 1);
+          for (int64_t i = 0; i < 16 && o0 + i < s.O; ++i)
+            _mm512_mask_storeu_ps(gw + ((o0 + i) * C + c) * taps + t0, m, r[i]);
+        }
       }
     }
   };
@@ -719,6 +742,7 @@ void weight_grad(const float* x, const float* gout, int64_t n, const DirectConvS
   if (!by_images) {
     W* xw = thread_scratch<W>(kGradX, static_cast<size_t>(n * image + kMaxMr));
     W* dw = thread_scratch<W>(kGradOut, static_cast<size_t>(n * units * s.O + 16));
+    std::vector<const float*> accs(static_cast<size_t>(max_t), nullptr);
 #pragma omp parallel
     {
 #pragma omp for schedule(static)
@@ -727,10 +751,16 @@ void weight_grad(const float* x, const float* gout, int64_t n, const DirectConvS
       const int64_t i0 = n_items * tid / nt, i1 = n_items * (tid + 1) / nt;
       float* acc = thread_scratch<float>(kGradAcc, static_cast<size_t>(std::max<int64_t>(1, i1 - i0) * tile_floats));
       sum(xw, dw, n * units, i0, i1, acc, true);
-      for (int64_t it = i0; it < i1; ++it) {
-        const float* part = acc + (it - i0) * tile_floats;
-        store(it, &part, 1);
-      }
+      accs[static_cast<size_t>(tid)] = acc;
+#pragma omp barrier
+      // tile it is in the acc of the thread whose share holds it
+      const auto tile_at = [&](int64_t it, int) {
+        int64_t owner = it * nt / n_items;  // (a first guess; the shares are n_items * t / nt)
+        while (n_items * (owner + 1) / nt <= it) ++owner;
+        while (n_items * owner / nt > it) --owner;
+        return accs[static_cast<size_t>(owner)] + (it - n_items * owner / nt) * tile_floats;
+      };
+      store(bl.n * C * tid / nt, bl.n * C * (tid + 1) / nt, 1, tile_at);
     }
     return;
   }
@@ -754,13 +784,11 @@ void weight_grad(const float* x, const float* gout, int64_t n, const DirectConvS
       parts[static_cast<size_t>(tid)] = acc;
     }
 #pragma omp barrier
-    std::vector<const float*> part;
-    for (int64_t it = n_items * tid / nt; it < n_items * (tid + 1) / nt; ++it) {
-      part.clear();
-      for (const float* a : parts)
-        if (a) part.push_back(a + it * tile_floats);
-      store(it, part.data(), static_cast<int>(part.size()));
-    }
+    std::vector<const float*> part;  // the threads' partial sums, in thread order
+    for (const float* a : parts)
+      if (a) part.push_back(a);
+    store(bl.n * C * tid / nt, bl.n * C * (tid + 1) / nt, static_cast<int>(part.size()),
+          [&](int64_t it, int p) { return part[static_cast<size_t>(p)] + it * tile_floats; });
   }
 }
 
