@@ -713,9 +713,14 @@ void weight_grad(const float* x, const float* gout, int64_t n, const DirectConvS
     first_item[static_cast<size_t>(j) + 1] =
         first_item[static_cast<size_t>(j)] + s.kh * ((seg + mr_for(bl.nv[j]) - 1) / mr_for(bl.nv[j]));
   auto store = [&](int64_t jc0, int64_t jc1, int np, auto&& tile_at) {
+    std::vector<const float*> at(static_cast<size_t>(taps * np));  // tap t's row in part p, at p * taps + t
     for (int64_t jc = jc0; jc < jc1; ++jc) {
       const int j = static_cast<int>(jc / C);
       const int64_t c = jc % C, nv = bl.nv[j], mr = mr_for(bl.nv[j]), per_row = (seg + mr - 1) / mr;
+      for (int64_t t = 0; t < taps; ++t) {
+        const int64_t k = t % s.kw * C + c, it = first_item[static_cast<size_t>(j)] + t / s.kw * per_row + k / mr;
+        for (int p = 0; p < np; ++p) at[static_cast<size_t>(p * taps + t)] = tile_at(it, p) + k % mr * 16 * nv;
+      }
       for (int64_t v = 0; v < nv; ++v) {
         const int64_t o0 = bl.o0[j] + 16 * v;
         if (o0 >= s.O) break;
@@ -724,11 +729,8 @@ void weight_grad(const float* x, const float* gout, int64_t n, const DirectConvS
           __m512 r[16];
           for (int64_t i = 0; i < 16; ++i) {
             r[i] = _mm512_setzero_ps();
-            if (i >= tn) continue;
-            const int64_t t = t0 + i, k = t % s.kw * C + c;
-            const int64_t it = first_item[static_cast<size_t>(j)] + t / s.kw * per_row + k / mr;
-            for (int p = 0; p < np; ++p)
-              r[i] = _mm512_add_ps(r[i], _mm512_loadu_ps(tile_at(it, p) + k % mr * 16 * nv + 16 * v));
+            for (int p = 0; p < np && i < tn; ++p)
+              r[i] = _mm512_add_ps(r[i], _mm512_loadu_ps(at[static_cast<size_t>(p * taps + t0 + i)] + 16 * v));
           }
           detail::transpose16(r);
           const __mmask16 m = static_cast<__mmask16>((1u << tn) - 1);
@@ -742,7 +744,7 @@ void weight_grad(const float* x, const float* gout, int64_t n, const DirectConvS
   if (!by_images) {
     W* xw = thread_scratch<W>(kGradX, static_cast<size_t>(n * image + kMaxMr));
     W* dw = thread_scratch<W>(kGradOut, static_cast<size_t>(n * units * s.O + 16));
-    std::vector<const float*> accs(static_cast<size_t>(max_t), nullptr);
+    std::vector<const float*> tiles(static_cast<size_t>(n_items));  // where each tile's sums are
 #pragma omp parallel
     {
 #pragma omp for schedule(static)
@@ -751,16 +753,10 @@ void weight_grad(const float* x, const float* gout, int64_t n, const DirectConvS
       const int64_t i0 = n_items * tid / nt, i1 = n_items * (tid + 1) / nt;
       float* acc = thread_scratch<float>(kGradAcc, static_cast<size_t>(std::max<int64_t>(1, i1 - i0) * tile_floats));
       sum(xw, dw, n * units, i0, i1, acc, true);
-      accs[static_cast<size_t>(tid)] = acc;
+      for (int64_t it = i0; it < i1; ++it) tiles[static_cast<size_t>(it)] = acc + (it - i0) * tile_floats;
 #pragma omp barrier
-      // tile it is in the acc of the thread whose share holds it
-      const auto tile_at = [&](int64_t it, int) {
-        int64_t owner = it * nt / n_items;  // (a first guess; the shares are n_items * t / nt)
-        while (n_items * (owner + 1) / nt <= it) ++owner;
-        while (n_items * owner / nt > it) --owner;
-        return accs[static_cast<size_t>(owner)] + (it - n_items * owner / nt) * tile_floats;
-      };
-      store(bl.n * C * tid / nt, bl.n * C * (tid + 1) / nt, 1, tile_at);
+      store(bl.n * C * tid / nt, bl.n * C * (tid + 1) / nt, 1,
+            [&](int64_t it, int) { return tiles[static_cast<size_t>(it)]; });
     }
     return;
   }
