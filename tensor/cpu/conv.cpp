@@ -1447,7 +1447,7 @@ bool direct_possible(Pass pass, DType dtype, const Conv2dParams& g) {
 bool direct_fast_for(Pass pass, const Conv2dParams& g, bool low) {
   if (pass == Pass::weight) {  // split by images, or skipping a tenth or more of the products (small planes)
     const DirectConvShape s = direct_shape(g);
-    return g.kh * g.kw > 1 && g.O >= 32 && g.C >= 16 &&
+    return g.kh * g.kw > 1 && g.O >= 32 && g.C >= 16 && s.grad_split != 1 &&
            (direct_weight_grad_by_images(s, g.N) || direct_weight_grad_skipped_share(s) >= kMinSkippedShare);
   }
   const Conv2dParams f = pass == Pass::input ? input_as_forward_params(g) : g;

@@ -283,10 +283,27 @@ TapRange taps_inside(int64_t o, int64_t stride, int64_t pad, int64_t k, int64_t 
 // image. conv_images sorts a chunk's positions by class and runs each register tile over the union of its
 // positions' ranges only, so (nearly) all products with the zero padding are skipped; they would add exact zeros.
 // They are 5 of 9 taps on ResNet18's 2x2 planes, 3 of 16 on average on 4x4 planes, under 4% on 56x56 ones.
-// row_class[oh] * ncols + col_class[ow] is a position's class.
+// row_class[oh] * cols.size() + col_class[ow] is a position's class.
 struct PadClasses {
   std::vector<TapRange> rows, cols;         // the distinct ranges
   std::vector<int32_t> row_class, col_class;  // per output row / column: its range's index
+  int64_t count() const { return static_cast<int64_t>(rows.size() * cols.size()); }
+  int32_t of(int64_t row, int64_t col) const {
+    return row_class[static_cast<size_t>(row)] * static_cast<int32_t>(cols.size()) +
+           col_class[static_cast<size_t>(col)];
+  }
+  TapRange row_range(int64_t c) const { return rows[static_cast<size_t>(c) / cols.size()]; }
+  TapRange col_range(int64_t c) const { return cols[static_cast<size_t>(c) % cols.size()]; }
+  // Counting sort (stable) of n items of classes cls[0, n): place(i, at) gets item i's slot in class order, and
+  // start[c] (count() + 2 entries) where class c starts (start[count()] = n).
+  template <typename Place>
+  void sort(const int32_t* cls, int64_t n, int32_t* start, Place&& place) const {
+    const int64_t nc = count();
+    std::fill(start, start + nc + 2, 0);
+    for (int64_t i = 0; i < n; ++i) ++start[cls[i] + 2];
+    for (int64_t c = 0; c < nc; ++c) start[c + 2] += start[c + 1];
+    for (int64_t i = 0; i < n; ++i) place(i, start[cls[i] + 1]++);  // start[c + 1] ends as class c's end
+  }
 };
 // pairs: the classes of the bfloat16 weight gradient's units, pairs of neighbouring positions of a row (column j:
 // positions 2j and 2j + 1, the union of their ranges).
@@ -339,7 +356,6 @@ void conv_images(const float* x, int64_t n, const E* wp, const DirectConvShape& 
                 image = Hp * Wp * Cp;
   const int64_t rs = Wp * Cp, K = s.kh * s.kw * Cp, cp = channels_per_pass(s);
   const PadClasses pc = pad_classes(s);
-  const int64_t ncols = static_cast<int64_t>(pc.cols.size()), nclasses = static_cast<int64_t>(pc.rows.size()) * ncols;
   // a tile's runs in a pass: their offsets in the copy and in the block's weights
   std::vector<int64_t> off_(static_cast<size_t>(2 * s.kh * s.kw));
   int64_t* off = off_.data();
@@ -354,7 +370,7 @@ void conv_images(const float* x, int64_t n, const E* wp, const DirectConvShape& 
   // the rows handed to store; then the chunk's positions in class order (their copy pointers, indices and
   // classes), each position's class, and where each class starts
   float* rows = thread_scratch<float>(
-      kRows, static_cast<size_t>(64 * kChunk + kChunk * sizeof(void*) / sizeof(float) + 3 * kChunk + nclasses + 1));
+      kRows, static_cast<size_t>(64 * kChunk + kChunk * sizeof(void*) / sizeof(float) + 3 * kChunk + pc.count() + 2));
   const E** base = reinterpret_cast<const E**>(rows + 64 * kChunk);
   int32_t* index = reinterpret_cast<int32_t*>(base + kChunk);
   int32_t* sorted = index + kChunk;
@@ -367,21 +383,14 @@ void conv_images(const float* x, int64_t n, const E* wp, const DirectConvShape& 
     to_padded_nhwc(x + n0 * s.C * s.H * s.W, b, s, xp);
     for (int64_t p0 = std::max<int64_t>(0, q0 - n0 * L); p0 < P; p0 += kChunk) {
       const int64_t pn = std::min(kChunk, P - p0);
-      // the chunk's positions sorted by class (counting sort, stable)
-      std::fill(start, start + nclasses + 1, 0);
-      for (int64_t p = 0; p < pn; ++p) {
-        const int64_t l = (p0 + p) % L;
-        cls[p] = pc.row_class[static_cast<size_t>(l / s.Wo)] * static_cast<int32_t>(ncols) +
-                 pc.col_class[static_cast<size_t>(l % s.Wo)];
-        ++start[cls[p] + 1];
-      }
-      for (int64_t c = 0; c < nclasses; ++c) start[c + 1] += start[c];
-      for (int64_t p = 0; p < pn; ++p) {
-        const int64_t q = p0 + p, i = q / L, l = q % L, oh = l / s.Wo, ow = l % s.Wo, at = start[cls[p]]++;
+      // the chunk's positions sorted by class
+      for (int64_t p = 0; p < pn; ++p) cls[p] = pc.of((p0 + p) % L / s.Wo, (p0 + p) % L % s.Wo);
+      pc.sort(cls, pn, start, [&](int64_t p, int64_t at) {
+        const int64_t q = p0 + p, i = q / L, l = q % L, oh = l / s.Wo, ow = l % s.Wo;
         base[at] = xp + i * image + (oh * s.sh * Wp + ow * s.sw) * Cp;
         index[at] = static_cast<int32_t>(p);
         sorted[at] = cls[p];
-      }
+      });
       for (int j = 0; j < bl.n; ++j) {
         const int nv = bl.nv[j], mr = mr_for(nv);
         const int64_t ldc = 16 * nv;
@@ -400,8 +409,7 @@ void conv_images(const float* x, int64_t n, const E* wp, const DirectConvShape& 
               const int64_t at = std::min(p + m, pn - 1);
               a[m] = base[at];
               rc[m] = acc + index[at] * ldc;
-              const TapRange pr = pc.rows[static_cast<size_t>(sorted[at] / ncols)],
-                             pw = pc.cols[static_cast<size_t>(sorted[at] % ncols)];
+              const TapRange pr = pc.row_range(sorted[at]), pw = pc.col_range(sorted[at]);
               tr = {std::min(tr.lo, pr.lo), std::max(tr.hi, pr.hi)};
               tc = {std::min(tc.lo, pw.lo), std::max(tc.hi, pw.hi)};
             }
@@ -652,7 +660,7 @@ void weight_grad(const float* x, const float* gout, int64_t n, const DirectConvS
   // and the shorter runs cost more than the skipped products (measured on a Zen 4).
   PadClasses pc = pad_classes(s, kPairs);
   if (skipped_share(pc, s) < kMinSkippedShare) pc = one_class(s, kPairs);
-  const int64_t ncols = static_cast<int64_t>(pc.cols.size()), nclasses = static_cast<int64_t>(pc.rows.size()) * ncols;
+  const int64_t nclasses = pc.count();
   // tiles it0..it1 (acc: tile_floats each) += sums over the nu_all units of the images copied at xw, dw
   auto sum = [&](const W* xw, const W* dw, int64_t nu_all, int64_t it0, int64_t it1, float* acc, bool first) {
     // per unit of the chunk in class order: its input pointer; each unit's class; where the classes start; and
@@ -665,20 +673,12 @@ void weight_grad(const float* x, const float* gout, int64_t n, const DirectConvS
     for (int64_t u0 = 0; u0 < nu_all; u0 += chunk) {
       const int64_t nu = std::min(chunk, nu_all - u0);
       const W* d = nclasses > 1 ? dsorted : dw + u0 * s.O;
-      std::fill(start, start + nclasses + 2, 0);
-      for (int64_t u = 0; u < nu; ++u) {
-        const int64_t q = (u0 + u) % units;
-        cls[u] = pc.row_class[static_cast<size_t>(q / row_units)] * static_cast<int32_t>(ncols) +
-                 pc.col_class[static_cast<size_t>(q % row_units)];
-        ++start[cls[u] + 2];
-      }
-      for (int64_t c = 0; c < nclasses; ++c) start[c + 2] += start[c + 1];
-      for (int64_t u = 0; u < nu; ++u) {  // (start[c + 1] counts class c's units placed so far; then its end)
+      for (int64_t u = 0; u < nu; ++u) cls[u] = pc.of((u0 + u) % units / row_units, (u0 + u) % row_units);
+      pc.sort(cls, nu, start, [&](int64_t u, int64_t at) {
         const int64_t q = u0 + u, i = q / units, oh = q % units / row_units, ow = q % row_units * (kPairs ? 2 : 1);
-        const int64_t at = start[cls[u] + 1]++;
         base[at] = xw + i * image + (oh * s.sh * Wp + ow * s.sw) * C;
         if (nclasses > 1) std::memcpy(dsorted + at * s.O, dw + q * s.O, sizeof(W) * static_cast<size_t>(s.O));
-      }
+      });
       const bool fresh = first && u0 == 0;
       for (int64_t it = it0; it < it1; ++it) {
         const Item& t = items[static_cast<size_t>(it)];
@@ -688,7 +688,7 @@ void weight_grad(const float* x, const float* gout, int64_t n, const DirectConvS
         bool started = false;
         for (int64_t c = 0, g0 = 0; c <= nclasses; ++c) {  // each run of consecutive classes that reach the tile
           const bool reach = c < nclasses && [&] {
-            const TapRange rr = pc.rows[static_cast<size_t>(c / ncols)], cr = pc.cols[static_cast<size_t>(c % ncols)];
+            const TapRange rr = pc.row_range(c), cr = pc.col_range(c);
             return t.r >= rr.lo && t.r < rr.hi && col1 >= cr.lo && col0 < cr.hi;
           }();
           if (reach) continue;
