@@ -23,7 +23,7 @@
 // (forward_implicit: the GEMM reads shifted rows of a padded input through pointers, no column
 // matrix is written). Winograd is float32 only.
 //
-// Direct convolution (Algo::direct, conv_direct.h; AVX-512): no im2col and no GEMM. Each thread copies its images
+// Direct convolution (Algo::direct, conv_direct.h; AVX-512 or AVX2): no im2col and no GEMM. Each thread copies its images
 // into a zero-padded channels-last buffer and register tiles of output positions x output channels sum
 // broadcasts from the copy against packed weights; float32 and bfloat16 forwards and stride-1 input gradients
 // (as forwards), and weight gradients. The fixed rule takes it for most 3x3 and 7x7 forwards and stride-1 input
@@ -77,9 +77,9 @@
 namespace dl::cpu {
 
 namespace {
-// DL_CONV_COLUMNS=n, DL_CONV_WINOGRAD=0|1, DL_CONV_PACKED=0|1|2, DL_CONV_IM2COL=scalar, DL_CONV_DIRECT=0|1|2 and
-// DL_CONV_DIRECT_SPLIT=0|1|2 override the defaults (for measuring what each path buys; `bench --profile` shows the
-// effect per kernel).
+// DL_CONV_COLUMNS=n, DL_CONV_WINOGRAD=0|1, DL_CONV_PACKED=0|1|2, DL_CONV_IM2COL=scalar, DL_CONV_DIRECT=0|1|2,
+// DL_CONV_DIRECT_SPLIT=0|1|2 and DL_CONV_DIRECT_ISA=avx2|avx512 override the defaults (for measuring what each path
+// buys; `bench --profile` shows the effect per kernel).
 ConvTuning tuning_from_env() {
   ConvTuning t;
   if (const char* v = std::getenv("DL_CONV_COLUMNS"); v && std::atoll(v) > 0) t.target_columns = std::atoll(v);
@@ -88,6 +88,8 @@ ConvTuning tuning_from_env() {
   if (const char* v = std::getenv("DL_CONV_IM2COL"); v && std::string(v) == "scalar") t.vector_im2col = false;
   if (const char* v = std::getenv("DL_CONV_DIRECT"); v && *v) t.direct = std::atoi(v);
   if (const char* v = std::getenv("DL_CONV_DIRECT_SPLIT"); v && *v) t.direct_grad_split = std::atoi(v);
+  if (const char* v = std::getenv("DL_CONV_DIRECT_ISA"); v && *v)
+    t.direct_isa = std::string(v) == "avx2" ? 1 : std::string(v) == "avx512" ? 2 : 0;
   return t;
 }
 }  // namespace
@@ -1063,13 +1065,15 @@ void backward_input_packed(float* gx, const float* gout, const float* w, const C
 }
 
 // ---- direct convolution on channels-last copies (conv_direct.h) ---------------------------------------------
-// Any one-group, dilation-1 layer on a CPU with AVX-512F and BW (bfloat16 products: and AVX512_BF16); each thread
-// convolves its share of the images (with fewer images than threads, its share of the output positions), the
-// packed weights shared.
+// Any one-group, dilation-1 layer on a CPU with AVX-512F and BW or with AVX2 and FMA (bfloat16 products: the
+// AVX-512 kernels and AVX512_BF16); each thread convolves its share of the images (with fewer images than threads,
+// its share of the output positions), the packed weights shared.
 bool direct_applies(const Conv2dParams& g) {
-  return (g.gemm_dtype == DType::Float32 || (g.gemm_dtype == DType::BFloat16 && has_avx512_bf16())) &&
-         g.groups == 1 && g.dilation[0] == 1 && g.dilation[1] == 1 && g.O <= 4096 && g.Ho > 0 && g.Wo > 0 &&
-         cpu_has_avx512f() && cpu_has_avx512bw();
+  const DirectKernels* k = direct_kernels();
+  return k != nullptr &&
+         (g.gemm_dtype == DType::Float32 ||
+          (g.gemm_dtype == DType::BFloat16 && k->lanes == 16 && has_avx512_bf16())) &&
+         g.groups == 1 && g.dilation[0] == 1 && g.dilation[1] == 1 && g.O <= 4096 && g.Ho > 0 && g.Wo > 0;
 }
 
 DirectConvShape direct_shape(const Conv2dParams& g) {
@@ -1538,7 +1542,10 @@ void choose_and_run(Pass pass, DType dtype, const Conv2dParams& g, bool low, siz
   const std::string revision = std::string(kKernelsRevision) + (conv_tuning().vector_im2col ? "" : "im2col-scalar,") +
                                (conv_tuning().direct_grad_split == 0
                                     ? ""
-                                    : "direct-split-" + std::to_string(conv_tuning().direct_grad_split) + ",");
+                                    : "direct-split-" + std::to_string(conv_tuning().direct_grad_split) + ",") +
+                               (conv_tuning().direct_isa == 0
+                                    ? ""
+                                    : "direct-isa-" + std::to_string(conv_tuning().direct_isa) + ",");
   for (const char ch : revision) h = (h ^ static_cast<uint8_t>(ch)) * 16777619u;
   for (const Algo& a : cands)
     for (const char ch : algo_name(a) + ",") h = (h ^ static_cast<uint8_t>(ch)) * 16777619u;

@@ -34,8 +34,12 @@ struct ConvTuning {
   // are the same).
   bool vector_im2col = true;
   // The direct convolution on channels-last copies (conv_direct.h; float32 forwards and stride-1 input
-  // gradients, AVX-512F): 0 never, 1 a candidate of the algorithm search, 2 always where it applies (for tests).
+  // gradients, AVX-512F or AVX2): 0 never, 1 a candidate of the algorithm search, 2 always where it applies (for
+  // tests).
   int direct = 1;
+  // Its instruction set: 0 the best the CPU has, 1 AVX2 + FMA, 2 AVX-512 (where the CPU has it; for tests and
+  // measuring what each buys).
+  int direct_isa = 0;
   // How the direct weight gradient splits its work over the threads (conv_direct.cpp, weight_grad): 0 by images
   // where its register tiles fit in a core's L2 and every thread gets an image, else by tiles; 1 always by tiles;
   // 2 by images wherever every thread gets an image (for tests). 1 also keeps the fixed rule off the direct
@@ -44,9 +48,10 @@ struct ConvTuning {
 };
 
 // The settings in force (process-wide; change them only while no convolution runs). The
-// environment can override six at start-up: DL_CONV_COLUMNS=n (target_columns; 1 = one image per
+// environment can override seven at start-up: DL_CONV_COLUMNS=n (target_columns; 1 = one image per
 // GEMM), DL_CONV_WINOGRAD=0 (no Winograd), DL_CONV_PACKED=0|1|2 (packed_forward), DL_CONV_IM2COL=scalar
-// (vector_im2col false), DL_CONV_DIRECT=0|1|2 (direct) and DL_CONV_DIRECT_SPLIT=0|1|2 (direct_grad_split).
+// (vector_im2col false), DL_CONV_DIRECT=0|1|2 (direct), DL_CONV_DIRECT_SPLIT=0|1|2 (direct_grad_split) and
+// DL_CONV_DIRECT_ISA=avx2|avx512 (direct_isa).
 ConvTuning& conv_tuning();
 
 }  // namespace dl::cpu
@@ -63,7 +68,7 @@ namespace dl::cpu {
 // columns per GEMM; the same GEMMs with the im2col matrix packed for the GEMM straight from the images
 // (float32 forwards and weight gradients, and stride-1 input gradients run as the forward of the output
 // gradient with the flipped kernels); the direct convolution on channels-last copies (AVX-512: float32 and
-// bfloat16 forwards, stride-1 input gradients and weight gradients; conv_direct.h); Winograd
+// bfloat16 forwards, stride-1 input gradients and weight gradients; AVX2: float32; conv_direct.h); Winograd
 // F(2x2, 3x3); or (bfloat16 forward) the implicit im2col. In `search` mode
 // (the default) the first call of a shape times every candidate that applies on the call's own data
 // (each run twice, the faster kept), keeps the fastest (when it beats the fixed rule's choice by 10% or

@@ -1,14 +1,16 @@
 #pragma once
-// Internal: direct convolution on channels-last copies of the input (AVX-512F and BW), the oneDNN way: no
-// im2col and no packing of the input at all. The images are copied once into a zero-padded NHWC buffer; a
-// register tile of MR output positions x NV*16 output channels then accumulates, for each kernel row, the
-// products of the KW * C consecutive input values under each position (broadcast straight from the copy)
-// with the same KW * C rows of the weights, packed once per call as [block][kh][kw][c][NV*16] (a block's
+// Internal: direct convolution on channels-last copies of the input (AVX-512F and BW, or AVX2 and FMA), the
+// oneDNN way: no im2col and no packing of the input at all. The images are copied once into a zero-padded NHWC
+// buffer; a register tile of MR output positions x NV vectors of output channels then accumulates, for each
+// kernel row, the products of the KW * C consecutive input values under each position (broadcast straight from
+// the copy) with the same KW * C rows of the weights, packed once per call as [block][kh][kw][c][NV*lanes] (a block's
 // weights larger than ~320 KB: passes of 16k input channels, each tap a run of the pass's channels). The
 // positions of a tile may lie in different rows and images (each has its own pointer), so small planes
 // (ResNet18's 4x4 and 2x2 layers) lose nothing to row ends. Float32 (FMA) or bfloat16 (vdpbf16ps, float32
 // sums); the weight gradient below. conv.cpp owns the epilogue and the choice of algorithm
-// (Algo::direct).
+// (Algo::direct). One source (conv_direct.inc) compiled for each instruction set: AVX-512 (16 output channels a
+// vector, tiles up to 6 positions x 64 channels, bfloat16 too) and AVX2 + FMA (8 a vector, tiles up to 4 x 24 or
+// 6 x 16; float32 only), picked from CPUID at run time (direct_kernels) or by ConvTuning::direct_isa.
 #include <cstddef>
 #include <cstdint>
 
@@ -24,7 +26,29 @@ struct DirectConvShape {
   int grad_split = 0;
 };
 
-// Bytes of the packed weights of a shape (O rounded up to 16).
+// The kernels for one instruction set. The packed weights' layout depends on the vector width, so a packing and
+// the convolutions that read it must come from the same set (the functions below use direct_kernels()).
+struct DirectStore;
+struct DirectKernels {
+  const char* name;  // "avx512", "avx2"
+  int lanes;         // float32 values a vector
+  size_t (*packed_weights_bytes)(const DirectConvShape&);
+  void (*pack_weights)(const float*, const DirectConvShape&, void*, bool);
+  void (*conv_images)(const float*, int64_t, const void*, const DirectConvShape&, const DirectStore&, int, int);
+  double (*weight_grad_skipped_share)(const DirectConvShape&);
+  bool (*weight_grad_by_images)(const DirectConvShape&, int64_t);
+  void (*weight_grad)(const float*, const float*, int64_t, const DirectConvShape&, float*);
+};
+// Defined in conv_direct_avx512.cpp and conv_direct_avx2.cpp; call only where the CPU has that set.
+const DirectKernels& direct_kernels_avx512();
+const DirectKernels& direct_kernels_avx2();
+// Which sets this CPU runs: 2 AVX-512F and BW (and BMI2), 1 AVX2 and FMA, 0 neither.
+int direct_best_isa();
+// The set in use: ConvTuning::direct_isa (0 the best the CPU has; 1 AVX2; 2 AVX-512) where the CPU has it, else
+// the best. Null where the CPU has neither.
+const DirectKernels* direct_kernels();
+
+// Bytes of the packed weights of a shape (O rounded up to the vector width).
 size_t direct_packed_weights_bytes(const DirectConvShape& s);
 // w (O, C, kh, kw), float32 -> the packed layout above (bfloat16 pairs when s.bf16); zeros for the channels
 // past O (and past C). Uses the threads. flipped: w holds instead the weights (C, O, kh, kw) of the layer whose
@@ -42,7 +66,7 @@ struct DirectStore {
 // Convolves the n images at x (NCHW, float32) with the packed weights, on the calling thread (its scratch
 // slots 10-12; the packing uses slot 14 of each thread), handing every output value to store exactly once;
 // or, with parts > 1, part `part` of the n * Ho * Wo output positions cut into `parts` equal ranges (for
-// threads that share fewer images than there are threads). Needs AVX-512F and BW.
+// threads that share fewer images than there are threads). Needs direct_kernels().
 void direct_conv_images(const float* x, int64_t n, const void* wp, const DirectConvShape& s,
                         const DirectStore& store, int part = 0, int parts = 1);
 

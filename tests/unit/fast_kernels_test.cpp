@@ -20,6 +20,7 @@
 #include "autograd/functional.h"
 #include "autograd/node.h"
 #include "tensor/cpu/conv.h"
+#include "tensor/cpu/conv_direct.h"
 #include "tensor/cpu/convert16.h"
 #include "tensor/cpu/cpu_info.h"
 #include "tensor/dispatch.h"
@@ -424,7 +425,8 @@ TEST_CASE("fast conv: the vector im2col and col2im (shifted planes, phase planes
 }
 
 TEST_CASE("fast conv: the direct convolution on channels-last copies (forwards, stride-1 input gradients) against the definition") {
-  if (!cpu::cpu_has_avx512f()) DL_SKIP("the direct convolution needs AVX-512F, which this CPU lacks");
+  // every instruction set the CPU runs: AVX2 (8 channels a vector, blocks of up to 3), then AVX-512 (16, up to 4)
+  if (cpu::direct_best_isa() == 0) DL_SKIP("the direct convolution needs AVX2 and FMA, which this CPU lacks");
   ConvKnobs knobs;
   cpu::conv_tuning().direct = 2;
   cpu::conv_tuning().winograd_min_channels = 0;
@@ -450,13 +452,18 @@ TEST_CASE("fast conv: the direct convolution on channels-last copies (forwards, 
   cases.push_back(conv_case(5, 128, 12, 12, 16, 3, 3, {1, 1}, {1, 1}));  // 110 KB of copies an image: split by
                                                                         // images, the weight gradient runs groups
                                                                         // of 2 (and 1) images on each thread
-  for (int threads : {1, 2}) {
-    set_threads(threads);
-    // the weight gradient split by images, then by tiles (the other passes run the same way both times)
-    for (int split : {2, 1}) {
-      cpu::conv_tuning().direct_grad_split = split;
-      INFO("weight gradient split " << (split == 2 ? "by images" : "by tiles"));
-      for (const ConvCase& c : cases) check_conv_case(c, threads == 1 ? "direct, 1 thread" : "direct, 2 threads");
+  for (int isa = 1; isa <= cpu::direct_best_isa(); ++isa) {
+    cpu::conv_tuning().direct_isa = isa;
+    REQUIRE(cpu::direct_kernels()->lanes == (isa == 2 ? 16 : 8));
+    INFO("instruction set " << cpu::direct_kernels()->name);
+    for (int threads : {1, 2}) {
+      set_threads(threads);
+      // the weight gradient split by images, then by tiles (the other passes run the same way both times)
+      for (int split : {2, 1}) {
+        cpu::conv_tuning().direct_grad_split = split;
+        INFO("weight gradient split " << (split == 2 ? "by images" : "by tiles"));
+        for (const ConvCase& c : cases) check_conv_case(c, threads == 1 ? "direct, 1 thread" : "direct, 2 threads");
+      }
     }
   }
 }
