@@ -1066,13 +1066,14 @@ void backward_input_packed(float* gx, const float* gout, const float* w, const C
 
 // ---- direct convolution on channels-last copies (conv_direct.h) ---------------------------------------------
 // Any one-group, dilation-1 layer on a CPU with AVX-512F and BW or with AVX2 and FMA (bfloat16 products: the
-// AVX-512 kernels and AVX512_BF16); each thread convolves its share of the images (with fewer images than threads,
-// its share of the output positions), the packed weights shared.
+// AVX-512 kernels where the CPU has AVX512_BF16, or the AVX2 kernels, which emulate them in float32); each thread
+// convolves its share of the images (with fewer images than threads, its share of the output positions), the
+// packed weights shared.
 bool direct_applies(const Conv2dParams& g) {
   const DirectKernels* k = direct_kernels();
   return k != nullptr &&
          (g.gemm_dtype == DType::Float32 ||
-          (g.gemm_dtype == DType::BFloat16 && k->lanes == 16 && has_avx512_bf16())) &&
+          (g.gemm_dtype == DType::BFloat16 && (k->lanes == 8 || has_avx512_bf16()))) &&
          g.groups == 1 && g.dilation[0] == 1 && g.dilation[1] == 1 && g.O <= 4096 && g.Ho > 0 && g.Wo > 0;
 }
 

@@ -18,8 +18,10 @@ namespace dl::cpu {
 
 struct DirectConvShape {
   int64_t C, H, W, O, kh, kw, sh, sw, ph, pw, Ho, Wo;  // dilation 1, one group
-  // bfloat16 operands (autocast): the copy and the weights rounded to nearest even, products summed in float32
-  // by vdpbf16ps (needs AVX512_BF16); pairs of values per k step, so the copy's channels are rounded up to even.
+  // bfloat16 operands (autocast): the copy and the weights rounded to nearest even, products summed in float32.
+  // AVX-512 kernels: by vdpbf16ps (needs AVX512_BF16), pairs of values per k step, so the copy's channels are
+  // rounded up to even. AVX2 kernels: emulated, the rounded values kept in float32 and multiplied by FMAs (exact
+  // products), so the same sums in another order.
   bool bf16 = false;
   // The weight gradient's split over the threads: ConvTuning::direct_grad_split (0 chosen by size, 1 by tiles,
   // 2 by images).

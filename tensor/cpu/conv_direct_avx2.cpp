@@ -1,6 +1,7 @@
 // The direct convolution (conv_direct.inc) for AVX2 and FMA: 8 float32 values a vector, tiles of 8 positions x 1
-// vector, 6 x 2 or 4 x 3 (12 of the 16 registers hold sums); float32 only. Compiled with -mavx2 -mfma;
-// conv_direct.cpp calls it only where CPUID has both.
+// vector, 6 x 2 or 4 x 3 (12 of the 16 registers hold sums); float32, and bfloat16 emulated (operands rounded to
+// bfloat16 in float32 copies, multiplied and summed in float32). Compiled with -mavx2 -mfma; conv_direct.cpp calls
+// it only where CPUID has both.
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -34,6 +35,17 @@ struct V {
   // the first n values (n <= 8), zeros after them; and their store
   static F load_n(const float* p, int64_t n) { return n == W ? load(p) : _mm256_maskload_ps(p, mask(n)); }
   static void store_n(float* p, F v, int64_t n) { _mm256_maskstore_ps(p, mask(n), v); }
+  // each value rounded to the nearest bfloat16 (ties to even; a NaN stays a NaN), as round_bf16
+  static F round_bf16(F v) {
+    const __m256i b = _mm256_castps_si256(v);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));
+    const __m256i up = _mm256_add_epi32(b, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff)));
+    const __m256i quiet = _mm256_or_si256(b, _mm256_set1_epi32(0x00400000));
+    const __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+    const __m256i r = _mm256_castps_si256(
+        _mm256_blendv_ps(_mm256_castsi256_ps(up), _mm256_castsi256_ps(quiet), nan));
+    return _mm256_castsi256_ps(_mm256_and_si256(r, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
+  }
   // r[i] lane j -> r[j] lane i
   static void transpose(F r[W]) {
     F t[8], u[8];

@@ -33,6 +33,8 @@ struct V {
   static F load_n(const float* p, int64_t n) { return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p); }
   static void store_n(float* p, F v, int64_t n) { _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), v); }
   static void transpose(F r[W]) { detail::transpose16(r); }
+  // (the emulated bfloat16 of conv_direct.inc, which this file never takes: it pairs bfloat16 values instead)
+  static F round_bf16(F v) { return _mm512_cvtpbh_ps(_mm512_cvtneps_pbh(v)); }
 };
 }  // namespace
 #define DL_DIRECT_BF16 1

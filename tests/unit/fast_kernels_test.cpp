@@ -468,12 +468,14 @@ TEST_CASE("fast conv: the direct convolution on channels-last copies (forwards, 
   }
 }
 
-TEST_CASE("fast conv: the bfloat16 direct convolution (vdpbf16ps) against the definition on bfloat16-rounded operands") {
+TEST_CASE("fast conv: the bfloat16 direct convolution (vdpbf16ps, or emulated on AVX2) against the definition on bfloat16-rounded operands") {
   // Autocast rounds x, w (and the output gradient) to bfloat16 and sums the products in float32: the float64
   // definition on the rounded operands differs only by float32 sums of up to ~2,600 terms of O(1). All three
   // passes (direct = 2 takes it for each).
-  if (!cpu::cpu_has_avx512f() || !cpu::cpu_has_avx512bw() || !cpu::has_avx512_bf16())
-    DL_SKIP("the bfloat16 direct convolution needs AVX-512F, BW and AVX512_BF16, which this CPU lacks");
+  // Every instruction set the CPU runs: AVX2 (emulated: rounded float32 values, FMAs), then AVX-512 where the CPU
+  // has AVX512_BF16 (vdpbf16ps).
+  if (cpu::direct_best_isa() == 0)
+    DL_SKIP("the bfloat16 direct convolution needs AVX2 and FMA (or AVX-512 with AVX512_BF16), which this CPU lacks");
   ConvKnobs knobs;
   cpu::conv_tuning().direct = 2;
   auto round = [](const Tensor& t) { return ops::to_dtype(ops::to_dtype(t, DType::BFloat16), DType::Float64); };
@@ -494,27 +496,35 @@ TEST_CASE("fast conv: the bfloat16 direct convolution (vdpbf16ps) against the de
       conv_case(2, 16, 2, 5, 24, 3, 3, {3, 3}, {1, 1}),     // kernel row 0 in the padding for every output
       conv_case(2, 8, 9, 9, 40, 5, 5, {1, 1}, {2, 2}),      // 25 taps, packed flipped in two runs of 16
   };
-  for (int threads : {1, 2})
-    for (int split : {2, 1}) {  // the weight gradient split by images, then by tiles
-      set_threads(threads);
-      cpu::conv_tuning().direct_grad_split = split;
-      for (ConvCase c : cases) {
-        c.p.gemm_dtype = DType::BFloat16;
-        DirectConv d(c);
-        INFO("N" << c.N << " C" << c.C << " " << c.H << "x" << c.W << " O" << c.O << " k" << c.kh << "x" << c.kw
-                  << " threads " << threads << " weight gradient split " << (split == 2 ? "by images" : "by tiles"));
-        Tensor x = uniform({c.N, c.C, c.H, c.W}, 11, DType::Float32);
-        Tensor w = uniform({c.O, c.C, c.kh, c.kw}, 12, DType::Float32);
-        Tensor gout = uniform({c.N, c.O, d.Ho, d.Wo}, 13, DType::Float32);
-        CHECK_CLOSE(ops::to_dtype(ops::conv2d_forward(x, w, Tensor(), c.p), DType::Float64),
-                    d.forward(round(x), round(w), Tensor()), 2e-5, 2e-5);
-        CHECK_CLOSE(ops::to_dtype(ops::conv2d_backward_input(gout, w, x.sizes(), c.p), DType::Float64),
-                    d.grad_input(round(gout), round(w)), 2e-5, 2e-5);
-        // the weight gradient sums pairs of neighbouring positions of a row (an odd row's last with a zero)
-        CHECK_CLOSE(ops::to_dtype(ops::conv2d_backward_weight(gout, x, w.sizes(), c.p), DType::Float64),
-                    d.grad_weight(round(gout), round(x)), 2e-5, 2e-5);
+  int sets = 0;
+  for (int isa = 1; isa <= cpu::direct_best_isa(); ++isa) {
+    if (isa == 2 && !cpu::has_avx512_bf16()) continue;
+    ++sets;
+    cpu::conv_tuning().direct_isa = isa;
+    for (int threads : {1, 2})
+      for (int split : {2, 1}) {  // the weight gradient split by images, then by tiles
+        set_threads(threads);
+        cpu::conv_tuning().direct_grad_split = split;
+        for (ConvCase c : cases) {
+          c.p.gemm_dtype = DType::BFloat16;
+          DirectConv d(c);
+          INFO("N" << c.N << " C" << c.C << " " << c.H << "x" << c.W << " O" << c.O << " k" << c.kh << "x" << c.kw
+                    << " threads " << threads << " weight gradient split " << (split == 2 ? "by images" : "by tiles")
+                    << " instruction set " << cpu::direct_kernels()->name);
+          Tensor x = uniform({c.N, c.C, c.H, c.W}, 11, DType::Float32);
+          Tensor w = uniform({c.O, c.C, c.kh, c.kw}, 12, DType::Float32);
+          Tensor gout = uniform({c.N, c.O, d.Ho, d.Wo}, 13, DType::Float32);
+          CHECK_CLOSE(ops::to_dtype(ops::conv2d_forward(x, w, Tensor(), c.p), DType::Float64),
+                      d.forward(round(x), round(w), Tensor()), 2e-5, 2e-5);
+          CHECK_CLOSE(ops::to_dtype(ops::conv2d_backward_input(gout, w, x.sizes(), c.p), DType::Float64),
+                      d.grad_input(round(gout), round(w)), 2e-5, 2e-5);
+          // the weight gradient sums pairs of neighbouring positions of a row (an odd row's last with a zero)
+          CHECK_CLOSE(ops::to_dtype(ops::conv2d_backward_weight(gout, x, w.sizes(), c.p), DType::Float64),
+                      d.grad_weight(round(gout), round(x)), 2e-5, 2e-5);
+        }
       }
-    }
+  }
+  CHECK_MESSAGE(sets > 0, "no instruction set ran the bfloat16 direct convolution");
 }
 
 TEST_CASE("fast conv: the default tuning on ResNet-like layers matches the definition") {
