@@ -14,8 +14,7 @@ int direct_best_isa() {
 #if defined(__x86_64__) || defined(__i386__)
   static const int best = [] {
     if (cpu_has_avx512f() && cpu_has_avx512bw()) return 2;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+    return cpu_has_avx2() ? 1 : 0;
   }();
   return best;
 #else

@@ -108,6 +108,18 @@ bool cpu_has_avx512f() {
 #endif
 }
 
+bool cpu_has_avx2() {
+#if defined(__x86_64__)
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return yes;
+#else
+  return false;
+#endif
+}
+
 bool cpu_has_avx512bw() {
 #if defined(__x86_64__)
   static const bool yes = [] {

@@ -33,5 +33,7 @@ std::string cpu_model_name();
 bool cpu_has_avx512f();
 // The same plus AVX-512BW (16-bit lanes: masked loads of bfloat16 values).
 bool cpu_has_avx512bw();
+// Whether it runs hand-written AVX2 + FMA code (x86-64 with both).
+bool cpu_has_avx2();
 
 }  // namespace dl::cpu

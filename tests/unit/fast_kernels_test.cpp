@@ -875,7 +875,7 @@ TEST_CASE("fast batch norm + relu: equals batch_norm (+ residual) then relu, for
 
 // ---- pooling -------------------------------------------------------------------------------------------
 
-TEST_CASE("fast max pool with indices (2x2 and 3x3, AVX-512 stride 2): equals the window rule (ties, NaN, -inf, ceil mode)") {
+TEST_CASE("fast max pool with indices (2x2 and 3x3, AVX-512 or AVX2 stride 2): equals the window rule (ties, NaN, -inf, ceil mode)") {
   // brute force: first maximum in row-major order over the window's real elements, the last NaN wins
   auto brute = [](const Tensor& x, const Pool2dParams& p, int64_t Ho, int64_t Wo) {
     auto v = x.to_vector<float>();
@@ -921,7 +921,10 @@ TEST_CASE("fast max pool with indices (2x2 and 3x3, AVX-512 stride 2): equals th
       {{1, 2, 13, 40}, 3, 3, 2, 1, true},  {{1, 1, 4, 5}, 2, 1, 1, 0, false},   // row stride 3; the scalar path
       {{1, 2, 32, 32}, 3, 2, 2, 1, false}, {{2, 1, 9, 37}, 2, 2, 2, 1, false},  // 2x2 with padding
       {{1, 2, 8, 35}, 2, 2, 2, 1, true}};
+  // each kernel the CPU has: the best (AVX-512 or AVX2), AVX2, the scalar loops
+  for (const char* kernel : {"", "avx2", "scalar"})
   for (const Case& c : cases) {
+    ScopedEnv env{"DL_POOL_KERNEL", kernel};
     Tensor x = uniform(c.x, 41, DType::Float32);
     // ties (signs, so most windows hold several maxima), NaNs in every lane position, and a run of -inf
     // long enough to fill windows
@@ -947,7 +950,8 @@ TEST_CASE("fast max pool with indices (2x2 and 3x3, AVX-512 stride 2): equals th
     auto ov = out.to_vector<float>();
     bool same = ov.size() == bo.size();
     for (size_t i = 0; same && i < ov.size(); ++i) same = (ov[i] == bo[i]) || (std::isnan(ov[i]) && std::isnan(bo[i]));
-    INFO("x " << shape_str(c.x) << " k " << c.k << " stride " << c.sh << "," << c.sw << " pad " << c.pad << " ceil " << c.ceil);
+    INFO("x " << shape_str(c.x) << " k " << c.k << " stride " << c.sh << "," << c.sw << " pad " << c.pad << " ceil " << c.ceil
+              << " kernel '" << kernel << "'");
     CHECK(same);
     CHECK(idx.to_vector<int64_t>() == bi);
   }
@@ -1068,7 +1072,10 @@ TEST_CASE("fast max pool 3x3 values only (no graph): equals the indexed kernel's
                         {{1, 2, 12, 10}, params(3, 1, true)},  {{3, 1, 3, 3}, params(1, 0, false)},
                         // rows of several 16-output vector blocks and a tail (the AVX-512 stride-2 path)
                         {{1, 2, 9, 70}, params(2, 1, false)},  {{2, 1, 5, 67}, params(2, 0, true)}};
+  // the best kernel the CPU has, AVX2, the scalar loops (the indexed reference runs the scalar loops)
+  for (const char* kernel : {"", "avx2", "scalar"})
   for (const Case& c : cases) {
+    INFO("kernel '" << kernel << "'");
     Tensor x = uniform(c.x, 77, DType::Float32);
     auto xv = x.to_vector<float>();
     xv[3] = std::nanf("");
@@ -1076,9 +1083,13 @@ TEST_CASE("fast max pool 3x3 values only (no graph): equals the indexed kernel's
     xv[xv.size() - 1] = std::nanf("");
     for (size_t i = 37; i < xv.size(); i += 101) xv[i] = std::nanf("");  // NaNs in every lane position
     x = from_vector(xv, c.x);
-    Tensor indexed = ops::max_pool2d_forward(x, c.p, true).first;
-    Tensor values;
+    Tensor indexed, values;
     {
+      ScopedEnv scalar{"DL_POOL_KERNEL", "scalar"};
+      indexed = ops::max_pool2d_forward(x, c.p, true).first;
+    }
+    {
+      ScopedEnv env{"DL_POOL_KERNEL", kernel};
       NoGradGuard ng;
       values = max_pool2d(x, c.p);
     }
