@@ -1,5 +1,5 @@
 #!/bin/sh
-# The files compiled for one instruction set (gemm_avx2.cpp, gemm_avx512.cpp, conv_direct_avx512.cpp, ...) must not
+# The files compiled for one instruction set (gemm_avx2.cpp, gemm_avx512.cpp, simd_avx512.cpp, ...) must not
 # define weak symbols (inline functions or template instances that other files may define too): the linker keeps one
 # copy of each, possibly the one compiled with AVX-512, and code that runs on every CPU would then call it (an illegal
 # instruction on a CPU without AVX-512). Usage: isa_objects.sh NM OBJECT... (the objects of dl_tensor; the files

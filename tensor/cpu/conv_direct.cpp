@@ -1,5 +1,5 @@
 // The direct convolution's entry points (conv_direct.h): each hands the call to the kernels of the instruction set
-// in use, compiled from conv_direct.inc in conv_direct_avx512.cpp and conv_direct_avx2.cpp. This file is compiled
+// in use, compiled from conv_direct.inc in simd_avx512.cpp and simd_avx2.cpp. This file is compiled
 // for the baseline ISA.
 #include "tensor/cpu/conv_direct.h"
 

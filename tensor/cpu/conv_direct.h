@@ -41,7 +41,7 @@ struct DirectKernels {
   bool (*weight_grad_by_images)(const DirectConvShape&, int64_t);
   void (*weight_grad)(const float*, const float*, int64_t, const DirectConvShape&, float*);
 };
-// Defined in conv_direct_avx512.cpp and conv_direct_avx2.cpp; call only where the CPU has that set.
+// Defined in simd_avx512.cpp and simd_avx2.cpp; call only where the CPU has that set.
 const DirectKernels& direct_kernels_avx512();
 const DirectKernels& direct_kernels_avx2();
 // Which sets this CPU runs: 2 AVX-512F and BW (and BMI2), 1 AVX2 and FMA, 0 neither.

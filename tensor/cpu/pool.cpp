@@ -10,12 +10,9 @@
 #include <limits>
 #include <type_traits>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 #include "tensor/cpu/cpu_info.h"
 #include "tensor/cpu/loops.h"
+#include "tensor/cpu/pool_max.h"
 #include "tensor/cpu/register.h"
 #include "tensor/cpu/scratch.h"
 
@@ -137,105 +134,6 @@ DL_VECTOR_CLONES void max3x3_rows(T* op, const T* pad, int64_t Wq, int64_t Ho, i
   }
 }
 
-#if defined(__x86_64__)
-// max(a, b) where a NaN in either wins (MAXPS alone returns b when either is NaN).
-__attribute__((target("avx512f"))) inline __m512 nan_max(__m512 a, __m512 b) {
-  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), _mm512_max_ps(a, b), a);
-}
-
-// Rows r0, r0 + Wq and r0 + 2 Wq at columns [x, x + 16): their maximum per column; columns from `cols` on
-// read as -inf.
-__attribute__((target("avx512f"))) inline __m512 column_max3(const float* r0, int64_t Wq, int64_t x, int64_t cols,
-                                                             __m512 ninf) {
-  const int64_t n = std::clamp<int64_t>(cols - x, 0, 16);
-  const __mmask16 m = static_cast<__mmask16>(n == 16 ? 0xFFFF : (1u << n) - 1);
-  const __m512 a = _mm512_mask_loadu_ps(ninf, m, r0 + x), b = _mm512_mask_loadu_ps(ninf, m, r0 + Wq + x),
-               c = _mm512_mask_loadu_ps(ninf, m, r0 + 2 * Wq + x);
-  return nan_max(nan_max(a, b), c);
-}
-
-// max3x3_rows<float, 2> with AVX-512, 16 outputs at a time: the three rows' maximum per column first
-// (contiguous loads), then each output takes columns 2ow, 2ow + 1 and 2ow + 2 of it (even and odd lanes
-// picked by permutes). Columns past the padded row read as -inf (masked loads; the row holds 2 Wo + 1).
-__attribute__((target("avx512f"))) void max3x3_s2_rows_avx512(float* op, const float* pad, int64_t Wq, int64_t Ho,
-                                                              int64_t Wo, int64_t sh) {
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-  const __m512i next = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
-  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-  const int64_t cols = 2 * Wo + 1;  // the columns the windows read
-  for (int64_t oh = 0; oh < Ho; ++oh) {
-    const float* r0 = pad + oh * sh * Wq;
-    float* o = op + oh * Wo;
-    for (int64_t ow = 0; ow < Wo; ow += 16) {
-      const int64_t x = 2 * ow;
-      const __m512 v0 = column_max3(r0, Wq, x, cols, ninf), v1 = column_max3(r0, Wq, x + 16, cols, ninf),
-                   v2 = column_max3(r0, Wq, x + 32, cols, ninf);
-      const __m512 ev = _mm512_permutex2var_ps(v0, even, v1), od = _mm512_permutex2var_ps(v0, odd, v1);
-      // columns 2ow + 2: the even lanes moved by one, the last from v2's first
-      const __m512 ev2 = _mm512_permutex2var_ps(ev, next, v2);
-      const __m512 r = nan_max(nan_max(ev, od), ev2);
-      const int64_t n = std::min<int64_t>(16, Wo - ow);
-      _mm512_mask_storeu_ps(o + ow, static_cast<__mmask16>(n == 16 ? 0xFFFF : (1u << n) - 1), r);
-    }
-  }
-}
-
-// The same two paths with AVX2, 8 outputs at a time, for CPUs without AVX-512.
-__attribute__((target("avx2,fma"))) inline __m256 nan_max8(__m256 a, __m256 b) {
-  return _mm256_blendv_ps(_mm256_max_ps(a, b), a, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
-}
-// lanes [0, n) all ones, n clamped to [0, 8]
-__attribute__((target("avx2,fma"))) inline __m256i lanes8(int64_t n) {
-  static const int32_t ones[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ones + 8 - std::clamp<int64_t>(n, 0, 8)));
-}
-// 8 values at p, those from the n-th on read as -inf (and not loaded)
-__attribute__((target("avx2,fma"))) inline __m256 load8_or_ninf(const float* p, int64_t n, __m256 ninf) {
-  if (n >= 8) return _mm256_loadu_ps(p);
-  const __m256i m = lanes8(n);
-  return _mm256_blendv_ps(ninf, _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
-}
-// The even (odd) lanes of the 16 values lo, hi, in order.
-__attribute__((target("avx2,fma"))) inline __m256 even8(__m256 lo, __m256 hi) {
-  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)), 0xD8));
-}
-__attribute__((target("avx2,fma"))) inline __m256 odd8(__m256 lo, __m256 hi) {
-  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xDD)), 0xD8));
-}
-__attribute__((target("avx2,fma"))) inline __m256 column_max3_avx2(const float* r0, int64_t Wq, int64_t x, int64_t cols,
-                                                                   __m256 ninf) {
-  const int64_t n = cols - x;
-  return nan_max8(nan_max8(load8_or_ninf(r0 + x, n, ninf), load8_or_ninf(r0 + Wq + x, n, ninf)),
-                  load8_or_ninf(r0 + 2 * Wq + x, n, ninf));
-}
-
-// max3x3_s2_rows_avx512 with 8 outputs at a time: columns 2ow + 2 are the even lanes moved by one (a lane
-// rotation), the last from v2's first.
-__attribute__((target("avx2,fma"))) void max3x3_s2_rows_avx2(float* op, const float* pad, int64_t Wq, int64_t Ho,
-                                                            int64_t Wo, int64_t sh) {
-  const __m256i rot = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
-  const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-  const int64_t cols = 2 * Wo + 1;
-  for (int64_t oh = 0; oh < Ho; ++oh) {
-    const float* r0 = pad + oh * sh * Wq;
-    float* o = op + oh * Wo;
-    for (int64_t ow = 0; ow < Wo; ow += 8) {
-      const int64_t x = 2 * ow;
-      const __m256 v0 = column_max3_avx2(r0, Wq, x, cols, ninf), v1 = column_max3_avx2(r0, Wq, x + 8, cols, ninf),
-                   v2 = column_max3_avx2(r0, Wq, x + 16, cols, ninf);
-      const __m256 ev = even8(v0, v1), od = odd8(v0, v1);
-      const __m256 ev2 = _mm256_blend_ps(_mm256_permutevar8x32_ps(ev, rot),
-                                         _mm256_permutevar8x32_ps(v2, _mm256_setzero_si256()), 0x80);
-      const __m256 r = nan_max8(nan_max8(ev, od), ev2);
-      if (Wo - ow >= 8)
-        _mm256_storeu_ps(o + ow, r);
-      else
-        _mm256_maskstore_ps(o + ow, lanes8(Wo - ow), r);
-    }
-  }
-}
-#endif
 
 // The plane copied into a scratch plane with -inf borders wide enough for every window of a K x K pool (padding
 // and ceil_mode's overhang); returns it, with its row length in Wq.
@@ -257,119 +155,32 @@ T* padded_plane(const T* xp, const Pool2dParams& p, int64_t K, int64_t& Wq) {
   return pad;
 }
 
+
+// The vector kernels the max pool's fast paths use (pool_max.h): the best set the CPU has, or a lower one named by
+// DL_POOL_KERNEL=avx2|scalar (read on every call: the tests run each); nullptr: the scalar loops.
+const MaxPoolKernels* pool_kernel() {
 #if defined(__x86_64__)
-// Indexed K x K max pool (K = 2 or 3) at horizontal stride 2, AVX-512, 16 outputs at a time, from the -inf
-// bordered copy of the plane (padded_plane): for each tap in the window's row-major order, the 16 values
-// (even lanes of 32 contiguous ones: one permute, no gather) compete under take_if_better's rule (larger, or
-// NaN), and the winner's offset in the image is kept per lane. The running best starts at -inf on the window's
-// first real tap, so border -inf never wins and a window of -inf values points at its first real element, as
-// in the scalar rule. Indices are int32 inside a plane (planes of under 2^31 values), widened when stored.
-template <int K>
-__attribute__((target("avx512f"))) void max_pool_s2_indexed_avx512(float* op, int64_t* ip, const float* pad,
-                                                                   int64_t Wq, const Pool2dParams& p) {
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i lane2 = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
-  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-  const int64_t W = p.W, sh = p.stride[0], ph = p.padding[0], pw = p.padding[1];
-  auto row_mask = [&](int64_t x) {  // the loadable part of 16 values from column x of a padded row
-    const int64_t n = std::clamp<int64_t>(Wq - x, 0, 16);
-    return static_cast<__mmask16>(n == 16 ? 0xFFFF : (1u << n) - 1);
-  };
-  for (int64_t oh = 0; oh < p.Ho; ++oh) {
-    const int64_t dh0 = std::max<int64_t>(0, ph - oh * sh);  // the window's first real row
-    const float* r = pad + oh * sh * Wq;
-    for (int64_t ow = 0; ow < p.Wo; ow += 16) {
-      __m512 best = ninf;
-      // the first real tap: row dh0, column 0 but for a left-padded first window
-      __m512i off = _mm512_set1_epi32(static_cast<int32_t>(dh0 * W));
-      if (ow == 0 && pw > 0) off = _mm512_mask_set1_epi32(off, 1, static_cast<int32_t>(dh0 * W + pw));
-      for (int dh = 0; dh < K; ++dh)
-        for (int dw = 0; dw < K; ++dw) {
-          const float* t = r + dh * Wq + 2 * ow + dw;
-          const int64_t x = 2 * ow + dw;
-          const __m512 lo = _mm512_mask_loadu_ps(ninf, row_mask(x), t), hi = _mm512_mask_loadu_ps(ninf, row_mask(x + 16), t + 16);
-          const __m512 v = _mm512_permutex2var_ps(lo, even, hi);
-          const __mmask16 take = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-          best = _mm512_mask_mov_ps(best, take, v);
-          off = _mm512_mask_mov_epi32(off, take, _mm512_set1_epi32(static_cast<int32_t>(dh * W + dw)));
-        }
-      const int64_t n = std::min<int64_t>(16, p.Wo - ow);
-      const __mmask16 m = static_cast<__mmask16>(n == 16 ? 0xFFFF : (1u << n) - 1);
-      _mm512_mask_storeu_ps(op + oh * p.Wo + ow, m, best);
-      // index = (oh sh - ph) W + 2 ow - pw + off
-      const __m512i base = _mm512_add_epi64(_mm512_set1_epi64((oh * sh - ph) * W + 2 * ow - pw), lane2);
-      const __m512i i0 = _mm512_add_epi64(base, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(off)));
-      const __m512i i1 = _mm512_add_epi64(_mm512_add_epi64(base, _mm512_set1_epi64(16)),
-                                          _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(off, 1)));
-      _mm512_mask_storeu_epi64(ip + oh * p.Wo + ow, static_cast<__mmask8>(m & 0xFF), i0);
-      _mm512_mask_storeu_epi64(ip + oh * p.Wo + ow + 8, static_cast<__mmask8>(m >> 8), i1);
-    }
-  }
-}
-
-// max_pool_s2_indexed_avx512 with AVX2, 8 outputs at a time.
-template <int K>
-__attribute__((target("avx2,fma"))) void max_pool_s2_indexed_avx2(float* op, int64_t* ip, const float* pad,
-                                                                 int64_t Wq, const Pool2dParams& p) {
-  const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-  const __m256i lane2 = _mm256_setr_epi64x(0, 2, 4, 6), lane = _mm256_setr_epi64x(0, 1, 2, 3);
-  const int64_t W = p.W, sh = p.stride[0], ph = p.padding[0], pw = p.padding[1];
-  for (int64_t oh = 0; oh < p.Ho; ++oh) {
-    const int64_t dh0 = std::max<int64_t>(0, ph - oh * sh);  // the window's first real row
-    const float* r = pad + oh * sh * Wq;
-    for (int64_t ow = 0; ow < p.Wo; ow += 8) {
-      __m256 best = ninf;
-      // the first real tap: row dh0, column 0 but for a left-padded first window
-      __m256i off = _mm256_set1_epi32(static_cast<int32_t>(dh0 * W));
-      if (ow == 0 && pw > 0) off = _mm256_blend_epi32(off, _mm256_set1_epi32(static_cast<int32_t>(dh0 * W + pw)), 1);
-      for (int dh = 0; dh < K; ++dh)
-        for (int dw = 0; dw < K; ++dw) {
-          const float* t = r + dh * Wq + 2 * ow + dw;
-          const int64_t x = 2 * ow + dw;
-          const __m256 v = even8(load8_or_ninf(t, Wq - x, ninf), load8_or_ninf(t + 8, Wq - x - 8, ninf));
-          const __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-          best = _mm256_blendv_ps(best, v, take);
-          off = _mm256_castps_si256(_mm256_blendv_ps(
-              _mm256_castsi256_ps(off), _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int32_t>(dh * W + dw))),
-              take));
-        }
-      const int64_t n = std::min<int64_t>(8, p.Wo - ow);
-      if (n == 8)
-        _mm256_storeu_ps(op + oh * p.Wo + ow, best);
-      else
-        _mm256_maskstore_ps(op + oh * p.Wo + ow, lanes8(n), best);
-      // index = (oh sh - ph) W + 2 ow - pw + off
-      const __m256i base = _mm256_add_epi64(_mm256_set1_epi64x((oh * sh - ph) * W + 2 * ow - pw), lane2);
-      const __m256i i0 = _mm256_add_epi64(base, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(off)));
-      const __m256i i1 = _mm256_add_epi64(_mm256_add_epi64(base, _mm256_set1_epi64x(8)),
-                                          _mm256_cvtepi32_epi64(_mm256_extracti128_si256(off, 1)));
-      long long* d = reinterpret_cast<long long*>(ip + oh * p.Wo + ow);
-      _mm256_maskstore_epi64(d, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), lane), i0);
-      _mm256_maskstore_epi64(d + 4, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n - 4), lane), i1);
-    }
-  }
-}
-#endif
-
-// The vector kernel the max pool's fast paths use: 2 AVX-512, 1 AVX2, 0 none (the scalar loops); the best the CPU
-// has, or a lower one named by DL_POOL_KERNEL=avx2|scalar (read on every call: the tests run each).
-int pool_kernel() {
   const int best = cpu_has_avx512f() ? 2 : cpu_has_avx2() ? 1 : 0;
   const char* env = std::getenv("DL_POOL_KERNEL");
-  if (env == nullptr || *env == '\0') return best;
-  const int want = std::strcmp(env, "scalar") == 0 ? 0 : std::strcmp(env, "avx2") == 0 ? 1 : 2;
-  return std::min(best, want);
+  const int want = env == nullptr || *env == '\0'     ? 2
+                   : std::strcmp(env, "scalar") == 0 ? 0
+                   : std::strcmp(env, "avx2") == 0   ? 1
+                                                     : 2;
+  const int k = std::min(best, want);
+  return k == 2 ? &max_pool_kernels_avx512() : k == 1 ? &max_pool_kernels_avx2() : nullptr;
+#else
+  return nullptr;
+#endif
 }
 
-// Indexed max pool of one plane on the AVX-512 or AVX2 path above when it applies (float32, K x K windows with
+// Indexed max pool of one plane on the vector path (pool_max.inc) when it applies (float32, K x K windows with
 // K = 2 or 3, horizontal stride 2, planes of under 2^31 values; kernel: pool_kernel()); false when it does not.
 template <typename T>
-bool max_pool_indexed_fast_plane(const T* xp, T* op, int64_t* ip, const Pool2dParams& p, int kernel) {
-#if defined(__x86_64__)
+bool max_pool_indexed_fast_plane(const T* xp, T* op, int64_t* ip, const Pool2dParams& p, const MaxPoolKernels* kernel) {
   if constexpr (std::is_same_v<T, float>) {
     const int64_t K = p.kernel[0];
     if (!(K == p.kernel[1] && (K == 2 || K == 3) && p.stride[1] == 2 && p.H * p.W < (int64_t{1} << 31) &&
-          kernel > 0))
+          kernel != nullptr))
       return false;
     // windows that all lie inside the plane (no padding, no ceil_mode overhang: ResNet's and the scratch CNN's
     // 2x2 pools) read the plane itself; the others its -inf bordered copy
@@ -377,30 +188,23 @@ bool max_pool_indexed_fast_plane(const T* xp, T* op, int64_t* ip, const Pool2dPa
                         (p.Wo - 1) * p.stride[1] + K <= p.W;
     int64_t Wq = p.W;
     const float* pad = inside ? xp : padded_plane(xp, p, K, Wq);
-    if (kernel == 2)
-      (K == 2 ? max_pool_s2_indexed_avx512<2> : max_pool_s2_indexed_avx512<3>)(op, ip, pad, Wq, p);
-    else
-      (K == 2 ? max_pool_s2_indexed_avx2<2> : max_pool_s2_indexed_avx2<3>)(op, ip, pad, Wq, p);
+    kernel->indexed_s2[K - 2](op, ip, pad, Wq, p);
     return true;
   }
-#endif
   (void)xp, (void)op, (void)ip, (void)p, (void)kernel;
   return false;
 }
 
 template <typename T>
-void max_pool_3x3_values_plane(const T* xp, T* op, const Pool2dParams& p, int kernel) {
+void max_pool_3x3_values_plane(const T* xp, T* op, const Pool2dParams& p, const MaxPoolKernels* kernel) {
   int64_t Wq = 0;
   const T* pad = padded_plane(xp, p, 3, Wq);
-#if defined(__x86_64__)
   if constexpr (std::is_same_v<T, float>) {
-    if (p.stride[1] == 2 && kernel > 0) {
-      (kernel == 2 ? max3x3_s2_rows_avx512 : max3x3_s2_rows_avx2)(op, pad, Wq, p.Ho, p.Wo, p.stride[0]);
+    if (p.stride[1] == 2 && kernel != nullptr) {
+      kernel->max3x3_s2_rows(op, pad, Wq, p.Ho, p.Wo, p.stride[0]);
       return;
     }
   }
-#endif
-  (void)kernel;
   if (p.stride[1] == 2)
     max3x3_rows<T, 2>(op, pad, Wq, p.Ho, p.Wo, p.stride[0], 2);
   else if (p.stride[1] == 1)
@@ -442,7 +246,7 @@ void max_pool_forward_typed(T* out, int64_t* idx, const T* x, const Pool2dParams
   const int64_t kh = p.kernel[0], kw = p.kernel[1], sh = p.stride[0], sw = p.stride[1];
   const int64_t ph = p.padding[0], pw = p.padding[1];
   const bool two_by_two = kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0;
-  const int kernel = pool_kernel();
+  const MaxPoolKernels* kernel = pool_kernel();
 #pragma omp parallel for schedule(static) if (worth_threads(p, kh * kw))
   for (int64_t pl = 0; pl < p.planes; ++pl) {
     const T* xp = x + pl * p.H * p.W;
