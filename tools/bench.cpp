@@ -1,7 +1,8 @@
 // bench: the framework against PyTorch on the same machine, same workloads, same thread count.
 //
 //   bench [--workload W]... [--threads 2] [--runs 5] [--block 1] [--run-seconds 0.5] [--idle stop|alive]
-//         [--no-pytorch] [--no-pytorch-best] [--alone [--alone-tolerance 0.05]] [--profile]
+//         [--no-pytorch] [--no-pytorch-best] [--alone [--alone-tolerance 0.05]] [--side-limit-seconds 300]
+//         [--profile]
 //         [--python /usr/bin/python3] [--torch-script tools/bench_torch.py]
 //
 // Workloads (images/s unless noted; median of --runs timed runs after a warm-up, each run long enough
@@ -78,7 +79,14 @@
 //    "framework_profile_gb_s" (GB/s of each memory-bound kernel and the optimizer step: the bytes of its tensor
 //    arguments, each read or written once, over its time), "framework_profile_conv_layers" (ms and GFLOP/s per
 //    convolution pass and layer shape) and
-//    "framework_profile_conv_algorithms" (the algorithm chosen per shape, under the search)}
+//    "framework_profile_conv_algorithms" (the algorithm chosen per shape, under the search), and
+//    "missing_sides" (side -> why it has no figures) where a side went over the limit below}
+//
+// Time limit. A PyTorch side that gives no answer (its set-up and warm-up, one timed run, its final record)
+// within --side-limit-seconds (300 s by default) is killed; its throughput is null, its ratio absent, and
+// "missing_sides" says why. PyTorch 1.13's bfloat16 autocast takes minutes an iteration on CPUs without
+// AVX512_BF16 (measured on a Zen 3: over 19 CPU-minutes for one ResNet18 iteration), so without the limit the
+// default workload list would run for hours there. The framework side has no limit.
 // scripts/bench.sh keeps these lines as a benchmark record (bench_records/), and tools/bench_table.py
 // turns a record into the README's table.
 //
@@ -102,6 +110,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -110,7 +119,10 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -779,6 +791,11 @@ void register_child(pid_t p, pid_t old) {
   }
 }
 
+// A side that gave no answer within --side-limit-seconds (Child::receive).
+struct OverLimit : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // A child process with a pipe to its stdin and one from its stdout; stderr passes through. It can be
 // stopped (SIGSTOP) while another side is timed and continued (SIGCONT) for its own runs.
 class Child {
@@ -827,8 +844,40 @@ class Child {
     std::fputc('\n', to_);
     std::fflush(to_);
   }
-  // The next line that is a JSON object (other output is passed on to stderr).
-  json receive() {
+  // The next line that is a JSON object (other output is passed on to stderr). With limit_s > 0, a child that has
+  // not answered within limit_s seconds is killed and OverLimit is thrown.
+  json receive(double limit_s = 0) {
+    if (limit_s <= 0) return read_answer();
+    std::mutex m;
+    std::condition_variable cv;
+    bool answered = false, fired = false;
+    std::thread watchdog([&] {
+      std::unique_lock<std::mutex> lock(m);
+      if (!cv.wait_for(lock, std::chrono::duration<double>(limit_s), [&] { return answered; })) {
+        fired = true;
+        kill(pid_, SIGKILL);  // its pipe closes, so the read below returns
+      }
+    });
+    std::optional<json> j;
+    try {
+      j = read_answer();
+    } catch (const std::exception&) {
+    }
+    {
+      std::lock_guard<std::mutex> lock(m);
+      answered = true;
+    }
+    cv.notify_one();
+    watchdog.join();
+    if (fired) {
+      close_pipes();
+      reap();
+      throw OverLimit(fmt::format("no answer within {:.0f} s (--side-limit-seconds)", limit_s));
+    }
+    if (!j) fail("bench: {} ended without its JSON answer (see its messages above)", who_);
+    return *j;
+  }
+  json read_answer() {
     char* buf = nullptr;
     size_t cap = 0;
     ssize_t n;
@@ -872,10 +921,10 @@ class Child {
     return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
   }
   // "done": the child's final record; the child has exited when this returns.
-  json finish() {
+  json finish(double limit_s = 0) {
     if (stopped_) resume();
     send("done");
-    json j = receive();
+    json j = receive(limit_s);
     close_pipes();
     reap();
     return j;
@@ -927,6 +976,9 @@ struct Side {
   std::vector<double> t;  // seconds per iteration, one per timed run
   json final;
   std::vector<double> alone_t;
+  std::string missing;        // why this side has no figures (it went over --side-limit-seconds), else empty
+  std::string alone_missing;  // the same for its --alone runs
+  bool has() const { return missing.empty(); }
 };
 
 std::string fmt_value(double v) { return fmt::format("{:.1f}", v); }
@@ -938,7 +990,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> workloads;
   int threads = 2, runs = 5, block = 1;
   int64_t iters_per_run = 0;
-  double run_seconds = 0.5, warmup_seconds = 2.0, alone_tolerance = 0.05;
+  double run_seconds = 0.5, warmup_seconds = 2.0, alone_tolerance = 0.05, side_limit_seconds = 300;
   std::string idle = "stop";
   bool no_pytorch = false, pytorch_best = true, alone = false, serve = false, count_flops = false, profile = false;
   std::string python = "/usr/bin/python3", script = std::string(DL_SOURCE_DIR) + "/tools/bench_torch.py";
@@ -963,6 +1015,12 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"stop", "alive"}));
   app.add_flag("--alone", alone, "also time each side with no other side's process alive, and compare");
   app.add_option("--alone-tolerance", alone_tolerance, "largest |same-run / alone - 1| counted as agreeing")
+      ->capture_default_str();
+  app.add_option("--side-limit-seconds", side_limit_seconds,
+                 "longest a PyTorch side may take to give one answer (its set-up and warm-up, one timed run, its "
+                 "final record); a side over it is stopped and its figures are reported as missing, with the "
+                 "reason (PyTorch 1.13's bfloat16 autocast takes minutes an iteration on CPUs without "
+                 "AVX512_BF16); 0: no limit")
       ->capture_default_str();
   app.add_flag("--profile", profile, "time every kernel and print where the time goes (stderr)");
   app.add_option("--python", python, "interpreter with torch")->capture_default_str();
@@ -1047,11 +1105,24 @@ int main(int argc, char** argv) {
       for (auto& s : sides) s.args.insert(s.args.end(), common.begin(), common.end());
 
       // set-up and warm-up one side at a time; each is stopped once ready
+      // (the PyTorch sides under --side-limit-seconds: one over it is dropped from this workload, and said so)
+      auto limit_of = [&](const Side& s) { return s.key == "framework" ? 0.0 : side_limit_seconds; };
+      auto drop = [&](Side& s, const OverLimit& e) {
+        s.missing = e.what();
+        s.child.reset();
+        std::fprintf(stderr, "bench: %s %s: %s; stopped, its figures are missing\n", s.key.c_str(), w.c_str(),
+                     s.missing.c_str());
+      };
       for (auto& s : sides) {
         std::vector<std::string> a = s.args;
         if (profile) a.push_back("--profile");
         s.child = std::make_unique<Child>(a, s.key + " " + w, env);
-        s.ready = s.child->receive();
+        try {
+          s.ready = s.child->receive(limit_of(s));
+        } catch (const OverLimit& e) {
+          drop(s, e);
+          continue;
+        }
         s.iters = s.ready.at("iters_per_run").get<int64_t>();
         if (idle == "stop") s.child->stop();
       }
@@ -1061,29 +1132,42 @@ int main(int argc, char** argv) {
       auto idle_cpu = [&](const Side& timed) {
         double c = 0;
         for (const auto& o : sides)
-          if (&o != &timed) c += o.child->cpu_seconds();
+          if (&o != &timed && o.child) c += o.child->cpu_seconds();
         return c;
       };
       for (int round = 0; static_cast<int>(sides[0].t.size()) < runs; ++round) {
         for (size_t k = 0; k < sides.size(); ++k) {
           Side& s = sides[round % 2 == 0 ? k : sides.size() - 1 - k];
+          if (!s.has()) continue;
           const double idle0 = idle_cpu(s);
           if (idle == "stop") s.child->resume();
-          for (int b = 0; b < block && static_cast<int>(s.t.size()) < runs; ++b) {
-            s.child->send("run");
-            s.t.push_back(s.child->receive().at("seconds_per_iter").get<double>());
+          try {
+            for (int b = 0; b < block && static_cast<int>(s.t.size()) < runs; ++b) {
+              s.child->send("run");
+              s.t.push_back(s.child->receive(limit_of(s)).at("seconds_per_iter").get<double>());
+            }
+          } catch (const OverLimit& e) {
+            drop(s, e);
+            continue;
           }
           if (idle == "stop") s.child->stop();
           idle_cpu_s += idle_cpu(s) - idle0;
         }
       }
       for (auto& s : sides) {
-        s.final = s.child->finish();  // one at a time: PyTorch's --profile runs more iterations here
+        if (!s.has()) continue;
+        try {
+          s.final = s.child->finish(limit_of(s));  // one at a time: PyTorch's --profile runs more iterations here
+        } catch (const OverLimit& e) {
+          drop(s, e);
+          continue;
+        }
         s.child.reset();
       }
       // --alone: each side again, with no other side's process in existence
       if (alone) {
         for (auto& s : sides) {
+          if (!s.has()) continue;
           std::vector<std::string> a = s.args;
           a.push_back("--iters-per-run");
           a.push_back(std::to_string(s.iters));
@@ -1092,12 +1176,18 @@ int main(int argc, char** argv) {
             a.push_back(s.ready["config_label"].get<std::string>());
           }
           Child c(a, s.key + " " + w + " (alone)", env);
-          c.receive();
-          for (int r = 0; r < runs; ++r) {
-            c.send("run");
-            s.alone_t.push_back(c.receive().at("seconds_per_iter").get<double>());
+          try {
+            c.receive(limit_of(s));
+            for (int r = 0; r < runs; ++r) {
+              c.send("run");
+              s.alone_t.push_back(c.receive(limit_of(s)).at("seconds_per_iter").get<double>());
+            }
+            c.finish(limit_of(s));
+          } catch (const OverLimit& e) {
+            s.alone_missing = e.what();
+            std::fprintf(stderr, "bench: %s %s (alone): %s; stopped\n", s.key.c_str(), w.c_str(),
+                         s.alone_missing.c_str());
           }
-          c.finish();
         }
       }
 
@@ -1107,17 +1197,22 @@ int main(int argc, char** argv) {
       json out;
       out["workload"] = w;
       out["unit"] = f["unit"];
-      for (const auto& s : sides) out[s.key] = value(s.t);
-      if (sides.size() > 1) {
+      for (const auto& s : sides) out[s.key] = s.has() ? json(value(s.t)) : json(nullptr);
+      const bool has_default = sides.size() > 1 && sides[1].has(), has_best = sides.size() > 2 && sides[2].has();
+      json missing = json::object();
+      for (const auto& s : sides)
+        if (!s.has()) missing[s.key] = s.missing;
+      if (!missing.empty()) out["missing_sides"] = missing;  // why a side has no figures
+      if (has_default) {
         out["ratio_default"] = median(sides[1].t) / median(sides[0].t);
         out["ratio"] = out["ratio_default"];
       }
-      if (sides.size() > 2) {
+      if (has_best) {
         out["ratio_best"] = median(sides[2].t) / median(sides[0].t);
         out["pytorch_best_config"] = sides[2].ready["config_label"];
         out["pytorch_best_candidates_ms_per_iter"] = sides[2].ready["candidates_ms_per_iter"];
       }
-      if (sides.size() > 1) {
+      if (has_default) {
         std::vector<double> paired;
         for (int r = 0; r < runs; ++r)
           paired.push_back(sides[1].t[static_cast<size_t>(r)] / sides[0].t[static_cast<size_t>(r)]);
@@ -1132,6 +1227,7 @@ int main(int argc, char** argv) {
       out["idle_sides_cpu_seconds"] = idle_cpu_s;  // used by the stopped sides during the timed blocks
       json iters = json::object(), raw = json::object();
       for (const auto& s : sides) {
+        if (!s.has()) continue;
         iters[s.key] = s.iters;
         raw[s.key] = s.t;
         out[s.key + "_ms_per_iter"] = median(s.t) * 1e3;
@@ -1145,15 +1241,17 @@ int main(int argc, char** argv) {
         out["conv_gflop_s"] = conv_gflop_per_iter / median(sides[0].t);
         if (f.contains("conv_only_gflop_s")) out["conv_only_gflop_s"] = f["conv_only_gflop_s"];
       }
-      if (sides.size() > 1) {
-        const json& p = sides[1].final;
-        out["pytorch_peak_rss_mb"] = p["peak_rss_mb"];
-        out["pytorch_rss_growth_mb"] = p["rss_growth_mb"];
-        if (p.contains("conv_gflop_per_iter")) {
+      if (has_best) out["pytorch_best_peak_rss_mb"] = sides[2].final["peak_rss_mb"];
+      if (has_default || has_best) {  // PyTorch's own facts, from the default side where it has figures
+        const json& p = sides[has_default ? 1 : 2].final;
+        if (has_default) {
+          out["pytorch_peak_rss_mb"] = p["peak_rss_mb"];
+          out["pytorch_rss_growth_mb"] = p["rss_growth_mb"];
+        }
+        if (has_default && p.contains("conv_gflop_per_iter")) {
           out["pytorch_conv_gflop_per_iter"] = p["conv_gflop_per_iter"];
           out["pytorch_conv_gflop_s"] = p["conv_gflop_per_iter"].get<double>() / median(sides[1].t);
         }
-        if (sides.size() > 2) out["pytorch_best_peak_rss_mb"] = sides[2].final["peak_rss_mb"];
         out["pytorch_blas"] = p["blas"];
         out["pytorch_threading"] = p["threading"];
         out["torch"] = p["torch"];
@@ -1187,6 +1285,13 @@ int main(int argc, char** argv) {
         json a = json::object();
         bool ok = true;
         for (const auto& s : sides) {
+          if (!s.has()) continue;
+          if (!s.alone_missing.empty()) {
+            a[s.key] = {{"missing", s.alone_missing}};
+            ok = false;
+            alone_note += fmt::format("{}{} missing", alone_note.empty() ? "" : ", ", s.key);
+            continue;
+          }
           const double same = value(s.t), by_itself = value(s.alone_t), rel = same / by_itself - 1.0;
           a[s.key] = {{"same_run", same}, {"alone", by_itself}, {"rel_diff", rel}, {"alone_runs_seconds_per_iter", s.alone_t}};
           const bool side_ok = std::fabs(rel) <= alone_tolerance;
@@ -1202,11 +1307,15 @@ int main(int argc, char** argv) {
       std::printf("%s\n", out.dump().c_str());
       std::fflush(stdout);
       std::string line = fmt::format("{}: framework {} {}", w, fmt_value(value(sides[0].t)), f["unit"].get<std::string>());
-      if (sides.size() > 1)
+      if (has_default)
         line += fmt::format(", PyTorch {} (ratio {:.2f})", fmt_value(value(sides[1].t)), out["ratio_default"].get<double>());
-      if (sides.size() > 2)
+      else if (sides.size() > 1)
+        line += ", PyTorch missing (over --side-limit-seconds)";
+      if (has_best)
         line += fmt::format(", PyTorch best {} (ratio {:.2f}; {})", fmt_value(value(sides[2].t)),
                             out["ratio_best"].get<double>(), out["pytorch_best_config"].get<std::string>());
+      else if (sides.size() > 2)
+        line += ", PyTorch best missing (over --side-limit-seconds)";
       line += fmt::format("; idle sides used {:.2f} s CPU while another was timed", idle_cpu_s) + alone_note;
       std::fprintf(stderr, "bench: %s\n", line.c_str());
       summary.push_back(line);

@@ -9,7 +9,8 @@ threads, command), then | workload | framework | PyTorch default | PyTorch best 
 ratio to best | alone check |, then the configuration PyTorch's best row used per workload. Ratios are
 framework throughput / PyTorch throughput (above 1: the framework is faster). "alone check" is the
 largest difference between a side's same-run figure and its figure measured with no other side alive
-(bench --alone); a record without it says "not run"."""
+(bench --alone); a record without it says "not run". A side that went over bench's --side-limit-seconds has "—"
+and a line below the table gives the reason."""
 import json
 import os
 import sys
@@ -89,6 +90,11 @@ def table(meta, machine, rows):
     if any(not p.startswith("idle sides stopped") for p in protocols):
         out.append("")
         out.append("**Not a clean record: some sides were left running while another was timed.**")
+    missing = [f"{r['workload']}: {side}, {why}" for r in rows for side, why in r.get("missing_sides", {}).items()]
+    if missing:
+        out.append("")
+        out.append("Missing figures (a side stopped at bench's --side-limit-seconds; \"—\" in the table): " +
+                   "; ".join(missing) + ".")
     note = gemm_peak_note(machine, rows)
     if note:
         out.append(note)
