@@ -8,6 +8,10 @@
 
 #include "experiments/lib/run_dir.h"
 #include "tensor/autocast.h"
+#include "tensor/cpu/conv_direct.h"
+#include "tensor/cpu/convert16.h"
+#include "tensor/cpu/cpu_info.h"
+#include "tensor/cpu/gemm_bf16.h"
 #include "tensor/ops.h"
 
 namespace dl::exp {
@@ -113,6 +117,17 @@ StudyData load_study_data(const CommonOptions& o) {
   return d;
 }
 
+nlohmann::json cpu_bf16_kernels() {
+  const std::string gemm = cpu::gemm_bf16_kernel_name();
+  const cpu::DirectKernels* k = cpu::direct_kernels();
+  const std::string conv = k == nullptr                 ? "none (the GEMM paths only)"
+                           : k->lanes == 8             ? "avx2, emulated (bfloat16-rounded operands, float32 FMAs)"
+                           : cpu::has_avx512_bf16() ? "avx512, vdpbf16ps"
+                                                     : "none (no AVX512_BF16: the GEMM paths only)";
+  return {{"cpu", cpu::cpu_model_name()}, {"gemm_bf16", gemm}, {"direct_convolution_bf16", conv},
+          {"bfloat16_instructions", gemm != "portable"}};
+}
+
 std::filesystem::path prepare_run(const std::string& program, CommonOptions& o) {
   if (o.threads > 0) omp_set_num_threads(o.threads);
   if (o.distributed) {
@@ -129,6 +144,16 @@ std::filesystem::path prepare_run(const std::string& program, CommonOptions& o) 
     if (o.precision == "fp16" && !device.is_cuda())
       fail("--precision fp16 runs on CUDA only (--device {} has no float16 GEMM); use bf16 on the CPU", o.device);
     auto check = autocast(device, parse_precision(o.precision));
+  }
+  if (o.is_main() && o.precision == "bf16" && !device.is_cuda()) {  // what bf16 runs on here, said once
+    const nlohmann::json k = cpu_bf16_kernels();
+    fmt::print(stderr, "bf16 on this CPU ({}): bfloat16 GEMM kernel {}; direct convolution {}.{}\n",
+               k["cpu"].get<std::string>(), k["gemm_bf16"].get<std::string>(),
+               k["direct_convolution_bf16"].get<std::string>(),
+               k["bfloat16_instructions"].get<bool>()
+                   ? ""
+                   : " This CPU has no bfloat16 instructions (AVX512_BF16, AMX): the results are rounded as "
+                     "bfloat16, but expect no speed-up over fp32.");
   }
   std::string run, error;
   if (o.is_main()) {
@@ -158,6 +183,7 @@ nlohmann::json base_config(const std::string& program, const CommonOptions& o, c
                {"train_used", d.train_idx.size()}, {"val_used", d.val_idx.size()}, {"test_used", d.test_idx.size()}};
   j["git_commit"] = git_commit();
   j["machine"] = machine_description();
+  if (o.precision == "bf16" && !parse_device(o.device).is_cuda()) j["bf16_cpu_kernels"] = cpu_bf16_kernels();
   j["started"] = timestamp();
   j["omp_threads"] = omp_get_max_threads();
   return j;

@@ -79,8 +79,14 @@ std::vector<int64_t> labels_of(const data::ImageSet& s, const std::vector<int64_
 // the first images of a seeded shuffle of the split, so classes stay balanced on average).
 StudyData load_study_data(const CommonOptions& o);
 
+// What bfloat16 autocast runs on this CPU: {"cpu", "gemm_bf16" (the GEMM kernel), "direct_convolution_bf16"
+// (vdpbf16ps, emulated on AVX2, or none), "bfloat16_instructions" (AVX512_BF16 or AMX)}. config.json holds it
+// for --precision bf16 on the CPU.
+nlohmann::json cpu_bf16_kernels();
+
 // Applies --threads and --device, creates the run folder, returns it. Under --distributed it
 // also starts MPI (dist::ProcessGroup, o.pg); rank 0 creates the folder and tells the others.
+// With --precision bf16 on the CPU it says what cpu_bf16_kernels() runs, and whether to expect a speed-up.
 std::filesystem::path prepare_run(const std::string& program, CommonOptions& o);
 
 // config.json: every option, the seed, the split identity, data files, git commit, machine.

@@ -11,6 +11,9 @@
 #include "experiments/lib/train.h"
 #include "nn/layers.h"
 #include "nn/optim/sgd.h"
+#include "tensor/cpu/convert16.h"
+#include "tensor/cpu/cpu_info.h"
+#include "tensor/cpu/gemm_bf16.h"
 #include "test_util.h"
 
 using namespace dl;
@@ -209,4 +212,19 @@ TEST_CASE("--precision bf16 runs the forward under autocast, and the scope ends 
   CHECK((y16 - expected).abs().max().item<float>() == 0.0f);
   CHECK((y16 - y32).abs().max().item<float>() > 0.0f);  // bfloat16 products differ from float32 ones
   CHECK(autocast_dtype(DeviceType::CPU) == DType::Float32);  // the scope ended with the forward
+}
+
+TEST_CASE("--precision bf16 on the CPU records which kernels bfloat16 runs on, and whether the CPU has the instructions") {
+  const nlohmann::json k = exp::cpu_bf16_kernels();
+  const std::string gemm = k.at("gemm_bf16").get<std::string>();
+  CHECK(gemm == cpu::gemm_bf16_kernel_name());
+  CHECK(k.at("bfloat16_instructions").get<bool>() == (gemm == "amx" || gemm == "avx512_bf16"));
+  const std::string conv = k.at("direct_convolution_bf16").get<std::string>();
+  if (cpu::cpu_has_avx512f() && cpu::has_avx512_bf16())
+    CHECK(conv == "avx512, vdpbf16ps");
+  else if (cpu::cpu_has_avx2() && !cpu::cpu_has_avx512f())
+    CHECK(conv.rfind("avx2, emulated", 0) == 0);
+  else
+    CHECK(conv.rfind("none", 0) == 0);
+  CHECK(k.at("cpu").get<std::string>() == cpu::cpu_model_name());
 }
