@@ -134,7 +134,6 @@ DL_VECTOR_CLONES void max3x3_rows(T* op, const T* pad, int64_t Wq, int64_t Ho, i
   }
 }
 
-
 // The plane copied into a scratch plane with -inf borders wide enough for every window of a K x K pool (padding
 // and ceil_mode's overhang); returns it, with its row length in Wq.
 template <typename T>
@@ -160,7 +159,8 @@ T* padded_plane(const T* xp, const Pool2dParams& p, int64_t K, int64_t& Wq) {
 // DL_POOL_KERNEL=avx2|scalar (read on every call: the tests run each); nullptr: the scalar loops.
 const MaxPoolKernels* pool_kernel() {
 #if defined(__x86_64__)
-  const int best = cpu_has_avx512f() ? 2 : cpu_has_avx2() ? 1 : 0;
+  // (AVX-512: F and BW, as simd_avx512.cpp is compiled for; the direct convolution asks the same)
+  const int best = cpu_has_avx512f() && cpu_has_avx512bw() ? 2 : cpu_has_avx2() ? 1 : 0;
   const char* env = std::getenv("DL_POOL_KERNEL");
   const int want = env == nullptr || *env == '\0'     ? 2
                    : std::strcmp(env, "scalar") == 0 ? 0
