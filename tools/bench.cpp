@@ -97,6 +97,7 @@
 // alone), and PyTorch's own profile of the same workload (torch.autograd.profiler, self CPU time per op).
 // The convolution FLOP count is taken without --profile too, by a separate short-lived process
 // (`--serve --count-flops`) that wraps the table, runs two iterations and exits before any timing.
+#include <fcntl.h>
 #include <immintrin.h>
 #include <omp.h>
 #include <signal.h>
@@ -803,7 +804,10 @@ class Child {
   Child(const std::vector<std::string>& args, std::string who, const std::vector<std::string>& env)
       : who_(std::move(who)) {
     int in[2], out[2];
-    if (pipe(in) != 0 || pipe(out) != 0) fail("bench: pipe() failed: {}", std::strerror(errno));
+    // close-on-exec: a side started later must not inherit this side's pipe ends (it would keep this side's stdin
+    // open, so this side never saw its end and a destructor's waitpid would wait for ever); the ends dup2'ed onto
+    // the child's stdin and stdout below are not close-on-exec
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) fail("bench: pipe() failed: {}", std::strerror(errno));
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addclose(&fa, in[1]);
