@@ -84,9 +84,10 @@
 //
 // Time limit. A PyTorch side that gives no answer (its set-up and warm-up, one timed run, its final record)
 // within --side-limit-seconds (300 s by default) is killed; its throughput is null, its ratio absent, and
-// "missing_sides" says why. PyTorch 1.13's bfloat16 autocast takes minutes an iteration on CPUs without
-// AVX512_BF16 (measured on a Zen 3: over 19 CPU-minutes for one ResNet18 iteration), so without the limit the
-// default workload list would run for hours there. The framework side has no limit.
+// "missing_sides" says why. PyTorch 1.13's bfloat16 autocast is slow on CPUs without AVX512_BF16: on a Zen 3,
+// 11-21 s per ResNet18 iteration in its default form, while its best form's set-up (the candidates' search) gave
+// no answer within 120 s, and an earlier run without a limit spent 19 CPU-minutes on one such side without one.
+// The framework side has no limit.
 // scripts/bench.sh keeps these lines as a benchmark record (bench_records/), and tools/bench_table.py
 // turns a record into the README's table.
 //
@@ -1023,7 +1024,7 @@ int main(int argc, char** argv) {
   app.add_option("--side-limit-seconds", side_limit_seconds,
                  "longest a PyTorch side may take to give one answer (its set-up and warm-up, one timed run, its "
                  "final record); a side over it is stopped and its figures are reported as missing, with the "
-                 "reason (PyTorch 1.13's bfloat16 autocast takes minutes an iteration on CPUs without "
+                 "reason (PyTorch 1.13's bfloat16 autocast can take minutes to answer on CPUs without "
                  "AVX512_BF16); 0: no limit")
       ->capture_default_str();
   app.add_flag("--profile", profile, "time every kernel and print where the time goes (stderr)");
