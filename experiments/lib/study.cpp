@@ -9,7 +9,6 @@
 #include "experiments/lib/run_dir.h"
 #include "tensor/autocast.h"
 #include "tensor/cpu/conv_direct.h"
-#include "tensor/cpu/convert16.h"
 #include "tensor/cpu/cpu_info.h"
 #include "tensor/cpu/gemm_bf16.h"
 #include "tensor/ops.h"
@@ -120,10 +119,12 @@ StudyData load_study_data(const CommonOptions& o) {
 nlohmann::json cpu_bf16_kernels() {
   const std::string gemm = cpu::gemm_bf16_kernel_name();
   const cpu::DirectKernels* k = cpu::direct_kernels();
-  const std::string conv = k == nullptr                 ? "none (the GEMM paths only)"
-                           : k->lanes == 8             ? "avx2, emulated (bfloat16-rounded operands, float32 FMAs)"
-                           : cpu::has_avx512_bf16() ? "avx512, vdpbf16ps"
-                                                     : "none (no AVX512_BF16: the GEMM paths only)";
+  std::string conv = "none (the GEMM paths only)";
+  if (k != nullptr && k->bf16 != nullptr)
+    conv = std::string(k->name) + ", " + k->bf16 +
+           (std::string(k->bf16) == "emulated" ? " (bfloat16-rounded operands, float32 FMAs)" : "");
+  else if (k != nullptr)
+    conv = "none (no AVX512_BF16: the GEMM paths only)";
   return {{"cpu", cpu::cpu_model_name()}, {"gemm_bf16", gemm}, {"direct_convolution_bf16", conv},
           {"bfloat16_instructions", gemm != "portable"}};
 }

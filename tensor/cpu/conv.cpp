@@ -64,7 +64,6 @@
 
 #include "tensor/cpu/conv_algo_cache.h"
 #include "tensor/cpu/conv_direct.h"
-#include "tensor/cpu/convert16.h"
 #include "tensor/cpu/cpu_info.h"
 #include "tensor/cpu/gemm.h"
 #include "tensor/cpu/gemm_bf16.h"
@@ -1073,7 +1072,7 @@ bool direct_applies(const Conv2dParams& g) {
   const DirectKernels* k = direct_kernels();
   return k != nullptr &&
          (g.gemm_dtype == DType::Float32 ||
-          (g.gemm_dtype == DType::BFloat16 && (k->lanes == 8 || has_avx512_bf16()))) &&
+          (g.gemm_dtype == DType::BFloat16 && k->bf16 != nullptr)) &&
          g.groups == 1 && g.dilation[0] == 1 && g.dilation[1] == 1 && g.O <= 4096 && g.Ho > 0 && g.Wo > 0;
 }
 

@@ -9,8 +9,8 @@
 // (ResNet18's 4x4 and 2x2 layers) lose nothing to row ends. Float32 (FMA) or bfloat16 (vdpbf16ps, float32
 // sums); the weight gradient below. conv.cpp owns the epilogue and the choice of algorithm
 // (Algo::direct). One source (conv_direct.inc) compiled for each instruction set: AVX-512 (16 output channels a
-// vector, tiles up to 6 positions x 64 channels, bfloat16 too) and AVX2 + FMA (8 a vector, tiles up to 4 x 24 or
-// 6 x 16; float32 only), picked from CPUID at run time (direct_kernels) or by ConvTuning::direct_isa.
+// vector, tiles up to 6 positions x 64 channels, bfloat16 by vdpbf16ps) and AVX2 + FMA (8 a vector, tiles up to
+// 4 x 24 or 6 x 16; bfloat16 emulated in float32), picked from CPUID at run time (direct_kernels) or by ConvTuning::direct_isa.
 #include <cstddef>
 #include <cstdint>
 
@@ -34,6 +34,9 @@ struct DirectStore;
 struct DirectKernels {
   const char* name;  // "avx512", "avx2"
   int lanes;         // float32 values a vector
+  // How it multiplies bfloat16 operands (DirectConvShape::bf16): "vdpbf16ps" (AVX-512 on a CPU with AVX512_BF16),
+  // "emulated" (AVX2: bfloat16-rounded float32 operands, FMAs), or nullptr (AVX-512 without AVX512_BF16: not at all).
+  const char* bf16;
   size_t (*packed_weights_bytes)(const DirectConvShape&);
   void (*pack_weights)(const float*, const DirectConvShape&, void*, bool);
   void (*conv_images)(const float*, int64_t, const void*, const DirectConvShape&, const DirectStore&, int, int);

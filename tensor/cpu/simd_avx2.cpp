@@ -13,6 +13,7 @@
 #include <immintrin.h>
 
 #include "tensor/cpu/conv_direct.h"
+#include "tensor/cpu/convert16.h"
 #include "tensor/cpu/cpu_info.h"
 #include "tensor/cpu/omp_threads.h"
 #include "tensor/cpu/pool_max.h"

@@ -455,6 +455,10 @@ TEST_CASE("fast conv: the direct convolution on channels-last copies (forwards, 
   for (int isa = 1; isa <= cpu::direct_best_isa(); ++isa) {
     cpu::conv_tuning().direct_isa = isa;
     REQUIRE(cpu::direct_kernels()->lanes == (isa == 2 ? 16 : 8));
+    // how the set multiplies bfloat16 (what direct_applies and the bf16 runs' records read)
+    const char* bf16 = cpu::direct_kernels()->bf16;
+    CHECK(std::string(bf16 ? bf16 : "none") ==
+          (isa == 1 ? "emulated" : cpu::has_avx512_bf16() ? "vdpbf16ps" : "none"));
     INFO("instruction set " << cpu::direct_kernels()->name);
     for (int threads : {1, 2}) {
       set_threads(threads);
