@@ -46,6 +46,7 @@
 #include "tensor/cpu/conv.h"
 
 #include <algorithm>
+#include <functional>
 #include <array>
 #include <chrono>
 #include <bit>
@@ -76,13 +77,14 @@
 namespace dl::cpu {
 
 namespace {
-// DL_CONV_COLUMNS=n, DL_CONV_WINOGRAD=0|1, DL_CONV_PACKED=0|1|2, DL_CONV_IM2COL=scalar, DL_CONV_DIRECT=0|1|2,
+// DL_CONV_COLUMNS=n, DL_CONV_WINOGRAD=0|2|4, DL_CONV_PACKED=0|1|2, DL_CONV_IM2COL=scalar, DL_CONV_DIRECT=0|1|2,
 // DL_CONV_DIRECT_SPLIT=0|1|2 and DL_CONV_DIRECT_ISA=avx2|avx512 override the defaults (for measuring what each path
 // buys; `bench --profile` shows the effect per kernel).
 ConvTuning tuning_from_env() {
   ConvTuning t;
   if (const char* v = std::getenv("DL_CONV_COLUMNS"); v && std::atoll(v) > 0) t.target_columns = std::atoll(v);
   if (const char* v = std::getenv("DL_CONV_WINOGRAD"); v && std::string(v) == "0") t.winograd_min_channels = 0;
+  if (const char* v = std::getenv("DL_CONV_WINOGRAD"); v && std::string(v) == "4") t.winograd_tile = 4;
   if (const char* v = std::getenv("DL_CONV_PACKED"); v && *v) t.packed_forward = std::atoi(v);
   if (const char* v = std::getenv("DL_CONV_IM2COL"); v && std::string(v) == "scalar") t.vector_im2col = false;
   if (const char* v = std::getenv("DL_CONV_DIRECT"); v && *v) t.direct = std::atoi(v);
@@ -131,6 +133,8 @@ enum Slot {
 // How one pass of one layer is computed (chosen per layer shape by choose_and_run below):
 //   gemm      im2col + GEMM, images batched until a GEMM has about `columns` columns
 //   winograd  Winograd F(2x2, 3x3) (forward and input gradient; float32 and float64)
+//   winograd4x4  Winograd F(4x4, 3x3): a quarter of the products and a larger rounding error; only where
+//             ConvTuning::winograd_tile asks for it
 //   implicit  the bfloat16 forward with an implicit im2col (forward_implicit)
 //   packed    the float32 forward with the im2col matrix packed for the GEMM straight from the images
 //             (forward_packed), `columns` as for gemm; for the input gradient of a stride-1 layer, the same
@@ -138,9 +142,11 @@ enum Slot {
 //   direct    the forward as a direct convolution on a channels-last copy (conv_direct.h; float32 or bfloat16
 //             products); the stride-1 input gradient likewise as a forward; the weight gradient
 struct Algo {
-  enum Kind : uint8_t { gemm, winograd, implicit, packed, direct } kind = gemm;
+  enum Kind : uint8_t { gemm, winograd, implicit, packed, direct, winograd4x4 } kind = gemm;
   int64_t columns = 512;
   bool operator==(const Algo&) const = default;
+  // the Winograd output tile (2 or 4), 0 for the other algorithms
+  int winograd_tile() const { return kind == winograd ? 2 : kind == winograd4x4 ? 4 : 0; }
 };
 
 // Winograd F(2x2, 3x3) can run the layer (winograd.h): 3x3, stride 1, no dilation, one group, the
@@ -1159,11 +1165,18 @@ void forward_typed(T* out, const S* x, const S* w, const Epilogue<T>& ep, const 
     forward_packed(out, x, w, ep, g, a.columns);
     return;
   }
-  if constexpr (std::is_same_v<S, T>) if (a.kind == Algo::winograd) {
-    T* U = thread_scratch<T>(kWinogradWeights, static_cast<size_t>(16 * g.O * g.C));
-    winograd_transform_weights(w, g.O, g.C, false, U);
-    winograd_conv(out, x, U, ep.bias_only() ? ep.shift : nullptr, g.N, g.C, g.H, g.W, g.O, g.padding[0]);
-    if (!ep.bias_only()) epilogue_in_place(out, g, ep);
+  if constexpr (std::is_same_v<S, T>) if (const int tile = a.winograd_tile()) {
+    T* U = thread_scratch<T>(kWinogradWeights, static_cast<size_t>(winograd_positions(tile) * g.O * g.C));
+    winograd_transform_weights(w, g.O, g.C, false, U, tile);
+    // the rest of the epilogue image by image, as each leaves the transforms (in cache)
+    const int64_t L = g.L();
+    std::function<void(int64_t, int64_t)> rest;
+    if (!ep.bias_only())
+      rest = [&](int64_t n0, int64_t n1) {
+        for (int64_t p = n0 * g.O; p < n1 * g.O; ++p)
+          epilogue_row(out + p * L, out + p * L, L, ep, p % g.O, ep.residual ? ep.residual + p * L : nullptr);
+      };
+    winograd_conv(out, x, U, ep.bias_only() ? ep.shift : nullptr, g.N, g.C, g.H, g.W, g.O, g.padding[0], tile, rest);
     return;
   }
   forward_chunks(out, x, w, ep, g, a.columns, [&](int64_t) {
@@ -1191,12 +1204,12 @@ void backward_input_typed(T* gx, const S* gout, const S* w, const Conv2dParams& 
     backward_input_packed(gx, gout, w, g, a.columns);
     return;
   }
-  if constexpr (std::is_same_v<S, T>) if (a.kind == Algo::winograd) {
+  if constexpr (std::is_same_v<S, T>) if (const int tile = a.winograd_tile()) {
     // the input gradient of a stride-1 3x3 convolution with padding p is the convolution of the
     // output gradient with the flipped, transposed kernels and padding 2 - p
-    T* U = thread_scratch<T>(kWinogradWeights, static_cast<size_t>(16 * g.O * g.C));
-    winograd_transform_weights(w, g.O, g.C, true, U);
-    winograd_conv(gx, gout, U, static_cast<const T*>(nullptr), g.N, g.O, g.Ho, g.Wo, g.C, 2 - g.padding[0]);
+    T* U = thread_scratch<T>(kWinogradWeights, static_cast<size_t>(winograd_positions(tile) * g.O * g.C));
+    winograd_transform_weights(w, g.O, g.C, true, U, tile);
+    winograd_conv(gx, gout, U, static_cast<const T*>(nullptr), g.N, g.O, g.Ho, g.Wo, g.C, 2 - g.padding[0], tile);
     return;
   }
   for_image_shares(g, [&](int64_t n0, int64_t n1) {
@@ -1394,6 +1407,8 @@ std::string algo_name(const Algo& a) {
   switch (a.kind) {
     case Algo::winograd:
       return "winograd";
+    case Algo::winograd4x4:
+      return "winograd4x4";
     case Algo::implicit:
       return "implicit";
     case Algo::packed:
@@ -1485,7 +1500,7 @@ Algo heuristic_algo(Pass pass, DType dtype, const Conv2dParams& g, bool low) {
   else if (!winograd && packed > 0 && packed_possible(pass, dtype, g, low) && (packed == 2 || packed_fast_for(pass, g)))
     a.kind = Algo::packed;
   else if (winograd)
-    a.kind = Algo::winograd;
+    a = Algo{conv_tuning().winograd_tile == 4 ? Algo::winograd4x4 : Algo::winograd, 0};
   return a;
 }
 
@@ -1514,7 +1529,11 @@ std::vector<Algo> candidates(Pass pass, DType dtype, const Conv2dParams& g, bool
   add_columns(Algo::gemm, g);
   if (packed_possible(pass, dtype, g, low))
     add_columns(Algo::packed, pass == Pass::input ? input_as_forward_params(g) : g);
-  if (pass != Pass::weight && !low && winograd_applies(g)) add(Algo{Algo::winograd, 0});
+  if (pass != Pass::weight && !low && winograd_applies(g)) {
+    add(Algo{Algo::winograd, 0});
+    // F(4x4) rounds up to 20x more than the GEMMs (ConvTuning::winograd_tile): a candidate only when asked for
+    if (conv_tuning().winograd_tile == 4) add(Algo{Algo::winograd4x4, 0});
+  }
   if (direct_possible(pass, dtype, g) && conv_tuning().direct > 0) add(Algo{Algo::direct, 0});
   if (pass == Pass::forward && low && g.stride[0] == 1 && g.stride[1] == 1 && g.groups == 1 && !g.pointwise())
     add(Algo{Algo::implicit, 0});
@@ -1536,8 +1555,9 @@ void choose_and_run(Pass pass, DType dtype, const Conv2dParams& g, bool low, siz
   // the candidates' names are part of the key (as a hash), so a choice made among other candidates (an
   // older build, another DL_CONV_* setting) is not reused: it is measured again; so is the revision of the
   // kernels below, raised when a change makes an old timing stale (2: the vector im2col; 3: the direct weight
-  // gradient split by images; 4: the direct convolution skips the taps in the zero padding)
-  constexpr const char* kKernelsRevision = "kernels-4,";
+  // gradient split by images; 4: the direct convolution skips the taps in the zero padding; 5: Winograd on
+  // channels-last blocks with its transformed weights packed once)
+  constexpr const char* kKernelsRevision = "kernels-5,";
   uint32_t h = 2166136261u;  // FNV-1a
   const std::string revision = std::string(kKernelsRevision) + (conv_tuning().vector_im2col ? "" : "im2col-scalar,") +
                                (conv_tuning().direct_grad_split == 0

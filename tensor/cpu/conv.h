@@ -24,6 +24,15 @@ struct ConvTuning {
   int64_t winograd_min_channels = 96;
   int64_t winograd_max_channels = 192;
   int64_t winograd_min_plane = 400;
+  // Winograd's output tile: 2, F(2x2, 3x3) only; 4, also F(4x4, 3x3): 36 products per 16 outputs instead of
+  // 16 per 4, so up to 1.4x faster again on ResNet18's 64- and 128-channel layers (tensor/cpu/winograd.cpp), but
+  // its transforms multiply the rounding of the transformed sums by up to 8: 2.5-14x the float32 error of
+  // im2col + GEMM on 64-512 channels (F(2x2): 0.4-1.7x; fast_kernels_test measures it). So it is an opt-in:
+  // with 4 the algorithm search also times F(4x4), and the fixed rules take it inside the window above.
+  int winograd_tile = 2;
+  // Winograd's tiles go through transform, GEMMs and inverse transform in blocks whose transformed inputs and
+  // outputs (a*a values per tile and channel) take about this many bytes, at least 24 tiles.
+  int64_t winograd_block_bytes = int64_t{256} << 10;
   // The fixed rules' use of the implicit GEMM (float32 passes outside Winograd's window pack the im2col
   // matrix for the GEMM straight from the images, no column matrix written): 0 never (im2col, then the
   // GEMM packs it), 1 where it measured faster on an AVX-512 CPU (conv.cpp: packed_fast and its
@@ -49,7 +58,7 @@ struct ConvTuning {
 
 // The settings in force (process-wide; change them only while no convolution runs). The
 // environment can override seven at start-up: DL_CONV_COLUMNS=n (target_columns; 1 = one image per
-// GEMM), DL_CONV_WINOGRAD=0 (no Winograd), DL_CONV_PACKED=0|1|2 (packed_forward), DL_CONV_IM2COL=scalar
+// GEMM), DL_CONV_WINOGRAD=0|2|4 (no Winograd; winograd_tile), DL_CONV_PACKED=0|1|2 (packed_forward), DL_CONV_IM2COL=scalar
 // (vector_im2col false), DL_CONV_DIRECT=0|1|2 (direct), DL_CONV_DIRECT_SPLIT=0|1|2 (direct_grad_split) and
 // DL_CONV_DIRECT_ISA=avx2|avx512 (direct_isa).
 ConvTuning& conv_tuning();

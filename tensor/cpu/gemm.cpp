@@ -19,6 +19,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <stdexcept>
 #include <cstdint>
 #include <cstdlib>
 #include <cstdio>
@@ -482,6 +483,61 @@ void sgemm_packed_b(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, 
 }
 
 int sgemm_panel_width() { return kernel_for<float>(current_isa()).nr; }
+
+template <typename T>
+int64_t gemm_packed_b_size(int64_t K, int64_t N) {
+  const int nr = kernel_for<T>(current_isa()).nr;
+  return (N + nr - 1) / nr * nr * K;
+}
+
+template <typename T>
+GemmPackedB<T> gemm_pack_b(const T* B, int64_t ldb, int64_t K, int64_t N, T* dst) {
+  const Kernel<T>& ker = kernel_for<T>(current_isa());
+  if (reinterpret_cast<uintptr_t>(dst) % 64 != 0)
+    throw std::invalid_argument("gemm_pack_b: the panels must be 64-byte aligned");
+  ker.pack_b(false, B, ldb, K, N, K, dst);
+  return {dst, K, N, ker.nr};
+}
+
+// K in blocks of kc (C = sum of the blocks' products, each block's sums started afresh as in gemm_serial), M in
+// blocks of mc packed per K block; B read from its panels in place.
+template <typename T>
+void gemm_prepacked_b(int64_t M, const T* A, int64_t lda, const GemmPackedB<T>& B, T* C, int64_t ldc) {
+  const int64_t K = B.K, N = B.N;
+  if (detail::empty_product(M, N, K, T(1), T(0), C, ldc)) return;
+  const Kernel<T> ker = with_env_blocks(kernel_for<T>(current_isa()));
+  if (ker.nr != B.nr)
+    throw std::logic_error("gemm_prepacked_b: B was packed for panels of " + std::to_string(B.nr) +
+                           " columns, the kernel in force takes " + std::to_string(ker.nr));
+  const int MR = ker.mr, NR = ker.nr;
+  const int64_t KC = balanced_block(K, ker.kc);
+  const int64_t MC = (balanced_block(M, ker.mc) + MR - 1) / MR * MR;
+  T* abuf = static_cast<T*>(a_buffer().get(sizeof(T) * (MC * KC + 64)));
+  for (int64_t pc = 0; pc < K; pc += KC) {
+    const int64_t kc = std::min(KC, K - pc);
+    const T beta = pc == 0 ? T(0) : T(1);
+    for (int64_t ic = 0; ic < M; ic += MC) {
+      const int64_t mc = std::min(MC, M - ic);
+      ker.pack_a(false, A + ic * lda + pc, lda, mc, kc, abuf);
+      for (int64_t jr = 0; jr < N; jr += NR) {
+        const int64_t nr = std::min<int64_t>(NR, N - jr);
+        const T* bp = B.panels + jr * K + pc * NR;
+        T* cc = C + ic * ldc + jr;
+        for (int64_t ir = 0; ir < mc; ir += MR) {
+          const int64_t mr = std::min<int64_t>(MR, mc - ir);
+          ker.ukr(mr, nr, kc, abuf + ir * kc, bp, cc + ir * ldc, ldc, T(1), beta, nullptr, 0, 0, 0);
+        }
+      }
+    }
+  }
+}
+
+template int64_t gemm_packed_b_size<float>(int64_t, int64_t);
+template int64_t gemm_packed_b_size<double>(int64_t, int64_t);
+template GemmPackedB<float> gemm_pack_b<float>(const float*, int64_t, int64_t, int64_t, float*);
+template GemmPackedB<double> gemm_pack_b<double>(const double*, int64_t, int64_t, int64_t, double*);
+template void gemm_prepacked_b<float>(int64_t, const float*, int64_t, const GemmPackedB<float>&, float*, int64_t);
+template void gemm_prepacked_b<double>(int64_t, const double*, int64_t, const GemmPackedB<double>&, double*, int64_t);
 
 void dgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
            const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {

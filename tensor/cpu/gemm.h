@@ -22,6 +22,25 @@ void sgemm_packed_b(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, 
                     const SgemmPackB& pack_b, float beta, float* C, int64_t ldc);
 // The panel width nr the packing function is asked for on this CPU (the micro-kernel's NR).
 int sgemm_panel_width();
+// One B for many products (Winograd's transformed weights, multiplied by block after block of tiles): B (K x N,
+// row stride ldb) packed once into the micro-kernel's panels, then C (M x N) = A (M x K, row stride lda) @ B on the
+// calling thread (serial: callers run it on their own threads), with only A packed per call. The packing belongs
+// to the kernel chosen when it was made (nr); gemm_prepacked_b throws if the kernel in force has another width.
+template <typename T>
+struct GemmPackedB {
+  const T* panels = nullptr;  // panel p (nr columns) at panels + p * nr * K, row k at + k * nr
+  int64_t K = 0, N = 0;
+  int nr = 0;
+};
+// Values the packing of a K x N matrix takes (N rounded up to the panel width).
+template <typename T>
+int64_t gemm_packed_b_size(int64_t K, int64_t N);
+// dst: gemm_packed_b_size values, 64-byte aligned (the micro-kernels load panels with aligned loads; a misaligned
+// dst is refused).
+template <typename T>
+GemmPackedB<T> gemm_pack_b(const T* B, int64_t ldb, int64_t K, int64_t N, T* dst);
+template <typename T>
+void gemm_prepacked_b(int64_t M, const T* A, int64_t lda, const GemmPackedB<T>& B, T* C, int64_t ldc);
 // Which micro-kernel sgemm uses on this CPU: "avx512", "avx2" or "portable". Env DL_GEMM_KERNEL=portable|avx2|avx512 forces one (never one the CPU lacks).
 const char* sgemm_kernel_name();
 // The micro-kernel's shape and the cache blocks sgemm uses on this CPU: derived from the cache sizes Linux

@@ -1,131 +1,222 @@
-// Winograd F(2x2, 3x3) (Lavin & Gray, 2016). With d a 4x4 input tile, g a 3x3 kernel and
-//   B^T = [1  0 -1  0]     G = [ 1    0    0 ]     A^T = [1  1  1  0]
-//         [0  1  1  0]         [1/2  1/2  1/2]           [0  1 -1 -1]
-//         [0 -1  1  0]         [1/2 -1/2  1/2]
-//         [0  1  0 -1]         [ 0    0    1 ]
-// the 2x2 output tile is Y = A^T [(G g G^T) .* (B^T d B)] A. Summed over input channels, the
-// elementwise product becomes, for each of the 16 positions xi, a matrix product over channels:
-//   M_xi (K, T) = U_xi (K, C) @ V_xi (C, T),   U = G g G^T per kernel, V = B^T d B per tile,
-// T the tiles of a chunk of images. So a chunk is: input transform (x -> V), 16 GEMMs, output
-// transform (M -> out). Tile (ty, tx) covers output rows 2ty, 2ty+1 and input rows 2ty - pad ... + 3;
-// taps outside the image read zero, outputs past an odd edge are dropped.
+// Winograd F(m x m, 3 x 3) (Lavin & Gray, 2016) for m = 2 and m = 4. With a = m + 2, d an a x a
+// input tile, g a 3x3 kernel and the matrices B^T (a x a), G (a x 3), A^T (m x a) of struct F below,
+// the m x m output tile is Y = A^T [(G g G^T) .* (B^T d B)] A. Summed over input channels, the
+// elementwise product becomes, for each of the a*a positions xi, a matrix product over channels:
+//   M_xi (T, K) = V_xi (T, C) @ U_xi (C, K),   V = B^T d B per tile, U = G g G^T per kernel,
+// T a block of tiles. Tile (ty, tx) covers output rows m ty ... m ty + m - 1 and input rows
+// m ty - pad ... + a - 1; taps outside the image read zero, outputs past the plane's edge are dropped.
+//
+// F(2x2) does 16 multiplications per 4 outputs (2.25x fewer than the 36 of the definition), F(4x4)
+// 36 per 16 (4x fewer), at the price of larger transforms and a larger rounding error (its matrices
+// hold 1/15, 16/15, 8 and 1/8): tests/unit/fast_kernels_test.cpp bounds both against the definition.
+//
+// Layout (the oneDNN way, channels innermost): each thread copies its images to channels-last, then runs
+// blocks of tiles through input transform, a*a GEMMs and output transform while the block's V and M
+// (ConvTuning::winograd_block_bytes, a share of L2) stay in cache, and copies the outputs back to planes.
+// Every transform loop runs over the channels (long, unit stride: they vectorise), and the GEMMs read the
+// transformed kernels from panels packed once per call (gemm_prepacked_b), packing only the block's V.
+// Measured on the 2-core AVX2 Zen 3 guest, in "dense" GFLOP/s (the definition's products per second),
+// against the previous form (planes, one GEMM over a chunk of images per position, U repacked every call):
+// F(2x2) on ResNet18's 3x3 layers at 224 (batch 32) 198-207 (was 162-175), 275 (200), 276 (235), 142 (170);
+// F(4x4) 285, 361, 253, 127 (bench_records/2026-12-03T1800Z-winograd-zen3).
 #include "tensor/cpu/winograd.h"
+#ifndef WG_T0  // timing points of a measuring build (empty here)
+#define WG_T0
+#define WG_T1
+#define WG_T2
+#define WG_T3
+#endif
 
 #include <algorithm>
-#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <utility>
 
 #include "tensor/cpu/conv.h"
 #include "tensor/cpu/gemm.h"
 #include "tensor/cpu/loops.h"
 #include "tensor/cpu/scratch.h"
 
+#include <omp.h>
+
 namespace dl::cpu {
 namespace {
 
-inline void gemm(int64_t M, int64_t N, int64_t K, const float* a, const float* b, float* c) {
-  sgemm(false, false, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N);
+template <int m>
+struct F;
+template <>
+struct F<2> {
+  static constexpr int a = 4;
+  static constexpr double BT[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
+  static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+  static constexpr double AT[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+};
+template <>
+struct F<4> {
+  // Interpolation points 0, 1, -1, 2, -1/2 and infinity (Barabasz, Anderson, Soodhalter & Gregg, "Error analysis
+  // and improving the accuracy of Winograd convolution", 2020): in a float32 simulation of 512-channel sums
+  // their largest error was a third of that of Lavin's 0, +-1, +-2 (2.4e-6 against 7.4e-6 of the largest
+  // output; F(2x2): 0.8e-6). Derived by the Toom-Cook construction; A^T (G g .* B^T d) is the correlation, checked in rationals.
+  static constexpr int a = 6;
+  static constexpr double BT[6][6] = {{1, 1.5, -2, -1.5, 1, 0},    {0, -1, -2.5, -0.5, 1, 0}, {0, 1, 0.5, -2.5, 1, 0},
+                                      {0, -0.5, -1, 0.5, 1, 0},    {0, 2, -1, -2, 1, 0},     {0, 1, 1.5, -2, -1.5, 1}};
+  static constexpr double G[6][3] = {{1, 0, 0},
+                                     {-1.0 / 3, -1.0 / 3, -1.0 / 3},
+                                     {1.0 / 3, -1.0 / 3, 1.0 / 3},
+                                     {1.0 / 15, 2.0 / 15, 4.0 / 15},
+                                     {-16.0 / 15, 8.0 / 15, -4.0 / 15},
+                                     {0, 0, 1}};
+  static constexpr double AT[4][6] = {
+      {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -0.5, 0}, {0, 1, 1, 4, 0.25, 0}, {0, 1, -1, 8, -0.125, 1}};
+};
+
+// sum_j Mat[r][j] * p[j][i], j < n, unrolled at compile time: zero coefficients are left out, +-1 not multiplied
+// (a multiplication by a literal 0 could not be dropped by the compiler: 0 * inf is NaN). No lambdas: closures
+// made inside `omp simd` loops kept GCC from vectorising them.
+template <typename T, const auto& Mat, int r, int n, int j = 0, bool started = false>
+inline T dot_row(const T* const* p, int64_t i, T acc = T(0)) {
+  if constexpr (j == n) {
+    return acc;
+  } else {
+    constexpr double c = Mat[r][j];
+    if constexpr (c == 0) {
+      return dot_row<T, Mat, r, n, j + 1, started>(p, i, acc);
+    } else {
+      const T v = p[j][i];
+      T next;
+      if constexpr (!started)
+        next = c == 1 ? v : c == -1 ? -v : T(c) * v;
+      else
+        next = c == 1 ? acc + v : c == -1 ? acc - v : acc + T(c) * v;
+      return dot_row<T, Mat, r, n, j + 1, true>(p, i, next);
+    }
+  }
 }
-inline void gemm(int64_t M, int64_t N, int64_t K, const double* a, const double* b, double* c) {
-  dgemm(false, false, M, N, K, 1.0, a, K, b, N, 0.0, c, N);
+
+template <int N, typename Fn>
+inline void static_for(Fn&& f) {
+  [&]<int... I>(std::integer_sequence<int, I...>) { (f(std::integral_constant<int, I>{}), ...); }(
+      std::make_integer_sequence<int, N>{});
 }
 
 // scratch slots (tensor/cpu/scratch.h): conv.cpp uses 0-2 on the same threads, at other times
-enum Slot { kV = 0, kM = 1, kRows = 3 };
+enum Slot { kBlock = 0, kImage = 1, kTap = 3, kPackedU = 15 };
+
+// An image's C planes of P values -> P rows of C values (dst[p * C + c] = src[c * P + p]), and back.
+template <typename T>
+void to_channels_last(const T* src, int64_t C, int64_t P, T* dst) {
+  constexpr int64_t kc = 8;  // channels a pass: 8 input streams, 8 consecutive values written a position
+  for (int64_t c0 = 0; c0 < C; c0 += kc) {
+    const int64_t cn = std::min(kc, C - c0);
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t c = 0; c < cn; ++c) dst[p * C + c0 + c] = src[(c0 + c) * P + p];
+  }
+}
+template <typename T>
+void from_channels_last(const T* src, int64_t C, int64_t P, T* dst) {
+  constexpr int64_t kc = 8;
+  for (int64_t c0 = 0; c0 < C; c0 += kc) {
+    const int64_t cn = std::min(kc, C - c0);
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t c = 0; c < cn; ++c) dst[(c0 + c) * P + p] = src[p * C + c0 + c];
+  }
+}
 
 struct Tiles {
   int64_t C, H, W, K, pad, Ho, Wo, th, tw;
   int64_t per_image() const { return th * tw; }
 };
 
-// V (16, C, ldv): the transformed tiles of one image, tile t0 + ty * tw + tx.
-template <typename T>
-void input_transform(const T* x, const Tiles& g, T* V, int64_t ldv, int64_t t0, T* rows) {
-  const int64_t Wp = 2 * g.tw + 2;  // the padded width the tiles of one row read
-  T* r[4] = {rows, rows + Wp, rows + 2 * Wp, rows + 3 * Wp};
-  T* b = rows + 4 * Wp;  // the four rows after B^T: b[k * Wp + col]
-  for (int64_t c = 0; c < g.C; ++c) {
-    const T* plane = x + c * g.H * g.W;
-    for (int64_t ty = 0; ty < g.th; ++ty) {
-      // the 4 input rows of this tile row, zero-padded: column s of r[k] is input column s - pad
-      for (int64_t k = 0; k < 4; ++k) {
-        const int64_t ih = 2 * ty - g.pad + k;
-        T* row = r[k];
-        if (ih < 0 || ih >= g.H) {
-          std::fill(row, row + Wp, T(0));
-          continue;
-        }
-        const int64_t lo = std::min<int64_t>(g.pad, Wp), hi = std::min<int64_t>(Wp, g.W + g.pad);
-        std::fill(row, row + lo, T(0));
-        if (hi > lo) std::memcpy(row + lo, plane + ih * g.W + (lo - g.pad), static_cast<size_t>(hi - lo) * sizeof(T));
-        std::fill(row + std::max(hi, lo), row + Wp, T(0));
+// V[xi][t][c] (xi < a*a, ld C; t < tn) for tiles t0 ... t0 + tn - 1 of a chunk of images, tile q of the
+// chunk being tile q % P of image q / P, xc their channels-last copies; every loop runs over the channels.
+// zero: C zeros; tmp: a*a*C values.
+template <int m, typename T>
+void input_transform(const T* xc, const Tiles& g, int64_t t0, int64_t tn, T* V, const T* zero, T* tmp) {
+  using Fm = F<m>;
+  constexpr int a = Fm::a;
+  const int64_t C = g.C, P = g.per_image();
+  for (int64_t t = 0; t < tn; ++t) {
+    const int64_t q = (t0 + t) % P, ty = q / g.tw, tx = q % g.tw;
+    const T* x = xc + (t0 + t) / P * g.H * g.W * C;
+    const T* d[a][a];  // the tile's input rows of channels (or zeros outside the image)
+    for (int r = 0; r < a; ++r) {
+      const int64_t ih = m * ty - g.pad + r;
+      for (int s2 = 0; s2 < a; ++s2) {
+        const int64_t iw = m * tx - g.pad + s2;
+        d[r][s2] = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W ? x + (ih * g.W + iw) * C : zero;
       }
-      // B^T on the columns: b0 = r0 - r2, b1 = r1 + r2, b2 = r2 - r1, b3 = r1 - r3
+    }
+    // B^T down the columns: tmp[k][s] = sum_r BT[k][r] d[r][s]
+    for (int s2 = 0; s2 < a; ++s2) {
+      const T* col[a];
+      for (int r = 0; r < a; ++r) col[r] = d[r][s2];
+      static_for<a>([&](auto kk) {
+        constexpr int k = decltype(kk)::value;
+        T* o = tmp + (k * a + s2) * C;
 #pragma omp simd
-      for (int64_t s = 0; s < Wp; ++s) {
-        const T d0 = r[0][s], d1 = r[1][s], d2 = r[2][s], d3 = r[3][s];
-        b[s] = d0 - d2;
-        b[Wp + s] = d1 + d2;
-        b[2 * Wp + s] = d2 - d1;
-        b[3 * Wp + s] = d1 - d3;
-      }
-      // B on the rows of each tile, written to V[xi = 4k + j][c][t]
-      const int64_t t = t0 + ty * g.tw;
-      for (int64_t k = 0; k < 4; ++k) {
-        const T* bk = b + k * Wp;
-        T* v0 = V + ((4 * k + 0) * g.C + c) * ldv + t;
-        T* v1 = V + ((4 * k + 1) * g.C + c) * ldv + t;
-        T* v2 = V + ((4 * k + 2) * g.C + c) * ldv + t;
-        T* v3 = V + ((4 * k + 3) * g.C + c) * ldv + t;
+        for (int64_t c = 0; c < C; ++c) o[c] = dot_row<T, Fm::BT, k, a>(col, c);
+      });
+    }
+    // B along the rows: V[a k + j][t] = sum_s BT[j][s] tmp[k][s]
+    for (int k = 0; k < a; ++k) {
+      const T* row[a];
+      for (int s2 = 0; s2 < a; ++s2) row[s2] = tmp + (k * a + s2) * C;
+      static_for<a>([&](auto jj) {
+        constexpr int j = decltype(jj)::value;
+        T* v = V + ((a * k + j) * tn + t) * C;
 #pragma omp simd
-        for (int64_t tx = 0; tx < g.tw; ++tx) {
-          const T a0 = bk[2 * tx], a1 = bk[2 * tx + 1], a2 = bk[2 * tx + 2], a3 = bk[2 * tx + 3];
-          v0[tx] = a0 - a2;
-          v1[tx] = a1 + a2;
-          v2[tx] = a2 - a1;
-          v3[tx] = a1 - a3;
-        }
-      }
+        for (int64_t c = 0; c < C; ++c) v[c] = dot_row<T, Fm::BT, j, a>(row, c);
+      });
     }
   }
 }
 
-// out (K, Ho, Wo) of one image from M (16, K, ldm), its tiles starting at t0; bias (K) or null.
-template <typename T>
-void output_transform(const T* M, int64_t ldm, int64_t t0, const Tiles& g, const T* bias, T* out, T* rows) {
-  T* y0 = rows;             // y00 y01 interleaved, one tile row
-  T* y1 = rows + 2 * g.tw;  // y10 y11
-  for (int64_t k = 0; k < g.K; ++k) {
-    const T b = bias ? bias[k] : T(0);
-    const T* m[16];
-    for (int64_t xi = 0; xi < 16; ++xi) m[xi] = M + (xi * g.K + k) * ldm + t0;
-    T* ok = out + k * g.Ho * g.Wo;
-    for (int64_t ty = 0; ty < g.th; ++ty) {
-      const int64_t o = ty * g.tw;
+// The outputs of tiles t0 ... t0 + tn - 1 of a chunk (as above) from M[xi][t][k] (ld K, t < tn), into the
+// channels-last outputs yc (images of Ho x Wo x K), plus bias (K zeros where none); tmp: m*a*K values.
+template <int m, typename T>
+void output_transform(const T* M, const Tiles& g, int64_t t0, int64_t tn, const T* bias, T* yc, T* tmp) {
+  using Fm = F<m>;
+  constexpr int a = Fm::a;
+  const int64_t K = g.K, P = g.per_image();
+  for (int64_t t = 0; t < tn; ++t) {
+    const int64_t q = (t0 + t) % P, ty = q / g.tw, tx = q % g.tw;
+    T* yi = yc + (t0 + t) / P * g.Ho * g.Wo * K;
+    // A^T down the columns: u[i][j] = sum_r AT[i][r] M[a r + j]
+    for (int j = 0; j < a; ++j) {
+      const T* col[a];
+      for (int r = 0; r < a; ++r) col[r] = M + ((a * r + j) * tn + t) * K;
+      static_for<m>([&](auto ii) {
+        constexpr int i = decltype(ii)::value;
+        T* u = tmp + (i * a + j) * K;
 #pragma omp simd
-      for (int64_t tx = 0; tx < g.tw; ++tx) {
-        const int64_t i = o + tx;
-        // A^T on the columns, then A on the rows
-        T u0[4], u1[4];
-        for (int s = 0; s < 4; ++s) {
-          u0[s] = m[s][i] + m[4 + s][i] + m[8 + s][i];
-          u1[s] = m[4 + s][i] - m[8 + s][i] - m[12 + s][i];
-        }
-        y0[2 * tx] = u0[0] + u0[1] + u0[2] + b;
-        y0[2 * tx + 1] = u0[1] - u0[2] - u0[3] + b;
-        y1[2 * tx] = u1[0] + u1[1] + u1[2] + b;
-        y1[2 * tx + 1] = u1[1] - u1[2] - u1[3] + b;
-      }
-      std::memcpy(ok + 2 * ty * g.Wo, y0, static_cast<size_t>(g.Wo) * sizeof(T));
-      if (2 * ty + 1 < g.Ho) std::memcpy(ok + (2 * ty + 1) * g.Wo, y1, static_cast<size_t>(g.Wo) * sizeof(T));
+        for (int64_t k = 0; k < K; ++k) u[k] = dot_row<T, Fm::AT, i, a>(col, k);
+      });
+    }
+    // A along the rows: y[i][jj] = sum_j AT[jj][j] u[i][j], for the outputs inside the plane
+    for (int i = 0; i < m; ++i) {
+      const int64_t oh = m * ty + i;
+      if (oh >= g.Ho) break;
+      const T* row[a];
+      for (int j = 0; j < a; ++j) row[j] = tmp + (i * a + j) * K;
+      static_for<m>([&](auto jj) {
+        constexpr int j = decltype(jj)::value;
+        const int64_t ow = m * tx + j;
+        if (ow >= g.Wo) return;
+        T* y = yi + (oh * g.Wo + ow) * K;
+#pragma omp simd
+        for (int64_t k = 0; k < K; ++k) y[k] = dot_row<T, Fm::AT, j, a>(row, k) + bias[k];
+      });
     }
   }
 }
 
-}  // namespace
-
-template <typename T>
-void winograd_transform_weights(const T* w, int64_t O, int64_t C, bool flip_transpose, T* U) {
-  const int64_t rows = flip_transpose ? C : O, cols = flip_transpose ? O : C;  // U is (16, rows, cols)
+// U[xi][i][o] (xi < a*a): the transformed kernels, the input channels i (rows) by the output channels o, the
+// layout the GEMMs read: of w (O, C, 3, 3) for a forward (i = c, o = o), or with flip_transpose of w read as the
+// (C, O) kernels of its input gradient, rotated by 180 degrees (i = o, o = c).
+template <int m, typename T>
+void transform_weights(const T* w, int64_t O, int64_t C, bool flip_transpose, T* U) {
+  using Fm = F<m>;
+  constexpr int a = Fm::a;
 #pragma omp parallel for schedule(static) if (O * C > 4096)
   for (int64_t o = 0; o < O; ++o) {
     for (int64_t c = 0; c < C; ++c) {
@@ -133,59 +224,127 @@ void winograd_transform_weights(const T* w, int64_t O, int64_t C, bool flip_tran
       T g[3][3];
       for (int i = 0; i < 3; ++i)
         for (int j = 0; j < 3; ++j) g[i][j] = flip_transpose ? k[(2 - i) * 3 + (2 - j)] : k[i * 3 + j];
-      // G g (4x3), then (G g) G^T (4x4)
-      T gg[4][3];
-      for (int j = 0; j < 3; ++j) {
-        gg[0][j] = g[0][j];
-        gg[1][j] = T(0.5) * (g[0][j] + g[1][j] + g[2][j]);
-        gg[2][j] = T(0.5) * (g[0][j] - g[1][j] + g[2][j]);
-        gg[3][j] = g[2][j];
-      }
-      const int64_t at = flip_transpose ? c * cols + o : o * cols + c;
-      for (int i = 0; i < 4; ++i) {
-        const T a = gg[i][0], b = gg[i][1], cc = gg[i][2];
-        const T u[4] = {a, T(0.5) * (a + b + cc), T(0.5) * (a - b + cc), cc};
-        for (int j = 0; j < 4; ++j) U[(i * 4 + j) * rows * cols + at] = u[j];
+      // G g (a x 3), then (G g) G^T (a x a)
+      T gg[a][3];
+      const T* grows[3] = {g[0], g[1], g[2]};
+      static_for<a>([&](auto ii) {
+        constexpr int i = decltype(ii)::value;
+        for (int j = 0; j < 3; ++j) gg[i][j] = dot_row<T, Fm::G, i, 3>(grows, j);
+      });
+      const int64_t at = flip_transpose ? o * C + c : c * O + o;
+      for (int i = 0; i < a; ++i) {
+        const T* taps[3] = {&gg[i][0], &gg[i][1], &gg[i][2]};
+        static_for<a>([&](auto jj) {
+          constexpr int j = decltype(jj)::value;
+          U[(i * a + j) * O * C + at] = dot_row<T, Fm::G, j, 3>(taps, 0);
+        });
       }
     }
   }
 }
 
-template <typename T>
-void winograd_conv(T* out, const T* x, const T* U, const T* bias, int64_t N, int64_t C, int64_t H, int64_t W,
-                   int64_t K, int64_t pad) {
-  Tiles g{C, H, W, K, pad, H + 2 * pad - 2, W + 2 * pad - 2, 0, 0};
-  g.th = (g.Ho + 1) / 2;
-  g.tw = (g.Wo + 1) / 2;
-  const int64_t P = g.per_image();
-  parallel_shares(N, [&](int64_t n0, int64_t n1) {
-    // images per chunk: about target_columns tiles, within the buffer budget (V and M hold 16 values
-    // per tile and channel)
-    const ConvTuning& tune = conv_tuning();
-    const int64_t avail = n1 - n0;
-    int64_t b = std::clamp<int64_t>((tune.target_columns + P - 1) / P, 1, std::max<int64_t>(avail, 1));
-    const int64_t per_image = 16 * std::max(C, K) * P * static_cast<int64_t>(sizeof(T));
-    b = std::max<int64_t>(1, std::min(b, tune.max_col_bytes / std::max<int64_t>(per_image, 1)));
-    const int64_t chunks = (avail + b - 1) / b;
-    if (chunks > 0) b = (avail + chunks - 1) / chunks;
-    T* rows = thread_scratch<T>(kRows, static_cast<size_t>(8 * (2 * g.tw + 2)));
-    for (int64_t n = n0; n < n1; n += b) {
-      const int64_t nb = std::min(b, n1 - n), tiles = nb * P;
-      T* V = thread_scratch<T>(kV, static_cast<size_t>(16 * C * tiles));
-      T* M = thread_scratch<T>(kM, static_cast<size_t>(16 * K * tiles));
-      for (int64_t i = 0; i < nb; ++i) input_transform(x + (n + i) * C * H * W, g, V, tiles, i * P, rows);
-      for (int64_t xi = 0; xi < 16; ++xi) gemm(K, tiles, C, U + xi * K * C, V + xi * C * tiles, M + xi * K * tiles);
-      for (int64_t i = 0; i < nb; ++i)
-        output_transform(M, tiles, i * P, g, bias, out + (n + i) * K * g.Ho * g.Wo, rows);
-    }
-  });
+// Tiles a block: about winograd_block_bytes of V and M together (a core's L2 share on the machines measured),
+// at least 24 (the GEMMs' rows, 6 a micro-tile).
+int64_t block_tiles(int64_t a2, int64_t C, int64_t K, int64_t elem) {
+  const int64_t per_tile = a2 * (C + K) * elem;
+  return std::max<int64_t>(conv_tuning().winograd_block_bytes / per_tile, 24);
 }
 
-template void winograd_transform_weights<float>(const float*, int64_t, int64_t, bool, float*);
-template void winograd_transform_weights<double>(const double*, int64_t, int64_t, bool, double*);
+template <int m, typename T>
+void conv(T* out, const T* x, const T* U, const T* bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
+          int64_t pad, const std::function<void(int64_t, int64_t)>& image_done) {
+  constexpr int a = F<m>::a, a2 = a * a;
+  Tiles g{C, H, W, K, pad, H + 2 * pad - 2, W + 2 * pad - 2, 0, 0};
+  g.th = (g.Ho + m - 1) / m;
+  g.tw = (g.Wo + m - 1) / m;
+  const int64_t P = g.per_image(), HW = H * W, L = g.Ho * g.Wo;
+  // the a*a transformed kernels (C x K each) packed once for the GEMMs' micro-kernel
+  const int64_t packed = gemm_packed_b_size<T>(C, K);
+  T* Up = thread_scratch<T>(kPackedU, static_cast<size_t>(a2 * packed));
+  GemmPackedB<T> Ub[a2];
+#pragma omp parallel for schedule(static) if (a2 * C * K > (1 << 16) && !omp_in_parallel())
+  for (int xi = 0; xi < a2; ++xi) Ub[xi] = gemm_pack_b(U + xi * C * K, K, C, K, Up + xi * packed);
+  const int64_t target = block_tiles(a2, C, K, sizeof(T));
+  // Runs the tiles [t0, t1) of a chunk (tile q: tile q % P of image q / P) in blocks, on the calling thread:
+  // transform, a*a GEMMs, inverse transform. xc: the chunk's channels-last images; yc: its outputs.
+  auto run_tiles = [&](const T* xc, T* yc, int64_t t0, int64_t t1) {
+    const int64_t Tb = std::min(target, t1 - t0);
+    T* block = thread_scratch<T>(kBlock, static_cast<size_t>(a2 * Tb * (C + K)));
+    T* V = block;
+    T* M = block + a2 * Tb * C;
+    T* tmp = thread_scratch<T>(kTap, static_cast<size_t>(a2 * std::max(C, K) + C + K));
+    T* zero = tmp + a2 * std::max(C, K);
+    T* bias_k = zero + C;
+    std::fill(zero, zero + C, T(0));
+    for (int64_t k = 0; k < K; ++k) bias_k[k] = bias ? bias[k] : T(0);
+    for (int64_t b0 = t0; b0 < t1; b0 += Tb) {
+      const int64_t tn = std::min(Tb, t1 - b0);
+      WG_T0
+      input_transform<m>(xc, g, b0, tn, V, zero, tmp);
+      WG_T1
+      for (int xi = 0; xi < a2; ++xi) gemm_prepacked_b(tn, V + xi * tn * C, C, Ub[xi], M + xi * tn * K, K);
+      WG_T2
+      output_transform<m>(M, g, b0, tn, bias_k, yc, tmp);
+      WG_T3
+    }
+  };
+  const int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (N >= nt) {  // the threads split the images; chunks of enough images for one block where planes are small
+    parallel_shares(N, [&](int64_t n0, int64_t n1) {
+      const int64_t nb = std::clamp<int64_t>((target + P - 1) / P, 1, std::max<int64_t>(n1 - n0, 1));
+      T* xc = thread_scratch<T>(kImage, static_cast<size_t>(nb * (C * HW + K * L)));
+      T* yc = xc + nb * C * HW;
+      for (int64_t n = n0; n < n1; n += nb) {
+        const int64_t cn = std::min(nb, n1 - n);
+        for (int64_t i = 0; i < cn; ++i) to_channels_last(x + (n + i) * C * HW, C, HW, xc + i * C * HW);
+        run_tiles(xc, yc, 0, cn * P);
+        for (int64_t i = 0; i < cn; ++i) from_channels_last(yc + i * K * L, K, L, out + (n + i) * K * L);
+        if (image_done) image_done(n, n + cn);
+      }
+    });
+    return;
+  }
+  // fewer images than threads: one image at a time, its tiles split over the threads
+  T* xc = thread_scratch<T>(kImage, static_cast<size_t>(C * HW + K * L));
+  T* yc = xc + C * HW;
+  for (int64_t n = 0; n < N; ++n) {
+    to_channels_last(x + n * C * HW, C, HW, xc);
+    parallel_shares(P, [&](int64_t t0, int64_t t1) { run_tiles(xc, yc, t0, t1); });
+    from_channels_last(yc, K, L, out + n * K * L);
+    if (image_done) image_done(n, n + 1);
+  }
+}
+
+void check_tile(int tile) {
+  if (tile != 2 && tile != 4) throw std::invalid_argument("winograd: output tile must be 2 or 4, got " + std::to_string(tile));
+}
+
+}  // namespace
+
+template <typename T>
+void winograd_transform_weights(const T* w, int64_t O, int64_t C, bool flip_transpose, T* U, int tile) {
+  check_tile(tile);
+  if (tile == 2)
+    transform_weights<2>(w, O, C, flip_transpose, U);
+  else
+    transform_weights<4>(w, O, C, flip_transpose, U);
+}
+
+template <typename T>
+void winograd_conv(T* out, const T* x, const T* U, const T* bias, int64_t N, int64_t C, int64_t H, int64_t W,
+                   int64_t K, int64_t pad, int tile, const std::function<void(int64_t, int64_t)>& image_done) {
+  check_tile(tile);
+  if (tile == 2)
+    conv<2>(out, x, U, bias, N, C, H, W, K, pad, image_done);
+  else
+    conv<4>(out, x, U, bias, N, C, H, W, K, pad, image_done);
+}
+
+template void winograd_transform_weights<float>(const float*, int64_t, int64_t, bool, float*, int);
+template void winograd_transform_weights<double>(const double*, int64_t, int64_t, bool, double*, int);
 template void winograd_conv<float>(float*, const float*, const float*, const float*, int64_t, int64_t, int64_t,
-                                   int64_t, int64_t, int64_t);
+                                   int64_t, int64_t, int64_t, int, const std::function<void(int64_t, int64_t)>&);
 template void winograd_conv<double>(double*, const double*, const double*, const double*, int64_t, int64_t, int64_t,
-                                    int64_t, int64_t, int64_t);
+                                    int64_t, int64_t, int64_t, int, const std::function<void(int64_t, int64_t)>&);
 
 }  // namespace dl::cpu

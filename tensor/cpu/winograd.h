@@ -1,24 +1,32 @@
 #pragma once
-// Winograd F(2x2, 3x3) convolution for 3x3, stride-1, dilation-1, single-group layers (tensor/cpu/
-// winograd.cpp), used by tensor/cpu/conv.cpp for the forward pass and for the input gradient (which
-// is the same kind of convolution with the weights flipped and transposed). Each 2x2 output tile
-// costs 16 multiply-adds per (input, output) channel pair instead of 36: the 16 products become 16
-// GEMMs over all tiles of a chunk of images.
+// Winograd F(m x m, 3x3) convolution, m = `tile` = 2 or 4, for 3x3, stride-1, dilation-1, single-group
+// layers (tensor/cpu/winograd.cpp), used by tensor/cpu/conv.cpp for the forward pass and for the input
+// gradient (which is the same kind of convolution with the weights flipped and transposed). An m x m
+// output tile costs a*a multiply-adds per (input, output) channel pair, a = m + 2, instead of 9 m^2
+// (16 instead of 36 for m = 2, 36 instead of 144 for m = 4): the a*a products become a*a GEMMs over
+// all tiles of a chunk of images.
 #include <cstdint>
+#include <functional>
 
 namespace dl::cpu {
 
-// U (16, O, C): the transformed 3x3 kernels G g G^T of w (O, C, 3, 3); with `flip_transpose`, of
+// U (a*a, O, C): the transformed 3x3 kernels G g G^T of w (O, C, 3, 3); with `flip_transpose`, of
 // w'(c, o) = w(o, c) rotated by 180 degrees, i.e. w (O, C, 3, 3) read as the (C, O) kernels of the
-// input gradient (U is then (16, C, O)).
+// input gradient (U is then (a*a, C, O)).
 template <typename T>
-void winograd_transform_weights(const T* w, int64_t O, int64_t C, bool flip_transpose, T* U);
+void winograd_transform_weights(const T* w, int64_t O, int64_t C, bool flip_transpose, T* U, int tile);
 
-// out (N, K, Ho, Wo) = conv(x (N, C, H, W), the kernels U (16, K, C)) + bias (K) or nothing, with
+// out (N, K, Ho, Wo) = conv(x (N, C, H, W), the kernels U (a*a, K, C)) + bias (K) or nothing, with
 // `pad` zeros on every side (Ho = H + 2 pad - 2, Wo = W + 2 pad - 2). Threads as conv.cpp: the
 // images split over threads when there are enough of them, else the GEMMs use the threads.
+// image_done(n0, n1), where given, runs once images [n0, n1) of out are written, on the thread that wrote them
+// (while they are still in its caches: conv.cpp applies the rest of its epilogue there).
 template <typename T>
 void winograd_conv(T* out, const T* x, const T* U, const T* bias, int64_t N, int64_t C, int64_t H, int64_t W,
-                   int64_t K, int64_t pad);
+                   int64_t K, int64_t pad, int tile,
+                   const std::function<void(int64_t, int64_t)>& image_done = nullptr);
+
+// a*a for the tile: how many transformed values a kernel has
+constexpr int64_t winograd_positions(int tile) { return (tile + 2) * (tile + 2); }
 
 }  // namespace dl::cpu

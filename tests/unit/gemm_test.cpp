@@ -1,7 +1,8 @@
 // dl::cpu::sgemm / dgemm against references: every transpose combination, alpha/beta values (beta = 0 with a
 // NaN-filled C), odd shapes (1 .. 257, K = 0), padded strides, each micro-kernel this CPU supports (forced with
 // DL_GEMM_KERNEL), 1 and 2 threads and calls from inside a parallel region; the cache blocks derived from the
-// cache sizes, and correctness under other blocks (DL_GEMM_BLOCKS).
+// cache sizes, and correctness under other blocks (DL_GEMM_BLOCKS); the products with a B packed once
+// (gemm_prepacked_b).
 #include <doctest/doctest.h>
 #include <omp.h>
 #include <unistd.h>
@@ -310,6 +311,85 @@ TEST_CASE("sgemm: shapes that cross the cache blocks (K > KC, M > MC, N > NC), 1
           CHECK_MESSAGE(w.ok, w.what);
         }
       }
+}
+
+template <typename T>
+struct AlignedBuffer {
+  T* data;
+  explicit AlignedBuffer(int64_t n)
+      : data(static_cast<T*>(std::aligned_alloc(64, (static_cast<size_t>(n) * sizeof(T) + 63) / 64 * 64))) {}
+  ~AlignedBuffer() { std::free(data); }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+};
+
+// gemm_pack_b + gemm_prepacked_b (Winograd's GEMMs): one B packed once, then products with several A, against a
+// double reference; shapes below and across the cache blocks (K > KC, M > MC, N not a multiple of the panel width);
+// each kernel; a packing made for another panel width is refused.
+template <typename T>
+void check_prepacked(int64_t M, int64_t N, int64_t K, uint32_t seed) {
+  std::mt19937 rng(seed);
+  Mat<T> B(K, N, 3, rng);
+  AlignedBuffer<T> panels(dl::cpu::gemm_packed_b_size<T>(K, N));
+  const dl::cpu::GemmPackedB<T> packed = dl::cpu::gemm_pack_b(B.data(), B.ld, K, N, panels.data);
+  for (int rep = 0; rep < 2; ++rep) {
+    Mat<T> A(M, K, 2, rng);
+    Mat<T> C(M, N, 1, rng, T(-777));
+    dl::cpu::gemm_prepacked_b(M, A.data(), A.ld, packed, C.data(), C.ld);
+    double worst = 0;
+    bool pad_kept = true;
+    for (int64_t i = 0; i < M; ++i) {
+      for (int64_t j = 0; j < N; ++j) {
+        long double r = 0;
+        for (int64_t k = 0; k < K; ++k) r += static_cast<long double>(A.at(i, k)) * B.at(k, j);
+        worst = std::max(worst, static_cast<double>(std::abs(static_cast<long double>(C.at(i, j)) - r)));
+      }
+      pad_kept = pad_kept && C.v[static_cast<size_t>(i * C.ld + N)] == T(-777);
+    }
+    const double tol = (sizeof(T) == 4 ? 1e-6 : 1e-14) * static_cast<double>(K);
+    CHECK_MESSAGE(worst <= tol, "M=" << M << " N=" << N << " K=" << K << " error " << worst << " tolerance " << tol);
+    CHECK(pad_kept);
+  }
+}
+
+TEST_CASE("gemm_prepacked_b: B packed once, products against a reference, each kernel; a foreign packing is refused") {
+  const std::array<int64_t, 3> shapes[] = {{1, 1, 1},    {24, 64, 64},  {7, 17, 9},     {300, 70, 600},
+                                           {61, 512, 33}, {100, 31, 1030}, {24, 256, 256}, {13, 5, 700}};
+  for (const std::string& kern : supported_kernels()) {
+    ForceKernel f(kern.c_str());
+    INFO("kernel " << kern);
+    uint32_t seed = 3;
+    for (const auto& s : shapes) {
+      check_prepacked<float>(s[0], s[1], s[2], seed++);
+      check_prepacked<double>(s[0], s[1], s[2], seed++);
+    }
+  }
+  // packed for one kernel's panels, multiplied under a kernel with another width
+  const auto kernels = supported_kernels();
+  for (const std::string& k1 : kernels)
+    for (const std::string& k2 : kernels) {
+      int w1 = 0, w2 = 0;
+      std::vector<float> b(64 * 40, 1.0f), a(8 * 64, 1.0f), c(8 * 40);
+      AlignedBuffer<float> panels(64 * 64);  // room for any panel width up to 64
+      dl::cpu::GemmPackedB<float> packed;
+      {
+        ForceKernel f(k1.c_str());
+        w1 = dl::cpu::sgemm_panel_width();
+        REQUIRE(dl::cpu::gemm_packed_b_size<float>(64, 40) <= 64 * 64);
+        packed = dl::cpu::gemm_pack_b(b.data(), 40, 64, 40, panels.data);
+      }
+      ForceKernel f(k2.c_str());
+      w2 = dl::cpu::sgemm_panel_width();
+      if (w1 == w2) {
+        dl::cpu::gemm_prepacked_b(8, a.data(), 64, packed, c.data(), 40);
+        CHECK(c[0] == 64.0f);
+      } else {
+        CHECK_THROWS_WITH(dl::cpu::gemm_prepacked_b(8, a.data(), 64, packed, c.data(), 40),
+                          doctest::Contains("packed for panels of"));
+      }
+      CHECK_THROWS_WITH(dl::cpu::gemm_pack_b(b.data(), 40, 64, 40, panels.data + 1),
+                        doctest::Contains("64-byte aligned"));
+    }
 }
 
 TEST_CASE("sgemm inside an OpenMP parallel region runs on the calling thread and stays correct") {
