@@ -33,6 +33,9 @@ struct ConvTuning {
   // Winograd's tiles go through transform, GEMMs and inverse transform in blocks whose transformed inputs and
   // outputs (a*a values per tile and channel) take about this many bytes, at least 24 tiles.
   int64_t winograd_block_bytes = int64_t{256} << 10;
+  // Winograd's transforms in their AVX2 + FMA build where the CPU has AVX2 and FMA; false: their baseline x86-64
+  // build (for tests and measuring; the sums differ in their last bits, FMA rounding once).
+  bool winograd_avx2 = true;
   // The fixed rules' use of the implicit GEMM (float32 passes outside Winograd's window pack the im2col
   // matrix for the GEMM straight from the images, no column matrix written): 0 never (im2col, then the
   // GEMM packs it), 1 where it measured faster on an AVX-512 CPU (conv.cpp: packed_fast and its

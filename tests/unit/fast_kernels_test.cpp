@@ -277,6 +277,10 @@ TEST_CASE("fast conv: Winograd F(2x2, 3x3) and F(4x4, 3x3) against the definitio
       check_conv_case(conv_case(3, 6, 30, 30, 5, 3, 3, {1, 1}, {1, 1}), "winograd, several blocks", tol32);
       check_conv_case(conv_case(1, 6, 30, 30, 5, 3, 3, {1, 1}, {1, 1}), "winograd, one image", tol32);
     }
+    // the transforms' baseline x86-64 build (the AVX2 + FMA one ran above where the CPU has it)
+    cpu::conv_tuning().winograd_avx2 = false;
+    for (const ConvCase& c : odd_conv_cases()) check_conv_case(c, "winograd, baseline transforms", tol32);
+    cpu::conv_tuning().winograd_avx2 = true;
   }
 }
 
