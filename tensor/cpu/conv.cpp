@@ -13,15 +13,15 @@
 // packing and the C updates cost more than the multiply-adds. On AVX-512, im2col and col2im take vector forms
 // driven by per-tap tables (shifted planes, phase planes of strided layers, gathers; see im2col_tables);
 // elsewhere planes narrower than 8 columns take im2col/col2im loops without a memcpy per row. 3x3 stride-1
-// layers inside ConvTuning's Winograd window run forward and input gradient through Winograd F(2x2, 3x3)
-// (winograd.cpp) instead.
+// forwards and input gradients may run as Winograd F(2x2, 3x3), or F(4x4, 3x3) where ConvTuning::winograd_tile
+// asks for it (winograd.cpp: channels-last tile blocks, the transformed kernels packed once for the GEMMs).
 // Measured on one Zen 5 core, ResNet18's layers reach 160-270 GFLOP/s in all three passes.
 //
 // bfloat16 autocast (g.gemm_dtype, tensor/autocast.h): x, w and the output gradient are rounded to
 // bfloat16 once per call (rounded_bf16), the same loops then run on 2-byte operands (S = uint16_t)
 // with float32 outputs, and stride-1 forwards on planes of 400+ pixels take the implicit im2col
 // (forward_implicit: the GEMM reads shifted rows of a padded input through pointers, no column
-// matrix is written). Winograd is float32 only.
+// matrix is written). Winograd stays float32 (and float64).
 //
 // Direct convolution (Algo::direct, conv_direct.h; AVX-512 or AVX2): no im2col and no GEMM. Each thread copies its images
 // into a zero-padded channels-last buffer and register tiles of output positions x output channels sum
