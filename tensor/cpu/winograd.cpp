@@ -15,17 +15,12 @@
 // (ConvTuning::winograd_block_bytes, a share of L2) stay in cache, and copies the outputs back to planes.
 // Every transform loop runs over the channels (long, unit stride: they vectorise), and the GEMMs read the
 // transformed kernels from panels packed once per call (gemm_prepacked_b), packing only the block's V.
-// Measured on the 2-core AVX2 Zen 3 guest, in "dense" GFLOP/s (the definition's products per second),
-// against the previous form (planes, one GEMM over a chunk of images per position, U repacked every call):
-// F(2x2) on ResNet18's 3x3 layers at 224 (batch 32) 198-207 (was 162-175), 275 (200), 276 (235), 142 (170);
-// F(4x4) 285, 361, 253, 127 (bench_records/2026-12-03T1800Z-winograd-zen3).
+// Measured on the 2-core AVX2 Zen 3 guest against the previous form (planes, one GEMM over a chunk of images per
+// position, U repacked in every GEMM), F(2x2), three paired rounds (bench_records/2026-12-03T1800Z-winograd-zen3):
+// ResNet18's 3x3 layers at 224, batch 32: 64x56x56 1.20-2.23x, 128x28x28 1.40-2.03x, 256x14x14 0.87-1.58x,
+// 512x7x7 0.72-0.84x (there the search keeps the direct convolution); F(4x4) over F(2x2): 1.32-1.55x, 1.32-1.46x,
+// 0.78-0.94x, 0.89-0.98x.
 #include "tensor/cpu/winograd.h"
-#ifndef WG_T0  // timing points of a measuring build (empty here)
-#define WG_T0
-#define WG_T1
-#define WG_T2
-#define WG_T3
-#endif
 
 #include <algorithm>
 #include <stdexcept>
@@ -318,13 +313,9 @@ void conv(T* out, const T* x, const T* U, const T* bias, int64_t N, int64_t C, i
     for (int64_t k = 0; k < K; ++k) bias_k[k] = bias ? bias[k] : T(0);
     for (int64_t b0 = t0; b0 < t1; b0 += Tb) {
       const int64_t tn = std::min(Tb, t1 - b0);
-      WG_T0
       tf.in(xc, g, b0, tn, V, zero, tmp);
-      WG_T1
       for (int xi = 0; xi < a2; ++xi) gemm_prepacked_b(tn, V + xi * tn * C, C, Ub[xi], M + xi * tn * K, K);
-      WG_T2
       tf.out(M, g, b0, tn, bias_k, yc, tmp);
-      WG_T3
     }
   };
   const int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
