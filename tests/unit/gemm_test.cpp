@@ -352,7 +352,7 @@ void check_prepacked(int64_t M, int64_t N, int64_t K, uint32_t seed) {
   }
 }
 
-TEST_CASE("gemm_prepacked_b: B packed once, products against a reference, each kernel; a foreign packing is refused") {
+TEST_CASE("gemm_prepacked_b: B packed once, products against a reference on each kernel, and a foreign packing refused") {
   const std::array<int64_t, 3> shapes[] = {{1, 1, 1},    {24, 64, 64},  {7, 17, 9},     {300, 70, 600},
                                            {61, 512, 33}, {100, 31, 1030}, {24, 256, 256}, {13, 5, 700}};
   for (const std::string& kern : supported_kernels()) {
