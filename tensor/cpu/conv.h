@@ -100,7 +100,8 @@ namespace dl::cpu {
 // measured again. Delete the file to measure everything anew.
 bool conv_algo_search_enabled();
 std::string conv_algo_cache_path();
-// The choices in force in this process: (shape key, algorithm), in key order; for profiles and tests.
+// The choices this process ran: (shape key, algorithm), in key order, for the keys it measured or took from the
+// cache file (the file's other lines, from other builds, settings and shapes, are left out); for profiles and tests.
 std::vector<std::pair<std::string, std::string>> conv_algo_choices();
 // Forgets this process's choices; the cache file is read again at the next search (for tests).
 void conv_algo_reset();

@@ -11,6 +11,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 
 #include "tensor/cpu/conv.h"
 #include "tensor/cpu/conv_algo_cache.h"
@@ -28,7 +29,8 @@ struct Table {
   std::mutex mu;
   bool loaded = false;
   bool write_failed = false;
-  std::map<std::string, std::string> choices;
+  std::map<std::string, std::string> choices;  // this process's and the file's (this CPU's lines)
+  std::set<std::string> used;                   // the keys this process looked up or decided
 };
 
 Table& table() {
@@ -121,13 +123,17 @@ std::string conv_algo_cache_path() {
 std::vector<std::pair<std::string, std::string>> conv_algo_choices() {
   Table& t = table();
   std::lock_guard lock(t.mu);
-  return {t.choices.begin(), t.choices.end()};
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [k, a] : t.choices)
+    if (t.used.count(k)) out.emplace_back(k, a);
+  return out;
 }
 
 void conv_algo_reset() {
   Table& t = table();
   std::lock_guard lock(t.mu);
   t.choices.clear();
+  t.used.clear();
   t.loaded = false;
   t.write_failed = false;
 }
@@ -138,6 +144,7 @@ std::optional<std::string> conv_algo_lookup(const std::string& key) {
   if (!t.loaded) load(t);
   const auto it = t.choices.find(key);
   if (it == t.choices.end()) return std::nullopt;
+  t.used.insert(key);
   return it->second;
 }
 
@@ -147,6 +154,7 @@ void conv_algo_store(const std::string& key, const std::string& algo) {
   if (!t.loaded) load(t);
   const bool fresh = t.choices.find(key) == t.choices.end() || t.choices[key] != algo;
   t.choices[key] = algo;
+  t.used.insert(key);
   if (fresh) append(t, key, algo);
 }
 

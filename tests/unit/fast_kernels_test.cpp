@@ -698,6 +698,11 @@ TEST_CASE("conv algorithm search: the cache file is reused, and bad or foreign l
     cpu::conv_algo_reset();
     forward();
     CHECK(file_lines(scope.file).size() == 2);
+    // the profile's list holds the choice this process ran, not the file's stale line
+    const auto choices = cpu::conv_algo_choices();
+    REQUIRE(choices.size() == 1);
+    const size_t at = head.find(key);  // head: "version \t CPU \t kernel \t key \t"
+    CHECK(choices[0].first == head.substr(at, head.size() - 1 - at));
   }
   SUBCASE("a choice that cannot run the shape, another CPU's line and garbage are measured anew") {
     const std::string foreign = "dl-conv-algos-v1\tSome Other CPU\tavx2\t" + key + "00000000\tgemm/256";
