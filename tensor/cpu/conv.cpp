@@ -132,7 +132,7 @@ enum Slot {
 
 // How one pass of one layer is computed (chosen per layer shape by choose_and_run below):
 //   gemm      im2col + GEMM, images batched until a GEMM has about `columns` columns
-//   winograd  Winograd F(2x2, 3x3) (forward and input gradient; float32 and float64)
+//   winograd  Winograd F(2x2, 3x3) (forward and input gradient), F(3x3, 2x2) (weight gradient); float32, float64
 //   winograd4x4  Winograd F(4x4, 3x3): a quarter of the products and a larger rounding error; only where
 //             ConvTuning::winograd_tile asks for it
 //   implicit  the bfloat16 forward with an implicit im2col (forward_implicit)
@@ -1261,6 +1261,10 @@ void backward_weight_typed(T* gw, const S* gout, const S* x, const Conv2dParams&
     backward_weight_packed(gw, gout, x, g, a.columns);
     return;
   }
+  if constexpr (std::is_same_v<S, T>) if (a.kind == Algo::winograd) {  // F(3x3, 2x2) over the output gradient's tiles
+    winograd_weight_grad(gw, x, gout, g.N, g.C, g.H, g.W, g.O, g.padding[0]);
+    return;
+  }
   // acc += the gradient of images [n0, n1); `first`: acc holds garbage until the first chunk
   auto accumulate = [&](int64_t n0, int64_t n1, T* acc) {
     const int64_t B = chunk_images<S>(g, n1 - n0, a.columns);
@@ -1529,6 +1533,7 @@ std::vector<Algo> candidates(Pass pass, DType dtype, const Conv2dParams& g, bool
   add_columns(Algo::gemm, g);
   if (packed_possible(pass, dtype, g, low))
     add_columns(Algo::packed, pass == Pass::input ? input_as_forward_params(g) : g);
+  if (pass == Pass::weight && !low && winograd_applies(g)) add(Algo{Algo::winograd, 0});  // F(3x3, 2x2)
   if (pass != Pass::weight && !low && winograd_applies(g)) {
     add(Algo{Algo::winograd, 0});
     // F(4x4) rounds up to 20x more than the GEMMs (ConvTuning::winograd_tile): a candidate only when asked for
@@ -1556,7 +1561,7 @@ void choose_and_run(Pass pass, DType dtype, const Conv2dParams& g, bool low, siz
   // older build, another DL_CONV_* setting) is not reused: it is measured again; so is the revision of the
   // kernels below, raised when a change makes an old timing stale (2: the vector im2col; 3: the direct weight
   // gradient split by images; 4: the direct convolution skips the taps in the zero padding; 5: Winograd on
-  // channels-last blocks with its transformed weights packed once)
+  // channels-last blocks with its transformed weights packed once, and for weight gradients)
   constexpr const char* kKernelsRevision = "kernels-5,";
   uint32_t h = 2166136261u;  // FNV-1a
   const std::string revision = std::string(kKernelsRevision) + (conv_tuning().vector_im2col ? "" : "im2col-scalar,") +

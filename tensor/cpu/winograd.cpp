@@ -26,6 +26,7 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "tensor/cpu/conv.h"
 #include "tensor/cpu/cpu_info.h"
@@ -42,7 +43,7 @@ template <int m>
 struct F;
 template <>
 struct F<2> {
-  static constexpr int a = 4;
+  static constexpr int a = 4, step = 2;  // a x a input tiles, step apart
   static constexpr double BT[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
   static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
   static constexpr double AT[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
@@ -53,7 +54,7 @@ struct F<4> {
   // and improving the accuracy of Winograd convolution", 2020): in a float32 simulation of 512-channel sums
   // their largest error was a third of that of Lavin's 0, +-1, +-2 (2.4e-6 against 7.4e-6 of the largest
   // output; F(2x2): 0.8e-6). Derived by the Toom-Cook construction; A^T (G g .* B^T d) is the correlation, checked in rationals.
-  static constexpr int a = 6;
+  static constexpr int a = 6, step = 4;
   static constexpr double BT[6][6] = {{1, 1.5, -2, -1.5, 1, 0},    {0, -1, -2.5, -0.5, 1, 0}, {0, 1, 0.5, -2.5, 1, 0},
                                       {0, -0.5, -1, 0.5, 1, 0},    {0, 2, -1, -2, 1, 0},     {0, 1, 1.5, -2, -1.5, 1}};
   static constexpr double G[6][3] = {{1, 0, 0},
@@ -64,6 +65,17 @@ struct F<4> {
                                      {0, 0, 1}};
   static constexpr double AT[4][6] = {
       {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -0.5, 0}, {0, 1, 1, 4, 0.25, 0}, {0, 1, -1, 8, -0.125, 1}};
+};
+
+// The weight gradient's F(3x3, 2x2), points 0, 1, -1 and infinity: dW (3x3) of a layer = the sum over the 2x2 tiles
+// of its output gradient g, each against the 4x4 input tile d under it, of A^T [(G g G^T) .* (B^T d B)] A (the
+// correlation Y[i][j] = sum_kl g[k][l] d[k + i][l + j]): 16 products per tile and channel pair instead of 36.
+// Derived by the Toom-Cook construction like F<4>, checked in rationals.
+struct FW {
+  static constexpr int a = 4, step = 2;
+  static constexpr double BT[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, -1, 0, 1}};
+  static constexpr double G[4][2] = {{1, 0}, {0.5, 0.5}, {0.5, -0.5}, {0, 1}};
+  static constexpr double AT[3][4] = {{1, 1, 1, 0}, {0, 1, -1, 0}, {0, 1, 1, 1}};
 };
 
 // sum_j Mat[r][j] * p[j][i], j < n, unrolled at compile time: zero coefficients are left out, +-1 not multiplied
@@ -96,7 +108,7 @@ inline void static_for(Fn&& f) {
 }
 
 // scratch slots (tensor/cpu/scratch.h): conv.cpp uses 0-2 on the same threads, at other times
-enum Slot { kBlock = 0, kImage = 1, kTap = 3, kPackedU = 15 };
+enum Slot { kBlock = 0, kImage = 1, kTap = 3, kPackedU = 15, kWeightSums = 16 };
 
 // An image's C planes of P values -> P rows of C values (dst[p * C + c] = src[c * P + p]), and back.
 template <typename T>
@@ -126,10 +138,9 @@ struct Tiles {
 // V[xi][t][c] (xi < a*a, ld C; t < tn) for tiles t0 ... t0 + tn - 1 of a chunk of images, tile q of the
 // chunk being tile q % P of image q / P, xc their channels-last copies; every loop runs over the channels.
 // zero: C zeros; tmp: a*a*C values.
-template <int m, typename T>
+template <class Fm, typename T>
 [[gnu::always_inline]] inline void input_transform(const T* xc, const Tiles& g, int64_t t0, int64_t tn, T* V, const T* zero, T* tmp) {
-  using Fm = F<m>;
-  constexpr int a = Fm::a;
+  constexpr int a = Fm::a, m = Fm::step;
   const int64_t C = g.C, P = g.per_image();
   for (int64_t t = 0; t < tn; ++t) {
     const int64_t q = (t0 + t) % P, ty = q / g.tw, tx = q % g.tw;
@@ -206,42 +217,94 @@ template <int m, typename T>
   }
 }
 
-// The transforms compiled twice, for baseline x86-64 (4-wide SSE) and for AVX2 + FMA, the latter taken where the
-// CPU has them and ConvTuning::winograd_avx2 allows (the baseline's vectors left the transforms a third of a
-// block's time on ResNet18's 64-channel layers). The bodies above are inlined into each.
-template <int m, typename T>
-struct Transforms {
-  void (*in)(const T*, const Tiles&, int64_t, int64_t, T*, const T*, T*);
-  void (*out)(const T*, const Tiles&, int64_t, int64_t, const T*, T*, T*);
-};
-template <int m, typename T>
-void input_transform_base(const T* xc, const Tiles& g, int64_t t0, int64_t tn, T* V, const T* zero, T* tmp) {
-  input_transform<m>(xc, g, t0, tn, V, zero, tmp);
+// The weight gradient's second operand: U[xi][t][o] = (G g G^T)[xi] for the 2x2 tiles g of the output gradients gc
+// (channels-last images of Ho x Wo x K, tiles as in input_transform; zero past the plane's edge); tmp: 8*K values.
+template <typename T>
+[[gnu::always_inline]] inline void gout_transform(const T* gc, const Tiles& g, int64_t t0, int64_t tn, T* U, const T* zero,
+                                                  T* tmp) {
+  constexpr int a = FW::a;
+  const int64_t K = g.K, P = g.per_image();
+  for (int64_t t = 0; t < tn; ++t) {
+    const int64_t q = (t0 + t) % P, ty = q / g.tw, tx = q % g.tw;
+    const T* gi = gc + (t0 + t) / P * g.Ho * g.Wo * K;
+    const T* d[2][2];
+    for (int k = 0; k < 2; ++k)
+      for (int l = 0; l < 2; ++l) {
+        const int64_t oh = 2 * ty + k, ow = 2 * tx + l;
+        d[k][l] = oh < g.Ho && ow < g.Wo ? gi + (oh * g.Wo + ow) * K : zero;
+      }
+    // G down the columns: tmp[i][l] = sum_k G[i][k] g[k][l]
+    for (int l = 0; l < 2; ++l) {
+      const T* col[2] = {d[0][l], d[1][l]};
+      static_for<a>([&](auto ii) {
+        constexpr int i = decltype(ii)::value;
+        T* o = tmp + (i * 2 + l) * K;
+#pragma omp simd
+        for (int64_t k = 0; k < K; ++k) o[k] = dot_row<T, FW::G, i, 2>(col, k);
+      });
+    }
+    // G along the rows: U[a i + j] = sum_l G[j][l] tmp[i][l]
+    for (int i = 0; i < a; ++i) {
+      const T* row[2] = {tmp + (i * 2) * K, tmp + (i * 2 + 1) * K};
+      static_for<a>([&](auto jj) {
+        constexpr int j = decltype(jj)::value;
+        T* u = U + ((a * i + j) * tn + t) * K;
+#pragma omp simd
+        for (int64_t k = 0; k < K; ++k) u[k] = dot_row<T, FW::G, j, 2>(row, k);
+      });
+    }
+  }
 }
-template <int m, typename T>
-void output_transform_base(const T* M, const Tiles& g, int64_t t0, int64_t tn, const T* bias, T* yc, T* tmp) {
-  output_transform<m>(M, g, t0, tn, bias, yc, tmp);
+
+// dW (O, C, 3, 3) from the summed M[xi][o][c] (xi < 16): A^T M A for each (o, c); tmp: 13*C values.
+template <typename T>
+[[gnu::always_inline]] inline void weight_output_transform(const T* M, int64_t O, int64_t C, T* gw, T* tmp) {
+  constexpr int a = FW::a;
+  for (int64_t o = 0; o < O; ++o) {
+    T* u = tmp;  // u[i][j] (i < 3, j < 4) over the channels: A^T down the columns
+    for (int j = 0; j < a; ++j) {
+      const T* col[a];
+      for (int r = 0; r < a; ++r) col[r] = M + ((a * r + j) * O + o) * C;
+      static_for<3>([&](auto ii) {
+        constexpr int i = decltype(ii)::value;
+        T* ui = u + (i * a + j) * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) ui[c] = dot_row<T, FW::AT, i, a>(col, c);
+      });
+    }
+    T* y = tmp + 12 * C;
+    for (int i = 0; i < 3; ++i) {
+      const T* row[a];
+      for (int j = 0; j < a; ++j) row[j] = u + (i * a + j) * C;
+      static_for<3>([&](auto jj) {
+        constexpr int j = decltype(jj)::value;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) y[c] = dot_row<T, FW::AT, j, a>(row, c);
+        T* w = gw + o * C * 9 + i * 3 + j;
+        for (int64_t c = 0; c < C; ++c) w[c * 9] = y[c];
+      });
+    }
+  }
 }
+
+// The transforms compiled twice, for baseline x86-64 (4-wide SSE) and for AVX2 + FMA (the bodies above are inlined
+// into each); pick() takes the latter where the CPU has AVX2 and FMA and ConvTuning::winograd_avx2 allows (the
+// baseline's vectors left the transforms a third of a block's time on ResNet18's 64-channel layers).
+template <auto Body>
+struct Build;
+template <typename... A, void (*Body)(A...)>
+struct Build<Body> {
+  static void base(A... a) { Body(a...); }
 #if defined(__x86_64__) && defined(__GNUC__)
-#define DL_WINOGRAD_AVX2 1
-template <int m, typename T>
-__attribute__((target("avx2,fma"))) void input_transform_avx2(const T* xc, const Tiles& g, int64_t t0, int64_t tn,
-                                                              T* V, const T* zero, T* tmp) {
-  input_transform<m>(xc, g, t0, tn, V, zero, tmp);
-}
-template <int m, typename T>
-__attribute__((target("avx2,fma"))) void output_transform_avx2(const T* M, const Tiles& g, int64_t t0, int64_t tn,
-                                                               const T* bias, T* yc, T* tmp) {
-  output_transform<m>(M, g, t0, tn, bias, yc, tmp);
-}
+  __attribute__((target("avx2,fma"))) static void avx2(A... a) { Body(a...); }
 #endif
-template <int m, typename T>
-Transforms<m, T> transforms() {
-#ifdef DL_WINOGRAD_AVX2
-  if (conv_tuning().winograd_avx2 && cpu_has_avx2()) return {input_transform_avx2<m, T>, output_transform_avx2<m, T>};
+  static void (*pick())(A...) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (conv_tuning().winograd_avx2 && cpu_has_avx2()) return avx2;
 #endif
-  return {input_transform_base<m, T>, output_transform_base<m, T>};
-}
+    return base;
+  }
+};
 
 // U[xi][i][o] (xi < a*a): the transformed kernels, the input channels i (rows) by the output channels o, the
 // layout the GEMMs read: of w (O, C, 3, 3) for a forward (i = c, o = o), or with flip_transpose of w read as the
@@ -276,6 +339,15 @@ void transform_weights(const T* w, int64_t O, int64_t C, bool flip_transpose, T*
   }
 }
 
+inline void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* b,
+                 int64_t ldb, float beta, float* c, int64_t ldc) {
+  sgemm(ta, tb, M, N, K, 1.0f, a, lda, b, ldb, beta, c, ldc);
+}
+inline void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const double* a, int64_t lda, const double* b,
+                 int64_t ldb, double beta, double* c, int64_t ldc) {
+  dgemm(ta, tb, M, N, K, 1.0, a, lda, b, ldb, beta, c, ldc);
+}
+
 // Tiles a block: about winograd_block_bytes of V and M together (a core's L2 share on the machines measured),
 // at least 24 (the GEMMs' rows, 6 a micro-tile).
 int64_t block_tiles(int64_t a2, int64_t C, int64_t K, int64_t elem) {
@@ -298,7 +370,8 @@ void conv(T* out, const T* x, const T* U, const T* bias, int64_t N, int64_t C, i
 #pragma omp parallel for schedule(static) if (a2 * C * K > (1 << 16) && !omp_in_parallel())
   for (int xi = 0; xi < a2; ++xi) Ub[xi] = gemm_pack_b(U + xi * C * K, K, C, K, Up + xi * packed);
   const int64_t target = block_tiles(a2, C, K, sizeof(T));
-  const Transforms<m, T> tf = transforms<m, T>();
+  const auto in_transform = Build<&input_transform<F<m>, T>>::pick();
+  const auto out_transform = Build<&output_transform<m, T>>::pick();
   // Runs the tiles [t0, t1) of a chunk (tile q: tile q % P of image q / P) in blocks, on the calling thread:
   // transform, a*a GEMMs, inverse transform. xc: the chunk's channels-last images; yc: its outputs.
   auto run_tiles = [&](const T* xc, T* yc, int64_t t0, int64_t t1) {
@@ -313,9 +386,9 @@ void conv(T* out, const T* x, const T* U, const T* bias, int64_t N, int64_t C, i
     for (int64_t k = 0; k < K; ++k) bias_k[k] = bias ? bias[k] : T(0);
     for (int64_t b0 = t0; b0 < t1; b0 += Tb) {
       const int64_t tn = std::min(Tb, t1 - b0);
-      tf.in(xc, g, b0, tn, V, zero, tmp);
+      in_transform(xc, g, b0, tn, V, zero, tmp);
       for (int xi = 0; xi < a2; ++xi) gemm_prepacked_b(tn, V + xi * tn * C, C, Ub[xi], M + xi * tn * K, K);
-      tf.out(M, g, b0, tn, bias_k, yc, tmp);
+      out_transform(M, g, b0, tn, bias_k, yc, tmp);
     }
   };
   const int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
@@ -345,6 +418,65 @@ void conv(T* out, const T* x, const T* U, const T* bias, int64_t N, int64_t C, i
   }
 }
 
+template <typename T>
+void weight_grad(T* gw, const T* x, const T* gout, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t pad) {
+  constexpr int a2 = FW::a * FW::a;
+  Tiles g{C, H, W, O, pad, H + 2 * pad - 2, W + 2 * pad - 2, 0, 0};
+  g.th = (g.Ho + 1) / 2;
+  g.tw = (g.Wo + 1) / 2;
+  const int64_t P = g.per_image(), HW = H * W, L = g.Ho * g.Wo, MN = a2 * O * C;
+  const int64_t target = block_tiles(a2, C, O, sizeof(T));
+  const auto in_transform = Build<&input_transform<FW, T>>::pick();
+  const auto g_transform = Build<&gout_transform<T>>::pick();
+  const auto w_transform = Build<&weight_output_transform<T>>::pick();
+  const int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+  std::vector<T*> partial(static_cast<size_t>(nt), nullptr);  // each thread's M (a*a, O, C), summed at the end
+  parallel_shares(N, [&](int64_t n0, int64_t n1) {
+    const int tid = omp_in_parallel() ? omp_get_thread_num() : 0;
+    T* M = thread_scratch<T>(kWeightSums, static_cast<size_t>(MN));
+    partial[static_cast<size_t>(tid)] = M;
+    const int64_t nb = std::clamp<int64_t>((target + P - 1) / P, 1, std::max<int64_t>(n1 - n0, 1));
+    const int64_t Tb = std::min(target, nb * P);
+    T* block = thread_scratch<T>(kBlock, static_cast<size_t>(a2 * Tb * (C + O)));
+    T* V = block;
+    T* U = block + a2 * Tb * C;
+    T* xc = thread_scratch<T>(kImage, static_cast<size_t>(nb * (C * HW + O * L)));
+    T* gc = xc + nb * C * HW;
+    T* tmp = thread_scratch<T>(kTap, static_cast<size_t>(a2 * std::max(C, O) + std::max(C, O)));
+    T* zero = tmp + a2 * std::max(C, O);
+    std::fill(zero, zero + std::max(C, O), T(0));
+    bool first = true;
+    for (int64_t n = n0; n < n1; n += nb) {
+      const int64_t cn = std::min(nb, n1 - n), tiles = cn * P;
+      for (int64_t i = 0; i < cn; ++i) {
+        to_channels_last(x + (n + i) * C * HW, C, HW, xc + i * C * HW);
+        to_channels_last(gout + (n + i) * O * L, O, L, gc + i * O * L);
+      }
+      for (int64_t b0 = 0; b0 < tiles; b0 += Tb) {
+        const int64_t tn = std::min(Tb, tiles - b0);
+        in_transform(xc, g, b0, tn, V, zero, tmp);
+        g_transform(gc, g, b0, tn, U, zero, tmp);
+        for (int xi = 0; xi < a2; ++xi)
+          gemm(true, false, O, C, tn, U + xi * tn * O, O, V + xi * tn * C, C, first ? T(0) : T(1), M + xi * O * C, C);
+        first = false;
+      }
+    }
+    if (first) std::fill(M, M + MN, T(0));
+  });
+  T* sum = nullptr;
+  for (T* p : partial) {
+    if (p == nullptr) continue;
+    if (sum == nullptr) {
+      sum = p;
+      continue;
+    }
+#pragma omp parallel for schedule(static) if (MN > (1 << 16))
+    for (int64_t i = 0; i < MN; ++i) sum[i] += p[i];
+  }
+  T* tmp = thread_scratch<T>(kTap, static_cast<size_t>(13 * C));
+  w_transform(sum, O, C, gw, tmp);
+}
+
 void check_tile(int tile) {
   if (tile != 2 && tile != 4) throw std::invalid_argument("winograd: output tile must be 2 or 4, got " + std::to_string(tile));
 }
@@ -370,6 +502,16 @@ void winograd_conv(T* out, const T* x, const T* U, const T* bias, int64_t N, int
     conv<4>(out, x, U, bias, N, C, H, W, K, pad, image_done);
 }
 
+template <typename T>
+void winograd_weight_grad(T* gw, const T* x, const T* gout, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O,
+                          int64_t pad) {
+  weight_grad(gw, x, gout, N, C, H, W, O, pad);
+}
+
+template void winograd_weight_grad<float>(float*, const float*, const float*, int64_t, int64_t, int64_t, int64_t,
+                                          int64_t, int64_t);
+template void winograd_weight_grad<double>(double*, const double*, const double*, int64_t, int64_t, int64_t, int64_t,
+                                           int64_t, int64_t);
 template void winograd_transform_weights<float>(const float*, int64_t, int64_t, bool, float*, int);
 template void winograd_transform_weights<double>(const double*, int64_t, int64_t, bool, double*, int);
 template void winograd_conv<float>(float*, const float*, const float*, const float*, int64_t, int64_t, int64_t,

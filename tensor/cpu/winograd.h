@@ -26,6 +26,14 @@ void winograd_conv(T* out, const T* x, const T* U, const T* bias, int64_t N, int
                    int64_t K, int64_t pad, int tile,
                    const std::function<void(int64_t, int64_t)>& image_done = nullptr);
 
+// gw (O, C, 3, 3) = the weight gradient of a 3x3, stride-1, single-group convolution with `pad` on every side, from
+// its inputs x (N, C, H, W) and output gradients gout (N, O, Ho, Wo): Winograd F(3x3, 2x2) over 2x2 tiles of gout
+// (16 products per tile and channel pair instead of 36), the sums over the tiles as a*a GEMMs. The threads split
+// the images and add their sums at the end.
+template <typename T>
+void winograd_weight_grad(T* gw, const T* x, const T* gout, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O,
+                          int64_t pad);
+
 // a*a for the tile: how many transformed values a kernel has
 constexpr int64_t winograd_positions(int tile) { return (tile + 2) * (tile + 2); }
 

@@ -23,6 +23,7 @@
 #include "tensor/cpu/conv_direct.h"
 #include "tensor/cpu/convert16.h"
 #include "tensor/cpu/cpu_info.h"
+#include "tensor/cpu/winograd.h"
 #include "tensor/dispatch.h"
 #include "tensor/nn_ops.h"
 #include "tensor/ops.h"
@@ -282,6 +283,49 @@ TEST_CASE("fast conv: Winograd F(2x2, 3x3) and F(4x4, 3x3) against the definitio
     for (const ConvCase& c : odd_conv_cases()) check_conv_case(c, "winograd, baseline transforms", tol32);
     cpu::conv_tuning().winograd_avx2 = true;
   }
+}
+
+// The weight gradient as Winograd F(3x3, 2x2) (cpu::winograd_weight_grad, a candidate of the algorithm search),
+// called directly on the 3x3 stride-1 single-group cases: float64 tight, float32 within check_conv_case's bound;
+// planes odd and even, padding 0, 1 and 2, blocks of 24 tiles (spanning images), fewer images than threads, both
+// builds of the transforms.
+TEST_CASE("fast conv: Winograd F(3x3, 2x2) weight gradient against the definition") {
+  ConvKnobs knobs;
+  std::vector<ConvCase> cases;
+  for (const ConvCase& c : odd_conv_cases())
+    if (c.kh == 3 && c.kw == 3 && c.p.stride[0] == 1 && c.p.stride[1] == 1 && c.p.dilation[0] == 1 &&
+        c.p.dilation[1] == 1 && c.p.groups == 1 && c.p.padding[0] == c.p.padding[1])
+      cases.push_back(c);
+  cases.push_back(conv_case(3, 5, 9, 11, 7, 3, 3, {1, 1}, {0, 0}));
+  cases.push_back(conv_case(2, 4, 10, 18, 5, 3, 3, {1, 1}, {2, 2}));
+  cases.push_back(conv_case(1, 6, 30, 30, 5, 3, 3, {1, 1}, {1, 1}));
+  cases.push_back(conv_case(2, 3, 3, 3, 4, 3, 3, {1, 1}, {0, 0}));
+  REQUIRE(cases.size() >= 7);
+  for (int64_t block_bytes : {knobs.saved.winograd_block_bytes, int64_t{1}})
+    for (bool avx2 : {true, false})
+      for (int threads : {1, 2}) {
+        cpu::conv_tuning().winograd_block_bytes = block_bytes;
+        cpu::conv_tuning().winograd_avx2 = avx2;
+        set_threads(threads);
+        for (const ConvCase& cc : cases) {
+          DirectConv d(cc);
+          INFO("N" << cc.N << " C" << cc.C << " " << cc.H << "x" << cc.W << " O" << cc.O << " pad " << cc.p.padding[0]
+                   << " threads " << threads << " avx2 " << avx2 << " block bytes " << block_bytes);
+          for (DType dt : {DType::Float64, DType::Float32}) {
+            const double tol = dt == DType::Float64 ? 1e-11 : 2e-5;
+            Tensor x = uniform({cc.N, cc.C, cc.H, cc.W}, 1, dt);
+            Tensor gout = uniform({cc.N, cc.O, d.Ho, d.Wo}, 4, dt);
+            Tensor gw = zeros({cc.O, cc.C, 3, 3}, dt);
+            if (dt == DType::Float64)
+              cpu::winograd_weight_grad(gw.data_ptr<double>(), x.data_ptr<double>(), gout.data_ptr<double>(), cc.N, cc.C,
+                                        cc.H, cc.W, cc.O, cc.p.padding[0]);
+            else
+              cpu::winograd_weight_grad(gw.data_ptr<float>(), x.data_ptr<float>(), gout.data_ptr<float>(), cc.N, cc.C,
+                                        cc.H, cc.W, cc.O, cc.p.padding[0]);
+            CHECK_CLOSE(ops::to_dtype(gw, DType::Float64), d.grad_weight(gout, x), tol, tol);
+          }
+        }
+      }
 }
 
 // Winograd's rounding error on the channel counts of ResNet18 (up to 512 x 9 products a sum), float32, against
