@@ -4,7 +4,8 @@
 // gradient (which is the same kind of convolution with the weights flipped and transposed). An m x m
 // output tile costs a*a multiply-adds per (input, output) channel pair, a = m + 2, instead of 9 m^2
 // (16 instead of 36 for m = 2, 36 instead of 144 for m = 4): the a*a products become a*a GEMMs over
-// all tiles of a chunk of images.
+// all tiles of a chunk of images. The weight gradient of such a layer runs as F(3x3, 2x2) over the output
+// gradient's 2x2 tiles (winograd_weight_grad below).
 #include <cstdint>
 #include <functional>
 
