@@ -107,6 +107,19 @@ inline void static_for(Fn&& f) {
       std::make_integer_sequence<int, N>{});
 }
 
+// One stage of a transform, over runs of n channels: out[i][c] = sum_j Mat[i][j] in[j][c] for the rows i < Rows
+// (Cols = Mat's columns); a null out[i] is skipped.
+template <typename T, const auto& Mat, int Rows, int Cols>
+[[gnu::always_inline]] inline void apply_rows(const T* const* in, T* const* out, int64_t n) {
+  static_for<Rows>([&](auto ii) {
+    constexpr int i = decltype(ii)::value;
+    T* o = out[i];
+    if (o == nullptr) return;
+#pragma omp simd
+    for (int64_t c = 0; c < n; ++c) o[c] = dot_row<T, Mat, i, Cols>(in, c);
+  });
+}
+
 // scratch slots (tensor/cpu/scratch.h): conv.cpp uses 0-2 on the same threads, at other times
 enum Slot { kBlock = 0, kImage = 1, kTap = 3, kPackedU = 15, kWeightSums = 16 };
 
@@ -156,24 +169,16 @@ template <class Fm, typename T>
     // B^T down the columns: tmp[k][s] = sum_r BT[k][r] d[r][s]
     for (int s2 = 0; s2 < a; ++s2) {
       const T* col[a];
-      for (int r = 0; r < a; ++r) col[r] = d[r][s2];
-      static_for<a>([&](auto kk) {
-        constexpr int k = decltype(kk)::value;
-        T* o = tmp + (k * a + s2) * C;
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) o[c] = dot_row<T, Fm::BT, k, a>(col, c);
-      });
+      T* o[a];
+      for (int r = 0; r < a; ++r) col[r] = d[r][s2], o[r] = tmp + (r * a + s2) * C;
+      apply_rows<T, Fm::BT, a, a>(col, o, C);
     }
     // B along the rows: V[a k + j][t] = sum_s BT[j][s] tmp[k][s]
     for (int k = 0; k < a; ++k) {
       const T* row[a];
-      for (int s2 = 0; s2 < a; ++s2) row[s2] = tmp + (k * a + s2) * C;
-      static_for<a>([&](auto jj) {
-        constexpr int j = decltype(jj)::value;
-        T* v = V + ((a * k + j) * tn + t) * C;
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) v[c] = dot_row<T, Fm::BT, j, a>(row, c);
-      });
+      T* v[a];
+      for (int j = 0; j < a; ++j) row[j] = tmp + (k * a + j) * C, v[j] = V + ((a * k + j) * tn + t) * C;
+      apply_rows<T, Fm::BT, a, a>(row, v, C);
     }
   }
 }
@@ -191,13 +196,10 @@ template <int m, typename T>
     // A^T down the columns: u[i][j] = sum_r AT[i][r] M[a r + j]
     for (int j = 0; j < a; ++j) {
       const T* col[a];
+      T* u[m];
       for (int r = 0; r < a; ++r) col[r] = M + ((a * r + j) * tn + t) * K;
-      static_for<m>([&](auto ii) {
-        constexpr int i = decltype(ii)::value;
-        T* u = tmp + (i * a + j) * K;
-#pragma omp simd
-        for (int64_t k = 0; k < K; ++k) u[k] = dot_row<T, Fm::AT, i, a>(col, k);
-      });
+      for (int i = 0; i < m; ++i) u[i] = tmp + (i * a + j) * K;
+      apply_rows<T, Fm::AT, m, a>(col, u, K);
     }
     // A along the rows: y[i][jj] = sum_j AT[jj][j] u[i][j], for the outputs inside the plane
     for (int i = 0; i < m; ++i) {
@@ -236,27 +238,21 @@ template <typename T>
     // G down the columns: tmp[i][l] = sum_k G[i][k] g[k][l]
     for (int l = 0; l < 2; ++l) {
       const T* col[2] = {d[0][l], d[1][l]};
-      static_for<a>([&](auto ii) {
-        constexpr int i = decltype(ii)::value;
-        T* o = tmp + (i * 2 + l) * K;
-#pragma omp simd
-        for (int64_t k = 0; k < K; ++k) o[k] = dot_row<T, FW::G, i, 2>(col, k);
-      });
+      T* o[a];
+      for (int i = 0; i < a; ++i) o[i] = tmp + (i * 2 + l) * K;
+      apply_rows<T, FW::G, a, 2>(col, o, K);
     }
     // G along the rows: U[a i + j] = sum_l G[j][l] tmp[i][l]
     for (int i = 0; i < a; ++i) {
       const T* row[2] = {tmp + (i * 2) * K, tmp + (i * 2 + 1) * K};
-      static_for<a>([&](auto jj) {
-        constexpr int j = decltype(jj)::value;
-        T* u = U + ((a * i + j) * tn + t) * K;
-#pragma omp simd
-        for (int64_t k = 0; k < K; ++k) u[k] = dot_row<T, FW::G, j, 2>(row, k);
-      });
+      T* u[a];
+      for (int j = 0; j < a; ++j) u[j] = U + ((a * i + j) * tn + t) * K;
+      apply_rows<T, FW::G, a, 2>(row, u, K);
     }
   }
 }
 
-// dW (O, C, 3, 3) from the summed M[xi][o][c] (xi < 16): A^T M A for each (o, c); tmp: 13*C values.
+// dW (O, C, 3, 3) from the summed M[xi][o][c] (xi < 16): A^T M A for each (o, c); tmp: 15*C values.
 template <typename T>
 [[gnu::always_inline]] inline void weight_output_transform(const T* M, int64_t O, int64_t C, T* gw, T* tmp) {
   constexpr int a = FW::a;
@@ -264,25 +260,20 @@ template <typename T>
     T* u = tmp;  // u[i][j] (i < 3, j < 4) over the channels: A^T down the columns
     for (int j = 0; j < a; ++j) {
       const T* col[a];
+      T* ui[3];
       for (int r = 0; r < a; ++r) col[r] = M + ((a * r + j) * O + o) * C;
-      static_for<3>([&](auto ii) {
-        constexpr int i = decltype(ii)::value;
-        T* ui = u + (i * a + j) * C;
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) ui[c] = dot_row<T, FW::AT, i, a>(col, c);
-      });
+      for (int i = 0; i < 3; ++i) ui[i] = u + (i * a + j) * C;
+      apply_rows<T, FW::AT, 3, a>(col, ui, C);
     }
-    T* y = tmp + 12 * C;
-    for (int i = 0; i < 3; ++i) {
+    for (int i = 0; i < 3; ++i) {  // A along the rows, then into gw[o][c][i][j]
       const T* row[a];
+      T* y[3] = {tmp + 12 * C, tmp + 13 * C, tmp + 14 * C};
       for (int j = 0; j < a; ++j) row[j] = u + (i * a + j) * C;
-      static_for<3>([&](auto jj) {
-        constexpr int j = decltype(jj)::value;
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) y[c] = dot_row<T, FW::AT, j, a>(row, c);
+      apply_rows<T, FW::AT, 3, a>(row, y, C);
+      for (int j = 0; j < 3; ++j) {
         T* w = gw + o * C * 9 + i * 3 + j;
-        for (int64_t c = 0; c < C; ++c) w[c * 9] = y[c];
-      });
+        for (int64_t c = 0; c < C; ++c) w[c * 9] = y[j][c];
+      }
     }
   }
 }
@@ -473,7 +464,7 @@ void weight_grad(T* gw, const T* x, const T* gout, int64_t N, int64_t C, int64_t
 #pragma omp parallel for schedule(static) if (MN > (1 << 16))
     for (int64_t i = 0; i < MN; ++i) sum[i] += p[i];
   }
-  T* tmp = thread_scratch<T>(kTap, static_cast<size_t>(13 * C));
+  T* tmp = thread_scratch<T>(kTap, static_cast<size_t>(15 * C));
   w_transform(sum, O, C, gw, tmp);
 }
 
