@@ -108,13 +108,12 @@ inline void static_for(Fn&& f) {
 }
 
 // One stage of a transform, over runs of n channels: out[i][c] = sum_j Mat[i][j] in[j][c] for the rows i < Rows
-// (Cols = Mat's columns); a null out[i] is skipped.
+// (Cols = Mat's columns).
 template <typename T, const auto& Mat, int Rows, int Cols>
 [[gnu::always_inline]] inline void apply_rows(const T* const* in, T* const* out, int64_t n) {
   static_for<Rows>([&](auto ii) {
     constexpr int i = decltype(ii)::value;
     T* o = out[i];
-    if (o == nullptr) return;
 #pragma omp simd
     for (int64_t c = 0; c < n; ++c) o[c] = dot_row<T, Mat, i, Cols>(in, c);
   });
