@@ -122,23 +122,15 @@ template <typename T, const auto& Mat, int Rows, int Cols>
 // scratch slots (tensor/cpu/scratch.h): conv.cpp uses 0-2 on the same threads, at other times
 enum Slot { kBlock = 0, kImage = 1, kTap = 3, kPackedU = 15, kWeightSums = 16 };
 
-// An image's C planes of P values -> P rows of C values (dst[p * C + c] = src[c * P + p]), and back.
+// dst (P x C) = the transpose of src (C x P): an image's C planes of P values to channels-last (P rows of C), or,
+// called with the two sizes swapped, back. 8 source rows a pass: 8 input streams, 8 consecutive values written.
 template <typename T>
-void to_channels_last(const T* src, int64_t C, int64_t P, T* dst) {
-  constexpr int64_t kc = 8;  // channels a pass: 8 input streams, 8 consecutive values written a position
-  for (int64_t c0 = 0; c0 < C; c0 += kc) {
-    const int64_t cn = std::min(kc, C - c0);
-    for (int64_t p = 0; p < P; ++p)
-      for (int64_t c = 0; c < cn; ++c) dst[p * C + c0 + c] = src[(c0 + c) * P + p];
-  }
-}
-template <typename T>
-void from_channels_last(const T* src, int64_t C, int64_t P, T* dst) {
+void transpose(const T* src, int64_t C, int64_t P, T* dst) {
   constexpr int64_t kc = 8;
   for (int64_t c0 = 0; c0 < C; c0 += kc) {
     const int64_t cn = std::min(kc, C - c0);
     for (int64_t p = 0; p < P; ++p)
-      for (int64_t c = 0; c < cn; ++c) dst[(c0 + c) * P + p] = src[p * C + c0 + c];
+      for (int64_t c = 0; c < cn; ++c) dst[p * C + c0 + c] = src[(c0 + c) * P + p];
   }
 }
 
@@ -345,6 +337,12 @@ int64_t block_tiles(int64_t a2, int64_t C, int64_t K, int64_t elem) {
   return std::max<int64_t>(conv_tuning().winograd_block_bytes / per_tile, 24);
 }
 
+// Images a thread copies to channels-last at a time: enough for one block where an image has fewer tiles (P),
+// at most the `avail` it has.
+int64_t images_per_chunk(int64_t target, int64_t P, int64_t avail) {
+  return std::clamp<int64_t>((target + P - 1) / P, 1, std::max<int64_t>(avail, 1));
+}
+
 template <int m, typename T>
 void conv(T* out, const T* x, const T* U, const T* bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
           int64_t pad, const std::function<void(int64_t, int64_t)>& image_done) {
@@ -384,14 +382,14 @@ void conv(T* out, const T* x, const T* U, const T* bias, int64_t N, int64_t C, i
   const int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
   if (N >= nt) {  // the threads split the images; chunks of enough images for one block where planes are small
     parallel_shares(N, [&](int64_t n0, int64_t n1) {
-      const int64_t nb = std::clamp<int64_t>((target + P - 1) / P, 1, std::max<int64_t>(n1 - n0, 1));
+      const int64_t nb = images_per_chunk(target, P, n1 - n0);
       T* xc = thread_scratch<T>(kImage, static_cast<size_t>(nb * (C * HW + K * L)));
       T* yc = xc + nb * C * HW;
       for (int64_t n = n0; n < n1; n += nb) {
         const int64_t cn = std::min(nb, n1 - n);
-        for (int64_t i = 0; i < cn; ++i) to_channels_last(x + (n + i) * C * HW, C, HW, xc + i * C * HW);
+        for (int64_t i = 0; i < cn; ++i) transpose(x + (n + i) * C * HW, C, HW, xc + i * C * HW);
         run_tiles(xc, yc, 0, cn * P);
-        for (int64_t i = 0; i < cn; ++i) from_channels_last(yc + i * K * L, K, L, out + (n + i) * K * L);
+        for (int64_t i = 0; i < cn; ++i) transpose(yc + i * K * L, L, K, out + (n + i) * K * L);
         if (image_done) image_done(n, n + cn);
       }
     });
@@ -401,9 +399,9 @@ void conv(T* out, const T* x, const T* U, const T* bias, int64_t N, int64_t C, i
   T* xc = thread_scratch<T>(kImage, static_cast<size_t>(C * HW + K * L));
   T* yc = xc + C * HW;
   for (int64_t n = 0; n < N; ++n) {
-    to_channels_last(x + n * C * HW, C, HW, xc);
+    transpose(x + n * C * HW, C, HW, xc);
     parallel_shares(P, [&](int64_t t0, int64_t t1) { run_tiles(xc, yc, t0, t1); });
-    from_channels_last(yc, K, L, out + n * K * L);
+    transpose(yc, L, K, out + n * K * L);
     if (image_done) image_done(n, n + 1);
   }
 }
@@ -425,7 +423,7 @@ void weight_grad(T* gw, const T* x, const T* gout, int64_t N, int64_t C, int64_t
     const int tid = omp_in_parallel() ? omp_get_thread_num() : 0;
     T* M = thread_scratch<T>(kWeightSums, static_cast<size_t>(MN));
     partial[static_cast<size_t>(tid)] = M;
-    const int64_t nb = std::clamp<int64_t>((target + P - 1) / P, 1, std::max<int64_t>(n1 - n0, 1));
+    const int64_t nb = images_per_chunk(target, P, n1 - n0);
     const int64_t Tb = std::min(target, nb * P);
     T* block = thread_scratch<T>(kBlock, static_cast<size_t>(a2 * Tb * (C + O)));
     T* V = block;
@@ -439,8 +437,8 @@ void weight_grad(T* gw, const T* x, const T* gout, int64_t N, int64_t C, int64_t
     for (int64_t n = n0; n < n1; n += nb) {
       const int64_t cn = std::min(nb, n1 - n), tiles = cn * P;
       for (int64_t i = 0; i < cn; ++i) {
-        to_channels_last(x + (n + i) * C * HW, C, HW, xc + i * C * HW);
-        to_channels_last(gout + (n + i) * O * L, O, L, gc + i * O * L);
+        transpose(x + (n + i) * C * HW, C, HW, xc + i * C * HW);
+        transpose(gout + (n + i) * O * L, O, L, gc + i * O * L);
       }
       for (int64_t b0 = 0; b0 < tiles; b0 += Tb) {
         const int64_t tn = std::min(Tb, tiles - b0);
