@@ -25,9 +25,11 @@
 //
 // Direct convolution (Algo::direct, conv_direct.h; AVX-512 or AVX2): no im2col and no GEMM. Each thread copies its images
 // into a zero-padded channels-last buffer and register tiles of output positions x output channels sum
-// broadcasts from the copy against packed weights; float32 and bfloat16 forwards and stride-1 input gradients
-// (as forwards), and weight gradients. The fixed rule takes it for most 3x3 and 7x7 forwards and stride-1 input
-// gradients, and for the weight gradients of layers up to ~128 channels or on small planes (direct_fast_for).
+// broadcasts from the copy against packed weights; float32 and bfloat16 forwards, input gradients (as forwards of
+// the output gradient: one with the flipped kernels for a stride-1 layer, one per phase of the input plane for a
+// strided one; backward_input_direct), and weight gradients. The fixed rule takes it for most 3x3 and 7x7 forwards
+// and stride-1 input gradients, and for the weight gradients of layers up to ~128 channels or on small planes
+// (direct_fast_for); strided input gradients only where the search measures it faster.
 //
 // Implicit GEMM (float32, Algo::packed): the same GEMMs, but the GEMM asks for its op(B) blocks through a packing
 // function that gathers the im2col values straight from the images (forward_packed; the weight gradient's
@@ -140,7 +142,7 @@ enum Slot {
 //             (forward_packed), `columns` as for gemm; for the input gradient of a stride-1 layer, the same
 //             forward run on the output gradient with the flipped, transposed kernels (input_as_forward)
 //   direct    the forward as a direct convolution on a channels-last copy (conv_direct.h; float32 or bfloat16
-//             products); the stride-1 input gradient likewise as a forward; the weight gradient
+//             products); the input gradient likewise as forwards (backward_input_direct); the weight gradient
 struct Algo {
   enum Kind : uint8_t { gemm, winograd, implicit, packed, direct, winograd4x4 } kind = gemm;
   int64_t columns = 512;
@@ -1107,22 +1109,137 @@ struct EpilogueStore final : DirectStore {
   }
 };
 
-// flipped: w is the weights of the layer whose input gradient this is (see direct_pack_weights).
-void forward_direct(float* out, const float* x, const float* w, const Epilogue<float>& ep, const Conv2dParams& g,
-                    bool flipped = false) {
-  const DirectConvShape s = direct_shape(g);
-  void* wp = thread_scratch_bytes(kDirectWeights, direct_packed_weights_bytes(s));
-  direct_pack_weights(w, s, wp, flipped);
+// Convolves the N images at x (`image` values apart) with the packed weights wp, handing the results to
+// store_for(n0), the store of the images from n0 on: each thread its share of the images, or, with fewer images
+// than threads (batch-1 inference), its share of the output positions.
+template <typename StoreFor>
+void direct_over_threads(const float* x, int64_t N, int64_t image, const void* wp, const DirectConvShape& s,
+                         StoreFor store_for) {
   const int nt = max_threads();
-  if (g.N >= nt) {
-    for_image_shares(g, [&](int64_t n0, int64_t n1) {
-      direct_conv_images(x + n0 * g.C * g.HW(), n1 - n0, wp, s, EpilogueStore(out, ep, g, n0));
-    });
+  if (N >= nt) {
+    parallel_shares(N, [&](int64_t n0, int64_t n1) { direct_conv_images(x + n0 * image, n1 - n0, wp, s, store_for(n0)); });
     return;
   }
-  // fewer images than threads (batch-1 inference): the threads split the output positions
 #pragma omp parallel num_threads(nt)
-  direct_conv_images(x, g.N, wp, s, EpilogueStore(out, ep, g, 0), thread_id(), num_threads());
+  direct_conv_images(x, N, wp, s, store_for(0), thread_id(), num_threads());
+}
+
+void forward_direct(float* out, const float* x, const float* w, const Epilogue<float>& ep, const Conv2dParams& g) {
+  const DirectConvShape s = direct_shape(g);
+  void* wp = thread_scratch_bytes(kDirectWeights, direct_packed_weights_bytes(s));
+  direct_pack_weights(w, s, wp);
+  direct_over_threads(x, g.N, g.C * g.HW(), wp, s, [&](int64_t n0) { return EpilogueStore(out, ep, g, n0); });
+}
+
+// ---- the input gradient as direct convolutions of the output gradient, one per phase of the input plane -------
+// Along one axis (input size n, output size no, kernel k, stride st, padding p), input position h = st * u + r
+// (phase r < st) receives kernel taps a, a + st, a + 2 st, ... (a = (r + p) mod st; T of them) from output
+// positions u + e - t (e = (r + p - a) / st, t < T counting those taps). So the phase's gradient is a stride-1
+// convolution of the output gradient with those T taps flipped (tap a + st (T - 1 - m) at m), padded by T - 1 - e
+// before and by whatever the phase's last position reads past the output gradient after; the phase has
+// ceil((n - r) / st) positions. A stride-1 layer has one phase, the whole kernel flipped (as input_as_forward);
+// a 3x3 stride-2 layer four, with 1x1, 1x2, 2x1 and 2x2 kernels: 9 taps in all, so the products are those of
+// im2col + GEMM, without the column matrix and its scatter-add. A phase with no taps (1x1 stride 2: three of
+// four) is zero.
+struct PhaseAxis {
+  int64_t a = 0, taps = 0, before = 0, after = 0, size = 0;
+};
+PhaseAxis phase_axis(int64_t n, int64_t no, int64_t k, int64_t st, int64_t p, int64_t r) {
+  PhaseAxis x;
+  x.size = r < n ? (n - r + st - 1) / st : 0;
+  x.a = (r + p) % st;
+  x.taps = x.a < k ? (k - x.a + st - 1) / st : 0;
+  const int64_t e = (r + p - x.a) / st;
+  x.before = x.taps - 1 - e;
+  x.after = x.size + x.taps - 1 - x.before - no;
+  return x;
+}
+
+// The phases' stride-1 convolutions (ro, co: the phase's row and column axis), on the shape of the layer g.
+DirectConvShape phase_shape(const Conv2dParams& g, const PhaseAxis& ro, const PhaseAxis& co) {
+  DirectConvShape s{g.O, g.Ho, g.Wo, g.C, ro.taps, co.taps, 1, 1, ro.before, co.before, ro.size, co.size,
+                    g.gemm_dtype == DType::BFloat16, conv_tuning().direct_grad_split};
+  s.ph_end = ro.after, s.pw_end = co.after;
+  return s;
+}
+
+// Calls f(row axis, column axis, r, q) for each phase (r, q) of g's input plane.
+template <typename F>
+void for_phases(const Conv2dParams& g, F f) {
+  for (int64_t r = 0; r < g.stride[0]; ++r)
+    for (int64_t q = 0; q < g.stride[1]; ++q)
+      f(phase_axis(g.H, g.Ho, g.kh, g.stride[0], g.padding[0], r),
+        phase_axis(g.W, g.Wo, g.kw, g.stride[1], g.padding[1], q), r, q);
+}
+
+// Every phase with positions and taps is a direct convolution the kernels run (its padding not negative: a
+// padding wider than the kernel reaches no tap with some output positions).
+bool direct_input_applies(const Conv2dParams& g) {
+  if (!direct_applies(g) || g.C > 4096) return false;
+  bool ok = true;
+  for_phases(g, [&](const PhaseAxis& ro, const PhaseAxis& co, int64_t, int64_t) {
+    if (ro.size > 0 && co.size > 0 && ro.taps > 0 && co.taps > 0)
+      ok = ok && ro.before >= 0 && ro.after >= 0 && co.before >= 0 && co.after >= 0;
+  });
+  return ok;
+}
+
+// Writes a phase's rows into its positions (h, w) = (sh * u + r, sw * v + q) of the input gradient gx.
+struct PhaseStore final : DirectStore {
+  float* gx;
+  const Conv2dParams& g;
+  int64_t n0, r, q, cols;
+  PhaseStore(float* x, const Conv2dParams& gg, int64_t n, int64_t rr, int64_t qq, int64_t c)
+      : gx(x), g(gg), n0(n), r(rr), q(qq), cols(c) {}
+  void operator()(int64_t image, int64_t l0, int64_t len, int64_t o0, int64_t on, const float* rows,
+                  int64_t ld) const override {
+    const int64_t sh = g.stride[0], sw = g.stride[1];
+    for (int64_t o = 0; o < on; ++o) {
+      float* plane = gx + ((n0 + image) * g.C + o0 + o) * g.HW();
+      const float* src = rows + o * ld;
+      if (sh == 1 && sw == 1) {
+        std::memcpy(plane + l0, src, static_cast<size_t>(len) * sizeof(float));
+        continue;
+      }
+      for (int64_t l = l0; l < l0 + len;) {  // a run along one row of the phase at a time
+        const int64_t u = l / cols, v0 = l % cols, n = std::min(cols - v0, l0 + len - l);
+        float* d = plane + (u * sh + r) * g.W + v0 * sw + q;
+        for (int64_t v = 0; v < n; ++v) d[v * sw] = src[l - l0 + v];
+        l += n;
+      }
+    }
+  }
+};
+
+// Where the layer's taps go in a phase's kernel (direct_pack_weights' from_gradient): tap (a + st (T - 1 - m)) of each
+// axis to m, the others nowhere; into has kh * kw entries.
+DirectGradientTaps phase_taps(const Conv2dParams& g, const PhaseAxis& ro, const PhaseAxis& co, std::vector<int32_t>& into) {
+  into.assign(static_cast<size_t>(g.kh * g.kw), -1);
+  for (int64_t m = 0; m < ro.taps; ++m)
+    for (int64_t j = 0; j < co.taps; ++j)
+      into[static_cast<size_t>((ro.a + g.stride[0] * (ro.taps - 1 - m)) * g.kw + co.a + g.stride[1] * (co.taps - 1 - j))] =
+          static_cast<int32_t>(m * co.taps + j);
+  return {g.kh * g.kw, into.data()};
+}
+
+// gx = the input gradient of g, as the phases' direct convolutions of gout (direct_input_applies).
+void backward_input_direct(float* gx, const float* gout, const float* w, const Conv2dParams& g) {
+  bool empty = false;  // phases with positions but no taps: zero
+  for_phases(g, [&](const PhaseAxis& ro, const PhaseAxis& co, int64_t, int64_t) {
+    empty = empty || (ro.size > 0 && co.size > 0 && (ro.taps == 0 || co.taps == 0));
+  });
+  const int64_t image = g.C * g.HW();
+  if (empty) parallel_shares(g.N, [&](int64_t n0, int64_t n1) { std::fill(gx + n0 * image, gx + n1 * image, 0.0f); });
+  for_phases(g, [&](const PhaseAxis& ro, const PhaseAxis& co, int64_t r, int64_t q) {
+    if (ro.size == 0 || co.size == 0 || ro.taps == 0 || co.taps == 0) return;
+    const DirectConvShape s = phase_shape(g, ro, co);
+    void* wp = thread_scratch_bytes(kDirectWeights, direct_packed_weights_bytes(s));
+    std::vector<int32_t> into;
+    const DirectGradientTaps taps = phase_taps(g, ro, co, into);
+    direct_pack_weights(w, s, wp, &taps);
+    direct_over_threads(gout, g.N, g.O * g.L(), wp, s,
+                        [&](int64_t n0) { return PhaseStore(gx, g, n0, r, q, co.size); });
+  });
 }
 
 // One image whose column matrix would overflow L2 (the 7x7 stem at 224x224: 147 x 12544 values) is convolved in
@@ -1445,11 +1562,11 @@ bool packed_possible(Pass pass, DType dtype, const Conv2dParams& g, bool low) {
   return packed_applies(g, g.N);
 }
 
-// The direct convolution can run the pass (forwards, stride-1 input gradients as forwards, weight gradients):
+// The direct convolution can run the pass (forwards, input gradients as forwards by phases, weight gradients):
 // float32 tensors, multiplied in float32 or (autocast) in bfloat16 (g.gemm_dtype, direct_applies).
 bool direct_possible(Pass pass, DType dtype, const Conv2dParams& g) {
   if (dtype != DType::Float32) return false;
-  if (pass == Pass::input) return input_as_forward_applies(g) && direct_applies(input_as_forward_params(g));
+  if (pass == Pass::input) return direct_input_applies(g);
   if (pass == Pass::weight)  // the channels-last copies of the whole batch under 1 GiB
     return direct_applies(g) && direct_weight_grad_bytes(direct_shape(g), g.N) <= (size_t{1} << 30);
   return direct_applies(g);
@@ -1473,6 +1590,9 @@ bool direct_fast_for(Pass pass, const Conv2dParams& g, bool low) {
     return g.kh * g.kw > 1 && g.O >= 32 && g.C >= 16 && s.grad_split != 1 &&
            (direct_weight_grad_by_images(s, g.N) || direct_weight_grad_skipped_share(s) >= kMinSkippedShare);
   }
+  // strided input gradients (the phases of backward_input_direct): 0.85-1.05x im2col + GEMM on ResNet18's stride-2
+  // layers on an AVX2 Zen 3 (2 threads), so only the search takes them
+  if (pass == Pass::input && (g.stride[0] != 1 || g.stride[1] != 1)) return false;
   const Conv2dParams f = pass == Pass::input ? input_as_forward_params(g) : g;
   return f.kh * f.kw > 1 && f.O >= 32 && (low ? f.C >= 16 : f.C * f.kw >= 16);
 }
@@ -1659,9 +1779,8 @@ void conv2d_forward_kernel(const Tensor& out, const Tensor& x, const Tensor& w, 
 void conv2d_backward_input_kernel(const Tensor& gx, const Tensor& gout, const Tensor& w, const Conv2dParams& g) {
   const bool low = low_precision(gx, g);
   choose_and_run(Pass::input, gx.dtype(), g, low, gx.element_size(), [&](const Algo& a) {
-    if (a.kind == Algo::direct) {  // as for the forward, the weights packed flipped
-      forward_direct(gx.data_ptr<float>(), gout.data_ptr<float>(), w.data_ptr<float>(), {}, input_as_forward_params(g),
-                     true);
+    if (a.kind == Algo::direct) {  // the phases' direct convolutions
+      backward_input_direct(gx.data_ptr<float>(), gout.data_ptr<float>(), w.data_ptr<float>(), g);
       return;
     }
     if (low) {

@@ -45,8 +45,8 @@ struct ConvTuning {
   // phase planes, gathers, bands of columns); false: the scalar loops (for tests and measuring; the results
   // are the same).
   bool vector_im2col = true;
-  // The direct convolution on channels-last copies (conv_direct.h; forwards, stride-1 input gradients and weight
-  // gradients, float32 and bfloat16, AVX-512F or AVX2): 0 never, 1 a candidate of the algorithm search, 2 always where it applies (for
+  // The direct convolution on channels-last copies (conv_direct.h; forwards, input gradients (strided ones by
+  // phases) and weight gradients, float32 and bfloat16, AVX-512F or AVX2): 0 never, 1 a candidate of the algorithm search, 2 always where it applies (for
   // tests).
   int direct = 1;
   // Its instruction set: 0 the best the CPU has, 1 AVX2 + FMA, 2 AVX-512 (where the CPU has it; for tests and
@@ -80,7 +80,8 @@ namespace dl::cpu {
 // columns per GEMM; the same GEMMs with the im2col matrix packed for the GEMM straight from the images
 // (float32 forwards and weight gradients, and stride-1 input gradients run as the forward of the output
 // gradient with the flipped kernels); the direct convolution on channels-last copies (AVX-512: float32 and
-// bfloat16 forwards, stride-1 input gradients and weight gradients; AVX2 the same, bfloat16 emulated; conv_direct.h); Winograd
+// bfloat16 forwards, input gradients (a strided layer's as one stride-1 convolution per phase of the input) and
+// weight gradients; AVX2 the same, bfloat16 emulated; conv_direct.h); Winograd
 // F(2x2, 3x3); or (bfloat16 forward) the implicit im2col. In `search` mode
 // (the default) the first call of a shape times every candidate that applies on the call's own data
 // (each run twice, the faster kept), keeps the fastest (when it beats the fixed rule's choice by 10% or

@@ -40,8 +40,8 @@ const DirectKernels& kernels() {
 
 size_t direct_packed_weights_bytes(const DirectConvShape& s) { return kernels().packed_weights_bytes(s); }
 
-void direct_pack_weights(const float* w, const DirectConvShape& s, void* wp, bool flipped) {
-  kernels().pack_weights(w, s, wp, flipped);
+void direct_pack_weights(const float* w, const DirectConvShape& s, void* wp, const DirectGradientTaps* from_gradient) {
+  kernels().pack_weights(w, s, wp, from_gradient);
 }
 
 void direct_conv_images(const float* x, int64_t n, const void* wp, const DirectConvShape& s,
@@ -54,7 +54,7 @@ double direct_weight_grad_skipped_share(const DirectConvShape& s) { return kerne
 bool direct_weight_grad_by_images(const DirectConvShape& s, int64_t n) { return kernels().weight_grad_by_images(s, n); }
 
 size_t direct_weight_grad_bytes(const DirectConvShape& s, int64_t n) {
-  const int64_t Hp = s.H + 2 * s.ph, Wp = s.W + 2 * s.pw;
+  const int64_t Hp = rows_padded(s), Wp = cols_padded(s);
   return static_cast<size_t>(n * (Hp * Wp * s.C + s.Ho * s.Wo * s.O)) * sizeof(float);
 }
 

@@ -26,7 +26,15 @@ struct DirectConvShape {
   // The weight gradient's split over the threads: ConvTuning::direct_grad_split (0 chosen by size, 1 by tiles,
   // 2 by images).
   int grad_split = 0;
+  // Zero padding after the last row and column, where it differs from ph / pw before the first (-1: the same). The
+  // phases of a strided layer's input gradient (conv.cpp, backward_input_phases) need one row or column more on
+  // one side; the output is still Ho x Wo, and the copy holds rows_padded x cols_padded positions.
+  int64_t ph_end = -1, pw_end = -1;
 };
+inline int64_t pad_bottom(const DirectConvShape& s) { return s.ph_end < 0 ? s.ph : s.ph_end; }
+inline int64_t pad_right(const DirectConvShape& s) { return s.pw_end < 0 ? s.pw : s.pw_end; }
+inline int64_t rows_padded(const DirectConvShape& s) { return s.H + s.ph + pad_bottom(s); }
+inline int64_t cols_padded(const DirectConvShape& s) { return s.W + s.pw + pad_right(s); }
 
 // The kernels for one instruction set. The packed weights' layout depends on the vector width, so a packing and
 // the convolutions that read it must come from the same set (the functions below use direct_kernels()).
@@ -38,7 +46,7 @@ struct DirectKernels {
   // "emulated" (AVX2: bfloat16-rounded float32 operands, FMAs), or nullptr (AVX-512 without AVX512_BF16: not at all).
   const char* bf16;
   size_t (*packed_weights_bytes)(const DirectConvShape&);
-  void (*pack_weights)(const float*, const DirectConvShape&, void*, bool);
+  void (*pack_weights)(const float*, const DirectConvShape&, void*, const struct DirectGradientTaps*);
   void (*conv_images)(const float*, int64_t, const void*, const DirectConvShape&, const DirectStore&, int, int);
   double (*weight_grad_skipped_share)(const DirectConvShape&);
   bool (*weight_grad_by_images)(const DirectConvShape&, int64_t);
@@ -56,10 +64,17 @@ const DirectKernels* direct_kernels();
 // Bytes of the packed weights of a shape (O rounded up to the vector width).
 size_t direct_packed_weights_bytes(const DirectConvShape& s);
 // w (O, C, kh, kw), float32 -> the packed layout above (bfloat16 pairs when s.bf16); zeros for the channels
-// past O (and past C). Uses the threads. flipped: w holds instead the weights (C, O, kh, kw) of the layer whose
-// input gradient this convolution computes (its output gradient convolved with them transposed and flipped);
-// packed straight from them, without a flipped copy.
-void direct_pack_weights(const float* w, const DirectConvShape& s, void* wp, bool flipped = false);
+// past O (and past C). Uses the threads. With from_gradient, w holds instead the weights (C, O, taps) of the layer
+// whose input gradient this convolution computes (its output gradient convolved with them transposed and flipped,
+// or for a strided layer with a phase's share of them; conv.cpp: backward_input_direct): that kernel's tap t goes
+// to this shape's tap into[t], or nowhere where into[t] < 0 (each of this shape's taps from exactly one). Packed
+// straight from them, without a copy.
+struct DirectGradientTaps {
+  int64_t taps = 0;
+  const int32_t* into = nullptr;
+};
+void direct_pack_weights(const float* w, const DirectConvShape& s, void* wp,
+                         const DirectGradientTaps* from_gradient = nullptr);
 
 // Receives the results of a block of output channels for one image: rows[o * ld + l] (o < on, l < len) is
 // output channel o0 + o at plane position l0 + l of image `image` (counted from the x given).

@@ -522,7 +522,7 @@ TEST_CASE("fast conv: the vector im2col and col2im (shifted planes, phase planes
   }
 }
 
-TEST_CASE("fast conv: the direct convolution on channels-last copies (forwards, stride-1 input gradients) against the definition") {
+TEST_CASE("fast conv: the direct convolution on channels-last copies (forwards, input gradients by phases, weight gradients) against the definition") {
   // every instruction set the CPU runs: AVX2 (8 channels a vector, blocks of up to 3), then AVX-512 (16, up to 4)
   if (cpu::direct_best_isa() == 0) DL_SKIP("the direct convolution needs AVX2 and FMA, which this CPU lacks");
   ConvKnobs knobs;
@@ -536,7 +536,9 @@ TEST_CASE("fast conv: the direct convolution on channels-last copies (forwards, 
   cases.push_back(conv_case(140, 16, 2, 2, 24, 3, 3, {1, 1}, {1, 1}));  // 4-position planes: 128 images a chunk
   cases.push_back(conv_case(3, 32, 9, 20, 200, 3, 3, {2, 2}, {1, 1}));  // stride 2; four blocks, a partial vector
   cases.push_back(conv_case(2, 3, 23, 21, 64, 7, 7, {2, 2}, {3, 3}));   // the stem's 7x7 / 2
-  cases.push_back(conv_case(3, 32, 9, 8, 48, 1, 1, {2, 2}, {0, 0}));    // 1x1 / 2
+  cases.push_back(conv_case(3, 32, 9, 8, 48, 1, 1, {2, 2}, {0, 0}));    // 1x1 / 2: input gradient phases with no tap
+  cases.push_back(conv_case(2, 24, 1, 6, 40, 3, 3, {2, 2}, {1, 1}));    // one row: the input gradient's phase 1 empty
+  cases.push_back(conv_case(2, 16, 8, 7, 24, 3, 3, {2, 3}, {0, 1}));    // the last input row reaches no output
   cases.push_back(conv_case(2, 20, 6, 7, 36, 2, 3, {1, 2}, {0, 2}));    // kh != kw, unequal strides and padding
   cases.push_back(conv_case(2, 160, 2, 3, 40, 3, 3, {1, 1}, {1, 1}));   // channel passes on a plane whose every
                                                                         // position skips padded taps
