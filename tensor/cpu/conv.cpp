@@ -80,8 +80,8 @@ namespace dl::cpu {
 
 namespace {
 // DL_CONV_COLUMNS=n, DL_CONV_WINOGRAD=0|2|4, DL_CONV_PACKED=0|1|2, DL_CONV_IM2COL=scalar, DL_CONV_DIRECT=0|1|2,
-// DL_CONV_DIRECT_SPLIT=0|1|2 and DL_CONV_DIRECT_ISA=avx2|avx512 override the defaults (for measuring what each path
-// buys; `bench --profile` shows the effect per kernel).
+// DL_CONV_DIRECT_SPLIT=0|1|2, DL_CONV_WINOGRAD_DW_SPLIT=0|1|2 and DL_CONV_DIRECT_ISA=avx2|avx512 override the
+// defaults (for measuring what each path buys; `bench --profile` shows the effect per kernel).
 ConvTuning tuning_from_env() {
   ConvTuning t;
   if (const char* v = std::getenv("DL_CONV_COLUMNS"); v && std::atoll(v) > 0) t.target_columns = std::atoll(v);
@@ -91,6 +91,7 @@ ConvTuning tuning_from_env() {
   if (const char* v = std::getenv("DL_CONV_IM2COL"); v && std::string(v) == "scalar") t.vector_im2col = false;
   if (const char* v = std::getenv("DL_CONV_DIRECT"); v && *v) t.direct = std::atoi(v);
   if (const char* v = std::getenv("DL_CONV_DIRECT_SPLIT"); v && *v) t.direct_grad_split = std::atoi(v);
+  if (const char* v = std::getenv("DL_CONV_WINOGRAD_DW_SPLIT"); v && *v) t.winograd_dw_split = std::atoi(v);
   if (const char* v = std::getenv("DL_CONV_DIRECT_ISA"); v && *v)
     t.direct_isa = std::string(v) == "avx2" ? 1 : std::string(v) == "avx512" ? 2 : 0;
   return t;
@@ -1681,8 +1682,9 @@ void choose_and_run(Pass pass, DType dtype, const Conv2dParams& g, bool low, siz
   // older build, another DL_CONV_* setting) is not reused: it is measured again; so is the revision of the
   // kernels below, raised when a change makes an old timing stale (2: the vector im2col; 3: the direct weight
   // gradient split by images; 4: the direct convolution skips the taps in the zero padding; 5: Winograd on
-  // channels-last blocks with its transformed weights packed once, and for weight gradients)
-  constexpr const char* kKernelsRevision = "kernels-5,";
+  // channels-last blocks with its transformed weights packed once, and for weight gradients; 6: Winograd's weight
+  // gradient with shared sums where the images give the threads few tiles)
+  constexpr const char* kKernelsRevision = "kernels-6,";
   uint32_t h = 2166136261u;  // FNV-1a
   const std::string revision = std::string(kKernelsRevision) + (conv_tuning().vector_im2col ? "" : "im2col-scalar,") +
                                (conv_tuning().direct_grad_split == 0
@@ -1690,7 +1692,10 @@ void choose_and_run(Pass pass, DType dtype, const Conv2dParams& g, bool low, siz
                                     : "direct-split-" + std::to_string(conv_tuning().direct_grad_split) + ",") +
                                (conv_tuning().direct_isa == 0
                                     ? ""
-                                    : "direct-isa-" + std::to_string(conv_tuning().direct_isa) + ",");
+                                    : "direct-isa-" + std::to_string(conv_tuning().direct_isa) + ",") +
+                               (conv_tuning().winograd_dw_split == 0
+                                    ? ""
+                                    : "winograd-dw-split-" + std::to_string(conv_tuning().winograd_dw_split) + ",");
   for (const char ch : revision) h = (h ^ static_cast<uint8_t>(ch)) * 16777619u;
   for (const Algo& a : cands)
     for (const char ch : algo_name(a) + ",") h = (h ^ static_cast<uint8_t>(ch)) * 16777619u;

@@ -36,6 +36,13 @@ struct ConvTuning {
   // Winograd's transforms in their AVX2 + FMA build where the CPU has AVX2 and FMA; false: their baseline x86-64
   // build (for tests and measuring; the sums differ in their last bits, FMA rounding once).
   bool winograd_avx2 = true;
+  // How Winograd's weight gradient (F(3x3, 2x2), winograd.cpp) splits its sums over the threads: 0 by the rule
+  // below; 1 by images (each thread sums its images' tiles into its own a*a x O x C matrices, added at the end);
+  // 2 shared (one set of sums, all threads on each block of tiles: the transforms split over the tiles, the GEMMs
+  // use the threads). The rule shares where the images give each thread fewer than winograd_dw_shared_tiles
+  // tiles: there the partial sums' memory traffic outweighs the products (512 channels on 2x2 planes).
+  int winograd_dw_split = 0;
+  int64_t winograd_dw_shared_tiles = 1024;
   // The fixed rules' use of the implicit GEMM (float32 passes outside Winograd's window pack the im2col
   // matrix for the GEMM straight from the images, no column matrix written): 0 never (im2col, then the
   // GEMM packs it), 1 where it measured faster on an AVX-512 CPU (conv.cpp: packed_fast and its
@@ -60,10 +67,10 @@ struct ConvTuning {
 };
 
 // The settings in force (process-wide; change them only while no convolution runs). The
-// environment can override seven at start-up: DL_CONV_COLUMNS=n (target_columns; 1 = one image per
+// environment can override eight at start-up: DL_CONV_COLUMNS=n (target_columns; 1 = one image per
 // GEMM), DL_CONV_WINOGRAD=0|2|4 (no Winograd; winograd_tile), DL_CONV_PACKED=0|1|2 (packed_forward), DL_CONV_IM2COL=scalar
-// (vector_im2col false), DL_CONV_DIRECT=0|1|2 (direct), DL_CONV_DIRECT_SPLIT=0|1|2 (direct_grad_split) and
-// DL_CONV_DIRECT_ISA=avx2|avx512 (direct_isa).
+// (vector_im2col false), DL_CONV_DIRECT=0|1|2 (direct), DL_CONV_DIRECT_SPLIT=0|1|2 (direct_grad_split),
+// DL_CONV_WINOGRAD_DW_SPLIT=0|1|2 (winograd_dw_split) and DL_CONV_DIRECT_ISA=avx2|avx512 (direct_isa).
 ConvTuning& conv_tuning();
 
 }  // namespace dl::cpu

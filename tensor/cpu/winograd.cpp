@@ -143,7 +143,8 @@ struct Tiles {
 // chunk being tile q % P of image q / P, xc their channels-last copies; every loop runs over the channels.
 // zero: C zeros; tmp: a*a*C values.
 template <class Fm, typename T>
-[[gnu::always_inline]] inline void input_transform(const T* xc, const Tiles& g, int64_t t0, int64_t tn, T* V, const T* zero, T* tmp) {
+[[gnu::always_inline]] inline void input_transform(const T* xc, const Tiles& g, int64_t t0, int64_t tn, int64_t ld, T* V,
+                                                   const T* zero, T* tmp) {
   constexpr int a = Fm::a, m = Fm::step;
   const int64_t C = g.C, P = g.per_image();
   for (int64_t t = 0; t < tn; ++t) {
@@ -168,7 +169,7 @@ template <class Fm, typename T>
     for (int k = 0; k < a; ++k) {
       const T* row[a];
       T* v[a];
-      for (int j = 0; j < a; ++j) row[j] = tmp + (k * a + j) * C, v[j] = V + ((a * k + j) * tn + t) * C;
+      for (int j = 0; j < a; ++j) row[j] = tmp + (k * a + j) * C, v[j] = V + ((a * k + j) * ld + t) * C;
       apply_rows<T, Fm::BT, a, a>(row, v, C);
     }
   }
@@ -213,8 +214,8 @@ template <int m, typename T>
 // The weight gradient's second operand: U[xi][t][o] = (G g G^T)[xi] for the 2x2 tiles g of the output gradients gc
 // (channels-last images of Ho x Wo x K, tiles as in input_transform; zero past the plane's edge); tmp: 8*K values.
 template <typename T>
-[[gnu::always_inline]] inline void gout_transform(const T* gc, const Tiles& g, int64_t t0, int64_t tn, T* U, const T* zero,
-                                                  T* tmp) {
+[[gnu::always_inline]] inline void gout_transform(const T* gc, const Tiles& g, int64_t t0, int64_t tn, int64_t ld, T* U,
+                                                  const T* zero, T* tmp) {
   constexpr int a = FW::a;
   const int64_t K = g.K, P = g.per_image();
   for (int64_t t = 0; t < tn; ++t) {
@@ -237,17 +238,18 @@ template <typename T>
     for (int i = 0; i < a; ++i) {
       const T* row[2] = {tmp + (i * 2) * K, tmp + (i * 2 + 1) * K};
       T* u[a];
-      for (int j = 0; j < a; ++j) u[j] = U + ((a * i + j) * tn + t) * K;
+      for (int j = 0; j < a; ++j) u[j] = U + ((a * i + j) * ld + t) * K;
       apply_rows<T, FW::G, a, 2>(row, u, K);
     }
   }
 }
 
-// dW (O, C, 3, 3) from the summed M[xi][o][c] (xi < 16): A^T M A for each (o, c); tmp: 15*C values.
+// dW (O, C, 3, 3) from the summed M[xi][o][c] (xi < 16): A^T M A for each (o, c), o in [o0, o1); tmp: 15*C values.
 template <typename T>
-[[gnu::always_inline]] inline void weight_output_transform(const T* M, int64_t O, int64_t C, T* gw, T* tmp) {
+[[gnu::always_inline]] inline void weight_output_transform(const T* M, int64_t O, int64_t C, int64_t o0, int64_t o1, T* gw,
+                                                           T* tmp) {
   constexpr int a = FW::a;
-  for (int64_t o = 0; o < O; ++o) {
+  for (int64_t o = o0; o < o1; ++o) {
     T* u = tmp;  // u[i][j] (i < 3, j < 4) over the channels: A^T down the columns
     for (int j = 0; j < a; ++j) {
       const T* col[a];
@@ -374,7 +376,7 @@ void conv(T* out, const T* x, const T* U, const T* bias, int64_t N, int64_t C, i
     for (int64_t k = 0; k < K; ++k) bias_k[k] = bias ? bias[k] : T(0);
     for (int64_t b0 = t0; b0 < t1; b0 += Tb) {
       const int64_t tn = std::min(Tb, t1 - b0);
-      in_transform(xc, g, b0, tn, V, zero, tmp);
+      in_transform(xc, g, b0, tn, tn, V, zero, tmp);
       for (int xi = 0; xi < a2; ++xi) gemm_prepacked_b(tn, V + xi * tn * C, C, Ub[xi], M + xi * tn * K, K);
       out_transform(M, g, b0, tn, bias_k, yc, tmp);
     }
@@ -406,19 +408,15 @@ void conv(T* out, const T* x, const T* U, const T* bias, int64_t N, int64_t C, i
   }
 }
 
-template <typename T>
-void weight_grad(T* gw, const T* x, const T* gout, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t pad) {
+// The weight gradient's sums split by images: each thread sums its images' tiles into its own M (a*a, O, C); the
+// partial sums are added at the end. Returns the sum (one thread's M).
+template <typename T, typename InT, typename GT>
+T* weight_sums_by_images(const T* x, const T* gout, int64_t N, const Tiles& g, int64_t target, InT in_transform,
+                         GT g_transform) {
   constexpr int a2 = FW::a * FW::a;
-  Tiles g{C, H, W, O, pad, H + 2 * pad - 2, W + 2 * pad - 2, 0, 0};
-  g.th = (g.Ho + 1) / 2;
-  g.tw = (g.Wo + 1) / 2;
-  const int64_t P = g.per_image(), HW = H * W, L = g.Ho * g.Wo, MN = a2 * O * C;
-  const int64_t target = block_tiles(a2, C, O, sizeof(T));
-  const auto in_transform = Build<&input_transform<FW, T>>::pick();
-  const auto g_transform = Build<&gout_transform<T>>::pick();
-  const auto w_transform = Build<&weight_output_transform<T>>::pick();
+  const int64_t C = g.C, O = g.K, P = g.per_image(), HW = g.H * g.W, L = g.Ho * g.Wo, MN = a2 * O * C;
   const int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
-  std::vector<T*> partial(static_cast<size_t>(nt), nullptr);  // each thread's M (a*a, O, C), summed at the end
+  std::vector<T*> partial(static_cast<size_t>(nt), nullptr);
   parallel_shares(N, [&](int64_t n0, int64_t n1) {
     const int tid = omp_in_parallel() ? omp_get_thread_num() : 0;
     T* M = thread_scratch<T>(kWeightSums, static_cast<size_t>(MN));
@@ -442,8 +440,8 @@ void weight_grad(T* gw, const T* x, const T* gout, int64_t N, int64_t C, int64_t
       }
       for (int64_t b0 = 0; b0 < tiles; b0 += Tb) {
         const int64_t tn = std::min(Tb, tiles - b0);
-        in_transform(xc, g, b0, tn, V, zero, tmp);
-        g_transform(gc, g, b0, tn, U, zero, tmp);
+        in_transform(xc, g, b0, tn, tn, V, zero, tmp);
+        g_transform(gc, g, b0, tn, tn, U, zero, tmp);
         for (int xi = 0; xi < a2; ++xi)
           gemm(true, false, O, C, tn, U + xi * tn * O, O, V + xi * tn * C, C, first ? T(0) : T(1), M + xi * O * C, C);
         first = false;
@@ -461,8 +459,72 @@ void weight_grad(T* gw, const T* x, const T* gout, int64_t N, int64_t C, int64_t
 #pragma omp parallel for schedule(static) if (MN > (1 << 16))
     for (int64_t i = 0; i < MN; ++i) sum[i] += p[i];
   }
-  T* tmp = thread_scratch<T>(kTap, static_cast<size_t>(15 * C));
-  w_transform(sum, O, C, gw, tmp);
+  return sum;
+}
+
+// ... or shared: one M, all threads on each block of tiles (the transforms split over the tiles, the GEMMs over
+// their own threads). No partial sums to add, and blocks of 32 times the per-core block's bytes of transforms (8
+// MiB by default: the GEMMs' reduction runs over a block's tiles, longer than a thread's share of few images).
+template <typename T, typename InT, typename GT>
+T* weight_sums_shared(const T* x, const T* gout, int64_t N, const Tiles& g, InT in_transform, GT g_transform) {
+  constexpr int a2 = FW::a * FW::a;
+  const int64_t C = g.C, O = g.K, P = g.per_image(), HW = g.H * g.W, L = g.Ho * g.Wo, MN = a2 * O * C;
+  const int64_t target =
+      std::max<int64_t>(32 * conv_tuning().winograd_block_bytes / (a2 * (C + O) * static_cast<int64_t>(sizeof(T))), 24);
+  T* M = thread_scratch<T>(kWeightSums, static_cast<size_t>(MN));
+  const int64_t nb = images_per_chunk(target, P, N), Tb = std::min(target, nb * P);
+  T* block = thread_scratch<T>(kBlock, static_cast<size_t>(a2 * Tb * (C + O)));
+  T* V = block;
+  T* U = block + a2 * Tb * C;
+  T* xc = thread_scratch<T>(kImage, static_cast<size_t>(nb * (C * HW + O * L)));
+  T* gc = xc + nb * C * HW;
+  bool first = true;
+  for (int64_t n = 0; n < N; n += nb) {
+    const int64_t cn = std::min(nb, N - n), tiles = cn * P;
+    parallel_shares(cn, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        transpose(x + (n + i) * C * HW, C, HW, xc + i * C * HW);
+        transpose(gout + (n + i) * O * L, O, L, gc + i * O * L);
+      }
+    });
+    for (int64_t b0 = 0; b0 < tiles; b0 += Tb) {
+      const int64_t tn = std::min(Tb, tiles - b0);
+      parallel_shares(tn, [&](int64_t t0, int64_t t1) {
+        T* tmp = thread_scratch<T>(kTap, static_cast<size_t>(a2 * std::max(C, O) + std::max(C, O)));
+        T* zero = tmp + a2 * std::max(C, O);
+        std::fill(zero, zero + std::max(C, O), T(0));
+        in_transform(xc, g, b0 + t0, t1 - t0, tn, V + t0 * C, zero, tmp);
+        g_transform(gc, g, b0 + t0, t1 - t0, tn, U + t0 * O, zero, tmp);
+      });
+      for (int xi = 0; xi < a2; ++xi)
+        gemm(true, false, O, C, tn, U + xi * tn * O, O, V + xi * tn * C, C, first ? T(0) : T(1), M + xi * O * C, C);
+      first = false;
+    }
+  }
+  if (first) std::fill(M, M + MN, T(0));
+  return M;
+}
+
+template <typename T>
+void weight_grad(T* gw, const T* x, const T* gout, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t pad) {
+  constexpr int a2 = FW::a * FW::a;
+  Tiles g{C, H, W, O, pad, H + 2 * pad - 2, W + 2 * pad - 2, 0, 0};
+  g.th = (g.Ho + 1) / 2;
+  g.tw = (g.Wo + 1) / 2;
+  const auto in_transform = Build<&input_transform<FW, T>>::pick();
+  const auto g_transform = Build<&gout_transform<T>>::pick();
+  const auto w_transform = Build<&weight_output_transform<T>>::pick();
+  const int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const int split = conv_tuning().winograd_dw_split;
+  const bool shared =
+      nt > 1 && (split == 2 || (split == 0 && N * g.per_image() < conv_tuning().winograd_dw_shared_tiles * nt));
+  T* sum = shared ? weight_sums_shared(x, gout, N, g, in_transform, g_transform)
+                  : weight_sums_by_images(x, gout, N, g, block_tiles(a2, C, O, sizeof(T)), in_transform, g_transform);
+  // A^T M A, the threads splitting the output channels
+  parallel_shares(O, [&](int64_t o0, int64_t o1) {
+    T* tmp = thread_scratch<T>(kTap, static_cast<size_t>(15 * C));
+    w_transform(sum, O, C, o0, o1, gw, tmp);
+  });
 }
 
 void check_tile(int tile) {

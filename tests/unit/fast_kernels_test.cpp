@@ -288,7 +288,7 @@ TEST_CASE("fast conv: Winograd F(2x2, 3x3) and F(4x4, 3x3) against the definitio
 // The weight gradient as Winograd F(3x3, 2x2) (cpu::winograd_weight_grad, a candidate of the algorithm search),
 // called directly on the 3x3 stride-1 single-group cases: float64 tight, float32 within check_conv_case's bound;
 // planes odd and even, padding 0, 1 and 2, blocks of 24 tiles (spanning images), fewer images than threads, both
-// builds of the transforms.
+// builds of the transforms, the sums split by images and shared.
 TEST_CASE("fast conv: Winograd F(3x3, 2x2) weight gradient against the definition") {
   ConvKnobs knobs;
   std::vector<ConvCase> cases;
@@ -303,14 +303,17 @@ TEST_CASE("fast conv: Winograd F(3x3, 2x2) weight gradient against the definitio
   REQUIRE(cases.size() >= 7);
   for (int64_t block_bytes : {knobs.saved.winograd_block_bytes, int64_t{1}})
     for (bool avx2 : {true, false})
-      for (int threads : {1, 2}) {
+      for (int threads : {1, 2})
+      for (int split : {1, 2}) {
         cpu::conv_tuning().winograd_block_bytes = block_bytes;
         cpu::conv_tuning().winograd_avx2 = avx2;
+        cpu::conv_tuning().winograd_dw_split = split;
         set_threads(threads);
         for (const ConvCase& cc : cases) {
           DirectConv d(cc);
           INFO("N" << cc.N << " C" << cc.C << " " << cc.H << "x" << cc.W << " O" << cc.O << " pad " << cc.p.padding[0]
-                   << " threads " << threads << " avx2 " << avx2 << " block bytes " << block_bytes);
+                   << " threads " << threads << " avx2 " << avx2 << " block bytes " << block_bytes << " split "
+                   << (split == 1 ? "by images" : "shared"));
           for (DType dt : {DType::Float64, DType::Float32}) {
             const double tol = dt == DType::Float64 ? 1e-11 : 2e-5;
             Tensor x = uniform({cc.N, cc.C, cc.H, cc.W}, 1, dt);
