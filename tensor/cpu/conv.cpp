@@ -901,11 +901,16 @@ void forward_packed(float* out, const float* x, const float* w, const Epilogue<f
 
 // gw = the sum over all images of accumulate(n0, n1, acc), which writes (not adds) the gradient of images
 // [n0, n1) into acc: one share of the images per thread, each into its own partial sum (thread 0: gw itself),
-// added up at the end; or all images on this thread when there are fewer images than threads.
+// added up at the end; or all images on this thread, its GEMMs using the threads, when there are fewer images
+// than threads, or (shareable: the GEMMs gather their own operands, so nothing runs on one thread alone) when
+// the partial sums would be large and each thread's share of the images short (weight_grad_shared, conv.h).
 template <typename T, typename F>
-void sum_over_image_shares(const Conv2dParams& g, T* gw, int64_t wsize, F accumulate) {
+void sum_over_image_shares(const Conv2dParams& g, T* gw, int64_t wsize, F accumulate, bool shareable = false) {
   const int nt = max_threads();
-  if (!(nt > 1 && g.N >= nt)) {
+  const ConvTuning& t = conv_tuning();
+  const bool share = shareable && g.N * g.L() < t.weight_grad_shared_columns * nt &&
+                     wsize * static_cast<int64_t>(sizeof(T)) >= t.weight_grad_shared_bytes;
+  if (!(nt > 1 && g.N >= nt) || share) {
     accumulate(0, g.N, gw);
     return;
   }
@@ -1031,7 +1036,7 @@ void backward_weight_packed(float* gw, const float* gout, const float* x, const 
     }
     if (first) std::fill(acc, acc + g.O * K, 0.0f);
   };
-  sum_over_image_shares(g, gw, g.O * K, accumulate);
+  sum_over_image_shares(g, gw, g.O * K, accumulate, /*shareable=*/true);
 }
 
 // The input gradient of a stride-1, single-group convolution is a stride-1 convolution of the output gradient
@@ -1683,8 +1688,9 @@ void choose_and_run(Pass pass, DType dtype, const Conv2dParams& g, bool low, siz
   // kernels below, raised when a change makes an old timing stale (2: the vector im2col; 3: the direct weight
   // gradient split by images; 4: the direct convolution skips the taps in the zero padding; 5: Winograd on
   // channels-last blocks with its transformed weights packed once, and for weight gradients; 6: Winograd's weight
-  // gradient with shared sums where the images give the threads few tiles)
-  constexpr const char* kKernelsRevision = "kernels-6,";
+  // gradient with shared sums where the images give the threads few tiles; 7: the implicit GEMM's weight gradient
+  // likewise)
+  constexpr const char* kKernelsRevision = "kernels-7,";
   uint32_t h = 2166136261u;  // FNV-1a
   const std::string revision = std::string(kKernelsRevision) + (conv_tuning().vector_im2col ? "" : "im2col-scalar,") +
                                (conv_tuning().direct_grad_split == 0

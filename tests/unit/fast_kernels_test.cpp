@@ -387,6 +387,15 @@ TEST_CASE("fast conv: the im2col packed straight from the images (implicit GEMM)
       }
     }
   }
+  // the weight gradient's images walked once with the GEMMs on the threads (no partial gradients), as on small
+  // planes with large gradients (ConvTuning::weight_grad_shared_*)
+  cpu::conv_tuning().weight_grad_shared_bytes = 0;
+  cpu::conv_tuning().weight_grad_shared_columns = int64_t{1} << 40;
+  set_threads(2);
+  for (int64_t columns : {int64_t{1}, int64_t{1} << 20}) {
+    cpu::conv_tuning().target_columns = columns;
+    for (const ConvCase& c : cases) check_conv_case(c, "packed, shared weight gradient");
+  }
 }
 
 TEST_CASE("conv2d_forward_affine: the composition where a device has no fused kernel, and bad shapes named") {
