@@ -16,14 +16,15 @@ struct ConvTuning {
   // 3x3, stride 1, dilation 1, groups 1 convolutions use Winograd F(2x2, 3x3) (forward and input
   // gradient) when both channel counts lie in [winograd_min_channels, winograd_max_channels] and the
   // output plane has at least winograd_min_plane pixels; winograd_min_channels = 0 turns it off.
-  // The window is where it measured faster than im2col + GEMM on this machine class (Zen 5, one
-  // thread): ResNet18's layer2 at 224x224 (128 channels, 28x28) ran 1.2x faster; smaller planes
-  // make too few tiles per GEMM, and more channels make the transformed weights (16 per tap
-  // pair, vs 9) and the transforms cost more than the 2.25x fewer multiply-adds save, with
-  // im2col + GEMM already at 85-95% of the GEMM's peak.
-  int64_t winograd_min_channels = 96;
+  // The window is where Winograd on channels-last tile blocks (winograd.cpp) measured faster than the direct
+  // convolution on an AVX2 Zen 3 (2 threads, inside the training step): ResNet18's 64x16x16 forward and input
+  // gradient at batch 64 23.0 and 22.4 ms against 26.6 and 26.8, its 64- and 128-channel layers at 224x224 and the
+  // scratch CNN's 48x14x14 likewise (the algorithm search's choices); with 256 channels and more, or planes under
+  // 8x8, the direct convolution stays ahead. (The earlier window, 96-192 channels on planes of 400+ pixels, was
+  // measured for Winograd on NCHW planes on a Zen 5.) The search still measures; this is its default.
+  int64_t winograd_min_channels = 48;
   int64_t winograd_max_channels = 192;
-  int64_t winograd_min_plane = 400;
+  int64_t winograd_min_plane = 64;
   // Winograd's output tile: 2, F(2x2, 3x3) only; 4, also F(4x4, 3x3): 36 products per 16 outputs instead of
   // 16 per 4, so up to 1.4x faster again on ResNet18's 64- and 128-channel layers (tensor/cpu/winograd.cpp), but
   // its transforms multiply the rounding of the transformed sums by up to 8: 2.5-14x the float32 error of
