@@ -139,9 +139,9 @@ struct Tiles {
   int64_t per_image() const { return th * tw; }
 };
 
-// V[xi][t][c] (xi < a*a, ld C; t < tn) for tiles t0 ... t0 + tn - 1 of a chunk of images, tile q of the
-// chunk being tile q % P of image q / P, xc their channels-last copies; every loop runs over the channels.
-// zero: C zeros; tmp: a*a*C values.
+// V[xi * ld + t][c] (xi < a*a; t < tn; ld >= tn, the tiles a block's V holds) for tiles t0 ... t0 + tn - 1 of a
+// chunk of images, tile q of the chunk being tile q % P of image q / P, xc their channels-last copies; every loop
+// runs over the channels. zero: C zeros; tmp: a*a*C values.
 template <class Fm, typename T>
 [[gnu::always_inline]] inline void input_transform(const T* xc, const Tiles& g, int64_t t0, int64_t tn, int64_t ld, T* V,
                                                    const T* zero, T* tmp) {
@@ -211,8 +211,9 @@ template <int m, typename T>
   }
 }
 
-// The weight gradient's second operand: U[xi][t][o] = (G g G^T)[xi] for the 2x2 tiles g of the output gradients gc
-// (channels-last images of Ho x Wo x K, tiles as in input_transform; zero past the plane's edge); tmp: 8*K values.
+// The weight gradient's second operand: U[xi * ld + t][o] = (G g G^T)[xi] for the 2x2 tiles g of the output
+// gradients gc (channels-last images of Ho x Wo x K, tiles and ld as in input_transform; zero past the plane's
+// edge); tmp: 8*K values.
 template <typename T>
 [[gnu::always_inline]] inline void gout_transform(const T* gc, const Tiles& g, int64_t t0, int64_t tn, int64_t ld, T* U,
                                                   const T* zero, T* tmp) {

@@ -30,7 +30,8 @@ void winograd_conv(T* out, const T* x, const T* U, const T* bias, int64_t N, int
 // gw (O, C, 3, 3) = the weight gradient of a 3x3, stride-1, single-group convolution with `pad` on every side, from
 // its inputs x (N, C, H, W) and output gradients gout (N, O, Ho, Wo): Winograd F(3x3, 2x2) over 2x2 tiles of gout
 // (16 products per tile and channel pair instead of 36), the sums over the tiles as a*a GEMMs. The threads split
-// the images and add their sums at the end.
+// the images and add their sums at the end, or, where that gives each thread few tiles (ConvTuning::
+// winograd_dw_split), share one set of sums: each block's transforms split over the tiles, the GEMMs threaded.
 template <typename T>
 void winograd_weight_grad(T* gw, const T* x, const T* gout, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O,
                           int64_t pad);
