@@ -27,7 +27,7 @@ struct DirectConvShape {
   // 2 by images).
   int grad_split = 0;
   // Zero padding after the last row and column, where it differs from ph / pw before the first (-1: the same). The
-  // phases of a strided layer's input gradient (conv.cpp, backward_input_phases) need one row or column more on
+  // phases of a strided layer's input gradient (conv.cpp, backward_input_direct) need one row or column more on
   // one side; the output is still Ho x Wo, and the copy holds rows_padded x cols_padded positions.
   int64_t ph_end = -1, pw_end = -1;
 };
