@@ -409,6 +409,25 @@ void conv(T* out, const T* x, const T* U, const T* bias, int64_t N, int64_t C, i
   }
 }
 
+// The weight gradient's per-block work shared by both splits below. M[xi] (O, C) = (first) or += U[xi]^T V[xi]
+// over a block's tn tiles, xi < a*a.
+template <typename T>
+void add_block_sums(const T* U, const T* V, int64_t O, int64_t C, int64_t tn, bool first, T* M) {
+  constexpr int a2 = FW::a * FW::a;
+  for (int xi = 0; xi < a2; ++xi)
+    gemm(true, false, O, C, tn, U + xi * tn * O, O, V + xi * tn * C, C, first ? T(0) : T(1), M + xi * O * C, C);
+}
+// The transforms' scratch on the calling thread: a*a*max(C, O) values, then max(C, O) zeros (*zero).
+template <typename T>
+T* transform_scratch(int64_t C, int64_t O, T** zero) {
+  constexpr int a2 = FW::a * FW::a;
+  const int64_t m = std::max(C, O);
+  T* tmp = thread_scratch<T>(kTap, static_cast<size_t>(a2 * m + m));
+  *zero = tmp + a2 * m;
+  std::fill(*zero, *zero + m, T(0));
+  return tmp;
+}
+
 // The weight gradient's sums split by images: each thread sums its images' tiles into its own M (a*a, O, C); the
 // partial sums are added at the end. Returns the sum (one thread's M).
 template <typename T, typename InT, typename GT>
@@ -429,9 +448,8 @@ T* weight_sums_by_images(const T* x, const T* gout, int64_t N, const Tiles& g, i
     T* U = block + a2 * Tb * C;
     T* xc = thread_scratch<T>(kImage, static_cast<size_t>(nb * (C * HW + O * L)));
     T* gc = xc + nb * C * HW;
-    T* tmp = thread_scratch<T>(kTap, static_cast<size_t>(a2 * std::max(C, O) + std::max(C, O)));
-    T* zero = tmp + a2 * std::max(C, O);
-    std::fill(zero, zero + std::max(C, O), T(0));
+    T* zero = nullptr;
+    T* tmp = transform_scratch(C, O, &zero);
     bool first = true;
     for (int64_t n = n0; n < n1; n += nb) {
       const int64_t cn = std::min(nb, n1 - n), tiles = cn * P;
@@ -443,8 +461,7 @@ T* weight_sums_by_images(const T* x, const T* gout, int64_t N, const Tiles& g, i
         const int64_t tn = std::min(Tb, tiles - b0);
         in_transform(xc, g, b0, tn, tn, V, zero, tmp);
         g_transform(gc, g, b0, tn, tn, U, zero, tmp);
-        for (int xi = 0; xi < a2; ++xi)
-          gemm(true, false, O, C, tn, U + xi * tn * O, O, V + xi * tn * C, C, first ? T(0) : T(1), M + xi * O * C, C);
+        add_block_sums(U, V, O, C, tn, first, M);
         first = false;
       }
     }
@@ -491,14 +508,12 @@ T* weight_sums_shared(const T* x, const T* gout, int64_t N, const Tiles& g, InT 
     for (int64_t b0 = 0; b0 < tiles; b0 += Tb) {
       const int64_t tn = std::min(Tb, tiles - b0);
       parallel_shares(tn, [&](int64_t t0, int64_t t1) {
-        T* tmp = thread_scratch<T>(kTap, static_cast<size_t>(a2 * std::max(C, O) + std::max(C, O)));
-        T* zero = tmp + a2 * std::max(C, O);
-        std::fill(zero, zero + std::max(C, O), T(0));
+        T* zero = nullptr;
+        T* tmp = transform_scratch(C, O, &zero);
         in_transform(xc, g, b0 + t0, t1 - t0, tn, V + t0 * C, zero, tmp);
         g_transform(gc, g, b0 + t0, t1 - t0, tn, U + t0 * O, zero, tmp);
       });
-      for (int xi = 0; xi < a2; ++xi)
-        gemm(true, false, O, C, tn, U + xi * tn * O, O, V + xi * tn * C, C, first ? T(0) : T(1), M + xi * O * C, C);
+      add_block_sums(U, V, O, C, tn, first, M);
       first = false;
     }
   }
