@@ -127,10 +127,10 @@ inline void gemm(const Conv2dParams&, bool ta, bool tb, int64_t M, int64_t N, in
 // Scratch slots (tensor/cpu/scratch.h) used here (winograd.cpp uses 0, 1 and 3).
 // kLowX and kLowW hold a layer's operands rounded to bfloat16, on the calling thread.
 // kTables and kRowTables hold the packed algorithms' tables, kFlipped the weights of an input gradient run as a
-// forward.
+// forward, kChannelsLast the packed weight gradient's copy of the images (the direct convolution uses 10-12 and 14).
 enum Slot {
   kCol = 0, kGathered = 1, kAcc = 2, kWinogradWeights = 4, kLowX = 5, kLowW = 6, kTables = 7, kFlipped = 8,
-  kRowTables = 9, kDirectWeights = 13
+  kRowTables = 9, kDirectWeights = 13, kChannelsLast = 15
 };
 
 // How one pass of one layer is computed (chosen per layer shape by choose_and_run below):
@@ -711,12 +711,17 @@ bool packed_fast(const Conv2dParams& g) {
 #endif
 }
 
-// The weight gradient's packing gathers every value (no runs along its panels of taps), which pays only when
-// many output channels share each packed value: measured on a Zen 4, 1.15-1.25x faster than im2col + GEMM for
-// 256 and 512 channels, level at 128, 1.5x slower at 64.
+// The weight gradient packs from a channels-last copy where that pays (channels_last_pays, below): measured on an
+// AVX2 Zen 3 (2 threads, batch 64), 1.1-1.4x faster than im2col + GEMM and 1.1-1.3x than the direct convolution
+// on ResNet18's and the scratch CNN's 3x3 layers (stride 1 and 2); there the fixed rule takes it on CPUs whose best
+// direct kernels are AVX2 (on AVX-512 ones, not yet measured, the direct convolution's rule stays ahead). Its
+// gathering form pays only when many output channels share each packed value: measured on a Zen 4, 1.15-1.25x
+// faster than im2col + GEMM for 256 and 512 channels, level at 128, 1.5x slower at 64.
+bool channels_last_pays(const Conv2dParams& g);
+bool channels_last_fast(const Conv2dParams& g) { return direct_best_isa() == 1 && channels_last_pays(g); }
 bool packed_weight_fast(const Conv2dParams& g) {
 #if defined(__x86_64__)
-  return g.Og() >= 256 && cpu_has_avx512f() && sgemm_panel_width() % 16 == 0;
+  return channels_last_fast(g) || (g.Og() >= 256 && cpu_has_avx512f() && sgemm_panel_width() % 16 == 0);
 #else
   (void)g;
   return false;
@@ -899,29 +904,66 @@ void forward_packed(float* out, const float* x, const float* w, const Epilogue<f
   });
 }
 
+// A weight gradient whose rows hold the taps as (t, c) (t = ki * kw + kj, c < channels) where gW wants (c, t).
+struct TapOrder {
+  int64_t taps = 1, channels = 1;
+  bool identity() const { return taps == 1 || channels == 1; }
+  int64_t row() const { return taps * channels; }
+};
+
+// gw rows [r0, r1) = the sum of the n partial gradients, put from `order` into gW's.
+template <typename T>
+void add_partials(T* gw, T* const* partial, int n, int64_t r0, int64_t r1, const TapOrder& order) {
+  const int64_t row = order.row();
+  for (int64_t r = r0; r < r1; ++r) {
+    T* d = gw + r * row;
+    for (int64_t t = 0; t < order.taps; ++t)
+      for (int64_t c = 0; c < order.channels; ++c) {
+        const int64_t i = r * row + t * order.channels + c;
+        T s = partial[0][i];
+        for (int u = 1; u < n; ++u) s += partial[u][i];
+        d[c * order.taps + t] = s;
+      }
+  }
+}
+
 // gw = the sum over all images of accumulate(n0, n1, acc), which writes (not adds) the gradient of images
-// [n0, n1) into acc: one share of the images per thread, each into its own partial sum (thread 0: gw itself),
-// added up at the end; or all images on this thread, its GEMMs using the threads, when there are fewer images
-// than threads, or (shareable: the GEMMs gather their own operands, so nothing runs on one thread alone) when
-// the partial sums would be large and each thread's share of the images short (weight_grad_shared, conv.h).
-template <typename T, typename F>
-void sum_over_image_shares(const Conv2dParams& g, T* gw, int64_t wsize, F accumulate, bool shareable = false) {
-  const int nt = max_threads();
+// [n0, n1) into acc: one share of the images per thread, each into its own partial sum (thread 0: gw itself,
+// unless acc's rows are in another order: then each in scratch, and the sum puts them in gW's), added up at the
+// end; or all images on this thread, its GEMMs using the threads, when there are fewer images than threads, or
+// (shareable: the GEMMs gather their own operands, so nothing runs on one thread alone) when the partial sums
+// would be large and each thread's share of the images short (weight_grad_shared, conv.h).
+// Whether a weight gradient of `bytes` whose GEMMs gather their own operands walks the images once (above).
+bool weight_grad_shared(const Conv2dParams& g, int64_t bytes) {
   const ConvTuning& t = conv_tuning();
-  const bool share = shareable && g.N * g.L() < t.weight_grad_shared_columns * nt &&
-                     wsize * static_cast<int64_t>(sizeof(T)) >= t.weight_grad_shared_bytes;
+  return g.N * g.L() < t.weight_grad_shared_columns * max_threads() && bytes >= t.weight_grad_shared_bytes;
+}
+
+template <typename T, typename F>
+void sum_over_image_shares(const Conv2dParams& g, T* gw, int64_t wsize, F accumulate, bool shareable = false,
+                           const TapOrder& order = {}) {
+  const int nt = max_threads();
+  const bool share = shareable && weight_grad_shared(g, wsize * static_cast<int64_t>(sizeof(T)));
+  const bool in_place = order.identity();
+  const int64_t rows = wsize / order.row();
   if (!(nt > 1 && g.N >= nt) || share) {
-    accumulate(0, g.N, gw);
+    if (in_place) {
+      accumulate(0, g.N, gw);
+      return;
+    }
+    T* acc = thread_scratch<T>(kAcc, static_cast<size_t>(wsize));
+    accumulate(0, g.N, acc);
+    parallel_shares(rows, [&](int64_t r0, int64_t r1) { add_partials(gw, &acc, 1, r0, r1, order); });
     return;
   }
-  // each thread sums its images into its own partial gradient (thread 0: gw itself), then all add up
+  // each thread sums its images into its own partial gradient (thread 0: gw itself when in place), then all add up
   std::vector<T*> partial(static_cast<size_t>(nt), nullptr);
   std::exception_ptr error;
 #pragma omp parallel num_threads(nt)
   {
     const int t = thread_id(), n = num_threads();
     try {
-      T* acc = t == 0 ? gw : thread_scratch<T>(kAcc, static_cast<size_t>(wsize));
+      T* acc = t == 0 && in_place ? gw : thread_scratch<T>(kAcc, static_cast<size_t>(wsize));
       partial[static_cast<size_t>(t)] = acc;
       accumulate(g.N * t / n, g.N * (t + 1) / n, acc);
     } catch (...) {
@@ -929,23 +971,83 @@ void sum_over_image_shares(const Conv2dParams& g, T* gw, int64_t wsize, F accumu
       if (!error) error = std::current_exception();
     }
 #pragma omp barrier
-    if (!error) {
+    if (!error && in_place) {
 #pragma omp for schedule(static)
       for (int64_t i = 0; i < wsize; ++i) {
         T s = gw[i];
         for (int u = 1; u < n; ++u) s += partial[static_cast<size_t>(u)][i];
         gw[i] = s;
       }
+    } else if (!error) {
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < rows; ++r) add_partials(gw, partial.data(), n, r, r + 1, order);
     }
   }
   if (error) std::rethrow_exception(error);
 }
 
-// ---- weight gradient with the transposed im2col matrix packed straight from the images ---------------------
-// gW (O/g, K) += gout (O/g, B*L) @ col^T: op(B) = col^T has the chunk's pixels as rows and the K taps (c, ki, kj)
-// as columns; a panel holds, for each pixel, nr consecutive taps. Tap q is described by its offset
-// c*H*W + ki*dh*W + kj*dw and (ki*dh, kj*dw); with the pixel's column tables (as forward_packed), each panel row
-// is one masked gather per 16 taps.
+// ---- weight gradient: implicit GEMM, its columns gathered from the images or copied from a channels-last copy --
+// gW (O/g, K) += gout (O/g, B*L) @ col^T: op(B) = col^T has the chunk's pixels as rows and the K taps as columns;
+// a panel holds, for each pixel, nr consecutive taps. Two ways to pack it:
+//   gathered       the taps in gW's order (c, ki, kj), each value gathered from the NCHW images (tap tables as
+//                  forward_packed's column tables: offset c*H*W + ki*dh*W + kj*dw and (ki*dh, kj*dw); one masked
+//                  gather per 16 taps on AVX-512, else a loop).
+//   channels-last  the chunk's images first copied once to a zero-padded channels-last buffer (b, Hp, Wp, C), the
+//                  GEMM's columns taking the taps in the order (ki, kj, c): a pixel's taps of one kernel row are
+//                  then kw * C/g consecutive values of the copy (C/g with dilation), so a panel row is one or two
+//                  runs, copied rather than gathered. The sums' columns go back to gW's order (TapOrder) as the
+//                  threads' partial gradients are added.
+// Each value's sum over the pixels is the same GEMM's, in the same order, either way (and as im2col + GEMM's).
+// The copy pays where each packed value serves few products (a gathered panel of 16 taps costs about what 16
+// output channels' products do; measured on an AVX2 Zen 3, ResNet18's 64x16x16 -> 128 3x3/2 and the scratch CNN's
+// 96x7x7 layers 1.15-1.2x, the 7x7/2 stem 1.3x); it costs where the gradient is large next to the pixels (the
+// reorder is a pass over the gradient: ResNet18's 512x2x2 layers 0.8x). So the layers whose images are walked
+// once (weight_grad_shared: large gradients, few pixels) gather, as does a 1x1 kernel without padding (its taps
+// are its channels, read in place: a copy would move every pixel where a strided layer reads a quarter of them).
+bool channels_last_pays(const Conv2dParams& g) {
+  return (g.kh * g.kw > 1 || g.padding[0] > 0 || g.padding[1] > 0) &&
+         !weight_grad_shared(g, g.O * g.K() * static_cast<int64_t>(sizeof(float)));
+}
+
+// The channels-last copy's geometry and offsets.
+struct ChannelsLast {
+  int64_t Hp, Wp;
+  explicit ChannelsLast(const Conv2dParams& g) : Hp(g.H + 2 * g.padding[0]), Wp(g.W + 2 * g.padding[1]) {}
+  int64_t image(const Conv2dParams& g) const { return Hp * Wp * g.C; }
+  // the offset of tap (ki, kj) of channel c from a pixel's first tap
+  int64_t tap(const Conv2dParams& g, int64_t ki, int64_t kj, int64_t c) const {
+    return (ki * g.dilation[0] * Wp + kj * g.dilation[1]) * g.C + c;
+  }
+  // the first tap of pixel l of image i (images counted from the chunk's first)
+  int64_t pixel(const Conv2dParams& g, int64_t i, int64_t l) const {
+    return ((i * Hp + l / g.Wo * g.stride[0]) * Wp + l % g.Wo * g.stride[1]) * g.C;
+  }
+};
+
+// The b images at x (NCHW) -> xp (b, Hp, Wp, C), zero borders, on the threads unless inside a parallel region: the
+// direct convolution's vector copy (where the CPU has one and ConvTuning::vector_im2col), else loops over runs
+// of 8 channels.
+void to_channels_last(const float* x, int64_t b, const Conv2dParams& g, const ChannelsLast& cl, float* xp) {
+  const int64_t C = g.C, HW = g.HW(), image = cl.image(g);
+  parallel_shares(b, [&](int64_t i0, int64_t i1) {
+    if (conv_tuning().vector_im2col && direct_kernels() != nullptr) {
+      DirectConvShape s{};
+      s.C = C, s.H = g.H, s.W = g.W, s.ph = g.padding[0], s.pw = g.padding[1];
+      direct_to_channels_last(x + i0 * C * HW, i1 - i0, s, xp + i0 * image);
+      return;
+    }
+    constexpr int64_t kCb = 8;  // channels a pass over a row: 8 source rows read, 8-value runs written
+    std::fill(xp + i0 * image, xp + i1 * image, 0.0f);
+    for (int64_t i = i0; i < i1; ++i)
+      for (int64_t h = 0; h < g.H; ++h) {
+        float* row = xp + i * image + ((h + g.padding[0]) * cl.Wp + g.padding[1]) * C;
+        const float* sr = x + i * C * HW + h * g.W;
+        for (int64_t c0 = 0; c0 < C; c0 += kCb)
+          for (int64_t w = 0; w < g.W; ++w)
+            for (int64_t c = c0; c < std::min(c0 + kCb, C); ++c) row[w * C + c] = sr[c * HW + w];
+      }
+  });
+}
 
 // The tap tables of one group's K rows, plus kPad entries that read nothing, in the kRowTables slot.
 ColumnTables tap_tables(const Conv2dParams& g) {
@@ -995,33 +1097,94 @@ void pack_im2col_t_panel(const float* x, const int32_t* toff, const int32_t* tdh
   }
 }
 
+// The common panel, one run of nr values a row: d[k * nr + q] = src[base[k] + q] for k < kc; false for a width
+// other than 8, 16 or 32.
+template <int NR>
+void copy_rows_of(float* d, const float* src, const int64_t* base, int64_t kc) {
+  for (int64_t k = 0; k < kc; ++k, d += NR) std::memcpy(d, src + base[k], NR * sizeof(float));
+}
+bool copy_rows(float* d, const float* src, const int64_t* base, int64_t kc, int64_t nr) {
+  switch (nr) {
+    case 8: copy_rows_of<8>(d, src, base, kc); return true;
+    case 16: copy_rows_of<16>(d, src, base, kc); return true;
+    case 32: copy_rows_of<32>(d, src, base, kc); return true;
+    default: return false;
+  }
+}
+
+// The panels of the channels-last copy xg (one group's first channel) for the pixels' first taps base[]: rows
+// (pixels) [k0, k0 + kc) of the panels of columns [j0, j0 + nc) (tap offsets toff, K of them).
+void pack_channels_last(const float* xg, const int64_t* base, const int64_t* toff, int64_t K, int64_t k0, int64_t kc,
+                        int64_t j0, int64_t nc, int64_t nr, int64_t ps, float* dst) {
+  for (int64_t p = 0; p * nr < nc; ++p) {
+    const int64_t j = j0 + p * nr, valid = std::min({nr, nc - p * nr, K - j});
+    const int64_t* to = toff + j;
+    int64_t at[kPad + 1], runs = 0;  // the panel's runs of consecutive offsets: [at[r], at[r + 1])
+    for (int64_t q = 0; q < valid; ++q)
+      if (q == 0 || to[q] != to[q - 1] + 1) at[runs++] = q;
+    at[runs] = valid;
+    float* d = dst + p * nr * ps;
+    if (runs == 1 && valid == nr && copy_rows(d, xg + to[0], base + k0, kc, nr)) continue;
+    for (int64_t k = k0; k < k0 + kc; ++k, d += nr) {
+      const float* xk = xg + base[k];
+      for (int64_t r = 0; r < runs; ++r)
+        for (int64_t q = at[r]; q < at[r + 1]; ++q) d[q] = xk[to[q]];
+      for (int64_t q = valid; q < nr; ++q) d[q] = 0.0f;
+    }
+  }
+}
+
+// ... and of the NCHW images xg (one group's first channel), gathered with the column and tap tables.
+void pack_gathered(const float* xg, const ColumnTables& col, const ColumnTables& tap, int64_t K, int64_t k0,
+                   int64_t kc, int64_t j0, int64_t nc, int64_t nr, int64_t ps, const Conv2dParams& g, float* dst) {
+  int32_t t[3][kPad];
+  for (int64_t p = 0; p * nr < nc; ++p) {
+    const int64_t j = j0 + p * nr, valid = std::min({nr, nc - p * nr, K - j});
+    const int32_t *po = tap.off + j, *ph = tap.ih + j, *pw = tap.iw + j;
+    if (valid < nr) last_panel(po, ph, pw, nr, valid, t);
+#if defined(__x86_64__)
+    if (nr % 16 == 0 && cpu_has_avx512f()) {
+      pack_im2col_t_panel_avx512(xg, po, ph, pw, nr, col, k0, kc, g, dst + p * nr * ps);
+      continue;
+    }
+#endif
+    pack_im2col_t_panel(xg, po, ph, pw, nr, col, k0, kc, g, dst + p * nr * ps);
+  }
+}
+
 void backward_weight_packed(float* gw, const float* gout, const float* x, const Conv2dParams& g, int64_t columns) {
-  const int64_t K = g.K(), L = g.L(), Og = g.Og();
-  // acc = the gradient of images [n0, n1)
+  const int64_t K = g.K(), L = g.L(), Og = g.Og(), Cg = g.Cg(), C = g.C;
+  const bool copy = channels_last_pays(g);
+  const ChannelsLast cl(g);
+  std::vector<int64_t> toff;  // the copy's tap offsets, columns in the order (ki, kj, c); read by all threads
+  if (copy)
+    for (int64_t k = 0; k < K; ++k) toff.push_back(cl.tap(g, k / Cg / g.kw, k / Cg % g.kw, k % Cg));
+  // acc = the gradient of images [n0, n1) (columns (ki, kj, c) with the copy)
   auto accumulate = [&](int64_t n0, int64_t n1, float* acc) {
     const int64_t B = chunk_images<float>(g, n1 - n0, columns);
-    const ColumnTables col = column_tables(g, B), tap = tap_tables(g);
+    float* xp = nullptr;
+    int64_t* base = nullptr;
+    ColumnTables col{}, tap{};
+    if (copy) {
+      xp = thread_scratch<float>(kChannelsLast, static_cast<size_t>(B * cl.image(g)));
+      base = thread_scratch<int64_t>(kTables, static_cast<size_t>(B * L));
+      for (int64_t j = 0; j < B * L; ++j) base[j] = cl.pixel(g, j / L, j % L);
+    } else {
+      col = column_tables(g, B), tap = tap_tables(g);
+    }
     bool first = true;
     for (int64_t n = n0; n < n1; n += B) {
       const int64_t b = std::min(B, n1 - n), bl = b * L;
+      if (copy) to_channels_last(x + n * C * g.HW(), b, g, cl, xp);
       for (int64_t grp = 0; grp < g.groups; ++grp) {
         const float* go = gout + (n * g.O + grp * Og) * L;
-        const float* xg = x + (n * g.C + grp * g.Cg()) * g.HW();
+        const float* xg = copy ? xp + grp * Cg : x + (n * C + grp * Cg) * g.HW();
         const SgemmPackB pack = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, int64_t ps,
                                     float* dst) {
-          int32_t t[3][kPad];
-          for (int64_t p = 0; p * nr < nc; ++p) {
-            const int64_t j = j0 + p * nr, valid = std::min({nr, nc - p * nr, K - j});
-            const int32_t *po = tap.off + j, *ph = tap.ih + j, *pw = tap.iw + j;
-            if (valid < nr) last_panel(po, ph, pw, nr, valid, t);
-#if defined(__x86_64__)
-            if (nr % 16 == 0 && cpu_has_avx512f()) {
-              pack_im2col_t_panel_avx512(xg, po, ph, pw, nr, col, k0, kc, g, dst + p * nr * ps);
-              continue;
-            }
-#endif
-            pack_im2col_t_panel(xg, po, ph, pw, nr, col, k0, kc, g, dst + p * nr * ps);
-          }
+          if (copy)
+            pack_channels_last(xg, base, toff.data(), K, k0, kc, j0, nc, nr, ps, dst);
+          else
+            pack_gathered(xg, col, tap, K, k0, kc, j0, nc, nr, ps, g, dst);
         };
         const float* a = go;
         int64_t lda = L;
@@ -1036,7 +1199,8 @@ void backward_weight_packed(float* gw, const float* gout, const float* x, const 
     }
     if (first) std::fill(acc, acc + g.O * K, 0.0f);
   };
-  sum_over_image_shares(g, gw, g.O * K, accumulate, /*shareable=*/true);
+  sum_over_image_shares(g, gw, g.O * K, accumulate, /*shareable=*/true,
+                        copy ? TapOrder{g.kh * g.kw, Cg} : TapOrder{});
 }
 
 // The input gradient of a stride-1, single-group convolution is a stride-1 convolution of the output gradient
@@ -1593,6 +1757,7 @@ bool direct_possible(Pass pass, DType dtype, const Conv2dParams& g) {
 bool direct_fast_for(Pass pass, const Conv2dParams& g, bool low) {
   if (pass == Pass::weight) {  // split by images, or skipping a tenth or more of the products (small planes)
     const DirectConvShape s = direct_shape(g);
+    if (!low && channels_last_fast(g) && packed_possible(pass, DType::Float32, g, false)) return false;
     return g.kh * g.kw > 1 && g.O >= 32 && g.C >= 16 && s.grad_split != 1 &&
            (direct_weight_grad_by_images(s, g.N) || direct_weight_grad_skipped_share(s) >= kMinSkippedShare);
   }
@@ -1690,7 +1855,7 @@ void choose_and_run(Pass pass, DType dtype, const Conv2dParams& g, bool low, siz
   // channels-last blocks with its transformed weights packed once, and for weight gradients; 6: Winograd's weight
   // gradient with shared sums where the images give the threads few tiles; 7: the implicit GEMM's weight gradient
   // likewise)
-  constexpr const char* kKernelsRevision = "kernels-7,";
+  constexpr const char* kKernelsRevision = "kernels-8,";
   uint32_t h = 2166136261u;  // FNV-1a
   const std::string revision = std::string(kKernelsRevision) + (conv_tuning().vector_im2col ? "" : "im2col-scalar,") +
                                (conv_tuning().direct_grad_split == 0

@@ -58,6 +58,12 @@ size_t direct_weight_grad_bytes(const DirectConvShape& s, int64_t n) {
   return static_cast<size_t>(n * (Hp * Wp * s.C + s.Ho * s.Wo * s.O)) * sizeof(float);
 }
 
+void direct_to_channels_last(const float* x, int64_t b, const DirectConvShape& s, float* xp) {
+  DirectConvShape f = s;
+  f.bf16 = false;
+  kernels().to_channels_last(x, b, f, xp);
+}
+
 void direct_weight_grad(const float* x, const float* gout, int64_t n, const DirectConvShape& s, float* gw) {
   kernels().weight_grad(x, gout, n, s, gw);
 }

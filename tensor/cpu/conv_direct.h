@@ -51,6 +51,7 @@ struct DirectKernels {
   double (*weight_grad_skipped_share)(const DirectConvShape&);
   bool (*weight_grad_by_images)(const DirectConvShape&, int64_t);
   void (*weight_grad)(const float*, const float*, int64_t, const DirectConvShape&, float*);
+  void (*to_channels_last)(const float*, int64_t, const DirectConvShape&, float*);
 };
 // Defined in simd_avx512.cpp and simd_avx2.cpp; call only where the CPU has that set.
 const DirectKernels& direct_kernels_avx512();
@@ -89,6 +90,11 @@ struct DirectStore {
 // threads that share fewer images than there are threads). Needs direct_kernels().
 void direct_conv_images(const float* x, int64_t n, const void* wp, const DirectConvShape& s,
                         const DirectStore& store, int part = 0, int parts = 1);
+
+// The b images at x (NCHW, float32) -> xp (b, rows_padded(s), cols_padded(s), C), zero borders: the kernels' own
+// channels-last copy (vector transposes; float32, s.bf16 ignored), also for conv.cpp's implicit-GEMM weight
+// gradient. Needs direct_kernels().
+void direct_to_channels_last(const float* x, int64_t b, const DirectConvShape& s, float* xp);
 
 // The weight gradient: gw (O, C, kh, kw) = the sum over the n images at x (NCHW) and their output gradients gout
 // (n, O, Ho, Wo), float32. Each image is copied once to channels-last; register tiles of the gradient (MR

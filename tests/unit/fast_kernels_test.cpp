@@ -460,6 +460,9 @@ TEST_CASE("fast conv: the implicit GEMM computes the same sums as im2col + GEMM 
     CHECK(packed[0].to_vector<float>() == im2col[0].to_vector<float>());
     CHECK_CLOSE(packed[1], im2col[1], 1e-5, 1e-5);
     CHECK(packed[2].to_vector<float>() == im2col[2].to_vector<float>());
+    cpu::conv_tuning().vector_im2col = false;  // the weight gradient's channels-last copy by the scalar loops
+    CHECK(ops::conv2d_backward_weight(gout, x, w.sizes(), p).to_vector<float>() == im2col[2].to_vector<float>());
+    cpu::conv_tuning().vector_im2col = true;
     ++checked;
   }
   CHECK(checked > 100);
