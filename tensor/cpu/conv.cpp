@@ -33,8 +33,10 @@
 //
 // Implicit GEMM (float32, Algo::packed): the same GEMMs, but the GEMM asks for its op(B) blocks through a packing
 // function that gathers the im2col values straight from the images (forward_packed; the weight gradient's
-// transposed col likewise, backward_weight_packed; a stride-1 input gradient runs as forward_packed of the
-// output gradient with flipped kernels), so the column matrix is never written and read back.
+// transposed col from a channels-last copy of the images or gathered, backward_weight_packed; a stride-1 input
+// gradient runs as forward_packed of the output gradient with flipped kernels), so the column matrix is never
+// written and read back. A strided input gradient under the same name: the transposed column matrix, its rows
+// added into a channels-last buffer as runs (backward_input_channels_last).
 //
 // Which algorithm runs for a pass of a layer shape is measured once (choose_and_run; conv.h): the candidates are
 // timed on the first call's data, the fastest kept for the process and in a cache file; DL_CONV_ALGO=heuristic
@@ -141,7 +143,9 @@ enum Slot {
 //   implicit  the bfloat16 forward with an implicit im2col (forward_implicit)
 //   packed    the float32 forward with the im2col matrix packed for the GEMM straight from the images
 //             (forward_packed), `columns` as for gemm; for the input gradient of a stride-1 layer, the same
-//             forward run on the output gradient with the flipped, transposed kernels (input_as_forward)
+//             forward run on the output gradient with the flipped, transposed kernels (input_as_forward), of a
+//             strided one the channels-last col2im (backward_input_channels_last); the weight gradient's
+//             transposed matrix packed likewise (backward_weight_packed)
 //   direct    the forward as a direct convolution on a channels-last copy (conv_direct.h; float32 or bfloat16
 //             products); the input gradient likewise as forwards (backward_input_direct); the weight gradient
 struct Algo {
@@ -1237,8 +1241,91 @@ const float* flipped_weights(const float* w, const Conv2dParams& g) {
   return wf;
 }
 
+
+// ---- the input gradient of a strided layer through a channels-last col2im ---------------------------------
+// Per chunk of b images and group: colT (b*L, K) = gout_g^T @ W'_g, where W' holds each output channel's taps in
+// the order (ki, kj, c). A pixel's row of colT then adds, for each kernel row, a run of kw * C/g values (C/g with
+// dilation) into a zero-padded channels-last buffer (b, Hp, Wp, C/g): contiguous vector adds, where NCHW's col2im
+// adds every stride-th value of a row. The buffer's interior is then transposed into gx. The sums differ from
+// col2im's only in their order (each input value's terms are added pixel by pixel).
+bool input_channels_last_applies(const Conv2dParams& g) {
+  return (g.stride[0] > 1 || g.stride[1] > 1) && g.gemm_dtype == DType::Float32;
+}
+
+void backward_input_channels_last(float* gx, const float* gout, const float* w, const Conv2dParams& g,
+                                  int64_t columns) {
+  const int64_t K = g.K(), L = g.L(), Og = g.Og(), Cg = g.Cg(), taps = g.kh * g.kw, HW = g.HW();
+  const int64_t Hp = g.H + 2 * g.padding[0], Wp = g.W + 2 * g.padding[1], image = Hp * Wp * Cg;
+  // W' (O, taps, C/g), once per call on the calling thread, read by all
+  float* wt = thread_scratch<float>(kFlipped, static_cast<size_t>(g.O * K));
+  for (int64_t o = 0; o < g.O; ++o)
+    for (int64_t c = 0; c < Cg; ++c)
+      for (int64_t t = 0; t < taps; ++t) wt[o * K + t * Cg + c] = w[o * K + c * taps + t];
+  // the runs of taps with consecutive places in the buffer: taps [first, first + n), at offset off
+  struct Run {
+    int64_t first, n, off;
+  };
+  std::vector<Run> runs;
+  for (int64_t t = 0; t < taps; ++t) {
+    const int64_t off = (t / g.kw * g.dilation[0] * Wp + t % g.kw * g.dilation[1]) * Cg;
+    if (!runs.empty() && runs.back().off + runs.back().n * Cg == off)
+      ++runs.back().n;
+    else
+      runs.push_back({t, 1, off});
+  }
+  for_image_shares(g, [&](int64_t n0, int64_t n1) {
+    const int64_t B = chunk_images<float>(g, n1 - n0, columns);
+    float* colT = thread_scratch<float>(kCol, static_cast<size_t>(B * L * K));
+    float* buf = thread_scratch<float>(kChannelsLast, static_cast<size_t>(B * image));
+    for (int64_t n = n0; n < n1; n += B) {
+      const int64_t b = std::min(B, n1 - n), bl = b * L;
+      for (int64_t grp = 0; grp < g.groups; ++grp) {
+        const float* a = gout + (n * g.O + grp * Og) * L;
+        int64_t lda = L;
+        if (b > 1) {
+          float* gathered = thread_scratch<float>(kGathered, static_cast<size_t>(Og * bl));
+          gather_planes(a, g.O * L, Og, L, b, gathered);
+          a = gathered, lda = bl;
+        }
+        sgemm(true, false, bl, K, Og, 1.0f, a, lda, wt + grp * Og * K, K, 0.0f, colT, K);
+        std::fill(buf, buf + b * image, 0.0f);
+        for (int64_t j = 0; j < bl; ++j) {
+          const int64_t i = j / L, l = j % L;
+          float* px = buf + i * image + (l / g.Wo * g.stride[0] * Wp + l % g.Wo * g.stride[1]) * Cg;
+          const float* r = colT + j * K;
+          for (const Run& run : runs) {
+            float* d = px + run.off;
+            const float* v = r + run.first * Cg;
+            const int64_t len = run.n * Cg;
+#pragma omp simd  // colT and the buffer never alias
+            for (int64_t q = 0; q < len; ++q) d[q] += v[q];
+          }
+        }
+        // the interior, channels-last -> the images' planes, row by row
+        const bool vector = conv_tuning().vector_im2col && direct_kernels() != nullptr;
+        for (int64_t i = 0; i < b; ++i) {
+          float* gxi = gx + ((n + i) * g.C + grp * Cg) * HW;
+          for (int64_t h = 0; h < g.H; ++h) {
+            const float* src = buf + i * image + ((h + g.padding[0]) * Wp + g.padding[1]) * Cg;
+            if (vector) {
+              direct_from_channels_last(src, Cg, g.W, Cg, gxi + h * g.W, HW);
+              continue;
+            }
+            for (int64_t c = 0; c < Cg; ++c)
+              for (int64_t x = 0; x < g.W; ++x) gxi[c * HW + h * g.W + x] = src[x * Cg + c];
+          }
+        }
+      }
+    }
+  });
+}
+
+// Algo::packed's input gradient: a stride-1 layer's as a forward, a strided layer's through the channels-last col2im.
 void backward_input_packed(float* gx, const float* gout, const float* w, const Conv2dParams& g, int64_t columns) {
-  forward_packed(gx, gout, flipped_weights(w, g), {}, input_as_forward_params(g), columns);
+  if (input_as_forward_applies(g))
+    forward_packed(gx, gout, flipped_weights(w, g), {}, input_as_forward_params(g), columns);
+  else
+    backward_input_channels_last(gx, gout, w, g, columns);
 }
 
 // ---- direct convolution on channels-last copies (conv_direct.h) ---------------------------------------------
@@ -1728,7 +1815,8 @@ std::string algo_key(Pass pass, DType dtype, const Conv2dParams& g) {
 // The implicit GEMM can run the pass (float32 only; the input gradient as a forward of the output gradient).
 bool packed_possible(Pass pass, DType dtype, const Conv2dParams& g, bool low) {
   if (dtype != DType::Float32 || low) return false;
-  if (pass == Pass::input) return input_as_forward_applies(g) && packed_applies(input_as_forward_params(g), g.N);
+  if (pass == Pass::input)
+    return input_as_forward_applies(g) ? packed_applies(input_as_forward_params(g), g.N) : input_channels_last_applies(g);
   return packed_applies(g, g.N);
 }
 
@@ -1761,8 +1849,8 @@ bool direct_fast_for(Pass pass, const Conv2dParams& g, bool low) {
     return g.kh * g.kw > 1 && g.O >= 32 && g.C >= 16 && s.grad_split != 1 &&
            (direct_weight_grad_by_images(s, g.N) || direct_weight_grad_skipped_share(s) >= kMinSkippedShare);
   }
-  // strided input gradients (the phases of backward_input_direct): 0.85-1.05x im2col + GEMM on ResNet18's stride-2
-  // layers on an AVX2 Zen 3 (2 threads), so only the search takes them
+  // strided input gradients (the phases of backward_input_direct): 0.85-1.12x im2col + GEMM on ResNet18's stride-2
+  // layers on an AVX2 Zen 3 (2 threads; ahead on planes of 8x8 and smaller), so only the search takes them
   if (pass == Pass::input && (g.stride[0] != 1 || g.stride[1] != 1)) return false;
   const Conv2dParams f = pass == Pass::input ? input_as_forward_params(g) : g;
   return f.kh * f.kw > 1 && f.O >= 32 && (low ? f.C >= 16 : f.C * f.kw >= 16);
@@ -1775,6 +1863,7 @@ bool packed_fast_for(Pass pass, const Conv2dParams& g) {
     case Pass::forward:
       return packed_fast(g);
     case Pass::input:
+      if (!input_as_forward_applies(g)) return false;
       return g.C >= 64 && g.Wo >= 4 && packed_fast(input_as_forward_params(g));
     default:
       return packed_weight_fast(g);
@@ -1785,7 +1874,7 @@ Algo heuristic_algo(Pass pass, DType dtype, const Conv2dParams& g, bool low) {
   Algo a;
   a.columns = conv_tuning().target_columns;
   const int packed = conv_tuning().packed_forward;  // 0 never, 1 where measured faster, 2 always
-  const bool winograd = pass != Pass::weight && !low && use_winograd(g);
+  const bool winograd = !low && use_winograd(g);
   const int direct = conv_tuning().direct;  // likewise
   const bool direct_ok = direct > 0 && direct_possible(pass, dtype, g);
   if (direct_ok && (direct == 2 || (!winograd && direct_fast_for(pass, g, low))))
@@ -1795,7 +1884,7 @@ Algo heuristic_algo(Pass pass, DType dtype, const Conv2dParams& g, bool low) {
   else if (!winograd && packed > 0 && packed_possible(pass, dtype, g, low) && (packed == 2 || packed_fast_for(pass, g)))
     a.kind = Algo::packed;
   else if (winograd)
-    a = Algo{conv_tuning().winograd_tile == 4 ? Algo::winograd4x4 : Algo::winograd, 0};
+    a = Algo{conv_tuning().winograd_tile == 4 && pass != Pass::weight ? Algo::winograd4x4 : Algo::winograd, 0};
   return a;
 }
 
@@ -1823,7 +1912,7 @@ std::vector<Algo> candidates(Pass pass, DType dtype, const Conv2dParams& g, bool
   };
   add_columns(Algo::gemm, g);
   if (packed_possible(pass, dtype, g, low))
-    add_columns(Algo::packed, pass == Pass::input ? input_as_forward_params(g) : g);
+    add_columns(Algo::packed, pass == Pass::input && input_as_forward_applies(g) ? input_as_forward_params(g) : g);
   if (pass == Pass::weight && !low && winograd_applies(g)) add(Algo{Algo::winograd, 0});  // F(3x3, 2x2)
   if (pass != Pass::weight && !low && winograd_applies(g)) {
     add(Algo{Algo::winograd, 0});

@@ -14,14 +14,16 @@ struct ConvTuning {
   // ... while the column buffer of one thread stays under this many bytes.
   int64_t max_col_bytes = int64_t{8} << 20;
   // 3x3, stride 1, dilation 1, groups 1 convolutions use Winograd F(2x2, 3x3) (forward and input
-  // gradient) when both channel counts lie in [winograd_min_channels, winograd_max_channels] and the
+  // gradient; F(3x3, 2x2) for the weight gradient) when both channel counts lie in [winograd_min_channels, winograd_max_channels] and the
   // output plane has at least winograd_min_plane pixels; winograd_min_channels = 0 turns it off.
   // The window is where Winograd on channels-last tile blocks (winograd.cpp) measured faster than the direct
   // convolution on an AVX2 Zen 3 (2 threads, inside the training step): ResNet18's 64x16x16 forward and input
   // gradient at batch 64 23.0 and 22.4 ms against 26.6 and 26.8, its 64- and 128-channel layers at 224x224 and the
   // scratch CNN's 48x14x14 likewise (the algorithm search's choices); with 256 channels and more, or planes under
   // 8x8, the direct convolution stays ahead. (The earlier window, 96-192 channels on planes of 400+ pixels, was
-  // measured for Winograd on NCHW planes on a Zen 5.) The search still measures; this is its default.
+  // measured for Winograd on NCHW planes on a Zen 5.) Their weight gradients take F(3x3, 2x2) in the same window:
+  // on the Zen 3 in isolation 1.1-1.4x the channels-last implicit GEMM on ResNet18's 64x16x16, 128x8x8, 64x56x56
+  // and 128x28x28 layers. The search still measures; this is its default.
   int64_t winograd_min_channels = 48;
   int64_t winograd_max_channels = 192;
   int64_t winograd_min_plane = 64;
@@ -46,8 +48,8 @@ struct ConvTuning {
   int64_t winograd_dw_shared_tiles = 1024;
   // The fixed rules' use of the implicit GEMM (float32 passes outside Winograd's window pack the im2col
   // matrix for the GEMM straight from the images, no column matrix written): 0 never (im2col, then the
-  // GEMM packs it), 1 where it measured faster on an AVX-512 CPU (conv.cpp: packed_fast and its
-  // neighbours), 2 always (for tests).
+  // GEMM packs it), 1 where it measured faster (conv.cpp: packed_fast and its neighbours; the weight gradient
+  // from a channels-last copy on AVX2 CPUs, channels_last_fast), 2 always (for tests).
   int packed_forward = 1;
   // im2col and col2im run in their AVX-512 forms where the CPU has AVX-512F and BW (conv.cpp: shifted and
   // phase planes, gathers, bands of columns); false: the scalar loops (for tests and measuring; the results
@@ -95,8 +97,9 @@ namespace dl::cpu {
 // Each pass of each layer shape (forward, input gradient, weight gradient; dtype, autocast precision,
 // geometry, batch and thread count) is computed by one of: im2col + GEMM with 256, 512, 1024 or 2048
 // columns per GEMM; the same GEMMs with the im2col matrix packed for the GEMM straight from the images
-// (float32 forwards and weight gradients, and stride-1 input gradients run as the forward of the output
-// gradient with the flipped kernels); the direct convolution on channels-last copies (AVX-512: float32 and
+// (float32 forwards; weight gradients, from a channels-last copy of the images or gathered; stride-1 input
+// gradients run as the forward of the output gradient with the flipped kernels, strided ones through a
+// channels-last col2im); the direct convolution on channels-last copies (AVX-512: float32 and
 // bfloat16 forwards, input gradients (a strided layer's as one stride-1 convolution per phase of the input) and
 // weight gradients; AVX2 the same, bfloat16 emulated; conv_direct.h); Winograd
 // F(2x2, 3x3); or (bfloat16 forward) the implicit im2col. In `search` mode

@@ -64,6 +64,15 @@ void direct_to_channels_last(const float* x, int64_t b, const DirectConvShape& s
   kernels().to_channels_last(x, b, f, xp);
 }
 
+void direct_from_channels_last(const float* src, int64_t lda, int64_t len, int64_t on, float* rows, int64_t ld) {
+  if (on % kernels().lanes == 0) {  // whole vectors: the transposes never read past a position's channels
+    kernels().from_channels_last(src, lda, len, on, rows, ld);
+    return;
+  }
+  for (int64_t o = 0; o < on; ++o)
+    for (int64_t l = 0; l < len; ++l) rows[o * ld + l] = src[l * lda + o];
+}
+
 void direct_weight_grad(const float* x, const float* gout, int64_t n, const DirectConvShape& s, float* gw) {
   kernels().weight_grad(x, gout, n, s, gw);
 }

@@ -52,6 +52,7 @@ struct DirectKernels {
   bool (*weight_grad_by_images)(const DirectConvShape&, int64_t);
   void (*weight_grad)(const float*, const float*, int64_t, const DirectConvShape&, float*);
   void (*to_channels_last)(const float*, int64_t, const DirectConvShape&, float*);
+  void (*from_channels_last)(const float*, int64_t, int64_t, int64_t, float*, int64_t);
 };
 // Defined in simd_avx512.cpp and simd_avx2.cpp; call only where the CPU has that set.
 const DirectKernels& direct_kernels_avx512();
@@ -95,6 +96,9 @@ void direct_conv_images(const float* x, int64_t n, const void* wp, const DirectC
 // channels-last copy (vector transposes; float32, s.bf16 ignored), also for conv.cpp's implicit-GEMM weight
 // gradient. Needs direct_kernels().
 void direct_to_channels_last(const float* x, int64_t b, const DirectConvShape& s, float* xp);
+// The way back: rows[o * ld + l] = src[l * lda + o] for o < on, l < len (len positions of on channels each, lda
+// apart, to on planes ld apart); vector transposes where on is a multiple of the vector width, else loops.
+void direct_from_channels_last(const float* src, int64_t lda, int64_t len, int64_t on, float* rows, int64_t ld);
 
 // The weight gradient: gw (O, C, kh, kw) = the sum over the n images at x (NCHW) and their output gradients gout
 // (n, O, Ho, Wo), float32. Each image is copied once to channels-last; register tiles of the gradient (MR
