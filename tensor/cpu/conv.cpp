@@ -129,7 +129,8 @@ inline void gemm(const Conv2dParams&, bool ta, bool tb, int64_t M, int64_t N, in
 // Scratch slots (tensor/cpu/scratch.h) used here (winograd.cpp uses 0, 1 and 3).
 // kLowX and kLowW hold a layer's operands rounded to bfloat16, on the calling thread.
 // kTables and kRowTables hold the packed algorithms' tables, kFlipped the weights of an input gradient run as a
-// forward, kChannelsLast the packed weight gradient's copy of the images (the direct convolution uses 10-12 and 14).
+// forward, kChannelsLast the packed weight gradient's copy of the images and the channels-last col2im's buffer,
+// kWinogradWeights also that col2im's packed weights (the direct convolution uses 10-12 and 14).
 enum Slot {
   kCol = 0, kGathered = 1, kAcc = 2, kWinogradWeights = 4, kLowX = 5, kLowW = 6, kTables = 7, kFlipped = 8,
   kRowTables = 9, kDirectWeights = 13, kChannelsLast = 15
@@ -1255,15 +1256,51 @@ bool input_channels_last_applies(const Conv2dParams& g) {
   return (g.stride[0] > 1 || g.stride[1] > 1) && g.gemm_dtype == DType::Float32;
 }
 
+// Where the fixed rule takes it: measured on an AVX2 Zen 3 (2 threads, in isolation), ResNet18's 3x3 stride-2
+// layers with output planes of 8x8 and more ran 1.15-1.2x im2col + GEMM and 1.05-1.3x the direct convolution's
+// phases (64x16x16 -> 128 and 64x56x56 -> 128 at 155-160 GFLOP/s); on 4x4 planes they were level, on 2x2 planes
+// (256x4x4 -> 512) 0.75-0.9x, where each image's few pixels carry the call's packing of all the weights; 1x1
+// kernels 0.9x. Not measured on AVX-512 CPUs.
+bool input_channels_last_fast(const Conv2dParams& g) {
+  return direct_best_isa() == 1 && g.kh * g.kw > 1 && g.Ho * g.Wo >= 64;
+}
+
 void backward_input_channels_last(float* gx, const float* gout, const float* w, const Conv2dParams& g,
                                   int64_t columns) {
   const int64_t K = g.K(), L = g.L(), Og = g.Og(), Cg = g.Cg(), taps = g.kh * g.kw, HW = g.HW();
   const int64_t Hp = g.H + 2 * g.padding[0], Wp = g.W + 2 * g.padding[1], image = Hp * Wp * Cg;
-  // W' (O, taps, C/g), once per call on the calling thread, read by all
-  float* wt = thread_scratch<float>(kFlipped, static_cast<size_t>(g.O * K));
-  for (int64_t o = 0; o < g.O; ++o)
-    for (int64_t c = 0; c < Cg; ++c)
-      for (int64_t t = 0; t < taps; ++t) wt[o * K + t * Cg + c] = w[o * K + c * taps + t];
+  // W' (O, taps, C/g): with at least as many images as threads, packed once per call straight into the GEMM's
+  // panels (gemm.h's GemmPackedB layout: panel p of nr columns holds W'[o][p*nr + q] at p*nr*Og + o*nr + q, zero
+  // past K), on the threads; with fewer, the GEMMs use the threads and read W' itself. The calling thread's
+  // scratch, read by all.
+  const bool prepacked = g.N >= max_threads();
+  const float* wt = nullptr;
+  std::vector<GemmPackedB<float>> panels;
+  if (prepacked) {
+    const int64_t nr = sgemm_panel_width(), np = (K + nr - 1) / nr, size = (np * nr * Og + 15) / 16 * 16;
+    float* pw = thread_scratch<float>(kWinogradWeights, static_cast<size_t>(size * g.groups));
+    std::vector<int64_t> from(static_cast<size_t>(np * nr), -1);  // column j of W' is column from[j] of w's row
+    for (int64_t j = 0; j < K; ++j) from[static_cast<size_t>(j)] = j % Cg * taps + j / Cg;
+    // row by row of w (a row stays in L1 while its values go to every panel)
+#pragma omp parallel for schedule(static) if (g.O * K > (int64_t{1} << 16))
+    for (int64_t r = 0; r < g.O; ++r) {
+      const int64_t grp = r / Og, o = r % Og;
+      const float* wo = w + r * K;
+      for (int64_t p = 0; p < np; ++p) {
+        float* d = pw + grp * size + (p * Og + o) * nr;
+        const int64_t* f = from.data() + p * nr;
+        for (int64_t q = 0; q < nr; ++q) d[q] = f[q] >= 0 ? wo[f[q]] : 0.0f;
+      }
+    }
+    for (int64_t grp = 0; grp < g.groups; ++grp)
+      panels.push_back({pw + grp * size, Og, K, static_cast<int>(nr)});
+  } else {
+    float* wp = thread_scratch<float>(kFlipped, static_cast<size_t>(g.O * K));
+    for (int64_t o = 0; o < g.O; ++o)
+      for (int64_t t = 0; t < taps; ++t)
+        for (int64_t c = 0; c < Cg; ++c) wp[o * K + t * Cg + c] = w[o * K + c * taps + t];
+    wt = wp;
+  }
   // the runs of taps with consecutive places in the buffer: taps [first, first + n), at offset off
   struct Run {
     int64_t first, n, off;
@@ -1290,7 +1327,10 @@ void backward_input_channels_last(float* gx, const float* gout, const float* w, 
           gather_planes(a, g.O * L, Og, L, b, gathered);
           a = gathered, lda = bl;
         }
-        sgemm(true, false, bl, K, Og, 1.0f, a, lda, wt + grp * Og * K, K, 0.0f, colT, K);
+        if (prepacked)
+          gemm_prepacked_b(bl, a, lda, panels[static_cast<size_t>(grp)], colT, K, /*trans_a=*/true);
+        else
+          sgemm(true, false, bl, K, Og, 1.0f, a, lda, wt + grp * Og * K, K, 0.0f, colT, K);
         std::fill(buf, buf + b * image, 0.0f);
         for (int64_t j = 0; j < bl; ++j) {
           const int64_t i = j / L, l = j % L;
@@ -1866,7 +1906,7 @@ bool packed_fast_for(Pass pass, const Conv2dParams& g) {
     case Pass::forward:
       return packed_fast(g);
     case Pass::input:
-      if (!input_as_forward_applies(g)) return false;
+      if (!input_as_forward_applies(g)) return input_channels_last_fast(g);
       return g.C >= 64 && g.Wo >= 4 && packed_fast(input_as_forward_params(g));
     default:
       return packed_weight_fast(g);

@@ -502,7 +502,7 @@ GemmPackedB<T> gemm_pack_b(const T* B, int64_t ldb, int64_t K, int64_t N, T* dst
 // K in blocks of kc (C = sum of the blocks' products, each block's sums started afresh as in gemm_serial), M in
 // blocks of mc packed per K block; B read from its panels in place.
 template <typename T>
-void gemm_prepacked_b(int64_t M, const T* A, int64_t lda, const GemmPackedB<T>& B, T* C, int64_t ldc) {
+void gemm_prepacked_b(int64_t M, const T* A, int64_t lda, const GemmPackedB<T>& B, T* C, int64_t ldc, bool trans_a) {
   const int64_t K = B.K, N = B.N;
   if (detail::empty_product(M, N, K, T(1), T(0), C, ldc)) return;
   const Kernel<T> ker = with_env_blocks(kernel_for<T>(current_isa()));
@@ -518,7 +518,7 @@ void gemm_prepacked_b(int64_t M, const T* A, int64_t lda, const GemmPackedB<T>& 
     const T beta = pc == 0 ? T(0) : T(1);
     for (int64_t ic = 0; ic < M; ic += MC) {
       const int64_t mc = std::min(MC, M - ic);
-      ker.pack_a(false, A + ic * lda + pc, lda, mc, kc, abuf);
+      ker.pack_a(trans_a, trans_a ? A + pc * lda + ic : A + ic * lda + pc, lda, mc, kc, abuf);
       for (int64_t jr = 0; jr < N; jr += NR) {
         const int64_t nr = std::min<int64_t>(NR, N - jr);
         const T* bp = B.panels + jr * K + pc * NR;
@@ -536,8 +536,9 @@ template int64_t gemm_packed_b_size<float>(int64_t, int64_t);
 template int64_t gemm_packed_b_size<double>(int64_t, int64_t);
 template GemmPackedB<float> gemm_pack_b<float>(const float*, int64_t, int64_t, int64_t, float*);
 template GemmPackedB<double> gemm_pack_b<double>(const double*, int64_t, int64_t, int64_t, double*);
-template void gemm_prepacked_b<float>(int64_t, const float*, int64_t, const GemmPackedB<float>&, float*, int64_t);
-template void gemm_prepacked_b<double>(int64_t, const double*, int64_t, const GemmPackedB<double>&, double*, int64_t);
+template void gemm_prepacked_b<float>(int64_t, const float*, int64_t, const GemmPackedB<float>&, float*, int64_t, bool);
+template void gemm_prepacked_b<double>(int64_t, const double*, int64_t, const GemmPackedB<double>&, double*, int64_t,
+                                        bool);
 
 void dgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
            const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {

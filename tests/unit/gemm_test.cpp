@@ -323,7 +323,8 @@ struct AlignedBuffer {
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
 };
 
-// gemm_pack_b + gemm_prepacked_b (Winograd's GEMMs): one B packed once, then products with several A, against a
+// gemm_pack_b + gemm_prepacked_b (Winograd's GEMMs): one B packed once, then products with several A (one of them
+// transposed), against a
 // double reference; shapes below and across the cache blocks (K > KC, M > MC, N not a multiple of the panel width);
 // each kernel; a packing made for another panel width is refused.
 template <typename T>
@@ -333,15 +334,16 @@ void check_prepacked(int64_t M, int64_t N, int64_t K, uint32_t seed) {
   AlignedBuffer<T> panels(dl::cpu::gemm_packed_b_size<T>(K, N));
   const dl::cpu::GemmPackedB<T> packed = dl::cpu::gemm_pack_b(B.data(), B.ld, K, N, panels.data);
   for (int rep = 0; rep < 2; ++rep) {
-    Mat<T> A(M, K, 2, rng);
+    const bool trans = rep == 1;  // the second product with op(A) = A^T, A stored K x M
+    Mat<T> A(trans ? K : M, trans ? M : K, 2, rng);
     Mat<T> C(M, N, 1, rng, T(-777));
-    dl::cpu::gemm_prepacked_b(M, A.data(), A.ld, packed, C.data(), C.ld);
+    dl::cpu::gemm_prepacked_b(M, A.data(), A.ld, packed, C.data(), C.ld, trans);
     double worst = 0;
     bool pad_kept = true;
     for (int64_t i = 0; i < M; ++i) {
       for (int64_t j = 0; j < N; ++j) {
         long double r = 0;
-        for (int64_t k = 0; k < K; ++k) r += static_cast<long double>(A.at(i, k)) * B.at(k, j);
+        for (int64_t k = 0; k < K; ++k) r += static_cast<long double>(trans ? A.at(k, i) : A.at(i, k)) * B.at(k, j);
         worst = std::max(worst, static_cast<double>(std::abs(static_cast<long double>(C.at(i, j)) - r)));
       }
       pad_kept = pad_kept && C.v[static_cast<size_t>(i * C.ld + N)] == T(-777);
