@@ -1014,18 +1014,20 @@ bool channels_last_pays(const Conv2dParams& g) {
          !weight_grad_shared(g, g.O * g.K() * static_cast<int64_t>(sizeof(float)));
 }
 
-// The channels-last copy's geometry and offsets.
+// A zero-padded channels-last buffer of a layer's input plane, (images, Hp, Wp, channels): its geometry and
+// offsets (also the strided input gradient's col2im buffer, below).
 struct ChannelsLast {
-  int64_t Hp, Wp;
-  explicit ChannelsLast(const Conv2dParams& g) : Hp(g.H + 2 * g.padding[0]), Wp(g.W + 2 * g.padding[1]) {}
-  int64_t image(const Conv2dParams& g) const { return Hp * Wp * g.C; }
+  int64_t Hp, Wp, ch;
+  ChannelsLast(const Conv2dParams& g, int64_t channels)
+      : Hp(g.H + 2 * g.padding[0]), Wp(g.W + 2 * g.padding[1]), ch(channels) {}
+  int64_t image() const { return Hp * Wp * ch; }
   // the offset of tap (ki, kj) of channel c from a pixel's first tap
   int64_t tap(const Conv2dParams& g, int64_t ki, int64_t kj, int64_t c) const {
-    return (ki * g.dilation[0] * Wp + kj * g.dilation[1]) * g.C + c;
+    return (ki * g.dilation[0] * Wp + kj * g.dilation[1]) * ch + c;
   }
-  // the first tap of pixel l of image i (images counted from the chunk's first)
+  // the first tap of output pixel l of image i (images counted from the buffer's first)
   int64_t pixel(const Conv2dParams& g, int64_t i, int64_t l) const {
-    return ((i * Hp + l / g.Wo * g.stride[0]) * Wp + l % g.Wo * g.stride[1]) * g.C;
+    return ((i * Hp + l / g.Wo * g.stride[0]) * Wp + l % g.Wo * g.stride[1]) * ch;
   }
 };
 
@@ -1033,7 +1035,7 @@ struct ChannelsLast {
 // direct convolution's vector copy (where the CPU has one and ConvTuning::vector_im2col), else loops over runs
 // of 8 channels.
 void to_channels_last(const float* x, int64_t b, const Conv2dParams& g, const ChannelsLast& cl, float* xp) {
-  const int64_t C = g.C, HW = g.HW(), image = cl.image(g);
+  const int64_t C = g.C, HW = g.HW(), image = cl.image();
   parallel_shares(b, [&](int64_t i0, int64_t i1) {
     if (conv_tuning().vector_im2col && direct_kernels() != nullptr) {
       DirectConvShape s{};
@@ -1163,7 +1165,7 @@ void pack_gathered(const float* xg, const ColumnTables& col, const ColumnTables&
 void backward_weight_packed(float* gw, const float* gout, const float* x, const Conv2dParams& g, int64_t columns) {
   const int64_t K = g.K(), L = g.L(), Og = g.Og(), Cg = g.Cg(), C = g.C;
   const bool copy = channels_last_pays(g);
-  const ChannelsLast cl(g);
+  const ChannelsLast cl(g, C);
   std::vector<int64_t> toff;  // the copy's tap offsets, columns in the order (ki, kj, c); read by all threads
   if (copy)
     for (int64_t k = 0; k < K; ++k) toff.push_back(cl.tap(g, k / Cg / g.kw, k / Cg % g.kw, k % Cg));
@@ -1174,7 +1176,7 @@ void backward_weight_packed(float* gw, const float* gout, const float* x, const 
     int64_t* base = nullptr;
     ColumnTables col{}, tap{};
     if (copy) {
-      xp = thread_scratch<float>(kChannelsLast, static_cast<size_t>(B * cl.image(g)));
+      xp = thread_scratch<float>(kChannelsLast, static_cast<size_t>(B * cl.image()));
       base = thread_scratch<int64_t>(kTables, static_cast<size_t>(B * L));
       for (int64_t j = 0; j < B * L; ++j) base[j] = cl.pixel(g, j / L, j % L);
     } else {
@@ -1245,7 +1247,6 @@ const float* flipped_weights(const float* w, const Conv2dParams& g) {
   return wf;
 }
 
-
 // ---- the input gradient of a strided layer through a channels-last col2im ---------------------------------
 // Per chunk of b images and group: colT (b*L, K) = gout_g^T @ W'_g, where W' holds each output channel's taps in
 // the order (ki, kj, c). A pixel's row of colT then adds, for each kernel row, a run of kw * C/g values (C/g with
@@ -1268,7 +1269,8 @@ bool input_channels_last_fast(const Conv2dParams& g) {
 void backward_input_channels_last(float* gx, const float* gout, const float* w, const Conv2dParams& g,
                                   int64_t columns) {
   const int64_t K = g.K(), L = g.L(), Og = g.Og(), Cg = g.Cg(), taps = g.kh * g.kw, HW = g.HW();
-  const int64_t Hp = g.H + 2 * g.padding[0], Wp = g.W + 2 * g.padding[1], image = Hp * Wp * Cg;
+  const ChannelsLast cl(g, Cg);
+  const int64_t Wp = cl.Wp, image = cl.image();
   // W' (O, taps, C/g): with at least as many images as threads, packed once per call straight into the GEMM's
   // panels (gemm.h's GemmPackedB layout: panel p of nr columns holds W'[o][p*nr + q] at p*nr*Og + o*nr + q, zero
   // past K), on the threads; with fewer, the GEMMs use the threads and read W' itself. The calling thread's
@@ -1307,7 +1309,7 @@ void backward_input_channels_last(float* gx, const float* gout, const float* w, 
   };
   std::vector<Run> runs;
   for (int64_t t = 0; t < taps; ++t) {
-    const int64_t off = (t / g.kw * g.dilation[0] * Wp + t % g.kw * g.dilation[1]) * Cg;
+    const int64_t off = cl.tap(g, t / g.kw, t % g.kw, 0);
     if (!runs.empty() && runs.back().off + runs.back().n * Cg == off)
       ++runs.back().n;
     else
@@ -1333,8 +1335,7 @@ void backward_input_channels_last(float* gx, const float* gout, const float* w, 
           sgemm(true, false, bl, K, Og, 1.0f, a, lda, wt + grp * Og * K, K, 0.0f, colT, K);
         std::fill(buf, buf + b * image, 0.0f);
         for (int64_t j = 0; j < bl; ++j) {
-          const int64_t i = j / L, l = j % L;
-          float* px = buf + i * image + (l / g.Wo * g.stride[0] * Wp + l % g.Wo * g.stride[1]) * Cg;
+          float* px = buf + cl.pixel(g, j / L, j % L);
           const float* r = colT + j * K;
           for (const Run& run : runs) {
             float* d = px + run.off;

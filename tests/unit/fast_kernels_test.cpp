@@ -427,7 +427,8 @@ TEST_CASE("conv2d_forward_affine: the composition where a device has no fused ke
 
 TEST_CASE("fast conv: the implicit GEMM computes the same sums as im2col + GEMM on random shapes") {
   // The same products in the same order: the forward and the weight gradient must match bit for bit; the
-  // input gradient (a forward with flipped kernels instead of GEMM + col2im) sums in another order.
+  // input gradient (a forward with flipped kernels, or for a strided layer a channels-last col2im, instead of
+  // GEMM + col2im) sums in another order.
   ConvKnobs knobs;
   cpu::conv_tuning().winograd_min_channels = 0;
   std::mt19937 rng(20261202);
@@ -460,8 +461,10 @@ TEST_CASE("fast conv: the implicit GEMM computes the same sums as im2col + GEMM 
     CHECK(packed[0].to_vector<float>() == im2col[0].to_vector<float>());
     CHECK_CLOSE(packed[1], im2col[1], 1e-5, 1e-5);
     CHECK(packed[2].to_vector<float>() == im2col[2].to_vector<float>());
-    cpu::conv_tuning().vector_im2col = false;  // the weight gradient's channels-last copy by the scalar loops
+    // the weight gradient's channels-last copy, and the strided input gradient's way back, by the scalar loops
+    cpu::conv_tuning().vector_im2col = false;
     CHECK(ops::conv2d_backward_weight(gout, x, w.sizes(), p).to_vector<float>() == im2col[2].to_vector<float>());
+    CHECK(ops::conv2d_backward_input(gout, w, x.sizes(), p).to_vector<float>() == packed[1].to_vector<float>());
     cpu::conv_tuning().vector_im2col = true;
     ++checked;
   }
