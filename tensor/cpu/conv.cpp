@@ -717,8 +717,9 @@ bool packed_fast(const Conv2dParams& g) {
 }
 
 // The weight gradient packs from a channels-last copy where that pays (channels_last_pays, below): measured on an
-// AVX2 Zen 3 (2 threads, batch 64), 1.1-1.4x faster than im2col + GEMM and 1.1-1.3x than the direct convolution
-// on ResNet18's and the scratch CNN's 3x3 layers (stride 1 and 2); there the fixed rule takes it on CPUs whose best
+// AVX2 Zen 3 (2 threads, batch 64), 1.0-1.45x faster than im2col + GEMM and 1.0-1.5x than the direct convolution
+// on ResNet18's and the scratch CNN's 3x3 layers (stride 1 and 2; level on 128x8x8 -> 256 3x3/2; on the 7x7/2 stem
+// 0.85-0.95x the direct convolution, which the search may take); there the fixed rule takes it on CPUs whose best
 // direct kernels are AVX2 (on AVX-512 ones, not yet measured, the direct convolution's rule stays ahead). Its
 // gathering form pays only when many output channels share each packed value: measured on a Zen 4, 1.15-1.25x
 // faster than im2col + GEMM for 256 and 512 channels, level at 128, 1.5x slower at 64.
