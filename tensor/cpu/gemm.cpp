@@ -511,13 +511,7 @@ void gemm_prepacked_b(int64_t M, const T* A, int64_t lda, const GemmPackedB<T>& 
                            " columns, the kernel in force takes " + std::to_string(ker.nr));
   const int MR = ker.mr, NR = ker.nr;
   const int64_t KC = balanced_block(K, ker.kc);
-  // all of op(A)'s rows packed at once where they fit in half of L2 (a_resident is 3/8 of it): each B panel is
-  // then read once per K block instead of once per block of mc rows (a B of megabytes, as the strided input
-  // gradient's weights, streams from memory once)
-  const int64_t Mr = (M + MR - 1) / MR * MR;
-  const int64_t MC = Mr * KC * static_cast<int64_t>(sizeof(T)) * 3 <= ker.a_resident * 4
-                         ? Mr
-                         : (balanced_block(M, ker.mc) + MR - 1) / MR * MR;
+  const int64_t MC = (balanced_block(M, ker.mc) + MR - 1) / MR * MR;
   T* abuf = static_cast<T*>(a_buffer().get(sizeof(T) * (MC * KC + 64)));
   for (int64_t pc = 0; pc < K; pc += KC) {
     const int64_t kc = std::min(KC, K - pc);
