@@ -1260,9 +1260,10 @@ bool input_channels_last_applies(const Conv2dParams& g) {
 
 // Where the fixed rule takes it: measured on an AVX2 Zen 3 (2 threads, in isolation), ResNet18's 3x3 stride-2
 // layers with output planes of 8x8 and more ran 1.05-1.2x im2col + GEMM and 1.05-1.3x the direct convolution's
-// phases (64x16x16 -> 128 and 64x56x56 -> 128 at 155-160 GFLOP/s); on 4x4 planes they were level, on 2x2 planes
-// (256x4x4 -> 512) 0.7-0.9x, where each image's few pixels carry the call's packing of all the weights; 1x1
-// kernels 0.9x. Not measured on AVX-512 CPUs.
+// phases (64x16x16 -> 128 and 64x56x56 -> 128 at 155-160 GFLOP/s); on 4x4 and 2x2 planes 0.7-1.1x from one
+// measurement to the next (each image's few pixels carry the call's packing of all the weights), and level inside
+// the training step where a trial rule took them (ten paired rounds), so the search decides there; 1x1 kernels
+// 0.9x. Not measured on AVX-512 CPUs.
 bool input_channels_last_fast(const Conv2dParams& g) {
   return direct_best_isa() == 1 && g.kh * g.kw > 1 && g.Ho * g.Wo >= 64;
 }
