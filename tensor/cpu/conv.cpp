@@ -917,10 +917,19 @@ struct TapOrder {
   int64_t row() const { return taps * channels; }
 };
 
-// gw rows [r0, r1) = the sum of the n partial gradients, put from `order` into gW's.
+// gw rows [r0, r1) = the sum of the n partial gradients, put from `order` into gW's (partial[0] may be gw itself
+// when the order is gW's).
 template <typename T>
 void add_partials(T* gw, T* const* partial, int n, int64_t r0, int64_t r1, const TapOrder& order) {
   const int64_t row = order.row();
+  if (order.identity()) {
+    for (int64_t i = r0 * row; i < r1 * row; ++i) {
+      T s = partial[0][i];
+      for (int u = 1; u < n; ++u) s += partial[u][i];
+      gw[i] = s;
+    }
+    return;
+  }
   for (int64_t r = r0; r < r1; ++r) {
     T* d = gw + r * row;
     for (int64_t t = 0; t < order.taps; ++t)
@@ -933,18 +942,18 @@ void add_partials(T* gw, T* const* partial, int n, int64_t r0, int64_t r1, const
   }
 }
 
+// Whether a weight gradient of `bytes` whose GEMMs gather their own operands walks the images once (below).
+bool weight_grad_shared(const Conv2dParams& g, int64_t bytes) {
+  const ConvTuning& t = conv_tuning();
+  return g.N * g.L() < t.weight_grad_shared_columns * max_threads() && bytes >= t.weight_grad_shared_bytes;
+}
+
 // gw = the sum over all images of accumulate(n0, n1, acc), which writes (not adds) the gradient of images
 // [n0, n1) into acc: one share of the images per thread, each into its own partial sum (thread 0: gw itself,
 // unless acc's rows are in another order: then each in scratch, and the sum puts them in gW's), added up at the
 // end; or all images on this thread, its GEMMs using the threads, when there are fewer images than threads, or
 // (shareable: the GEMMs gather their own operands, so nothing runs on one thread alone) when the partial sums
 // would be large and each thread's share of the images short (weight_grad_shared, conv.h).
-// Whether a weight gradient of `bytes` whose GEMMs gather their own operands walks the images once (above).
-bool weight_grad_shared(const Conv2dParams& g, int64_t bytes) {
-  const ConvTuning& t = conv_tuning();
-  return g.N * g.L() < t.weight_grad_shared_columns * max_threads() && bytes >= t.weight_grad_shared_bytes;
-}
-
 template <typename T, typename F>
 void sum_over_image_shares(const Conv2dParams& g, T* gw, int64_t wsize, F accumulate, bool shareable = false,
                            const TapOrder& order = {}) {
@@ -962,7 +971,8 @@ void sum_over_image_shares(const Conv2dParams& g, T* gw, int64_t wsize, F accumu
     parallel_shares(rows, [&](int64_t r0, int64_t r1) { add_partials(gw, &acc, 1, r0, r1, order); });
     return;
   }
-  // each thread sums its images into its own partial gradient (thread 0: gw itself when in place), then all add up
+  // each thread sums its images into its own partial gradient (thread 0: gw itself when in place), then each adds
+  // up a share of the rows
   std::vector<T*> partial(static_cast<size_t>(nt), nullptr);
   std::exception_ptr error;
 #pragma omp parallel num_threads(nt)
@@ -977,17 +987,7 @@ void sum_over_image_shares(const Conv2dParams& g, T* gw, int64_t wsize, F accumu
       if (!error) error = std::current_exception();
     }
 #pragma omp barrier
-    if (!error && in_place) {
-#pragma omp for schedule(static)
-      for (int64_t i = 0; i < wsize; ++i) {
-        T s = gw[i];
-        for (int u = 1; u < n; ++u) s += partial[static_cast<size_t>(u)][i];
-        gw[i] = s;
-      }
-    } else if (!error) {
-#pragma omp for schedule(static)
-      for (int64_t r = 0; r < rows; ++r) add_partials(gw, partial.data(), n, r, r + 1, order);
-    }
+    if (!error) add_partials(gw, partial.data(), n, rows * t / n, rows * (t + 1) / n, order);
   }
   if (error) std::rethrow_exception(error);
 }
@@ -1033,27 +1033,13 @@ struct ChannelsLast {
 };
 
 // The b images at x (NCHW) -> xp (b, Hp, Wp, C), zero borders, on the threads unless inside a parallel region: the
-// direct convolution's vector copy (where the CPU has one and ConvTuning::vector_im2col), else loops over runs
-// of 8 channels.
+// direct convolution's copy (vector transposes where the CPU has them and ConvTuning::vector_im2col, else loops).
 void to_channels_last(const float* x, int64_t b, const Conv2dParams& g, const ChannelsLast& cl, float* xp) {
-  const int64_t C = g.C, HW = g.HW(), image = cl.image();
+  DirectConvShape s{};
+  s.C = g.C, s.H = g.H, s.W = g.W, s.ph = g.padding[0], s.pw = g.padding[1];
+  const bool vector = conv_tuning().vector_im2col && direct_kernels() != nullptr;
   parallel_shares(b, [&](int64_t i0, int64_t i1) {
-    if (conv_tuning().vector_im2col && direct_kernels() != nullptr) {
-      DirectConvShape s{};
-      s.C = C, s.H = g.H, s.W = g.W, s.ph = g.padding[0], s.pw = g.padding[1];
-      direct_to_channels_last(x + i0 * C * HW, i1 - i0, s, xp + i0 * image);
-      return;
-    }
-    constexpr int64_t kCb = 8;  // channels a pass over a row: 8 source rows read, 8-value runs written
-    std::fill(xp + i0 * image, xp + i1 * image, 0.0f);
-    for (int64_t i = i0; i < i1; ++i)
-      for (int64_t h = 0; h < g.H; ++h) {
-        float* row = xp + i * image + ((h + g.padding[0]) * cl.Wp + g.padding[1]) * C;
-        const float* sr = x + i * C * HW + h * g.W;
-        for (int64_t c0 = 0; c0 < C; c0 += kCb)
-          for (int64_t w = 0; w < g.W; ++w)
-            for (int64_t c = c0; c < std::min(c0 + kCb, C); ++c) row[w * C + c] = sr[c * HW + w];
-      }
+    direct_to_channels_last(x + i0 * g.C * g.HW(), i1 - i0, s, xp + i0 * cl.image(), vector);
   });
 }
 
@@ -1273,38 +1259,31 @@ void backward_input_channels_last(float* gx, const float* gout, const float* w, 
   const int64_t K = g.K(), L = g.L(), Og = g.Og(), Cg = g.Cg(), taps = g.kh * g.kw, HW = g.HW();
   const ChannelsLast cl(g, Cg);
   const int64_t Wp = cl.Wp, image = cl.image();
-  // W' (O, taps, C/g): with at least as many images as threads, packed once per call straight into the GEMM's
-  // panels (gemm.h's GemmPackedB layout: panel p of nr columns holds W'[o][p*nr + q] at p*nr*Og + o*nr + q, zero
-  // past K), on the threads; with fewer, the GEMMs use the threads and read W' itself. The calling thread's
-  // scratch, read by all.
+  // W' (O, taps, C/g): column j of W' is column from[j] of w's row (tap j / C/g of channel j % C/g; -1: the
+  // panels' zero padding past K). With at least as many images as threads, packed once per call straight into the
+  // GEMM's panels (gemm.h's GemmPackedB layout: panel p of nr columns holds W'[o][p*nr + q] at p*nr*Og + o*nr + q),
+  // on the threads, row by row of w (a row stays in L1 while its values go to every panel); with fewer, the same
+  // with panels of one column, which is W' transposed, (K, Og), for GEMMs that use the threads and read it as
+  // op(B) = B^T. The calling thread's scratch, read by all.
   const bool prepacked = g.N >= max_threads();
-  const float* wt = nullptr;
-  std::vector<GemmPackedB<float>> panels;
-  if (prepacked) {
-    const int64_t nr = sgemm_panel_width(), np = (K + nr - 1) / nr, size = (np * nr * Og + 15) / 16 * 16;
-    float* pw = thread_scratch<float>(kWinogradWeights, static_cast<size_t>(size * g.groups));
-    std::vector<int64_t> from(static_cast<size_t>(np * nr), -1);  // column j of W' is column from[j] of w's row
-    for (int64_t j = 0; j < K; ++j) from[static_cast<size_t>(j)] = j % Cg * taps + j / Cg;
-    // row by row of w (a row stays in L1 while its values go to every panel)
+  const int64_t nr = prepacked ? sgemm_panel_width() : 1, np = (K + nr - 1) / nr;
+  std::vector<int64_t> from(static_cast<size_t>(np * nr), -1);
+  for (int64_t j = 0; j < K; ++j) from[static_cast<size_t>(j)] = j % Cg * taps + j / Cg;
+  const int64_t size = (np * nr * Og + 15) / 16 * 16;  // a group's panels (or rows), 64-byte aligned
+  float* wt = thread_scratch<float>(prepacked ? kWinogradWeights : kFlipped, static_cast<size_t>(size * g.groups));
 #pragma omp parallel for schedule(static) if (g.O * K > (int64_t{1} << 16))
-    for (int64_t r = 0; r < g.O; ++r) {
-      const int64_t grp = r / Og, o = r % Og;
-      const float* wo = w + r * K;
-      for (int64_t p = 0; p < np; ++p) {
-        float* d = pw + grp * size + (p * Og + o) * nr;
-        const int64_t* f = from.data() + p * nr;
-        for (int64_t q = 0; q < nr; ++q) d[q] = f[q] >= 0 ? wo[f[q]] : 0.0f;
-      }
+  for (int64_t r = 0; r < g.O; ++r) {
+    const int64_t grp = r / Og, o = r % Og;
+    const float* wo = w + r * K;
+    for (int64_t p = 0; p < np; ++p) {
+      float* d = wt + grp * size + (p * Og + o) * nr;
+      const int64_t* f = from.data() + p * nr;
+      for (int64_t q = 0; q < nr; ++q) d[q] = f[q] >= 0 ? wo[f[q]] : 0.0f;
     }
-    for (int64_t grp = 0; grp < g.groups; ++grp)
-      panels.push_back({pw + grp * size, Og, K, static_cast<int>(nr)});
-  } else {
-    float* wp = thread_scratch<float>(kFlipped, static_cast<size_t>(g.O * K));
-    for (int64_t o = 0; o < g.O; ++o)
-      for (int64_t t = 0; t < taps; ++t)
-        for (int64_t c = 0; c < Cg; ++c) wp[o * K + t * Cg + c] = w[o * K + c * taps + t];
-    wt = wp;
   }
+  std::vector<GemmPackedB<float>> panels;
+  if (prepacked)
+    for (int64_t grp = 0; grp < g.groups; ++grp) panels.push_back({wt + grp * size, Og, K, static_cast<int>(nr)});
   // the runs of taps with consecutive places in the buffer: taps [first, first + n), at offset off
   struct Run {
     int64_t first, n, off;
@@ -1334,7 +1313,7 @@ void backward_input_channels_last(float* gx, const float* gout, const float* w, 
         if (prepacked)
           gemm_prepacked_b(bl, a, lda, panels[static_cast<size_t>(grp)], colT, K, /*trans_a=*/true);
         else
-          sgemm(true, false, bl, K, Og, 1.0f, a, lda, wt + grp * Og * K, K, 0.0f, colT, K);
+          sgemm(true, true, bl, K, Og, 1.0f, a, lda, wt + grp * size, Og, 0.0f, colT, K);
         std::fill(buf, buf + b * image, 0.0f);
         for (int64_t j = 0; j < bl; ++j) {
           float* px = buf + cl.pixel(g, j / L, j % L);
@@ -1347,20 +1326,13 @@ void backward_input_channels_last(float* gx, const float* gout, const float* w, 
             for (int64_t q = 0; q < len; ++q) d[q] += v[q];
           }
         }
-        // the interior, channels-last -> the images' planes, row by row
+        // the interior, channels-last -> the images' planes, row by row (the direct kernels' vector transposes
+        // where ConvTuning::vector_im2col, else its loops)
         const bool vector = conv_tuning().vector_im2col && direct_kernels() != nullptr;
-        for (int64_t i = 0; i < b; ++i) {
-          float* gxi = gx + ((n + i) * g.C + grp * Cg) * HW;
-          for (int64_t h = 0; h < g.H; ++h) {
-            const float* src = buf + i * image + ((h + g.padding[0]) * Wp + g.padding[1]) * Cg;
-            if (vector) {
-              direct_from_channels_last(src, Cg, g.W, Cg, gxi + h * g.W, HW);
-              continue;
-            }
-            for (int64_t c = 0; c < Cg; ++c)
-              for (int64_t x = 0; x < g.W; ++x) gxi[c * HW + h * g.W + x] = src[x * Cg + c];
-          }
-        }
+        for (int64_t i = 0; i < b; ++i)
+          for (int64_t h = 0; h < g.H; ++h)
+            direct_from_channels_last(buf + i * image + ((h + g.padding[0]) * Wp + g.padding[1]) * Cg, Cg, g.W, Cg,
+                                      gx + ((n + i) * g.C + grp * Cg) * HW + h * g.W, HW, vector);
       }
     }
   });
@@ -1858,7 +1830,8 @@ std::string algo_key(Pass pass, DType dtype, const Conv2dParams& g) {
 }
 
 // What the fixed rules pick (DL_CONV_ALGO=heuristic, and the search's first candidate).
-// The implicit GEMM can run the pass (float32 only; the input gradient as a forward of the output gradient).
+// The implicit GEMM can run the pass (float32 only; a stride-1 input gradient as a forward of the output gradient,
+// a strided one through the channels-last col2im).
 bool packed_possible(Pass pass, DType dtype, const Conv2dParams& g, bool low) {
   if (dtype != DType::Float32 || low) return false;
   if (pass == Pass::input)

@@ -3,6 +3,8 @@
 // for the baseline ISA.
 #include "tensor/cpu/conv_direct.h"
 
+#include <algorithm>
+
 #include <stdexcept>
 
 #include "tensor/cpu/conv.h"
@@ -58,14 +60,29 @@ size_t direct_weight_grad_bytes(const DirectConvShape& s, int64_t n) {
   return static_cast<size_t>(n * (Hp * Wp * s.C + s.Ho * s.Wo * s.O)) * sizeof(float);
 }
 
-void direct_to_channels_last(const float* x, int64_t b, const DirectConvShape& s, float* xp) {
-  DirectConvShape f = s;
-  f.bf16 = false;
-  kernels().to_channels_last(x, b, f, xp);
+void direct_to_channels_last(const float* x, int64_t b, const DirectConvShape& s, float* xp, bool vector) {
+  if (vector) {
+    DirectConvShape f = s;
+    f.bf16 = false;
+    kernels().to_channels_last(x, b, f, xp);
+    return;
+  }
+  const int64_t C = s.C, HW = s.H * s.W, Wp = cols_padded(s), image = rows_padded(s) * Wp * C;
+  constexpr int64_t kCb = 8;  // channels a pass over a row: 8 source rows read, 8-value runs written
+  std::fill(xp, xp + b * image, 0.0f);
+  for (int64_t i = 0; i < b; ++i)
+    for (int64_t h = 0; h < s.H; ++h) {
+      float* row = xp + i * image + ((h + s.ph) * Wp + s.pw) * C;
+      const float* sr = x + i * C * HW + h * s.W;
+      for (int64_t c0 = 0; c0 < C; c0 += kCb)
+        for (int64_t w = 0; w < s.W; ++w)
+          for (int64_t c = c0; c < std::min(c0 + kCb, C); ++c) row[w * C + c] = sr[c * HW + w];
+    }
 }
 
-void direct_from_channels_last(const float* src, int64_t lda, int64_t len, int64_t on, float* rows, int64_t ld) {
-  if (on % kernels().lanes == 0) {  // whole vectors: the transposes never read past a position's channels
+void direct_from_channels_last(const float* src, int64_t lda, int64_t len, int64_t on, float* rows, int64_t ld,
+                               bool vector) {
+  if (vector && on % kernels().lanes == 0) {  // whole vectors: the transposes never read past a position's channels
     kernels().from_channels_last(src, lda, len, on, rows, ld);
     return;
   }

@@ -94,11 +94,13 @@ void direct_conv_images(const float* x, int64_t n, const void* wp, const DirectC
 
 // The b images at x (NCHW, float32) -> xp (b, rows_padded(s), cols_padded(s), C), zero borders: the kernels' own
 // channels-last copy (vector transposes; float32, s.bf16 ignored), also for conv.cpp's implicit-GEMM weight
-// gradient. Needs direct_kernels().
-void direct_to_channels_last(const float* x, int64_t b, const DirectConvShape& s, float* xp);
+// gradient; without `vector`, loops (which need no direct kernels).
+void direct_to_channels_last(const float* x, int64_t b, const DirectConvShape& s, float* xp, bool vector = true);
 // The way back: rows[o * ld + l] = src[l * lda + o] for o < on, l < len (len positions of on channels each, lda
-// apart, to on planes ld apart); vector transposes where on is a multiple of the vector width, else loops.
-void direct_from_channels_last(const float* src, int64_t lda, int64_t len, int64_t on, float* rows, int64_t ld);
+// apart, to on planes ld apart); vector transposes where `vector` and on is a multiple of the vector width, else
+// loops (which need no direct kernels).
+void direct_from_channels_last(const float* src, int64_t lda, int64_t len, int64_t on, float* rows, int64_t ld,
+                               bool vector = true);
 
 // The weight gradient: gw (O, C, kh, kw) = the sum over the n images at x (NCHW) and their output gradients gout
 // (n, O, Ho, Wo), float32. Each image is copied once to channels-last; register tiles of the gradient (MR
