@@ -404,6 +404,26 @@ void gemm_small_m(const Kernel<T>& ker, bool ta, int64_t M, int64_t N, int64_t K
   }
 }
 
+// C[0:M, 0:nc] (=|+=) alpha * op(A)[0:M, pc:pc+kc] * (a packed block of op(B): panel j at bblk + j*NR*ps, ps >= kc),
+// op(A)'s rows packed MC at a time into abuf. beta_k: C's factor (beta for the first K block, then 1).
+template <typename T>
+void multiply_rows(const Kernel<T>& ker, bool ta, int64_t M, int64_t MC, const T* A, int64_t lda, int64_t pc,
+                   int64_t kc, const T* bblk, int64_t ps, int64_t nc, T alpha, T beta_k, T* C, int64_t ldc, T* abuf) {
+  const int MR = ker.mr, NR = ker.nr;
+  for (int64_t ic = 0; ic < M; ic += MC) {
+    const int64_t mc = std::min(MC, M - ic);
+    ker.pack_a(ta, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, mc, kc, abuf);
+    for (int64_t jr = 0; jr < nc; jr += NR) {
+      const int64_t nr = std::min<int64_t>(NR, nc - jr);
+      const T* bp = bblk + jr * ps;
+      T* cc = C + ic * ldc + jr;
+      for (int64_t ir = 0; ir < mc; ir += MR)
+        ker.ukr(std::min<int64_t>(MR, mc - ir), nr, kc, abuf + ir * kc, bp, cc + ir * ldc, ldc, alpha, beta_k,
+                nullptr, 0, 0, 0);
+    }
+  }
+}
+
 template <typename T, typename Src>
 void gemm_serial(const Kernel<T>& ker, bool ta, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
                  const Src& src, T beta, T* C, int64_t ldc) {
@@ -426,21 +446,8 @@ void gemm_serial(const Kernel<T>& ker, bool ta, int64_t M, int64_t N, int64_t K,
     const int64_t nc = std::min(NC, N - jc);
     for (int64_t pc = 0; pc < K; pc += KC) {
       const int64_t kc = std::min(KC, K - pc);
-      const T beta_k = pc == 0 ? beta : T(1);
       src.pack(pc, kc, jc, nc, kc, bbuf);
-      for (int64_t ic = 0; ic < M; ic += MC) {
-        const int64_t mc = std::min(MC, M - ic);
-        ker.pack_a(ta, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, mc, kc, abuf);
-        for (int64_t jr = 0; jr < nc; jr += NR) {
-          const int64_t nr = std::min<int64_t>(NR, nc - jr);
-          const T* bp = bbuf + jr * kc;
-          T* cc = C + ic * ldc + jc + jr;
-          for (int64_t ir = 0; ir < mc; ir += MR) {
-            const int64_t mr = std::min<int64_t>(MR, mc - ir);
-            ker.ukr(mr, nr, kc, abuf + ir * kc, bp, cc + ir * ldc, ldc, alpha, beta_k, nullptr, 0, 0, 0);
-          }
-        }
-      }
+      multiply_rows(ker, ta, M, MC, A, lda, pc, kc, bbuf, kc, nc, alpha, pc == 0 ? beta : T(1), C + jc, ldc, abuf);
     }
   }
 }
@@ -515,20 +522,8 @@ void gemm_prepacked_b(int64_t M, const T* A, int64_t lda, const GemmPackedB<T>& 
   T* abuf = static_cast<T*>(a_buffer().get(sizeof(T) * (MC * KC + 64)));
   for (int64_t pc = 0; pc < K; pc += KC) {
     const int64_t kc = std::min(KC, K - pc);
-    const T beta = pc == 0 ? T(0) : T(1);
-    for (int64_t ic = 0; ic < M; ic += MC) {
-      const int64_t mc = std::min(MC, M - ic);
-      ker.pack_a(trans_a, trans_a ? A + pc * lda + ic : A + ic * lda + pc, lda, mc, kc, abuf);
-      for (int64_t jr = 0; jr < N; jr += NR) {
-        const int64_t nr = std::min<int64_t>(NR, N - jr);
-        const T* bp = B.panels + jr * K + pc * NR;
-        T* cc = C + ic * ldc + jr;
-        for (int64_t ir = 0; ir < mc; ir += MR) {
-          const int64_t mr = std::min<int64_t>(MR, mc - ir);
-          ker.ukr(mr, nr, kc, abuf + ir * kc, bp, cc + ir * ldc, ldc, T(1), beta, nullptr, 0, 0, 0);
-        }
-      }
-    }
+    multiply_rows(ker, trans_a, M, MC, A, lda, pc, kc, B.panels + pc * NR, K, N, T(1), pc == 0 ? T(0) : T(1), C,
+                  ldc, abuf);
   }
 }
 
