@@ -882,14 +882,14 @@ TEST_CASE("fast relu backward: equals where(y > 0, g, 0), NaN included") {
   CHECK_THROWS_WITH_AS(ops::relu_backward(g, zeros({5})), doctest::Contains("relu backward"), Error);
 }
 
-TEST_CASE("fast batch norm: small planes (position-major path) on two threads against double loops") {
-  // S = 9 values per plane, C * S = 630 positions (not a multiple of 16), N * C * S above the parallel grain:
-  // the positions are split over two threads and blocked; train and eval, with and without residual + ReLU.
+// Batch norm (and batch norm + residual + ReLU), train and eval, forward and backward, on two threads, against
+// double loops, for x of shape (N, C, H, W) with values in [5, 7].
+void check_batch_norm_two_threads(int64_t N, int64_t C, int64_t H, int64_t W) {
   ConvKnobs knobs;  // restores the thread count
   set_threads(2);
-  const int64_t N = 64, C = 70, S = 9;
-  Tensor x = uniform({N, C, 3, 3}, 41, DType::Float32, 5.0, 7.0);
-  Tensor r = uniform({N, C, 3, 3}, 42, DType::Float32), g = uniform({N, C, 3, 3}, 43, DType::Float32);
+  const int64_t S = H * W;
+  Tensor x = uniform({N, C, H, W}, 41, DType::Float32, 5.0, 7.0);
+  Tensor r = uniform({N, C, H, W}, 42, DType::Float32), g = uniform({N, C, H, W}, 43, DType::Float32);
   Tensor w = uniform({C}, 44, DType::Float32), b = uniform({C}, 45, DType::Float32);
   const auto xv = x.to_vector<double>(), rv = r.to_vector<double>(), gv = g.to_vector<double>(),
              wv = w.to_vector<double>(), bv = b.to_vector<double>();
@@ -940,13 +940,31 @@ TEST_CASE("fast batch norm: small planes (position-major path) on two threads ag
           }
       }
       INFO("training " << training << ", fused residual + relu " << fused);
-      CHECK_CLOSE(y, from_vector(ey, {N, C, 3, 3}), 2e-5, 2e-5);
+      CHECK_CLOSE(y, from_vector(ey, {N, C, H, W}), 2e-5, 2e-5);
       CHECK_CLOSE(rm, from_vector(erm, {C}), 1e-5, 1e-5);
       CHECK_CLOSE(rvar, from_vector(erv, {C}), 1e-5, 1e-5);
-      CHECK_CLOSE(xg.grad(), from_vector(egx, {N, C, 3, 3}), 1e-4, 1e-4);
+      CHECK_CLOSE(xg.grad(), from_vector(egx, {N, C, H, W}), 1e-4, 1e-4);
       CHECK_CLOSE(wg.grad(), from_vector(egw, {C}), 1e-4, 1e-4);
       CHECK_CLOSE(bg.grad(), from_vector(egb, {C}), 1e-4, 1e-4);
     }
+  }
+}
+
+TEST_CASE("fast batch norm: small planes (position-major path) on two threads against double loops") {
+  // S = 9 values per plane, C * S = 630 positions (not a multiple of 16), N * C * S above the parallel grain:
+  // the positions are split over two threads and blocked.
+  check_batch_norm_two_threads(64, 70, 3, 3);
+}
+
+TEST_CASE("fast batch norm: large planes in groups of channels, image by image, on two threads against double loops") {
+  // S = 100 (over the small-plane limit), 13 channels (6 and 7 a thread), N * C * S above the parallel grain; the
+  // groups' budget (DL_BN_GROUP_BYTES) gives groups of one channel, of 3 (forward) and 1 (backward: two tensors
+  // read), of 6 and 3 (the last group of a thread shorter), and the default (all of a thread's channels here).
+  const int64_t N = 32, C = 13, H = 10, W = 10, plane_bytes = N * H * W * 4;
+  for (const int64_t budget : {int64_t{1}, 3 * plane_bytes, 6 * plane_bytes, int64_t{0}}) {
+    dl::test::ScopedEnv e("DL_BN_GROUP_BYTES", budget > 0 ? std::to_string(budget).c_str() : nullptr);
+    INFO("DL_BN_GROUP_BYTES " << budget);
+    check_batch_norm_two_threads(N, C, H, W);
   }
 }
 
