@@ -52,8 +52,8 @@ struct ConvTuning {
   // from a channels-last copy on AVX2 CPUs, channels_last_fast), 2 always (for tests).
   int packed_forward = 1;
   // im2col and col2im run in their AVX-512 forms where the CPU has AVX-512F and BW (conv.cpp: shifted and
-  // phase planes, gathers, bands of columns); false: the scalar loops (for tests and measuring; the results
-  // are the same).
+  // phase planes, gathers, bands of columns), the implicit GEMM's forward packs its panels in AVX2 where the CPU
+  // has AVX2 but not AVX-512F; false: the scalar loops (for tests and measuring; the results are the same).
   bool vector_im2col = true;
   // The direct convolution on channels-last copies (conv_direct.h; forwards, input gradients (strided ones by
   // phases) and weight gradients, float32 and bfloat16, AVX-512F or AVX2): 0 never, 1 a candidate of the algorithm search, 2 always where it applies (for

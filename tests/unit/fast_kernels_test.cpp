@@ -461,8 +461,10 @@ TEST_CASE("fast conv: the implicit GEMM computes the same sums as im2col + GEMM 
     CHECK(packed[0].to_vector<float>() == im2col[0].to_vector<float>());
     CHECK_CLOSE(packed[1], im2col[1], 1e-5, 1e-5);
     CHECK(packed[2].to_vector<float>() == im2col[2].to_vector<float>());
-    // the weight gradient's channels-last copy, and the strided input gradient's way back, by the scalar loops
+    // the weight gradient's channels-last copy, the strided input gradient's way back and the forward's panels
+    // (AVX2 packer) by the scalar loops
     cpu::conv_tuning().vector_im2col = false;
+    CHECK(ops::conv2d_forward(x, w, b, p).to_vector<float>() == im2col[0].to_vector<float>());
     CHECK(ops::conv2d_backward_weight(gout, x, w.sizes(), p).to_vector<float>() == im2col[2].to_vector<float>());
     CHECK(ops::conv2d_backward_input(gout, w, x.sizes(), p).to_vector<float>() == packed[1].to_vector<float>());
     cpu::conv_tuning().vector_im2col = true;
