@@ -2036,8 +2036,8 @@ void choose_and_run(Pass pass, DType dtype, const Conv2dParams& g, bool low, siz
   // gradient split by images; 4: the direct convolution skips the taps in the zero padding; 5: Winograd on
   // channels-last blocks with its transformed weights packed once, and for weight gradients; 6: Winograd's weight
   // gradient with shared sums where the images give the threads few tiles; 7: the implicit GEMM's weight gradient
-  // likewise)
-  constexpr const char* kKernelsRevision = "kernels-8,";
+  // likewise; 8: the channels-last weight gradient and col2im; 9: the implicit GEMM forward's AVX2 packer)
+  constexpr const char* kKernelsRevision = "kernels-9,";
   uint32_t h = 2166136261u;  // FNV-1a
   const std::string revision = std::string(kKernelsRevision) + (conv_tuning().vector_im2col ? "" : "im2col-scalar,") +
                                (conv_tuning().direct_grad_split == 0
