@@ -277,6 +277,8 @@ TEST_CASE("fast conv: Winograd F(2x2, 3x3) and F(4x4, 3x3) against the definitio
       check_conv_case(conv_case(2, 3, 3, 3, 4, 3, 3, {1, 1}, {0, 0}), "winograd, one output pixel", tol32);
       check_conv_case(conv_case(3, 6, 30, 30, 5, 3, 3, {1, 1}, {1, 1}), "winograd, several blocks", tol32);
       check_conv_case(conv_case(1, 6, 30, 30, 5, 3, 3, {1, 1}, {1, 1}), "winograd, one image", tol32);
+      // channels and planes past a multiple of 8 (the AVX2 transposes' 8 x 8 blocks and their edges)
+      check_conv_case(conv_case(2, 19, 10, 13, 17, 3, 3, {1, 1}, {1, 1}), "winograd, 19 -> 17 channels", tol32);
     }
     // the transforms' baseline x86-64 build (the AVX2 + FMA one ran above where the CPU has it)
     cpu::conv_tuning().winograd_avx2 = false;
@@ -300,7 +302,8 @@ TEST_CASE("fast conv: Winograd F(3x3, 2x2) weight gradient against the definitio
   cases.push_back(conv_case(2, 4, 10, 18, 5, 3, 3, {1, 1}, {2, 2}));
   cases.push_back(conv_case(1, 6, 30, 30, 5, 3, 3, {1, 1}, {1, 1}));
   cases.push_back(conv_case(2, 3, 3, 3, 4, 3, 3, {1, 1}, {0, 0}));
-  REQUIRE(cases.size() >= 7);
+  cases.push_back(conv_case(2, 19, 10, 13, 17, 3, 3, {1, 1}, {1, 1}));  // the 8 x 8 transposes and their edges
+  REQUIRE(cases.size() >= 8);
   for (int64_t block_bytes : {knobs.saved.winograd_block_bytes, int64_t{1}})
     for (bool avx2 : {true, false})
       for (int threads : {1, 2})
