@@ -65,6 +65,8 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+
+#include "tensor/cpu/avx2_transpose.h"
 #endif
 
 #include "tensor/cpu/conv_algo_cache.h"
@@ -800,8 +802,7 @@ __attribute__((target("avx2,fma"))) inline __m256 load_even_avx2(const float* p,
   const __m256i lo_lanes = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), hi_lanes = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
   const __m256 lo = _mm256_maskload_ps(p, _mm256_and_si256(_mm256_permutevar8x32_epi32(lanes, lo_lanes), even));
   const __m256 hi = _mm256_maskload_ps(p + 8, _mm256_and_si256(_mm256_permutevar8x32_epi32(lanes, hi_lanes), even));
-  // [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6] -> [lo0 lo2 lo4 lo6 | hi0 hi2 hi4 hi6]
-  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)), 0xD8));
+  return detail::even8(lo, hi);
 }
 
 // The same on AVX2, 8 lanes at a time (nr a multiple of 8; the AVX2 GEMM's is 16): masked loads along runs of

@@ -12,6 +12,8 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 
+#include "tensor/cpu/avx2_transpose.h"
+
 #include <algorithm>
 #include <array>
 #include <utility>
@@ -182,6 +184,38 @@ void dispatch(int64_t mr, int64_t nr, int64_t kc, const T* a, const T* b, T* c, 
                                                 pf_ld, pf_lines, pf_n);
 }
 
+// op(A) into panels of 6 rows (pack_a_generic's layout): where A is not transposed, 8 values of each of the 6
+// rows at a time through an 8 x 8 register transpose, each k's 6 values stored as 4 + 2; the transposed case and
+// a last panel of fewer rows by pack_a_generic. The scalar loops took 12% of Winograd's forward on ResNet18's
+// 64x16x16 -> 64 layer (its blocks of transformed tiles are A, tn x C).
+void pack_a_s6(bool trans, const float* A, int64_t lda, int64_t mc, int64_t kc, float* dst) {
+  constexpr int MR = 6;
+  if (trans) {
+    pack_a_generic<float, MR>(trans, A, lda, mc, kc, dst);
+    return;
+  }
+  const int64_t full = mc / MR * MR;
+  for (int64_t ir = 0; ir < full; ir += MR) {
+    const float* s = A + ir * lda;
+    float* d = dst + ir * kc;
+    int64_t k = 0;
+    for (; k + 8 <= kc; k += 8) {
+      __m256 r[8];
+      for (int i = 0; i < MR; ++i) r[i] = _mm256_loadu_ps(s + i * lda + k);
+      r[6] = r[7] = _mm256_setzero_ps();
+      transpose8(r);
+      for (int q = 0; q < 8; ++q) {
+        float* dk = d + (k + q) * MR;
+        _mm_storeu_ps(dk, _mm256_castps256_ps128(r[q]));
+        _mm_storel_pi(reinterpret_cast<__m64*>(dk + 4), _mm256_extractf128_ps(r[q], 1));
+      }
+    }
+    for (; k < kc; ++k)
+      for (int i = 0; i < MR; ++i) d[k * MR + i] = s[i * lda + k];
+  }
+  if (full < mc) pack_a_generic<float, MR>(false, A + full * lda, lda, mc - full, kc, dst + full * kc);
+}
+
 constexpr int kSMR = 6, kSNV = 2;  // float: 6 x 16
 constexpr int kDMR = 6, kDNV = 2;  // double: 6 x 8
 
@@ -191,7 +225,8 @@ void gemm_avx2_sgemm(int* mr, int* nr, SgemmUkr* ukr, SPackA* pack_a, SPackB* pa
   *mr = kSMR;
   *nr = kSNV * V<float>::W;
   *ukr = &dispatch<float, kSMR, kSNV>;
-  *pack_a = &pack_a_generic<float, kSMR>;
+  static_assert(kSMR == 6, "pack_a_s6 packs panels of 6 rows");
+  *pack_a = &pack_a_s6;
   *pack_b = &pack_b_generic<float, kSNV * V<float>::W>;
 }
 

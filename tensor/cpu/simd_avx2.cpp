@@ -12,6 +12,8 @@
 
 #include <immintrin.h>
 
+#include "tensor/cpu/avx2_transpose.h"
+
 #include "tensor/cpu/conv_direct.h"
 #include "tensor/cpu/convert16.h"
 #include "tensor/cpu/cpu_info.h"
@@ -57,23 +59,7 @@ struct V {
     return _mm256_castsi256_ps(_mm256_and_si256(r, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
   }
   // r[i] lane j -> r[j] lane i
-  static void transpose(F r[W]) {
-    F t[8], u[8];
-    for (int i = 0; i < 4; ++i) {
-      t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-      t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int h = 0; h < 2; ++h) {  // rows 4h..4h+3
-      u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
-      u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xee);
-      u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
-      u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xee);
-    }
-    for (int i = 0; i < 4; ++i) {
-      r[i] = _mm256_permute2f128_ps(u[i], u[4 + i], 0x20);
-      r[4 + i] = _mm256_permute2f128_ps(u[i], u[4 + i], 0x31);
-    }
-  }
+  static void transpose(F r[W]) { detail::transpose8(r); }
 
   // for pool_max.inc (the members it lists); masks are the compares' all-ones lanes
   using M = __m256;
@@ -85,9 +71,7 @@ struct V {
     return _mm256_blendv_ps(ninf(), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
   }
   static F nan_max(F a, F b) { return _mm256_blendv_ps(_mm256_max_ps(a, b), a, _mm256_cmp_ps(a, a, _CMP_UNORD_Q)); }
-  static F even(F lo, F hi) {
-    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)), 0xD8));
-  }
+  static F even(F lo, F hi) { return detail::even8(lo, hi); }
   static F odd(F lo, F hi) {
     return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xDD)), 0xD8));
   }

@@ -39,6 +39,8 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+
+#include "tensor/cpu/avx2_transpose.h"
 #endif
 
 namespace dl::cpu {
@@ -140,31 +142,18 @@ void transpose_rows(const T* src, int64_t C, int64_t P, int64_t c0, int64_t c1, 
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-// float on AVX2: 8 x 8 blocks through the registers (8 loads, the unpack / shuffle / permute2f128 transpose, 8
-// stores), the edges by the loops. The loops took 14% of Winograd's forward on ResNet18's 64x16x16 -> 64 layer
-// (perf, AVX2 Zen 4 guest, 2 threads).
+// float on AVX2: 8 x 8 blocks through the registers (8 loads, transpose8, 8 stores), the edges by the loops. The
+// loops took 14% of Winograd's forward on ResNet18's 64x16x16 -> 64 layer (perf, AVX2 Zen 4 guest, 2 threads).
 __attribute__((target("avx2,fma"))) void transpose_avx2(const float* src, int64_t C, int64_t P, float* dst) {
   const int64_t C8 = C / 8 * 8, P8 = P / 8 * 8;
   for (int64_t c0 = 0; c0 < C8; c0 += 8) {
     for (int64_t p0 = 0; p0 < P8; p0 += 8) {
       const float* s = src + c0 * P + p0;
-      __m256 r[8], t[8];
+      __m256 r[8];
       for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_ps(s + q * P);
-      for (int q = 0; q < 8; q += 2) {
-        t[q] = _mm256_unpacklo_ps(r[q], r[q + 1]);      // r0_0 r1_0 r0_1 r1_1 | r0_4 r1_4 r0_5 r1_5
-        t[q + 1] = _mm256_unpackhi_ps(r[q], r[q + 1]);  // r0_2 r1_2 r0_3 r1_3 | r0_6 r1_6 r0_7 r1_7
-      }
-      for (int q = 0; q < 8; q += 4) {
-        r[q] = _mm256_shuffle_ps(t[q], t[q + 2], 0x44);      // column 0 | 4 of four rows
-        r[q + 1] = _mm256_shuffle_ps(t[q], t[q + 2], 0xEE);  // 1 | 5
-        r[q + 2] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0x44);  // 2 | 6
-        r[q + 3] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0xEE);  // 3 | 7
-      }
+      detail::transpose8(r);
       float* d = dst + p0 * C + c0;
-      for (int q = 0; q < 4; ++q) {
-        _mm256_storeu_ps(d + q * C, _mm256_permute2f128_ps(r[q], r[q + 4], 0x20));
-        _mm256_storeu_ps(d + (q + 4) * C, _mm256_permute2f128_ps(r[q], r[q + 4], 0x31));
-      }
+      for (int q = 0; q < 8; ++q) _mm256_storeu_ps(d + q * C, r[q]);
     }
   }
   transpose_rows(src, C, P, 0, C8, P8, dst);  // the columns past the last block of 8
