@@ -6,7 +6,8 @@
 Each REC is a bench_records/ folder written by `scripts/bench.sh --profile`. For every workload in the records it
 prints the throughput (median over the records of each side) and, per convolution pass and layer shape, the
 GFLOP/s (median) and its share of the FP32 peak each side measured (median), with the algorithm the "after"
-records ran (their framework_profile_conv_algorithms). Reads the records only; prints markdown."""
+records ran (their framework_profile_conv_algorithms); then the kernels the profile measures in GB/s (batch norm,
+pooling, the optimizer step: ms per step and GB/s, medians). Reads the records only; prints markdown."""
 import argparse
 import json
 import re
@@ -68,6 +69,28 @@ def main():
                 continue
             print(f"| {' '.join(k.split())} | {gb:.0f} ({100 * gb / pb:.0f}%) | {ga:.0f} ({100 * ga / pa:.0f}%) "
                   f"| {algorithm(algos, k, batch)} |")
+        memory_bound(w, before, after)
+
+
+def memory_bound(w, before, after):
+    """The kernels the profile gives in GB/s (batch norm, pooling, the optimizer step, ...): ms per iteration and
+    GB/s, medians of each side, those over 0.5 ms a step."""
+    def med(side, field, k):
+        vals = [d[w][field][k] for _, d in side if k in d[w].get(field, {})]
+        return st.median(vals) if vals else None
+    keys = sorted(before[0][1][w].get("framework_profile_gb_s", {}),
+                  key=lambda k: -(med(before, "framework_profile_ms_per_iter", k) or 0))
+    rows = []
+    for k in keys:
+        mb, ma = med(before, "framework_profile_ms_per_iter", k), med(after, "framework_profile_ms_per_iter", k)
+        gb, ga = med(before, "framework_profile_gb_s", k), med(after, "framework_profile_gb_s", k)
+        if None in (mb, ma, gb, ga) or max(mb, ma) < 0.5:
+            continue
+        rows.append(f"| {k} | {mb:.2f} ({gb:.1f} GB/s) | {ma:.2f} ({ga:.1f} GB/s) |")
+    if rows:
+        print("\n| memory-bound kernel | before ms per step (GB/s) | after ms per step (GB/s) |")
+        print("|---|---:|---:|")
+        print("\n".join(rows))
 
 
 if __name__ == "__main__":
