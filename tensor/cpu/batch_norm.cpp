@@ -287,8 +287,8 @@ void backward_small(T* gx, T* gw, T* gb, const T* go, const T* x, const T* w, co
 // that touches the data first waited on memory. Measured on the Zen 4 guest (2 threads, AVX2, 4 tensor sets in
 // turn so that no call finds its data in L2): forward 16 -> 29 GB/s on 64x64x16x16, 12-17 -> 24-26 on
 // 64x128x28x28, 16-18 -> 22-26 on 64x64x32x32; backward 17-18 -> 30-34, 15-21 -> 25, 17-22 -> 20-27 (sizes
-// counted once per tensor read or written); groups sized to half of L2 gained only on 16x16. Planes too large
-// for a group of two (the stem's output at 224: 3.2 MB a channel) run one channel at a time as before. The sums
+// counted once per tensor read or written); groups sized to half of L2 gained only on 16x16. Large planes make
+// small groups (the stem's output at 224, 3.2 MB a channel: 2 channels forward, 1 backward, as before). The sums
 // per channel are added in the same order (image by image). Threads split the channels; f(g0, g1) runs each
 // group. DL_BN_GROUP_BYTES=n sets the budget instead (read on every call; the tests use it for small groups).
 template <typename T, typename F>

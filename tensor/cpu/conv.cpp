@@ -807,8 +807,10 @@ __attribute__((target("avx2,fma"))) inline __m256 load_even_avx2(const float* p,
 
 // The same on AVX2, 8 lanes at a time (nr a multiple of 8; the AVX2 GEMM's is 16): masked loads along runs of
 // output pixels one apart, or for runs two apart (stride 2) two masked loads whose even elements a shuffle and a
-// permute pick; other lanes gather. The scalar loops (below) took the stride-2 stem's forward to 74-80 GFLOP/s on
-// an AVX2 Zen 4 guest, against 120-127 for the direct convolution.
+// permute pick; other lanes gather. On an AVX2 Zen 4 guest (2 threads) it took the implicit GEMM forward of
+// ResNet18's 64x16x16 -> 128 3x3/2 layer from 102-110 GFLOP/s (the scalar loops below) to 120-133 and its
+// 128x8x8 -> 256 from 129-136 to 145-150; the direct convolution stays ahead on those and on the stem (76-100
+// against 106-135), the search takes the packed forward for the 1x1/2 layers.
 __attribute__((target("avx2,fma"))) void pack_im2col_panel_avx2(const float* x, const int32_t* off,
                                                                 const int32_t* ih, const int32_t* iw, int64_t nr,
                                                                 int64_t k0, int64_t kc, const Conv2dParams& g,
