@@ -2,8 +2,8 @@
 // over OpenMP threads; each channel's statistics take one pass over its N planes (sums of the
 // values shifted by the channel's first element, in double, so a large mean does not cancel the
 // variance away), and the output takes a second; both passes walk a group of channels image by
-// image (channel_groups). Small planes (S <= 64) run position-major instead (forward_small,
-// backward_small below).
+// image (channel_groups). Small planes (S <= 64, (N, C) inputs included) run position-major instead
+// (forward_small, backward_small below).
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -105,11 +105,49 @@ DL_VECTOR_CLONES void scale_into(T* o, const T* g, int64_t n, T a) {
   for (int64_t i = 0; i < n; ++i) o[i] = a * g[i];
 }
 
-// ---- small planes: runs of S <= kSmallPlane values (ResNet's 8x8 to 2x2 layers) -----------------------------
+// ---- per channel: the statistics from the sums, and the input gradient's constants (both paths below) ----------
+
+struct ChannelStats {
+  double mean, invstd;
+};
+
+// Training: from the sums s of (x - shift) and ss of (x - shift)^2 over the channel's M values, the mean and
+// 1 / sqrt(var + eps) (biased variance), the running statistics (when given) moved by momentum with the unbiased
+// variance. Eval: from the running statistics.
+template <typename T>
+ChannelStats channel_stats(bool training, double s, double ss, double shift, int64_t M, double momentum, double eps,
+                           T* rm, T* rv, int64_t c) {
+  if (!training) return {static_cast<double>(rm[c]), 1.0 / std::sqrt(static_cast<double>(rv[c]) + eps)};
+  const double dm = s / static_cast<double>(M);
+  const double var = std::max(ss / static_cast<double>(M) - dm * dm, 0.0);  // biased
+  const ChannelStats st{shift + dm, 1.0 / std::sqrt(var + eps)};
+  if (rm) rm[c] = static_cast<T>((1.0 - momentum) * static_cast<double>(rm[c]) + momentum * st.mean);
+  if (rv) {
+    const double unbiased = var * static_cast<double>(M) / static_cast<double>(M - 1);
+    rv[c] = static_cast<T>((1.0 - momentum) * static_cast<double>(rv[c]) + momentum * unbiased);
+  }
+  return st;
+}
+
+// From the sums sg of g and sgx of g * (x - mean) over channel c's M values: gw[c] and gb[c] (where asked for), and
+// the input gradient gx = ta * g - tk * (x - mean) + tc, i.e. a * (g - mean(g) - xhat * mean(g * xhat)) with
+// a = invstd * w and xhat = (x - mean) * invstd (in eval only ta applies: gx = ta * g).
+template <typename T>
+void grad_constants(double sg, double sgx, double invstd, const T* w, int64_t M, int64_t c, T* gw, T* gb, T* ta,
+                    T* tk, T* tc) {
+  if (gw) gw[c] = static_cast<T>(sgx * invstd);
+  if (gb) gb[c] = static_cast<T>(sg);
+  const double a = invstd * (w ? static_cast<double>(w[c]) : 1.0);
+  *ta = static_cast<T>(a);
+  *tk = static_cast<T>(a * invstd * invstd * sgx / static_cast<double>(M));
+  *tc = static_cast<T>(-a * sg / static_cast<double>(M));
+}
+
+// ---- small planes: runs of S <= kSmallPlane values (ResNet's 8x8 to 2x2 layers; S = 1 for (N, C) inputs) ------
 // Channel by channel, each (image, channel) run of a few values was a call of its own (a sum, a normalisation),
 // and batch norm ran at a fraction of memory bandwidth. Here each image's C * S values are one run: sums go into
 // per-position accumulators (reduced per channel at the end), and the channel's constants are repeated S times
-// into per-position arrays. Threads split the positions.
+// into per-position arrays. Threads split the positions. A batch of one image takes the other path.
 constexpr int64_t kSmallPlane = 64;
 
 template <typename T>
@@ -193,9 +231,9 @@ template <bool Relu, typename T>
 void forward_small(T* out, T* mean_out, T* invstd_out, const T* x, const T* res, const T* w, const T* b, T* rm, T* rv,
                    NCS d, bool training, double momentum, double eps) {
   const int64_t P = d.C * d.S, M = d.N * d.S;
-  std::vector<double> mean(static_cast<size_t>(d.C)), invstd(static_cast<size_t>(d.C));
+  std::vector<double> shift_c(static_cast<size_t>(d.C), 0.0), sc(static_cast<size_t>(d.C), 0.0),
+      ssc(static_cast<size_t>(d.C), 0.0);
   if (training) {
-    std::vector<double> shift_c(static_cast<size_t>(d.C));
     for (int64_t c = 0; c < d.C; ++c) shift_c[static_cast<size_t>(c)] = M > 0 ? static_cast<double>(x[c * d.S]) : 0.0;
     const std::vector<double> shift = per_position<double>(shift_c.data(), d);
     std::vector<double> s(static_cast<size_t>(P), 0.0), ss(static_cast<size_t>(P), 0.0);
@@ -203,31 +241,18 @@ void forward_small(T* out, T* mean_out, T* invstd_out, const T* x, const T* res,
       for (int64_t n = 0; n < d.N; ++n)
         accumulate_shifted(x + n * P + j0, shift.data() + j0, j1 - j0, s.data() + j0, ss.data() + j0);
     });
-    for (int64_t c = 0; c < d.C; ++c) {
-      double sc = 0, ssc = 0;
-      for (int64_t i = c * d.S; i < (c + 1) * d.S; ++i) sc += s[static_cast<size_t>(i)], ssc += ss[static_cast<size_t>(i)];
-      const double dm = sc / static_cast<double>(M);
-      const double var = std::max(ssc / static_cast<double>(M) - dm * dm, 0.0);  // biased
-      mean[static_cast<size_t>(c)] = shift_c[static_cast<size_t>(c)] + dm;
-      invstd[static_cast<size_t>(c)] = 1.0 / std::sqrt(var + eps);
-      if (rm) rm[c] = static_cast<T>((1.0 - momentum) * static_cast<double>(rm[c]) + momentum * mean[static_cast<size_t>(c)]);
-      if (rv) {
-        const double unbiased = var * static_cast<double>(M) / static_cast<double>(M - 1);
-        rv[c] = static_cast<T>((1.0 - momentum) * static_cast<double>(rv[c]) + momentum * unbiased);
-      }
-    }
-  } else {
-    for (int64_t c = 0; c < d.C; ++c) {
-      mean[static_cast<size_t>(c)] = static_cast<double>(rm[c]);
-      invstd[static_cast<size_t>(c)] = 1.0 / std::sqrt(static_cast<double>(rv[c]) + eps);
-    }
+    for (int64_t c = 0; c < d.C; ++c)
+      for (int64_t i = c * d.S; i < (c + 1) * d.S; ++i)
+        sc[static_cast<size_t>(c)] += s[static_cast<size_t>(i)], ssc[static_cast<size_t>(c)] += ss[static_cast<size_t>(i)];
   }
   std::vector<T> scale_c(static_cast<size_t>(d.C)), offset_c(static_cast<size_t>(d.C));
   for (int64_t c = 0; c < d.C; ++c) {
-    mean_out[c] = static_cast<T>(mean[static_cast<size_t>(c)]);
-    invstd_out[c] = static_cast<T>(invstd[static_cast<size_t>(c)]);
-    scale_c[static_cast<size_t>(c)] = static_cast<T>(invstd[static_cast<size_t>(c)] * (w ? static_cast<double>(w[c]) : 1.0));
-    offset_c[static_cast<size_t>(c)] = b ? b[c] : T(0);
+    const size_t i = static_cast<size_t>(c);
+    const ChannelStats st = channel_stats(training, sc[i], ssc[i], shift_c[i], M, momentum, eps, rm, rv, c);
+    mean_out[c] = static_cast<T>(st.mean);
+    invstd_out[c] = static_cast<T>(st.invstd);
+    scale_c[i] = static_cast<T>(st.invstd * (w ? static_cast<double>(w[c]) : 1.0));
+    offset_c[i] = b ? b[c] : T(0);
   }
   const std::vector<T> mp = per_position<T>(mean_out, d), sp = per_position<T>(scale_c.data(), d),
                        op = per_position<T>(offset_c.data(), d);
@@ -258,14 +283,8 @@ void backward_small(T* gx, T* gw, T* gb, const T* go, const T* x, const T* w, co
   }
   std::vector<T> ta(static_cast<size_t>(d.C)), tk(static_cast<size_t>(d.C)), tc(static_cast<size_t>(d.C));
   for (int64_t c = 0; c < d.C; ++c) {
-    const double invstd = static_cast<double>(invstd_in[c]);
-    if (gw) gw[c] = static_cast<T>(sgx[static_cast<size_t>(c)] * invstd);
-    if (gb) gb[c] = static_cast<T>(sg[static_cast<size_t>(c)]);
-    const double a = invstd * (w ? static_cast<double>(w[c]) : 1.0);
-    const double k = invstd * invstd * sgx[static_cast<size_t>(c)] / static_cast<double>(M);
-    ta[static_cast<size_t>(c)] = static_cast<T>(a);
-    tk[static_cast<size_t>(c)] = static_cast<T>(a * k);
-    tc[static_cast<size_t>(c)] = static_cast<T>(-a * sg[static_cast<size_t>(c)] / static_cast<double>(M));
+    const size_t i = static_cast<size_t>(c);
+    grad_constants(sg[i], sgx[i], static_cast<double>(invstd_in[c]), w, M, c, gw, gb, &ta[i], &tk[i], &tc[i]);
   }
   if (!gx) return;
   const std::vector<T> ap = per_position<T>(ta.data(), d), kp = per_position<T>(tk.data(), d),
@@ -279,7 +298,7 @@ void backward_small(T* gx, T* gw, T* gb, const T* go, const T* x, const T* w, co
   });
 }
 
-// ---- large planes (and (N, C) inputs) -----------------------------------------------------------------------
+// ---- large planes (and a single image) -------------------------------------------------------------------------
 // Both passes (the sums, then the output) go over a group of channels at a time, image by image, so that in each
 // image they read the group's planes as one contiguous run; the group's data is sized to half of this thread's
 // share of L3, where the second pass finds it. One channel at a time, each plane (1-4 KB in ResNet's early
@@ -313,7 +332,7 @@ void channel_groups(NCS d, int tensors_read, F f) {
 template <bool Relu, typename T>
 void forward_typed(T* out, T* mean_out, T* invstd_out, const T* x, const T* res, const T* w, const T* b, T* rm, T* rv,
                    NCS d, bool training, double momentum, double eps) {
-  if (d.S > 1 && d.S <= kSmallPlane && d.N > 1) {
+  if (d.S <= kSmallPlane && d.N > 1) {
     forward_small<Relu>(out, mean_out, invstd_out, x, res, w, b, rm, rv, d, training, momentum, eps);
     return;
   }
@@ -332,26 +351,12 @@ void forward_typed(T* out, T* mean_out, T* invstd_out, const T* x, const T* res,
     }
     for (int64_t c = c0; c < c1; ++c) {
       const size_t i = static_cast<size_t>(c - c0);
-      double mean, invstd;
-      if (training) {
-        const double dm = s[i] / static_cast<double>(M);
-        const double var = std::max(ss[i] / static_cast<double>(M) - dm * dm, 0.0);  // biased
-        mean = shift[i] + dm;
-        invstd = 1.0 / std::sqrt(var + eps);
-        if (rm) rm[c] = static_cast<T>((1.0 - momentum) * static_cast<double>(rm[c]) + momentum * mean);
-        if (rv) {
-          const double unbiased = var * static_cast<double>(M) / static_cast<double>(M - 1);
-          rv[c] = static_cast<T>((1.0 - momentum) * static_cast<double>(rv[c]) + momentum * unbiased);
-        }
-      } else {
-        mean = static_cast<double>(rm[c]);
-        invstd = 1.0 / std::sqrt(static_cast<double>(rv[c]) + eps);
-      }
-      mean_out[c] = static_cast<T>(mean);
-      invstd_out[c] = static_cast<T>(invstd);
+      const ChannelStats st = channel_stats(training, s[i], ss[i], shift[i], M, momentum, eps, rm, rv, c);
+      mean_out[c] = static_cast<T>(st.mean);
+      invstd_out[c] = static_cast<T>(st.invstd);
       // y = (x - mean) * (invstd * w) + b
-      mt[i] = static_cast<T>(mean);
-      scale[i] = static_cast<T>(invstd * (w ? static_cast<double>(w[c]) : 1.0));
+      mt[i] = static_cast<T>(st.mean);
+      scale[i] = static_cast<T>(st.invstd * (w ? static_cast<double>(w[c]) : 1.0));
       offset[i] = b ? b[c] : T(0);
     }
     for (int64_t n = 0; n < d.N; ++n)
@@ -369,7 +374,7 @@ void forward_typed(T* out, T* mean_out, T* invstd_out, const T* x, const T* res,
 template <typename T>
 void backward_typed(T* gx, T* gw, T* gb, const T* go, const T* x, const T* w, const T* mean_in, const T* invstd_in,
                     NCS d, bool training) {
-  if (d.S > 1 && d.S <= kSmallPlane && d.N > 1) {
+  if (d.S <= kSmallPlane && d.N > 1) {
     backward_small(gx, gw, gb, go, x, w, mean_in, invstd_in, d, training);
     return;
   }
@@ -386,18 +391,10 @@ void backward_typed(T* gx, T* gw, T* gb, const T* go, const T* x, const T* w, co
           const int64_t at = (n * d.C + c) * d.S;
           sum_grad(go + at, x + at, d.S, static_cast<double>(mean_in[c]), &sg[i], &sgx[i]);
         }
-    // gx = a * (g - mean(g) - xhat * mean(g * xhat)) = ta * g - tk * (x - mean) + tc, xhat = (x - mean) * invstd
     std::vector<T> ta(nc), tk(nc), tc(nc);
     for (int64_t c = c0; c < c1; ++c) {
       const size_t i = static_cast<size_t>(c - c0);
-      const double invstd = static_cast<double>(invstd_in[c]);
-      if (gw) gw[c] = static_cast<T>(sgx[i] * invstd);
-      if (gb) gb[c] = static_cast<T>(sg[i]);
-      const double a = invstd * (w ? static_cast<double>(w[c]) : 1.0);
-      const double k = invstd * invstd * sgx[i] / static_cast<double>(M);
-      ta[i] = static_cast<T>(a);
-      tk[i] = static_cast<T>(a * k);
-      tc[i] = static_cast<T>(-a * sg[i] / static_cast<double>(M));
+      grad_constants(sg[i], sgx[i], static_cast<double>(invstd_in[c]), w, M, c, gw, gb, &ta[i], &tk[i], &tc[i]);
     }
     if (!gx) return;
     for (int64_t n = 0; n < d.N; ++n)

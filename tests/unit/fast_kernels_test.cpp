@@ -959,6 +959,8 @@ TEST_CASE("fast batch norm: small planes (position-major path) on two threads ag
   // S = 9 values per plane, C * S = 630 positions (not a multiple of 16), N * C * S above the parallel grain:
   // the positions are split over two threads and blocked.
   check_batch_norm_two_threads(64, 70, 3, 3);
+  // (N, C) inputs (S = 1): the positions are the channels
+  check_batch_norm_two_threads(512, 70, 1, 1);
 }
 
 TEST_CASE("fast batch norm: large planes in groups of channels, image by image, on two threads against double loops") {
