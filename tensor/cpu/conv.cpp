@@ -128,13 +128,13 @@ inline void gemm(const Conv2dParams&, bool ta, bool tb, int64_t M, int64_t N, in
   gemm_bf16(ta, tb, M, N, K, 1.0f, a, lda, b, ldb, beta, c, ldc);
 }
 
-// Scratch slots (tensor/cpu/scratch.h) used here (winograd.cpp uses 0, 1 and 3).
+// Scratch slots (tensor/cpu/scratch.h) used here (winograd.cpp uses 0, 1, 3, 15 and 16).
 // kLowX and kLowW hold a layer's operands rounded to bfloat16, on the calling thread.
 // kTables and kRowTables hold the packed algorithms' tables, kFlipped the weights of an input gradient run as a
 // forward, kChannelsLast the packed weight gradient's copy of the images and the channels-last col2im's buffer,
-// kWinogradWeights also that col2im's packed weights (the direct convolution uses 10-12 and 14).
+// kPackedWeights that col2im's packed weights (the direct convolution uses 10-12 and 14).
 enum Slot {
-  kCol = 0, kGathered = 1, kAcc = 2, kWinogradWeights = 4, kLowX = 5, kLowW = 6, kTables = 7, kFlipped = 8,
+  kCol = 0, kGathered = 1, kAcc = 2, kPackedWeights = 4, kLowX = 5, kLowW = 6, kTables = 7, kFlipped = 8,
   kRowTables = 9, kDirectWeights = 13, kChannelsLast = 15
 };
 
@@ -1347,7 +1347,7 @@ void backward_input_channels_last(float* gx, const float* gout, const float* w, 
   std::vector<int64_t> from(static_cast<size_t>(np * nr), -1);
   for (int64_t j = 0; j < K; ++j) from[static_cast<size_t>(j)] = j % Cg * taps + j / Cg;
   const int64_t size = (np * nr * Og + 15) / 16 * 16;  // a group's panels (or rows), 64-byte aligned
-  float* wt = thread_scratch<float>(prepacked ? kWinogradWeights : kFlipped, static_cast<size_t>(size * g.groups));
+  float* wt = thread_scratch<float>(prepacked ? kPackedWeights : kFlipped, static_cast<size_t>(size * g.groups));
 #pragma omp parallel for schedule(static) if (g.O * K > (int64_t{1} << 16))
   for (int64_t r = 0; r < g.O; ++r) {
     const int64_t grp = r / Og, o = r % Og;
@@ -1635,8 +1635,6 @@ void forward_typed(T* out, const S* x, const S* w, const Epilogue<T>& ep, const 
     return;
   }
   if constexpr (std::is_same_v<S, T>) if (const int tile = a.winograd_tile()) {
-    T* U = thread_scratch<T>(kWinogradWeights, static_cast<size_t>(winograd_positions(tile) * g.O * g.C));
-    winograd_transform_weights(w, g.O, g.C, false, U, tile);
     // the rest of the epilogue image by image, as each leaves the transforms (in cache)
     const int64_t L = g.L();
     std::function<void(int64_t, int64_t)> rest;
@@ -1645,7 +1643,7 @@ void forward_typed(T* out, const S* x, const S* w, const Epilogue<T>& ep, const 
         for (int64_t p = n0 * g.O; p < n1 * g.O; ++p)
           epilogue_row(out + p * L, out + p * L, L, ep, p % g.O, ep.residual ? ep.residual + p * L : nullptr);
       };
-    winograd_conv(out, x, U, ep.bias_only() ? ep.shift : nullptr, g.N, g.C, g.H, g.W, g.O, g.padding[0], tile, rest);
+    winograd_conv(out, x, w, false, ep.bias_only() ? ep.shift : nullptr, g.N, g.C, g.H, g.W, g.O, g.padding[0], tile, rest);
     return;
   }
   forward_chunks(out, x, w, ep, g, a.columns, [&](int64_t) {
@@ -1676,9 +1674,7 @@ void backward_input_typed(T* gx, const S* gout, const S* w, const Conv2dParams& 
   if constexpr (std::is_same_v<S, T>) if (const int tile = a.winograd_tile()) {
     // the input gradient of a stride-1 3x3 convolution with padding p is the convolution of the
     // output gradient with the flipped, transposed kernels and padding 2 - p
-    T* U = thread_scratch<T>(kWinogradWeights, static_cast<size_t>(winograd_positions(tile) * g.O * g.C));
-    winograd_transform_weights(w, g.O, g.C, true, U, tile);
-    winograd_conv(gx, gout, U, static_cast<const T*>(nullptr), g.N, g.O, g.Ho, g.Wo, g.C, 2 - g.padding[0], tile);
+    winograd_conv(gx, gout, w, true, static_cast<const T*>(nullptr), g.N, g.O, g.Ho, g.Wo, g.C, 2 - g.padding[0], tile);
     return;
   }
   for_image_shares(g, [&](int64_t n0, int64_t n1) {
@@ -2039,8 +2035,9 @@ void choose_and_run(Pass pass, DType dtype, const Conv2dParams& g, bool low, siz
   // gradient split by images; 4: the direct convolution skips the taps in the zero padding; 5: Winograd on
   // channels-last blocks with its transformed weights packed once, and for weight gradients; 6: Winograd's weight
   // gradient with shared sums where the images give the threads few tiles; 7: the implicit GEMM's weight gradient
-  // likewise; 8: the channels-last weight gradient and col2im; 9: the implicit GEMM forward's AVX2 packer)
-  constexpr const char* kKernelsRevision = "kernels-9,";
+  // likewise; 8: the channels-last weight gradient and col2im; 9: the implicit GEMM forward's AVX2 packer; 10:
+  // Winograd's kernels transformed straight into the GEMMs' panels, longer blocks where they are large)
+  constexpr const char* kKernelsRevision = "kernels-10,";
   uint32_t h = 2166136261u;  // FNV-1a
   const std::string revision = std::string(kKernelsRevision) + (conv_tuning().vector_im2col ? "" : "im2col-scalar,") +
                                (conv_tuning().direct_grad_split == 0

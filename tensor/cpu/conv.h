@@ -17,16 +17,19 @@ struct ConvTuning {
   // gradient; F(3x3, 2x2) for the weight gradient) when both channel counts lie in [winograd_min_channels, winograd_max_channels] and the
   // output plane has at least winograd_min_plane pixels; winograd_min_channels = 0 turns it off.
   // The window is where Winograd on channels-last tile blocks (winograd.cpp) measured faster than the direct
-  // convolution on an AVX2 Zen 3 (2 threads, inside the training step): ResNet18's 64x16x16 forward and input
+  // convolution. First on an AVX2 Zen 3 (2 threads, inside the training step): ResNet18's 64x16x16 forward and input
   // gradient at batch 64 23.0 and 22.4 ms against 26.6 and 26.8, its 64- and 128-channel layers at 224x224 and the
-  // scratch CNN's 48x14x14 likewise (the algorithm search's choices); with 256 channels and more, or planes under
-  // 8x8, the direct convolution stays ahead. (The earlier window, 96-192 channels on planes of 400+ pixels, was
-  // measured for Winograd on NCHW planes on a Zen 5.) Their weight gradients take F(3x3, 2x2) in the same window:
-  // on the Zen 3 in isolation 1.1-1.4x the channels-last implicit GEMM on ResNet18's 64x16x16, 128x8x8, 64x56x56
-  // and 128x28x28 layers. The search still measures; this is its default.
+  // scratch CNN's 48x14x14 likewise (the algorithm search's choices); their weight gradients, F(3x3, 2x2), 1.1-1.4x
+  // the channels-last implicit GEMM on ResNet18's 64x16x16, 128x8x8, 64x56x56 and 128x28x28 layers. Since its
+  // kernels are transformed straight into the GEMMs' panels (a scalar transform had taken a quarter of a 512-channel
+  // forward), up to 512 channels and down to 4x4 planes on the AVX2 Zen 4 guest (paired with the direct convolution,
+  // in isolation): ResNet18's 512x7x7 forward and input gradient at batch 32 1.13-1.21x, 256x14x14 1.5-1.7x, 256x4x4
+  // at batch 64 1.25-1.30x (weight gradient 1.6x), the scratch CNN's 96x7x7 -> 256 1.11-1.14x; on 3x3 and 2x2 planes
+  // (9 and 4 pixels, where the direct convolution skips the padding's taps) it ran 0.54-0.77x. The search still
+  // measures; this is its default.
   int64_t winograd_min_channels = 48;
-  int64_t winograd_max_channels = 192;
-  int64_t winograd_min_plane = 64;
+  int64_t winograd_max_channels = 512;
+  int64_t winograd_min_plane = 16;
   // Winograd's output tile: 2, F(2x2, 3x3) only; 4, also F(4x4, 3x3): 36 products per 16 outputs instead of
   // 16 per 4, so up to 1.4x faster again on ResNet18's 64- and 128-channel layers (tensor/cpu/winograd.cpp), but
   // its transforms multiply the rounding of the transformed sums by up to 8: 2.5-14x the float32 error of

@@ -506,6 +506,13 @@ GemmPackedB<T> gemm_pack_b(const T* B, int64_t ldb, int64_t K, int64_t N, T* dst
   return {dst, K, N, ker.nr};
 }
 
+template <typename T>
+GemmPackedB<T> gemm_packed_b_layout(T* dst, int64_t K, int64_t N) {
+  if (reinterpret_cast<uintptr_t>(dst) % 64 != 0)
+    throw std::invalid_argument("gemm_packed_b_layout: the panels must be 64-byte aligned");
+  return {dst, K, N, kernel_for<T>(current_isa()).nr};
+}
+
 // K in blocks of kc (C = sum of the blocks' products, each block's sums started afresh as in gemm_serial), M in
 // blocks of mc packed per K block; B read from its panels in place.
 template <typename T>
@@ -531,6 +538,8 @@ template int64_t gemm_packed_b_size<float>(int64_t, int64_t);
 template int64_t gemm_packed_b_size<double>(int64_t, int64_t);
 template GemmPackedB<float> gemm_pack_b<float>(const float*, int64_t, int64_t, int64_t, float*);
 template GemmPackedB<double> gemm_pack_b<double>(const double*, int64_t, int64_t, int64_t, double*);
+template GemmPackedB<float> gemm_packed_b_layout<float>(float*, int64_t, int64_t);
+template GemmPackedB<double> gemm_packed_b_layout<double>(double*, int64_t, int64_t);
 template void gemm_prepacked_b<float>(int64_t, const float*, int64_t, const GemmPackedB<float>&, float*, int64_t, bool);
 template void gemm_prepacked_b<double>(int64_t, const double*, int64_t, const GemmPackedB<double>&, double*, int64_t,
                                         bool);

@@ -39,6 +39,11 @@ int64_t gemm_packed_b_size(int64_t K, int64_t N);
 // dst is refused).
 template <typename T>
 GemmPackedB<T> gemm_pack_b(const T* B, int64_t ldb, int64_t K, int64_t N, T* dst);
+// The same layout for a caller that writes the panels itself (Winograd's weight transform, which computes each
+// panel row in place rather than writing B and packing it): the panel width of the kernel in force, for dst (64-byte
+// aligned, gemm_packed_b_size values). The caller fills every panel row, the columns past N with zeros.
+template <typename T>
+GemmPackedB<T> gemm_packed_b_layout(T* dst, int64_t K, int64_t N);
 // trans_a: op(A) = A^T, A stored K x M with row stride lda (as sgemm's).
 template <typename T>
 void gemm_prepacked_b(int64_t M, const T* A, int64_t lda, const GemmPackedB<T>& B, T* C, int64_t ldc,

@@ -109,8 +109,10 @@ inline T dot_row(const T* const* p, int64_t i, T acc = T(0)) {
 }
 
 template <int N, typename Fn>
-inline void static_for(Fn&& f) {
-  [&]<int... I>(std::integer_sequence<int, I...>) { (f(std::integral_constant<int, I>{}), ...); }(
+[[gnu::always_inline]] inline void static_for(Fn&& f) {
+  [&]<int... I>(std::integer_sequence<int, I...>) __attribute__((always_inline)) {
+    (f(std::integral_constant<int, I>{}), ...);
+  }(
       std::make_integer_sequence<int, N>{});
 }
 
@@ -118,7 +120,7 @@ inline void static_for(Fn&& f) {
 // (Cols = Mat's columns).
 template <typename T, const auto& Mat, int Rows, int Cols>
 [[gnu::always_inline]] inline void apply_rows(const T* const* in, T* const* out, int64_t n) {
-  static_for<Rows>([&](auto ii) {
+  static_for<Rows>([&](auto ii) __attribute__((always_inline)) {
     constexpr int i = decltype(ii)::value;
     T* o = out[i];
 #pragma omp simd
@@ -335,33 +337,85 @@ struct Build<Body> {
 // U[xi][i][o] (xi < a*a): the transformed kernels, the input channels i (rows) by the output channels o, the
 // layout the GEMMs read: of w (O, C, 3, 3) for a forward (i = c, o = o), or with flip_transpose of w read as the
 // (C, O) kernels of its input gradient, rotated by 180 degrees (i = o, o = c).
+// Panel p (output channels [p nr, p nr + nr)), rows [r0, r1) (input channels) of the a*a transformed kernels
+// G g G^T, written straight into the GEMMs' packed panels (gemm_packed_b_layout: Ub[xi] holds the Cin x Kout
+// matrix xi, row r of panel p at Ub[xi].panels + (p * Cin + r) * nr). The kernel of input channel r and output
+// channel q is w (Kout, Cin, 3, 3) at (q, r), or with flip_transpose (the input gradient's) w (Cin, Kout, 3, 3) at
+// (r, q) rotated by 180 degrees. Row by row, a panel's nr kernels at a time: their taps gathered into rows, G down
+// and along them by apply_rows, so that each of the a*a matrices is written along its panel. One kernel at a time
+// into unpacked matrices (a*a scalar stores into lines 4*Cin*Kout bytes apart, the same cache sets) and a packing
+// pass after had taken 25% and 5% of a 512-channel forward at batch 32 on the Zen 4 guest.
 template <int m, typename T>
-void transform_weights(const T* w, int64_t O, int64_t C, bool flip_transpose, T* U) {
+void pack_weight_panel(const T* w, int64_t Cin, int64_t Kout, bool flip_transpose, const GemmPackedB<T>* Ub,
+                       int64_t p, int64_t r0, int64_t r1) {
   using Fm = F<m>;
   constexpr int a = Fm::a;
-#pragma omp parallel for schedule(static) if (O * C > 4096)
-  for (int64_t o = 0; o < O; ++o) {
-    for (int64_t c = 0; c < C; ++c) {
-      const T* k = w + (o * C + c) * 9;
-      T g[3][3];
-      for (int i = 0; i < 3; ++i)
-        for (int j = 0; j < 3; ++j) g[i][j] = flip_transpose ? k[(2 - i) * 3 + (2 - j)] : k[i * 3 + j];
-      // G g (a x 3), then (G g) G^T (a x a)
-      T gg[a][3];
-      const T* grows[3] = {g[0], g[1], g[2]};
-      static_for<a>([&](auto ii) {
-        constexpr int i = decltype(ii)::value;
-        for (int j = 0; j < 3; ++j) gg[i][j] = dot_row<T, Fm::G, i, 3>(grows, j);
-      });
-      const int64_t at = flip_transpose ? o * C + c : c * O + o;
-      for (int i = 0; i < a; ++i) {
-        const T* taps[3] = {&gg[i][0], &gg[i][1], &gg[i][2]};
-        static_for<a>([&](auto jj) {
-          constexpr int j = decltype(jj)::value;
-          U[(i * a + j) * O * C + at] = dot_row<T, Fm::G, j, 3>(taps, 0);
-        });
-      }
+  constexpr int64_t kMaxNr = 64;
+  const int64_t nr = Ub[0].nr, q0 = p * nr, n = std::min(nr, Kout - q0), rn = r1 - r0;
+  // The taps of the rows and the panel's kernels, taps[(r - r0) * 9 + t][q] (one kernel's 9 at a time had waited on
+  // memory: runs of 36 bytes, 18 KB apart in a forward); each run of kernels read whole: rn of them for a
+  // forward's output channel, n for an input gradient's row.
+  T* taps = thread_scratch<T>(kTap, static_cast<size_t>(rn * 9 * nr));
+  if (flip_transpose) {
+    for (int64_t i = 0; i < rn; ++i) {
+      const T* k = w + ((r0 + i) * Kout + q0) * 9;
+      for (int64_t q = 0; q < n; ++q)
+        for (int t = 0; t < 9; ++t) taps[(i * 9 + t) * nr + q] = k[q * 9 + 8 - t];
     }
+  } else {
+    for (int64_t q = 0; q < n; ++q) {
+      const T* k = w + ((q0 + q) * Cin + r0) * 9;
+      for (int64_t i = 0; i < rn * 9; ++i) taps[i * nr + q] = k[i];
+    }
+  }
+  alignas(64) T gg[a * 3][kMaxNr];
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* g[9];
+    for (int t = 0; t < 9; ++t) g[t] = taps + ((r - r0) * 9 + t) * nr;
+    for (int j = 0; j < 3; ++j) {  // G down kernel column j: gg[i*3 + j] = sum_k G[i][k] g[k][j]
+      const T* col[3] = {g[j], g[3 + j], g[6 + j]};
+      T* out[a];
+      for (int i = 0; i < a; ++i) out[i] = gg[i * 3 + j];
+      apply_rows<T, Fm::G, a, 3>(col, out, n);
+    }
+    const int64_t at = (p * Cin + r) * nr;
+    for (int i = 0; i < a; ++i) {  // G along row i, into the panel rows of matrices i*a + j
+      const T* row[3] = {gg[i * 3], gg[i * 3 + 1], gg[i * 3 + 2]};
+      T* out[a];
+      for (int j = 0; j < a; ++j) {
+        out[j] = const_cast<T*>(Ub[i * a + j].panels) + at;
+        std::fill(out[j] + n, out[j] + nr, T(0));  // the last panel's columns past Kout
+      }
+      apply_rows<T, Fm::G, a, 3>(row, out, n);
+    }
+  }
+}
+
+// The a*a transformed kernels of a convolution with Cin input and Kout output channels (see pack_weight_panel),
+// packed into dst (packed_weights_size values), Ub[xi] their layouts. The matrices lie a cache line more than
+// their size apart: a multiple of 4 KiB apart, the a*a lines a panel row writes would share the cache sets. The
+// threads split the panels' blocks of 32 rows.
+template <typename T>
+int64_t packed_matrix_stride(int64_t Cin, int64_t Kout) {
+  return gemm_packed_b_size<T>(Cin, Kout) + 64 / static_cast<int64_t>(sizeof(T));
+}
+template <int m, typename T>
+int64_t packed_weights_size(int64_t Cin, int64_t Kout) {
+  return F<m>::a * F<m>::a * packed_matrix_stride<T>(Cin, Kout);
+}
+template <int m, typename T>
+void pack_weights(const T* w, int64_t Cin, int64_t Kout, bool flip_transpose, T* dst, GemmPackedB<T>* Ub) {
+  constexpr int a2 = F<m>::a * F<m>::a;
+  constexpr int64_t kRows = 32;  // the taps of 32 rows and a panel: 18 KB for 16 columns, in L1
+  const int64_t stride = packed_matrix_stride<T>(Cin, Kout);
+  for (int xi = 0; xi < a2; ++xi) Ub[xi] = gemm_packed_b_layout(dst + xi * stride, Cin, Kout);
+  if (Ub[0].nr > 64) throw std::logic_error("winograd: GEMM panels wider than 64 columns");
+  const auto panel = Build<&pack_weight_panel<m, T>>::pick();
+  const int64_t panels = (Kout + Ub[0].nr - 1) / Ub[0].nr, row_blocks = (Cin + kRows - 1) / kRows;
+#pragma omp parallel for schedule(static) if (a2 * Cin * Kout > (1 << 16) && !omp_in_parallel())
+  for (int64_t i = 0; i < panels * row_blocks; ++i) {
+    const int64_t r0 = i % row_blocks * kRows;
+    panel(w, Cin, Kout, flip_transpose, Ub, i / row_blocks, r0, std::min(Cin, r0 + kRows));
   }
 }
 
@@ -381,27 +435,53 @@ int64_t block_tiles(int64_t a2, int64_t C, int64_t K, int64_t elem) {
   return std::max<int64_t>(conv_tuning().winograd_block_bytes / per_tile, 24);
 }
 
+// The forward's blocks: as block_tiles, but of at least kLargeWeightTiles tiles where the packed kernels take more
+// than half of this CPU's share of L3. There the GEMMs read them from memory once a block: 16 MB for 512 channels,
+// against the 24 tiles' 200 MFLOP, was the memory's bandwidth at the FMA peak (ResNet18's 512x7x7 forward at 224,
+// Zen 4 guest: 96 tiles 1.10-1.15x 24; 256 channels, 4 MB, ran 0.95x with blocks longer than 24).
+constexpr int64_t kLargeWeightTiles = 96;
+int64_t forward_block_tiles(int64_t a2, int64_t C, int64_t K, int64_t elem) {
+  const int64_t tiles = block_tiles(a2, C, K, elem);
+  const CacheLevel& l3 = cpu_caches().l3;
+  const int64_t share = l3.bytes > 0 ? l3.per_cpu() : int64_t{4} << 20;
+  return a2 * C * K * elem > share / 2 ? std::max(tiles, kLargeWeightTiles) : tiles;
+}
+
 // Images a thread copies to channels-last at a time: enough for one block where an image has fewer tiles (P),
 // at most the `avail` it has.
 int64_t images_per_chunk(int64_t target, int64_t P, int64_t avail) {
   return std::clamp<int64_t>((target + P - 1) / P, 1, std::max<int64_t>(avail, 1));
 }
 
+// The forward's chunks: as above, but of up to mr - 1 more images where that makes the chunk's tiles (nearly)
+// whole micro-tiles of the GEMMs' rows (mr). Its blocks span images, but not chunks: 512x7x7 at batch 32 took
+// chunks of 2 images, 32 tiles, and a short micro-kernel for the last 2 rows of each, 7% of the time (perf, AVX2
+// Zen 4 guest); 3 images are 48 tiles, 8 whole micro-tiles.
+int64_t images_per_forward_chunk(int64_t target, int64_t P, int64_t avail, int64_t mr) {
+  const int64_t least = images_per_chunk(target, P, avail);
+  int64_t best = least, best_rows = 0;
+  for (int64_t nb = least; nb <= std::min(avail, least + mr - 1); ++nb) {
+    const int64_t rows = nb * P, padded = (rows + mr - 1) / mr * mr;
+    if (32 * (padded - rows) <= padded) return nb;  // within 1/32 of whole micro-tiles
+    if (best_rows == 0 || (padded - rows) * best_rows < ((best_rows + mr - 1) / mr * mr - best_rows) * rows)
+      best = nb, best_rows = rows;
+  }
+  return best;
+}
+
 template <int m, typename T>
-void conv(T* out, const T* x, const T* U, const T* bias, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
-          int64_t pad, const std::function<void(int64_t, int64_t)>& image_done) {
+void conv(T* out, const T* x, const T* w, bool flip_transpose, const T* bias, int64_t N, int64_t C, int64_t H,
+          int64_t W, int64_t K, int64_t pad, const std::function<void(int64_t, int64_t)>& image_done) {
   constexpr int a = F<m>::a, a2 = a * a;
   Tiles g{C, H, W, K, pad, H + 2 * pad - 2, W + 2 * pad - 2, 0, 0};
   g.th = (g.Ho + m - 1) / m;
   g.tw = (g.Wo + m - 1) / m;
   const int64_t P = g.per_image(), HW = H * W, L = g.Ho * g.Wo;
   // the a*a transformed kernels (C x K each) packed once for the GEMMs' micro-kernel
-  const int64_t packed = gemm_packed_b_size<T>(C, K);
-  T* Up = thread_scratch<T>(kPackedU, static_cast<size_t>(a2 * packed));
+  T* Up = thread_scratch<T>(kPackedU, static_cast<size_t>(packed_weights_size<m, T>(C, K)));
   GemmPackedB<T> Ub[a2];
-#pragma omp parallel for schedule(static) if (a2 * C * K > (1 << 16) && !omp_in_parallel())
-  for (int xi = 0; xi < a2; ++xi) Ub[xi] = gemm_pack_b(U + xi * C * K, K, C, K, Up + xi * packed);
-  const int64_t target = block_tiles(a2, C, K, sizeof(T));
+  pack_weights<m>(w, C, K, flip_transpose, Up, Ub);
+  const int64_t target = forward_block_tiles(a2, C, K, sizeof(T));
   const auto in_transform = Build<&input_transform<F<m>, T>>::pick();
   const auto out_transform = Build<&output_transform<m, T>>::pick();
   // Runs the tiles [t0, t1) of a chunk (tile q: tile q % P of image q / P) in blocks, on the calling thread:
@@ -431,7 +511,7 @@ void conv(T* out, const T* x, const T* U, const T* bias, int64_t N, int64_t C, i
   const int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
   if (N >= nt) {  // the threads split the images; chunks of enough images for one block where planes are small
     parallel_shares(N, [&](int64_t n0, int64_t n1) {
-      const int64_t nb = images_per_chunk(target, P, n1 - n0);
+      const int64_t nb = images_per_forward_chunk(target, P, n1 - n0, mr);
       T* xc = thread_scratch<T>(kImage, static_cast<size_t>(nb * (C * HW + K * L)));
       T* yc = xc + nb * C * HW;
       for (int64_t n = n0; n < n1; n += nb) {
@@ -604,22 +684,14 @@ void check_tile(int tile) {
 }  // namespace
 
 template <typename T>
-void winograd_transform_weights(const T* w, int64_t O, int64_t C, bool flip_transpose, T* U, int tile) {
+void winograd_conv(T* out, const T* x, const T* w, bool flip_transpose, const T* bias, int64_t N, int64_t C, int64_t H,
+                   int64_t W, int64_t K, int64_t pad, int tile,
+                   const std::function<void(int64_t, int64_t)>& image_done) {
   check_tile(tile);
   if (tile == 2)
-    transform_weights<2>(w, O, C, flip_transpose, U);
+    conv<2>(out, x, w, flip_transpose, bias, N, C, H, W, K, pad, image_done);
   else
-    transform_weights<4>(w, O, C, flip_transpose, U);
-}
-
-template <typename T>
-void winograd_conv(T* out, const T* x, const T* U, const T* bias, int64_t N, int64_t C, int64_t H, int64_t W,
-                   int64_t K, int64_t pad, int tile, const std::function<void(int64_t, int64_t)>& image_done) {
-  check_tile(tile);
-  if (tile == 2)
-    conv<2>(out, x, U, bias, N, C, H, W, K, pad, image_done);
-  else
-    conv<4>(out, x, U, bias, N, C, H, W, K, pad, image_done);
+    conv<4>(out, x, w, flip_transpose, bias, N, C, H, W, K, pad, image_done);
 }
 
 template <typename T>
@@ -632,11 +704,10 @@ template void winograd_weight_grad<float>(float*, const float*, const float*, in
                                           int64_t, int64_t);
 template void winograd_weight_grad<double>(double*, const double*, const double*, int64_t, int64_t, int64_t, int64_t,
                                            int64_t, int64_t);
-template void winograd_transform_weights<float>(const float*, int64_t, int64_t, bool, float*, int);
-template void winograd_transform_weights<double>(const double*, int64_t, int64_t, bool, double*, int);
-template void winograd_conv<float>(float*, const float*, const float*, const float*, int64_t, int64_t, int64_t,
+template void winograd_conv<float>(float*, const float*, const float*, bool, const float*, int64_t, int64_t, int64_t,
                                    int64_t, int64_t, int64_t, int, const std::function<void(int64_t, int64_t)>&);
-template void winograd_conv<double>(double*, const double*, const double*, const double*, int64_t, int64_t, int64_t,
-                                    int64_t, int64_t, int64_t, int, const std::function<void(int64_t, int64_t)>&);
+template void winograd_conv<double>(double*, const double*, const double*, bool, const double*, int64_t, int64_t,
+                                    int64_t, int64_t, int64_t, int64_t, int,
+                                    const std::function<void(int64_t, int64_t)>&);
 
 }  // namespace dl::cpu

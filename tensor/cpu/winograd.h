@@ -11,20 +11,17 @@
 
 namespace dl::cpu {
 
-// U (a*a, O, C): the transformed 3x3 kernels G g G^T of w (O, C, 3, 3); with `flip_transpose`, of
-// w'(c, o) = w(o, c) rotated by 180 degrees, i.e. w (O, C, 3, 3) read as the (C, O) kernels of the
-// input gradient (U is then (a*a, C, O)).
+// out (N, K, Ho, Wo) = conv(x (N, C, H, W), w) + bias (K) or nothing, with `pad` zeros on every side (Ho = H + 2 pad
+// - 2, Wo = W + 2 pad - 2). w: the 3x3 kernels, (K, C, 3, 3); with `flip_transpose`, w (C, K, 3, 3) read as the
+// (K, C) kernels of its input gradient, each rotated by 180 degrees (the input gradient of a layer with weights w
+// is this convolution of its output gradient). The kernels are transformed (G g G^T) straight into the GEMMs'
+// packed panels once per call. Threads as conv.cpp: the images split over threads when there are enough of them,
+// else the GEMMs use the threads. image_done(n0, n1), where given, runs once images [n0, n1) of out are written,
+// on the thread that wrote them (while they are still in its caches: conv.cpp applies the rest of its epilogue
+// there).
 template <typename T>
-void winograd_transform_weights(const T* w, int64_t O, int64_t C, bool flip_transpose, T* U, int tile);
-
-// out (N, K, Ho, Wo) = conv(x (N, C, H, W), the kernels U (a*a, K, C)) + bias (K) or nothing, with
-// `pad` zeros on every side (Ho = H + 2 pad - 2, Wo = W + 2 pad - 2). Threads as conv.cpp: the
-// images split over threads when there are enough of them, else the GEMMs use the threads.
-// image_done(n0, n1), where given, runs once images [n0, n1) of out are written, on the thread that wrote them
-// (while they are still in its caches: conv.cpp applies the rest of its epilogue there).
-template <typename T>
-void winograd_conv(T* out, const T* x, const T* U, const T* bias, int64_t N, int64_t C, int64_t H, int64_t W,
-                   int64_t K, int64_t pad, int tile,
+void winograd_conv(T* out, const T* x, const T* w, bool flip_transpose, const T* bias, int64_t N, int64_t C, int64_t H,
+                   int64_t W, int64_t K, int64_t pad, int tile,
                    const std::function<void(int64_t, int64_t)>& image_done = nullptr);
 
 // gw (O, C, 3, 3) = the weight gradient of a 3x3, stride-1, single-group convolution with `pad` on every side, from

@@ -279,6 +279,9 @@ TEST_CASE("fast conv: Winograd F(2x2, 3x3) and F(4x4, 3x3) against the definitio
       check_conv_case(conv_case(1, 6, 30, 30, 5, 3, 3, {1, 1}, {1, 1}), "winograd, one image", tol32);
       // channels and planes past a multiple of 8 (the AVX2 transposes' 8 x 8 blocks and their edges)
       check_conv_case(conv_case(2, 19, 10, 13, 17, 3, 3, {1, 1}, {1, 1}), "winograd, 19 -> 17 channels", tol32);
+      // kernels transformed into the GEMMs' panels: more than one block of 32 rows, a last panel partly past the
+      // output channels (16 or 32 columns a panel)
+      check_conv_case(conv_case(2, 70, 6, 7, 37, 3, 3, {1, 1}, {1, 1}), "winograd, 70 -> 37 channels", tol32);
     }
     // the transforms' baseline x86-64 build (the AVX2 + FMA one ran above where the CPU has it)
     cpu::conv_tuning().winograd_avx2 = false;
