@@ -1325,10 +1325,12 @@ bool input_channels_last_applies(const Conv2dParams& g) {
 // layers with output planes of 8x8 and more ran 1.05-1.2x im2col + GEMM and 1.05-1.3x the direct convolution's
 // phases (64x16x16 -> 128 and 64x56x56 -> 128 at 155-160 GFLOP/s); on 4x4 and 2x2 planes 0.7-1.1x from one
 // measurement to the next (each image's few pixels carry the call's packing of all the weights), and level inside
-// the training step where a trial rule took them (ten paired rounds), so the search decides there; 1x1 kernels
-// 0.9x. Not measured on AVX-512 CPUs.
+// the training step where a trial rule took them (ten paired rounds); 1x1 kernels 0.9x. On the AVX2 Zen 4 guest,
+// with its chunks' colT kept in L2, 4x4 planes ran 1.09-1.12x (128x8x8 -> 256, paired in one process, 15 rounds),
+// 2x2 planes level, so the rule takes planes of 16 pixels and more; the search decides elsewhere. Not measured on
+// AVX-512 CPUs.
 bool input_channels_last_fast(const Conv2dParams& g) {
-  return direct_best_isa() == 1 && g.kh * g.kw > 1 && g.Ho * g.Wo >= 64;
+  return direct_best_isa() == 1 && g.kh * g.kw > 1 && g.Ho * g.Wo >= 16;
 }
 
 void backward_input_channels_last(float* gx, const float* gout, const float* w, const Conv2dParams& g,
@@ -1373,8 +1375,12 @@ void backward_input_channels_last(float* gx, const float* gout, const float* w, 
     else
       runs.push_back({t, 1, off});
   }
+  // At most the images whose colT fits in half of a core's L2, where the col2im's adds find it after the GEMM wrote
+  // it (128x8x8 -> 256 3x3/2 at batch 64: 32 images, 2.4 MB, against 7, 1.04-1.1x on the Zen 4 guest).
+  const int64_t l2 = std::max<int64_t>(cpu_caches().l2.per_cpu(), int64_t{256} << 10);
+  const int64_t l2_images = std::max<int64_t>(1, l2 / 2 / (L * K * static_cast<int64_t>(sizeof(float))));
   for_image_shares(g, [&](int64_t n0, int64_t n1) {
-    const int64_t B = chunk_images<float>(g, n1 - n0, columns);
+    const int64_t B = std::min(chunk_images<float>(g, n1 - n0, columns), l2_images);
     float* colT = thread_scratch<float>(kCol, static_cast<size_t>(B * L * K));
     float* buf = thread_scratch<float>(kChannelsLast, static_cast<size_t>(B * image));
     for (int64_t n = n0; n < n1; n += B) {

@@ -185,16 +185,32 @@ void dispatch(int64_t mr, int64_t nr, int64_t kc, const T* a, const T* b, T* c, 
 }
 
 // op(A) into panels of 6 rows (pack_a_generic's layout): where A is not transposed, 8 values of each of the 6
-// rows at a time through an 8 x 8 register transpose, each k's 6 values stored as 4 + 2; the transposed case and
-// a last panel of fewer rows by pack_a_generic. The scalar loops took 12% of Winograd's forward on ResNet18's
-// 64x16x16 -> 64 layer (its blocks of transformed tiles are A, tn x C).
+// rows at a time through an 8 x 8 register transpose, each k's 6 values stored as 4 + 2; a last panel of fewer
+// rows by pack_a_generic. The scalar loops took 12% of Winograd's forward on ResNet18's 64x16x16 -> 64 layer (its
+// blocks of transformed tiles are A, tn x C). Where A is transposed (op(A) row i is A's column i), 8 rows of A at
+// a time go to every panel, each k's 6 values as 4 + 2, so those rows stay in L1; panel by panel, each panel's
+// walk down kc rows lda apart read every line of A again for the next panel: 9% of the im2col + GEMM input
+// gradient of ResNet18's 256x4x4 -> 512 3x3/2 layer (A = W, K x 2304), Zen 4 guest.
 void pack_a_s6(bool trans, const float* A, int64_t lda, int64_t mc, int64_t kc, float* dst) {
   constexpr int MR = 6;
+  const int64_t full = mc / MR * MR;
   if (trans) {
-    pack_a_generic<float, MR>(trans, A, lda, mc, kc, dst);
+    constexpr int64_t kRows = 8;
+    for (int64_t k0 = 0; k0 < kc; k0 += kRows) {
+      const int64_t k1 = std::min(kc, k0 + kRows);
+      for (int64_t ir = 0; ir < full; ir += MR) {
+        float* d = dst + ir * kc;
+        for (int64_t k = k0; k < k1; ++k) {
+          const float* s = A + k * lda + ir;
+          _mm_storeu_ps(d + k * MR, _mm_loadu_ps(s));
+          _mm_storel_pi(reinterpret_cast<__m64*>(d + k * MR + 4),
+                        _mm_loadl_pi(_mm_setzero_ps(), reinterpret_cast<const __m64*>(s + 4)));
+        }
+      }
+    }
+    if (full < mc) pack_a_generic<float, MR>(true, A + full, lda, mc - full, kc, dst + full * kc);
     return;
   }
-  const int64_t full = mc / MR * MR;
   for (int64_t ir = 0; ir < full; ir += MR) {
     const float* s = A + ir * lda;
     float* d = dst + ir * kc;
