@@ -2042,8 +2042,9 @@ void choose_and_run(Pass pass, DType dtype, const Conv2dParams& g, bool low, siz
   // channels-last blocks with its transformed weights packed once, and for weight gradients; 6: Winograd's weight
   // gradient with shared sums where the images give the threads few tiles; 7: the implicit GEMM's weight gradient
   // likewise; 8: the channels-last weight gradient and col2im; 9: the implicit GEMM forward's AVX2 packer; 10:
-  // Winograd's kernels transformed straight into the GEMMs' panels, longer blocks where they are large)
-  constexpr const char* kKernelsRevision = "kernels-10,";
+  // Winograd's kernels transformed straight into the GEMMs' panels, longer blocks where they are large; 11: its
+  // weight gradient's sums split by images where they fit in about L2, the channels-last col2im's chunks in L2)
+  constexpr const char* kKernelsRevision = "kernels-11,";
   uint32_t h = 2166136261u;  // FNV-1a
   const std::string revision = std::string(kKernelsRevision) + (conv_tuning().vector_im2col ? "" : "im2col-scalar,") +
                                (conv_tuning().direct_grad_split == 0

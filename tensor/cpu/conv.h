@@ -46,7 +46,10 @@ struct ConvTuning {
   // below; 1 by images (each thread sums its images' tiles into its own a*a x O x C matrices, added at the end);
   // 2 shared (one set of sums, all threads on each block of tiles: the transforms split over the tiles, the GEMMs
   // use the threads). The rule shares where the images give each thread fewer than winograd_dw_shared_tiles
-  // tiles: there the partial sums' memory traffic outweighs the products (512 channels on 2x2 planes).
+  // tiles and a thread's sums would take more than 1.5x a core's L2: there the partial sums' memory traffic
+  // outweighs the products (512 channels on 2x2 planes). Where they fit (about) in L2, the threads' own sums ran
+  // faster: on the Zen 4 guest (1 MB L2) ResNet18's 128x8x8 -> 128 (1 MB of sums) 1.19-1.23x and the scratch CNN's
+  // 96x7x7 -> 256 (1.5 MB) 1.21x; 256x4x4 -> 256 (4 MB) 0.95x (in isolation, paired in one process).
   int winograd_dw_split = 0;
   int64_t winograd_dw_shared_tiles = 1024;
   // The fixed rules' use of the implicit GEMM (float32 passes outside Winograd's window pack the im2col

@@ -665,8 +665,10 @@ void weight_grad(T* gw, const T* x, const T* gout, int64_t N, int64_t C, int64_t
   const auto w_transform = Build<&weight_output_transform<T>>::pick();
   const int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
   const int split = conv_tuning().winograd_dw_split;
-  const bool shared =
-      nt > 1 && (split == 2 || (split == 0 && N * g.per_image() < conv_tuning().winograd_dw_shared_tiles * nt));
+  const int64_t l2 = std::max<int64_t>(cpu_caches().l2.per_cpu(), int64_t{256} << 10);
+  const bool sums_past_l2 = 2 * a2 * O * C * static_cast<int64_t>(sizeof(T)) > 3 * l2;
+  const bool shared = nt > 1 && (split == 2 || (split == 0 && sums_past_l2 &&
+                                                N * g.per_image() < conv_tuning().winograd_dw_shared_tiles * nt));
   T* sum = shared ? weight_sums_shared(x, gout, N, g, in_transform, g_transform)
                   : weight_sums_by_images(x, gout, N, g, kWeightBlockFactor * block_tiles(a2, C, O, sizeof(T)),
                                           in_transform, g_transform);
