@@ -516,9 +516,10 @@ GemmPackedB<T> gemm_packed_b_layout(T* dst, int64_t K, int64_t N) {
 // K in blocks of kc (C = sum of the blocks' products, each block's sums started afresh as in gemm_serial), M in
 // blocks of mc packed per K block; B read from its panels in place.
 template <typename T>
-void gemm_prepacked_b(int64_t M, const T* A, int64_t lda, const GemmPackedB<T>& B, T* C, int64_t ldc, bool trans_a) {
+void gemm_prepacked_b(int64_t M, const T* A, int64_t lda, const GemmPackedB<T>& B, T* C, int64_t ldc, bool trans_a,
+                      T beta) {
   const int64_t K = B.K, N = B.N;
-  if (detail::empty_product(M, N, K, T(1), T(0), C, ldc)) return;
+  if (detail::empty_product(M, N, K, T(1), beta, C, ldc)) return;
   const Kernel<T> ker = with_env_blocks(kernel_for<T>(current_isa()));
   if (ker.nr != B.nr)
     throw std::logic_error("gemm_prepacked_b: B was packed for panels of " + std::to_string(B.nr) +
@@ -529,7 +530,7 @@ void gemm_prepacked_b(int64_t M, const T* A, int64_t lda, const GemmPackedB<T>& 
   T* abuf = static_cast<T*>(a_buffer().get(sizeof(T) * (MC * KC + 64)));
   for (int64_t pc = 0; pc < K; pc += KC) {
     const int64_t kc = std::min(KC, K - pc);
-    multiply_rows(ker, trans_a, M, MC, A, lda, pc, kc, B.panels + pc * NR, K, N, T(1), pc == 0 ? T(0) : T(1), C,
+    multiply_rows(ker, trans_a, M, MC, A, lda, pc, kc, B.panels + pc * NR, K, N, T(1), pc == 0 ? beta : T(1), C,
                   ldc, abuf);
   }
 }
@@ -540,9 +541,10 @@ template GemmPackedB<float> gemm_pack_b<float>(const float*, int64_t, int64_t, i
 template GemmPackedB<double> gemm_pack_b<double>(const double*, int64_t, int64_t, int64_t, double*);
 template GemmPackedB<float> gemm_packed_b_layout<float>(float*, int64_t, int64_t);
 template GemmPackedB<double> gemm_packed_b_layout<double>(double*, int64_t, int64_t);
-template void gemm_prepacked_b<float>(int64_t, const float*, int64_t, const GemmPackedB<float>&, float*, int64_t, bool);
+template void gemm_prepacked_b<float>(int64_t, const float*, int64_t, const GemmPackedB<float>&, float*, int64_t, bool,
+                                       float);
 template void gemm_prepacked_b<double>(int64_t, const double*, int64_t, const GemmPackedB<double>&, double*, int64_t,
-                                        bool);
+                                        bool, double);
 
 void dgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
            const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {

@@ -44,10 +44,11 @@ GemmPackedB<T> gemm_pack_b(const T* B, int64_t ldb, int64_t K, int64_t N, T* dst
 // aligned, gemm_packed_b_size values). The caller fills every panel row, the columns past N with zeros.
 template <typename T>
 GemmPackedB<T> gemm_packed_b_layout(T* dst, int64_t K, int64_t N);
-// trans_a: op(A) = A^T, A stored K x M with row stride lda (as sgemm's).
+// trans_a: op(A) = A^T, A stored K x M with row stride lda (as sgemm's). beta: C = A @ B + beta C (beta 0 never
+// reads C).
 template <typename T>
 void gemm_prepacked_b(int64_t M, const T* A, int64_t lda, const GemmPackedB<T>& B, T* C, int64_t ldc,
-                      bool trans_a = false);
+                      bool trans_a = false, T beta = T(0));
 // Which micro-kernel sgemm uses on this CPU: "avx512", "avx2" or "portable". Env DL_GEMM_KERNEL=portable|avx2|avx512 forces one (never one the CPU lacks).
 const char* sgemm_kernel_name();
 // The micro-kernel's shape and the cache blocks sgemm uses on this CPU: derived from the cache sizes Linux

@@ -184,10 +184,13 @@ struct Tiles {
 
 // V[xi * ld + t][c] (xi < a*a; t < tn; ld >= tn, the tiles a block's V holds) for tiles t0 ... t0 + tn - 1 of a
 // chunk of images, tile q of the chunk being tile q % P of image q / P, xc their channels-last copies; every loop
-// runs over the channels. zero: C zeros; tmp: a*a*C values.
+// runs over the channels. zero: C zeros; tmp: a*a*C values. With nr > 0, each matrix V[xi] (ld x C) in the GEMMs'
+// packed layout of a B operand instead (gemm_packed_b_layout: panels of nr channels, panel p at p * nr * ld, row
+// t at + t * nr; matrix xi at xi * ld * Cp, Cp = C rounded up to nr; the last panel's columns past C not written),
+// so that a GEMM reads it without packing it.
 template <class Fm, typename T>
 [[gnu::always_inline]] inline void input_transform(const T* xc, const Tiles& g, int64_t t0, int64_t tn, int64_t ld, T* V,
-                                                   const T* zero, T* tmp) {
+                                                   const T* zero, T* tmp, int64_t nr) {
   constexpr int a = Fm::a, m = Fm::step;
   const int64_t C = g.C, P = g.per_image();
   for (int64_t t = 0; t < tn; ++t) {
@@ -212,8 +215,16 @@ template <class Fm, typename T>
     for (int k = 0; k < a; ++k) {
       const T* row[a];
       T* v[a];
-      for (int j = 0; j < a; ++j) row[j] = tmp + (k * a + j) * C, v[j] = V + ((a * k + j) * ld + t) * C;
-      apply_rows<T, Fm::BT, a, a>(row, v, C);
+      if (nr == 0) {
+        for (int j = 0; j < a; ++j) row[j] = tmp + (k * a + j) * C, v[j] = V + ((a * k + j) * ld + t) * C;
+        apply_rows<T, Fm::BT, a, a>(row, v, C);
+        continue;
+      }
+      const int64_t matrix = ld * ((C + nr - 1) / nr * nr);
+      for (int64_t c0 = 0; c0 < C; c0 += nr) {
+        for (int j = 0; j < a; ++j) row[j] = tmp + (k * a + j) * C + c0, v[j] = V + (a * k + j) * matrix + c0 * ld + t * nr;
+        apply_rows<T, Fm::BT, a, a>(row, v, std::min(nr, C - c0));
+      }
     }
   }
 }
@@ -503,7 +514,7 @@ void conv(T* out, const T* x, const T* w, bool flip_transpose, const T* bias, in
     for (int64_t k = 0; k < K; ++k) bias_k[k] = bias ? bias[k] : T(0);
     for (int64_t b0 = t0; b0 < t1; b0 += Tb) {
       const int64_t tn = std::min(Tb, t1 - b0);
-      in_transform(xc, g, b0, tn, tn, V, zero, tmp);
+      in_transform(xc, g, b0, tn, tn, V, zero, tmp, 0);
       for (int xi = 0; xi < a2; ++xi) gemm_prepacked_b(tn, V + xi * tn * C, C, Ub[xi], M + xi * tn * K, K);
       out_transform(M, g, b0, tn, bias_k, yc, tmp);
     }
@@ -569,9 +580,11 @@ T* weight_sums_by_images(const T* x, const T* gout, int64_t N, const Tiles& g, i
     partial[static_cast<size_t>(tid)] = M;
     const int64_t nb = images_per_chunk(target, P, n1 - n0);
     const int64_t Tb = std::min(target, nb * P);
-    T* block = thread_scratch<T>(kBlock, static_cast<size_t>(a2 * Tb * (C + O)));
+    // V in the GEMMs' packed layout (input_transform), U as it is (op(A) = U^T, packed by the GEMM)
+    const int64_t nr = gemm_packed_b_size<T>(1, 1), Cp = (C + nr - 1) / nr * nr;  // (one row: the panel width)
+    T* block = thread_scratch<T>(kBlock, static_cast<size_t>(a2 * Tb * (Cp + O)));
     T* V = block;
-    T* U = block + a2 * Tb * C;
+    T* U = block + a2 * Tb * Cp;
     T* xc = thread_scratch<T>(kImage, static_cast<size_t>(nb * (C * HW + O * L)));
     T* gc = xc + nb * C * HW;
     T* zero = nullptr;
@@ -585,9 +598,11 @@ T* weight_sums_by_images(const T* x, const T* gout, int64_t N, const Tiles& g, i
       }
       for (int64_t b0 = 0; b0 < tiles; b0 += Tb) {
         const int64_t tn = std::min(Tb, tiles - b0);
-        in_transform(xc, g, b0, tn, tn, V, zero, tmp);
+        in_transform(xc, g, b0, tn, tn, V, zero, tmp, nr);
         g_transform(gc, g, b0, tn, tn, U, zero, tmp);
-        add_block_sums(U, V, O, C, tn, first, M);
+        for (int xi = 0; xi < a2; ++xi)  // M[xi] (O, C) = or += U[xi]^T V[xi], V[xi] packed
+          gemm_prepacked_b(O, U + xi * tn * O, O, gemm_packed_b_layout(V + xi * tn * Cp, tn, C), M + xi * O * C, C,
+                           /*trans_a=*/true, first ? T(0) : T(1));
         first = false;
       }
     }
@@ -636,7 +651,7 @@ T* weight_sums_shared(const T* x, const T* gout, int64_t N, const Tiles& g, InT 
       parallel_shares(tn, [&](int64_t t0, int64_t t1) {
         T* zero = nullptr;
         T* tmp = transform_scratch(C, O, &zero);
-        in_transform(xc, g, b0 + t0, t1 - t0, tn, V + t0 * C, zero, tmp);
+        in_transform(xc, g, b0 + t0, t1 - t0, tn, V + t0 * C, zero, tmp, 0);
         g_transform(gc, g, b0 + t0, t1 - t0, tn, U + t0 * O, zero, tmp);
       });
       add_block_sums(U, V, O, C, tn, first, M);

@@ -333,16 +333,18 @@ void check_prepacked(int64_t M, int64_t N, int64_t K, uint32_t seed) {
   Mat<T> B(K, N, 3, rng);
   AlignedBuffer<T> panels(dl::cpu::gemm_packed_b_size<T>(K, N));
   const dl::cpu::GemmPackedB<T> packed = dl::cpu::gemm_pack_b(B.data(), B.ld, K, N, panels.data);
-  for (int rep = 0; rep < 2; ++rep) {
-    const bool trans = rep == 1;  // the second product with op(A) = A^T, A stored K x M
+  for (int rep = 0; rep < 4; ++rep) {
+    const bool trans = rep % 2 == 1;  // odd products with op(A) = A^T, A stored K x M
+    const T beta = rep >= 2 ? T(1) : T(0);  // the last two add onto C
     Mat<T> A(trans ? K : M, trans ? M : K, 2, rng);
     Mat<T> C(M, N, 1, rng, T(-777));
-    dl::cpu::gemm_prepacked_b(M, A.data(), A.ld, packed, C.data(), C.ld, trans);
+    const Mat<T> C0 = C;
+    dl::cpu::gemm_prepacked_b(M, A.data(), A.ld, packed, C.data(), C.ld, trans, beta);
     double worst = 0;
     bool pad_kept = true;
     for (int64_t i = 0; i < M; ++i) {
       for (int64_t j = 0; j < N; ++j) {
-        long double r = 0;
+        long double r = beta * static_cast<long double>(C0.at(i, j));
         for (int64_t k = 0; k < K; ++k) r += static_cast<long double>(trans ? A.at(k, i) : A.at(i, k)) * B.at(k, j);
         worst = std::max(worst, static_cast<double>(std::abs(static_cast<long double>(C.at(i, j)) - r)));
       }
