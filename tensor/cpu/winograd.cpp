@@ -14,12 +14,15 @@
 // blocks of tiles through input transform, a*a GEMMs and output transform while the block's V and M
 // (ConvTuning::winograd_block_bytes, a share of L2) stay in cache, and copies the outputs back to planes.
 // Every transform loop runs over the channels (long, unit stride: they vectorise), and the GEMMs read the
-// transformed kernels from panels packed once per call (gemm_prepacked_b), packing only the block's V.
+// transformed kernels from panels they are transformed into once per call (gemm_packed_b_layout,
+// gemm_prepacked_b), packing only the block's V (the weight gradient split by images writes its V packed too).
 // Measured on the 2-core AVX2 Zen 3 guest against the previous form (planes, one GEMM over a chunk of images per
 // position, U repacked in every GEMM), F(2x2), three paired rounds (bench_records/2026-12-03T1800Z-winograd-zen3):
 // ResNet18's 3x3 layers at 224, batch 32: 64x56x56 1.20-2.23x, 128x28x28 1.40-2.03x, 256x14x14 0.87-1.58x,
-// 512x7x7 0.72-0.84x (there the search keeps the direct convolution); F(4x4) over F(2x2): 1.32-1.55x, 1.32-1.46x,
-// 0.78-0.94x, 0.89-0.98x.
+// 512x7x7 0.72-0.84x (there the search kept the direct convolution); F(4x4) over F(2x2): 1.32-1.55x, 1.32-1.46x,
+// 0.78-0.94x, 0.89-0.98x. Since the kernels' transform writes the packed panels (it had been a quarter of a
+// 512-channel forward), on the AVX2 Zen 4 guest 512x7x7 ran 1.13-1.21x the direct convolution and 256x14x14
+// 1.5-1.7x (bench_records/2026-12-04T1340Z-winograd-packed-kernels-zen4).
 #include "tensor/cpu/winograd.h"
 
 #include <algorithm>
@@ -345,9 +348,6 @@ struct Build<Body> {
   }
 };
 
-// U[xi][i][o] (xi < a*a): the transformed kernels, the input channels i (rows) by the output channels o, the
-// layout the GEMMs read: of w (O, C, 3, 3) for a forward (i = c, o = o), or with flip_transpose of w read as the
-// (C, O) kernels of its input gradient, rotated by 180 degrees (i = o, o = c).
 // Panel p (output channels [p nr, p nr + nr)), rows [r0, r1) (input channels) of the a*a transformed kernels
 // G g G^T, written straight into the GEMMs' packed panels (gemm_packed_b_layout: Ub[xi] holds the Cin x Kout
 // matrix xi, row r of panel p at Ub[xi].panels + (p * Cin + r) * nr). The kernel of input channel r and output
