@@ -312,8 +312,7 @@ void backward_small(T* gx, T* gw, T* gb, const T* go, const T* x, const T* w, co
 // group. DL_BN_GROUP_BYTES=n sets the budget instead (read on every call; the tests use it for small groups).
 template <typename T, typename F>
 void channel_groups(NCS d, int tensors_read, F f) {
-  const CacheLevel& l3 = cpu_caches().l3;
-  int64_t cache = l3.bytes > 0 ? l3.per_cpu() / 2 : int64_t{2} << 20;
+  int64_t cache = cpu_caches().l3.per_cpu_or(int64_t{4} << 20) / 2;
   if (const char* e = std::getenv("DL_BN_GROUP_BYTES"); e && std::atoll(e) > 0) cache = std::atoll(e);
   const int64_t per_channel = std::max<int64_t>(d.N * d.S * static_cast<int64_t>(sizeof(T)) * tensors_read, 1);
   const int64_t group = std::max<int64_t>(1, cache / per_channel);

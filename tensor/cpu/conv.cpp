@@ -1377,7 +1377,7 @@ void backward_input_channels_last(float* gx, const float* gout, const float* w, 
   }
   // At most the images whose colT fits in half of a core's L2, where the col2im's adds find it after the GEMM wrote
   // it (128x8x8 -> 256 3x3/2 at batch 64: 32 images, 2.4 MB, against 7, 1.04-1.1x on the Zen 4 guest).
-  const int64_t l2 = std::max<int64_t>(cpu_caches().l2.per_cpu(), int64_t{256} << 10);
+  const int64_t l2 = cpu_caches().l2.per_cpu_or(int64_t{256} << 10);
   const int64_t l2_images = std::max<int64_t>(1, l2 / 2 / (L * K * static_cast<int64_t>(sizeof(float))));
   for_image_shares(g, [&](int64_t n0, int64_t n1) {
     const int64_t B = std::min(chunk_images<float>(g, n1 - n0, columns), l2_images);
@@ -1612,7 +1612,7 @@ bool forward_banded(const S* x, const S* w, T* c, int64_t ldc, T beta, const Con
 #if defined(__x86_64__)
   if constexpr (std::is_same_v<T, float> && (std::is_same_v<S, float> || std::is_same_v<S, uint16_t>)) {
     const int64_t K = g.K(), L = g.L(), bytes = static_cast<int64_t>(sizeof(S));
-    const int64_t l2 = std::max<int64_t>(cpu_caches().l2.per_cpu(), int64_t{256} << 10);
+    const int64_t l2 = cpu_caches().l2.per_cpu_or(int64_t{256} << 10);
     const int64_t band = l2 / 2 / (K * bytes) / 64 * 64;
     if (K * L * bytes <= l2 || band < 512 || vector_im2col_kind(g, sizeof(S)) != VectorIm2col::shifted) return false;
     const Im2colTables& tab = im2col_tables(g, VectorIm2col::shifted, 64 / bytes);

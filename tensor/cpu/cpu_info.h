@@ -13,6 +13,8 @@ struct CacheLevel {
   int ways = 0;
   int sharing = 1;
   int64_t per_cpu() const { return sharing > 0 ? bytes / sharing : bytes; }
+  // per_cpu(), or `fallback` where Linux gave no size: the one form the kernels size their blocks by
+  int64_t per_cpu_or(int64_t fallback) const { return bytes > 0 ? per_cpu() : fallback; }
 };
 struct CacheInfo {
   CacheLevel l1d, l2, l3;

@@ -180,7 +180,7 @@ template <typename T>
 void set_blocks(Kernel<T>& k, const CacheInfo& c) {
   const int64_t s = sizeof(T);
   const int64_t l1 = c.l1d.bytes > 0 ? c.l1d.bytes : 32 << 10;
-  const int64_t l2 = c.l2.bytes > 0 ? c.l2.bytes : 512 << 10, l3 = c.l3.bytes > 0 ? c.l3.per_cpu() : 4 << 20;
+  const int64_t l2 = c.l2.bytes > 0 ? c.l2.bytes : 512 << 10, l3 = c.l3.per_cpu_or(4 << 20);
   k.kc = std::clamp<int64_t>(l1 / (k.nr * s) / 16 * 16, 64, 512);
   k.mc = std::clamp<int64_t>(l2 / 4 / (k.kc * s) / k.mr * k.mr, k.mr, 1024 / k.mr * k.mr);
   k.nc = std::clamp<int64_t>(l3 / 4 / (k.kc * s) / k.nr * k.nr, k.nr, 8192 / k.nr * k.nr);

@@ -189,8 +189,8 @@ struct Tiles {
 // chunk of images, tile q of the chunk being tile q % P of image q / P, xc their channels-last copies; every loop
 // runs over the channels. zero: C zeros; tmp: a*a*C values. With nr > 0, each matrix V[xi] (ld x C) in the GEMMs'
 // packed layout of a B operand instead (gemm_packed_b_layout: panels of nr channels, panel p at p * nr * ld, row
-// t at + t * nr; matrix xi at xi * ld * Cp, Cp = C rounded up to nr; the last panel's columns past C not written),
-// so that a GEMM reads it without packing it.
+// t at + t * nr; matrix xi at xi * ld * Cp, Cp = C rounded up to nr; the last panel's columns past C zero), so that
+// a GEMM reads it without packing it.
 template <class Fm, typename T>
 [[gnu::always_inline]] inline void input_transform(const T* xc, const Tiles& g, int64_t t0, int64_t tn, int64_t ld, T* V,
                                                    const T* zero, T* tmp, int64_t nr) {
@@ -225,8 +225,12 @@ template <class Fm, typename T>
       }
       const int64_t matrix = ld * ((C + nr - 1) / nr * nr);
       for (int64_t c0 = 0; c0 < C; c0 += nr) {
-        for (int j = 0; j < a; ++j) row[j] = tmp + (k * a + j) * C + c0, v[j] = V + (a * k + j) * matrix + c0 * ld + t * nr;
-        apply_rows<T, Fm::BT, a, a>(row, v, std::min(nr, C - c0));
+        const int64_t n = std::min(nr, C - c0);
+        for (int j = 0; j < a; ++j) {
+          row[j] = tmp + (k * a + j) * C + c0, v[j] = V + (a * k + j) * matrix + c0 * ld + t * nr;
+          std::fill(v[j] + n, v[j] + nr, T(0));  // (C not a multiple of nr: the last panel's columns past C)
+        }
+        apply_rows<T, Fm::BT, a, a>(row, v, n);
       }
     }
   }
@@ -453,8 +457,7 @@ int64_t block_tiles(int64_t a2, int64_t C, int64_t K, int64_t elem) {
 constexpr int64_t kLargeWeightTiles = 96;
 int64_t forward_block_tiles(int64_t a2, int64_t C, int64_t K, int64_t elem) {
   const int64_t tiles = block_tiles(a2, C, K, elem);
-  const CacheLevel& l3 = cpu_caches().l3;
-  const int64_t share = l3.bytes > 0 ? l3.per_cpu() : int64_t{4} << 20;
+  const int64_t share = cpu_caches().l3.per_cpu_or(int64_t{4} << 20);
   return a2 * C * K * elem > share / 2 ? std::max(tiles, kLargeWeightTiles) : tiles;
 }
 
@@ -469,13 +472,15 @@ int64_t images_per_chunk(int64_t target, int64_t P, int64_t avail) {
 // chunks of 2 images, 32 tiles, and a short micro-kernel for the last 2 rows of each, 7% of the time (perf, AVX2
 // Zen 4 guest); 3 images are 48 tiles, 8 whole micro-tiles.
 int64_t images_per_forward_chunk(int64_t target, int64_t P, int64_t avail, int64_t mr) {
+  const auto short_rows = [&](int64_t nb) {  // the share of the last micro-tile's rows the chunk leaves empty
+    const int64_t rows = nb * P;
+    return static_cast<double>((rows + mr - 1) / mr * mr - rows) / static_cast<double>(rows);
+  };
   const int64_t least = images_per_chunk(target, P, avail);
-  int64_t best = least, best_rows = 0;
+  int64_t best = least;
   for (int64_t nb = least; nb <= std::min(avail, least + mr - 1); ++nb) {
-    const int64_t rows = nb * P, padded = (rows + mr - 1) / mr * mr;
-    if (32 * (padded - rows) <= padded) return nb;  // within 1/32 of whole micro-tiles
-    if (best_rows == 0 || (padded - rows) * best_rows < ((best_rows + mr - 1) / mr * mr - best_rows) * rows)
-      best = nb, best_rows = rows;
+    if (short_rows(nb) <= 1.0 / 32) return nb;
+    if (short_rows(nb) < short_rows(best)) best = nb;
   }
   return best;
 }
@@ -500,7 +505,7 @@ void conv(T* out, const T* x, const T* w, bool flip_transpose, const T* bias, in
   // Blocks of (nearly) equal size, rounded up to whole micro-tiles of the GEMMs' rows (mr) so that at most the
   // last has a partial one: blocks of 32 tiles (64x16x16 -> 64) left 2 rows to a short micro-kernel twice an image,
   // 6% of the forward's time (perf, AVX2 Zen 4 guest).
-  const int64_t mr = sgemm_blocks().mr;
+  const int64_t mr = sgemm_blocks().mr;  // (the float and double kernels of each instruction set share their mr)
   auto run_tiles = [&](const T* xc, T* yc, int64_t t0, int64_t t1) {
     const int64_t blocks = (t1 - t0 + target - 1) / target;
     const int64_t Tb = std::min(t1 - t0, ((t1 - t0 + blocks - 1) / blocks + mr - 1) / mr * mr);
@@ -666,7 +671,7 @@ T* weight_sums_shared(const T* x, const T* gout, int64_t N, const Tiles& g, InT 
 // runs over a block's tiles, and at the forward's size (32 tiles for 64 channels) each of the 16 GEMMs per block
 // spent as much on packing its operands and updating its sums as on products. Paired in one process on the AVX2
 // Zen 4 guest (2 threads, 21 rounds): 1.08-1.10x on ResNet18's 64x16x16 -> 64 layer and 1.05-1.06x on the scratch
-// CNN's 48x14x14 -> 96 for 2, 4 and 8 times (128x8x8 -> 128, whose sums the threads share, level).
+// CNN's 48x14x14 -> 96 for 2, 4 and 8 times (128x8x8 -> 128, whose sums the threads then shared, level).
 constexpr int64_t kWeightBlockFactor = 4;
 
 template <typename T>
@@ -680,7 +685,7 @@ void weight_grad(T* gw, const T* x, const T* gout, int64_t N, int64_t C, int64_t
   const auto w_transform = Build<&weight_output_transform<T>>::pick();
   const int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
   const int split = conv_tuning().winograd_dw_split;
-  const int64_t l2 = std::max<int64_t>(cpu_caches().l2.per_cpu(), int64_t{256} << 10);
+  const int64_t l2 = cpu_caches().l2.per_cpu_or(int64_t{256} << 10);
   const bool sums_past_l2 = 2 * a2 * O * C * static_cast<int64_t>(sizeof(T)) > 3 * l2;
   const bool shared = nt > 1 && (split == 2 || (split == 0 && sums_past_l2 &&
                                                 N * g.per_image() < conv_tuning().winograd_dw_shared_tiles * nt));
