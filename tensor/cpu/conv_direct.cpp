@@ -94,4 +94,19 @@ void direct_weight_grad(const float* x, const float* gout, int64_t n, const Dire
   kernels().weight_grad(x, gout, n, s, gw);
 }
 
+bool direct_planar_applies(const DirectConvShape& s) {
+  return direct_kernels() != nullptr && !s.bf16 && s.sh == 1 && s.sw == 1 && s.ph_end < 0 && s.pw_end < 0 &&
+         s.Ho > 0 && s.Wo > 0;
+}
+
+void direct_planar_forward(const float* x, int64_t n, const float* w, const float* bias, const DirectConvShape& s,
+                           int64_t o0, int64_t o1, float* out) {
+  kernels().planar_forward(x, n, w, bias, s, o0, o1, out);
+}
+
+void direct_planar_weight_grad(const float* x, const float* gout, int64_t n, const DirectConvShape& s, int64_t o0,
+                               int64_t o1, float* gw) {
+  kernels().planar_weight_grad(x, gout, n, s, o0, o1, gw);
+}
+
 }  // namespace dl::cpu

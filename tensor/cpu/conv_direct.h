@@ -53,6 +53,9 @@ struct DirectKernels {
   void (*weight_grad)(const float*, const float*, int64_t, const DirectConvShape&, float*);
   void (*to_channels_last)(const float*, int64_t, const DirectConvShape&, float*);
   void (*from_channels_last)(const float*, int64_t, int64_t, int64_t, float*, int64_t);
+  void (*planar_forward)(const float*, int64_t, const float*, const float*, const DirectConvShape&, int64_t, int64_t,
+                         float*);
+  void (*planar_weight_grad)(const float*, const float*, int64_t, const DirectConvShape&, int64_t, int64_t, float*);
 };
 // Defined in simd_avx512.cpp and simd_avx2.cpp; call only where the CPU has that set.
 const DirectKernels& direct_kernels_avx512();
@@ -120,5 +123,19 @@ constexpr double kMinSkippedShare = 0.1;
 double direct_weight_grad_skipped_share(const DirectConvShape& s);
 bool direct_weight_grad_by_images(const DirectConvShape& s, int64_t n);
 void direct_weight_grad(const float* x, const float* gout, int64_t n, const DirectConvShape& s, float* gw);
+
+// The planar convolution (conv_planar.inc): stride-1 layers with few input channels (a small CNN's first layer),
+// vectors along the output plane, NCHW in and out, no transposes; float32 only (s.bf16 must be false), dilation 1,
+// one group. Each image is copied into C * kw shifted planes (rows Ho + kh - 1, each Wo wide) so that every tap is
+// one offset from the output position. On the calling thread (its scratch slots 10 and 17); need direct_kernels().
+// Forward: out (n, O, Ho, Wo) channels [o0, o1) of the n images at x (NCHW) = conv(x, w (O, C, kh, kw)) + bias
+// (null: none), written straight into out. Weight gradient: gw ((o1 - o0), C, kh, kw) = the sum over the n images
+// of their products for output channels [o0, o1); each image's sums are added in position order, in vectors, and
+// the vectors' lanes summed at the end, so a split over the output channels changes no bit.
+bool direct_planar_applies(const DirectConvShape& s);
+void direct_planar_forward(const float* x, int64_t n, const float* w, const float* bias, const DirectConvShape& s,
+                           int64_t o0, int64_t o1, float* out);
+void direct_planar_weight_grad(const float* x, const float* gout, int64_t n, const DirectConvShape& s, int64_t o0,
+                               int64_t o1, float* gw);
 
 }  // namespace dl::cpu

@@ -62,7 +62,10 @@ struct ConvKnobs {
 #ifdef _OPENMP
   int threads = omp_get_max_threads();
 #endif
-  ConvKnobs() { cpu::conv_tuning().direct = 0; }
+  ConvKnobs() {
+    cpu::conv_tuning().direct = 0;
+    cpu::conv_tuning().planar = 0;
+  }
   ~ConvKnobs() {
     cpu::conv_tuning() = saved;
 #ifdef _OPENMP
@@ -595,6 +598,62 @@ TEST_CASE("fast conv: the direct convolution on channels-last copies (forwards, 
         for (const ConvCase& c : cases) check_conv_case(c, threads == 1 ? "direct, 1 thread" : "direct, 2 threads");
       }
     }
+  }
+}
+
+TEST_CASE("fast conv: the planar convolution (few input channels, vectors along the output plane) against the definition") {
+  // Forwards (with every epilogue) and weight gradients (check_conv_case also runs the input gradient, through
+  // the other algorithms); every instruction set the CPU runs: AVX2 (8 positions a vector, tiles of 4 output
+  // channels x 3 vectors), then AVX-512 (16, 4 x 4).
+  if (cpu::direct_best_isa() == 0) DL_SKIP("the planar convolution needs AVX2 and FMA, which this CPU lacks");
+  ConvKnobs knobs;
+  cpu::conv_tuning().planar = 2;
+  cpu::conv_tuning().winograd_min_channels = 0;
+  const std::vector<ConvCase> cases = {
+      conv_case(3, 1, 28, 28, 48, 3, 3, {1, 1}, {1, 1}),  // the scratch CNN's first layer: 784 positions, whole tiles
+      conv_case(2, 1, 5, 7, 9, 3, 3, {1, 1}, {1, 1}),     // 35 positions: a tail tile ending in a partial vector;
+                                                          // 9 channels: blocks of 4 + 4 + 1
+      conv_case(1, 3, 9, 13, 6, 3, 3, {1, 1}, {1, 1}),    // 3 channels, one image (the forward splits the channels)
+      conv_case(2, 2, 11, 10, 7, 5, 5, {1, 1}, {2, 2}),   // 5x5: kernel rows in tiles of 3 + 2
+      conv_case(3, 1, 6, 9, 5, 2, 4, {1, 1}, {0, 1}),     // kh != kw, even kernel, Wo != W, kernel rows 2 (+ 0)
+      conv_case(2, 4, 7, 3, 3, 1, 3, {1, 1}, {2, 0}),     // padding past the kernel: border rows read only zeros;
+                                                          // Wo = 1 (every vector crosses rows)
+      conv_case(2, 1, 1, 1, 3, 1, 1, {1, 1}, {0, 0}),     // one pixel
+      conv_case(2, 5, 4, 21, 2, 4, 3, {1, 1}, {1, 1}),    // 4 kernel rows (3 + 1), 5 channels
+  };
+  for (int isa = 1; isa <= cpu::direct_best_isa(); ++isa) {
+    cpu::conv_tuning().direct_isa = isa;
+    INFO("instruction set " << cpu::direct_kernels()->name);
+    for (int threads : {1, 2}) {
+      set_threads(threads);
+      for (const ConvCase& c : cases) check_conv_case(c, threads == 1 ? "planar, 1 thread" : "planar, 2 threads");
+    }
+    // the weight gradient splits the output channels over the threads: the same bits for any number of them
+    const ConvCase& c = cases[1];
+    const DirectConv d(c);
+    Tensor x = uniform({c.N, c.C, c.H, c.W}, 21, DType::Float32), gout = uniform({c.N, c.O, d.Ho, d.Wo}, 22, DType::Float32);
+    set_threads(1);
+    const auto one = ops::conv2d_backward_weight(gout, x, {c.O, c.C, c.kh, c.kw}, c.p).to_vector<float>();
+    set_threads(2);
+    CHECK(ops::conv2d_backward_weight(gout, x, {c.O, c.C, c.kh, c.kw}, c.p).to_vector<float>() == one);
+  }
+  // An infinite input in the last row: kernel row 0 never reaches it (padding 1), but the lanes past the last of
+  // the 9 positions would (plane row 3 is image row 2): the tail's masked loads keep their products out, so row 0's
+  // gradients stay finite and right. Fails if the tail loads the shifted plane unmasked.
+  {
+    const ConvCase c = conv_case(1, 1, 3, 3, 4, 3, 3, {1, 1}, {1, 1});
+    const DirectConv d(c);
+    std::vector<float> xv(9, 0.5f);
+    xv[7] = std::numeric_limits<float>::infinity();
+    const Tensor x = from_vector(xv, {1, 1, 3, 3}), gout = uniform({1, 4, 3, 3}, 23, DType::Float32);
+    const auto got = ops::conv2d_backward_weight(gout, x, {4, 1, 3, 3}, c.p).to_vector<float>();
+    const auto want = d.grad_weight(ops::to_dtype(gout, DType::Float64), ops::to_dtype(x, DType::Float64)).to_vector<double>();
+    for (int o = 0; o < 4; ++o)
+      for (int j = 0; j < 3; ++j) {
+        INFO("output channel " << o << ", tap (0, " << j << ")");
+        CHECK(std::isfinite(got[static_cast<size_t>(o * 9 + j)]));
+        CHECK(got[static_cast<size_t>(o * 9 + j)] == doctest::Approx(want[static_cast<size_t>(o * 9 + j)]).epsilon(1e-5));
+      }
   }
 }
 
