@@ -31,9 +31,10 @@
 // and stride-1 input gradients, and for the weight gradients of layers up to ~128 channels or on small planes
 // (direct_fast_for); strided input gradients only where the search measures it faster.
 //
-// Planar convolution (Algo::planar, conv_planar.inc; AVX-512 or AVX2): forwards and weight gradients of stride-1
-// layers with few input channels (a small CNN's first layer), vectors along the output plane, NCHW in and out: no
-// transposes, no column matrix (forward_planar, backward_weight_planar).
+// Planar convolution (Algo::planar, conv_planar.inc; AVX-512 or AVX2): forwards and weight gradients of layers
+// with few input channels (a small CNN's first layer, ResNet's 7x7 / 2 stem), vectors along the output plane, NCHW
+// in and out: no transposes, no column matrix (forward_planar, backward_weight_planar). The fixed rule takes it for
+// every forward it can run and for small stride-1 weight gradients (planar_fast_for).
 //
 // Implicit GEMM (float32, Algo::packed): the same GEMMs, but the GEMM asks for its op(B) blocks through a packing
 // function that gathers the im2col values straight from the images (forward_packed; the weight gradient's
@@ -1976,20 +1977,26 @@ bool direct_possible(Pass pass, DType dtype, const Conv2dParams& g) {
   return direct_applies(g);
 }
 
-// The planar convolution can run the pass: forwards and weight gradients of float32 stride-1 one-group layers
-// with at most 16 shifted planes an image (C * kw).
+// The planar convolution can run the pass: forwards and weight gradients of float32 one-group layers with at most
+// 48 shifted planes an image (C * kw * the row stride: a stem's 3 x 7 x 2 = 42).
 bool planar_possible(Pass pass, DType dtype, const Conv2dParams& g, bool low) {
   return conv_tuning().planar > 0 && pass != Pass::input && dtype == DType::Float32 && !low && g.groups == 1 &&
-         g.dilation[0] == 1 && g.dilation[1] == 1 && g.C * g.kw <= 16 && direct_planar_applies(direct_shape(g));
+         g.dilation[0] == 1 && g.dilation[1] == 1 && g.C * g.kw * g.stride[0] <= 48 &&
+         direct_planar_applies(direct_shape(g));
 }
 
-// ... and where the fixed rule takes it: up to 36 taps (C * kh * kw). Measured on the AVX2 Zen 4 guest (2 threads,
-// batch 64, in isolation) against the fixed rule's choice before it (GEMM or direct): the scratch CNN's 1x28x28 -> 48
-// 3x3 forward 1.7x (130 GFLOP/s), weight gradient 2.2-2.8x (131); 3x32x32 -> 64 1.6x and 1.45x; 1x28x28 -> 32 5x5
-// 2.1x and 1.4x (against the direct weight gradient); 4x32x32 -> 64 1.4x and 1.4x. A 1x1 layer's weight gradient
-// (16 channels) ran 0.9x, so the weight gradient needs a kernel larger than 1x1.
+// ... and where the fixed rule takes it: every forward it can run, and the weight gradients of stride-1 layers with
+// up to 36 taps (C * kh * kw). Measured on the AVX2 Zen 4 guest (2 threads, in isolation) against the fixed rule's
+// choice before it (GEMM or direct): the scratch CNN's 1x28x28 -> 48 3x3 forward 1.7x (130 GFLOP/s), weight
+// gradient 2.2-2.8x (131-137); 3x32x32 -> 64 1.6x and 1.45x; 1x28x28 -> 32 5x5 2.1x and 1.4x (against the direct
+// weight gradient); 4x32x32 -> 64 1.4x and 1.4x. Forwards with more channels or strided, against the better of
+// the fixed rule and the direct convolution: 8x32x32 -> 32 3x3 1.53x, 16x32x32 -> 64 1.10x, 16x16x16 -> 64 1.01x,
+// 6x28x28 -> 16 5x5 1.17x; ResNet18's 7x7 / 2 stem 1.12x at 64x64 and 1.16x at 224x224 (149-153 GFLOP/s), 3x3 / 2
+// and 5x5 / 2 layers on 1-3 channels 1.4-1.9x. Strided weight gradients ran level with the direct one (0.95-1.04x on
+// the stem and 3x3 / 2 and 5x5 / 2 layers), and a 1x1 layer's (16 channels) 0.9x: those the search decides.
 bool planar_fast_for(Pass pass, const Conv2dParams& g) {
-  return g.C * g.kh * g.kw <= 36 && (pass != Pass::weight || g.kh * g.kw > 1);
+  if (pass == Pass::forward) return true;
+  return g.C * g.kh * g.kw <= 36 && g.stride[0] == 1 && g.stride[1] == 1 && g.kh * g.kw > 1;
 }
 
 // ... and where the fixed rule takes it: measured on a Zen 4 (2 threads) against the implicit GEMM (float32) and
@@ -2110,8 +2117,9 @@ void choose_and_run(Pass pass, DType dtype, const Conv2dParams& g, bool low, siz
   // gradient with shared sums where the images give the threads few tiles; 7: the implicit GEMM's weight gradient
   // likewise; 8: the channels-last weight gradient and col2im; 9: the implicit GEMM forward's AVX2 packer; 10:
   // Winograd's kernels transformed straight into the GEMMs' panels, longer blocks where they are large; 11: its
-  // weight gradient's sums split by images where they fit in about L2, the channels-last col2im's chunks in L2)
-  constexpr const char* kKernelsRevision = "kernels-11,";
+  // weight gradient's sums split by images where they fit in about L2, the channels-last col2im's chunks in L2; 12:
+  // the planar convolution)
+  constexpr const char* kKernelsRevision = "kernels-12,";
   uint32_t h = 2166136261u;  // FNV-1a
   const std::string revision = std::string(kKernelsRevision) + (conv_tuning().vector_im2col ? "" : "im2col-scalar,") +
                                (conv_tuning().direct_grad_split == 0

@@ -65,9 +65,9 @@ struct ConvTuning {
   // phases) and weight gradients, float32 and bfloat16, AVX-512F or AVX2): 0 never, 1 a candidate of the algorithm search, 2 always where it applies (for
   // tests).
   int direct = 1;
-  // The planar convolution (conv_planar.inc: forwards and weight gradients of stride-1 layers with few input
-  // channels, vectors along the output plane): 0 never, 1 a candidate of the algorithm search (and the fixed rule's
-  // choice where it measured faster), 2 always where it applies (for tests).
+  // The planar convolution (conv_planar.inc: forwards and weight gradients of layers with few input channels, a
+  // stem's included, vectors along the output plane): 0 never, 1 a candidate of the algorithm search (and the fixed
+  // rule's choice where it measured faster: conv.cpp, planar_fast_for), 2 always where it applies (for tests).
   int planar = 1;
   // Its instruction set: 0 the best the CPU has, 1 AVX2 + FMA, 2 AVX-512 (where the CPU has it; for tests and
   // measuring what each buys).

@@ -95,7 +95,7 @@ void direct_weight_grad(const float* x, const float* gout, int64_t n, const Dire
 }
 
 bool direct_planar_applies(const DirectConvShape& s) {
-  return direct_kernels() != nullptr && !s.bf16 && s.sh == 1 && s.sw == 1 && s.ph_end < 0 && s.pw_end < 0 &&
+  return direct_kernels() != nullptr && !s.bf16 && s.sh >= 1 && s.sw >= 1 && s.ph_end < 0 && s.pw_end < 0 &&
          s.Ho > 0 && s.Wo > 0;
 }
 

@@ -124,10 +124,11 @@ double direct_weight_grad_skipped_share(const DirectConvShape& s);
 bool direct_weight_grad_by_images(const DirectConvShape& s, int64_t n);
 void direct_weight_grad(const float* x, const float* gout, int64_t n, const DirectConvShape& s, float* gw);
 
-// The planar convolution (conv_planar.inc): stride-1 layers with few input channels (a small CNN's first layer),
+// The planar convolution (conv_planar.inc): layers with few input channels (a small CNN's first layer, a stem),
 // vectors along the output plane, NCHW in and out, no transposes; float32 only (s.bf16 must be false), dilation 1,
-// one group. Each image is copied into C * kw shifted planes (rows Ho + kh - 1, each Wo wide) so that every tap is
-// one offset from the output position. On the calling thread (its scratch slots 10 and 17); need direct_kernels().
+// one group, any stride. Each image is copied into C * kw * sh shifted planes (rows Ho + (kh - 1) / sh, each Wo
+// wide) so that every tap is one offset from the output position. On the calling thread (its scratch slots 10, 12
+// and 17); need direct_kernels().
 // Forward: out (n, O, Ho, Wo) channels [o0, o1) of the n images at x (NCHW) = conv(x, w (O, C, kh, kw)) + bias
 // (null: none), written straight into out. Weight gradient: gw ((o1 - o0), C, kh, kw) = the sum over the n images
 // of their products for output channels [o0, o1); each image's sums are added in position order, in vectors, and

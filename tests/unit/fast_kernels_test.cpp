@@ -603,8 +603,8 @@ TEST_CASE("fast conv: the direct convolution on channels-last copies (forwards, 
 
 TEST_CASE("fast conv: the planar convolution (few input channels, vectors along the output plane) against the definition") {
   // Forwards (with every epilogue) and weight gradients (check_conv_case also runs the input gradient, through
-  // the other algorithms); every instruction set the CPU runs: AVX2 (8 positions a vector, tiles of 4 output
-  // channels x 3 vectors), then AVX-512 (16, 4 x 4).
+  // the other algorithms), stride 1 and strided; every instruction set the CPU runs: AVX2 (8 positions a vector,
+  // tiles of 4 output channels x 3 vectors), then AVX-512 (16, 4 x 4).
   if (cpu::direct_best_isa() == 0) DL_SKIP("the planar convolution needs AVX2 and FMA, which this CPU lacks");
   ConvKnobs knobs;
   cpu::conv_tuning().planar = 2;
@@ -619,7 +619,12 @@ TEST_CASE("fast conv: the planar convolution (few input channels, vectors along 
       conv_case(2, 4, 7, 3, 3, 1, 3, {1, 1}, {2, 0}),     // padding past the kernel: border rows read only zeros;
                                                           // Wo = 1 (every vector crosses rows)
       conv_case(2, 1, 1, 1, 3, 1, 1, {1, 1}, {0, 0}),     // one pixel
-      conv_case(2, 5, 4, 21, 2, 4, 3, {1, 1}, {1, 1}),    // 4 kernel rows (3 + 1), 5 channels
+      conv_case(2, 5, 4, 21, 2, 4, 3, {1, 1}, {1, 1}),    // 4 kernel rows, 5 channels: 60 taps, tiles of 3
+      conv_case(2, 3, 23, 21, 64, 7, 7, {2, 2}, {3, 3}),  // the stem's 7x7 / 2: 42 planes, rows by parity
+      conv_case(3, 1, 9, 10, 5, 3, 3, {2, 1}, {1, 1}),    // strided rows only
+      conv_case(2, 2, 11, 8, 6, 5, 4, {3, 2}, {2, 1}),    // stride 3 x 2: phases with 2, 2 and 1 kernel rows
+      conv_case(1, 1, 8, 9, 3, 3, 3, {2, 2}, {0, 0}),     // no padding; the last input row and column reach no output
+      conv_case(2, 3, 40, 70, 4, 3, 3, {1, 1}, {1, 1}),   // 2800 positions: chunks of the plane (the last partial)
   };
   for (int isa = 1; isa <= cpu::direct_best_isa(); ++isa) {
     cpu::conv_tuning().direct_isa = isa;
