@@ -35,23 +35,45 @@ inline void sgd_element(T* pp, const T* gp, T* bp, const SgdScalars<T>& c) {
 }
 
 // Parameter, gradient and momentum dense (the usual case): the same arithmetic as one vectorised loop, so the
-// step runs at memory speed rather than one strided element at a time.
-template <typename T>
-DL_VECTOR_CLONES DL_NO_FP_CONTRACT void sgd_dense(T* __restrict p, const T* __restrict g, T* __restrict b, int64_t n, SgdScalars<T> c) {
-  if (!c.use_mom) {
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) p[i] = p[i] + c.neg_lr * (c.use_wd ? g[i] + c.wd * p[i] : g[i]);
-    return;
-  }
+// step runs at memory speed rather than one strided element at a time. The options are template arguments, not
+// selects in the loop: GCC left the AVX2 clone with those selects scalar ("control flow in loop").
+template <typename T, bool Wd, bool Mom, bool Nesterov, bool First>
+DL_VECTOR_CLONES DL_NO_FP_CONTRACT void sgd_loop(T* __restrict p, const T* __restrict g, T* __restrict b, int64_t n,
+                                                 SgdScalars<T> c) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     T d = g[i];
-    if (c.use_wd) d = d + c.wd * p[i];
-    const T nb = c.first ? d : b[i] * c.mom + c.keep * d;
-    b[i] = nb;
-    d = c.nesterov ? d + c.mom * nb : nb;
+    if constexpr (Wd) d = d + c.wd * p[i];
+    if constexpr (Mom) {
+      T nb;
+      if constexpr (First)
+        nb = d;
+      else
+        nb = b[i] * c.mom + c.keep * d;
+      b[i] = nb;
+      if constexpr (Nesterov)
+        d = d + c.mom * nb;
+      else
+        d = nb;
+    }
     p[i] = p[i] + c.neg_lr * d;
   }
+}
+
+template <typename T, bool Wd>
+void sgd_dense_wd(T* p, const T* g, T* b, int64_t n, const SgdScalars<T>& c) {
+  if (!c.use_mom) return sgd_loop<T, Wd, false, false, false>(p, g, b, n, c);
+  if (c.nesterov)
+    return c.first ? sgd_loop<T, Wd, true, true, true>(p, g, b, n, c) : sgd_loop<T, Wd, true, true, false>(p, g, b, n, c);
+  return c.first ? sgd_loop<T, Wd, true, false, true>(p, g, b, n, c) : sgd_loop<T, Wd, true, false, false>(p, g, b, n, c);
+}
+
+template <typename T>
+void sgd_dense(T* p, const T* g, T* b, int64_t n, const SgdScalars<T>& c) {
+  if (c.use_wd)
+    sgd_dense_wd<T, true>(p, g, b, n, c);
+  else
+    sgd_dense_wd<T, false>(p, g, b, n, c);
 }
 
 template <typename T>
