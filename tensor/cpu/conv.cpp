@@ -137,7 +137,7 @@ inline void gemm(const Conv2dParams&, bool ta, bool tb, int64_t M, int64_t N, in
 // kLowX and kLowW hold a layer's operands rounded to bfloat16, on the calling thread.
 // kTables and kRowTables hold the packed algorithms' tables, kFlipped the weights of an input gradient run as a
 // forward, kChannelsLast the packed weight gradient's copy of the images and the channels-last col2im's buffer,
-// kPackedWeights that col2im's packed weights (the direct convolution uses 10-12 and 14).
+// kPackedWeights that col2im's packed weights (the direct and planar convolutions use 10-12 and 14-17).
 enum Slot {
   kCol = 0, kGathered = 1, kAcc = 2, kPackedWeights = 4, kLowX = 5, kLowW = 6, kTables = 7, kFlipped = 8,
   kRowTables = 9, kDirectWeights = 13, kChannelsLast = 15
@@ -156,6 +156,8 @@ enum Slot {
 //             transposed matrix packed likewise (backward_weight_packed)
 //   direct    the forward as a direct convolution on a channels-last copy (conv_direct.h; float32 or bfloat16
 //             products); the input gradient likewise as forwards (backward_input_direct); the weight gradient
+//   planar    the forward and the weight gradient of a layer with few input channels on shifted copies of its
+//             planes, NCHW in and out (conv_planar.inc; forward_planar, backward_weight_planar); float32
 struct Algo {
   enum Kind : uint8_t { gemm, winograd, implicit, packed, direct, winograd4x4, planar } kind = gemm;
   int64_t columns = 512;
@@ -1991,8 +1993,9 @@ bool planar_possible(Pass pass, DType dtype, const Conv2dParams& g, bool low) {
 // gradient 2.2-2.8x (131-137); 3x32x32 -> 64 1.6x and 1.45x; 1x28x28 -> 32 5x5 2.1x and 1.4x (against the direct
 // weight gradient); 4x32x32 -> 64 1.4x and 1.4x. Forwards with more channels or strided, against the better of
 // the fixed rule and the direct convolution: 8x32x32 -> 32 3x3 1.53x, 16x32x32 -> 64 1.10x, 16x16x16 -> 64 1.01x,
-// 6x28x28 -> 16 5x5 1.17x; ResNet18's 7x7 / 2 stem 1.12x at 64x64 and 1.16x at 224x224 (149-153 GFLOP/s), 3x3 / 2
-// and 5x5 / 2 layers on 1-3 channels 1.4-1.9x. Strided weight gradients ran level with the direct one (0.95-1.04x on
+// 6x28x28 -> 16 5x5 1.17x; 3x3 / 2 and 5x5 / 2 layers on 1-3 channels 1.4-1.9x. ResNet18's 7x7 / 2 stem ran level
+// with the direct convolution (0.92-1.17x over several paired runs, the spread the machine's; 150-160 GFLOP/s at
+// 224x224), and in the training step at 64 the search may keep either. Strided weight gradients ran level with the direct one (0.95-1.04x on
 // the stem and 3x3 / 2 and 5x5 / 2 layers), and a 1x1 layer's (16 channels) 0.9x: those the search decides.
 bool planar_fast_for(Pass pass, const Conv2dParams& g) {
   if (pass == Pass::forward) return true;

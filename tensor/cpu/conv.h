@@ -65,13 +65,13 @@ struct ConvTuning {
   // phases) and weight gradients, float32 and bfloat16, AVX-512F or AVX2): 0 never, 1 a candidate of the algorithm search, 2 always where it applies (for
   // tests).
   int direct = 1;
+  // Its instruction set (the planar convolution's too): 0 the best the CPU has, 1 AVX2 + FMA, 2 AVX-512 (where the
+  // CPU has it; for tests and measuring what each buys).
+  int direct_isa = 0;
   // The planar convolution (conv_planar.inc: forwards and weight gradients of layers with few input channels, a
   // stem's included, vectors along the output plane): 0 never, 1 a candidate of the algorithm search (and the fixed
   // rule's choice where it measured faster: conv.cpp, planar_fast_for), 2 always where it applies (for tests).
   int planar = 1;
-  // Its instruction set: 0 the best the CPU has, 1 AVX2 + FMA, 2 AVX-512 (where the CPU has it; for tests and
-  // measuring what each buys).
-  int direct_isa = 0;
   // How the direct weight gradient splits its work over the threads (conv_direct.cpp, weight_grad): 0 by images
   // where its register tiles fit in a core's L2 and every thread gets an image, else by tiles; 1 always by tiles;
   // 2 by images wherever every thread gets an image (for tests). 1 also keeps the fixed rule off the direct
