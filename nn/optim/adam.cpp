@@ -58,7 +58,7 @@ inline void adam_element(T* pp, T g, T* mp, T* vp, T* xp, const AdamScalars<T>& 
 
 // Every operand dense (the usual case): the same arithmetic as one vectorised loop, at memory speed. The weight
 // decay's form (none, coupled, decoupled) is a template argument rather than a select in the loop: GCC left the
-// AVX2 clone with those selects scalar ("control flow in loop"; 2.3 ms of the scratch CNN's 72 ms step, a sqrt
+// AVX2 clone with those selects scalar ("control flow in loop"; 3.1 ms of the scratch CNN's ~72 ms step, now 0.7; a sqrt
 // and two divisions a value); AMSGrad, which writes one more array, is a loop of its own: a conditional store
 // would keep the loop scalar.
 enum class AdamDecay { none, coupled, decoupled };
