@@ -1505,13 +1505,16 @@ void forward_planar(float* out, const float* x, const float* w, const Epilogue<f
   const int64_t L = g.L(), image = g.C * g.HW();
   const float* bias = ep.bias_only() ? ep.shift : nullptr;
   auto run = [&](int64_t n0, int64_t n1, int64_t o0, int64_t o1) {
+    if (ep.bias_only()) {  // one call: the taps' table and the weights' blocks are set up once
+      direct_planar_forward(x + n0 * image, n1 - n0, w, bias, s, o0, o1, out + n0 * g.O * L);
+      return;
+    }
     for (int64_t n = n0; n < n1; ++n) {  // the rest of the epilogue image by image, while its planes are in cache
       direct_planar_forward(x + n * image, 1, w, bias, s, o0, o1, out + n * g.O * L);
-      if (!ep.bias_only())
-        for (int64_t o = o0; o < o1; ++o) {
-          const int64_t at = (n * g.O + o) * L;
-          epilogue_row(out + at, out + at, L, ep, o, ep.residual ? ep.residual + at : nullptr);
-        }
+      for (int64_t o = o0; o < o1; ++o) {
+        const int64_t at = (n * g.O + o) * L;
+        epilogue_row(out + at, out + at, L, ep, o, ep.residual ? ep.residual + at : nullptr);
+      }
     }
   };
   const int nt = max_threads();
