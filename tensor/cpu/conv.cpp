@@ -2124,8 +2124,8 @@ void choose_and_run(Pass pass, DType dtype, const Conv2dParams& g, bool low, siz
   // likewise; 8: the channels-last weight gradient and col2im; 9: the implicit GEMM forward's AVX2 packer; 10:
   // Winograd's kernels transformed straight into the GEMMs' panels, longer blocks where they are large; 11: its
   // weight gradient's sums split by images where they fit in about L2, the channels-last col2im's chunks in L2; 12:
-  // the planar convolution)
-  constexpr const char* kKernelsRevision = "kernels-12,";
+  // the planar convolution; 13: the direct weight gradient's output gradient in blocks, its chunks sized by L2)
+  constexpr const char* kKernelsRevision = "kernels-13,";
   uint32_t h = 2166136261u;  // FNV-1a
   const std::string revision = std::string(kKernelsRevision) + (conv_tuning().vector_im2col ? "" : "im2col-scalar,") +
                                (conv_tuning().direct_grad_split == 0

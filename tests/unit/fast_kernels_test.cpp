@@ -561,8 +561,11 @@ TEST_CASE("fast conv: the direct convolution on channels-last copies (forwards, 
   cases.push_back(conv_case(3, 16, 5, 18, 33, 3, 3, {1, 1}, {1, 1}));   // 3 vectors, the last 1/16 full; W >= 16
   cases.push_back(conv_case(2, 35, 4, 4, 70, 3, 3, {1, 1}, {1, 1}));    // blocks of 3 + 2 vectors; 35 = 2 x 16 + 3
   cases.push_back(conv_case(2, 160, 3, 5, 40, 3, 3, {1, 1}, {1, 1}));   // two channel passes (128 + 32)
-  cases.push_back(conv_case(1, 17, 26, 25, 20, 3, 3, {1, 1}, {1, 1}));  // 650 positions: chunks inside an image
-  cases.push_back(conv_case(140, 16, 2, 2, 24, 3, 3, {1, 1}, {1, 1}));  // 4-position planes: 128 images a chunk
+  cases.push_back(conv_case(1, 17, 52, 41, 20, 3, 3, {1, 1}, {1, 1}));  // 2,132 positions: chunks inside an image
+                                                                         // (forward 512, weight gradient 1,024)
+  cases.push_back(conv_case(300, 16, 2, 2, 24, 3, 3, {1, 1}, {1, 1}));  // 4-position planes: 128 images a forward
+                                                                        // chunk; weight gradient chunks of 1,024
+                                                                        // positions sorted by padding class
   cases.push_back(conv_case(3, 32, 9, 20, 200, 3, 3, {2, 2}, {1, 1}));  // stride 2; four blocks, a partial vector
   cases.push_back(conv_case(2, 3, 23, 21, 64, 7, 7, {2, 2}, {3, 3}));   // the stem's 7x7 / 2
   cases.push_back(conv_case(3, 32, 9, 8, 48, 1, 1, {2, 2}, {0, 0}));    // 1x1 / 2: input gradient phases with no tap
@@ -679,7 +682,7 @@ TEST_CASE("fast conv: the bfloat16 direct convolution (vdpbf16ps, or emulated on
       conv_case(3, 16, 5, 18, 33, 3, 3, {1, 1}, {1, 1}),    // W >= 16, a partial vector of outputs
       conv_case(2, 35, 4, 4, 70, 3, 3, {1, 1}, {1, 1}),     // odd channels, blocks of 3 + 2 vectors
       conv_case(2, 290, 3, 5, 40, 3, 3, {1, 1}, {1, 1}),    // channel passes (272 + 18)
-      conv_case(1, 17, 26, 25, 20, 3, 3, {1, 1}, {1, 1}),   // chunks inside an image
+      conv_case(1, 17, 52, 41, 20, 3, 3, {1, 1}, {1, 1}),   // chunks inside an image (weight gradient: 1,092 pairs)
       conv_case(3, 32, 9, 20, 200, 3, 3, {2, 2}, {1, 1}),   // stride 2
       conv_case(2, 3, 23, 21, 64, 7, 7, {2, 2}, {3, 3}),    // the stem
       conv_case(2, 20, 6, 7, 36, 2, 3, {1, 2}, {0, 2}),     // kh != kw, unequal strides and padding
