@@ -137,10 +137,11 @@ inline void gemm(const Conv2dParams&, bool ta, bool tb, int64_t M, int64_t N, in
 // kLowX and kLowW hold a layer's operands rounded to bfloat16, on the calling thread.
 // kTables and kRowTables hold the packed algorithms' tables, kFlipped the weights of an input gradient run as a
 // forward, kChannelsLast the packed weight gradient's copy of the images and the channels-last col2im's buffer,
-// kPackedWeights that col2im's packed weights (the direct and planar convolutions use 10-12 and 14-17).
+// kPackedWeights that col2im's packed weights, kPhasePlanes the strided direct input gradient's phase planes (the
+// direct and planar convolutions use 10-12 and 14-17).
 enum Slot {
   kCol = 0, kGathered = 1, kAcc = 2, kPackedWeights = 4, kLowX = 5, kLowW = 6, kTables = 7, kFlipped = 8,
-  kRowTables = 9, kDirectWeights = 13, kChannelsLast = 15
+  kRowTables = 9, kDirectWeights = 13, kChannelsLast = 15, kPhasePlanes = 18
 };
 
 // How one pass of one layer is computed (chosen per layer shape by choose_and_run below):
@@ -1632,24 +1633,139 @@ DirectGradientTaps phase_taps(const Conv2dParams& g, const PhaseAxis& ro, const 
   return {g.kh * g.kw, into.data()};
 }
 
-// gx = the input gradient of g, as the phases' direct convolutions of gout (direct_input_applies).
+// Writes a phase's rows, as they come, into its own planes (image, channel, u, v): an image group's share of a
+// buffer that phase_interleave then spreads into the input gradient.
+struct PhasePlaneStore final : DirectStore {
+  float* planes;
+  int64_t C, plane;  // the layer's input channels; values a phase plane
+  PhasePlaneStore(float* p, int64_t c, int64_t pl) : planes(p), C(c), plane(pl) {}
+  void operator()(int64_t image, int64_t l0, int64_t len, int64_t o0, int64_t on, const float* rows,
+                  int64_t ld) const override {
+    for (int64_t o = 0; o < on; ++o)
+      std::memcpy(planes + (image * C + o0 + o) * plane + l0, rows + o * ld, static_cast<size_t>(len) * sizeof(float));
+  }
+};
+
+// One phase of a strided layer's input gradient: its direct convolution of the output gradient and where its
+// planes go.
+struct PhaseJob {
+  DirectConvShape s;
+  const void* wp = nullptr;  // its packed weights
+  int64_t r = 0, q = 0;      // the phase
+  int64_t rows = 0, cols = 0;
+  bool empty = false;        // positions but no taps: zeros
+};
+
+// gx (images [0, n), planes H x W) from the phases' planes, phase p's at planes + at[p] * n (n x C x rows x cols).
+// Row h of an image's channel takes phase (h % sh, .)'s row h / sh: with sw = 2, two phases' rows alternate along it
+// (4 pairs at a time through SSE's unpacks: ResNet18's phase rows are 2-28 values), else each phase's values go sw
+// apart.
+void phase_interleave(const std::vector<PhaseJob>& jobs, const std::vector<int64_t>& at, const float* planes,
+                      int64_t n, const Conv2dParams& g, float* gx) {
+  const int64_t sh = g.stride[0], sw = g.stride[1], H = g.H, W = g.W, np = sh * sw;
+  std::vector<const float*> src(static_cast<size_t>(np));  // each phase's plane of the channel (null: zeros)
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t c = 0; c < g.C; ++c) {
+      for (int64_t p = 0; p < np; ++p) {
+        const PhaseJob& j = jobs[static_cast<size_t>(p)];
+        src[static_cast<size_t>(p)] =
+            j.empty ? nullptr : planes + at[static_cast<size_t>(p)] * n + (i * g.C + c) * j.rows * j.cols;
+      }
+      float* dst = gx + (i * g.C + c) * H * W;
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t r = h % sh, u = h / sh;
+        float* d = dst + h * W;
+        const float* p0 = src[static_cast<size_t>(r * sw)];
+        if (sw == 2 && p0 && src[static_cast<size_t>(r * 2 + 1)]) {
+          const int64_t n1 = W / 2;  // columns of phase 1; phase 0 has one more where W is odd
+          const float* a = p0 + u * jobs[static_cast<size_t>(r * 2)].cols;
+          const float* b = src[static_cast<size_t>(r * 2 + 1)] + u * n1;
+          int64_t v = 0;
+#if defined(__SSE2__)
+          for (; v + 4 <= n1; v += 4) {
+            const __m128 x = _mm_loadu_ps(a + v), y = _mm_loadu_ps(b + v);
+            _mm_storeu_ps(d + 2 * v, _mm_unpacklo_ps(x, y));
+            _mm_storeu_ps(d + 2 * v + 4, _mm_unpackhi_ps(x, y));
+          }
+#endif
+          for (; v < n1; ++v) d[2 * v] = a[v], d[2 * v + 1] = b[v];
+          if (W % 2) d[W - 1] = a[n1];
+          continue;
+        }
+        for (int64_t q = 0; q < sw && q < W; ++q) {
+          const float* p = src[static_cast<size_t>(r * sw + q)];
+          const int64_t cols = jobs[static_cast<size_t>(r * sw + q)].cols;
+          for (int64_t v = 0; v * sw + q < W; ++v) d[v * sw + q] = p ? p[u * cols + v] : 0.0f;
+        }
+      }
+    }
+}
+
+// gx = the input gradient of g, as the phases' direct convolutions of gout (direct_input_applies). Strided, with
+// an image a thread or more: each thread runs all phases on a few images at a time into phase planes that stay in
+// its L2, then interleaves them into gx; the phases' weights are packed first, all of them. Phase by phase over all
+// images, each phase writing its values sw apart into gx as they came (the form kept for fewer images than
+// threads), a phase's scattered writes had taken 9% of ResNet18's 128x8x8 -> 256 3x3/2 and every phase touched
+// every line of gx (perf, Zen 4 guest).
 void backward_input_direct(float* gx, const float* gout, const float* w, const Conv2dParams& g) {
-  bool empty = false;  // phases with positions but no taps: zero
-  for_phases(g, [&](const PhaseAxis& ro, const PhaseAxis& co, int64_t, int64_t) {
-    empty = empty || (ro.size > 0 && co.size > 0 && (ro.taps == 0 || co.taps == 0));
-  });
-  const int64_t image = g.C * g.HW();
-  if (empty) parallel_shares(g.N, [&](int64_t n0, int64_t n1) { std::fill(gx + n0 * image, gx + n1 * image, 0.0f); });
+  std::vector<PhaseJob> jobs;
+  std::vector<std::vector<int32_t>> into;  // each phase's taps' table (taps[p] points into into[p])
+  into.reserve(static_cast<size_t>(g.stride[0] * g.stride[1]));
+  std::vector<DirectGradientTaps> taps;
+  bool empty = false;
   for_phases(g, [&](const PhaseAxis& ro, const PhaseAxis& co, int64_t r, int64_t q) {
-    if (ro.size == 0 || co.size == 0 || ro.taps == 0 || co.taps == 0) return;
-    const DirectConvShape s = phase_shape(g, ro, co);
-    void* wp = thread_scratch_bytes(kDirectWeights, direct_packed_weights_bytes(s));
-    std::vector<int32_t> into;
-    const DirectGradientTaps taps = phase_taps(g, ro, co, into);
-    direct_pack_weights(w, s, wp, &taps);
-    direct_over_threads(gout, g.N, g.O * g.L(), wp, s,
-                        [&](int64_t n0) { return PhaseStore(gx, g, n0, r, q, co.size); });
+    PhaseJob j;
+    j.r = r, j.q = q, j.rows = ro.size, j.cols = co.size;
+    j.empty = ro.size == 0 || co.size == 0 || ro.taps == 0 || co.taps == 0;
+    empty = empty || (ro.size > 0 && co.size > 0 && j.empty);
+    if (!j.empty) j.s = phase_shape(g, ro, co);
+    jobs.push_back(j);
+    into.emplace_back();
+    taps.push_back(j.empty ? DirectGradientTaps{} : phase_taps(g, ro, co, into.back()));
   });
+  // every phase's packed weights, one after the other (64-byte aligned)
+  std::vector<size_t> wat(jobs.size(), 0);
+  size_t wbytes = 0;
+  for (size_t p = 0; p < jobs.size(); ++p)
+    if (!jobs[p].empty) wat[p] = wbytes, wbytes += (direct_packed_weights_bytes(jobs[p].s) + 63) / 64 * 64;
+  auto* wbuf = static_cast<uint8_t*>(thread_scratch_bytes(kDirectWeights, std::max<size_t>(wbytes, 64)));
+  std::vector<DirectConvShape> ps;
+  std::vector<void*> pw;
+  std::vector<DirectGradientTaps> pt;
+  for (size_t p = 0; p < jobs.size(); ++p)
+    if (!jobs[p].empty) {
+      jobs[p].wp = wbuf + wat[p];
+      ps.push_back(jobs[p].s), pw.push_back(wbuf + wat[p]), pt.push_back(taps[p]);
+    }
+  direct_pack_phases(w, static_cast<int>(ps.size()), ps.data(), pw.data(), pt.data());
+  const int64_t image = g.C * g.HW(), gimage = g.O * g.L();
+  const bool strided = g.stride[0] != 1 || g.stride[1] != 1;
+  if (strided && g.N >= max_threads()) {
+    // phase p's planes of n images start at at[p] * n: an image's values of the phases before it, times n
+    std::vector<int64_t> at(jobs.size(), 0);
+    int64_t per_image = 0;
+    for (size_t p = 0; p < jobs.size(); ++p) at[p] = per_image, per_image += g.C * jobs[p].rows * jobs[p].cols;
+    // images a group: its phase planes (an image's input gradient's values) in about half a core's L2
+    const int64_t l2 = cpu_caches().l2.per_cpu_or(int64_t{1} << 20);
+    const int64_t group = std::max<int64_t>(1, l2 / 2 / (per_image * static_cast<int64_t>(sizeof(float))));
+    parallel_shares(g.N, [&](int64_t n0, int64_t n1) {
+      float* planes = thread_scratch<float>(kPhasePlanes, static_cast<size_t>(std::min(group, n1 - n0) * per_image));
+      for (int64_t i0 = n0; i0 < n1; i0 += group) {
+        const int64_t gn = std::min(group, n1 - i0);
+        for (size_t p = 0; p < jobs.size(); ++p)
+          if (!jobs[p].empty)
+            direct_conv_images(gout + i0 * gimage, gn, jobs[p].wp, jobs[p].s,
+                               PhasePlaneStore(planes + at[p] * gn, g.C, jobs[p].rows * jobs[p].cols));
+        phase_interleave(jobs, at, planes, gn, g, gx + i0 * image);
+      }
+    });
+    return;
+  }
+  if (empty) parallel_shares(g.N, [&](int64_t n0, int64_t n1) { std::fill(gx + n0 * image, gx + n1 * image, 0.0f); });
+  for (const PhaseJob& j : jobs)
+    if (!j.empty)
+      direct_over_threads(gout, g.N, gimage, j.wp, j.s,
+                          [&](int64_t n0) { return PhaseStore(gx, g, n0, j.r, j.q, j.cols); });
 }
 
 // One image whose column matrix would overflow L2 (the 7x7 stem at 224x224: 147 x 12544 values) is convolved in
@@ -2025,7 +2141,9 @@ bool direct_fast_for(Pass pass, const Conv2dParams& g, bool low) {
            (direct_weight_grad_by_images(s, g.N) || direct_weight_grad_skipped_share(s) >= kMinSkippedShare);
   }
   // strided input gradients (the phases of backward_input_direct): 0.85-1.12x im2col + GEMM on ResNet18's stride-2
-  // layers on an AVX2 Zen 3 (2 threads; ahead on planes of 8x8 and smaller), so only the search takes them
+  // layers on an AVX2 Zen 3 (2 threads; ahead on planes of 8x8 and smaller); since the phases run together on a
+  // few images at a time, 0.98-1.12x the channels-last col2im on its 3x3/2 layers at 64x64 and 0.93-1.0x at 224x224
+  // (Zen 4 guest, in isolation, paired), so still only the search takes them
   if (pass == Pass::input && (g.stride[0] != 1 || g.stride[1] != 1)) return false;
   const Conv2dParams f = pass == Pass::input ? input_as_forward_params(g) : g;
   return f.kh * f.kw > 1 && f.O >= 32 && (low ? f.C >= 16 : f.C * f.kw >= 16);
@@ -2124,8 +2242,9 @@ void choose_and_run(Pass pass, DType dtype, const Conv2dParams& g, bool low, siz
   // likewise; 8: the channels-last weight gradient and col2im; 9: the implicit GEMM forward's AVX2 packer; 10:
   // Winograd's kernels transformed straight into the GEMMs' panels, longer blocks where they are large; 11: its
   // weight gradient's sums split by images where they fit in about L2, the channels-last col2im's chunks in L2; 12:
-  // the planar convolution; 13: the direct weight gradient's output gradient in blocks, its chunks sized by L2)
-  constexpr const char* kKernelsRevision = "kernels-13,";
+  // the planar convolution; 13: the direct weight gradient's output gradient in blocks, its chunks sized by L2; 14:
+  // the direct strided input gradient's phases together on a few images at a time)
+  constexpr const char* kKernelsRevision = "kernels-14,";
   uint32_t h = 2166136261u;  // FNV-1a
   const std::string revision = std::string(kKernelsRevision) + (conv_tuning().vector_im2col ? "" : "im2col-scalar,") +
                                (conv_tuning().direct_grad_split == 0

@@ -46,6 +46,11 @@ void direct_pack_weights(const float* w, const DirectConvShape& s, void* wp, con
   kernels().pack_weights(w, s, wp, from_gradient);
 }
 
+void direct_pack_phases(const float* w, int n, const DirectConvShape* s, void* const* wp,
+                        const DirectGradientTaps* taps) {
+  kernels().pack_phases(w, n, s, wp, taps);
+}
+
 void direct_conv_images(const float* x, int64_t n, const void* wp, const DirectConvShape& s,
                         const DirectStore& store, int part, int parts) {
   kernels().conv_images(x, n, wp, s, store, part, parts);

@@ -47,6 +47,7 @@ struct DirectKernels {
   const char* bf16;
   size_t (*packed_weights_bytes)(const DirectConvShape&);
   void (*pack_weights)(const float*, const DirectConvShape&, void*, const struct DirectGradientTaps*);
+  void (*pack_phases)(const float*, int, const DirectConvShape*, void* const*, const struct DirectGradientTaps*);
   void (*conv_images)(const float*, int64_t, const void*, const DirectConvShape&, const DirectStore&, int, int);
   double (*weight_grad_skipped_share)(const DirectConvShape&);
   bool (*weight_grad_by_images)(const DirectConvShape&, int64_t);
@@ -80,6 +81,10 @@ struct DirectGradientTaps {
 };
 void direct_pack_weights(const float* w, const DirectConvShape& s, void* wp,
                          const DirectGradientTaps* from_gradient = nullptr);
+// The same from_gradient packing for the n phases of a strided layer's input gradient at once (shape s[p], taps
+// taps[p], into wp[p]): where it can, one walk over w, each tap stored into its phase's packing.
+void direct_pack_phases(const float* w, int n, const DirectConvShape* s, void* const* wp,
+                        const DirectGradientTaps* taps);
 
 // Receives the results of a block of output channels for one image: rows[o * ld + l] (o < on, l < len) is
 // output channel o0 + o at plane position l0 + l of image `image` (counted from the x given).

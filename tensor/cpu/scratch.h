@@ -7,7 +7,7 @@
 
 namespace dl::cpu {
 
-constexpr int kScratchSlots = 18;
+constexpr int kScratchSlots = 19;
 
 void* thread_scratch_bytes(int slot, size_t bytes);
 

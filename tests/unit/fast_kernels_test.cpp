@@ -567,6 +567,8 @@ TEST_CASE("fast conv: the direct convolution on channels-last copies (forwards, 
                                                                         // chunk; weight gradient chunks of 1,024
                                                                         // positions sorted by padding class
   cases.push_back(conv_case(3, 32, 9, 20, 200, 3, 3, {2, 2}, {1, 1}));  // stride 2; four blocks, a partial vector
+  cases.push_back(conv_case(1, 32, 9, 21, 40, 3, 3, {2, 2}, {1, 1}));   // one image: on 2 threads the input
+                                                                        // gradient's phases one by one, each split
   cases.push_back(conv_case(2, 3, 23, 21, 64, 7, 7, {2, 2}, {3, 3}));   // the stem's 7x7 / 2
   cases.push_back(conv_case(3, 32, 9, 8, 48, 1, 1, {2, 2}, {0, 0}));    // 1x1 / 2: input gradient phases with no tap
   cases.push_back(conv_case(2, 24, 1, 6, 40, 3, 3, {2, 2}, {1, 1}));    // one row: the input gradient's phase 1 empty
