@@ -2132,11 +2132,18 @@ bool planar_fast_for(Pass pass, const Conv2dParams& g) {
 // (256 channels and more) 0.77-1.07x, the stem 0.93-1.21x, one input channel 0.64-0.83x, 1x1 0.80-0.91x. Layers
 // split by tiles but on planes where it skips a tenth or more of the products (the zero padding): ResNet18's
 // 256x4x4 and 512x2x2 1.14-1.49x, stride 2 onto them 1.04-1.22x, the scratch CNN's 256x3x3 1.02-1.30x, 512x7x7
-// 0.96-1.08x (float32, bfloat16).
+// 0.96-1.08x (float32, bfloat16). On AVX2 CPUs the channels-last implicit GEMM stays the rule (channels_last_fast)
+// but where the direct convolution skips a quarter or more of the products: since its output gradient is copied
+// in blocks and the tiles split by blocks (Zen 4 guest, paired in isolation), the scratch CNN's 256x3x3 -> 512
+// (40% skipped) ran 1.4-1.5x the implicit GEMM, ResNet18's 512x2x2 (56%) 1.6x and 256x4x4 -> 512 3x3/2 (31%)
+// 1.1-1.2x, 128x8x8 -> 256 3x3/2 (16%) level.
+constexpr double kDirectOverChannelsLastSkip = 0.25;
 bool direct_fast_for(Pass pass, const Conv2dParams& g, bool low) {
   if (pass == Pass::weight) {  // split by images, or skipping a tenth or more of the products (small planes)
     const DirectConvShape s = direct_shape(g);
-    if (!low && channels_last_fast(g) && packed_possible(pass, DType::Float32, g, false)) return false;
+    if (!low && channels_last_fast(g) && packed_possible(pass, DType::Float32, g, false) &&
+        direct_weight_grad_skipped_share(s) < kDirectOverChannelsLastSkip)
+      return false;
     return g.kh * g.kw > 1 && g.O >= 32 && g.C >= 16 && s.grad_split != 1 &&
            (direct_weight_grad_by_images(s, g.N) || direct_weight_grad_skipped_share(s) >= kMinSkippedShare);
   }
