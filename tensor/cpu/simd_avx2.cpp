@@ -63,6 +63,11 @@ struct V {
         _mm256_blendv_ps(_mm256_castsi256_ps(up), _mm256_castsi256_ps(quiet), nan));
     return _mm256_castsi256_ps(_mm256_and_si256(r, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
   }
+  // p[0], p[stride], ..., p[7 stride]
+  static F gather(const float* p, int64_t stride) {
+    return _mm256_i32gather_ps(p, _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                                     _mm256_set1_epi32(static_cast<int32_t>(stride))), 4);
+  }
   // r[i] lane j -> r[j] lane i
   static void transpose(F r[W]) { detail::transpose8(r); }
 

@@ -37,6 +37,12 @@ struct V {
   // the first n values (n <= 16), zeros after them; and their store
   static F load_n(const float* p, int64_t n) { return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p); }
   static void store_n(float* p, F v, int64_t n) { _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), v); }
+  // p[0], p[stride], ..., p[15 stride]
+  static F gather(const float* p, int64_t stride) {
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i at = _mm512_mullo_epi32(lane, _mm512_set1_epi32(static_cast<int32_t>(stride)));
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, at, p, 4);
+  }
   static void transpose(F r[W]) { detail::transpose16(r); }
   // (the emulated bfloat16 of conv_direct.inc, which this file never takes: it pairs bfloat16 values instead)
   static F round_bf16(F v) { return _mm512_cvtpbh_ps(_mm512_cvtneps_pbh(v)); }
