@@ -1201,8 +1201,8 @@ __attribute__((target("avx2,fma"))) void pack_runs16_avx2(const float* xg, const
                                                           const int64_t* to, const int64_t* at, int64_t runs,
                                                           float* d) {
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  __m256i mask[kPad][2];
-  int64_t from[kPad];
+  __m256i mask[16][2];  // (a panel of 16 columns has at most 16 runs)
+  int64_t from[16];
   for (int64_t r = 0; r < runs; ++r) {
     from[r] = to[at[r]] - at[r];  // where lane 0 would read
     for (int h = 0; h < 2; ++h) {
