@@ -39,6 +39,11 @@ using SgemmUkr = void (*)(int64_t mr, int64_t nr, int64_t kc, const float* a, co
 using DgemmUkr = void (*)(int64_t mr, int64_t nr, int64_t kc, const double* a, const double* b, double* c,
                           int64_t ldc, double alpha, double beta, const void* pf, int64_t pf_ld, int64_t pf_lines,
                           int64_t pf_n);
+// The same with op(A)'s mr rows in place, row i at a + i * lda (gemm.cpp: gemm_prepacked_b).
+using SgemmRowsUkr = void (*)(int64_t mr, int64_t nr, int64_t kc, const float* a, int64_t lda, const float* b,
+                              float* c, int64_t ldc, float alpha, float beta);
+using DgemmRowsUkr = void (*)(int64_t mr, int64_t nr, int64_t kc, const double* a, int64_t lda, const double* b,
+                              double* c, int64_t ldc, double alpha, double beta);
 // pack_a(trans, A, lda, mc, kc, dst); pack_b(trans, B, ldb, kc, nc, panel_stride, dst): see pack_a_generic and
 // pack_b_generic.
 using SPackA = void (*)(bool trans, const float* A, int64_t lda, int64_t mc, int64_t kc, float* dst);
@@ -52,8 +57,8 @@ using DPackB = void (*)(bool trans, const double* B, int64_t ldb, int64_t kc, in
 // micro-kernel, packing of op(A) into MR-row panels and of op(B) into NR-column panels.
 void gemm_avx512_sgemm(int* mr, int* nr, SgemmUkr* ukr, SPackA* pack_a, SPackB* pack_b);
 void gemm_avx512_dgemm(int* mr, int* nr, DgemmUkr* ukr, DPackA* pack_a, DPackB* pack_b);
-void gemm_avx2_sgemm(int* mr, int* nr, SgemmUkr* ukr, SPackA* pack_a, SPackB* pack_b);
-void gemm_avx2_dgemm(int* mr, int* nr, DgemmUkr* ukr, DPackA* pack_a, DPackB* pack_b);
+void gemm_avx2_sgemm(int* mr, int* nr, SgemmUkr* ukr, SPackA* pack_a, SPackB* pack_b, SgemmRowsUkr* ukr_rows);
+void gemm_avx2_dgemm(int* mr, int* nr, DgemmUkr* ukr, DPackA* pack_a, DPackB* pack_b, DgemmRowsUkr* ukr_rows);
 #else
 #define DL_GEMM_X86 0
 #endif
@@ -69,6 +74,8 @@ template <typename T>
 using Ukr = void (*)(int64_t, int64_t, int64_t, const T*, const T*, T*, int64_t, T, T, const void*, int64_t,
                      int64_t, int64_t);
 template <typename T>
+using RowsUkr = void (*)(int64_t, int64_t, int64_t, const T*, int64_t, const T*, T*, int64_t, T, T);
+template <typename T>
 using PackA = void (*)(bool, const T*, int64_t, int64_t, int64_t, T*);
 template <typename T>
 using PackB = void (*)(bool, const T*, int64_t, int64_t, int64_t, int64_t, T*);
@@ -81,6 +88,8 @@ struct Kernel {
   Ukr<T> ukr = nullptr;
   PackA<T> pack_a = nullptr;
   PackB<T> pack_b = nullptr;
+  RowsUkr<T> ukr_rows = nullptr;  // the micro-kernel on op(A)'s rows in place, where the kernel has one ...
+  int64_t rows_kc = 0;            // ... and the longest K block gemm_prepacked_b gives it
 };
 
 // ---------------------------------------------------------------- packing (generic, MR/NR known at compile time)
@@ -170,7 +179,9 @@ struct KernelSet {
 //   mc: the packed A block (mc x kc), re-read for every B micro-panel, takes a quarter of L2 (the B panels
 //       streaming through, C's tiles and the next block's packing share the rest);
 //   nc: the packed B block (kc x nc) takes a quarter of this CPU's share of L3;
-//   a_resident: gemm_small_m keeps all of op(A) packed when it fits in 3/8 of L2.
+//   a_resident: gemm_small_m keeps all of op(A) packed when it fits in 3/8 of L2;
+//   rows_kc: gemm_prepacked_b reads op(A)'s rows in place (no packing) where a K block is at most this long: its
+//       mr rows and the B micro-panel (kc x (mr + nr) values) take at most half of L1d. See gemm_prepacked_b.
 // Multiples of 16 (kc), mr (mc) and nr (nc); clamped to kc in [64, 512], mc in [mr, 1024], nc in [nr, 8192].
 // On the Zen 4 guest (32 KiB L1d, 1 MiB L2, 16 MiB of L3 per CPU) this gives 256, 252, 4096 for the 14 x 32
 // AVX-512 kernel, where the constants tuned by hand on it were 256, 280, 4096; a CPU with larger caches (a
@@ -185,6 +196,7 @@ void set_blocks(Kernel<T>& k, const CacheInfo& c) {
   k.mc = std::clamp<int64_t>(l2 / 4 / (k.kc * s) / k.mr * k.mr, k.mr, 1024 / k.mr * k.mr);
   k.nc = std::clamp<int64_t>(l3 / 4 / (k.kc * s) / k.nr * k.nr, k.nr, 8192 / k.nr * k.nr);
   k.a_resident = l2 * 3 / 8;
+  k.rows_kc = l1 / 2 / ((k.mr + k.nr) * s);
 }
 
 // DL_GEMM_BLOCKS=kc,mc,nc overrides the derived blocks (for measuring other choices, and for tests); read on
@@ -217,8 +229,10 @@ const KernelSet& kernels() {
 #if DL_GEMM_X86
     const Isa best = best_isa();
     if (best >= Isa::avx2) {
-      detail::gemm_avx2_sgemm(&r.s[1].mr, &r.s[1].nr, &r.s[1].ukr, &r.s[1].pack_a, &r.s[1].pack_b);
-      detail::gemm_avx2_dgemm(&r.d[1].mr, &r.d[1].nr, &r.d[1].ukr, &r.d[1].pack_a, &r.d[1].pack_b);
+      detail::gemm_avx2_sgemm(&r.s[1].mr, &r.s[1].nr, &r.s[1].ukr, &r.s[1].pack_a, &r.s[1].pack_b,
+                              &r.s[1].ukr_rows);
+      detail::gemm_avx2_dgemm(&r.d[1].mr, &r.d[1].nr, &r.d[1].ukr, &r.d[1].pack_a, &r.d[1].pack_b,
+                              &r.d[1].ukr_rows);
       set_blocks(r.s[1], caches);
       set_blocks(r.d[1], caches);
     }
@@ -527,6 +541,23 @@ void gemm_prepacked_b(int64_t M, const T* A, int64_t lda, const GemmPackedB<T>& 
   const int MR = ker.mr, NR = ker.nr;
   const int64_t KC = balanced_block(K, ker.kc);
   const int64_t MC = (balanced_block(M, ker.mc) + MR - 1) / MR * MR;
+  // op(A) not transposed and in short K blocks (Winograd's transformed tiles, K their channels): its rows are read
+  // in place by the micro-kernel; packing them (an 8 x 8 transpose a block) had taken 6% of Winograd's forward on
+  // ResNet18's 64-channel layers. In place, 64 channels ran 1.06x, 128 1.02-1.03x; 256 0.98-1.0x and 512 0.95x
+  // (longer rows, a 6-row walk the prefetchers follow less well than one packed panel), hence rows_kc (AVX2 Zen 4
+  // guest, paired in one process). The products are the same, in the same order.
+  if (!trans_a && ker.ukr_rows && KC <= ker.rows_kc) {
+    for (int64_t pc = 0; pc < K; pc += KC) {
+      const int64_t kc = std::min(KC, K - pc);
+      for (int64_t jr = 0; jr < N; jr += NR) {
+        const T* bp = B.panels + pc * NR + jr * K;
+        for (int64_t ir = 0; ir < M; ir += MR)
+          ker.ukr_rows(std::min<int64_t>(MR, M - ir), std::min<int64_t>(NR, N - jr), kc, A + ir * lda + pc, lda, bp,
+                       C + ir * ldc + jr, ldc, T(1), pc == 0 ? beta : T(1));
+      }
+    }
+    return;
+  }
   T* abuf = static_cast<T*>(a_buffer().get(sizeof(T) * (MC * KC + 64)));
   for (int64_t pc = 0; pc < K; pc += KC) {
     const int64_t kc = std::min(KC, K - pc);

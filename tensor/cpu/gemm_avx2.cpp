@@ -28,6 +28,11 @@ using SgemmUkr = void (*)(int64_t mr, int64_t nr, int64_t kc, const float* a, co
 using DgemmUkr = void (*)(int64_t mr, int64_t nr, int64_t kc, const double* a, const double* b, double* c,
                           int64_t ldc, double alpha, double beta, const void* pf, int64_t pf_ld, int64_t pf_lines,
                           int64_t pf_n);
+// The same with op(A)'s mr rows in place, row i at a + i * lda (gemm.cpp: gemm_prepacked_b).
+using SgemmRowsUkr = void (*)(int64_t mr, int64_t nr, int64_t kc, const float* a, int64_t lda, const float* b,
+                              float* c, int64_t ldc, float alpha, float beta);
+using DgemmRowsUkr = void (*)(int64_t mr, int64_t nr, int64_t kc, const double* a, int64_t lda, const double* b,
+                              double* c, int64_t ldc, double alpha, double beta);
 // pack_a(trans, A, lda, mc, kc, dst); pack_b(trans, B, ldb, kc, nc, panel_stride, dst): see pack_a_generic and
 // pack_b_generic.
 using SPackA = void (*)(bool trans, const float* A, int64_t lda, int64_t mc, int64_t kc, float* dst);
@@ -84,9 +89,11 @@ struct V<double> {
 
 // One register tile: MR rows x NV vectors. NVMAX*W is the B panel's row stride; nlast is the number of valid
 // lanes (1..W) in the last vector.
-template <typename T, int MR, int NV, int NVMAX>
-void tile(int64_t kc, const T* __restrict a, const T* __restrict b, T* __restrict c, int64_t ldc, T alpha,
-          T beta, int nlast, const char* pf, int64_t pf_ld, int64_t pf_lines, int64_t pf_n) {
+// RowA: A not packed but MR rows of a matrix, row i at a + i * lda (its k-th value at + k): the rows of a block of
+// op(A) that gemm_prepacked_b reads in place (dispatch_rows).
+template <typename T, int MR, int NV, int NVMAX, bool RowA = false>
+void tile(int64_t kc, const T* __restrict a, int64_t lda, const T* __restrict b, T* __restrict c, int64_t ldc,
+          T alpha, T beta, int nlast, const char* pf, int64_t pf_ld, int64_t pf_lines, int64_t pf_n) {
   using R = V<T>;
   using reg = typename R::reg;
   constexpr int W = R::W;
@@ -110,11 +117,11 @@ void tile(int64_t kc, const T* __restrict a, const T* __restrict b, T* __restric
     for (int v = 0; v < NV; ++v) bv[v] = R::load(b + v * W);
 #pragma GCC unroll 32
     for (int i = 0; i < MR; ++i) {
-      const reg av = R::bcast(a + i);
+      const reg av = R::bcast(RowA ? a + i * lda : a + i);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[i][v] = R::fma(av, bv[v], acc[i][v]);
     }
-    a += MR;
+    a += RowA ? 1 : MR;
     b += NR;
   };
   const int64_t np = std::min(pf_n, kc);
@@ -154,34 +161,47 @@ void tile(int64_t kc, const T* __restrict a, const T* __restrict b, T* __restric
 }
 
 template <typename T>
-using TileFn = void (*)(int64_t, const T*, const T*, T*, int64_t, T, T, int, const char*, int64_t, int64_t,
+using TileFn = void (*)(int64_t, const T*, int64_t, const T*, T*, int64_t, T, T, int, const char*, int64_t, int64_t,
                         int64_t);
 
-template <typename T, int MRMAX, int NVMAX, int NV, std::size_t... I>
+template <typename T, int MRMAX, int NVMAX, bool RowA, int NV, std::size_t... I>
 constexpr std::array<TileFn<T>, MRMAX> row_of_tiles(std::index_sequence<I...>) {
-  return {&tile<T, int(I) + 1, NV, NVMAX>...};
+  return {&tile<T, int(I) + 1, NV, NVMAX, RowA>...};
 }
 
-// table[nv - 1][mr - 1] = tile<T, mr, nv, NVMAX>.
-template <typename T, int MRMAX, int NVMAX, std::size_t... V>
+// table[nv - 1][mr - 1] = tile<T, mr, nv, NVMAX, RowA>.
+template <typename T, int MRMAX, int NVMAX, bool RowA, std::size_t... V>
 constexpr std::array<std::array<TileFn<T>, MRMAX>, NVMAX> table_of_tiles(std::index_sequence<V...>) {
-  return {row_of_tiles<T, MRMAX, NVMAX, int(V) + 1>(std::make_index_sequence<MRMAX>{})...};
+  return {row_of_tiles<T, MRMAX, NVMAX, RowA, int(V) + 1>(std::make_index_sequence<MRMAX>{})...};
 }
 
-template <typename T, int MRMAX, int NVMAX>
+template <typename T, int MRMAX, int NVMAX, bool RowA>
 struct Tiles {
   static constexpr std::array<std::array<TileFn<T>, MRMAX>, NVMAX> table =
-      table_of_tiles<T, MRMAX, NVMAX>(std::make_index_sequence<NVMAX>{});
+      table_of_tiles<T, MRMAX, NVMAX, RowA>(std::make_index_sequence<NVMAX>{});
 };
+
+template <typename T, int MRMAX, int NVMAX, bool RowA>
+void tile_for(int64_t mr, int64_t nr, int64_t kc, const T* a, int64_t lda, const T* b, T* c, int64_t ldc, T alpha,
+              T beta, const void* pf, int64_t pf_ld, int64_t pf_lines, int64_t pf_n) {
+  constexpr int W = V<T>::W;
+  const int nv = static_cast<int>((nr + W - 1) / W);
+  const int nlast = static_cast<int>(nr - (nv - 1) * W);
+  Tiles<T, MRMAX, NVMAX, RowA>::table[nv - 1][mr - 1](kc, a, lda, b, c, ldc, alpha, beta, nlast,
+                                                      static_cast<const char*>(pf), pf_ld, pf_lines, pf_n);
+}
 
 template <typename T, int MRMAX, int NVMAX>
 void dispatch(int64_t mr, int64_t nr, int64_t kc, const T* a, const T* b, T* c, int64_t ldc, T alpha, T beta,
               const void* pf, int64_t pf_ld, int64_t pf_lines, int64_t pf_n) {
-  constexpr int W = V<T>::W;
-  const int nv = static_cast<int>((nr + W - 1) / W);
-  const int nlast = static_cast<int>(nr - (nv - 1) * W);
-  Tiles<T, MRMAX, NVMAX>::table[nv - 1][mr - 1](kc, a, b, c, ldc, alpha, beta, nlast, static_cast<const char*>(pf),
-                                                pf_ld, pf_lines, pf_n);
+  tile_for<T, MRMAX, NVMAX, false>(mr, nr, kc, a, 0, b, c, ldc, alpha, beta, pf, pf_ld, pf_lines, pf_n);
+}
+
+// The same with op(A)'s rows read in place (row i at a + i * lda), not from a packed panel.
+template <typename T, int MRMAX, int NVMAX>
+void dispatch_rows(int64_t mr, int64_t nr, int64_t kc, const T* a, int64_t lda, const T* b, T* c, int64_t ldc,
+                   T alpha, T beta) {
+  tile_for<T, MRMAX, NVMAX, true>(mr, nr, kc, a, lda, b, c, ldc, alpha, beta, nullptr, 0, 0, 0);
 }
 
 // op(A) into panels of 6 rows (pack_a_generic's layout): where A is not transposed, 8 values of each of the 6
@@ -237,19 +257,21 @@ constexpr int kDMR = 6, kDNV = 2;  // double: 6 x 8
 
 }  // namespace
 
-void gemm_avx2_sgemm(int* mr, int* nr, SgemmUkr* ukr, SPackA* pack_a, SPackB* pack_b) {
+void gemm_avx2_sgemm(int* mr, int* nr, SgemmUkr* ukr, SPackA* pack_a, SPackB* pack_b, SgemmRowsUkr* ukr_rows) {
   *mr = kSMR;
   *nr = kSNV * V<float>::W;
   *ukr = &dispatch<float, kSMR, kSNV>;
+  *ukr_rows = &dispatch_rows<float, kSMR, kSNV>;
   static_assert(kSMR == 6, "pack_a_s6 packs panels of 6 rows");
   *pack_a = &pack_a_s6;
   *pack_b = &pack_b_generic<float, kSNV * V<float>::W>;
 }
 
-void gemm_avx2_dgemm(int* mr, int* nr, DgemmUkr* ukr, DPackA* pack_a, DPackB* pack_b) {
+void gemm_avx2_dgemm(int* mr, int* nr, DgemmUkr* ukr, DPackA* pack_a, DPackB* pack_b, DgemmRowsUkr* ukr_rows) {
   *mr = kDMR;
   *nr = kDNV * V<double>::W;
   *ukr = &dispatch<double, kDMR, kDNV>;
+  *ukr_rows = &dispatch_rows<double, kDMR, kDNV>;
   *pack_a = &pack_a_generic<double, kDMR>;
   *pack_b = &pack_b_generic<double, kDNV * V<double>::W>;
 }
