@@ -9,7 +9,8 @@
 //   The B micro-panel (KC x NR) stays in L1 while the A panels stream from L2.
 // Serial, M <= MC (one row block): gemm_small_m, which streams op(B) through L2 in stripes and hides the memory
 //   latency by prefetching the next stripe from inside the micro-kernel.
-// Packing handles the transposes, so the micro-kernels see one layout; the first KC block applies beta, later
+// Packing handles the transposes, so the micro-kernels see one layout (except gemm_prepacked_b's op(A) in short K
+// blocks, which an AVX2 micro-kernel reads in place: Kernel::rows_kc); the first KC block applies beta, later
 // ones accumulate (beta = 1). Micro-kernels and fast packing routines for AVX2 / AVX-512 live in
 // gemm_avx2.cpp / gemm_avx512.cpp, compiled with those ISA flags and chosen at run time.
 #include "tensor/cpu/gemm.h"
@@ -528,7 +529,8 @@ GemmPackedB<T> gemm_packed_b_layout(T* dst, int64_t K, int64_t N) {
 }
 
 // K in blocks of kc (C = sum of the blocks' products, each block's sums started afresh as in gemm_serial), M in
-// blocks of mc packed per K block; B read from its panels in place.
+// blocks of mc packed per K block (or, not transposed and in K blocks of at most rows_kc, read in place); B read
+// from its panels in place.
 template <typename T>
 void gemm_prepacked_b(int64_t M, const T* A, int64_t lda, const GemmPackedB<T>& B, T* C, int64_t ldc, bool trans_a,
                       T beta) {
