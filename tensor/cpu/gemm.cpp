@@ -542,12 +542,11 @@ void gemm_prepacked_b(int64_t M, const T* A, int64_t lda, const GemmPackedB<T>& 
                            " columns, the kernel in force takes " + std::to_string(ker.nr));
   const int MR = ker.mr, NR = ker.nr;
   const int64_t KC = balanced_block(K, ker.kc);
-  const int64_t MC = (balanced_block(M, ker.mc) + MR - 1) / MR * MR;
   // op(A) not transposed and in short K blocks (Winograd's transformed tiles, K their channels): its rows are read
   // in place by the micro-kernel; packing them (an 8 x 8 transpose a block) had taken 6% of Winograd's forward on
   // ResNet18's 64-channel layers. In place, 64 channels ran 1.06x, 128 1.02-1.03x; 256 0.98-1.0x and 512 0.95x
-  // (longer rows, a 6-row walk the prefetchers follow less well than one packed panel), hence rows_kc (AVX2 Zen 4
-  // guest, paired in one process). The products are the same, in the same order.
+  // (longer rows: probably a walk over six rows, which the prefetchers follow less well than one packed panel),
+  // hence rows_kc (AVX2 Zen 4 guest, paired in one process). The products are the same, in the same order.
   if (!trans_a && ker.ukr_rows && KC <= ker.rows_kc) {
     for (int64_t pc = 0; pc < K; pc += KC) {
       const int64_t kc = std::min(KC, K - pc);
@@ -560,6 +559,7 @@ void gemm_prepacked_b(int64_t M, const T* A, int64_t lda, const GemmPackedB<T>& 
     }
     return;
   }
+  const int64_t MC = (balanced_block(M, ker.mc) + MR - 1) / MR * MR;
   T* abuf = static_cast<T*>(a_buffer().get(sizeof(T) * (MC * KC + 64)));
   for (int64_t pc = 0; pc < K; pc += KC) {
     const int64_t kc = std::min(KC, K - pc);
