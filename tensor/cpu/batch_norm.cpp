@@ -2,7 +2,7 @@
 // over OpenMP threads; each channel's statistics take one pass over its N planes (sums of the
 // values shifted by the channel's first element, in double, so a large mean does not cancel the
 // variance away), and the output takes a second; both passes walk a group of channels image by
-// image (channel_groups). Small planes (S <= 64, (N, C) inputs included) run position-major instead
+// image (channel_groups). Small planes (S <= 36, (N, C) inputs included) run position-major instead
 // (forward_small, backward_small below).
 #include <algorithm>
 #include <cmath>
@@ -143,12 +143,16 @@ void grad_constants(double sg, double sgx, double invstd, const T* w, int64_t M,
   *tc = static_cast<T>(-a * sg / static_cast<double>(M));
 }
 
-// ---- small planes: runs of S <= kSmallPlane values (ResNet's 8x8 to 2x2 layers; S = 1 for (N, C) inputs) ------
+// ---- small planes: runs of S <= kSmallPlane values (ResNet18's 4x4 and 2x2 at 64x64; S = 1 for (N, C) inputs) -
 // Channel by channel, each (image, channel) run of a few values was a call of its own (a sum, a normalisation),
-// and batch norm ran at a fraction of memory bandwidth. Here each image's C * S values are one run: sums go into
-// per-position accumulators (reduced per channel at the end), and the channel's constants are repeated S times
-// into per-position arrays. Threads split the positions. A batch of one image takes the other path.
-constexpr int64_t kSmallPlane = 64;
+// and batch norm ran at a fraction of memory bandwidth. Here a block of whole channels is one run in each image:
+// sums go into per-position accumulators (reduced per channel at the end), and the channels' constants are
+// repeated S times into per-position arrays (channel_blocks below). A batch of one image takes the other path.
+// The limit, measured on the Zen 4 guest (2 threads, AVX2, caches flushed before each call; batch 64): the channel
+// groups below ran faster from 49 values a plane, more so with many channels (8x8: 128 channels backward 1.2-1.4x,
+// forward 1.0-1.4x; 7x7: 96 channels level, 512 channels 1.35x and 1.25x); at 6x6 this path was faster with 128
+// channels (1.25-1.35x) and level with 512; below that, faster or level.
+constexpr int64_t kSmallPlane = 36;
 
 template <typename T>
 DL_VECTOR_CLONES void accumulate_shifted(const T* p, const double* shift, int64_t n, double* s, double* ss) {
@@ -201,66 +205,68 @@ DL_VECTOR_CLONES void grad_rows(T* o, const T* g, const T* x, int64_t n, const T
   }
 }
 
-// f(j0, j1) on each thread's share of the positions [0, P), in multiples of 16, in blocks of at most 512
-// positions: the callers loop over the images inside a block, so its accumulators and constants (8 to 24 bytes
-// a position) stay in L1 while the images stream through, however many channels there are.
+// f(c0, c1) on each thread's share of the channels, in blocks of whole channels of at most kBlock positions
+// (kBlock / S channels): the callers take the block's sums over all the images, then its constants, then its
+// outputs, so the second pass finds the block's data (kBlock values an image, 128 KB a tensor at batch 64) in L2,
+// and its accumulators and constants (8 to 24 bytes a position) stay in L1 while the images stream through.
+constexpr int64_t kBlock = 512;
+static_assert(kSmallPlane <= kBlock, "a block holds at least one channel");
 template <typename F>
-void split_positions(int64_t P, int64_t work, F f) {
-#pragma omp parallel if (work > kParallelGrain)
+void channel_blocks(NCS d, F f) {
+#pragma omp parallel if (d.N * d.C * d.S > kParallelGrain)
   {
 #ifdef _OPENMP
     const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
 #else
     const int64_t t = 0, nt = 1;
 #endif
-    const int64_t per = ((P + nt - 1) / nt + 15) / 16 * 16;
-    const int64_t j0 = std::min(P, t * per), j1 = std::min(P, j0 + per);
-    for (int64_t jb = j0; jb < j1; jb += 512) f(jb, std::min(j1, jb + 512));
+    const int64_t c0 = d.C * t / nt, c1 = d.C * (t + 1) / nt, per = kBlock / d.S;
+    for (int64_t c = c0; c < c1; c += per) f(c, std::min(c1, c + per));
   }
 }
 
-// The channel's value v[c] repeated over its S positions.
+// v[c] for the channels [c0, c1), each repeated over its S positions, into out
 template <typename T, typename U>
-std::vector<T> per_position(const U* v, NCS d) {
-  std::vector<T> out(static_cast<size_t>(d.C * d.S));
-  for (int64_t c = 0; c < d.C; ++c) std::fill_n(out.begin() + c * d.S, d.S, static_cast<T>(v[c]));
-  return out;
+void per_position(const U* v, int64_t c0, int64_t c1, int64_t S, T* out) {
+  for (int64_t c = c0; c < c1; ++c) std::fill_n(out + (c - c0) * S, S, static_cast<T>(v[c - c0]));
+}
+
+// the sum of a channel's per-position sums, in position order
+double channel_sum(const double* v, int64_t S) {
+  double r = 0;
+  for (int64_t i = 0; i < S; ++i) r += v[i];
+  return r;
 }
 
 template <bool Relu, typename T>
 void forward_small(T* out, T* mean_out, T* invstd_out, const T* x, const T* res, const T* w, const T* b, T* rm, T* rv,
                    NCS d, bool training, double momentum, double eps) {
   const int64_t P = d.C * d.S, M = d.N * d.S;
-  std::vector<double> shift_c(static_cast<size_t>(d.C), 0.0), sc(static_cast<size_t>(d.C), 0.0),
-      ssc(static_cast<size_t>(d.C), 0.0);
-  if (training) {
-    for (int64_t c = 0; c < d.C; ++c) shift_c[static_cast<size_t>(c)] = M > 0 ? static_cast<double>(x[c * d.S]) : 0.0;
-    const std::vector<double> shift = per_position<double>(shift_c.data(), d);
-    std::vector<double> s(static_cast<size_t>(P), 0.0), ss(static_cast<size_t>(P), 0.0);
-    split_positions(P, d.N * P, [&](int64_t j0, int64_t j1) {
-      for (int64_t n = 0; n < d.N; ++n)
-        accumulate_shifted(x + n * P + j0, shift.data() + j0, j1 - j0, s.data() + j0, ss.data() + j0);
-    });
-    for (int64_t c = 0; c < d.C; ++c)
-      for (int64_t i = c * d.S; i < (c + 1) * d.S; ++i)
-        sc[static_cast<size_t>(c)] += s[static_cast<size_t>(i)], ssc[static_cast<size_t>(c)] += ss[static_cast<size_t>(i)];
-  }
-  std::vector<T> scale_c(static_cast<size_t>(d.C)), offset_c(static_cast<size_t>(d.C));
-  for (int64_t c = 0; c < d.C; ++c) {
-    const size_t i = static_cast<size_t>(c);
-    const ChannelStats st = channel_stats(training, sc[i], ssc[i], shift_c[i], M, momentum, eps, rm, rv, c);
-    mean_out[c] = static_cast<T>(st.mean);
-    invstd_out[c] = static_cast<T>(st.invstd);
-    scale_c[i] = static_cast<T>(st.invstd * (w ? static_cast<double>(w[c]) : 1.0));
-    offset_c[i] = b ? b[c] : T(0);
-  }
-  const std::vector<T> mp = per_position<T>(mean_out, d), sp = per_position<T>(scale_c.data(), d),
-                       op = per_position<T>(offset_c.data(), d);
-  split_positions(P, d.N * P, [&](int64_t j0, int64_t j1) {
-    for (int64_t n = 0; n < d.N; ++n) {
-      const int64_t at = n * P + j0;
-      normalize_rows<Relu>(out + at, x + at, res ? res + at : nullptr, j1 - j0, mp.data() + j0, sp.data() + j0,
-                           op.data() + j0);
+  channel_blocks(d, [&](int64_t c0, int64_t c1) {
+    const int64_t j0 = c0 * d.S, n = (c1 - c0) * d.S;
+    alignas(64) double shift[kBlock], s[kBlock], ss[kBlock], shift_c[kBlock];
+    alignas(64) T mt[kBlock], scale[kBlock], offset[kBlock], mp[kBlock], sp[kBlock], op[kBlock];
+    for (int64_t c = c0; c < c1; ++c) shift_c[c - c0] = training && M > 0 ? static_cast<double>(x[c * d.S]) : 0.0;
+    if (training) {
+      per_position(shift_c, c0, c1, d.S, shift);
+      std::fill_n(s, n, 0.0), std::fill_n(ss, n, 0.0);
+      for (int64_t i = 0; i < d.N; ++i) accumulate_shifted(x + i * P + j0, shift, n, s, ss);
+    }
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t k = c - c0;
+      const double sc = training ? channel_sum(s + k * d.S, d.S) : 0.0;
+      const double ssc = training ? channel_sum(ss + k * d.S, d.S) : 0.0;
+      const ChannelStats st = channel_stats(training, sc, ssc, shift_c[k], M, momentum, eps, rm, rv, c);
+      mean_out[c] = static_cast<T>(st.mean);
+      invstd_out[c] = static_cast<T>(st.invstd);
+      mt[k] = mean_out[c];
+      scale[k] = static_cast<T>(st.invstd * (w ? static_cast<double>(w[c]) : 1.0));
+      offset[k] = b ? b[c] : T(0);
+    }
+    per_position(mt, c0, c1, d.S, mp), per_position(scale, c0, c1, d.S, sp), per_position(offset, c0, c1, d.S, op);
+    for (int64_t i = 0; i < d.N; ++i) {
+      const int64_t at = i * P + j0;
+      normalize_rows<Relu>(out + at, x + at, res ? res + at : nullptr, n, mp, sp, op);
     }
   });
 }
@@ -269,31 +275,28 @@ template <typename T>
 void backward_small(T* gx, T* gw, T* gb, const T* go, const T* x, const T* w, const T* mean_in, const T* invstd_in,
                     NCS d, bool training) {
   const int64_t P = d.C * d.S, M = d.N * d.S;
-  std::vector<double> sg(static_cast<size_t>(d.C), 0.0), sgx(static_cast<size_t>(d.C), 0.0);
-  if (gw || gb || (gx && training)) {
-    const std::vector<double> mean = per_position<double>(mean_in, d);
-    std::vector<double> a(static_cast<size_t>(P), 0.0), b(static_cast<size_t>(P), 0.0);
-    split_positions(P, d.N * P, [&](int64_t j0, int64_t j1) {
-      for (int64_t n = 0; n < d.N; ++n)
-        accumulate_grad(go + n * P + j0, x + n * P + j0, mean.data() + j0, j1 - j0, a.data() + j0, b.data() + j0);
-    });
-    for (int64_t c = 0; c < d.C; ++c)
-      for (int64_t i = c * d.S; i < (c + 1) * d.S; ++i)
-        sg[static_cast<size_t>(c)] += a[static_cast<size_t>(i)], sgx[static_cast<size_t>(c)] += b[static_cast<size_t>(i)];
-  }
-  std::vector<T> ta(static_cast<size_t>(d.C)), tk(static_cast<size_t>(d.C)), tc(static_cast<size_t>(d.C));
-  for (int64_t c = 0; c < d.C; ++c) {
-    const size_t i = static_cast<size_t>(c);
-    grad_constants(sg[i], sgx[i], static_cast<double>(invstd_in[c]), w, M, c, gw, gb, &ta[i], &tk[i], &tc[i]);
-  }
-  if (!gx) return;
-  const std::vector<T> ap = per_position<T>(ta.data(), d), kp = per_position<T>(tk.data(), d),
-                       cp = per_position<T>(tc.data(), d), mp = per_position<T>(mean_in, d);
-  split_positions(P, d.N * P, [&](int64_t j0, int64_t j1) {
-    for (int64_t n = 0; n < d.N; ++n) {
-      const int64_t at = n * P + j0;
-      grad_rows(gx + at, go + at, x + at, j1 - j0, ap.data() + j0, training ? kp.data() + j0 : nullptr,
-                cp.data() + j0, mp.data() + j0);
+  const bool need_sums = gw || gb || (gx && training);
+  channel_blocks(d, [&](int64_t c0, int64_t c1) {
+    const int64_t j0 = c0 * d.S, n = (c1 - c0) * d.S;
+    alignas(64) double mean[kBlock], a[kBlock], b[kBlock];
+    alignas(64) T ta[kBlock], tk[kBlock], tc[kBlock], ap[kBlock], kp[kBlock], cp[kBlock], mp[kBlock];
+    if (need_sums) {
+      per_position(mean_in + c0, c0, c1, d.S, mean);
+      std::fill_n(a, n, 0.0), std::fill_n(b, n, 0.0);
+      for (int64_t i = 0; i < d.N; ++i) accumulate_grad(go + i * P + j0, x + i * P + j0, mean, n, a, b);
+    }
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t k = c - c0;
+      const double sg = need_sums ? channel_sum(a + k * d.S, d.S) : 0.0;
+      const double sgx = need_sums ? channel_sum(b + k * d.S, d.S) : 0.0;
+      grad_constants(sg, sgx, static_cast<double>(invstd_in[c]), w, M, c, gw, gb, &ta[k], &tk[k], &tc[k]);
+    }
+    if (!gx) return;
+    per_position(ta, c0, c1, d.S, ap), per_position(tk, c0, c1, d.S, kp), per_position(tc, c0, c1, d.S, cp);
+    per_position(mean_in + c0, c0, c1, d.S, mp);
+    for (int64_t i = 0; i < d.N; ++i) {
+      const int64_t at = i * P + j0;
+      grad_rows(gx + at, go + at, x + at, n, ap, training ? kp : nullptr, cp, mp);
     }
   });
 }

@@ -1028,11 +1028,14 @@ void check_batch_norm_two_threads(int64_t N, int64_t C, int64_t H, int64_t W) {
 }
 
 TEST_CASE("fast batch norm: small planes (position-major path) on two threads against double loops") {
-  // S = 9 values per plane, C * S = 630 positions (not a multiple of 16), N * C * S above the parallel grain:
-  // the positions are split over two threads and blocked.
+  // S = 9 values per plane, N * C * S above the parallel grain: the channels are split over two threads, 35 each,
+  // one block a thread (512 / 9 = 56 channels a block)
   check_batch_norm_two_threads(64, 70, 3, 3);
-  // (N, C) inputs (S = 1): the positions are the channels
-  check_batch_norm_two_threads(512, 70, 1, 1);
+  // S = 36 (the small-plane limit), 45 channels: blocks of 14 channels (504 positions), the last of a thread
+  // shorter (22 and 23 a thread)
+  check_batch_norm_two_threads(32, 45, 6, 6);
+  // (N, C) inputs (S = 1): the positions are the channels; 1100 channels are 550 a thread, blocks of 512 and 38
+  check_batch_norm_two_threads(64, 1100, 1, 1);
 }
 
 TEST_CASE("fast batch norm: large planes in groups of channels, image by image, on two threads against double loops") {
@@ -1048,33 +1051,40 @@ TEST_CASE("fast batch norm: large planes in groups of channels, image by image, 
 }
 
 TEST_CASE("fast batch norm + relu: equals batch_norm (+ residual) then relu, forward and backward, train and eval") {
-  for (bool training : {true, false}) {
-    for (bool with_residual : {false, true}) {
-      Tensor x = uniform({4, 6, 5, 3}, 31, DType::Float64, -2.0, 3.0);
-      Tensor w = uniform({6}, 32, DType::Float64), b = uniform({6}, 33, DType::Float64);
-      Tensor r = uniform({4, 6, 5, 3}, 38, DType::Float64);
-      Tensor rm1 = uniform({6}, 34, DType::Float64), rv1 = uniform({6}, 35, DType::Float64, 0.5, 2.0);
-      Tensor rm2 = ops::clone(rm1), rv2 = ops::clone(rv1);
-      Tensor x1 = ops::clone(x).requires_grad_(), w1 = ops::clone(w).requires_grad_(), b1 = ops::clone(b).requires_grad_();
-      Tensor x2 = ops::clone(x).requires_grad_(), w2 = ops::clone(w).requires_grad_(), b2 = ops::clone(b).requires_grad_();
-      Tensor r1 = ops::clone(r).requires_grad_(), r2 = ops::clone(r).requires_grad_();
-      Tensor y1 = batch_norm(x1, rm1, rv1, w1, b1, training);
-      if (with_residual) y1 = y1 + r1;
-      y1 = y1.relu();
-      Tensor y2 = batch_norm_relu(x2, rm2, rv2, w2, b2, training, 0.1, 1e-5, with_residual ? r2 : Tensor());
-      INFO("training " << training << ", residual " << with_residual);
-      CHECK_CLOSE(y2, y1, 1e-14, 1e-14);
-      CHECK_CLOSE(rm2, rm1, 0.0, 0.0);
-      CHECK_CLOSE(rv2, rv1, 0.0, 0.0);
-      Tensor g = uniform({4, 6, 5, 3}, 36, DType::Float64);
-      y1.backward(g);
-      y2.backward(g);
-      CHECK_CLOSE(x2.grad(), x1.grad(), 1e-13, 1e-13);
-      CHECK_CLOSE(w2.grad(), w1.grad(), 1e-13, 1e-13);
-      CHECK_CLOSE(b2.grad(), b1.grad(), 1e-13, 1e-13);
-      if (with_residual) CHECK_CLOSE(r2.grad(), r1.grad(), 0.0, 0.0);
-    }
-  }
+  // planes of 15 values (the small-plane path) and of 72 (the channel groups), with and without the input's
+  // gradient
+  for (const Shape& shape : {Shape{4, 6, 5, 3}, Shape{3, 6, 8, 9}})
+    for (bool training : {true, false})
+      for (bool with_residual : {false, true})
+        for (bool x_grad : {true, false}) {
+          Tensor x = uniform(shape, 31, DType::Float64, -2.0, 3.0);
+          Tensor w = uniform({6}, 32, DType::Float64), b = uniform({6}, 33, DType::Float64);
+          Tensor r = uniform(shape, 38, DType::Float64);
+          Tensor rm1 = uniform({6}, 34, DType::Float64), rv1 = uniform({6}, 35, DType::Float64, 0.5, 2.0);
+          Tensor rm2 = ops::clone(rm1), rv2 = ops::clone(rv1);
+          Tensor x1 = ops::clone(x).requires_grad_(x_grad), w1 = ops::clone(w).requires_grad_(),
+                 b1 = ops::clone(b).requires_grad_();
+          Tensor x2 = ops::clone(x).requires_grad_(x_grad), w2 = ops::clone(w).requires_grad_(),
+                 b2 = ops::clone(b).requires_grad_();
+          Tensor r1 = ops::clone(r).requires_grad_(), r2 = ops::clone(r).requires_grad_();
+          Tensor y1 = batch_norm(x1, rm1, rv1, w1, b1, training);
+          if (with_residual) y1 = y1 + r1;
+          y1 = y1.relu();
+          Tensor y2 = batch_norm_relu(x2, rm2, rv2, w2, b2, training, 0.1, 1e-5, with_residual ? r2 : Tensor());
+          INFO("shape " << shape_str(shape) << ", training " << training << ", residual " << with_residual
+                        << ", input gradient " << x_grad);
+          CHECK_CLOSE(y2, y1, 1e-14, 1e-14);
+          CHECK_CLOSE(rm2, rm1, 0.0, 0.0);
+          CHECK_CLOSE(rv2, rv1, 0.0, 0.0);
+          Tensor g = uniform(shape, 36, DType::Float64);
+          y1.backward(g);
+          y2.backward(g);
+          if (x_grad) CHECK_CLOSE(x2.grad(), x1.grad(), 1e-13, 1e-13);
+          CHECK(x2.grad().defined() == x_grad);
+          CHECK_CLOSE(w2.grad(), w1.grad(), 1e-13, 1e-13);
+          CHECK_CLOSE(b2.grad(), b1.grad(), 1e-13, 1e-13);
+          if (with_residual) CHECK_CLOSE(r2.grad(), r1.grad(), 0.0, 0.0);
+        }
   CHECK_THROWS_WITH_AS(batch_norm_relu(ones({2, 3, 4, 4}), Tensor(), Tensor(), Tensor(), Tensor(), true, 0.1, 1e-5,
                                        ones({2, 3, 4, 5})),
                        doctest::Contains("residual"), Error);
