@@ -237,9 +237,11 @@ void pack_a_s6(bool trans, const float* A, int64_t lda, int64_t mc, int64_t kc, 
     int64_t k = 0;
     for (; k + 8 <= kc; k += 8) {
       __m256 r[8];
+#pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) r[i] = _mm256_loadu_ps(s + i * lda + k);
       r[6] = r[7] = _mm256_setzero_ps();
       transpose8(r);
+#pragma GCC unroll 8
       for (int q = 0; q < 8; ++q) {
         float* dk = d + (k + q) * MR;
         _mm_storeu_ps(dk, _mm256_castps256_ps128(r[q]));

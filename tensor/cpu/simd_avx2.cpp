@@ -69,7 +69,7 @@ struct V {
                                                      _mm256_set1_epi32(static_cast<int32_t>(stride))), 4);
   }
   // r[i] lane j -> r[j] lane i
-  static void transpose(F r[W]) { detail::transpose8(r); }
+  [[gnu::always_inline]] static void transpose(F r[W]) { detail::transpose8(r); }
 
   // for pool_max.inc (the members it lists); masks are the compares' all-ones lanes
   using M = __m256;

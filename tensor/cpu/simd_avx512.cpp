@@ -43,7 +43,7 @@ struct V {
     const __m512i at = _mm512_mullo_epi32(lane, _mm512_set1_epi32(static_cast<int32_t>(stride)));
     return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, at, p, 4);
   }
-  static void transpose(F r[W]) { detail::transpose16(r); }
+  [[gnu::always_inline]] static void transpose(F r[W]) { detail::transpose16(r); }
   // (the emulated bfloat16 of conv_direct.inc, which this file never takes: it pairs bfloat16 values instead)
   static F round_bf16(F v) { return _mm512_cvtpbh_ps(_mm512_cvtneps_pbh(v)); }
 

@@ -155,9 +155,11 @@ __attribute__((target("avx2,fma"))) void transpose_avx2(const float* src, int64_
     for (int64_t p0 = 0; p0 < P8; p0 += 8) {
       const float* s = src + c0 * P + p0;
       __m256 r[8];
+#pragma GCC unroll 8
       for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_ps(s + q * P);
       detail::transpose8(r);
       float* d = dst + p0 * C + c0;
+#pragma GCC unroll 8
       for (int q = 0; q < 8; ++q) _mm256_storeu_ps(d + q * C, r[q]);
     }
   }
