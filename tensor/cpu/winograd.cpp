@@ -336,9 +336,10 @@ template <typename T>
 }
 
 // The transforms compiled twice, for baseline x86-64 (4-wide SSE) and for AVX2 + FMA (the bodies above, always_inline,
-// are inlined into each; pack_weight_panel below is not, so both of its picks run its baseline build: inlined, its
-// AVX2 build measured 0.96-1.0x of it on ResNet18's 64- to 256-channel layers, Zen 4 guest); pick() takes the latter where the CPU has AVX2 and FMA and ConvTuning::winograd_avx2 allows (the
-// baseline's vectors left the transforms a third of a block's time on ResNet18's 64-channel layers).
+// are inlined into each); pick() takes the latter where the CPU has AVX2 and FMA and ConvTuning::winograd_avx2
+// allows (the baseline's vectors left the transforms a third of a block's time on ResNet18's 64-channel layers).
+// pack_weight_panel below is not always_inline and GCC does not inline it, so both of its picks call its baseline
+// build; made always_inline, its AVX2 build measured 0.96-1.0x on ResNet18's 64- to 256-channel layers (Zen 4 guest).
 template <auto Body>
 struct Build;
 template <typename... A, void (*Body)(A...)>
