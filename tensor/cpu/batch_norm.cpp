@@ -226,10 +226,10 @@ void channel_blocks(NCS d, F f) {
   }
 }
 
-// v[c] for the channels [c0, c1), each repeated over its S positions, into out
+// v[k] for k < channels, each repeated over its S positions, into out
 template <typename T, typename U>
-void per_position(const U* v, int64_t c0, int64_t c1, int64_t S, T* out) {
-  for (int64_t c = c0; c < c1; ++c) std::fill_n(out + (c - c0) * S, S, static_cast<T>(v[c - c0]));
+void per_position(const U* v, int64_t channels, int64_t S, T* out) {
+  for (int64_t k = 0; k < channels; ++k) std::fill_n(out + k * S, S, static_cast<T>(v[k]));
 }
 
 // the sum of a channel's per-position sums, in position order
@@ -249,7 +249,7 @@ void forward_small(T* out, T* mean_out, T* invstd_out, const T* x, const T* res,
     alignas(64) T mt[kBlock], scale[kBlock], offset[kBlock], mp[kBlock], sp[kBlock], op[kBlock];
     for (int64_t c = c0; c < c1; ++c) shift_c[c - c0] = training && M > 0 ? static_cast<double>(x[c * d.S]) : 0.0;
     if (training) {
-      per_position(shift_c, c0, c1, d.S, shift);
+      per_position(shift_c, c1 - c0, d.S, shift);
       std::fill_n(s, n, 0.0), std::fill_n(ss, n, 0.0);
       for (int64_t i = 0; i < d.N; ++i) accumulate_shifted(x + i * P + j0, shift, n, s, ss);
     }
@@ -264,7 +264,7 @@ void forward_small(T* out, T* mean_out, T* invstd_out, const T* x, const T* res,
       scale[k] = static_cast<T>(st.invstd * (w ? static_cast<double>(w[c]) : 1.0));
       offset[k] = b ? b[c] : T(0);
     }
-    per_position(mt, c0, c1, d.S, mp), per_position(scale, c0, c1, d.S, sp), per_position(offset, c0, c1, d.S, op);
+    per_position(mt, c1 - c0, d.S, mp), per_position(scale, c1 - c0, d.S, sp), per_position(offset, c1 - c0, d.S, op);
     for (int64_t i = 0; i < d.N; ++i) {
       const int64_t at = i * P + j0;
       normalize_rows<Relu>(out + at, x + at, res ? res + at : nullptr, n, mp, sp, op);
@@ -282,7 +282,7 @@ void backward_small(T* gx, T* gw, T* gb, const T* go, const T* x, const T* w, co
     alignas(64) double mean[kBlock], a[kBlock], b[kBlock];
     alignas(64) T ta[kBlock], tk[kBlock], tc[kBlock], ap[kBlock], kp[kBlock], cp[kBlock], mp[kBlock];
     if (need_sums) {
-      per_position(mean_in + c0, c0, c1, d.S, mean);
+      per_position(mean_in + c0, c1 - c0, d.S, mean);
       std::fill_n(a, n, 0.0), std::fill_n(b, n, 0.0);
       for (int64_t i = 0; i < d.N; ++i) accumulate_grad(go + i * P + j0, x + i * P + j0, mean, n, a, b);
     }
@@ -293,8 +293,8 @@ void backward_small(T* gx, T* gw, T* gb, const T* go, const T* x, const T* w, co
       grad_constants(sg, sgx, static_cast<double>(invstd_in[c]), w, M, c, gw, gb, &ta[k], &tk[k], &tc[k]);
     }
     if (!gx) return;
-    per_position(ta, c0, c1, d.S, ap), per_position(tk, c0, c1, d.S, kp), per_position(tc, c0, c1, d.S, cp);
-    per_position(mean_in + c0, c0, c1, d.S, mp);
+    per_position(ta, c1 - c0, d.S, ap), per_position(tk, c1 - c0, d.S, kp), per_position(tc, c1 - c0, d.S, cp);
+    per_position(mean_in + c0, c1 - c0, d.S, mp);
     for (int64_t i = 0; i < d.N; ++i) {
       const int64_t at = i * P + j0;
       grad_rows(gx + at, go + at, x + at, n, ap, training ? kp : nullptr, cp, mp);
