@@ -25,23 +25,9 @@
 #include <utility>
 
 #include "tensor/cpu/avx512_transpose.h"
+#include "tensor/cpu/gemm_kernel_types.h"
 
 namespace dl::cpu::detail {
-
-// Micro-kernel (see the top of the file). During its first pf_n iterations it also prefetches one cache line per
-// iteration: pf_lines lines (64 bytes apart) from pf, then from pf + pf_ld, ...: the driver uses this to fetch the
-// next block of op(B) from memory while the FMAs run (prefetches issued in bursts are mostly dropped).
-using SgemmUkr = void (*)(int64_t mr, int64_t nr, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                          float alpha, float beta, const void* pf, int64_t pf_ld, int64_t pf_lines, int64_t pf_n);
-using DgemmUkr = void (*)(int64_t mr, int64_t nr, int64_t kc, const double* a, const double* b, double* c,
-                          int64_t ldc, double alpha, double beta, const void* pf, int64_t pf_ld, int64_t pf_lines,
-                          int64_t pf_n);
-// pack_a(trans, A, lda, mc, kc, dst); pack_b(trans, B, ldb, kc, nc, panel_stride, dst): see pack_a_generic and
-// pack_b_generic.
-using SPackA = void (*)(bool trans, const float* A, int64_t lda, int64_t mc, int64_t kc, float* dst);
-using DPackA = void (*)(bool trans, const double* A, int64_t lda, int64_t mc, int64_t kc, double* dst);
-using SPackB = void (*)(bool trans, const float* B, int64_t ldb, int64_t kc, int64_t nc, int64_t ps, float* dst);
-using DPackB = void (*)(bool trans, const double* B, int64_t ldb, int64_t kc, int64_t nc, int64_t ps, double* dst);
 
 namespace {
 
