@@ -626,6 +626,8 @@ TEST_CASE("fast conv: the planar convolution (few input channels, vectors along 
       conv_case(2, 1, 1, 1, 3, 1, 1, {1, 1}, {0, 0}),     // one pixel
       conv_case(2, 5, 4, 21, 2, 4, 3, {1, 1}, {1, 1}),    // 4 kernel rows, 5 channels: 60 taps, tiles of 3
       conv_case(2, 3, 23, 21, 64, 7, 7, {2, 2}, {3, 3}),  // the stem's 7x7 / 2: 42 planes, rows by parity
+      conv_case(1, 3, 12, 64, 8, 7, 7, {2, 2}, {3, 3}),   // ... 64 wide (ResNet18 at 64x64): plane rows of 32, in
+                                                          // vectors of even values, the last 6-8 one by one
       conv_case(3, 1, 9, 10, 5, 3, 3, {2, 1}, {1, 1}),    // strided rows only
       conv_case(2, 2, 11, 8, 6, 5, 4, {3, 2}, {2, 1}),    // stride 3 x 2: phases with 2, 2 and 1 kernel rows
       conv_case(1, 1, 8, 9, 3, 3, 3, {2, 2}, {0, 0}),     // no padding; the last input row and column reach no output
