@@ -47,10 +47,11 @@ T* mut_ptr_or_null(const Tensor& t) {
 // stored once a plane and added together once a channel (lane_total). With one vector of partial sums (`omp simd
 // reduction`) each addition waited for the one before and every plane ended in a horizontal sum: the statistics
 // pass ran at about a value a cycle, under memory bandwidth. (Arrays of partial sums under `omp simd` stayed in
-// memory, a store and a load an addition.) Measured on the Zen 4 guest (2 threads, AVX2, batch 64, data in cache):
-// forward and backward 1.24-1.25x faster on 128x8x8, 1.15-1.18x on 64x16x16, 1.07-1.10x on 64x32x32; level with
-// the caches flushed first; in ResNet18's training step at 64x64, batch norm's backward 7.6 -> 7.0 ms and its
-// forward (+ ReLU) 5.1 -> 4.5 ms. The loops are compiled for AVX-512 / AVX2 / baseline.
+// memory, a store and a load an addition.) Measured on the Zen 4 guest (2 threads, AVX2, batch 64; bench_records/
+// 2026-12-05T0135Z-session-bn-partial-sums-zen4): with the data in cache, forward and backward 1.25x faster on
+// 128x8x8, 1.15x on 64x16x16, 1.06-1.08x on 64x32x32; with the caches flushed first 1.03-1.10x; in ResNet18's
+// training step the forward (+ ReLU) 1.06x, the backward level. The loops are compiled for AVX-512 / AVX2 /
+// baseline.
 using Sum4 = double __attribute__((vector_size(32)));
 // A channel's partial sums. Aligned by hand: the baseline target gives Sum4 16-byte alignment, and the AVX clones
 // load them as 32-byte aligned.
