@@ -945,7 +945,9 @@ class Child {
       if (WIFEXITED(status) || WIFSIGNALED(status)) {
         register_child(0, pid_);
         pid_ = -1;
-        fail("bench: {} ended while it should {} (see its messages above)", who_, what);
+        const std::string how = WIFEXITED(status) ? fmt::format("exit status {}", WEXITSTATUS(status))
+                                                  : fmt::format("signal {}", strsignal(WTERMSIG(status)));
+        fail("bench: {} ended ({}) while it should {} (see its messages above)", who_, how, what);
       }
       if ((flag == WUNTRACED && WIFSTOPPED(status)) || (flag == WCONTINUED && WIFCONTINUED(status))) return;
     }
