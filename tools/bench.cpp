@@ -946,7 +946,8 @@ class Child {
         register_child(0, pid_);
         pid_ = -1;
         const std::string how = WIFEXITED(status) ? fmt::format("exit status {}", WEXITSTATUS(status))
-                                                  : fmt::format("signal {}", strsignal(WTERMSIG(status)));
+                                                  : fmt::format("signal {} ({})", WTERMSIG(status),
+                                                                strsignal(WTERMSIG(status)));
         fail("bench: {} ended ({}) while it should {} (see its messages above)", who_, how, what);
       }
       if ((flag == WUNTRACED && WIFSTOPPED(status)) || (flag == WCONTINUED && WIFCONTINUED(status))) return;

@@ -65,7 +65,8 @@ inline void load_sum4(const T* p, Sum4& v) {
   if constexpr (std::is_same_v<T, double>)
     std::memcpy(&v, p, sizeof v);
   else
-    v = Sum4{static_cast<double>(p[0]), static_cast<double>(p[1]), static_cast<double>(p[2]), static_cast<double>(p[3])};
+    v = Sum4{static_cast<double>(p[0]), static_cast<double>(p[1]), static_cast<double>(p[2]),
+             static_cast<double>(p[3])};
 }
 
 // lane j of acc[0, 4) += the values p[i] - shift with i % 16 == j, of acc[4, 8) their squares. (The partial sums
@@ -81,7 +82,8 @@ DL_VECTOR_CLONES void sum_shifted(const T* p, int64_t n, double shift, Sum4* acc
     b += v * v;
   };
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16) add(p + i, a0, b0), add(p + i + 4, a1, b1), add(p + i + 8, a2, b2), add(p + i + 12, a3, b3);
+  for (; i + 16 <= n; i += 16)
+    add(p + i, a0, b0), add(p + i + 4, a1, b1), add(p + i + 8, a2, b2), add(p + i + 12, a3, b3);
   acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3, acc[4] = b0, acc[5] = b1, acc[6] = b2, acc[7] = b3;
   for (int j = 0; i < n; ++i, ++j) {  // the last n % 16 values into the first lanes
     const double v = static_cast<double>(p[i]) - shift;

@@ -1051,12 +1051,13 @@ TEST_CASE("fast batch norm: large planes in groups of channels, image by image, 
     check_batch_norm_two_threads(N, C, H, W);
   }
   // the sums' 16 partial sums a channel: planes of 64 values (none left over), of 49 and of 196 (ResNet's 7x7 and
-  // 14x14: 1 and 4 left over), each above the parallel grain; and one image of 3x3 planes (the channel groups with
-  // batch 1, on one thread: only values left over)
+  // 14x14: 1 and 4 left over), each above the parallel grain; and single images (the channel groups with batch 1,
+  // on one thread) of 3x3 planes (only values left over) and of 6x5 (14 left over: the lanes up to the 14th)
   check_batch_norm_two_threads(16, 40, 8, 8);
   check_batch_norm_two_threads(16, 48, 7, 7);
   check_batch_norm_two_threads(8, 24, 14, 14);
   check_batch_norm_two_threads(1, 40, 3, 3);
+  check_batch_norm_two_threads(1, 40, 6, 5);
 }
 
 TEST_CASE("fast batch norm + relu: equals batch_norm (+ residual) then relu, forward and backward, train and eval") {
