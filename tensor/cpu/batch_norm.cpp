@@ -180,6 +180,20 @@ ChannelStats channel_stats(bool training, double s, double ss, double shift, int
   return st;
 }
 
+// Channel c's statistics (channel_stats) written to mean_out[c] and invstd_out[c], and the forward's constants,
+// y = (x - mean) * scale + offset, into mean, scale and offset (both paths below).
+template <typename T>
+void channel_constants(bool training, double s, double ss, double shift, int64_t M, double momentum, double eps,
+                       T* rm, T* rv, const T* w, const T* b, int64_t c, T* mean_out, T* invstd_out, T* mean, T* scale,
+                       T* offset) {
+  const ChannelStats st = channel_stats(training, s, ss, shift, M, momentum, eps, rm, rv, c);
+  mean_out[c] = static_cast<T>(st.mean);
+  invstd_out[c] = static_cast<T>(st.invstd);
+  *mean = mean_out[c];
+  *scale = static_cast<T>(st.invstd * (w ? static_cast<double>(w[c]) : 1.0));
+  *offset = b ? b[c] : T(0);
+}
+
 // From the sums sg of g and sgx of g * (x - mean) over channel c's M values: gw[c] and gb[c] (where asked for), and
 // the input gradient gx = ta * g - tk * (x - mean) + tc, i.e. a * (g - mean(g) - xhat * mean(g * xhat)) with
 // a = invstd * w and xhat = (x - mean) * invstd (in eval only ta applies: gx = ta * g).
@@ -308,12 +322,8 @@ void forward_small(T* out, T* mean_out, T* invstd_out, const T* x, const T* res,
       const int64_t k = c - c0;
       const double sc = training ? channel_sum(s + k * d.S, d.S) : 0.0;
       const double ssc = training ? channel_sum(ss + k * d.S, d.S) : 0.0;
-      const ChannelStats st = channel_stats(training, sc, ssc, shift_c[k], M, momentum, eps, rm, rv, c);
-      mean_out[c] = static_cast<T>(st.mean);
-      invstd_out[c] = static_cast<T>(st.invstd);
-      mt[k] = mean_out[c];
-      scale[k] = static_cast<T>(st.invstd * (w ? static_cast<double>(w[c]) : 1.0));
-      offset[k] = b ? b[c] : T(0);
+      channel_constants(training, sc, ssc, shift_c[k], M, momentum, eps, rm, rv, w, b, c, mean_out, invstd_out, &mt[k],
+                        &scale[k], &offset[k]);
     }
     per_position(mt, c1 - c0, d.S, mp), per_position(scale, c1 - c0, d.S, sp), per_position(offset, c1 - c0, d.S, op);
     for (int64_t i = 0; i < d.N; ++i) {
@@ -407,14 +417,8 @@ void forward_typed(T* out, T* mean_out, T* invstd_out, const T* x, const T* res,
     for (int64_t c = c0; c < c1; ++c) {
       const size_t i = static_cast<size_t>(c - c0);
       const Sum4* a = training ? acc[i].v : nullptr;
-      const ChannelStats st = channel_stats(training, a ? lane_total(a) : 0.0, a ? lane_total(a + 4) : 0.0,
-                                            shift[i], M, momentum, eps, rm, rv, c);
-      mean_out[c] = static_cast<T>(st.mean);
-      invstd_out[c] = static_cast<T>(st.invstd);
-      // y = (x - mean) * (invstd * w) + b
-      mt[i] = static_cast<T>(st.mean);
-      scale[i] = static_cast<T>(st.invstd * (w ? static_cast<double>(w[c]) : 1.0));
-      offset[i] = b ? b[c] : T(0);
+      channel_constants(training, a ? lane_total(a) : 0.0, a ? lane_total(a + 4) : 0.0, shift[i], M, momentum, eps, rm,
+                        rv, w, b, c, mean_out, invstd_out, &mt[i], &scale[i], &offset[i]);
     }
     for (int64_t n = 0; n < d.N; ++n)
       for (int64_t c = c0; c < c1; ++c) {
