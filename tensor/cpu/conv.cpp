@@ -2297,8 +2297,9 @@ void choose_and_run(Pass pass, DType dtype, const Conv2dParams& g, bool low, siz
   // weight gradient's sums split by images where they fit in about L2, the channels-last col2im's chunks in L2; 12:
   // the planar convolution; 13: the direct weight gradient's output gradient in blocks, its chunks sized by L2; 14:
   // the direct strided input gradient's phases together on a few images at a time; 15: the channels-last weight
-  // gradient's panels of several runs by AVX2, the direct input gradients' weights packed channel by channel)
-  constexpr const char* kKernelsRevision = "kernels-15,";
+  // gradient's panels of several runs by AVX2, the direct input gradients' weights packed channel by channel; 16:
+  // the planar convolution's prefetches)
+  constexpr const char* kKernelsRevision = "kernels-16,";
   uint32_t h = 2166136261u;  // FNV-1a
   const std::string revision = std::string(kKernelsRevision) + (conv_tuning().vector_im2col ? "" : "im2col-scalar,") +
                                (conv_tuning().direct_grad_split == 0
