@@ -824,9 +824,9 @@ class Child {
     envp.push_back(nullptr);
     // The side ignores SIGHUP (an ignored signal stays ignored across exec; the driver's handler is put back at
     // once). A bench started in the background from a shell that then ended lost a stopped side to a hangup while
-    // the driver carried on ("framework sgemm_1024 ended (signal 1 (Hangup))"): the kernel sends SIGHUP and
-    // SIGCONT to a process group left without a parent outside it while a member is stopped. A hangup of the
-    // driver itself still ends the sides (on_fatal_signal sends them SIGTERM).
+    // the driver carried on ("framework sgemm_1024 ended (signal 1 (Hangup))"; likely the kernel's rule for a
+    // process group left without a parent outside it while a member is stopped: SIGHUP, then SIGCONT). A hangup of
+    // the driver itself still ends the sides (on_fatal_signal sends them SIGTERM).
     struct sigaction ignore{}, handler{};
     ignore.sa_handler = SIG_IGN;
     sigemptyset(&ignore.sa_mask);
