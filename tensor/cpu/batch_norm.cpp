@@ -57,6 +57,8 @@ using Sum4 = double __attribute__((vector_size(32)));
 // load them as 32-byte aligned.
 struct alignas(64) ChannelSums {
   Sum4 v[8];
+  double first() const;   // the sum of v[0, 4)
+  double second() const;  // of v[4, 8)
 };
 // v = p[0, 4) in double (by reference: a vector passed by value would change the ABI between the clones)
 template <typename T>
@@ -120,6 +122,8 @@ double lane_total(const Sum4* v) {
     for (int j = 0; j < 4; ++j) r += v[k][j];
   return r;
 }
+double ChannelSums::first() const { return lane_total(v); }
+double ChannelSums::second() const { return lane_total(v + 4); }
 
 // o = (p - mean) * scale + offset, then max(o, 0) when Relu; centring first keeps a large mean
 // from cancelling. o never aliases p.
@@ -405,7 +409,7 @@ void forward_typed(T* out, T* mean_out, T* invstd_out, const T* x, const T* res,
     const size_t nc = static_cast<size_t>(c1 - c0);
     std::vector<T> mt(nc), scale(nc), offset(nc);
     std::vector<double> shift(nc, 0.0);
-    std::vector<ChannelSums> acc(training ? nc : 0, ChannelSums{});
+    std::vector<ChannelSums> acc(nc, ChannelSums{});  // zero outside training
     if (training && M > 0) {
       for (int64_t c = c0; c < c1; ++c) shift[static_cast<size_t>(c - c0)] = static_cast<double>(x[c * d.S]);
       for (int64_t n = 0; n < d.N; ++n)
@@ -416,9 +420,8 @@ void forward_typed(T* out, T* mean_out, T* invstd_out, const T* x, const T* res,
     }
     for (int64_t c = c0; c < c1; ++c) {
       const size_t i = static_cast<size_t>(c - c0);
-      const Sum4* a = training ? acc[i].v : nullptr;
-      channel_constants(training, a ? lane_total(a) : 0.0, a ? lane_total(a + 4) : 0.0, shift[i], M, momentum, eps, rm,
-                        rv, w, b, c, mean_out, invstd_out, &mt[i], &scale[i], &offset[i]);
+      channel_constants(training, acc[i].first(), acc[i].second(), shift[i], M, momentum, eps, rm, rv, w, b, c,
+                        mean_out, invstd_out, &mt[i], &scale[i], &offset[i]);
     }
     for (int64_t n = 0; n < d.N; ++n)
       for (int64_t c = c0; c < c1; ++c) {
@@ -444,7 +447,7 @@ void backward_typed(T* gx, T* gw, T* gb, const T* go, const T* x, const T* w, co
   channel_groups<T>(d, 2, [&](int64_t c0, int64_t c1) {
     const size_t nc = static_cast<size_t>(c1 - c0);
     // sums of g and of g * (x - mean) over each channel
-    std::vector<ChannelSums> acc(need_sums ? nc : 0, ChannelSums{});
+    std::vector<ChannelSums> acc(nc, ChannelSums{});  // zero where the sums are not needed
     if (need_sums)
       for (int64_t n = 0; n < d.N; ++n)
         for (int64_t c = c0; c < c1; ++c) {
@@ -455,9 +458,8 @@ void backward_typed(T* gx, T* gw, T* gb, const T* go, const T* x, const T* w, co
     std::vector<T> ta(nc), tk(nc), tc(nc);
     for (int64_t c = c0; c < c1; ++c) {
       const size_t i = static_cast<size_t>(c - c0);
-      const Sum4* a = need_sums ? acc[i].v : nullptr;
-      grad_constants(a ? lane_total(a) : 0.0, a ? lane_total(a + 4) : 0.0, static_cast<double>(invstd_in[c]), w,
-                     M, c, gw, gb, &ta[i], &tk[i], &tc[i]);
+      grad_constants(acc[i].first(), acc[i].second(), static_cast<double>(invstd_in[c]), w, M, c, gw, gb, &ta[i],
+                     &tk[i], &tc[i]);
     }
     if (!gx) return;
     for (int64_t n = 0; n < d.N; ++n)
